@@ -1,0 +1,58 @@
+"""The auth service process: `python -m services.auth.server`."""
+from __future__ import annotations
+
+import logging
+
+from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
+from services.common import keys
+from services.common.db import Database, make_engine
+from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
+from services.common.tokens import TokenVerifier
+
+from .passwords import PasswordHasher
+from .servicer import AuthServicer
+from .service import Accounts
+from .settings import AuthSettings
+from .tokens import AccessTokenIssuer
+
+SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+PUBLIC_METHODS = {f"/{SERVICE_NAME}/{m}" for m in ("SignUp", "SignIn", "Refresh", "SignOut")}
+
+
+def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerHandle:
+    db = Database(make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers // 2 or 1))
+    public_pem = keys.public_key_pem(settings, settings.public_key)
+    accounts = Accounts(
+        db=db,
+        hasher=PasswordHasher(settings.bcrypt_rounds),
+        issuer=AccessTokenIssuer(
+            keys.private_key_pem(settings, settings.private_key),
+            issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+            ttl_seconds=settings.access_token_ttl_seconds,
+        ),
+        long_session_ttl=settings.long_session_ttl_seconds,
+        short_session_ttl=settings.short_session_ttl_seconds,
+    )
+
+    def register(server):
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), server)
+        return [SERVICE_NAME]
+
+    return build_server(
+        host=settings.dropfile_bind_host,
+        port=settings.auth_grpc_port if port is None else port,
+        max_workers=settings.grpc_max_workers,
+        verifier=TokenVerifier(public_pem, issuer=settings.jwt_issuer,
+                               audience=settings.jwt_audience),
+        service_token=keys.service_token(settings, settings.service_token),
+        policy=AccessPolicy(public_methods=PUBLIC_METHODS),
+        register=register,
+    )
+
+
+def main() -> None:
+    run_service("auth", AuthSettings, create_server)
+
+
+if __name__ == "__main__":
+    main()

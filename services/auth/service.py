@@ -1,0 +1,152 @@
+"""The rules of identity: accounts, device sessions, refresh-token rotation."""
+from __future__ import annotations
+
+import hmac
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from services.common.db import Database
+from services.common.errors import AlreadyExists, InvalidArgument, Unauthenticated
+
+from .models import DeviceSession, User
+from .passwords import MAX_PASSWORD_BYTES, MIN_PASSWORD_LENGTH, PasswordHasher
+from .tokens import AccessTokenIssuer, hash_refresh_token, new_refresh_token
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+BAD_CREDENTIALS = "invalid email or password"
+BAD_REFRESH = "refresh token missing, expired or invalid; sign in again"
+
+
+@dataclass(frozen=True)
+class SessionTokens:
+    access_token: str
+    refresh_token: str
+    device_id: str
+    access_token_expires_in: int
+    session_expires_in: int
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+class Accounts:
+    def __init__(self, *, db: Database, hasher: PasswordHasher, issuer: AccessTokenIssuer,
+                 long_session_ttl: int, short_session_ttl: int) -> None:
+        self._db = db
+        self._hasher = hasher
+        self._issuer = issuer
+        self._long_ttl = long_session_ttl
+        self._short_ttl = short_session_ttl
+
+    def sign_up(self, *, email: str, name: str, password: str, remember_me: bool
+                ) -> tuple[str, SessionTokens]:
+        email = normalize_email(email)
+        name = name.strip()
+        missing = [field for field, value in (("email", email), ("name", name),
+                                              ("password", password)) if not value]
+        if missing:
+            raise InvalidArgument(f"missing fields: {', '.join(missing)}")
+        if len(email) > 320 or not EMAIL_PATTERN.match(email):
+            raise InvalidArgument("email is not a valid address")
+        if len(name) > 200:
+            raise InvalidArgument("name is longer than 200 characters")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise InvalidArgument(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+        if len(password.encode()) > MAX_PASSWORD_BYTES:
+            raise InvalidArgument(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
+        password_hash = self._hasher.hash(password)  # slow: outside any transaction
+        try:
+            with self._db.session() as session:
+                user = User(email=email, name=name, password_hash=password_hash)
+                session.add(user)
+                session.flush()
+                tokens = self._open_session(session, user, remember_me)
+        except IntegrityError:
+            raise AlreadyExists("an account with this email already exists") from None
+        return str(user.id), tokens
+
+    def sign_in(self, *, email: str, password: str, remember_me: bool
+                ) -> tuple[str, SessionTokens]:
+        email = normalize_email(email)
+        if not email or not password:
+            raise InvalidArgument("missing fields: email and password are required")
+        with self._db.session() as session:
+            user = session.scalar(select(User).where(User.email == email))
+        # Unknown email and wrong password take the same time and give the same answer.
+        if not self._hasher.verify(password, user.password_hash if user else None) or not user:
+            raise Unauthenticated(BAD_CREDENTIALS, reason="BAD_CREDENTIALS")
+        with self._db.session() as session:
+            tokens = self._open_session(session, user, remember_me)
+        return str(user.id), tokens
+
+    def refresh(self, *, refresh_token: str, device_id: str) -> SessionTokens:
+        session_id = _parse_uuid(device_id)
+        if session_id is None or not refresh_token:
+            raise Unauthenticated(BAD_REFRESH, reason="REFRESH_TOKEN_INVALID")
+        with self._db.session() as session:
+            device = session.get(DeviceSession, session_id, with_for_update=True)
+            if device is None or device.revoked_at is not None or device.expires_at <= _now():
+                raise Unauthenticated(BAD_REFRESH, reason="REFRESH_TOKEN_INVALID")
+            presented = hash_refresh_token(refresh_token)
+            if not hmac.compare_digest(presented, device.refresh_token_hash):
+                # An old (rotated) or forged token: someone may hold a stolen copy, so the
+                # whole device session ends.
+                device.revoked_at = _now()
+                revoked = True
+            else:
+                revoked = False
+                user = session.get(User, device.user_id)
+                refresh = new_refresh_token()
+                device.refresh_token_hash = hash_refresh_token(refresh)
+                device.last_used_at = _now()
+                tokens = self._tokens(user, device, refresh)
+        if revoked:
+            raise Unauthenticated("refresh token was already used; the session is revoked",
+                                  reason="REFRESH_TOKEN_REUSED")
+        return tokens
+
+    def sign_out(self, *, device_id: str) -> None:
+        session_id = _parse_uuid(device_id)
+        if session_id is None:
+            return
+        with self._db.session() as session:
+            device = session.get(DeviceSession, session_id, with_for_update=True)
+            if device is not None and device.revoked_at is None:
+                device.revoked_at = _now()
+
+    def _open_session(self, session, user: User, remember_me: bool) -> SessionTokens:
+        ttl = self._long_ttl if remember_me else self._short_ttl
+        refresh = new_refresh_token()
+        device = DeviceSession(
+            id=uuid.uuid4(), user_id=user.id, refresh_token_hash=hash_refresh_token(refresh),
+            remember_me=remember_me, expires_at=_now() + timedelta(seconds=ttl),
+        )
+        session.add(device)
+        return self._tokens(user, device, refresh)
+
+    def _tokens(self, user: User, device: DeviceSession, refresh: str) -> SessionTokens:
+        remaining = int((device.expires_at - _now()).total_seconds())
+        return SessionTokens(
+            access_token=self._issuer.issue(user_id=str(user.id), email=user.email),
+            refresh_token=refresh,
+            device_id=str(device.id),
+            access_token_expires_in=self._issuer.ttl_seconds,
+            session_expires_in=max(remaining, 0),
+        )

@@ -1,0 +1,52 @@
+"""AuthService over gRPC: protobuf in, domain call, protobuf out."""
+from __future__ import annotations
+
+from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
+from services.common.errors import Unauthenticated
+from services.common.tokens import current_identity
+
+from .service import Accounts, SessionTokens
+
+
+def _tokens(tokens: SessionTokens) -> auth_pb2.SessionTokens:
+    return auth_pb2.SessionTokens(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        device_id=tokens.device_id,
+        access_token_expires_in_seconds=tokens.access_token_expires_in,
+        session_expires_in_seconds=tokens.session_expires_in,
+    )
+
+
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
+
+    def SignUp(self, request, context):
+        user_id, tokens = self._accounts.sign_up(
+            email=request.email, name=request.name, password=request.password,
+            remember_me=request.remember_me,
+        )
+        return auth_pb2.SignUpResponse(user_id=user_id, tokens=_tokens(tokens))
+
+    def SignIn(self, request, context):
+        user_id, tokens = self._accounts.sign_in(
+            email=request.email, password=request.password, remember_me=request.remember_me
+        )
+        return auth_pb2.SignInResponse(user_id=user_id, tokens=_tokens(tokens))
+
+    def Refresh(self, request, context):
+        tokens = self._accounts.refresh(
+            refresh_token=request.refresh_token, device_id=request.device_id
+        )
+        return auth_pb2.RefreshResponse(tokens=_tokens(tokens))
+
+    def SignOut(self, request, context):
+        self._accounts.sign_out(device_id=request.device_id)
+        return auth_pb2.SignOutResponse()
+
+    def Authenticate(self, request, context):
+        identity = current_identity.get()
+        if identity is None:  # the interceptor guarantees one; defensive
+            raise Unauthenticated("missing access token")
+        return auth_pb2.AuthenticateResponse(user_id=identity.user_id, email=identity.email)

@@ -1,0 +1,33 @@
+"""Clients for Redis and AWS (S3, SQS). AWS credentials and AWS_ENDPOINT_URL come from
+boto3's usual chain; settings may name an endpoint explicitly too."""
+from __future__ import annotations
+
+import boto3
+import redis
+from botocore.config import Config
+
+
+def redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        retry_on_timeout=True,
+    )
+
+
+def aws_client(service: str, *, region: str, endpoint_url: str | None = None,
+               max_pool_connections: int = 50):
+    config = Config(
+        region_name=region,
+        signature_version="s3v4",
+        max_pool_connections=max_pool_connections,
+        retries={"mode": "standard", "max_attempts": 3},
+        # Local stores (moto, SeaweedFS) answer on one host name: path-style addressing.
+        s3={"addressing_style": "path"} if endpoint_url else {},
+        connect_timeout=5,
+        read_timeout=30,
+    )
+    return boto3.session.Session().client(service, endpoint_url=endpoint_url, config=config)

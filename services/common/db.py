@@ -1,0 +1,46 @@
+"""PostgreSQL engine and sessions. Pooled connections are checked before use, so a
+database restart costs one failed ping, not a failed request."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+
+class Base(DeclarativeBase):
+    """Base of every service's models (one metadata, so one Alembic history)."""
+
+
+def sqlalchemy_url(uri: str) -> str:
+    """Accepts the usual `postgres://` and `postgresql://` forms; psycopg2 is the driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if uri.startswith(prefix):
+            return "postgresql+psycopg2://" + uri[len(prefix):]
+    return uri
+
+
+def make_engine(uri: str, *, pool_size: int = 10) -> Engine:
+    return create_engine(
+        sqlalchemy_url(uri),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        pool_timeout=10,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+class Database:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: committed when the block ends, rolled back on error."""
+        with self._sessions() as session, session.begin():
+            yield session

@@ -1,0 +1,231 @@
+"""The bootstrap every gRPC service shares: interceptors for request ids, authentication
+and errors; the health and reflection services; graceful stop on SIGTERM."""
+from __future__ import annotations
+
+import hmac
+import logging
+import signal
+import sys
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from .errors import DomainError
+from .keys import MissingSecretError
+from .logs import configure_logging
+from .settings import GrpcServiceSettings, load_settings
+from .logs import REQUEST_ID_HEADER, request_id_var
+from .tokens import InvalidTokenError, TokenVerifier, current_identity
+from .transient import is_transient
+
+log = logging.getLogger(__name__)
+
+SERVICE_TOKEN_HEADER = "x-dropfile-service-token"
+ERROR_DOMAIN = "dropfile"
+
+
+@dataclass
+class AccessPolicy:
+    """Who may call what. Methods are full names (`/pkg.Service/Method`); services are
+    full service names. Anything not listed needs a user's access token."""
+
+    public_methods: set[str] = field(default_factory=set)
+    internal_services: set[str] = field(default_factory=set)
+
+    def kind(self, method: str) -> str:
+        service = method.lstrip("/").split("/", 1)[0]
+        if method in self.public_methods or service.startswith("grpc."):
+            return "public"  # health checks and reflection are open, as probes need
+        if service in self.internal_services:
+            return "internal"
+        return "user"
+
+
+def _status(code: grpc.StatusCode, message: str, reason: str) -> status_pb2.Status:
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
+    return status_pb2.Status(code=code.value[0], message=message, details=[detail])
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, reason: str):
+    context.abort_with_status(rpc_status.to_status(_status(code, message, reason)))
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):
+    """Sets the request id, authenticates the caller and maps errors, for every RPC."""
+
+    def __init__(self, *, verifier: TokenVerifier, service_token: str, policy: AccessPolicy):
+        self._verifier = verifier
+        self._service_token = service_token.encode()
+        self._policy = policy
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        kind = self._policy.kind(method)
+        if handler.unary_unary:
+            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method, kind))
+        if handler.unary_stream:
+            return handler._replace(
+                unary_stream=self._wrap_stream(handler.unary_stream, method, kind)
+            )
+        return handler
+
+    def _enter(self, context: grpc.ServicerContext, kind: str) -> None:
+        metadata = dict(context.invocation_metadata())
+        request_id_var.set(metadata.get(REQUEST_ID_HEADER, ""))
+        current_identity.set(None)
+        if kind == "public":
+            return
+        if kind == "internal":
+            presented = metadata.get(SERVICE_TOKEN_HEADER, "").encode()
+            if not presented or not hmac.compare_digest(presented, self._service_token):
+                _abort(context, grpc.StatusCode.PERMISSION_DENIED,
+                       "this RPC is for Dropfile services only", "SERVICE_CREDENTIAL_REQUIRED")
+            return
+        authorization = metadata.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            _abort(context, grpc.StatusCode.UNAUTHENTICATED,
+                   "missing access token", "ACCESS_TOKEN_MISSING")
+        try:
+            current_identity.set(self._verifier.verify(token.strip()))
+        except InvalidTokenError as exc:
+            _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc), "ACCESS_TOKEN_INVALID")
+
+    def _fail(self, context: grpc.ServicerContext, method: str, exc: Exception):
+        if isinstance(exc, DomainError):
+            _abort(context, exc.code, exc.message, exc.reason)
+        if is_transient(exc):
+            log.warning("dependency unavailable in %s: %s", method, type(exc).__name__)
+            _abort(context, grpc.StatusCode.UNAVAILABLE,
+                   "a backend is temporarily unavailable; retry", "BACKEND_UNAVAILABLE")
+        log.exception("unexpected error in %s", method)
+        _abort(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+
+    def _wrap(self, behavior, method: str, kind: str):
+        def wrapped(request, context):
+            self._enter(context, kind)
+            try:
+                return behavior(request, context)
+            except Exception as exc:  # noqa: BLE001 - mapped to a status, never leaked
+                if context.code() is not None and not isinstance(exc, DomainError):
+                    raise  # context.abort() already set the status
+                self._fail(context, method, exc)
+
+        return wrapped
+
+    def _wrap_stream(self, behavior, method: str, kind: str):
+        def wrapped(request, context):
+            self._enter(context, kind)
+            try:
+                yield from behavior(request, context)
+            except Exception as exc:  # noqa: BLE001
+                if context.code() is not None and not isinstance(exc, DomainError):
+                    raise
+                self._fail(context, method, exc)
+
+        return wrapped
+
+
+class Worker(Protocol):
+    """A background loop that lives as long as its server (a queue poller, a reconciler)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class ServerHandle:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    service_names: list[str]
+    workers: list[Worker] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.server.start()
+        for worker in self.workers:
+            worker.start()
+
+    def stop(self, grace: float | None = None) -> threading.Event:
+        for name in self.service_names + [""]:
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        for worker in self.workers:
+            worker.stop()
+        return self.server.stop(grace)
+
+
+def build_server(
+    *,
+    host: str,
+    port: int,
+    max_workers: int,
+    verifier: TokenVerifier,
+    service_token: str,
+    policy: AccessPolicy,
+    register: Callable[[grpc.Server], Iterable[str]],
+) -> ServerHandle:
+    """Creates a server with every Dropfile service's common parts. `register` adds the
+    servicers and returns their full service names. Port 0 picks a free port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=[ServiceInterceptor(verifier=verifier, service_token=service_token,
+                                         policy=policy)],
+        options=[("grpc.so_reuseport", 0)],
+    )
+    names = list(register(server))
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in names + [""]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME],
+        server,
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port} (in use?)")
+    return ServerHandle(server=server, port=bound, health=health_servicer, service_names=names)
+
+
+def serve(handle: ServerHandle, *, grace: float) -> None:
+    """Runs until SIGTERM or SIGINT, then reports NOT_SERVING and lets in-flight RPCs
+    finish within `grace` seconds."""
+    stopping = threading.Event()
+
+    def request_stop(signum, _frame):
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    handle.start()
+    log.info("serving gRPC on port %d", handle.port)
+    stopping.wait()
+    handle.stop(grace).wait()
+    log.info("stopped")
+
+
+def run_service(name: str, settings_cls: type[GrpcServiceSettings],
+                create_server: Callable[[GrpcServiceSettings], ServerHandle]) -> None:
+    """The `main()` of every gRPC service: settings, logging, server, serve until signal."""
+    settings = load_settings(settings_cls)
+    configure_logging(name, settings.log_level)
+    try:
+        handle = create_server(settings)
+    except (MissingSecretError, OSError) as exc:
+        print(f"{name}: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    serve(handle, grace=settings.shutdown_grace_seconds)

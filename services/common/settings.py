@@ -1,0 +1,89 @@
+"""The typed settings base: one settings object per process, validated at start."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound="BaseServiceSettings")
+
+
+class BaseServiceSettings(BaseSettings):
+    """Settings every Dropfile process reads. Field names are the environment variables
+    (case-insensitive); `.env` in the working directory is read too."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    dropfile_env: Literal["development", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Where development keys and secrets are generated once and kept.
+    dropfile_keys_dir: Path = Path(".dropfile/keys")
+
+    @property
+    def development(self) -> bool:
+        return self.dropfile_env == "development"
+
+
+class GrpcServiceSettings(BaseServiceSettings):
+    """Settings of a process that serves gRPC and verifies callers' tokens."""
+
+    dropfile_bind_host: str = "127.0.0.1"
+    # PEM public key that verifies access tokens (literal "\n" sequences are accepted).
+    public_key: str | None = None
+    # Credential internal services present to each other (x-dropfile-service-token).
+    service_token: str | None = Field(default=None, min_length=32)
+    jwt_issuer: str = "dropfile-auth"
+    jwt_audience: str = "dropfile"
+    grpc_max_workers: int = Field(default=32, ge=1, le=1024)
+    # Seconds in-flight RPCs get to finish on SIGTERM.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+
+def load_settings(cls: type[S], **overrides) -> S:
+    """Builds the settings or stops the process with one line per bad variable."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+            print(f"configuration error: {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+DEFAULT_CORS_ORIGINS = (
+    "http://localhost:5173,http://127.0.0.1:5173,http://localhost:3000,"
+    "http://127.0.0.1:3000,http://localhost:8080,http://127.0.0.1:8080"
+)
+
+
+class StorageSettings(BaseServiceSettings):
+    """Where files are stored. Credentials come from boto3's chain (AWS_ACCESS_KEY_ID...,
+    or IAM roles); AWS_ENDPOINT_URL(_S3|_SQS) point at a local store."""
+
+    aws_region: str = Field(default="us-east-1", min_length=1)
+    aws_endpoint_url: str | None = None
+    aws_endpoint_url_s3: str | None = None
+    aws_endpoint_url_sqs: str | None = None
+    s3_bucket: str = Field(default="dropfile", min_length=3, max_length=63,
+                           pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")
+
+    @property
+    def s3_endpoint(self) -> str | None:
+        return self.aws_endpoint_url_s3 or self.aws_endpoint_url
+
+    @property
+    def sqs_endpoint(self) -> str | None:
+        return self.aws_endpoint_url_sqs or self.aws_endpoint_url
+
+
+class CorsSettings(BaseServiceSettings):
+    # Comma-separated origins allowed to call with credentials (browsers, dev servers).
+    cors_origins: str = DEFAULT_CORS_ORIGINS
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.cors_origins.split(",")
+                if origin.strip()]

@@ -1,0 +1,120 @@
+"""`python -m services.setup`: creates what Dropfile needs in storage when it is missing:
+the bucket, its CORS rule (exposing ETag to browsers), the queue with its dead-letter queue,
+and the bucket's ObjectCreated notification to the queue. On AWS these are infrastructure;
+the command still works there with sufficient rights, and skips what the store lacks."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from urllib.parse import urlparse
+
+from botocore.exceptions import ClientError
+from pydantic import Field
+
+from services.common.clients import aws_client
+from services.common.logs import configure_logging
+from services.common.settings import CorsSettings, StorageSettings, load_settings
+
+log = logging.getLogger("setup")
+
+
+class SetupSettings(StorageSettings, CorsSettings):
+    sqs_queue_url: str | None = None
+    # Receives after which a message that keeps failing moves to the dead-letter queue.
+    sqs_max_receive_count: int = Field(default=5, ge=1, le=1000)
+
+
+def queue_name_from_url(url: str) -> str:
+    name = urlparse(url).path.rstrip("/").rsplit("/", 1)[-1]
+    if not name:
+        raise ValueError(f"SQS_QUEUE_URL has no queue name: {url}")
+    return name
+
+
+def ensure_bucket(s3, bucket: str, region: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    params = {"Bucket": bucket}
+    if region != "us-east-1":
+        params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**params)
+    log.info("created bucket %s", bucket)
+
+
+def ensure_cors(s3, bucket: str, origins: list[str]) -> None:
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [{
+        "AllowedOrigins": origins,
+        "AllowedMethods": ["GET", "PUT", "HEAD"],
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": ["ETag"],
+        "MaxAgeSeconds": 3600,
+    }]})
+
+
+def ensure_queues(sqs, queue_name: str, max_receive_count: int) -> tuple[str, str]:
+    """Returns (queue_url, queue_arn), creating the queue and its dead-letter queue."""
+    dlq_url = sqs.create_queue(QueueName=f"{queue_name}-dlq",
+                               Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                     "maxReceiveCount": str(max_receive_count)}),
+        "Policy": json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "sqs:SendMessage", "Resource": queue_arn,
+        }]}),
+    })
+    return queue_url, queue_arn
+
+
+def ensure_notification(s3, bucket: str, queue_arn: str) -> None:
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "QueueConfigurations": [{
+            "Id": "dropfile-object-created",
+            "QueueArn": queue_arn,
+            "Events": ["s3:ObjectCreated:*"],
+        }],
+    })
+
+
+def run_setup(settings: SetupSettings) -> None:
+    s3 = aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_endpoint)
+    ensure_bucket(s3, settings.s3_bucket, settings.aws_region)
+    try:
+        ensure_cors(s3, settings.s3_bucket, settings.cors_origin_list)
+    except ClientError as exc:
+        log.warning("bucket CORS not set (%s); browsers cannot read ETags", exc)
+    if not settings.sqs_queue_url:
+        log.info("SQS_QUEUE_URL not set: no queue or event notification")
+        return
+    sqs = aws_client("sqs", region=settings.aws_region, endpoint_url=settings.sqs_endpoint)
+    _, queue_arn = ensure_queues(sqs, queue_name_from_url(settings.sqs_queue_url),
+                                 settings.sqs_max_receive_count)
+    try:
+        ensure_notification(s3, settings.s3_bucket, queue_arn)
+    except ClientError as exc:
+        log.warning("bucket event notification not set (%s)", exc)
+    log.info("storage ready: bucket %s, queue %s", settings.s3_bucket, settings.sqs_queue_url)
+
+
+def main() -> None:
+    settings = load_settings(SetupSettings)
+    configure_logging("setup", settings.log_level)
+    try:
+        run_setup(settings)
+    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
+        print(f"setup failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

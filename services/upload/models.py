@@ -1,0 +1,78 @@
+"""Tables the upload coordinator owns: files and their parts (chunks)."""
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Enum, ForeignKey, Index, Integer, String, Uuid, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from services.common.db import Base
+
+
+class FileStatus(str, enum.Enum):
+    UPLOADING = "UPLOADING"
+    UPLOADED = "UPLOADED"
+    FAILED = "FAILED"
+
+
+class ChunkStatus(str, enum.Enum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class File(Base):
+    __tablename__ = "files"
+
+    # Chosen by the client (a UUID); unique across all users.
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    # Owner. Users belong to the auth service, so no foreign key crosses that boundary.
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    file_name: Mapped[str] = mapped_column(String(1024))
+    mime_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    s3_key: Mapped[str] = mapped_column(String(200), unique=True)
+    upload_id: Mapped[str | None] = mapped_column(String(1024))
+    part_size: Mapped[int] = mapped_column(BigInteger)
+    part_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[FileStatus] = mapped_column(
+        Enum(FileStatus, name="file_status", native_enum=True), default=FileStatus.UPLOADING
+    )
+    etag: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    # Set when CompleteMultipartUpload succeeded; storage confirmation comes after.
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    uploaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    chunks: Mapped[list["Chunk"]] = relationship(
+        back_populates="file", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Chunk.chunk_index",
+    )
+
+    __table_args__ = (
+        Index("ix_files_user_created", "user_id", "created_at"),
+        # The reconciler looks for completed-but-unconfirmed uploads.
+        Index("ix_files_status_completed", "status", "completed_at"),
+    )
+
+
+class Chunk(Base):
+    __tablename__ = "chunks"
+
+    file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0-based
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(200))
+    status: Mapped[ChunkStatus] = mapped_column(
+        Enum(ChunkStatus, name="chunk_status", native_enum=True), default=ChunkStatus.COMPLETED
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    file: Mapped[File] = relationship(back_populates="chunks")
