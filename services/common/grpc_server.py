@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
@@ -23,6 +24,7 @@ from .keys import MissingSecretError
 from .logs import configure_logging
 from .settings import GrpcServiceSettings, load_settings
 from .logs import REQUEST_ID_HEADER, request_id_var
+from .metrics import GRPC_LATENCY, GRPC_REQUESTS, start_metrics_server
 from .tokens import InvalidTokenError, TokenVerifier, current_identity
 from .transient import is_transient
 
@@ -114,14 +116,23 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         _abort(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
     def _wrap(self, behavior, method: str, kind: str):
+        service, _, name = method.lstrip("/").partition("/")
+        latency = GRPC_LATENCY.labels(service, name)
+
         def wrapped(request, context):
-            self._enter(context, kind)
+            started = time.perf_counter()
             try:
-                return behavior(request, context)
-            except Exception as exc:  # noqa: BLE001 - mapped to a status, never leaked
-                if context.code() is not None and not isinstance(exc, DomainError):
-                    raise  # context.abort() already set the status
-                self._fail(context, method, exc)
+                self._enter(context, kind)
+                try:
+                    return behavior(request, context)
+                except Exception as exc:  # noqa: BLE001 - mapped to a status, never leaked
+                    if context.code() is not None and not isinstance(exc, DomainError):
+                        raise  # context.abort() already set the status
+                    self._fail(context, method, exc)
+            finally:
+                latency.observe(time.perf_counter() - started)
+                code = context.code() or grpc.StatusCode.OK
+                GRPC_REQUESTS.labels(service, name, code.name).inc()
 
         return wrapped
 
@@ -225,6 +236,7 @@ def run_service(name: str, settings_cls: type[GrpcServiceSettings],
     configure_logging(name, settings.log_level)
     try:
         handle = create_server(settings)
+        start_metrics_server(settings.metrics_port, settings.metrics_host)
     except (MissingSecretError, OSError) as exc:
         print(f"{name}: cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

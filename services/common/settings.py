@@ -38,6 +38,9 @@ class GrpcServiceSettings(BaseServiceSettings):
     jwt_issuer: str = "dropfile-auth"
     jwt_audience: str = "dropfile"
     grpc_max_workers: int = Field(default=32, ge=1, le=1024)
+    # Port of the Prometheus /metrics endpoint; unset means no endpoint.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
     # Seconds in-flight RPCs get to finish on SIGTERM.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 

@@ -1,0 +1,35 @@
+"""Prometheus metrics of every Dropfile process, defined once. gRPC services expose them
+on METRICS_PORT; the gateway also serves them at /metrics."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+GRPC_REQUESTS = Counter("dropfile_grpc_requests_total", "gRPC requests served",
+                        ["service", "method", "code"])
+GRPC_LATENCY = Histogram("dropfile_grpc_request_duration_seconds", "gRPC request latency",
+                         ["service", "method"], buckets=LATENCY_BUCKETS)
+HTTP_REQUESTS = Counter("dropfile_http_requests_total", "HTTP requests served by the gateway",
+                        ["method", "route", "status"])
+HTTP_LATENCY = Histogram("dropfile_http_request_duration_seconds", "HTTP request latency",
+                         ["method", "route"], buckets=LATENCY_BUCKETS)
+
+UPLOADS_INITIATED = Counter("dropfile_uploads_initiated_total", "Multipart uploads started")
+UPLOADS_COMPLETED = Counter("dropfile_uploads_completed_total",
+                            "Multipart uploads completed in storage")
+UPLOADS_CONFIRMED = Counter("dropfile_uploads_confirmed_total", "Files marked UPLOADED")
+UPLOAD_PARTS = Counter("dropfile_upload_parts_recorded_total", "Parts recorded")
+UPLOAD_BYTES = Counter("dropfile_upload_bytes_recorded_total", "Bytes in recorded parts")
+EVENT_LAG = Histogram("dropfile_event_lag_seconds",
+                      "From the storage event's time to the file being UPLOADED",
+                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+QUEUE_MESSAGES = Counter("dropfile_queue_messages_total", "SQS messages by what became of them",
+                         ["outcome"])  # received, deleted, rejected, transient_failure
+REAPER_ACTIONS = Counter("dropfile_reaper_actions_total", "Cleanup actions", ["action"])
+
+
+def start_metrics_server(port: int | None, host: str = "127.0.0.1") -> None:
+    """Serves /metrics on `port` in a background thread; nothing when port is None."""
+    if port is not None:
+        start_http_server(port, addr=host)
