@@ -37,8 +37,36 @@ migrate: install
 run: install
 	$(PY) -m tools.run_stack
 
-test: install
+# Every test, the manifests' offline validation (deploy-check's first half) included.
+test: install deploy-validate
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf gen $(VENV) .pytest_cache
+
+# Offline checks of the container image and Kubernetes manifests (no Docker, no cluster):
+# every overlay is rendered with kustomize and validated strictly (unknown fields are
+# errors, and so are resources no schema covers), then tests/deploy checks the invariants.
+.PHONY: deploy-check deploy-validate
+DEPLOY_OVERLAYS := $(sort $(wildcard deploy/overlays/*))
+DEPLOY_K8S_VERSIONS := 1.30.0 1.37.0
+
+$(VENV)/.deploy-tools: deploy/requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install -q -r deploy/requirements-dev.txt
+	touch $@
+
+deploy-validate: install $(VENV)/.deploy-tools
+	@set -euo pipefail; rendered=$$(mktemp -d); trap 'rm -rf "$$rendered"' EXIT; \
+	for overlay in $(DEPLOY_OVERLAYS); do \
+	  out="$$rendered/$$(basename $$overlay).yaml"; \
+	  $(VENV)/bin/kubectl kustomize "$$overlay" > "$$out"; \
+	  for version in $(DEPLOY_K8S_VERSIONS); do \
+	    report=$$($(VENV)/bin/kubernetes-validate --strict --quiet -k "$$version" "$$out") \
+	      || { echo "$$report"; echo "deploy-check: $$overlay is invalid for Kubernetes $$version" >&2; exit 1; }; \
+	    if [ -n "$$report" ]; then echo "$$report"; echo "deploy-check: $$overlay: resources left unvalidated" >&2; exit 1; fi; \
+	    echo "deploy-check: $$overlay valid for Kubernetes $$version (strict)"; \
+	  done; \
+	done
+
+deploy-check: deploy-validate
+	$(PY) -m pytest tests/deploy -q

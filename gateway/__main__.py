@@ -1,0 +1,4 @@
+"""`python -m gateway`."""
+from .server import main
+
+main()

@@ -1,0 +1,75 @@
+"""The gateway's FastAPI application: routes, error handling, CORS, request ids, and the
+backend channels opened once for the life of the process."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from services.common.logs import REQUEST_ID_HEADER
+
+from .deps import Backends
+from .errors import UnhandledErrorMiddleware, install_error_handlers
+from .middleware import BodyLimitMiddleware, RequestIdMiddleware
+from .routes import auth, files, health, v2
+from .settings import GatewaySettings
+
+DESCRIPTION = """Dropfile's REST API (v1), as existing browser and script clients speak it.
+Sessions are cookies (`access_token`, `refresh_token`, `device_id`); errors carry `error`
+(file endpoints also `"success": false`). Invalid requests are answered 400."""
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # gRPC aio channels belong to the serving event loop, so they open here.
+        app.state.backends = Backends(settings)
+        try:
+            yield
+        finally:
+            await app.state.backends.close()
+
+    app = FastAPI(title="Dropfile API", version="1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(auth.router)
+    app.include_router(files.router)
+    app.include_router(v2.router)
+    app.include_router(health.router)
+    _document_400_not_422(app)
+
+    # Added innermost first: CORS sees every response (errors too), then the request id.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origin_list,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["Content-Type", "X-Request-ID"],
+        expose_headers=[REQUEST_ID_HEADER],
+        max_age=600,
+    )
+    return app
+
+
+def _document_400_not_422(app: FastAPI) -> None:
+    """FastAPI documents invalid requests as 422; this gateway answers them 400."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,104 @@
+"""What routes depend on: the backend stubs (one set of gRPC channels per process), and
+the per-request call options: the caller's access token from its cookie as `authorization`
+metadata, the request id as `x-request-id`, and the deadline."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import grpc
+from fastapi import Cookie, Depends, Request
+from grpc_health.v1 import health_pb2_grpc
+
+from dropfile.auth.v1 import auth_pb2_grpc
+from dropfile.upload.v1 import upload_pb2_grpc
+from services.common.logs import REQUEST_ID_HEADER
+
+from .cookies import ACCESS_TOKEN
+from .errors import ApiError
+from .middleware import request_id_of
+from .settings import GatewaySettings
+
+_CHANNEL_OPTIONS = [
+    ("grpc.primary_user_agent", "dropfile-gateway"),
+    # A long file list is the largest reply; gRPC's default cap is 4 MiB.
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+]
+# A JWT is under 1 KB; gRPC metadata must be printable ASCII and small.
+_USABLE_TOKEN = re.compile(r"[!-~]{1,4096}")
+
+
+class Backends:
+    """The gRPC stubs of the services behind the gateway, on channels opened once at
+    start (they reconnect by themselves when a backend restarts)."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        addresses = {"auth": settings.auth_service_addr,
+                     "upload": settings.upload_service_addr,
+                     "events": settings.events_service_addr}
+        self._channels = {name: grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+                          for name, address in addresses.items()}
+        self.auth = auth_pb2_grpc.AuthServiceStub(self._channels["auth"])
+        self.upload = upload_pb2_grpc.UploadServiceStub(self._channels["upload"])
+        # Readiness asks each backend's standard gRPC health service.
+        self.health = {name: health_pb2_grpc.HealthStub(channel)
+                       for name, channel in self._channels.items()}
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+
+
+def get_settings(request: Request) -> GatewaySettings:
+    return request.app.state.settings
+
+
+def get_backends(request: Request) -> Backends:
+    return request.app.state.backends
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """Keyword arguments of one backend call: `await stub.Method(msg, **call.kwargs)`."""
+
+    metadata: tuple[tuple[str, str], ...]
+    timeout: float
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {"metadata": self.metadata, "timeout": self.timeout}
+
+
+def anonymous_call(request: Request,
+                   settings: Annotated[GatewaySettings, Depends(get_settings)]) -> CallOptions:
+    """For RPCs that need no access token (sign up, sign in, refresh, sign out)."""
+    return CallOptions(metadata=((REQUEST_ID_HEADER, request_id_of(request.scope)),),
+                       timeout=settings.grpc_timeout_seconds)
+
+
+def user_call(request: Request,
+              settings: Annotated[GatewaySettings, Depends(get_settings)],
+              access_token: Annotated[str | None, Cookie(
+                  alias=ACCESS_TOKEN,
+                  description="The session's access token (set by sign-in)")] = None,
+              ) -> CallOptions:
+    """For RPCs made on the signed-in user's behalf. The services verify the token; the
+    gateway only refuses a request that has none (or one that cannot be sent)."""
+    if not access_token:
+        raise ApiError(401, "not signed in: the access_token cookie is missing")
+    if not _USABLE_TOKEN.fullmatch(access_token):
+        raise ApiError(401, "invalid access token")
+    return CallOptions(
+        metadata=(("authorization", f"Bearer {access_token}"),
+                  (REQUEST_ID_HEADER, request_id_of(request.scope))),
+        timeout=settings.grpc_timeout_seconds,
+    )
+
+
+BackendsDep = Annotated[Backends, Depends(get_backends)]
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
+AnonymousCall = Annotated[CallOptions, Depends(anonymous_call)]
+UserCall = Annotated[CallOptions, Depends(user_call)]

@@ -1,0 +1,180 @@
+"""Every error the gateway answers, shaped in one place: gRPC status -> HTTP status, request
+validation -> 400, unknown routes -> 404/405, anything unexpected -> a generic 500.
+
+Bodies follow the v1 contract: `{"error": msg}`, plus `"success": false` on file endpoints.
+No traceback or backend detail (addresses, exception text) ever reaches a response."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("gateway.errors")
+
+FILES_PREFIX = "/api/files"
+INTERNAL_ERROR = "internal error"
+
+HTTP_STATUS_OF = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+# Services word their refusals for the caller; these two come from the transport and may
+# name internal addresses, so callers get a fixed message instead.
+_TRANSPORT_MESSAGES = {
+    grpc.StatusCode.UNAVAILABLE: "a backend service is unavailable; retry later",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "a backend service did not answer in time; retry later",
+}
+
+
+class ApiError(Exception):
+    """A refusal decided at the HTTP edge (for example: no access_token cookie)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_body(path: str, message: str) -> dict[str, Any]:
+    if path.startswith(FILES_PREFIX):
+        return {"success": False, "error": message}
+    return {"error": message}
+
+
+def error_response(path: str, status: int, message: str,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(path, message), status_code=status, headers=headers)
+
+
+def rpc_error_response(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+    code = exc.code()
+    status = HTTP_STATUS_OF.get(code)
+    if status is None:
+        log.error("backend call for %s %s failed: %s %s", request.method, request.url.path,
+                  code.name, exc.details())
+        return error_response(request.url.path, 500, INTERNAL_ERROR)
+    if code in _TRANSPORT_MESSAGES:
+        log.warning("backend call for %s %s failed: %s %s", request.method, request.url.path,
+                    code.name, exc.details())
+        return error_response(request.url.path, status, _TRANSPORT_MESSAGES[code],
+                              headers={"Retry-After": "1"})
+    return error_response(request.url.path, status, exc.details() or code.name.lower())
+
+
+def _field_name(loc: Iterable[Any]) -> str:
+    """("body", "parts", 0, "ETag") -> "parts[0].ETag"."""
+    parts = list(loc)
+    if parts[:1] == ["body"]:
+        parts = parts[1:]
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name
+
+
+def validation_message(errors: Iterable[dict[str, Any]]) -> str:
+    """One sentence naming every bad field, for a client's `error`."""
+    missing: list[str] = []
+    unknown: list[str] = []
+    invalid: list[str] = []
+    for error in errors:
+        kind = error.get("type", "")
+        field = _field_name(error.get("loc", ()))
+        if kind == "json_invalid":
+            return "request body is not valid JSON"
+        if not field:
+            if kind == "missing":
+                return "request body is required: a JSON object"
+            return "request body must be a JSON object sent as Content-Type: application/json"
+        if kind == "missing":
+            missing.append(field)
+        elif kind == "extra_forbidden":
+            unknown.append(field)
+        else:
+            reason = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+            invalid.append(f"{field}: {reason}")
+    parts = []
+    if missing:
+        parts.append(f"missing fields: {', '.join(missing)}")
+    if unknown:
+        parts.append(f"unknown fields: {', '.join(unknown)}")
+    parts.extend(invalid)
+    return "; ".join(parts) or "invalid request"
+
+
+async def _on_rpc_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, grpc.aio.AioRpcError)
+    return rpc_error_response(request, exc)
+
+
+async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(request.url.path, exc.status, exc.message)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(request.url.path, 400, validation_message(exc.errors()))
+
+
+_HTTP_MESSAGES = {404: "no such endpoint", 405: "method not allowed for this endpoint"}
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = _HTTP_MESSAGES.get(exc.status_code) or str(exc.detail)
+    if exc.status_code >= 500:
+        message = INTERNAL_ERROR
+    return error_response(request.url.path, exc.status_code, message, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(grpc.aio.AioRpcError, _on_rpc_error)
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+
+
+class UnhandledErrorMiddleware:
+    """The last line: an exception no handler took is logged with its traceback and
+    answered as a generic 500, so no traceback or internal detail reaches a client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:  # noqa: BLE001 - logged here, never shown to the client
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if response_started:
+                return  # too late for a clean answer; the server closes the connection
+            await error_response(scope["path"], 500, INTERNAL_ERROR)(scope, receive, send)

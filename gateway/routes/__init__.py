@@ -1,0 +1,1 @@
+"""The HTTP routes: each parses JSON, makes one backend call and shapes the reply."""

@@ -1,0 +1,90 @@
+"""`/api/auth`: sign up, sign in, sign out, refresh and authenticate, with the session held
+in HttpOnly cookies (see gateway.cookies)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import grpc
+from fastapi import APIRouter, Cookie, Request, Response
+from fastapi.responses import JSONResponse
+
+from dropfile.auth.v1 import auth_pb2
+
+from ..cookies import DEVICE_ID, REFRESH_TOKEN, clear_session_cookies, set_session_cookies
+from ..deps import AnonymousCall, BackendsDep, SettingsDep, UserCall
+from ..errors import rpc_error_response
+from ..schemas import ErrorReply, SignInBody, SignUpBody, StatusReply
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+_ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 409, 503)}
+RefreshTokenCookie = Annotated[str | None, Cookie(alias=REFRESH_TOKEN,
+                                                  description="The session's refresh token")]
+DeviceIdCookie = Annotated[str | None, Cookie(alias=DEVICE_ID,
+                                              description="The device session's id")]
+
+
+@router.post("/signup", response_model=StatusReply, responses=_ERRORS,
+             summary="Create an account and sign in")
+async def sign_up(body: SignUpBody, response: Response, backends: BackendsDep,
+                  settings: SettingsDep, call: AnonymousCall):
+    reply = await backends.auth.SignUp(auth_pb2.SignUpRequest(
+        email=body.user.email, name=body.user.name, password=body.user.password,
+        remember_me=bool(body.rememberMe),
+    ), **call.kwargs)
+    set_session_cookies(response, reply.tokens, secure=settings.secure_cookies)
+    return {"status": "Signed up"}
+
+
+@router.post("/signin", response_model=StatusReply, responses=_ERRORS,
+             summary="Sign in with email and password")
+async def sign_in(body: SignInBody, response: Response, backends: BackendsDep,
+                  settings: SettingsDep, call: AnonymousCall):
+    reply = await backends.auth.SignIn(auth_pb2.SignInRequest(
+        email=body.user.email, password=body.user.password, remember_me=bool(body.rememberMe),
+    ), **call.kwargs)
+    set_session_cookies(response, reply.tokens, secure=settings.secure_cookies)
+    return {"status": "Signed in"}
+
+
+@router.get("/signout", response_model=StatusReply, responses=_ERRORS,
+            summary="Revoke this device's session and clear its cookies")
+async def sign_out(request: Request, response: Response, backends: BackendsDep,
+                   settings: SettingsDep, call: AnonymousCall, device_id: DeviceIdCookie = None):
+    if device_id:  # without a session there is nothing to revoke
+        try:
+            await backends.auth.SignOut(auth_pb2.SignOutRequest(device_id=device_id),
+                                        **call.kwargs)
+        except grpc.aio.AioRpcError as exc:
+            # The revocation did not happen and the client must know; its cookies go anyway.
+            failure = rpc_error_response(request, exc)
+            clear_session_cookies(failure, secure=settings.secure_cookies)
+            return failure
+    clear_session_cookies(response, secure=settings.secure_cookies)
+    return {"status": "Signed out"}
+
+
+@router.get("/refresh", response_model=StatusReply, responses=_ERRORS,
+            summary="Rotate the refresh token and issue a new access token")
+async def refresh(request: Request, response: Response, backends: BackendsDep,
+                  settings: SettingsDep, call: AnonymousCall,
+                  refresh_token: RefreshTokenCookie = None, device_id: DeviceIdCookie = None):
+    try:
+        reply = await backends.auth.Refresh(auth_pb2.RefreshRequest(
+            refresh_token=refresh_token or "", device_id=device_id or ""), **call.kwargs)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
+            raise
+        # The session is over (or never was): stale cookies would only fail again.
+        failure: JSONResponse = rpc_error_response(request, exc)
+        clear_session_cookies(failure, secure=settings.secure_cookies)
+        return failure
+    set_session_cookies(response, reply.tokens, secure=settings.secure_cookies)
+    return {"status": "Refreshed"}
+
+
+@router.get("/authenticate", response_model=StatusReply, responses=_ERRORS,
+            summary="Check that the access token is valid")
+async def authenticate(backends: BackendsDep, call: UserCall):
+    await backends.auth.Authenticate(auth_pb2.AuthenticateRequest(), **call.kwargs)
+    return {"status": "Authorized"}

@@ -1,0 +1,47 @@
+"""Probes: /healthz (the process is up) and /readyz (every backend answers its gRPC
+health check, so requests can be served)."""
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from grpc_health.v1 import health_pb2
+
+from ..deps import BackendsDep, SettingsDep
+from ..schemas import HealthReply, ReadinessReply
+
+router = APIRouter(tags=["health"])
+SERVING = health_pb2.HealthCheckResponse.ServingStatus
+
+
+@router.get("/healthz", response_model=HealthReply, summary="Liveness: the process is up")
+async def healthz():
+    return {"status": "ok"}
+
+
+async def _backend_status(stub, timeout: float) -> str:
+    try:
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        return "UNREACHABLE" if exc.code() in (grpc.StatusCode.UNAVAILABLE,
+                                               grpc.StatusCode.DEADLINE_EXCEEDED) else exc.code().name
+    return SERVING.Name(reply.status)
+
+
+@router.get("/readyz", response_model=ReadinessReply,
+            responses={503: {"description": "A backend is not serving"}},
+            summary="Readiness: auth, upload and events answer their health checks")
+async def readyz(backends: BackendsDep, settings: SettingsDep):
+    names = list(backends.health)
+    statuses = await asyncio.gather(*(
+        _backend_status(backends.health[name], settings.readiness_timeout_seconds)
+        for name in names))
+    report = dict(zip(names, statuses))
+    down = [name for name, status in report.items() if status != "SERVING"]
+    if down:
+        return JSONResponse(status_code=503, content={
+            "status": "not ready", "backends": report,
+            "error": f"backend not serving: {', '.join(down)}"})
+    return {"status": "ready", "backends": report}

@@ -1,0 +1,34 @@
+"""Settings of the REST gateway."""
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from services.common.settings import CorsSettings
+
+
+class GatewaySettings(CorsSettings):
+    dropfile_http_host: str = "127.0.0.1"
+    dropfile_http_port: int = Field(default=8080, ge=0, le=65535)
+    auth_service_addr: str = Field(default="127.0.0.1:50051", min_length=1)
+    upload_service_addr: str = Field(default="127.0.0.1:50052", min_length=1)
+    events_service_addr: str = Field(default="127.0.0.1:50053", min_length=1)
+    # Deadline of every backend call made for a request.
+    grpc_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Deadline of each backend's health check in /readyz (probes must answer quickly).
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Largest request body accepted. The biggest v1 body, complete-upload with S3's
+    # maximum of 10,000 parts, is about 600 KB.
+    max_request_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies need HTTPS everywhere but on a developer's machine."""
+        return not self.development
+
+    @model_validator(mode="after")
+    def _no_wildcard_origin(self) -> "GatewaySettings":
+        # Credentials are sent cross-origin, so "*" would let any site act as the user.
+        if "*" in self.cors_origin_list:
+            raise ValueError("CORS_ORIGINS must list origins explicitly; '*' is refused "
+                             "because requests carry credentials")
+        return self

@@ -1,0 +1,91 @@
+"""The event processor process: `python -m services.events.server`. Serves EventsService
+(plus health and reflection) and runs the SQS poller as the server's worker."""
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from dropfile.events.v1 import events_pb2, events_pb2_grpc
+from services.common import keys
+from services.common.clients import aws_client
+from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
+from services.common.tokens import TokenVerifier
+
+from .poller import QueuePoller
+from .processing import EventProcessor, RetryPolicy
+from .servicer import EventsServicer
+from .settings import EventsSettings
+from .stats import ProcessingStats
+from .upload_client import UploadConfirmer
+
+log = logging.getLogger(__name__)
+
+# gRPC waits up to two minutes between reconnection attempts by default, failing calls
+# meanwhile: after an upload-service restart, confirmations would stall that long.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+
+SERVICE_NAME = events_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name
+
+
+def create_poller(settings: EventsSettings, *, service_token: str,
+                  stats: ProcessingStats) -> QueuePoller:
+    """The SQS worker, with its channel to the upload coordinator (closed when it stops)."""
+    channel = grpc.insecure_channel(settings.upload_service_addr, options=CHANNEL_OPTIONS)
+    processor = EventProcessor(
+        bucket=settings.s3_bucket,
+        confirmer=UploadConfirmer(channel, service_token=service_token,
+                                  timeout=settings.upload_rpc_timeout_seconds),
+        stats=stats,
+        retry=RetryPolicy(initial_seconds=settings.event_retry_initial_seconds,
+                          max_seconds=settings.event_retry_max_seconds),
+    )
+    return QueuePoller(
+        sqs=aws_client("sqs", region=settings.aws_region, endpoint_url=settings.sqs_endpoint,
+                       max_pool_connections=settings.event_concurrency + 4),
+        queue_url=settings.sqs_queue_url,
+        processor=processor,
+        stats=stats,
+        wait_time_seconds=settings.sqs_wait_time_seconds,
+        batch_size=settings.sqs_batch_size,
+        visibility_timeout_seconds=settings.sqs_visibility_timeout_seconds,
+        concurrency=settings.event_concurrency,
+        on_stopped=channel.close,
+    )
+
+
+def create_server(settings: EventsSettings, *, port: int | None = None) -> ServerHandle:
+    stats = ProcessingStats()
+    token = keys.service_token(settings, settings.service_token)
+
+    def register(server):
+        events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(stats), server)
+        return [SERVICE_NAME]
+
+    handle = build_server(
+        host=settings.dropfile_bind_host,
+        port=settings.events_grpc_port if port is None else port,
+        max_workers=settings.grpc_max_workers,
+        verifier=TokenVerifier(keys.public_key_pem(settings, settings.public_key),
+                               issuer=settings.jwt_issuer, audience=settings.jwt_audience),
+        service_token=token,
+        policy=AccessPolicy(),
+        register=register,
+    )
+    if settings.sqs_queue_url:
+        handle.workers.append(create_poller(settings, service_token=token, stats=stats))
+    else:
+        log.warning("SQS_QUEUE_URL is not set: no storage events will be processed")
+    return handle
+
+
+def main() -> None:
+    run_service("events", EventsSettings, create_server)
+
+
+if __name__ == "__main__":
+    main()

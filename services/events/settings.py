@@ -1,0 +1,25 @@
+"""Settings of the event processor."""
+from pydantic import Field
+
+from services.common.settings import GrpcServiceSettings, StorageSettings
+
+
+class EventsSettings(GrpcServiceSettings, StorageSettings):
+    # The queue S3 notifies. Without one the SQS poller does not run (only GetStats serves).
+    sqs_queue_url: str | None = None
+    events_grpc_port: int = Field(default=50053, ge=0, le=65535)
+    # The upload coordinator, whose internal ConfirmUpload RPC marks files UPLOADED.
+    upload_service_addr: str = Field(default="127.0.0.1:50052", min_length=1)
+    # Deadline of one ConfirmUpload call; exceeding it is retried like an outage.
+    upload_rpc_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Long polling: a receive waits this long for messages (also bounds how long stopping takes).
+    sqs_wait_time_seconds: int = Field(default=20, ge=0, le=20)
+    sqs_batch_size: int = Field(default=10, ge=1, le=10)
+    # How long a received message stays hidden from other consumers; extended by a
+    # heartbeat while its processing lasts (retries during an outage included).
+    sqs_visibility_timeout_seconds: int = Field(default=60, ge=2, le=43200)
+    # Messages processed at once.
+    event_concurrency: int = Field(default=10, ge=1, le=256)
+    # Exponential backoff between retries of a transient failure (with jitter).
+    event_retry_initial_seconds: float = Field(default=0.5, gt=0, le=60)
+    event_retry_max_seconds: float = Field(default=30.0, gt=0, le=900)

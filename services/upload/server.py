@@ -1,0 +1,66 @@
+"""The upload coordinator process: `python -m services.upload.server`."""
+from __future__ import annotations
+
+from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
+from services.common import keys
+from services.common.clients import aws_client, redis_client
+from services.common.db import Database, make_engine
+from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
+from services.common.tokens import TokenVerifier
+
+from .service import Uploads
+from .servicer import UploadInternalServicer, UploadServicer
+from .sessions import UploadSessions
+from .settings import UploadSettings
+from .storage import Storage
+from .store import UploadStore
+
+SERVICE_NAME = upload_pb2.DESCRIPTOR.services_by_name["UploadService"].full_name
+INTERNAL_SERVICE_NAME = upload_pb2.DESCRIPTOR.services_by_name["UploadInternalService"].full_name
+
+
+def create_uploads(settings: UploadSettings) -> Uploads:
+    """The domain object with its database, Redis and S3 clients."""
+    db = Database(make_engine(settings.cloud_db_uri,
+                              pool_size=settings.grpc_max_workers // 2 or 1))
+    s3 = aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_endpoint,
+                    max_pool_connections=max(settings.grpc_max_workers, 10))
+    return Uploads(
+        store=UploadStore(db),
+        storage=Storage(s3, settings.s3_bucket),
+        sessions=UploadSessions(redis_client(settings.cloud_rd_uri),
+                                ttl_seconds=settings.upload_session_ttl_seconds),
+        part_size=settings.part_size_bytes,
+        max_file_size=settings.max_file_size_bytes,
+        url_ttl_seconds=settings.presigned_url_ttl_seconds,
+    )
+
+
+def create_server(settings: UploadSettings, *, port: int | None = None) -> ServerHandle:
+    uploads = create_uploads(settings)
+    public_pem = keys.public_key_pem(settings, settings.public_key)
+
+    def register(server):
+        upload_pb2_grpc.add_UploadServiceServicer_to_server(UploadServicer(uploads), server)
+        upload_pb2_grpc.add_UploadInternalServiceServicer_to_server(
+            UploadInternalServicer(uploads), server)
+        return [SERVICE_NAME, INTERNAL_SERVICE_NAME]
+
+    return build_server(
+        host=settings.dropfile_bind_host,
+        port=settings.upload_grpc_port if port is None else port,
+        max_workers=settings.grpc_max_workers,
+        verifier=TokenVerifier(public_pem, issuer=settings.jwt_issuer,
+                               audience=settings.jwt_audience),
+        service_token=keys.service_token(settings, settings.service_token),
+        policy=AccessPolicy(internal_services={INTERNAL_SERVICE_NAME}),
+        register=register,
+    )
+
+
+def main() -> None:
+    run_service("upload", UploadSettings, create_server)
+
+
+if __name__ == "__main__":
+    main()

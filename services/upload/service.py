@@ -1,0 +1,520 @@
+"""The rules of uploading: who may touch which file, what a valid part is, and how a file
+moves UPLOADING -> UPLOADED (only when storage confirms it) or -> FAILED.
+
+Ordering rules that keep storage and the database consistent:
+- PostgreSQL is the source of truth; Redis sessions are a cache that may vanish.
+- Abort marks the file FAILED before aborting in storage, and CompleteUpload re-checks the
+  file after completing in storage, deleting the object if the file was aborted or deleted
+  meanwhile: whichever wins the race, no object outlives its file.
+- DeleteFile deletes from storage first: if storage fails, the row stays and the user can
+  retry, so no object is ever left without a row that names it.
+- CompleteUpload never changes the status; ConfirmUpload (storage's word) makes a file
+  UPLOADED, and nothing moves an UPLOADED file back.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.common.logs import log_fields
+
+from .models import File, FileStatus
+from .parts import MAX_PARTS, expected_part_size, part_count
+from .sessions import UploadSession, UploadSessions
+from .storage import Storage, UploadGone, normalize_etag
+from .store import FileIdTaken, UploadStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIME_TYPE = "application/octet-stream"
+MAX_FILE_NAME_CHARS = 1024  # files.file_name
+MAX_MIME_TYPE_CHARS = 255  # files.mime_type
+MAX_ETAG_CHARS = 200  # chunks.etag
+MAX_UPLOAD_ID_CHARS = 1024  # files.upload_id
+# Parts per GetPartUrls call: presigning is local CPU work, but a reply stays small.
+MAX_PART_URLS_PER_CALL = 1000
+
+_TOKEN = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
+# type/subtype (RFC 6838 names), optionally with simple `; name=value` parameters.
+MIME_TYPE_PATTERN = re.compile(
+    rf"^{_TOKEN}/{_TOKEN}(?:\s*;\s*[a-z0-9!#$&^_.+-]+=[a-z0-9!#$&^_.+-]+)*$", re.IGNORECASE
+)
+# ETags are opaque but printable ASCII without spaces (S3: hex, optionally "-<parts>").
+ETAG_PATTERN = re.compile(r"^[\x21-\x7e]+$")
+# Invisible characters that could disguise a name ("harmless\u202Eexe.pdf"): bidi controls.
+_BIDI_CONTROLS = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)),
+                  *map(chr, range(0x2066, 0x206A))}
+
+UPLOAD_ABORTED = "the upload was aborted; start a new upload with a new file_id"
+ALREADY_COMPLETE = "the upload is already complete"
+NO_SUCH_FILE = "file not found"
+
+
+class ConfirmOutcome(enum.Enum):
+    CONFIRMED = "CONFIRMED"
+    ALREADY_CONFIRMED = "ALREADY_CONFIRMED"
+    UNKNOWN_KEY = "UNKNOWN_KEY"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True)
+class InitiatedUpload:
+    upload_id: str
+    part_urls: list[str]
+    part_size: int
+    s3_key: str
+
+
+@dataclass(frozen=True)
+class PartRef:
+    """A part of a completion request: 1-based part number and its ETag."""
+
+    part_number: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    file_id: str
+    file_name: str
+    mime_type: str
+    size: int
+    s3_key: str
+    status: FileStatus
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PartUrls:
+    """Presigned PUT URLs by 1-based part number, in part order."""
+
+    urls: list[tuple[int, str]]
+    expires_in_seconds: int
+
+
+@dataclass(frozen=True)
+class DownloadUrl:
+    url: str
+    expires_in_seconds: int
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def parse_file_id(value: str) -> uuid.UUID:
+    if not value:
+        raise InvalidArgument("file_id is required")
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidArgument("file_id must be a UUID") from None
+
+
+def clean_file_name(value: str) -> str:
+    """The name without control and bidi characters, NFC-normalized and trimmed."""
+    name = "".join(ch for ch in unicodedata.normalize("NFC", value)
+                   if unicodedata.category(ch) not in ("Cc", "Cs", "Zl", "Zp")
+                   and ch not in _BIDI_CONTROLS).strip()
+    if not name:
+        raise InvalidArgument("file_name is required")
+    if len(name) > MAX_FILE_NAME_CHARS:
+        raise InvalidArgument(f"file_name is longer than {MAX_FILE_NAME_CHARS} characters")
+    return name
+
+
+def clean_mime_type(value: str) -> str:
+    mime = value.strip()
+    if not mime:
+        return DEFAULT_MIME_TYPE
+    if len(mime) > MAX_MIME_TYPE_CHARS or not MIME_TYPE_PATTERN.match(mime):
+        raise InvalidArgument("mime_type must look like type/subtype, e.g. application/pdf")
+    type_and_subtype, _, parameters = mime.partition(";")
+    return type_and_subtype.strip().lower() + (";" + parameters if parameters else "")
+
+
+def clean_etag(value: str, *, what: str = "etag") -> str:
+    etag = normalize_etag(value)
+    if not etag:
+        raise InvalidArgument(f"{what} is required")
+    if len(etag) > MAX_ETAG_CHARS or not ETAG_PATTERN.match(etag):
+        raise InvalidArgument(f"{what} is not a valid ETag")
+    return etag
+
+
+def _require_upload_id(upload_id: str) -> str:
+    if not upload_id:
+        raise InvalidArgument("upload_id is required")
+    if len(upload_id) > MAX_UPLOAD_ID_CHARS:
+        raise InvalidArgument("upload_id is too long")
+    return upload_id
+
+
+def _human_size(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
+
+
+def ordered_parts(parts: list[PartRef], expected_count: int) -> list[tuple[int, str]]:
+    """(part number, bare ETag) for 1..expected_count, each exactly once, else
+    InvalidArgument naming what is wrong."""
+    by_number: dict[int, str] = {}
+    for part in parts:
+        if not 1 <= part.part_number <= expected_count:
+            raise InvalidArgument(
+                f"part number {part.part_number} is outside 1..{expected_count}")
+        if part.part_number in by_number:
+            raise InvalidArgument(f"part {part.part_number} is listed more than once")
+        by_number[part.part_number] = clean_etag(part.etag,
+                                                 what=f"the ETag of part {part.part_number}")
+    missing = [number for number in range(1, expected_count + 1) if number not in by_number]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        raise InvalidArgument(f"parts missing from the request: {shown} "
+                              f"(this file has {expected_count})")
+    return sorted(by_number.items())
+
+
+def _session_of(file: File) -> UploadSession:
+    return UploadSession(file_id=file.id, user_id=file.user_id, upload_id=file.upload_id or "",
+                         s3_key=file.s3_key, part_size=file.part_size,
+                         part_count=file.part_count, size=file.size)
+
+
+def _info(file: File) -> FileInfo:
+    return FileInfo(file_id=str(file.id), file_name=file.file_name, mime_type=file.mime_type,
+                    size=file.size, s3_key=file.s3_key, status=file.status,
+                    created_at=file.created_at)
+
+
+def _is_complete(file: File) -> bool:
+    return file.status is FileStatus.UPLOADED or file.completed_at is not None
+
+
+def _refuse_unless_receiving_parts(file: File) -> None:
+    if file.status is FileStatus.FAILED:
+        raise FailedPrecondition(UPLOAD_ABORTED, reason="UPLOAD_ABORTED")
+    if _is_complete(file):
+        raise FailedPrecondition(f"{ALREADY_COMPLETE}; it takes no more parts",
+                                 reason="UPLOAD_COMPLETE")
+
+
+class Uploads:
+    def __init__(self, *, store: UploadStore, storage: Storage, sessions: UploadSessions,
+                 part_size: int, max_file_size: int, url_ttl_seconds: int) -> None:
+        self._store = store
+        self._storage = storage
+        self._sessions = sessions
+        self._part_size = part_size
+        self._max_file_size = max_file_size
+        self._url_ttl = url_ttl_seconds
+
+    # -- users -------------------------------------------------------------------------
+
+    def initiate(self, *, user_id: uuid.UUID, file_id: str, file_name: str, mime_type: str,
+                 file_size: int) -> InitiatedUpload:
+        fid = parse_file_id(file_id)
+        name = clean_file_name(file_name)
+        mime = clean_mime_type(mime_type)
+        if file_size < 0:
+            raise InvalidArgument("file_size must be 0 or more bytes")
+        if file_size > self._max_file_size:
+            raise InvalidArgument(
+                f"file_size {file_size} exceeds the limit of {self._max_file_size} bytes "
+                f"({_human_size(self._max_file_size)})", reason="FILE_TOO_LARGE")
+        count = part_count(file_size, self._part_size)
+        if count > MAX_PARTS:  # settings keep this unreachable; storage would refuse it
+            raise InvalidArgument(f"file_size needs {count} parts; storage allows {MAX_PARTS}")
+        if self._store.file_id_taken(fid):  # cheap refusal before touching storage
+            raise AlreadyExists("a file with this file_id already exists; choose a new one")
+
+        key = f"users/{user_id}/{fid}"  # ids only: nothing the user typed
+        upload_id = self._storage.create_multipart_upload(key, content_type=mime)
+        try:
+            urls = [self._storage.presign_part(key, upload_id=upload_id, part_number=number,
+                                               ttl=self._url_ttl)
+                    for number in range(1, count + 1)]
+            self._store.insert_file(File(
+                id=fid, user_id=user_id, file_name=name, mime_type=mime, size=file_size,
+                s3_key=key, upload_id=upload_id, part_size=self._part_size, part_count=count,
+                status=FileStatus.UPLOADING,
+            ))
+        except FileIdTaken:
+            # Lost a race for this id: our multipart upload must not linger.
+            self._abort_quietly(key, upload_id)
+            raise AlreadyExists("a file with this file_id already exists; choose a new one"
+                                ) from None
+        except Exception:
+            self._abort_quietly(key, upload_id)
+            raise
+        self._sessions.put(UploadSession(file_id=fid, user_id=user_id, upload_id=upload_id,
+                                         s3_key=key, part_size=self._part_size,
+                                         part_count=count, size=file_size))
+        log.info("upload initiated", extra=log_fields(file_id=str(fid), size=file_size,
+                                                      parts=count))
+        return InitiatedUpload(upload_id=upload_id, part_urls=urls, part_size=self._part_size,
+                               s3_key=key)
+
+    def record_part(self, *, user_id: uuid.UUID, file_id: str, chunk_index: int, size: int,
+                    etag: str) -> None:
+        """The hot path: one Redis read and one SQL statement when all is well."""
+        fid = parse_file_id(file_id)
+        etag = clean_etag(etag)
+        session = self._session_for(fid, user_id)
+        for attempt in range(2):
+            self._check_part(session, chunk_index, size)
+            if self._store.record_chunk(file_id=fid, user_id=user_id,
+                                        upload_id=session.upload_id, chunk_index=chunk_index,
+                                        size=size, etag=etag):
+                return
+            # Refused: find out why (the slow path runs only for errors and stale sessions).
+            file = self._store.owned_file(fid, user_id)
+            if file is None:
+                self._sessions.delete(fid)
+                raise NotFound(NO_SUCH_FILE)
+            _refuse_unless_receiving_parts(file)
+            # The session described another upload of this id (deleted and re-created):
+            # refresh it from the database and try once more.
+            session = _session_of(file)
+            self._sessions.put(session)
+        raise FailedPrecondition("the upload changed while recording the part; retry")
+
+    def part_urls(self, *, user_id: uuid.UUID, file_id: str, first_part_number: int,
+                  last_part_number: int) -> PartUrls:
+        """Fresh presigned URLs for parts first..last (1-based, inclusive) of an upload that
+        still takes parts. Reads PostgreSQL, not the Redis session: a session may outlive
+        an abort for a moment, and this call is rare."""
+        fid = parse_file_id(file_id)
+        if first_part_number < 1:
+            raise InvalidArgument("first_part_number must be 1 or more")
+        if last_part_number < first_part_number:
+            raise InvalidArgument("last_part_number must not be less than first_part_number")
+        if last_part_number - first_part_number + 1 > MAX_PART_URLS_PER_CALL:
+            raise InvalidArgument(
+                f"at most {MAX_PART_URLS_PER_CALL} parts per call; ask again for the rest")
+        file = self._owned(fid, user_id)
+        _refuse_unless_receiving_parts(file)
+        if last_part_number > file.part_count:
+            raise InvalidArgument(f"last_part_number {last_part_number} is beyond this "
+                                  f"file's {file.part_count} parts")
+        urls = [(number, self._storage.presign_part(file.s3_key, upload_id=file.upload_id or "",
+                                                    part_number=number, ttl=self._url_ttl))
+                for number in range(first_part_number, last_part_number + 1)]
+        return PartUrls(urls=urls, expires_in_seconds=self._url_ttl)
+
+    def complete(self, *, user_id: uuid.UUID, file_id: str, upload_id: str,
+                 parts: list[PartRef]) -> None:
+        fid = parse_file_id(file_id)
+        upload_id = _require_upload_id(upload_id)
+        file = self._owned(fid, user_id)
+        if file.upload_id != upload_id:
+            raise InvalidArgument("upload_id is not this file's upload")
+        if _is_complete(file):
+            return  # a retry of a completion that succeeded
+        if file.status is FileStatus.FAILED:
+            raise FailedPrecondition(UPLOAD_ABORTED, reason="UPLOAD_ABORTED")
+        ordered = ordered_parts(parts, file.part_count)
+
+        recorded = self._store.chunks_of(fid)
+        for number, etag in ordered:
+            chunk = recorded.get(number - 1)
+            if chunk is None:
+                raise FailedPrecondition(f"part {number} was never recorded; record it first",
+                                         reason="PART_NOT_RECORDED")
+            if chunk.etag != etag:
+                raise FailedPrecondition(
+                    f"part {number}: ETag {etag} differs from the recorded {chunk.etag}",
+                    reason="PART_ETAG_MISMATCH")
+        try:
+            stored = self._storage.list_parts(file.s3_key, upload_id=upload_id)
+        except UploadGone:
+            return self._settle_vanished_upload(file)
+        for number, etag in ordered:
+            part = stored.get(number)
+            expected = expected_part_size(number - 1, size=file.size, part_size=file.part_size)
+            if part is None:
+                raise FailedPrecondition(f"part {number} is not in storage; upload it again",
+                                         reason="PART_NOT_STORED")
+            if part.etag != etag:
+                raise FailedPrecondition(
+                    f"part {number}: storage holds ETag {part.etag}, not {etag}; upload it again",
+                    reason="PART_ETAG_MISMATCH")
+            if part.size != expected:
+                raise FailedPrecondition(
+                    f"part {number} is {part.size} bytes in storage; expected {expected}",
+                    reason="PART_SIZE_MISMATCH")
+        total = sum(stored[number].size for number, _ in ordered)
+        if total != file.size:  # implied by the sizes above; kept as a last guard
+            raise FailedPrecondition(f"parts add up to {total} bytes, not {file.size}")
+        try:
+            self._storage.complete_multipart_upload(file.s3_key, upload_id=upload_id,
+                                                    parts=ordered)
+        except UploadGone:
+            return self._settle_vanished_upload(file)
+        self._mark_completed(file)
+
+    def abort(self, *, user_id: uuid.UUID, file_id: str, upload_id: str) -> None:
+        fid = parse_file_id(file_id)
+        upload_id = _require_upload_id(upload_id)
+        with self._store.locked_owned_file(fid, user_id) as file:
+            if file is None:
+                raise NotFound(NO_SUCH_FILE)
+            if file.upload_id != upload_id:
+                raise InvalidArgument("upload_id is not this file's upload")
+            if _is_complete(file):
+                raise FailedPrecondition(f"{ALREADY_COMPLETE}; delete the file instead",
+                                         reason="UPLOAD_COMPLETE")
+            file.status = FileStatus.FAILED  # already FAILED: a retry, storage is re-aborted
+            key = file.s3_key
+        # After the row says FAILED, so a racing CompleteUpload sees it (see module doc).
+        self._storage.abort_multipart_upload(key, upload_id=upload_id)
+        self._store.delete_chunks(fid)
+        self._sessions.delete(fid)
+        log.info("upload aborted", extra=log_fields(file_id=str(fid)))
+
+    def list_files(self, *, user_id: uuid.UUID) -> list[FileInfo]:
+        return [_info(file) for file in self._store.files_of(user_id)]
+
+    def download_url(self, *, user_id: uuid.UUID, s3_key: str) -> DownloadUrl:
+        if not s3_key:
+            raise InvalidArgument("s3_key is required")
+        file = self._store.owned_file_by_key(s3_key, user_id)
+        if file is None:
+            raise NotFound(NO_SUCH_FILE)
+        if file.status is FileStatus.UPLOADING:
+            raise FailedPrecondition("the file is not uploaded yet", reason="NOT_UPLOADED")
+        if file.status is FileStatus.FAILED:
+            raise FailedPrecondition("the upload failed; the file has no content",
+                                     reason="UPLOAD_FAILED")
+        url = self._storage.presign_download(file.s3_key, file_name=file.file_name,
+                                             mime_type=file.mime_type, ttl=self._url_ttl)
+        return DownloadUrl(url=url, expires_in_seconds=self._url_ttl)
+
+    def delete(self, *, user_id: uuid.UUID, file_id: str) -> None:
+        fid = parse_file_id(file_id)
+        file = self._owned(fid, user_id)
+        if file.status is FileStatus.UPLOADING and file.completed_at is None and file.upload_id:
+            self._storage.abort_multipart_upload(file.s3_key, upload_id=file.upload_id)
+        self._storage.delete_object(file.s3_key)  # storage first: never orphan an object
+        self._store.delete_file(fid, user_id)
+        self._sessions.delete(fid)
+        log.info("file deleted", extra=log_fields(file_id=str(fid)))
+
+    # -- services ----------------------------------------------------------------------
+
+    def confirm(self, *, s3_key: str, size: int, etag: str,
+                event_time: datetime | None = None) -> ConfirmOutcome:
+        """Storage holds an object at `s3_key`. Serialized per file by a row lock, so
+        concurrent duplicate confirmations confirm once."""
+        if not s3_key:
+            raise InvalidArgument("s3_key is required")
+        if size < 0:
+            raise InvalidArgument("size must be 0 or more bytes")
+        etag = normalize_etag(etag)
+        with self._store.locked_file_by_key(s3_key) as file:
+            if file is None:
+                outcome, why = ConfirmOutcome.UNKNOWN_KEY, "no file has this key"
+            elif file.status is FileStatus.UPLOADED:
+                outcome, why = ConfirmOutcome.ALREADY_CONFIRMED, "already uploaded"
+            elif file.status is FileStatus.FAILED:
+                outcome, why = ConfirmOutcome.REJECTED, "the upload was aborted"
+            elif size != file.size:
+                # Possibly before CompleteUpload wrote completed_at: the object's existence
+                # is what counts, so that is no reason to refuse; a wrong size is.
+                file.status = FileStatus.FAILED
+                outcome = ConfirmOutcome.REJECTED
+                why = f"object is {size} bytes but the file declared {file.size}"
+            else:
+                file.status = FileStatus.UPLOADED
+                file.size = size
+                file.etag = etag or None
+                file.uploaded_at = _now()
+                outcome, why = ConfirmOutcome.CONFIRMED, "confirmed"
+            file_id = file.id if file is not None else None
+        fields = {"s3_key": s3_key, "outcome": outcome.value, "why": why}
+        if event_time is not None:
+            fields["event_lag_seconds"] = round((_now() - event_time).total_seconds(), 3)
+        if outcome is ConfirmOutcome.REJECTED:
+            log.warning("upload confirmation rejected", extra=log_fields(**fields))
+            # A FAILED file holds no object: the stray one goes (errors propagate, so the
+            # event is retried and this runs again).
+            self._storage.delete_object(s3_key)
+        else:
+            log.info("upload confirmation", extra=log_fields(**fields))
+        if file_id is not None and outcome in (ConfirmOutcome.CONFIRMED,
+                                               ConfirmOutcome.REJECTED):
+            self._sessions.delete(file_id)
+        return outcome
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _owned(self, file_id: uuid.UUID, user_id: uuid.UUID) -> File:
+        file = self._store.owned_file(file_id, user_id)
+        if file is None:
+            raise NotFound(NO_SUCH_FILE)
+        return file
+
+    def _session_for(self, file_id: uuid.UUID, user_id: uuid.UUID) -> UploadSession:
+        """The upload session from Redis, or rebuilt from PostgreSQL when Redis lost it."""
+        session = self._sessions.get(file_id)
+        if session is not None:
+            if session.user_id != user_id:
+                raise NotFound(NO_SUCH_FILE)
+            return session
+        file = self._owned(file_id, user_id)
+        _refuse_unless_receiving_parts(file)
+        session = _session_of(file)
+        self._sessions.put(session)
+        return session
+
+    @staticmethod
+    def _check_part(session: UploadSession, chunk_index: int, size: int) -> None:
+        if not 0 <= chunk_index < session.part_count:
+            raise InvalidArgument(
+                f"chunk_index {chunk_index} is outside 0..{session.part_count - 1}")
+        expected = expected_part_size(chunk_index, size=session.size,
+                                      part_size=session.part_size)
+        if size != expected:
+            raise InvalidArgument(f"part {chunk_index} must be {expected} bytes, not {size}")
+
+    def _mark_completed(self, file: File) -> None:
+        with self._store.locked_owned_file(file.id, file.user_id) as current:
+            vanished = current is None or current.status is FileStatus.FAILED
+            if not vanished and current.completed_at is None:
+                current.completed_at = _now()  # status untouched: UPLOADED stays UPLOADED
+        if vanished:
+            # Aborted or deleted while storage was assembling it: the object goes too.
+            self._storage.delete_object(file.s3_key)
+            raise FailedPrecondition("the upload was aborted or deleted while completing",
+                                     reason="UPLOAD_ABORTED")
+        self._sessions.delete(file.id)
+        log.info("upload completed", extra=log_fields(file_id=str(file.id)))
+
+    def _settle_vanished_upload(self, file: File) -> None:
+        """Storage no longer has the multipart upload. If it holds the finished object, an
+        earlier completion succeeded (its reply or our row update was lost): record it."""
+        if self._storage.object_size(file.s3_key) == file.size:
+            return self._mark_completed(file)
+        current = self._store.owned_file(file.id, file.user_id)
+        if current is not None and _is_complete(current):
+            return None
+        if current is None or current.status is FileStatus.FAILED:
+            raise FailedPrecondition(UPLOAD_ABORTED, reason="UPLOAD_ABORTED")
+        raise FailedPrecondition("storage no longer has this upload (expired or aborted); "
+                                 "start a new upload with a new file_id",
+                                 reason="UPLOAD_GONE")
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        try:
+            self._storage.abort_multipart_upload(key, upload_id=upload_id)
+        except Exception as exc:  # noqa: BLE001 - the original error matters more
+            log.warning("could not abort multipart upload after a failed initiate: %s",
+                        type(exc).__name__, extra=log_fields(s3_key=key))

@@ -1,0 +1,113 @@
+"""UploadService and UploadInternalService over gRPC: protobuf in, domain call, protobuf out."""
+from __future__ import annotations
+
+import uuid
+from datetime import timezone
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
+from services.common.errors import Unauthenticated
+from services.common.tokens import current_identity
+
+from .models import FileStatus
+from .service import ConfirmOutcome, FileInfo, PartRef, Uploads
+
+_STATUS = {
+    FileStatus.UPLOADING: upload_pb2.FILE_STATUS_UPLOADING,
+    FileStatus.UPLOADED: upload_pb2.FILE_STATUS_UPLOADED,
+    FileStatus.FAILED: upload_pb2.FILE_STATUS_FAILED,
+}
+_OUTCOME = {
+    ConfirmOutcome.CONFIRMED: upload_pb2.ConfirmUploadResponse.OUTCOME_CONFIRMED,
+    ConfirmOutcome.ALREADY_CONFIRMED: upload_pb2.ConfirmUploadResponse.OUTCOME_ALREADY_CONFIRMED,
+    ConfirmOutcome.UNKNOWN_KEY: upload_pb2.ConfirmUploadResponse.OUTCOME_UNKNOWN_KEY,
+    ConfirmOutcome.REJECTED: upload_pb2.ConfirmUploadResponse.OUTCOME_REJECTED,
+}
+
+
+def caller_id() -> uuid.UUID:
+    """The user the interceptor authenticated. Users are UUIDs; a token whose subject is
+    not one cannot own files."""
+    identity = current_identity.get()
+    if identity is None:  # the interceptor guarantees one; defensive
+        raise Unauthenticated("missing access token")
+    try:
+        return uuid.UUID(identity.user_id)
+    except ValueError:
+        raise Unauthenticated("the access token's subject is not a Dropfile user",
+                              reason="ACCESS_TOKEN_INVALID") from None
+
+
+def _file(info: FileInfo) -> upload_pb2.File:
+    created_at = Timestamp()
+    created_at.FromDatetime(info.created_at)
+    return upload_pb2.File(file_id=info.file_id, file_name=info.file_name,
+                           mime_type=info.mime_type, size=info.size, s3_key=info.s3_key,
+                           status=_STATUS[info.status], created_at=created_at)
+
+
+class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
+    def __init__(self, uploads: Uploads) -> None:
+        self._uploads = uploads
+
+    def InitiateUpload(self, request, context):
+        started = self._uploads.initiate(
+            user_id=caller_id(), file_id=request.file_id, file_name=request.file_name,
+            mime_type=request.mime_type, file_size=request.file_size,
+        )
+        return upload_pb2.InitiateUploadResponse(
+            upload_id=started.upload_id, part_urls=started.part_urls,
+            part_size=started.part_size, s3_key=started.s3_key,
+        )
+
+    def RecordPart(self, request, context):
+        self._uploads.record_part(user_id=caller_id(), file_id=request.file_id,
+                                  chunk_index=request.chunk_index, size=request.size,
+                                  etag=request.etag)
+        return upload_pb2.RecordPartResponse()
+
+    def GetPartUrls(self, request, context):
+        fresh = self._uploads.part_urls(user_id=caller_id(), file_id=request.file_id,
+                                        first_part_number=request.first_part_number,
+                                        last_part_number=request.last_part_number)
+        return upload_pb2.GetPartUrlsResponse(
+            parts=[upload_pb2.PartUrl(part_number=number, url=url) for number, url in fresh.urls],
+            expires_in_seconds=fresh.expires_in_seconds)
+
+    def CompleteUpload(self, request, context):
+        self._uploads.complete(
+            user_id=caller_id(), file_id=request.file_id, upload_id=request.upload_id,
+            parts=[PartRef(part_number=p.part_number, etag=p.etag) for p in request.parts],
+        )
+        return upload_pb2.CompleteUploadResponse()
+
+    def AbortUpload(self, request, context):
+        self._uploads.abort(user_id=caller_id(), file_id=request.file_id,
+                            upload_id=request.upload_id)
+        return upload_pb2.AbortUploadResponse()
+
+    def ListFiles(self, request, context):
+        files = self._uploads.list_files(user_id=caller_id())
+        return upload_pb2.ListFilesResponse(files=[_file(info) for info in files])
+
+    def GetDownloadUrl(self, request, context):
+        download = self._uploads.download_url(user_id=caller_id(), s3_key=request.s3_key)
+        return upload_pb2.GetDownloadUrlResponse(url=download.url,
+                                                 expires_in_seconds=download.expires_in_seconds)
+
+    def DeleteFile(self, request, context):
+        self._uploads.delete(user_id=caller_id(), file_id=request.file_id)
+        return upload_pb2.DeleteFileResponse()
+
+
+class UploadInternalServicer(upload_pb2_grpc.UploadInternalServiceServicer):
+    def __init__(self, uploads: Uploads) -> None:
+        self._uploads = uploads
+
+    def ConfirmUpload(self, request, context):
+        event_time = (request.event_time.ToDatetime(tzinfo=timezone.utc)
+                      if request.HasField("event_time") else None)
+        outcome = self._uploads.confirm(s3_key=request.s3_key, size=request.size,
+                                        etag=request.etag, event_time=event_time)
+        return upload_pb2.ConfirmUploadResponse(outcome=_OUTCOME[outcome])

@@ -1,0 +1,81 @@
+"""Upload sessions in Redis: what RecordPart needs to validate a part (owner, upload id,
+part size and count, declared size) without reading PostgreSQL on every part.
+
+A session is a cache of the files row, never the truth: every operation here is best
+effort. A missing session (expired, flushed) or a Redis outage means the caller reads
+PostgreSQL instead, so Redis being down slows uploads but never fails them."""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "dropfile:upload:"
+
+
+@dataclass(frozen=True)
+class UploadSession:
+    file_id: uuid.UUID
+    user_id: uuid.UUID
+    upload_id: str
+    s3_key: str
+    part_size: int
+    part_count: int
+    size: int
+
+
+def session_key(file_id: uuid.UUID) -> str:
+    return f"{KEY_PREFIX}{file_id}"
+
+
+class UploadSessions:
+    def __init__(self, client: redis.Redis, *, ttl_seconds: int) -> None:
+        self._redis = client
+        self._ttl = ttl_seconds
+
+    def get(self, file_id: uuid.UUID) -> UploadSession | None:
+        try:
+            fields = self._redis.hgetall(session_key(file_id))
+        except redis.RedisError as exc:
+            log.warning("upload session unavailable, using the database: %s", type(exc).__name__)
+            return None
+        if not fields:
+            return None
+        try:
+            return UploadSession(
+                file_id=file_id, user_id=uuid.UUID(fields["user_id"]),
+                upload_id=fields["upload_id"], s3_key=fields["s3_key"],
+                part_size=int(fields["part_size"]), part_count=int(fields["part_count"]),
+                size=int(fields["size"]),
+            )
+        except (KeyError, ValueError):
+            log.warning("ignoring a malformed upload session for %s", file_id)
+            return None
+
+    def put(self, session: UploadSession) -> None:
+        key = session_key(session.file_id)
+        try:
+            # One round trip; MULTI so the hash never exists without its expiry.
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.hset(key, mapping={
+                    "user_id": str(session.user_id), "upload_id": session.upload_id,
+                    "s3_key": session.s3_key, "part_size": session.part_size,
+                    "part_count": session.part_count, "size": session.size,
+                })
+                pipe.expire(key, self._ttl)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("upload session not stored (the database still has the upload): %s",
+                        type(exc).__name__)
+
+    def delete(self, file_id: uuid.UUID) -> None:
+        try:
+            self._redis.delete(session_key(file_id))
+        except redis.RedisError as exc:
+            # A stale session is harmless: RecordPart re-checks the file in the database.
+            log.warning("upload session not deleted: %s", type(exc).__name__)

@@ -1,0 +1,75 @@
+"""Redis holds upload sessions, PostgreSQL the truth: losing Redis (flushed, or down) must
+not fail an upload."""
+from __future__ import annotations
+
+import logging
+
+from dropfile.upload.v1 import upload_pb2
+
+from .helpers import PART, completion, initiate, put_parts, record_parts, running_upload_server
+from tests.conftest import settings_for
+
+
+def _record(api, user, upload, index):
+    size = upload.reply.part_size
+    body = upload.data[index * size:(index + 1) * size]
+    api.RecordPart(upload_pb2.RecordPartRequest(file_id=upload.file_id, chunk_index=index,
+                                                size=len(body),
+                                                etag=upload.etags[index]),
+                   metadata=user.metadata)
+
+
+def test_flushdb_mid_upload_then_record_and_complete_still_work(
+        api, alice, sessions_redis, s3, bucket):
+    upload = initiate(api, alice, 2 * PART + 7)
+    put_parts(upload)
+    _record(api, alice, upload, 0)
+    sessions_redis.flushdb()
+    _record(api, alice, upload, 1)
+    # The session was rebuilt from PostgreSQL on the way.
+    session = sessions_redis.hgetall(f"dropfile:upload:{upload.file_id}")
+    assert session["user_id"] == alice.user_id and session["upload_id"] == upload.upload_id
+    assert sessions_redis.ttl(f"dropfile:upload:{upload.file_id}") > 0
+    sessions_redis.flushdb()
+    _record(api, alice, upload, 2)
+    sessions_redis.flushdb()
+    api.CompleteUpload(completion(upload), metadata=alice.metadata)
+    assert s3.get_object(Bucket=bucket, Key=upload.s3_key)["Body"].read() == upload.data
+
+
+def test_a_wrong_session_is_corrected_from_the_database(api, alice, sessions_redis):
+    """A session left over from an earlier upload of the same id (or corrupted) must not
+    decide: the database's upload id wins and the part is recorded."""
+    upload = initiate(api, alice, 10)
+    put_parts(upload)
+    sessions_redis.hset(f"dropfile:upload:{upload.file_id}", "upload_id", "stale-upload")
+    record_parts(api, alice, upload)
+    assert sessions_redis.hget(f"dropfile:upload:{upload.file_id}",
+                               "upload_id") == upload.upload_id
+    api.CompleteUpload(completion(upload), metadata=alice.metadata)
+
+
+def test_a_redis_outage_does_not_fail_uploads(common_settings, isolated_bucket, alice, s3,
+                                              caplog):
+    from services.upload.settings import UploadSettings
+
+    # Nothing listens on port 1: every Redis call fails at once.
+    settings = settings_for(UploadSettings, common_settings, s3_bucket=isolated_bucket,
+                            cloud_rd_uri="redis://127.0.0.1:1/0")
+    caplog.set_level(logging.WARNING, logger="services.upload.sessions")
+    with running_upload_server(settings) as running:
+        upload = initiate(running.stub, alice, PART + 3)
+        put_parts(upload)
+        record_parts(running.stub, alice, upload)
+        running.stub.CompleteUpload(completion(upload), metadata=alice.metadata)
+        files = running.stub.ListFiles(upload_pb2.ListFilesRequest(),
+                                       metadata=alice.metadata).files
+        # Abort and delete clean up sessions too; with Redis down they still succeed.
+        aborted = initiate(running.stub, alice, 5)
+        running.stub.AbortUpload(upload_pb2.AbortUploadRequest(
+            file_id=aborted.file_id, upload_id=aborted.upload_id), metadata=alice.metadata)
+        running.stub.DeleteFile(upload_pb2.DeleteFileRequest(file_id=aborted.file_id),
+                                metadata=alice.metadata)
+    assert s3.get_object(Bucket=isolated_bucket, Key=upload.s3_key)["Body"].read() == upload.data
+    assert [f.file_id for f in files if f.file_id == upload.file_id] == [upload.file_id]
+    assert any("upload session" in r.getMessage() for r in caplog.records)
