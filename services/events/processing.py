@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
-from services.common.logs import log_fields
+from services.common.logs import log_fields, request_id_var
 
 from .notifications import Ignored, ObjectCreated, StorageTestEvent, UnprocessableMessage, \
     read_message
@@ -83,6 +83,15 @@ class EventProcessor:
         self._retry = retry
 
     def process(self, message: QueueMessage, *, stopping: threading.Event) -> Verdict:
+        # The message id is the request id of everything done for this message: it is on
+        # this process's log lines and goes with ConfirmUpload, so upload's lines carry it.
+        token = request_id_var.set(message.message_id)
+        try:
+            return self._process(message, stopping)
+        finally:
+            request_id_var.reset(token)
+
+    def _process(self, message: QueueMessage, stopping: threading.Event) -> Verdict:
         fields = {"message_id": message.message_id, "receive_count": message.receive_count}
         try:
             notification = read_message(message.body, bucket=self._bucket)

@@ -14,6 +14,7 @@ from services.common.tokens import TokenVerifier
 
 from .poller import QueuePoller
 from .processing import EventProcessor, RetryPolicy
+from .reconciler import Reconciler
 from .servicer import EventsServicer
 from .settings import EventsSettings
 from .stats import ProcessingStats
@@ -58,6 +59,23 @@ def create_poller(settings: EventsSettings, *, service_token: str,
     )
 
 
+def create_reconciler(settings: EventsSettings, *, service_token: str,
+                      stats: ProcessingStats) -> Reconciler:
+    """The storage reconciler, with its own channel to the upload coordinator."""
+    channel = grpc.insecure_channel(settings.upload_service_addr, options=CHANNEL_OPTIONS)
+    return Reconciler(
+        confirmer=UploadConfirmer(channel, service_token=service_token,
+                                  timeout=settings.upload_rpc_timeout_seconds),
+        s3=aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_endpoint),
+        bucket=settings.s3_bucket,
+        interval=settings.reconcile_every,
+        grace_seconds=settings.reconcile_after,
+        batch_size=settings.reconcile_batch_size,
+        stats=stats,
+        on_stopped=channel.close,
+    )
+
+
 def create_server(settings: EventsSettings, *, port: int | None = None) -> ServerHandle:
     stats = ProcessingStats()
     token = keys.service_token(settings, settings.service_token)
@@ -79,7 +97,8 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> Serve
     if settings.sqs_queue_url:
         handle.workers.append(create_poller(settings, service_token=token, stats=stats))
     else:
-        log.warning("SQS_QUEUE_URL is not set: no storage events will be processed")
+        log.info("SQS_QUEUE_URL is not set: uploads are confirmed by asking storage")
+    handle.workers.append(create_reconciler(settings, service_token=token, stats=stats))
     return handle
 
 

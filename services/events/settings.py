@@ -23,3 +23,21 @@ class EventsSettings(GrpcServiceSettings, StorageSettings):
     # Exponential backoff between retries of a transient failure (with jitter).
     event_retry_initial_seconds: float = Field(default=0.5, gt=0, le=60)
     event_retry_max_seconds: float = Field(default=30.0, gt=0, le=900)
+    # The reconciler confirms completed uploads by asking storage (HEAD). Without a queue it
+    # is the only path and runs every second; beside a queue it is a slower safety net for
+    # lost events and leaves fresh completions to them. Unset values pick those defaults.
+    reconcile_interval_seconds: float | None = Field(default=None, gt=0, le=3600)
+    reconcile_grace_seconds: int | None = Field(default=None, ge=0, le=86400)
+    reconcile_batch_size: int = Field(default=100, ge=1, le=1000)
+
+    @property
+    def reconcile_every(self) -> float:
+        if self.reconcile_interval_seconds is not None:
+            return self.reconcile_interval_seconds
+        return 30.0 if self.sqs_queue_url else 1.0
+
+    @property
+    def reconcile_after(self) -> int:
+        if self.reconcile_grace_seconds is not None:
+            return self.reconcile_grace_seconds
+        return 120 if self.sqs_queue_url else 0

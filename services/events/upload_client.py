@@ -78,10 +78,24 @@ class UploadConfirmer:
         return outcome
 
 
-def _classify(exc: grpc.RpcError) -> ConfirmationError:
+    def pending(self, *, completed_at_least_seconds_ago: int, limit: int
+                ) -> list[upload_pb2.ListPendingConfirmationsResponse.PendingUpload]:
+        """Completed uploads the upload service has not seen confirmed yet."""
+        request = upload_pb2.ListPendingConfirmationsRequest(
+            completed_at_least_seconds_ago=completed_at_least_seconds_ago, limit=limit)
+        try:
+            reply = self._stub.ListPendingConfirmations(
+                request, timeout=self._timeout,
+                metadata=[(SERVICE_TOKEN_HEADER, self._service_token)])
+        except grpc.RpcError as exc:
+            raise _classify(exc, "ListPendingConfirmations") from None
+        return list(reply.uploads)
+
+
+def _classify(exc: grpc.RpcError, rpc: str = "ConfirmUpload") -> ConfirmationError:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
-    message = f"ConfirmUpload failed: {code.name if code else 'UNKNOWN'}: {details}"
+    message = f"{rpc} failed: {code.name if code else 'UNKNOWN'}: {details}"
     if code in TRANSIENT_CODES:
         return TransientConfirmationError(message, code)
     if code == grpc.StatusCode.INVALID_ARGUMENT:

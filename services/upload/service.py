@@ -19,10 +19,12 @@ import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.logs import log_fields
+from services.common.metrics import (EVENT_LAG, UPLOAD_BYTES, UPLOAD_PARTS, UPLOADS_COMPLETED,
+                                     UPLOADS_CONFIRMED, UPLOADS_INITIATED)
 
 from .models import File, FileStatus
 from .parts import MAX_PARTS, expected_part_size, part_count
@@ -88,6 +90,16 @@ class FileInfo:
     s3_key: str
     status: FileStatus
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class PendingConfirmation:
+    """A completed upload that storage has not confirmed yet."""
+
+    file_id: str
+    s3_key: str
+    size: int
+    completed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -258,6 +270,7 @@ class Uploads:
         self._sessions.put(UploadSession(file_id=fid, user_id=user_id, upload_id=upload_id,
                                          s3_key=key, part_size=self._part_size,
                                          part_count=count, size=file_size))
+        UPLOADS_INITIATED.inc()
         log.info("upload initiated", extra=log_fields(file_id=str(fid), size=file_size,
                                                       parts=count))
         return InitiatedUpload(upload_id=upload_id, part_urls=urls, part_size=self._part_size,
@@ -274,6 +287,8 @@ class Uploads:
             if self._store.record_chunk(file_id=fid, user_id=user_id,
                                         upload_id=session.upload_id, chunk_index=chunk_index,
                                         size=size, etag=etag):
+                UPLOAD_PARTS.inc()
+                UPLOAD_BYTES.inc(size)
                 return
             # Refused: find out why (the slow path runs only for errors and stale sessions).
             file = self._store.owned_file(fid, user_id)
@@ -442,6 +457,11 @@ class Uploads:
         fields = {"s3_key": s3_key, "outcome": outcome.value, "why": why}
         if event_time is not None:
             fields["event_lag_seconds"] = round((_now() - event_time).total_seconds(), 3)
+        if outcome is ConfirmOutcome.CONFIRMED:
+            UPLOADS_CONFIRMED.inc()
+            if event_time is not None:
+                # Storage's clock may run a little ahead of ours: never a negative lag.
+                EVENT_LAG.observe(max(fields["event_lag_seconds"], 0.0))
         if outcome is ConfirmOutcome.REJECTED:
             log.warning("upload confirmation rejected", extra=log_fields(**fields))
             # A FAILED file holds no object: the stray one goes (errors propagate, so the
@@ -453,6 +473,20 @@ class Uploads:
                                                ConfirmOutcome.REJECTED):
             self._sessions.delete(file_id)
         return outcome
+
+    def pending_confirmations(self, *, completed_at_least_seconds_ago: int, limit: int
+                              ) -> list[PendingConfirmation]:
+        """Completed uploads storage has not confirmed yet, for a reconciler to check."""
+        if completed_at_least_seconds_ago < 0:
+            raise InvalidArgument("completed_at_least_seconds_ago must be 0 or more")
+        limit = limit or 100
+        if not 1 <= limit <= 1000:
+            raise InvalidArgument("limit must be between 1 and 1000")
+        before = _now() - timedelta(seconds=completed_at_least_seconds_ago)
+        return [PendingConfirmation(file_id=str(file.id), s3_key=file.s3_key, size=file.size,
+                                    completed_at=file.completed_at)
+                for file in self._store.pending_confirmations(completed_before=before,
+                                                              limit=limit)]
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -488,13 +522,16 @@ class Uploads:
     def _mark_completed(self, file: File) -> None:
         with self._store.locked_owned_file(file.id, file.user_id) as current:
             vanished = current is None or current.status is FileStatus.FAILED
-            if not vanished and current.completed_at is None:
+            newly_completed = not vanished and current.completed_at is None
+            if newly_completed:
                 current.completed_at = _now()  # status untouched: UPLOADED stays UPLOADED
         if vanished:
             # Aborted or deleted while storage was assembling it: the object goes too.
             self._storage.delete_object(file.s3_key)
             raise FailedPrecondition("the upload was aborted or deleted while completing",
                                      reason="UPLOAD_ABORTED")
+        if newly_completed:
+            UPLOADS_COMPLETED.inc()
         self._sessions.delete(file.id)
         log.info("upload completed", extra=log_fields(file_id=str(file.id)))
 

@@ -111,3 +111,14 @@ class UploadInternalServicer(upload_pb2_grpc.UploadInternalServiceServicer):
         outcome = self._uploads.confirm(s3_key=request.s3_key, size=request.size,
                                         etag=request.etag, event_time=event_time)
         return upload_pb2.ConfirmUploadResponse(outcome=_OUTCOME[outcome])
+
+    def ListPendingConfirmations(self, request, context):
+        pending = self._uploads.pending_confirmations(
+            completed_at_least_seconds_ago=request.completed_at_least_seconds_ago,
+            limit=request.limit)
+        reply = upload_pb2.ListPendingConfirmationsResponse()
+        for upload in pending:
+            item = reply.uploads.add(file_id=upload.file_id, s3_key=upload.s3_key,
+                                     size=upload.size)
+            item.completed_at.FromDatetime(upload.completed_at)
+        return reply

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Iterator
 
 from sqlalchemy import delete, literal, select
@@ -105,6 +106,16 @@ class UploadStore:
         with self._db.session() as session:
             yield session.scalar(select(File).where(File.id == file_id, File.user_id == user_id)
                                  .with_for_update())
+
+    def pending_confirmations(self, *, completed_before: datetime, limit: int) -> list[File]:
+        """UPLOADING files whose multipart upload was completed before the given moment
+        (served by the (status, completed_at) index), oldest first."""
+        with self._db.session() as session:
+            return list(session.scalars(
+                select(File)
+                .where(File.status == FileStatus.UPLOADING, File.completed_at.is_not(None),
+                       File.completed_at <= completed_before)
+                .order_by(File.completed_at).limit(limit)))
 
     @contextmanager
     def locked_file_by_key(self, s3_key: str) -> Iterator[File | None]:

@@ -161,9 +161,11 @@ def test_a_stopped_processor_receives_nothing_more(sqs, queue, quiet_bucket, sta
 
 def test_without_a_queue_there_is_no_poller_but_stats_still_serve(common_settings,
                                                                   make_token):
+    from services.events.reconciler import Reconciler
+
     settings = settings_for(EventsSettings, common_settings, sqs_queue_url=None)
     handle = create_server(settings, port=0)
-    assert handle.workers == []
+    assert [type(worker) for worker in handle.workers] == [Reconciler]
     handle.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:

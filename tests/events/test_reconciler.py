@@ -1,0 +1,70 @@
+"""The reconciler: confirming completed uploads by asking storage, without any event."""
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import pytest
+
+from dropfile.upload.v1 import upload_pb2
+from services.events.settings import EventsSettings
+from tests.conftest import settings_for, wait_until
+
+from .helpers import bearer, file_status, upload_file
+
+
+def test_without_a_queue_a_completed_upload_is_confirmed_by_asking_storage(
+        start_processor, quiet_upload, quiet_bucket, make_token):
+    token = make_token()
+    start_processor(sqs_queue_url=None, s3_bucket=quiet_bucket,
+                    upload_service_addr=quiet_upload.address, reconcile_interval_seconds=0.2)
+    uploaded = upload_file(quiet_upload.stub, token, size=6 * 1024 * 1024)
+    wait_until(lambda: file_status(quiet_upload.stub, token, uploaded.file_id)
+               == "FILE_STATUS_UPLOADED", timeout=10, what="the reconciler to confirm")
+    [listed] = [f for f in quiet_upload.stub.ListFiles(upload_pb2.ListFilesRequest(),
+                                                       metadata=bearer(token)).files
+                if f.file_id == uploaded.file_id]
+    assert listed.size == uploaded.size
+
+
+def test_an_upload_not_completed_is_left_alone(start_processor, quiet_upload, quiet_bucket,
+                                               make_token):
+    token = make_token()
+    start_processor(sqs_queue_url=None, s3_bucket=quiet_bucket,
+                    upload_service_addr=quiet_upload.address, reconcile_interval_seconds=0.2)
+    file_id = str(uuid.uuid4())
+    quiet_upload.stub.InitiateUpload(upload_pb2.InitiateUploadRequest(
+        file_id=file_id, file_name="draft.txt", file_size=10), metadata=bearer(token))
+    confirmed = upload_file(quiet_upload.stub, token, size=1024)  # a marker that it ran
+    wait_until(lambda: file_status(quiet_upload.stub, token, confirmed.file_id)
+               == "FILE_STATUS_UPLOADED", timeout=10, what="a reconciliation round")
+    assert file_status(quiet_upload.stub, token, file_id) == "FILE_STATUS_UPLOADING"
+
+
+def test_pending_confirmations_need_the_service_credential_and_honour_the_grace(
+        quiet_upload, make_token, service_token):
+    token = make_token()
+    uploaded = upload_file(quiet_upload.stub, token, size=2048)
+    request = upload_pb2.ListPendingConfirmationsRequest(limit=1000)
+    with pytest.raises(grpc.RpcError) as info:
+        quiet_upload.internal_stub.ListPendingConfirmations(request, metadata=bearer(token))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    service = [("x-dropfile-service-token", service_token)]
+    keys = {u.s3_key for u in quiet_upload.internal_stub.ListPendingConfirmations(
+        request, metadata=service).uploads}
+    assert uploaded.s3_key in keys
+    recent_excluded = {u.s3_key for u in quiet_upload.internal_stub.ListPendingConfirmations(
+        upload_pb2.ListPendingConfirmationsRequest(completed_at_least_seconds_ago=3600,
+                                                   limit=1000), metadata=service).uploads}
+    assert uploaded.s3_key not in recent_excluded
+    with pytest.raises(grpc.RpcError) as info:
+        quiet_upload.internal_stub.ListPendingConfirmations(
+            upload_pb2.ListPendingConfirmationsRequest(limit=5000), metadata=service)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_reconciler_defaults_follow_the_queue(common_settings):
+    without_queue = settings_for(EventsSettings, common_settings, sqs_queue_url=None)
+    with_queue = settings_for(EventsSettings, common_settings)
+    assert (without_queue.reconcile_every, without_queue.reconcile_after) == (1.0, 0)
+    assert with_queue.reconcile_every > 1 and with_queue.reconcile_after > 0

