@@ -25,7 +25,8 @@ gen/.generated: $(VENV)/.installed $(PROTOS)
 
 protos: gen/.generated
 
-install: gen/.generated
+# The Python environment, the generated code and the browser app.
+install: gen/.generated web
 
 # Creates the bucket, CORS rule, queues and event notification where missing.
 setup: install
@@ -42,7 +43,7 @@ test: install deploy-validate
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf gen $(VENV) .pytest_cache
+	rm -rf gen $(VENV) .pytest_cache web/dist web/node_modules
 
 # Offline checks of the container image and Kubernetes manifests (no Docker, no cluster):
 # every overlay is rendered with kustomize and validated strictly (unknown fields are
@@ -70,3 +71,27 @@ deploy-validate: install $(VENV)/.deploy-tools
 
 deploy-check: deploy-validate
 	$(PY) -m pytest tests/deploy -q
+
+# The browser app (web/), built into web/dist, which the gateway serves at `/`.
+# `npm ci` runs when the lock changes, the build when any source does.
+.PHONY: web
+WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) \
+  web/index.html web/vite.config.ts web/tsconfig.json web/package.json
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: building web/ needs Node.js 20.19+ and npm" >&2; exit 1; }
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+web/dist/index.html: web/node_modules/.installed $(WEB_SOURCES)
+	cd web && npm run build
+	touch $@
+
+web: web/dist/index.html
+
+# The performance bench (not part of `make test`; about 6 minutes on 2 cores): starts its
+# own stack on free ports, prints one table and writes bench/out/results.{txt,json,png}.
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--rounds 1 --only control". See bench/README.md.
+.PHONY: bench
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)

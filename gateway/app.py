@@ -12,9 +12,11 @@ from services.common.logs import REQUEST_ID_HEADER
 
 from .deps import Backends
 from .errors import UnhandledErrorMiddleware, install_error_handlers
+from .metrics import install_metrics
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .routes import auth, files, health, v2
 from .settings import GatewaySettings
+from .static import mount_web_app
 
 DESCRIPTION = """Dropfile's REST API (v1), as existing browser and script clients speak it.
 Sessions are cookies (`access_token`, `refresh_token`, `device_id`); errors carry `error`
@@ -39,11 +41,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(files.router)
     app.include_router(v2.router)
     app.include_router(health.router)
+    mount_web_app(app)  # the browser app at `/`; it never answers for the API's paths
     _document_400_not_422(app)
 
     # Added innermost first: CORS sees every response (errors too), then the request id.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(UnhandledErrorMiddleware)
+    install_metrics(app, settings)  # per-route counts and latency; /metrics in development
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
         CORSMiddleware,

@@ -1,10 +1,14 @@
 """The gateway process: `python -m gateway` serves HTTP with uvicorn (uvloop, httptools)."""
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 
 from services.common.logs import configure_logging
+from services.common.metrics import start_metrics_server
 from services.common.settings import load_settings
+from services.common.tracing import configure_tracing
 
 from .app import create_app
 from .settings import GatewaySettings
@@ -13,8 +17,17 @@ from .settings import GatewaySettings
 def main() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level)
+    tracing = configure_tracing("gateway", settings)  # before the app opens its channels
+    app = create_app(settings)
+    if tracing is not None:
+        tracing.instrument_app(app)
+    try:
+        start_metrics_server(settings.metrics_port, settings.metrics_host)
+    except OSError as exc:
+        print(f"gateway: cannot start: metrics port: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.dropfile_http_host,
         port=settings.dropfile_http_port,
         loop="uvloop",

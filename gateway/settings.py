@@ -19,6 +19,10 @@ class GatewaySettings(CorsSettings):
     # Largest request body accepted. The biggest v1 body, complete-upload with S3's
     # maximum of 10,000 parts, is about 600 KB.
     max_request_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    # Port of the Prometheus /metrics endpoint, apart from the public HTTP port. Unset: a
+    # development gateway answers /metrics on its HTTP port, a production one nowhere.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @property
     def secure_cookies(self) -> bool:

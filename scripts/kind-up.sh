@@ -47,5 +47,4 @@ for service in auth upload events gateway; do
 done
 
 echo "Dropfile is running: http://localhost:8080"
-echo "Browsers upload to the presigned URLs of moto (http://moto:5000): add '127.0.0.1 moto'"
-echo "to /etc/hosts for uploads from this machine."
+echo "(browsers upload parts to moto, the local S3, on http://localhost:5000)"

@@ -1,11 +1,13 @@
 """`python -m services.setup`: creates what Dropfile needs in storage when it is missing:
-the bucket, its CORS rule (exposing ETag to browsers), the queue with its dead-letter queue,
-and the bucket's ObjectCreated notification to the queue. On AWS these are infrastructure;
+the bucket, its CORS rule (exposing ETag to browsers), its lifecycle rule aborting
+multipart uploads left incomplete, the queue with its dead-letter queue, and the bucket's
+ObjectCreated notification to the queue. On AWS these are infrastructure;
 the command still works there with sufficient rights, and skips what the store lacks."""
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from urllib.parse import urlparse
 
@@ -23,6 +25,9 @@ class SetupSettings(StorageSettings, CorsSettings):
     sqs_queue_url: str | None = None
     # Receives after which a message that keeps failing moves to the dead-letter queue.
     sqs_max_receive_count: int = Field(default=5, ge=1, le=1000)
+    # The upload coordinator's idle TTL (same variable): storage's lifecycle rule aborts
+    # multipart uploads this long after initiation, rounded up to whole days.
+    upload_idle_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=365 * 24 * 3600)
 
 
 def queue_name_from_url(url: str) -> str:
@@ -54,6 +59,50 @@ def ensure_cors(s3, bucket: str, origins: list[str]) -> None:
         "ExposeHeaders": ["ETag"],
         "MaxAgeSeconds": 3600,
     }]})
+
+
+LIFECYCLE_RULE_ID = "dropfile-abort-incomplete-multipart-uploads"
+# Where a store has no lifecycle support (answers of S3-compatible servers vary).
+_LIFECYCLE_UNSUPPORTED = {"NotImplemented", "NotImplementedError", "UnsupportedOperation",
+                          "MethodNotAllowed", "XNotImplemented"}
+
+
+def lifecycle_days(idle_ttl_seconds: int) -> int:
+    """Lifecycle rules count whole days: the TTL rounded up, at least one."""
+    return max(1, math.ceil(idle_ttl_seconds / 86400))
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def ensure_lifecycle(s3, bucket: str, *, days: int) -> bool:
+    """Storage aborts multipart uploads under `users/` `days` after initiation: the backstop
+    of the upload coordinator's reaper. The bucket's other lifecycle rules are kept (ours is
+    replaced by its id). False, with a warning, where the store has no lifecycle support."""
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    except ClientError as exc:
+        if _error_code(exc) in _LIFECYCLE_UNSUPPORTED:
+            log.warning("storage has no lifecycle rules (%s): incomplete multipart uploads "
+                        "are left to the reaper alone", _error_code(exc))
+            return False
+        if _error_code(exc) != "NoSuchLifecycleConfiguration":
+            raise
+        rules = []
+    ours = {"ID": LIFECYCLE_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": "users/"},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days}}
+    rules = [rule for rule in rules if rule.get("ID") != LIFECYCLE_RULE_ID] + [ours]
+    try:
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket,
+                                              LifecycleConfiguration={"Rules": rules})
+    except ClientError as exc:
+        if _error_code(exc) in _LIFECYCLE_UNSUPPORTED:
+            log.warning("storage has no lifecycle rules (%s): incomplete multipart uploads "
+                        "are left to the reaper alone", _error_code(exc))
+            return False
+        raise
+    return True
 
 
 def ensure_queues(sqs, queue_name: str, max_receive_count: int) -> tuple[str, str]:
@@ -93,6 +142,12 @@ def run_setup(settings: SetupSettings) -> None:
         ensure_cors(s3, settings.s3_bucket, settings.cors_origin_list)
     except ClientError as exc:
         log.warning("bucket CORS not set (%s); browsers cannot read ETags", exc)
+    try:
+        ensure_lifecycle(s3, settings.s3_bucket,
+                         days=lifecycle_days(settings.upload_idle_ttl_seconds))
+    except ClientError as exc:
+        log.warning("bucket lifecycle rule not set (%s); the reaper still aborts incomplete "
+                    "multipart uploads", exc)
     if not settings.sqs_queue_url:
         log.info("SQS_QUEUE_URL not set: no queue or event notification")
         return

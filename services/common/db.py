@@ -22,9 +22,14 @@ def sqlalchemy_url(uri: str) -> str:
     return uri
 
 
-def make_engine(uri: str, *, pool_size: int = 10) -> Engine:
+def make_engine(uri: str, *, pool_size: int = 10, isolation_level: str | None = None) -> Engine:
+    """`isolation_level="AUTOCOMMIT"` makes an engine for single-statement writes: set once
+    per connection, where `execution_options` would set and reset it (two extra round
+    trips) on every checkout."""
+    options = {"isolation_level": isolation_level} if isolation_level else {}
     return create_engine(
         sqlalchemy_url(uri),
+        **options,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

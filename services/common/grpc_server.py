@@ -23,12 +23,16 @@ from .errors import DomainError
 from .keys import MissingSecretError
 from .logs import configure_logging
 from .settings import GrpcServiceSettings, load_settings
-from .logs import REQUEST_ID_HEADER, request_id_var
+from .logs import REQUEST_ID_HEADER, log_fields, request_id_var
 from .metrics import GRPC_LATENCY, GRPC_REQUESTS, start_metrics_server
 from .tokens import InvalidTokenError, TokenVerifier, current_identity
+from .tracing import configure_tracing
 from .transient import is_transient
 
 log = logging.getLogger(__name__)
+# One line per RPC served, with its request id: a call can be followed through every
+# service it touched (the gateway's access log is the first line).
+access_log = logging.getLogger("rpc.access")
 
 SERVICE_TOKEN_HEADER = "x-dropfile-service-token"
 ERROR_DOMAIN = "dropfile"
@@ -130,9 +134,14 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                         raise  # context.abort() already set the status
                     self._fail(context, method, exc)
             finally:
-                latency.observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                latency.observe(elapsed)
                 code = context.code() or grpc.StatusCode.OK
                 GRPC_REQUESTS.labels(service, name, code.name).inc()
+                # Probes call the health service every few seconds: DEBUG only.
+                level = logging.DEBUG if service.startswith("grpc.") else logging.INFO
+                access_log.log(level, "%s %s", method, code.name, extra=log_fields(
+                    method=method, code=code.name, duration_ms=round(elapsed * 1000, 1)))
 
         return wrapped
 
@@ -234,6 +243,7 @@ def run_service(name: str, settings_cls: type[GrpcServiceSettings],
     """The `main()` of every gRPC service: settings, logging, server, serve until signal."""
     settings = load_settings(settings_cls)
     configure_logging(name, settings.log_level)
+    configure_tracing(name, settings)  # before the server and channels exist
     try:
         handle = create_server(settings)
         start_metrics_server(settings.metrics_port, settings.metrics_host)

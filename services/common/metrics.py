@@ -1,5 +1,5 @@
-"""Prometheus metrics of every Dropfile process, defined once. gRPC services expose them
-on METRICS_PORT; the gateway also serves them at /metrics."""
+"""Prometheus metrics of every Dropfile process, defined once. Every process serves them
+at /metrics on METRICS_PORT (the gateway: gateway/metrics.py)."""
 from __future__ import annotations
 
 from prometheus_client import Counter, Histogram, start_http_server

@@ -21,6 +21,11 @@ class BaseServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Where development keys and secrets are generated once and kept.
     dropfile_keys_dir: Path = Path(".dropfile/keys")
+    # OpenTelemetry tracing (services/common/tracing.py): spans are exported over OTLP/gRPC
+    # to this collector, e.g. http://otel-collector:4317. Unset means no tracing at all.
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    # The service name spans carry; the process's own name (auth, gateway...) when unset.
+    otel_service_name: str | None = Field(default=None, min_length=1, max_length=128)
 
     @property
     def development(self) -> bool:

@@ -5,6 +5,7 @@ the processing rules act on: transient (retry), refused (the message's fault) an
 from __future__ import annotations
 
 import enum
+import uuid
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -83,10 +84,14 @@ class UploadConfirmer:
         """Completed uploads the upload service has not seen confirmed yet."""
         request = upload_pb2.ListPendingConfirmationsRequest(
             completed_at_least_seconds_ago=completed_at_least_seconds_ago, limit=limit)
+        # Every internal call carries a request id, so upload's log line about it can be
+        # found; each listing is a request of its own.
+        request_id = f"reconcile-{uuid.uuid4().hex}"
         try:
             reply = self._stub.ListPendingConfirmations(
                 request, timeout=self._timeout,
-                metadata=[(SERVICE_TOKEN_HEADER, self._service_token)])
+                metadata=[(SERVICE_TOKEN_HEADER, self._service_token),
+                          (REQUEST_ID_HEADER, request_id)])
         except grpc.RpcError as exc:
             raise _classify(exc, "ListPendingConfirmations") from None
         return list(reply.uploads)

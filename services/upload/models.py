@@ -48,6 +48,10 @@ class File(Base):
     # Set when CompleteMultipartUpload succeeded; storage confirmation comes after.
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     uploaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # v2 uploads: the per-part checksum algorithm ("SHA256", "CRC32C"); None for v1 ones.
+    checksum_algorithm: Mapped[str | None] = mapped_column(String(16))
+    # The whole file's SHA-256 (lowercase hex) as its uploader declared it.
+    sha256: Mapped[str | None] = mapped_column(String(64))
 
     chunks: Mapped[list["Chunk"]] = relationship(
         back_populates="file", cascade="all, delete-orphan", passive_deletes=True,
@@ -74,5 +78,7 @@ class Chunk(Base):
         Enum(ChunkStatus, name="chunk_status", native_enum=True), default=ChunkStatus.COMPLETED
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # v2 uploads: the part's checksum (base64) as storage verified it; None when unknown.
+    checksum: Mapped[str | None] = mapped_column(String(64))
 
     file: Mapped[File] = relationship(back_populates="chunks")

@@ -24,3 +24,22 @@ def expected_part_size(index: int, *, size: int, part_size: int) -> int:
     if index < count - 1:
         return part_size
     return size - part_size * (count - 1)
+
+
+def choose_part_size(size: int, *, min_part_size: int = MIN_PART_SIZE,
+                     max_part_size: int = MAX_PART_SIZE, max_parts: int = MAX_PARTS) -> int:
+    """The v2 part size for `size` bytes: the smallest of min_part_size, doubled as often as
+    needed, that slices the file into at most `max_parts` parts, capped at max_part_size.
+    Doubling from 5 MiB lands exactly on 5 GiB (5 MiB x 2^10), S3's largest part, and keeps
+    the sizes few and round (5 TiB -> 640 MiB parts, 8,192 of them). ValueError when even
+    parts of max_part_size cannot hold the file."""
+    if size < 0:
+        raise ValueError("size must be >= 0")
+    if not 0 < min_part_size <= max_part_size:
+        raise ValueError("need 0 < min_part_size <= max_part_size")
+    if size > max_part_size * max_parts:
+        raise ValueError(f"{size} bytes need more than {max_parts} parts of {max_part_size}")
+    part_size = min_part_size
+    while part_count(size, part_size) > max_parts:
+        part_size *= 2
+    return min(part_size, max_part_size)

@@ -8,10 +8,13 @@ from services.common.db import Database, make_engine
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
 from services.common.tokens import TokenVerifier
 
+from .reaper import create_reaper
+from .quota import Quota
 from .service import Uploads
 from .servicer import UploadInternalServicer, UploadServicer
 from .sessions import UploadSessions
 from .settings import UploadSettings
+from .status_events import StatusEvents, publisher_client
 from .storage import Storage
 from .store import UploadStore
 
@@ -23,16 +26,30 @@ def create_uploads(settings: UploadSettings) -> Uploads:
     """The domain object with its database, Redis and S3 clients."""
     db = Database(make_engine(settings.cloud_db_uri,
                               pool_size=settings.grpc_max_workers // 2 or 1))
+    # RecordPart's single upsert commits by itself: one round trip, on a pool of its own
+    # with a connection per worker thread (a smaller pool would open and close a
+    # PostgreSQL connection, a new backend process, per call when every worker records).
+    autocommit = make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers,
+                             isolation_level="AUTOCOMMIT")
     s3 = aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_endpoint,
                     max_pool_connections=max(settings.grpc_max_workers, 10))
+    # Presigning is local signing, no request: a client of its own makes URLs for the
+    # address clients use, whatever endpoint this process talks to.
+    presigner = (aws_client("s3", region=settings.aws_region,
+                            endpoint_url=settings.s3_public_endpoint_url)
+                 if settings.s3_public_endpoint_url else None)
     return Uploads(
-        store=UploadStore(db),
-        storage=Storage(s3, settings.s3_bucket),
+        store=UploadStore(db, autocommit=autocommit),
+        storage=Storage(s3, settings.s3_bucket, presigner=presigner),
         sessions=UploadSessions(redis_client(settings.cloud_rd_uri),
                                 ttl_seconds=settings.upload_session_ttl_seconds),
         part_size=settings.part_size_bytes,
         max_file_size=settings.max_file_size_bytes,
         url_ttl_seconds=settings.presigned_url_ttl_seconds,
+        status_events=StatusEvents(publisher_client(settings.cloud_rd_uri)),
+        v2_max_file_size=settings.v2_max_file_size_bytes,
+        min_part_size=settings.min_part_size_bytes,
+        quota=Quota(settings.user_quota_bytes),
     )
 
 
@@ -46,7 +63,7 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
             UploadInternalServicer(uploads), server)
         return [SERVICE_NAME, INTERNAL_SERVICE_NAME]
 
-    return build_server(
+    handle = build_server(
         host=settings.dropfile_bind_host,
         port=settings.upload_grpc_port if port is None else port,
         max_workers=settings.grpc_max_workers,
@@ -56,6 +73,9 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
         policy=AccessPolicy(internal_services={INTERNAL_SERVICE_NAME}),
         register=register,
     )
+    if settings.reaper_enabled:
+        handle.workers.append(create_reaper(settings))
+    return handle
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import logging
 import re
 import unicodedata
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -26,9 +26,13 @@ from services.common.logs import log_fields
 from services.common.metrics import (EVENT_LAG, UPLOAD_BYTES, UPLOAD_PARTS, UPLOADS_COMPLETED,
                                      UPLOADS_CONFIRMED, UPLOADS_INITIATED)
 
+from .checksums import ChecksumAlgorithm, clean_part_checksum, clean_sha256_hex
 from .models import File, FileStatus
-from .parts import MAX_PARTS, expected_part_size, part_count
+from .parts import MAX_PARTS, MIN_PART_SIZE, expected_part_size, part_count
+from .quota import Quota
+from .service_v2 import UploadsV2
 from .sessions import UploadSession, UploadSessions
+from .status_events import StatusEvents
 from .storage import Storage, UploadGone, normalize_etag
 from .store import FileIdTaken, UploadStore
 
@@ -90,6 +94,8 @@ class FileInfo:
     s3_key: str
     status: FileStatus
     created_at: datetime
+    # The whole file's SHA-256 (hex) as declared by a v2 upload; None otherwise.
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,8 @@ class PartUrls:
 
     urls: list[tuple[int, str]]
     expires_in_seconds: int
+    # v2 uploads: the signed headers each part's PUT must carry, by part number.
+    headers: dict[int, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,13 +206,14 @@ def ordered_parts(parts: list[PartRef], expected_count: int) -> list[tuple[int, 
 def _session_of(file: File) -> UploadSession:
     return UploadSession(file_id=file.id, user_id=file.user_id, upload_id=file.upload_id or "",
                          s3_key=file.s3_key, part_size=file.part_size,
-                         part_count=file.part_count, size=file.size)
+                         part_count=file.part_count, size=file.size,
+                         checksum_algorithm=file.checksum_algorithm or "")
 
 
 def _info(file: File) -> FileInfo:
     return FileInfo(file_id=str(file.id), file_name=file.file_name, mime_type=file.mime_type,
                     size=file.size, s3_key=file.s3_key, status=file.status,
-                    created_at=file.created_at)
+                    created_at=file.created_at, sha256=file.sha256)
 
 
 def _is_complete(file: File) -> bool:
@@ -219,12 +228,23 @@ def _refuse_unless_receiving_parts(file: File) -> None:
                                  reason="UPLOAD_COMPLETE")
 
 
-class Uploads:
+class Uploads(UploadsV2):
     def __init__(self, *, store: UploadStore, storage: Storage, sessions: UploadSessions,
-                 part_size: int, max_file_size: int, url_ttl_seconds: int) -> None:
+                 part_size: int, max_file_size: int, url_ttl_seconds: int,
+                 status_events: StatusEvents | None = None,
+                 v2_max_file_size: int = 5 * 1024**4, min_part_size: int = MIN_PART_SIZE,
+                 quota: Quota | None = None) -> None:
+        """`part_size`/`max_file_size` are v1's; v2 chooses part sizes from
+        `min_part_size` up, for files up to `v2_max_file_size`. `quota` applies to both
+        (unlimited when None)."""
+        self._v2_max_file_size = v2_max_file_size
+        self._min_part_size = min_part_size
+        self._quota = quota or Quota(0)
         self._store = store
         self._storage = storage
         self._sessions = sessions
+        # Each status change is published for the owner's live view (status_events.py).
+        self._status_events = status_events or StatusEvents()
         self._part_size = part_size
         self._max_file_size = max_file_size
         self._url_ttl = url_ttl_seconds
@@ -247,18 +267,20 @@ class Uploads:
             raise InvalidArgument(f"file_size needs {count} parts; storage allows {MAX_PARTS}")
         if self._store.file_id_taken(fid):  # cheap refusal before touching storage
             raise AlreadyExists("a file with this file_id already exists; choose a new one")
+        # Before anything is written; decided again under the user's lock at the insert.
+        self._quota.admit(self._store.usage_of(user_id), file_size)
 
         key = f"users/{user_id}/{fid}"  # ids only: nothing the user typed
         upload_id = self._storage.create_multipart_upload(key, content_type=mime)
         try:
-            urls = [self._storage.presign_part(key, upload_id=upload_id, part_number=number,
+            urls = self._storage.presign_parts(key, upload_id=upload_id,
+                                               part_numbers=range(1, count + 1),
                                                ttl=self._url_ttl)
-                    for number in range(1, count + 1)]
             self._store.insert_file(File(
                 id=fid, user_id=user_id, file_name=name, mime_type=mime, size=file_size,
                 s3_key=key, upload_id=upload_id, part_size=self._part_size, part_count=count,
                 status=FileStatus.UPLOADING,
-            ))
+            ), admit=self._admitter(file_size))
         except FileIdTaken:
             # Lost a race for this id: our multipart upload must not linger.
             self._abort_quietly(key, upload_id)
@@ -271,22 +293,30 @@ class Uploads:
                                          s3_key=key, part_size=self._part_size,
                                          part_count=count, size=file_size))
         UPLOADS_INITIATED.inc()
+        self._status_events.changed(user_id=user_id, file_id=fid, status="UPLOADING",
+                                    size=file_size)
         log.info("upload initiated", extra=log_fields(file_id=str(fid), size=file_size,
                                                       parts=count))
         return InitiatedUpload(upload_id=upload_id, part_urls=urls, part_size=self._part_size,
                                s3_key=key)
 
     def record_part(self, *, user_id: uuid.UUID, file_id: str, chunk_index: int, size: int,
-                    etag: str) -> None:
+                    etag: str, checksum: str = "") -> None:
         """The hot path: one Redis read and one SQL statement when all is well."""
         fid = parse_file_id(file_id)
         etag = clean_etag(etag)
         session = self._session_for(fid, user_id)
         for attempt in range(2):
             self._check_part(session, chunk_index, size)
+            if checksum and not session.checksum_algorithm:
+                raise InvalidArgument("checksum: this upload was started without part "
+                                      "checksums (v1)")
+            cleaned = clean_part_checksum(
+                checksum, ChecksumAlgorithm(session.checksum_algorithm),
+                what=f"the checksum of part {chunk_index + 1}") if checksum else None
             if self._store.record_chunk(file_id=fid, user_id=user_id,
                                         upload_id=session.upload_id, chunk_index=chunk_index,
-                                        size=size, etag=etag):
+                                        size=size, etag=etag, checksum=cleaned):
                 UPLOAD_PARTS.inc()
                 UPLOAD_BYTES.inc(size)
                 return
@@ -303,7 +333,7 @@ class Uploads:
         raise FailedPrecondition("the upload changed while recording the part; retry")
 
     def part_urls(self, *, user_id: uuid.UUID, file_id: str, first_part_number: int,
-                  last_part_number: int) -> PartUrls:
+                  last_part_number: int, checksums: list[str] | tuple = ()) -> PartUrls:
         """Fresh presigned URLs for parts first..last (1-based, inclusive) of an upload that
         still takes parts. Reads PostgreSQL, not the Redis session: a session may outlive
         an abort for a moment, and this call is rare."""
@@ -320,25 +350,61 @@ class Uploads:
         if last_part_number > file.part_count:
             raise InvalidArgument(f"last_part_number {last_part_number} is beyond this "
                                   f"file's {file.part_count} parts")
-        urls = [(number, self._storage.presign_part(file.s3_key, upload_id=file.upload_id or "",
-                                                    part_number=number, ttl=self._url_ttl))
-                for number in range(first_part_number, last_part_number + 1)]
+        numbers = range(first_part_number, last_part_number + 1)
+        self._refuse_checksums_of_v1(file, checksums)
+        if file.checksum_algorithm:
+            # v2: each URL is signed with its part's checksum; storage checks the bytes.
+            algorithm = ChecksumAlgorithm(file.checksum_algorithm)
+            if len(checksums) != len(numbers):
+                raise InvalidArgument(f"checksums: one {algorithm.value} checksum per part is "
+                                      f"required ({len(numbers)} for parts {first_part_number}"
+                                      f"..{last_part_number}), not {len(checksums)}")
+            cleaned = [clean_part_checksum(value, algorithm, what=f"the checksum of part {n}")
+                       for n, value in zip(numbers, checksums)]
+            signed = self._storage.presign_checksummed_parts(
+                file.s3_key, upload_id=file.upload_id or "", part_numbers=numbers,
+                algorithm=algorithm, checksums=cleaned, ttl=self._url_ttl)
+            return PartUrls(urls=list(zip(numbers, signed)), expires_in_seconds=self._url_ttl,
+                            headers={n: {algorithm.header: value}
+                                     for n, value in zip(numbers, cleaned)})
+        urls = list(zip(numbers, self._storage.presign_parts(
+            file.s3_key, upload_id=file.upload_id or "", part_numbers=numbers,
+            ttl=self._url_ttl)))
         return PartUrls(urls=urls, expires_in_seconds=self._url_ttl)
 
     def complete(self, *, user_id: uuid.UUID, file_id: str, upload_id: str,
-                 parts: list[PartRef]) -> None:
+                 parts: list[PartRef], use_recorded_parts: bool = False,
+                 sha256: str = "") -> None:
+        """`use_recorded_parts` (v2): the recorded chunks are the parts (`parts` empty,
+        `upload_id` optional). `sha256`: the whole file's, recorded with it."""
         fid = parse_file_id(file_id)
-        upload_id = _require_upload_id(upload_id)
+        if use_recorded_parts and parts:
+            raise InvalidArgument("parts must be empty when completing with the recorded parts")
+        digest = clean_sha256_hex(sha256)
+        if not use_recorded_parts or upload_id:
+            upload_id = _require_upload_id(upload_id)
         file = self._owned(fid, user_id)
+        upload_id = upload_id or file.upload_id or ""
         if file.upload_id != upload_id:
             raise InvalidArgument("upload_id is not this file's upload")
         if _is_complete(file):
             return  # a retry of a completion that succeeded
         if file.status is FileStatus.FAILED:
             raise FailedPrecondition(UPLOAD_ABORTED, reason="UPLOAD_ABORTED")
+        if digest and file.sha256 and digest != file.sha256:
+            raise InvalidArgument(f"sha256 {digest} differs from the {file.sha256} declared "
+                                  "when the upload was created")
+        recorded = self._store.chunks_of(fid)
+        if use_recorded_parts:
+            missing = [n for n in range(1, file.part_count + 1) if n - 1 not in recorded]
+            if missing:
+                shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+                raise FailedPrecondition(f"parts not recorded yet: {shown} (this file has "
+                                         f"{file.part_count})", reason="PART_NOT_RECORDED")
+            parts = [PartRef(part_number=index + 1, etag=chunk.etag)
+                     for index, chunk in recorded.items()]
         ordered = ordered_parts(parts, file.part_count)
 
-        recorded = self._store.chunks_of(fid)
         for number, etag in ordered:
             chunk = recorded.get(number - 1)
             if chunk is None:
@@ -369,12 +435,18 @@ class Uploads:
         total = sum(stored[number].size for number, _ in ordered)
         if total != file.size:  # implied by the sizes above; kept as a last guard
             raise FailedPrecondition(f"parts add up to {total} bytes, not {file.size}")
+        self._check_quota_at_completion(file, total)
+        algorithm = ChecksumAlgorithm(file.checksum_algorithm) if file.checksum_algorithm \
+            else None
+        checksums = {number: stored[number].checksum or recorded[number - 1].checksum
+                     for number, _ in ordered} if algorithm else None
         try:
             self._storage.complete_multipart_upload(file.s3_key, upload_id=upload_id,
-                                                    parts=ordered)
+                                                    parts=ordered, checksums=checksums,
+                                                    checksum_algorithm=algorithm)
         except UploadGone:
             return self._settle_vanished_upload(file)
-        self._mark_completed(file)
+        self._mark_completed(file, sha256=digest)
 
     def abort(self, *, user_id: uuid.UUID, file_id: str, upload_id: str) -> None:
         fid = parse_file_id(file_id)
@@ -387,12 +459,16 @@ class Uploads:
             if _is_complete(file):
                 raise FailedPrecondition(f"{ALREADY_COMPLETE}; delete the file instead",
                                          reason="UPLOAD_COMPLETE")
+            newly_failed = file.status is not FileStatus.FAILED
             file.status = FileStatus.FAILED  # already FAILED: a retry, storage is re-aborted
-            key = file.s3_key
+            key, size = file.s3_key, file.size
         # After the row says FAILED, so a racing CompleteUpload sees it (see module doc).
         self._storage.abort_multipart_upload(key, upload_id=upload_id)
         self._store.delete_chunks(fid)
         self._sessions.delete(fid)
+        if newly_failed:
+            self._status_events.changed(user_id=user_id, file_id=fid, status="FAILED",
+                                        size=size)
         log.info("upload aborted", extra=log_fields(file_id=str(fid)))
 
     def list_files(self, *, user_id: uuid.UUID) -> list[FileInfo]:
@@ -419,8 +495,11 @@ class Uploads:
         if file.status is FileStatus.UPLOADING and file.completed_at is None and file.upload_id:
             self._storage.abort_multipart_upload(file.s3_key, upload_id=file.upload_id)
         self._storage.delete_object(file.s3_key)  # storage first: never orphan an object
-        self._store.delete_file(fid, user_id)
+        deleted = self._store.delete_file(fid, user_id)
         self._sessions.delete(fid)
+        if deleted:  # not when a concurrent delete got there first: it told the owner
+            self._status_events.changed(user_id=user_id, file_id=fid, status="DELETED",
+                                        size=file.size)
         log.info("file deleted", extra=log_fields(file_id=str(fid)))
 
     # -- services ----------------------------------------------------------------------
@@ -435,6 +514,7 @@ class Uploads:
             raise InvalidArgument("size must be 0 or more bytes")
         etag = normalize_etag(etag)
         with self._store.locked_file_by_key(s3_key) as file:
+            status_before = file.status if file is not None else None
             if file is None:
                 outcome, why = ConfirmOutcome.UNKNOWN_KEY, "no file has this key"
             elif file.status is FileStatus.UPLOADED:
@@ -454,6 +534,12 @@ class Uploads:
                 file.uploaded_at = _now()
                 outcome, why = ConfirmOutcome.CONFIRMED, "confirmed"
             file_id = file.id if file is not None else None
+            change = ((file.user_id, file.status, file.size)
+                      if file is not None and file.status is not status_before else None)
+        if change is not None:  # committed: the owner's live status hears of it now
+            owner, status, stored_size = change
+            self._status_events.changed(user_id=owner, file_id=file_id, status=status.value,
+                                        size=stored_size)
         fields = {"s3_key": s3_key, "outcome": outcome.value, "why": why}
         if event_time is not None:
             fields["event_lag_seconds"] = round((_now() - event_time).total_seconds(), 3)
@@ -519,12 +605,14 @@ class Uploads:
         if size != expected:
             raise InvalidArgument(f"part {chunk_index} must be {expected} bytes, not {size}")
 
-    def _mark_completed(self, file: File) -> None:
+    def _mark_completed(self, file: File, *, sha256: str | None = None) -> None:
         with self._store.locked_owned_file(file.id, file.user_id) as current:
             vanished = current is None or current.status is FileStatus.FAILED
             newly_completed = not vanished and current.completed_at is None
             if newly_completed:
                 current.completed_at = _now()  # status untouched: UPLOADED stays UPLOADED
+                if sha256 and not current.sha256:
+                    current.sha256 = sha256
         if vanished:
             # Aborted or deleted while storage was assembling it: the object goes too.
             self._storage.delete_object(file.s3_key)

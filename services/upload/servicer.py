@@ -10,8 +10,10 @@ from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.common.errors import Unauthenticated
 from services.common.tokens import current_identity
 
-from .models import FileStatus
-from .service import ConfirmOutcome, FileInfo, PartRef, Uploads
+from .checksums import ChecksumAlgorithm
+from .models import File, FileStatus
+from .service import ConfirmOutcome, FileInfo, PartRef, Uploads, _info
+from .service_v2 import UploadState
 
 _STATUS = {
     FileStatus.UPLOADING: upload_pb2.FILE_STATUS_UPLOADING,
@@ -23,6 +25,17 @@ _OUTCOME = {
     ConfirmOutcome.ALREADY_CONFIRMED: upload_pb2.ConfirmUploadResponse.OUTCOME_ALREADY_CONFIRMED,
     ConfirmOutcome.UNKNOWN_KEY: upload_pb2.ConfirmUploadResponse.OUTCOME_UNKNOWN_KEY,
     ConfirmOutcome.REJECTED: upload_pb2.ConfirmUploadResponse.OUTCOME_REJECTED,
+}
+_ALGORITHM = {
+    ChecksumAlgorithm.SHA256: upload_pb2.CHECKSUM_ALGORITHM_SHA256,
+    ChecksumAlgorithm.CRC32C: upload_pb2.CHECKSUM_ALGORITHM_CRC32C,
+}
+_ALGORITHM_OF = {value: key for key, value in _ALGORITHM.items()}
+_STATE = {
+    UploadState.RECEIVING_PARTS: upload_pb2.GetUploadResponse.STATE_RECEIVING_PARTS,
+    UploadState.COMPLETED: upload_pb2.GetUploadResponse.STATE_COMPLETED,
+    UploadState.UPLOADED: upload_pb2.GetUploadResponse.STATE_UPLOADED,
+    UploadState.FAILED: upload_pb2.GetUploadResponse.STATE_FAILED,
 }
 
 
@@ -44,7 +57,13 @@ def _file(info: FileInfo) -> upload_pb2.File:
     created_at.FromDatetime(info.created_at)
     return upload_pb2.File(file_id=info.file_id, file_name=info.file_name,
                            mime_type=info.mime_type, size=info.size, s3_key=info.s3_key,
-                           status=_STATUS[info.status], created_at=created_at)
+                           status=_STATUS[info.status], created_at=created_at,
+                           sha256=info.sha256 or "")
+
+
+def _algorithm(file: File) -> int:
+    return _ALGORITHM[ChecksumAlgorithm(file.checksum_algorithm)] \
+        if file.checksum_algorithm else upload_pb2.CHECKSUM_ALGORITHM_UNSPECIFIED
 
 
 class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
@@ -64,21 +83,25 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
     def RecordPart(self, request, context):
         self._uploads.record_part(user_id=caller_id(), file_id=request.file_id,
                                   chunk_index=request.chunk_index, size=request.size,
-                                  etag=request.etag)
+                                  etag=request.etag, checksum=request.checksum)
         return upload_pb2.RecordPartResponse()
 
     def GetPartUrls(self, request, context):
         fresh = self._uploads.part_urls(user_id=caller_id(), file_id=request.file_id,
                                         first_part_number=request.first_part_number,
-                                        last_part_number=request.last_part_number)
+                                        last_part_number=request.last_part_number,
+                                        checksums=list(request.checksums))
         return upload_pb2.GetPartUrlsResponse(
-            parts=[upload_pb2.PartUrl(part_number=number, url=url) for number, url in fresh.urls],
+            parts=[upload_pb2.PartUrl(part_number=number, url=url,
+                                      headers=fresh.headers.get(number, {}))
+                   for number, url in fresh.urls],
             expires_in_seconds=fresh.expires_in_seconds)
 
     def CompleteUpload(self, request, context):
         self._uploads.complete(
             user_id=caller_id(), file_id=request.file_id, upload_id=request.upload_id,
             parts=[PartRef(part_number=p.part_number, etag=p.etag) for p in request.parts],
+            use_recorded_parts=request.use_recorded_parts, sha256=request.sha256,
         )
         return upload_pb2.CompleteUploadResponse()
 
@@ -99,6 +122,40 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
     def DeleteFile(self, request, context):
         self._uploads.delete(user_id=caller_id(), file_id=request.file_id)
         return upload_pb2.DeleteFileResponse()
+
+    # -- v2 ------------------------------------------------------------------------------
+
+    def CreateUpload(self, request, context):
+        created = self._uploads.create_upload(
+            user_id=caller_id(), file_id=request.file_id, file_name=request.file_name,
+            mime_type=request.mime_type, file_size=request.file_size,
+            checksum_algorithm=_ALGORITHM_OF.get(request.checksum_algorithm),
+            sha256=request.sha256)
+        return upload_pb2.CreateUploadResponse(
+            file_id=created.file_id, upload_id=created.upload_id, s3_key=created.s3_key,
+            part_size=created.part_size, part_count=created.part_count,
+            checksum_algorithm=_ALGORITHM[created.checksum_algorithm])
+
+    def GetUpload(self, request, context):
+        view = self._uploads.upload_view(user_id=caller_id(), file_id=request.file_id)
+        file = view.file
+        return upload_pb2.GetUploadResponse(
+            state=_STATE[view.state], file=_file(_info(file)), upload_id=file.upload_id or "",
+            part_size=file.part_size, part_count=file.part_count,
+            checksum_algorithm=_algorithm(file),
+            stored_parts=[upload_pb2.StoredPart(part_number=part.part_number, size=part.size,
+                                                etag=part.etag, checksum=part.checksum or "")
+                          for part in view.stored_parts])
+
+    def GetFile(self, request, context):
+        file = self._uploads.get_file(user_id=caller_id(), file_id=request.file_id)
+        return upload_pb2.GetFileResponse(file=_file(_info(file)))
+
+    def GetQuota(self, request, context):
+        usage, quota = self._uploads.quota_of(user_id=caller_id())
+        return upload_pb2.GetQuotaResponse(used_bytes=usage.used_bytes,
+                                           limit_bytes=quota.limit_bytes,
+                                           uploading_bytes=usage.uploading_bytes)
 
 
 class UploadInternalServicer(upload_pb2_grpc.UploadInternalServiceServicer):

@@ -26,6 +26,8 @@ class UploadSession:
     part_size: int
     part_count: int
     size: int
+    # v2 uploads: the per-part checksum algorithm ("SHA256", "CRC32C"); "" for v1 ones.
+    checksum_algorithm: str = ""
 
 
 def session_key(file_id: uuid.UUID) -> str:
@@ -51,6 +53,7 @@ class UploadSessions:
                 upload_id=fields["upload_id"], s3_key=fields["s3_key"],
                 part_size=int(fields["part_size"]), part_count=int(fields["part_count"]),
                 size=int(fields["size"]),
+                checksum_algorithm=fields.get("checksum_algorithm", ""),
             )
         except (KeyError, ValueError):
             log.warning("ignoring a malformed upload session for %s", file_id)
@@ -66,6 +69,7 @@ class UploadSessions:
                     "user_id": str(session.user_id), "upload_id": session.upload_id,
                     "s3_key": session.s3_key, "part_size": session.part_size,
                     "part_count": session.part_count, "size": session.size,
+                    "checksum_algorithm": session.checksum_algorithm,
                 })
                 pipe.expire(key, self._ttl)
                 pipe.execute()

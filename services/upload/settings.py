@@ -8,6 +8,8 @@ from services.common.settings import GrpcServiceSettings, StorageSettings
 from .parts import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
+TIB = 1024 * GIB
 # SigV4 presigned URLs live at most seven days.
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
@@ -20,8 +22,30 @@ class UploadSettings(GrpcServiceSettings, StorageSettings):
     part_size_bytes: int = Field(default=5 * MIB, ge=MIN_PART_SIZE, le=MAX_PART_SIZE)
     max_file_size_bytes: int = Field(default=1024 * MIB, ge=1)
     presigned_url_ttl_seconds: int = Field(default=3600, ge=60, le=MAX_PRESIGN_SECONDS)
+    # Where clients reach storage, when not where this process does (a local cluster's S3
+    # stand-in is `http://moto:5000` inside and `http://localhost:5000` on the host).
+    # Used only to sign the presigned URLs handed out; unset means the S3 endpoint.
+    s3_public_endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     # How long Redis keeps an upload session (PostgreSQL stays the source of truth).
     upload_session_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # The reaper (reaper.py), a worker of this process: every reaper_interval_seconds it
+    # marks uploads idle for upload_idle_ttl_seconds (no part recorded, no change) FAILED and
+    # aborts their multipart uploads, and aborts multipart uploads no file knows once they
+    # are that old. Safe to run in every replica.
+    reaper_enabled: bool = True
+    reaper_interval_seconds: float = Field(default=300.0, gt=0, le=86400)
+    upload_idle_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=365 * 24 * 3600)
+    # Idle uploads claimed (and locked) per transaction.
+    reaper_batch_size: int = Field(default=100, ge=1, le=1000)
+    # The v2 API's largest file. Parts are chosen between min_part_size_bytes and 5 GiB, at
+    # most 10,000 of them: 5 TiB is S3's object limit, 48.8 TiB what 10,000 parts can hold.
+    v2_max_file_size_bytes: int = Field(default=5 * TIB, ge=1, le=MAX_PARTS * MAX_PART_SIZE)
+    # The smallest part the v2 API chooses. S3 needs 5 MiB (every part but the last); only a
+    # test store configured for smaller parts may take less.
+    min_part_size_bytes: int = Field(default=MIN_PART_SIZE, ge=1, le=MAX_PART_SIZE)
+    # Bytes each user may hold: uploads in progress (declared size) and uploaded files.
+    # 0 means unlimited.
+    user_quota_bytes: int = Field(default=100 * GIB, ge=0)
 
     @model_validator(mode="after")
     def _max_size_fits_in_parts(self) -> "UploadSettings":

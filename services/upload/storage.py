@@ -9,6 +9,9 @@ from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
+from .checksums import ChecksumAlgorithm
+from .presign import PartUrlResigner
+
 
 class UploadGone(Exception):
     """Storage no longer has the multipart upload (aborted, completed, or never existed)."""
@@ -18,6 +21,9 @@ class UploadGone(Exception):
 class StoredPart:
     etag: str  # without quotes
     size: int
+    # The part's checksum (base64) when storage reports it (S3 does for uploads created
+    # with a checksum algorithm; SeaweedFS and moto do not).
+    checksum: str | None = None
 
 
 def normalize_etag(etag: str) -> str:
@@ -67,10 +73,16 @@ def _error_code(exc: ClientError) -> str:
 
 class Storage:
     """One bucket. Every method is a thin, named S3 call; errors other than the ones
-    documented propagate (the interceptor maps connection failures to UNAVAILABLE)."""
+    documented propagate (the interceptor maps connection failures to UNAVAILABLE).
 
-    def __init__(self, s3, bucket: str, *, list_parts_page_size: int = 1000) -> None:
+    `presigner` signs the URLs handed to clients when they reach storage at another
+    address than this process does (S3_PUBLIC_ENDPOINT_URL): a SigV4 signature covers the
+    host, so the URL must be signed for the host the client will connect to."""
+
+    def __init__(self, s3, bucket: str, *, presigner=None,
+                 list_parts_page_size: int = 1000) -> None:
         self._s3 = s3
+        self._presigner = presigner or s3
         self._bucket = bucket
         self._page_size = list_parts_page_size
 
@@ -78,18 +90,59 @@ class Storage:
     def bucket(self) -> str:
         return self._bucket
 
-    def create_multipart_upload(self, key: str, *, content_type: str) -> str:
+    def create_multipart_upload(self, key: str, *, content_type: str,
+                                checksum_algorithm: ChecksumAlgorithm | None = None) -> str:
+        """With `checksum_algorithm`, every part must carry that checksum (S3 refuses a
+        part without it, or whose bytes do not match it)."""
+        extra = {"ChecksumAlgorithm": checksum_algorithm.value} if checksum_algorithm else {}
         reply = self._s3.create_multipart_upload(Bucket=self._bucket, Key=key,
-                                                 ContentType=content_type)
+                                                 ContentType=content_type, **extra)
         return reply["UploadId"]
 
-    def presign_part(self, key: str, *, upload_id: str, part_number: int, ttl: int) -> str:
-        return self._s3.generate_presigned_url(
-            "upload_part",
-            Params={"Bucket": self._bucket, "Key": key, "UploadId": upload_id,
-                    "PartNumber": part_number},
-            ExpiresIn=ttl,
-        )
+    def presign_part(self, key: str, *, upload_id: str, part_number: int, ttl: int,
+                     checksum: tuple[ChecksumAlgorithm, str] | None = None) -> str:
+        """With `checksum` (algorithm, base64 digest), the checksum header is signed: the
+        PUT must send it (checksum_headers) and storage checks the bytes against it."""
+        params = {"Bucket": self._bucket, "Key": key, "UploadId": upload_id,
+                  "PartNumber": part_number}
+        if checksum is not None:
+            params[checksum[0].s3_param] = checksum[1]
+        return self._presigner.generate_presigned_url("upload_part", Params=params,
+                                                      ExpiresIn=ttl)
+
+    def presign_checksummed_parts(self, key: str, *, upload_id: str, part_numbers: range,
+                                  algorithm: ChecksumAlgorithm, checksums: list[str],
+                                  ttl: int) -> list[str]:
+        """Presigned PUT URLs whose signatures cover each part's checksum header, in the
+        order of `part_numbers` (each URL signs another header value, so each is
+        presigned by botocore)."""
+        return [self.presign_part(key, upload_id=upload_id, part_number=number, ttl=ttl,
+                                  checksum=(algorithm, checksum))
+                for number, checksum in zip(part_numbers, checksums, strict=True)]
+
+    def presign_parts(self, key: str, *, upload_id: str, part_numbers: range,
+                      ttl: int) -> list[str]:
+        """Presigned PUT URLs for many parts of one upload, in the order of `part_numbers`:
+        botocore signs the first, the rest are re-signed from it (presign.py; ~40x faster
+        than botocore per URL, and the same URLs)."""
+        numbers = list(part_numbers)
+        if not numbers:
+            return []
+        first = self.presign_part(key, upload_id=upload_id, part_number=numbers[0], ttl=ttl)
+        resigner = None
+        # The credentials botocore just signed with (a private attribute: if botocore ever
+        # moves it, every URL is presigned by botocore, only slower).
+        credentials = getattr(getattr(self._presigner, "_request_signer", None),
+                              "_credentials", None)
+        if credentials is not None and len(numbers) > 1:
+            frozen = credentials.get_frozen_credentials()
+            resigner = PartUrlResigner.from_reference(
+                first, access_key=frozen.access_key, secret_key=frozen.secret_key,
+                token=frozen.token)
+        if resigner is None:
+            return [first] + [self.presign_part(key, upload_id=upload_id, part_number=number,
+                                                ttl=ttl) for number in numbers[1:]]
+        return [first] + [resigner.url(number) for number in numbers[1:]]
 
     def list_parts(self, key: str, *, upload_id: str) -> dict[int, StoredPart]:
         """Every part storage holds, by 1-based part number (all pages)."""
@@ -99,8 +152,9 @@ class Storage:
             for page in paginator.paginate(Bucket=self._bucket, Key=key, UploadId=upload_id,
                                            PaginationConfig={"PageSize": self._page_size}):
                 for part in page.get("Parts", []):
+                    checksum = part.get("ChecksumSHA256") or part.get("ChecksumCRC32C")
                     parts[part["PartNumber"]] = StoredPart(normalize_etag(part["ETag"]),
-                                                           part["Size"])
+                                                           part["Size"], checksum or None)
         except ClientError as exc:
             if _error_code(exc) == "NoSuchUpload":
                 raise UploadGone(upload_id) from None
@@ -108,13 +162,21 @@ class Storage:
         return parts
 
     def complete_multipart_upload(self, key: str, *, upload_id: str,
-                                  parts: list[tuple[int, str]]) -> None:
-        """`parts` are (part number, bare ETag) in order."""
+                                  parts: list[tuple[int, str]],
+                                  checksums: dict[int, str] | None = None,
+                                  checksum_algorithm: ChecksumAlgorithm | None = None) -> None:
+        """`parts` are (part number, bare ETag) in order. An upload created with a checksum
+        algorithm names each part's checksum too (S3 requires it), where known."""
+        listed = []
+        for number, etag in parts:
+            entry = {"PartNumber": number, "ETag": f'"{etag}"'}
+            if checksum_algorithm is not None and checksums and checksums.get(number):
+                entry[checksum_algorithm.s3_param] = checksums[number]
+            listed.append(entry)
         try:
             self._s3.complete_multipart_upload(
                 Bucket=self._bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": number, "ETag": f'"{etag}"'}
-                                           for number, etag in parts]},
+                MultipartUpload={"Parts": listed},
             )
         except ClientError as exc:
             if _error_code(exc) == "NoSuchUpload":
@@ -143,7 +205,7 @@ class Storage:
         self._s3.delete_object(Bucket=self._bucket, Key=key)
 
     def presign_download(self, key: str, *, file_name: str, mime_type: str, ttl: int) -> str:
-        return self._s3.generate_presigned_url(
+        return self._presigner.generate_presigned_url(
             "get_object",
             Params={"Bucket": self._bucket, "Key": key,
                     "ResponseContentDisposition": content_disposition(file_name),

@@ -5,15 +5,48 @@ from __future__ import annotations
 import uuid
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Iterator
+from typing import Callable, Iterator
 
-from sqlalchemy import delete, literal, select
+from sqlalchemy import bindparam, case, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from services.common.db import Database
 
 from .models import Chunk, ChunkStatus, File, FileStatus
+from .quota import Usage
+
+# First key of the per-user advisory lock that serializes quota decisions (the second is
+# a hash of the user id): a namespace of our own among PostgreSQL's advisory locks.
+QUOTA_LOCK_NAMESPACE = 0x0D0F_0001
+
+
+def _record_chunk_statement():
+    """The upsert of UploadStore.record_chunk, with bound parameters. Built once: building
+    it per call (and computing its cache key) cost more CPU than the rest of RecordPart."""
+    chunks = Chunk.__table__.c
+    source = (
+        select(File.id, bindparam("chunk_index", type_=chunks.chunk_index.type),
+               bindparam("size", type_=chunks.size.type), bindparam("etag", type_=chunks.etag.type),
+               literal(ChunkStatus.COMPLETED.value).cast(chunks.status.type),
+               bindparam("checksum", type_=chunks.checksum.type))
+        .where(File.id == bindparam("file_id"), File.user_id == bindparam("user_id"),
+               File.upload_id == bindparam("upload_id"),
+               File.status == FileStatus.UPLOADING, File.completed_at.is_(None))
+        .with_for_update(read=True)
+    )
+    statement = pg_insert(Chunk).from_select(
+        ["file_id", "chunk_index", "size", "etag", "status", "checksum"], source)
+    return statement.on_conflict_do_update(
+        index_elements=[Chunk.file_id, Chunk.chunk_index],
+        # A retried part replaces what was recorded before.
+        set_={"size": statement.excluded.size, "etag": statement.excluded.etag,
+              "status": statement.excluded.status, "checksum": statement.excluded.checksum},
+    ).returning(Chunk.chunk_index)
+
+
+_RECORD_CHUNK = _record_chunk_statement()
 
 
 class FileIdTaken(Exception):
@@ -21,19 +54,61 @@ class FileIdTaken(Exception):
 
 
 class UploadStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, autocommit: Engine | None = None) -> None:
+        """`autocommit`: an engine in AUTOCOMMIT mode on the same database for the
+        single-statement hot path (record_chunk); without it, the main engine's
+        connections are switched to autocommit for that statement."""
         self._db = db
+        self._autocommit = autocommit
 
     def file_id_taken(self, file_id: uuid.UUID) -> bool:
         with self._db.session() as session:
             return session.scalar(select(literal(True)).where(File.id == file_id)) is not None
 
-    def insert_file(self, file: File) -> None:
+    def insert_file(self, file: File, *, admit: Callable[[Usage], None] | None = None) -> None:
+        """Inserts the file. With `admit`, the owner's usage is read under a per-user lock
+        held until the insert commits, and handed to `admit`, which raises to refuse: two
+        concurrent inserts for one user are decided one after the other, each seeing the
+        other's file."""
         try:
             with self._db.session() as session:
+                if admit is not None:
+                    admit(self._locked_usage(session, file.user_id))
                 session.add(file)
         except IntegrityError:
             raise FileIdTaken(str(file.id)) from None
+
+    def usage_of(self, user_id: uuid.UUID, *, excluding: uuid.UUID | None = None) -> Usage:
+        with self._db.session() as session:
+            return self._usage(session, user_id, excluding)
+
+    @contextmanager
+    def locked_usage(self, user_id: uuid.UUID, *, excluding: uuid.UUID | None = None
+                     ) -> Iterator[Usage]:
+        """The user's usage (without the file `excluding`), with the per-user quota lock
+        held for the block."""
+        with self._db.session() as session:
+            yield self._locked_usage(session, user_id, excluding)
+
+    def _locked_usage(self, session, user_id: uuid.UUID,
+                      excluding: uuid.UUID | None = None) -> Usage:
+        session.execute(select(func.pg_advisory_xact_lock(
+            QUOTA_LOCK_NAMESPACE, func.hashtext(str(user_id)))))
+        return self._usage(session, user_id, excluding)
+
+    @staticmethod
+    def _usage(session, user_id: uuid.UUID, excluding: uuid.UUID | None) -> Usage:
+        """Bytes of the user's UPLOADING and UPLOADED files (FAILED ones hold nothing)."""
+        uploading = func.coalesce(func.sum(case(
+            (File.status == FileStatus.UPLOADING, File.size), else_=0)), 0)
+        total = func.coalesce(func.sum(File.size), 0)
+        query = select(total, uploading).where(
+            File.user_id == user_id,
+            File.status.in_([FileStatus.UPLOADING, FileStatus.UPLOADED]))
+        if excluding is not None:
+            query = query.where(File.id != excluding)
+        used, in_progress = session.execute(query).one()
+        return Usage(used_bytes=int(used), uploading_bytes=int(in_progress))
 
     def owned_file(self, file_id: uuid.UUID, user_id: uuid.UUID) -> File | None:
         with self._db.session() as session:
@@ -60,30 +135,50 @@ class UploadStore:
                                     Chunk.status == ChunkStatus.COMPLETED))}
 
     def record_chunk(self, *, file_id: uuid.UUID, user_id: uuid.UUID, upload_id: str,
-                     chunk_index: int, size: int, etag: str) -> bool:
+                     chunk_index: int, size: int, etag: str,
+                     checksum: str | None = None) -> bool:
         """Upserts a COMPLETED chunk in one statement, only if the file is the caller's,
         has this upload id and is still being uploaded (not completed). False otherwise.
 
         The file row is read FOR SHARE, so a concurrent abort either waits for this
         insert or makes it find the file FAILED: no chunk outlives an abort. One statement
         on an autocommit connection keeps the hot path to a single round trip."""
-        source = (
-            select(File.id, literal(chunk_index), literal(size), literal(etag),
-                   literal(ChunkStatus.COMPLETED.value).cast(Chunk.__table__.c.status.type))
-            .where(File.id == file_id, File.user_id == user_id, File.upload_id == upload_id,
-                   File.status == FileStatus.UPLOADING, File.completed_at.is_(None))
-            .with_for_update(read=True)
-        )
-        statement = pg_insert(Chunk).from_select(
-            ["file_id", "chunk_index", "size", "etag", "status"], source)
-        statement = statement.on_conflict_do_update(
-            index_elements=[Chunk.file_id, Chunk.chunk_index],
-            # A retried part replaces what was recorded before.
-            set_={"size": statement.excluded.size, "etag": statement.excluded.etag,
-                  "status": statement.excluded.status},
-        ).returning(Chunk.chunk_index)
-        with self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            return conn.execute(statement).first() is not None
+        connection = (self._autocommit.connect() if self._autocommit is not None else
+                      self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
+        with connection as conn:
+            return conn.execute(_RECORD_CHUNK, {
+                "file_id": file_id, "user_id": user_id, "upload_id": upload_id,
+                "chunk_index": chunk_index, "size": size, "etag": etag, "checksum": checksum,
+            }).first() is not None
+
+    def reconcile_chunks(self, *, file_id: uuid.UUID, upload_id: str,
+                         upserts: list[Chunk], deletes: list[int]) -> bool:
+        """Makes the recorded chunks agree with storage: `upserts` recorded (replacing
+        what was there), chunk indexes in `deletes` forgotten. Only while the file still
+        takes parts of this upload (its row read FOR SHARE, as record_chunk does); False
+        when it no longer does and nothing was changed."""
+        with self._db.session() as session:
+            receiving = session.scalar(
+                select(File.id).where(File.id == file_id, File.upload_id == upload_id,
+                                      File.status == FileStatus.UPLOADING,
+                                      File.completed_at.is_(None))
+                .with_for_update(read=True))
+            if receiving is None:
+                return False
+            if deletes:
+                session.execute(delete(Chunk).where(Chunk.file_id == file_id,
+                                                    Chunk.chunk_index.in_(deletes)))
+            if upserts:
+                statement = pg_insert(Chunk).values([
+                    {"file_id": file_id, "chunk_index": chunk.chunk_index, "size": chunk.size,
+                     "etag": chunk.etag, "status": ChunkStatus.COMPLETED,
+                     "checksum": chunk.checksum} for chunk in upserts])
+                session.execute(statement.on_conflict_do_update(
+                    index_elements=[Chunk.file_id, Chunk.chunk_index],
+                    set_={"size": statement.excluded.size, "etag": statement.excluded.etag,
+                          "status": statement.excluded.status,
+                          "checksum": statement.excluded.checksum}))
+        return True
 
     def delete_chunks(self, file_id: uuid.UUID) -> None:
         with self._db.session() as session:

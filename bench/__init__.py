@@ -1,0 +1,1 @@
+"""`make bench`: Dropfile measured against the tools it replaces, on this machine."""

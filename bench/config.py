@@ -1,0 +1,52 @@
+"""How much the bench does: the full run of `make bench`, and the tiny smoke run the test
+suite makes of the same code (same rows, tiny sizes, one round, no timing meaning)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    name: str
+    rounds: int
+    # 1. Upload and download throughput.
+    file_size: int
+    # Parts in flight for Dropfile's client and for boto3 alike.
+    concurrency: int
+    # 2. Control plane: record-chunk at `load_concurrency`, then one at a time.
+    load_concurrency: int
+    load_seconds: float
+    serial_seconds: float
+    warmup_seconds: float
+    # 3. Initiation: (row label, parts) measured `initiations` times per round each.
+    initiations: tuple[tuple[str, int, int], ...]
+    # 4. Uploads per round whose confirmation is timed, per path.
+    event_uploads: int
+    # 5. Sign-in storm.
+    bcrypt_seconds: float
+    storm_seconds: float
+    storm_concurrency: int
+    # BCRYPT_ROUNDS of the stack (12 is the product's default, measured in the full run).
+    bcrypt_rounds: int
+
+
+FULL = BenchConfig(
+    name="full", rounds=3, file_size=GIB, concurrency=4,
+    load_concurrency=32, load_seconds=5.0, serial_seconds=3.0, warmup_seconds=1.0,
+    initiations=(("1 GiB", 205, 15), ("48.8 GiB", 10_000, 5)),
+    event_uploads=8,
+    bcrypt_seconds=4.0, storm_seconds=8.0, storm_concurrency=8, bcrypt_rounds=12,
+)
+
+# Tiny sizes: an 11 MiB file (three parts, the last one short), a few requests.
+SMOKE = replace(
+    FULL, name="smoke", rounds=1, file_size=11 * MIB, load_seconds=0.5, serial_seconds=0.3,
+    warmup_seconds=0.1, initiations=(("1 GiB", 205, 2), ("48.8 GiB", 10_000, 1)),
+    event_uploads=1, bcrypt_seconds=0.3, storm_seconds=1.0, storm_concurrency=2,
+    bcrypt_rounds=10,
+)
+
+PROFILES = {"full": FULL, "smoke": SMOKE}

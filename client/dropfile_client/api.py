@@ -1,0 +1,189 @@
+"""The REST gateway, spoken as the v1 browser client speaks it: JSON bodies and the three
+session cookies. One Gateway is shared by every thread of an upload.
+
+Session cookies are kept here rather than in httpx's cookie jar: the gateway marks them
+Secure outside development, and the CLI must keep and save them whatever the scheme. When
+a call is answered 401 the access token is refreshed (GET /api/auth/refresh) once and the
+call retried. Refreshes are serialized: the refresh token rotates, and presenting an old
+one ends the session, so parallel parts that all see 401 refresh exactly once."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, Callable
+
+import httpx
+
+from ._version import __version__
+from .errors import ApiError, DropfileError, NotSignedIn, ServerUnreachable
+from .retry import RetryPolicy
+from .session import ACCESS_TOKEN, REFRESH_TOKEN, SESSION_COOKIES
+
+log = logging.getLogger("dropfile_client")
+
+USER_AGENT = f"dropfile-cli/{__version__}"
+# Gateway answers that mean "try again shortly" for calls that are safe to repeat.
+_TRANSIENT_STATUS = frozenset({502, 503, 504})
+
+
+def describe_transport_error(exc: httpx.TransportError) -> str:
+    """A short reason for a network failure, without a Python type name when possible."""
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if "refused" in lowered:
+        return "connection refused"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered:
+        return "unknown host"
+    return text.split("] ", 1)[-1]  # "[Errno 111] Connection refused" -> "Connection..."
+
+
+class Gateway:
+    def __init__(self, server: str, *, cookies: dict[str, str] | None = None,
+                 on_cookies_changed: Callable[[dict[str, str]], None] | None = None,
+                 timeout: float = 30.0, retry: RetryPolicy | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.server = server
+        self._cookies = {k: v for k, v in (cookies or {}).items() if k in SESSION_COOKIES}
+        self._cookie_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._on_cookies_changed = on_cookies_changed
+        self._retry = retry or RetryPolicy(attempts=3)
+        self._http = httpx.Client(base_url=server, transport=transport,
+                                  timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                                  headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                                  follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- cookies -------------------------------------------------------------------------
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        with self._cookie_lock:
+            return dict(self._cookies)
+
+    def set_cookie(self, name: str, value: str | None) -> None:
+        """Replaces (or with None removes) one session cookie, as a response would."""
+        with self._cookie_lock:
+            if value:
+                self._cookies[name] = value
+            else:
+                self._cookies.pop(name, None)
+            snapshot = dict(self._cookies)
+        if self._on_cookies_changed:
+            self._on_cookies_changed(snapshot)
+
+    def _cookie_header(self) -> str:
+        with self._cookie_lock:
+            return "; ".join(f"{name}={self._cookies[name]}" for name in SESSION_COOKIES
+                             if self._cookies.get(name))
+
+    def _absorb_cookies(self, response: httpx.Response) -> None:
+        changed = False
+        with self._cookie_lock:
+            for header in response.headers.get_list("set-cookie"):
+                jar = SimpleCookie()
+                try:
+                    jar.load(header)
+                except CookieError:
+                    continue
+                for name, morsel in jar.items():
+                    if name not in SESSION_COOKIES:
+                        continue
+                    if not morsel.value or morsel["max-age"] in ("0", "-1"):
+                        changed |= self._cookies.pop(name, None) is not None
+                    elif self._cookies.get(name) != morsel.value:
+                        self._cookies[name] = morsel.value
+                        changed = True
+            snapshot = dict(self._cookies)
+        if changed and self._on_cookies_changed:
+            self._on_cookies_changed(snapshot)
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def call(self, method: str, path: str, *, json: Any = None, auth: bool = True,
+             idempotent: bool = False) -> dict:
+        """One JSON call. `auth` calls refresh the session once on 401; `idempotent`
+        calls are retried (with backoff) on network failures and 502/503/504."""
+        attempts = self._retry.attempts if idempotent else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._send_authenticated(method, path, json) if auth else \
+                    self._send(method, path, json)
+            except ServerUnreachable:
+                if attempt == attempts:
+                    raise
+                log.warning("%s %s: server unreachable; retrying", method, path)
+            else:
+                if response.status_code not in _TRANSIENT_STATUS or attempt == attempts:
+                    return self._reply(response, path)
+                log.warning("%s %s: HTTP %s; retrying", method, path, response.status_code)
+            time.sleep(self._retry.delay(attempt))
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def _send(self, method: str, path: str, json: Any) -> httpx.Response:
+        headers = {}
+        cookie = self._cookie_header()
+        if cookie:
+            headers["Cookie"] = cookie
+        try:
+            response = self._http.request(method, path, json=json, headers=headers)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(self.server, describe_transport_error(exc)) from None
+        self._http.cookies.clear()  # httpx's own jar is not used (see the module doc)
+        self._absorb_cookies(response)
+        return response
+
+    def _send_authenticated(self, method: str, path: str, json: Any) -> httpx.Response:
+        if not self.cookies:
+            raise NotSignedIn("not signed in")
+        presented = self.cookies.get(ACCESS_TOKEN)
+        response = self._send(method, path, json)
+        if response.status_code != 401 or not self.cookies.get(REFRESH_TOKEN):
+            if response.status_code == 401:
+                raise NotSignedIn("not signed in (the session has ended)")
+            return response
+        self.refresh(stale_access_token=presented)
+        response = self._send(method, path, json)
+        if response.status_code == 401:
+            raise NotSignedIn("not signed in (the server refused the refreshed session)")
+        return response
+
+    def refresh(self, *, stale_access_token: str | None = None) -> None:
+        """New access token (and rotated refresh token). With `stale_access_token`, a
+        refresh another thread made since that token was presented is reused."""
+        with self._refresh_lock:
+            if stale_access_token is not None and \
+                    self.cookies.get(ACCESS_TOKEN) != stale_access_token:
+                return  # another thread refreshed already
+            log.info("access token refused; refreshing the session")
+            response = self._send("GET", "/api/auth/refresh", None)
+            if response.status_code == 401:
+                # The gateway cleared the cookies: the session is over.
+                for name in SESSION_COOKIES:
+                    if name in self.cookies:
+                        self.set_cookie(name, None)
+                raise NotSignedIn("not signed in (the session has expired or was revoked)")
+            self._reply(response, "/api/auth/refresh")
+
+    @staticmethod
+    def _reply(response: httpx.Response, path: str) -> dict:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success:
+            if not isinstance(body, dict):
+                raise DropfileError(f"unexpected reply from the server to {path} "
+                                    f"(HTTP {response.status_code}, not a JSON object); "
+                                    "is this a Dropfile server?")
+            return body
+        message = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(message, str) or not message:
+            message = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+        raise ApiError(response.status_code, message, path=path)

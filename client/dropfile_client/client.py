@@ -1,0 +1,336 @@
+"""DropfileClient: the SDK's one entry point, and what the CLI is built on.
+
+    from dropfile_client import DropfileClient, ApiError
+
+    with DropfileClient() as client:           # server and session as the CLI finds them
+        client.login("ada@example.com", "correct horse battery")
+        info = client.upload("big.iso", on_progress=lambda done, total: ...)
+        for f in client.list():
+            print(f.file_id, f.name, f.status)
+        client.download(info.file_id, "copy.iso")
+        client.delete(info.file_id)
+
+Every method raises a DropfileError (ApiError for the server's refusals, with `status`
+and `message`); an interrupted upload raises UploadInterrupted (a KeyboardInterrupt)."""
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+import os
+import stat
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from .api import Gateway
+from .config import resolve_server, session_path
+from .download import fetch_to, target_path
+from .errors import (ApiError, ConfirmationTimeout, DropfileError, NotSignedIn,
+                     ServerUnreachable, UploadFailed, UploadInterrupted)
+from .parts import layout
+from .retry import RetryPolicy
+from .session import ACCESS_TOKEN, Session, SessionStore
+from .storage import storage_client
+from .uploader import ByteCounter, PartUploader, PartUrlBook, ProgressCallback
+
+DEFAULT_PARALLEL = 4
+DEFAULT_WAIT_TIMEOUT = 120.0
+# How long an interrupted or failed upload waits for its part threads before aborting.
+STOP_GRACE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    file_id: str
+    name: str
+    mime_type: str
+    size: int
+    s3_key: str
+    status: str  # "UPLOADING", "UPLOADED" or "FAILED"
+    created_at: datetime | None
+
+    @classmethod
+    def from_json(cls, entry: dict) -> "FileInfo":
+        created = entry.get("createdAt")
+        try:
+            created_at = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+        except ValueError:
+            created_at = None
+        return cls(file_id=str(entry.get("fileId", "")), name=str(entry.get("fileName", "")),
+                   mime_type=str(entry.get("mimeType", "")), size=int(entry.get("size", 0)),
+                   s3_key=str(entry.get("s3Key", "")), status=str(entry.get("status", "")),
+                   created_at=created_at)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    server: str
+    reachable: bool
+    # Every backend answers its health check (None when the server was not reachable).
+    ready: bool | None
+    # Why it is unreachable or not ready.
+    problem: str | None
+    # None when it could not be checked.
+    signed_in: bool | None
+    email: str | None
+
+
+def token_email(access_token: str | None) -> str | None:
+    """The `email` claim of a JWT, read without verifying it: for display only."""
+    try:
+        payload = access_token.split(".")[1]  # type: ignore[union-attr]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(claims["email"])
+    except (AttributeError, IndexError, KeyError, ValueError, TypeError):
+        return None
+
+
+class DropfileClient:
+    def __init__(self, server: str | None = None, *, session_file: str | os.PathLike | None = None,
+                 persist_session: bool = True, retry: RetryPolicy | None = None,
+                 timeout: float = 30.0, transport: httpx.BaseTransport | None = None,
+                 storage_transport: httpx.BaseTransport | None = None) -> None:
+        """`server` defaults to $DROPFILE_URL, then the saved session's, then
+        http://127.0.0.1:8080. The session is read from and saved to `session_file`
+        (default: the config folder, see config.py) unless `persist_session` is false.
+        `transport` / `storage_transport` replace httpx's for the gateway / storage."""
+        self._store = SessionStore(Path(session_file) if session_file else session_path()) \
+            if persist_session else None
+        saved = self._store.load() if self._store else None
+        self.server = resolve_server(server, saved.server if saved else None)
+        # A session belongs to its server: another server's cookies are never sent.
+        self._email = saved.email if saved and saved.server == self.server else None
+        cookies = saved.cookies if saved and saved.server == self.server else {}
+        self._retry = retry or RetryPolicy()
+        self._storage_transport = storage_transport
+        self._save_lock = threading.Lock()
+        self._gateway = Gateway(self.server, cookies=cookies, timeout=timeout,
+                                on_cookies_changed=self._save, transport=transport)
+
+    def __enter__(self) -> "DropfileClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._gateway.close()
+
+    # -- session -------------------------------------------------------------------------
+
+    @property
+    def session_file(self) -> Path | None:
+        return self._store.path if self._store else None
+
+    @property
+    def signed_in(self) -> bool:
+        return bool(self._gateway.cookies)
+
+    @property
+    def email(self) -> str | None:
+        return self._email or token_email(self._gateway.cookies.get(ACCESS_TOKEN))
+
+    def _save(self, cookies: dict[str, str]) -> None:
+        if self._store is None:
+            return
+        with self._save_lock:
+            self._store.save(Session(server=self.server, cookies=cookies, email=self._email))
+
+    def signup(self, email: str, password: str, name: str, *, remember: bool = True) -> None:
+        """Creates an account and signs in. `remember` asks for a long-lived session."""
+        self._email = email
+        self._gateway.call("POST", "/api/auth/signup", auth=False, json={
+            "user": {"email": email, "name": name, "password": password},
+            "rememberMe": remember})
+        self._require_session()
+
+    def login(self, email: str, password: str, *, remember: bool = True) -> None:
+        self._email = email
+        self._gateway.call("POST", "/api/auth/signin", auth=False, json={
+            "user": {"email": email, "password": password}, "rememberMe": remember})
+        self._require_session()
+
+    def _require_session(self) -> None:
+        if not self._gateway.cookies:
+            raise DropfileError("the server accepted the request but started no session")
+        self._save(self._gateway.cookies)
+
+    def logout(self) -> None:
+        """Ends the session on the server and forgets it here. The local session is
+        forgotten even when the server cannot be told (the error is raised afterwards)."""
+        try:
+            if self._gateway.cookies:
+                self._gateway.call("GET", "/api/auth/signout", auth=False)
+        finally:
+            self._email = None
+            for name in list(self._gateway.cookies):
+                self._gateway.set_cookie(name, None)
+            if self._store:
+                saved = self._store.load()
+                if saved is None or saved.server == self.server:  # not another server's
+                    self._store.clear()
+
+    def status(self) -> ServerStatus:
+        """Is the server reachable and ready, and is this session valid there?"""
+        try:
+            self._gateway.call("GET", "/readyz", auth=False)
+            ready, problem = True, None
+        except ServerUnreachable as exc:
+            return ServerStatus(self.server, reachable=False, ready=None, problem=exc.reason,
+                                signed_in=None if self.signed_in else False, email=self.email)
+        except ApiError as exc:
+            ready, problem = False, exc.message
+        except DropfileError as exc:
+            return ServerStatus(self.server, reachable=True, ready=False, problem=exc.message,
+                                signed_in=None, email=self.email)
+        signed_in: bool | None = False
+        if self.signed_in:
+            try:
+                self._gateway.call("GET", "/api/auth/authenticate")
+                signed_in = True
+            except NotSignedIn:
+                signed_in = False
+            except DropfileError:
+                signed_in = None
+        return ServerStatus(self.server, reachable=True, ready=ready, problem=problem,
+                            signed_in=signed_in, email=self.email if signed_in else None)
+
+    # -- files ---------------------------------------------------------------------------
+
+    def list(self) -> list[FileInfo]:
+        """The caller's files, newest first."""
+        reply = self._gateway.call("GET", "/api/files/list", idempotent=True)
+        return [FileInfo.from_json(entry) for entry in reply.get("files", [])
+                if isinstance(entry, dict)]
+
+    def get_file(self, file_id: str) -> FileInfo:
+        """One of the caller's files; ApiError 404 when there is no such file."""
+        for info in self.list():
+            if info.file_id == file_id:
+                return info
+        raise ApiError(404, "file not found", path="/api/files/list")
+
+    def delete(self, file_id: str) -> None:
+        self._gateway.call("DELETE", "/api/files/delete", json={"file_id": file_id})
+
+    def download(self, file_id: str, dest: str | os.PathLike | None = None, *,
+                 overwrite: bool = False, on_progress: ProgressCallback | None = None
+                 ) -> Path:
+        """Saves the file at `dest` (a path, or a directory to save it in under its own
+        name; default: its name in the current directory). Returns the path written."""
+        info = self.get_file(file_id)
+        target = target_path(dest, info.name, info.file_id)
+        reply = self._gateway.call("POST", "/api/files/get-download-url", idempotent=True,
+                                   json={"s3_key": info.s3_key})
+        url = reply.get("url")
+        if not isinstance(url, str) or not url:
+            raise DropfileError("the server sent no download URL")
+        fetch_to(url, target, size=info.size, overwrite=overwrite, on_progress=on_progress,
+                 transport=self._storage_transport)
+        return target
+
+    def upload(self, path: str | os.PathLike, *, name: str | None = None,
+               mime_type: str | None = None, on_progress: ProgressCallback | None = None,
+               parallel: int = DEFAULT_PARALLEL, wait: bool = True,
+               wait_timeout: float = DEFAULT_WAIT_TIMEOUT) -> FileInfo:
+        """Uploads one file in parts, `parallel` at a time, streamed from disk.
+        `on_progress(done_bytes, total_bytes)` is called from the upload threads. With
+        `wait`, returns once storage has confirmed the file (status UPLOADED)."""
+        if parallel < 1:
+            raise ValueError("parallel must be 1 or more")
+        path = Path(path)
+        fd = _open_regular_file(path)
+        try:
+            file_id = self._upload_open_file(fd, path, name=name or path.name,
+                                             mime_type=mime_type, on_progress=on_progress,
+                                             parallel=parallel)
+        finally:
+            os.close(fd)
+        if wait:
+            return self.wait_until_uploaded(file_id, timeout=wait_timeout)
+        return self.get_file(file_id)
+
+    def wait_until_uploaded(self, file_id: str, *,
+                            timeout: float = DEFAULT_WAIT_TIMEOUT) -> FileInfo:
+        """Polls the list until storage has confirmed the file (UPLOADED)."""
+        deadline = time.monotonic() + timeout
+        pause = 0.2
+        while True:
+            info = self.get_file(file_id)
+            if info.status == "UPLOADED":
+                return info
+            if info.status == "FAILED":
+                raise DropfileError(f"storage rejected upload {file_id} (status FAILED)")
+            if time.monotonic() >= deadline:
+                raise ConfirmationTimeout(file_id, timeout, info.status)
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 1.5, 2.0)
+
+    def _upload_open_file(self, fd: int, path: Path, *, name: str, mime_type: str | None,
+                          on_progress: ProgressCallback | None, parallel: int) -> str:
+        before = os.fstat(fd)
+        if mime_type is None:
+            mime_type = mimetypes.guess_type(name)[0] or ""
+        file_id = str(uuid.uuid4())
+        started = self._gateway.call("POST", "/api/files/get-upload-urls", json={
+            "file_id": file_id, "file_name": name, "file_type": mime_type,
+            "file_size": str(before.st_size)})
+        upload_id, urls = started.get("uploadId"), started.get("presignedUrls")
+        if not isinstance(upload_id, str) or not isinstance(urls, list) or not urls:
+            raise DropfileError("the server's reply to get-upload-urls lacks uploadId or URLs")
+        try:
+            parts = layout(before.st_size, len(urls))
+            progress = ByteCounter(before.st_size, on_progress)
+            with storage_client(connections=parallel,
+                                transport=self._storage_transport) as storage:
+                uploader = PartUploader(
+                    gateway=self._gateway, storage=storage, fd=fd, file_label=str(path),
+                    file_id=file_id, parts=parts,
+                    urls=PartUrlBook(self._gateway, file_id, urls), parallel=parallel,
+                    retry=self._retry, progress=progress)
+                try:
+                    etags = uploader.run()
+                finally:
+                    uploader.stop(STOP_GRACE_SECONDS)
+            after = os.fstat(fd)
+            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+                raise DropfileError(f"{path} changed while it was being uploaded")
+            self._gateway.call("POST", "/api/files/complete-upload", idempotent=True, json={
+                "uploadId": upload_id, "fileId": file_id,
+                "parts": [{"ETag": etag, "PartNumber": number} for number, etag in etags]})
+        except KeyboardInterrupt:
+            aborted, why = self._abort(file_id, upload_id)
+            raise UploadInterrupted(file_id, name, aborted=aborted, abort_error=why) from None
+        except DropfileError as exc:
+            aborted, why = self._abort(file_id, upload_id)
+            raise UploadFailed(name, exc, aborted=aborted, abort_error=why) from exc
+        except BaseException:
+            self._abort(file_id, upload_id)
+            raise
+        return file_id
+
+    def _abort(self, file_id: str, upload_id: str) -> tuple[bool, str | None]:
+        """Aborts the multipart upload so storage keeps none of it; (done, why not)."""
+        try:
+            self._gateway.call("POST", "/api/files/abort-upload", idempotent=True,
+                               json={"uploadId": upload_id, "file_id": file_id})
+            return True, None
+        except DropfileError as exc:
+            return False, exc.message
+
+
+def _open_regular_file(path: Path) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise DropfileError(f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DropfileError(f"{path}: not a regular file")
+    return fd

@@ -1,0 +1,83 @@
+"""What can go wrong when talking to Dropfile, as exceptions a script can catch.
+
+Every failure the SDK reports is a DropfileError with a one-line, human `message`, except
+an interrupted upload, which stays a KeyboardInterrupt (UploadInterrupted) so that Ctrl-C
+keeps meaning "stop" to any caller."""
+from __future__ import annotations
+
+
+class DropfileError(Exception):
+    """A failure worth one line to a person: `message` says what happened."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ApiError(DropfileError):
+    """The server refused a request: `status` is the HTTP status, `message` the server's
+    `error` text (for example 404 "file not found", 401 "invalid email or password")."""
+
+    def __init__(self, status: int, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"ApiError(status={self.status}, message={self.message!r}, path={self.path!r})"
+
+
+class NotSignedIn(DropfileError):
+    """No session for this server, or the server ended it (refresh refused)."""
+
+
+class ServerUnreachable(DropfileError):
+    """The server could not be reached at all (refused, timed out, DNS, TLS...)."""
+
+    def __init__(self, server: str, reason: str) -> None:
+        super().__init__(f"cannot reach {server}: {reason}")
+        self.server = server
+        self.reason = reason
+
+
+class StorageError(DropfileError):
+    """Storage refused or kept failing a part upload or a download."""
+
+
+class UploadFailed(DropfileError):
+    """An upload stopped on an error; its multipart upload was aborted (`aborted`) so
+    storage keeps nothing of it. `cause` is the error that stopped it."""
+
+    def __init__(self, file_name: str, cause: DropfileError, *, aborted: bool,
+                 abort_error: str | None = None) -> None:
+        if aborted:
+            outcome = "the partial upload was aborted"
+        else:
+            outcome = f"aborting the partial upload failed too ({abort_error})"
+        super().__init__(f"{file_name}: {cause.message}; {outcome}")
+        self.cause = cause
+        self.aborted = aborted
+
+
+class ConfirmationTimeout(DropfileError):
+    """The upload completed but storage did not confirm it (status UPLOADED) in time. The
+    file is not lost: it may still become UPLOADED; `dropfile ls` shows it."""
+
+    def __init__(self, file_id: str, seconds: float, status: str) -> None:
+        super().__init__(f"upload {file_id} completed but storage has not confirmed it after "
+                         f"{seconds:g} s (status {status}); check later with `dropfile ls`")
+        self.file_id = file_id
+        self.status = status
+
+
+class UploadInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an upload. The multipart upload was aborted when `aborted` is true
+    (otherwise `abort_error` says why not). Still a KeyboardInterrupt for callers."""
+
+    def __init__(self, file_id: str, file_name: str, *, aborted: bool,
+                 abort_error: str | None = None) -> None:
+        super().__init__(file_id)
+        self.file_id = file_id
+        self.file_name = file_name
+        self.aborted = aborted
+        self.abort_error = abort_error

@@ -1,0 +1,83 @@
+"""The gateway's Prometheus metrics: requests and latency per route, and where /metrics is
+served.
+
+Routes are labelled by their template (`/api/files/get-upload-urls`, or `/a/{id}` for a
+path with parameters), never by the raw path: a label per distinct URL would let any
+caller create unbounded series. Requests no API route handled (unknown paths, and the web
+app's files and pages, whose route FastAPI does not record) share one label.
+
+/metrics is served on its own port (METRICS_PORT, started by `python -m gateway`) so
+that it is not public: the HTTP port is what the NodePort or Ingress exposes. Without
+METRICS_PORT, a development gateway also answers /metrics on its HTTP port; a production
+one does not serve metrics at all (like the gRPC services without METRICS_PORT).
+"""
+from __future__ import annotations
+
+import time
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+from .settings import GatewaySettings
+
+UNMATCHED_ROUTE = "<unmatched>"
+METRICS_PATH = "/metrics"
+
+
+def route_label(scope: Scope) -> str:
+    """The template of the API route that handled the request (FastAPI records it in
+    the scope), the class name of another route that did, or UNMATCHED_ROUTE."""
+    route = scope.get("route")
+    if route is None:
+        return UNMATCHED_ROUTE
+    return (getattr(route, "path_format", None) or getattr(route, "path", None)
+            or type(route).__name__)
+
+
+class HttpMetricsMiddleware:
+    """Counts every HTTP request by method, route template and status, and observes its
+    latency by method and route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app fails before answering
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            route = route_label(scope)
+            HTTP_LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
+            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+
+
+async def metrics_endpoint(_request: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def serves_metrics_on_http_port(settings: GatewaySettings) -> bool:
+    return settings.metrics_port is None and settings.development
+
+
+def install_metrics(app: FastAPI, settings: GatewaySettings) -> None:
+    """Measures every request; adds /metrics to the HTTP port only in development
+    without METRICS_PORT (see the module doc)."""
+    app.add_middleware(HttpMetricsMiddleware)
+    if serves_metrics_on_http_port(settings):
+        app.add_route(METRICS_PATH, metrics_endpoint, methods=["GET"], include_in_schema=False)

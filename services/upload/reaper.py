@@ -1,0 +1,268 @@
+"""The reaper: a worker of the upload coordinator that cleans up what clients abandon.
+
+Every round it
+1. marks uploads idle longer than the TTL (no change to the file and no part recorded since)
+   FAILED, after aborting their multipart upload and deleting any object a racing
+   completion left, so a FAILED file holds nothing in storage; and
+2. lists the bucket's multipart uploads under `users/` and aborts the ones no file expects
+   parts for (a crash between creating one and writing its row, a row deleted by hand...)
+   once they were initiated longer than the TTL ago: younger ones may belong to an upload
+   whose row is being written right now.
+
+Several replicas may run it at once (reaper_store.py: rows claimed with SKIP LOCKED, one
+orphan scan at a time under an advisory lock), and aborting an upload that is already gone
+is harmless. The bucket's AbortIncompleteMultipartUpload lifecycle rule (services/setup.py)
+is the backstop where storage supports one.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterator
+
+from botocore.exceptions import BotoCoreError, ClientError
+from sqlalchemy.exc import SQLAlchemyError
+
+import redis
+
+from services.common.clients import aws_client, redis_client
+from services.common.db import Database, make_engine
+from services.common.logs import log_fields, request_id_var
+from services.common.metrics import REAPER_ACTIONS
+
+from .reaper_store import ReaperStore
+from .sessions import UploadSessions
+from .settings import UploadSettings
+from .status_events import StatusEvents, publisher_client
+
+log = logging.getLogger(__name__)
+
+# Every storage key Dropfile writes starts so (`users/<user_id>/<file_id>`).
+KEY_PREFIX = "users/"
+EXPIRED = "upload_expired"
+ORPHAN_ABORTED = "orphan_aborted"
+ROUND_ERRORS = (SQLAlchemyError, BotoCoreError, ClientError, redis.RedisError)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@dataclass(frozen=True)
+class PendingMultipart:
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+class BucketUploads:
+    """The bucket's multipart uploads in progress, as the reaper needs them."""
+
+    def __init__(self, s3, bucket: str, *, page_size: int = 1000) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._page_size = page_size
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    def pages(self, prefix: str) -> Iterator[list[PendingMultipart]]:
+        """Every multipart upload under `prefix`, a page at a time: ListMultipartUploads
+        continues from the markers the previous answer gave while it was truncated. S3 gives
+        NextKeyMarker and NextUploadIdMarker; SeaweedFS only the latter (its order is by
+        upload id), which it alone continues correctly from."""
+        markers: dict[str, str] = {}
+        while True:
+            reply = self._s3.list_multipart_uploads(Bucket=self._bucket, Prefix=prefix,
+                                                    MaxUploads=self._page_size, **markers)
+            yield [PendingMultipart(key=item["Key"], upload_id=item["UploadId"],
+                                    initiated=item["Initiated"])
+                   for item in reply.get("Uploads", [])]
+            following = {name: reply[answer] for name, answer in (
+                ("KeyMarker", "NextKeyMarker"), ("UploadIdMarker", "NextUploadIdMarker"))
+                if reply.get(answer)}
+            if not reply.get("IsTruncated") or not following or following == markers:
+                return  # the end (or a store that would make us go round in circles)
+            markers = following
+
+    def abort(self, key: str, upload_id: str) -> bool:
+        """Aborts; False when storage no longer had it (another replica was first)."""
+        try:
+            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if _error_code(exc) == "NoSuchUpload":
+                return False
+            raise
+        return True
+
+    def delete_object(self, key: str) -> None:
+        self._s3.delete_object(Bucket=self._bucket, Key=key)
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What one round did."""
+
+    expired: int = 0  # uploads marked FAILED
+    orphans_aborted: int = 0  # multipart uploads without a file, aborted
+    orphan_scan_skipped: bool = False  # another replica was scanning
+
+
+class Reaper:
+    """A server worker (start/stop); `run_once()` is one round, for callers of their own."""
+
+    def __init__(self, *, store: ReaperStore, uploads: BucketUploads, sessions: UploadSessions,
+                 status_events: StatusEvents, idle_ttl_seconds: int, interval_seconds: float,
+                 batch_size: int, clock: Callable[[], datetime] = _now,
+                 on_stopped: Callable[[], None] | None = None) -> None:
+        self._store = store
+        self._uploads = uploads
+        self._sessions = sessions
+        self._status_events = status_events
+        self._ttl = timedelta(seconds=idle_ttl_seconds)
+        self._interval = interval_seconds
+        self._batch = batch_size
+        self._clock = clock
+        self._on_stopped = on_stopped
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- worker ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        log.info("reaping uploads idle for %s every %.0f s", self._ttl, self._interval)
+        self._thread = threading.Thread(target=self._loop, name="reaper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self._on_stopped is not None:
+            self._on_stopped()
+
+    def _loop(self) -> None:
+        # Replicas started together spread their rounds out.
+        self._stopping.wait(random.uniform(0, min(self._interval, 60.0)))
+        while not self._stopping.is_set():
+            try:
+                self.run_once()
+            except ROUND_ERRORS as exc:
+                # Nothing is lost: what was not cleaned up now is found again next round.
+                log.warning("reaper round failed: %s: %s", type(exc).__name__, exc)
+            except Exception:  # noqa: BLE001 - a bug must not end the worker
+                log.exception("reaper round crashed")
+            self._stopping.wait(self._interval * random.uniform(0.9, 1.1))
+
+    # -- rounds ------------------------------------------------------------------------
+
+    def run_once(self) -> RoundReport:
+        request_id_var.set("reaper")
+        expired = self.expire_idle_uploads()
+        aborted = self.abort_orphaned_uploads()
+        report = RoundReport(expired=expired, orphans_aborted=aborted or 0,
+                             orphan_scan_skipped=aborted is None)
+        if expired or aborted:
+            log.info("reaper round: %d idle uploads failed, %d orphaned multipart uploads "
+                     "aborted", expired, aborted or 0,
+                     extra=log_fields(expired=expired, orphans_aborted=aborted or 0))
+        return report
+
+    def expire_idle_uploads(self) -> int:
+        """Marks every upload idle past the TTL FAILED, a batch per transaction; returns
+        how many this replica did."""
+        done = 0
+        while not self._stopping.is_set():
+            idle_before = self._clock() - self._ttl
+            failed = []
+            with self._store.claim_idle(idle_before=idle_before, limit=self._batch) as claim:
+                for file in claim.files:
+                    try:
+                        self._clear_storage(file.s3_key, file.upload_id)
+                    except ROUND_ERRORS as exc:
+                        # This one stays UPLOADING and comes back next round.
+                        log.warning("could not clean up idle upload: %s",
+                                    type(exc).__name__, extra=log_fields(file_id=str(file.id)))
+                        continue
+                    claim.failed(file)
+                    failed.append((file.id, file.user_id, file.size))
+                claimed = len(claim.files)
+            # Committed: tell the owners, forget the sessions.
+            for file_id, user_id, size in failed:
+                self._sessions.delete(file_id)
+                self._status_events.changed(user_id=user_id, file_id=file_id, status="FAILED",
+                                            size=size)
+                REAPER_ACTIONS.labels(EXPIRED).inc()
+                log.info("idle upload failed", extra=log_fields(file_id=str(file_id)))
+            done += len(failed)
+            if claimed < self._batch or not failed:
+                return done
+        return done
+
+    def _clear_storage(self, key: str, upload_id: str | None) -> None:
+        """No parts and no object left under `key`. The object too: a completion that raced
+        this (its row update not yet made) may have produced one, and a FAILED file holds
+        none."""
+        if upload_id:
+            self._uploads.abort(key, upload_id)
+        self._uploads.delete_object(key)
+
+    def abort_orphaned_uploads(self) -> int | None:
+        """Aborts the multipart uploads no file expects parts for, initiated longer than the
+        TTL ago; returns how many, or None when another replica holds the scan."""
+        with self._store.orphan_scan_turn() as my_turn:
+            if not my_turn:
+                return None
+            initiated_before = self._clock() - self._ttl
+            aborted = 0
+            for page in self._uploads.pages(KEY_PREFIX):
+                if self._stopping.is_set():
+                    break
+                old = [upload for upload in page if upload.initiated < initiated_before]
+                live = self._store.live_uploads(sorted({upload.key for upload in old}))
+                for upload in old:
+                    if (upload.key, upload.upload_id) in live:
+                        continue  # an idle upload of a file: expire_idle_uploads' business
+                    if self._uploads.abort(upload.key, upload.upload_id):
+                        aborted += 1
+                        REAPER_ACTIONS.labels(ORPHAN_ABORTED).inc()
+                        log.info("orphaned multipart upload aborted",
+                                 extra=log_fields(s3_key=upload.key))
+            return aborted
+
+
+def create_reaper(settings: UploadSettings, *,
+                  clock: Callable[[], datetime] = _now) -> Reaper:
+    """A reaper with clients of its own (a small database pool, S3, Redis), closed when it
+    stops."""
+    engine = make_engine(settings.cloud_db_uri, pool_size=2)
+    sessions_redis = redis_client(settings.cloud_rd_uri)
+    events_redis = publisher_client(settings.cloud_rd_uri)
+
+    def close() -> None:
+        engine.dispose()
+        sessions_redis.close()
+        events_redis.close()
+
+    return Reaper(
+        store=ReaperStore(Database(engine)),
+        uploads=BucketUploads(aws_client("s3", region=settings.aws_region,
+                                         endpoint_url=settings.s3_endpoint),
+                              settings.s3_bucket),
+        sessions=UploadSessions(sessions_redis, ttl_seconds=settings.upload_session_ttl_seconds),
+        status_events=StatusEvents(events_redis),
+        idle_ttl_seconds=settings.upload_idle_ttl_seconds,
+        interval_seconds=settings.reaper_interval_seconds,
+        batch_size=settings.reaper_batch_size,
+        clock=clock,
+        on_stopped=close,
+    )

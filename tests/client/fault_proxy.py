@@ -1,0 +1,275 @@
+"""A real HTTP forward proxy for the client tests, that can misbehave on purpose.
+
+The CLI is pointed at it the standard way (HTTP_PROXY), so every request it makes, to the
+gateway and to storage, goes through here as an absolute-form request and is forwarded with
+its Host header intact (presigned URLs are signed for moto's host). Rules act on part PUTs
+(requests with a `partNumber` query): answer 503 a few times, answer 403 "Request has
+expired" until the client fetched fresh URLs, or hold a PUT until released. Everything
+forwarded is logged, so tests can see what the client did."""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and the proxy's own: never forwarded.
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization",
+               "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"}
+_PART_URLS_PATH = re.compile(r"^/api/v2/files/[^/]+/part-urls$")
+
+EXPIRED_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                b"<Message>Request has expired</Message></Error>")
+UNAVAILABLE_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable'
+                    b"</Code><Message>Please reduce your request rate.</Message></Error>")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request the proxy handled, and what it answered."""
+
+    method: str
+    url: str
+    status: int
+    part_number: int | None
+    injected: bool  # answered by a rule, not forwarded
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that went away (Ctrl-C tests) is expected; anything else is reported.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class FaultProxy:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seen: list[Seen] = []
+        self._fail: dict[int, tuple[int, int]] = {}  # part -> (remaining, status)
+        self._expired: set[int] = set()  # parts whose URLs are expired until refreshed
+        self._held: dict[int, threading.Event] = {}
+        self._barrier: tuple[int, threading.Event] | None = None
+        self._in_flight = 0
+        self.max_in_flight = 0
+        self.arrived: list[int] = []  # part numbers of PUTs as they arrive
+        # (token, replacement, after part, active): see expire_access_token.
+        self._token_rule: list | None = None
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="fault-proxy")
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def start(self) -> "FaultProxy":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that send a process's HTTP through this proxy."""
+        return {"HTTP_PROXY": self.url, "http_proxy": self.url, "NO_PROXY": "",
+                "no_proxy": ""}
+
+    def fail_part(self, part_number: int, *, times: int, status: int = 503) -> None:
+        """The next `times` PUTs of the part are answered `status` (not forwarded)."""
+        with self._lock:
+            self._fail[part_number] = (times, status)
+
+    def expire_part(self, part_number: int) -> None:
+        """PUTs of the part are answered 403 "Request has expired" until the client has
+        fetched fresh URLs for it from the part-urls endpoint."""
+        with self._lock:
+            self._expired.add(part_number)
+
+    def hold_part(self, part_number: int) -> None:
+        """PUTs of the part wait (unanswered) until release()."""
+        with self._lock:
+            self._held[part_number] = threading.Event()
+
+    def hold_until_concurrent(self, count: int) -> None:
+        """Part PUTs wait until `count` of them are in flight at once (or 30 s pass):
+        proves that the client sends that many in parallel."""
+        with self._lock:
+            self._barrier = (count, threading.Event())
+
+    def expire_access_token(self, token: str, replacement: str, *, after_part: int) -> None:
+        """Once part `after_part` is stored, requests presenting the access token `token`
+        present `replacement` (an expired token) instead: the token "expires" mid-upload,
+        at a known point, and only a refreshed token gets through unchanged."""
+        with self._lock:
+            self._token_rule = [token, replacement, after_part, False]
+
+    def release(self) -> None:
+        with self._lock:
+            events = list(self._held.values())
+            if self._barrier:
+                events.append(self._barrier[1])
+        for event in events:
+            event.set()
+
+    # -- what happened -------------------------------------------------------------------
+
+    def puts(self, part_number: int | None = None) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.seen if s.method == "PUT" and s.part_number is not None
+                    and (part_number is None or s.part_number == part_number)]
+
+    def calls(self, method: str, path_pattern: str) -> list[Seen]:
+        pattern = re.compile(path_pattern)
+        with self._lock:
+            return [s for s in self.seen if s.method == method and pattern.search(s.path)]
+
+    # -- serving -------------------------------------------------------------------------
+
+    def _rule_for(self, part_number: int) -> tuple[int, bytes] | None:
+        """An injected answer for this PUT, or None to forward it."""
+        with self._lock:
+            remaining, status = self._fail.get(part_number, (0, 0))
+            if remaining:
+                self._fail[part_number] = (remaining - 1, status)
+                return status, UNAVAILABLE_BODY
+            if part_number in self._expired:
+                return 403, EXPIRED_BODY
+        return None
+
+    def _rewrite_cookie(self, cookie: str) -> str:
+        with self._lock:
+            rule = self._token_rule
+            if not rule or not rule[3]:
+                return cookie
+            token, replacement = rule[0], rule[1]
+        return cookie.replace(f"access_token={token}", f"access_token={replacement}")
+
+    def _part_stored(self, part_number: int) -> None:
+        with self._lock:
+            if self._token_rule and self._token_rule[2] == part_number:
+                self._token_rule[3] = True
+
+    def _wait_if_held(self, part_number: int) -> None:
+        with self._lock:
+            self.arrived.append(part_number)
+            held = self._held.get(part_number)
+            barrier = self._barrier
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            if barrier and self._in_flight >= barrier[0]:
+                barrier[1].set()
+        if barrier:
+            barrier[1].wait(timeout=30)
+        if held:
+            held.wait(timeout=120)
+
+    def _note_fresh_urls(self, body: bytes) -> None:
+        try:
+            parts = json.loads(body)["parts"]
+        except (ValueError, KeyError, TypeError):
+            return
+        with self._lock:
+            for part in parts:
+                self._expired.discard(part.get("partNumber"))
+
+    def _handler_class(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format, *args):  # noqa: A002 - quiet
+                pass
+
+            def do_GET(self):
+                self._forward()
+
+            do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+            def _forward(self):
+                target = urlsplit(self.path)
+                if target.scheme != "http" or not target.hostname:
+                    self._answer(400, b"absolute http:// URLs only", "text/plain")
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                numbers = parse_qs(target.query).get("partNumber")
+                part_number = int(numbers[0]) if numbers and self.command == "PUT" else None
+
+                if part_number is not None:
+                    injected = proxy._rule_for(part_number)
+                    if injected:
+                        self._record(part_number, injected[0], injected=True)
+                        self._answer(injected[0], injected[1], "application/xml")
+                        return
+                    proxy._wait_if_held(part_number)
+                try:
+                    status, headers, reply = self._upstream(target, body)
+                finally:
+                    if part_number is not None:
+                        with proxy._lock:
+                            proxy._in_flight -= 1
+                if self.command == "POST" and status == 200 and \
+                        _PART_URLS_PATH.match(target.path):
+                    proxy._note_fresh_urls(reply)
+                if part_number is not None and status == 200:
+                    proxy._part_stored(part_number)
+                self._record(part_number, status, injected=False)
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(reply)
+
+            def _upstream(self, target, body: bytes):
+                path = target.path + (f"?{target.query}" if target.query else "")
+                headers = {name: value for name, value in self.headers.items()
+                           if name.lower() not in _HOP_BY_HOP}
+                for name in headers:
+                    if name.lower() == "cookie":
+                        headers[name] = proxy._rewrite_cookie(headers[name])
+                connection = http.client.HTTPConnection(target.hostname, target.port or 80,
+                                                        timeout=120)
+                try:
+                    # The Host header travels as the client sent it.
+                    connection.request(self.command, path, body=body or None, headers=headers)
+                    response = connection.getresponse()
+                    return response.status, response.getheaders(), response.read()
+                except OSError as exc:
+                    return 502, [("Content-Type", "text/plain")], f"proxy: {exc}".encode()
+                finally:
+                    connection.close()
+
+            def _record(self, part_number, status, *, injected):
+                with proxy._lock:
+                    proxy.seen.append(Seen(self.command, self.path, status, part_number,
+                                           injected))
+
+            def _answer(self, status: int, body: bytes, content_type: str):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler

@@ -1,0 +1,150 @@
+"""`make run` from a clean clone, with nothing configured: the stack comes up on embedded
+engines (PostgreSQL, Valkey, SeaweedFS), a file goes up with the CLI, is confirmed by the
+reconciler and comes back byte-identical; Ctrl-C stops everything; after a restart the file
+is still there."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# Variables that would point `make run` at configured backends instead of embedded ones.
+CONFIGURED = ("CLOUD_DB_URI", "CLOUD_RD_URI", "SQS_QUEUE_URL", "S3_BUCKET", "AWS_ENDPOINT_URL",
+              "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_ACCESS_KEY_ID",
+              "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "DROPFILE_ENV")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    """One `make run`, its output collected as it comes."""
+
+    def __init__(self, clone: Path, env: dict[str, str]) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(["make", "run"], cwd=clone, env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        pytest.fail(f"`make run` never printed {pattern!r}; its output ends with:\n"
+                    + "\n".join(self.lines[-40:]))
+
+    def interrupt(self, timeout: float = 90) -> int:
+        """Ctrl-C: SIGINT to the foreground process group, as a terminal sends it."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            pytest.fail("`make run` did not stop within 90 s of Ctrl-C")
+
+
+def processes_under(folder: Path) -> list[str]:
+    """Command lines of running processes that started from the folder."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except (OSError, ValueError):
+            continue
+        if str(folder) in cmdline or cwd.startswith(str(folder)):
+            found.append(f"{pid}: {cmdline.strip()}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def clone():
+    # Not under pytest's tmp folder (mode 0700): as root, the embedded PostgreSQL runs as
+    # `nobody`, which must be able to reach the clone.
+    base = Path(tempfile.mkdtemp(prefix="dropfile-make-run-", dir="/tmp"))
+    base.chmod(0o755)
+    target = base / "dropfile"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(target)], check=True)
+    yield target
+    leftovers = processes_under(target)
+    for line in leftovers:
+        os.kill(int(line.split(":")[0]), signal.SIGKILL)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_make_run_from_a_clean_clone_on_embedded_engines(clone, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in CONFIGURED}
+    ports = {name: free_port() for name in ("DROPFILE_HTTP_PORT", "AUTH_GRPC_PORT",
+                                            "UPLOAD_GRPC_PORT", "EVENTS_GRPC_PORT")}
+    env.update({name: str(port) for name, port in ports.items()})
+    env["DROPFILE_CONFIG_DIR"] = str(tmp_path / "cli-config")
+    url = f"http://127.0.0.1:{ports['DROPFILE_HTTP_PORT']}"
+    dropfile = clone / ".venv" / "bin" / "dropfile"
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(dropfile), "--server", url, *args], env=env, input=stdin,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"dropfile {' '.join(args)}: {result.stderr}"
+        return result
+
+    original = tmp_path / "holiday video.bin"
+    original.write_bytes(os.urandom(12 * 1024 * 1024 + 12345))
+
+    first = Stack(clone, env)
+    try:
+        first.wait_for(r"Dropfile is running at http://127\.0\.0\.1:\d+", timeout=900)
+        for engine in ("postgres", "valkey", "s3"):
+            assert any(f"{engine} (embedded) is ready" in line for line in first.lines)
+        cli("signup", "--email", "newcomer@example.com", "--name", "New Comer",
+            "--password-stdin", stdin="a good long password\n")
+        cli("upload", str(original), "--no-progress")  # waits until storage confirms
+        listed = json.loads(cli("ls", "--json").stdout)
+        [entry] = [f for f in listed if f["fileName"] == original.name]
+        assert entry["status"] == "UPLOADED"
+        copy = tmp_path / "copy.bin"
+        cli("get", entry["fileId"], str(copy), "--no-progress")
+        assert copy.read_bytes() == original.read_bytes()
+    finally:
+        code = first.interrupt()
+    assert first.proc.returncode is not None
+    assert processes_under(clone) == [], "processes left behind after Ctrl-C"
+    assert code in (0, 2, 130, -2), f"make run ended with {code}"
+
+    second = Stack(clone, env)
+    try:
+        second.wait_for(r"Dropfile is running at", timeout=300)
+        listed = json.loads(cli("ls", "--json").stdout)
+        [entry] = [f for f in listed if f["fileName"] == original.name]
+        assert entry["status"] == "UPLOADED"
+        again = tmp_path / "again.bin"
+        cli("get", entry["fileId"], str(again), "--no-progress")
+        assert again.read_bytes() == original.read_bytes()
+    finally:
+        second.interrupt()
+    assert processes_under(clone) == []

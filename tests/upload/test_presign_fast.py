@@ -1,0 +1,95 @@
+"""Presigning many UploadPart URLs at once (services/upload/presign.py): the URLs re-signed
+from botocore's first one must be byte-for-byte the URLs botocore makes itself at the same
+second, for every addressing style, with and without a session token; and anything that
+does not match the expected scheme falls back to botocore."""
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from services.upload.presign import PartUrlResigner
+from services.upload.storage import Storage
+
+KEY = "users/ü ser/a+b%c d"  # characters botocore must encode in the path
+UPLOAD_ID = "up/id+1=="  # and in the query
+
+
+def _client(*, endpoint: str | None, token: str | None, region: str = "eu-west-3"):
+    session = boto3.session.Session(aws_access_key_id="AKIDEXAMPLE",
+                                    aws_secret_access_key="wJalr/K7+MDENG/bPxRfiCY",
+                                    aws_session_token=token)
+    config = Config(region_name=region, signature_version="s3v4",
+                    s3={"addressing_style": "path"} if endpoint else {})
+    return session.client("s3", endpoint_url=endpoint, config=config)
+
+
+def _botocore_url(client, number: int) -> str:
+    return client.generate_presigned_url("upload_part", Params={
+        "Bucket": "my-bucket", "Key": KEY, "UploadId": UPLOAD_ID, "PartNumber": number},
+        ExpiresIn=900)
+
+
+def _amz_date(url: str) -> str:
+    return url.split("X-Amz-Date=")[1][:16]
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:38333", "https://s3.example.com:8443",
+                                      "https://s3.example.com:443", None])
+@pytest.mark.parametrize("token", [None, "session/token+with=odd chars"])
+def test_urls_are_byte_identical_to_botocores(endpoint, token):
+    client = _client(endpoint=endpoint, token=token)
+    storage = Storage(client, "my-bucket")
+    numbers = [1, 2, 3, 99, 1000, 10_000]
+    for _ in range(5):  # botocore stamps each URL with the current second: retry across one
+        urls = storage.presign_parts(KEY, upload_id=UPLOAD_ID, part_numbers=range(1, 10_001),
+                                     ttl=900)
+        expected = [_botocore_url(client, number) for number in numbers]
+        if {_amz_date(url) for url in expected} == {_amz_date(urls[0])}:
+            break
+    assert len(urls) == 10_000
+    assert [urls[number - 1] for number in numbers] == expected
+
+
+def test_a_range_not_starting_at_one_keeps_its_numbers():
+    client = _client(endpoint="http://127.0.0.1:38333", token=None)
+    urls = Storage(client, "my-bucket").presign_parts(KEY, upload_id=UPLOAD_ID,
+                                                      part_numbers=range(40, 43), ttl=900)
+    assert [url.split("partNumber=")[1].split("&")[0] for url in urls] == ["40", "41", "42"]
+    assert Storage(client, "my-bucket").presign_parts(KEY, upload_id=UPLOAD_ID,
+                                                      part_numbers=range(5, 5), ttl=900) == []
+
+
+def test_a_reference_signed_otherwise_is_not_resigned():
+    client = _client(endpoint="http://127.0.0.1:38333", token=None)
+    url = _botocore_url(client, 1)
+    frozen = dict(access_key="AKIDEXAMPLE", secret_key="wJalr/K7+MDENG/bPxRfiCY", token=None)
+    assert PartUrlResigner.from_reference(url, **frozen) is not None
+    # Other credentials (rotated between the two calls): the self-check refuses them.
+    assert PartUrlResigner.from_reference(url, **{**frozen, "secret_key": "other"}) is None
+    assert PartUrlResigner.from_reference(url, **{**frozen, "access_key": "AKIDOTHER"}) is None
+    assert PartUrlResigner.from_reference(url, **{**frozen, "token": "unexpected"}) is None
+    # Not a SigV4 query-signed part URL.
+    assert PartUrlResigner.from_reference(url.replace("partNumber=1&", ""), **frozen) is None
+    assert PartUrlResigner.from_reference(
+        url.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=host%3Bx-amz-acl"),
+        **frozen) is None
+
+
+def test_storage_falls_back_to_botocore_without_credentials_it_can_read():
+    client = _client(endpoint="http://127.0.0.1:38333", token=None)
+
+    class OpaquePresigner:
+        """A presigner whose credentials presign.py cannot see (no _request_signer)."""
+
+        def generate_presigned_url(self, *args, **kwargs):
+            return client.generate_presigned_url(*args, **kwargs)
+
+    storage = Storage(client, "my-bucket", presigner=OpaquePresigner())
+    for _ in range(5):
+        urls = storage.presign_parts(KEY, upload_id=UPLOAD_ID, part_numbers=range(1, 4),
+                                     ttl=900)
+        expected = [_botocore_url(client, number) for number in (1, 2, 3)]
+        if {_amz_date(url) for url in expected + urls} == {_amz_date(urls[0])}:
+            break
+    assert urls == expected

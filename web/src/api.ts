@@ -1,0 +1,177 @@
+/**
+ * The gateway's REST API (docs: /docs, contract: rest-v1.md), called with native fetch.
+ *
+ * The session lives in HttpOnly cookies the page never sees: every call sends them
+ * (`credentials: "include"`). When the access token has expired the gateway answers 401;
+ * the client then refreshes the session once (GET /api/auth/refresh) and repeats the call.
+ */
+
+/** A refusal or failure, worded for people (the gateway's `error` field). */
+export class ApiError extends Error {
+  constructor(message: string, readonly status: number) {
+    super(message);
+    this.name = "ApiError";
+  }
+
+  /** Worth another try later: no answer at all, or a backend briefly unavailable. */
+  get transient(): boolean {
+    return this.status === 0 || this.status === 502 || this.status === 503 || this.status === 504;
+  }
+}
+
+/** An error's message, for showing to the user. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+const SESSION_ENDED = "Your session has ended. Please sign in again.";
+const UNREACHABLE = "Cannot reach Dropfile. Check your connection and try again.";
+
+let sessionEndedHandler: () => void = () => {};
+
+/** Called once a session cannot be refreshed, so the app can show the sign-in form. */
+export function onSessionEnded(handler: () => void): void {
+  sessionEndedHandler = handler;
+}
+
+async function send(method: string, path: string, body?: unknown): Promise<Response> {
+  try {
+    return await fetch(path, {
+      method,
+      credentials: "include",
+      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(UNREACHABLE, 0);
+  }
+}
+
+async function readJson(response: Response): Promise<Record<string, unknown>> {
+  try {
+    const value: unknown = await response.json();
+    return value && typeof value === "object" ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+// Concurrent calls that all meet a 401 share one refresh: the refresh token rotates, so a
+// second refresh with the old one would fail (and revoke the session).
+let refreshing: Promise<boolean> | null = null;
+
+function refreshSession(): Promise<boolean> {
+  refreshing ??= send("GET", "/api/auth/refresh")
+    .then((response) => response.ok, () => false)
+    .finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+interface CallOptions {
+  /** Refresh the session on 401 and retry once (not for sign-in, where 401 means bad credentials). */
+  refresh?: boolean;
+}
+
+/** Sends one API call and returns its JSON body; throws ApiError unless the answer is 2xx. */
+export async function call<T>(method: string, path: string, body?: unknown,
+                              { refresh = true }: CallOptions = {}): Promise<T> {
+  let response = await send(method, path, body);
+  if (response.status === 401 && refresh) {
+    if (await refreshSession()) response = await send(method, path, body);
+    if (response.status === 401) {
+      sessionEndedHandler();
+      throw new ApiError(SESSION_ENDED, 401);
+    }
+  }
+  const reply = await readJson(response);
+  if (!response.ok) {
+    const message = typeof reply.error === "string" && reply.error
+      ? reply.error : `The server answered ${response.status} ${response.statusText}`.trim();
+    throw new ApiError(message, response.status);
+  }
+  return reply as T;
+}
+
+// --- auth ------------------------------------------------------------------------------------
+
+export function signUp(user: { email: string; name: string; password: string }): Promise<unknown> {
+  return call("POST", "/api/auth/signup", { user }, { refresh: false });
+}
+
+export function signIn(user: { email: string; password: string },
+                       rememberMe: boolean): Promise<unknown> {
+  return call("POST", "/api/auth/signin", { user, rememberMe }, { refresh: false });
+}
+
+export function signOut(): Promise<unknown> {
+  return call("GET", "/api/auth/signout", undefined, { refresh: false });
+}
+
+/** Whether the browser holds a usable session (refreshing it if needed), without side effects. */
+export async function hasSession(): Promise<boolean> {
+  const check = () => send("GET", "/api/auth/authenticate");
+  let response = await check();
+  if (response.status === 401 && await refreshSession()) response = await check();
+  if (response.ok) return true;
+  if (response.status === 401) return false;
+  throw new ApiError((await readJson(response)).error as string || UNREACHABLE, response.status);
+}
+
+// --- files -----------------------------------------------------------------------------------
+
+export type FileStatus = "UPLOADING" | "UPLOADED" | "FAILED";
+
+export interface StoredFile {
+  fileId: string;
+  fileName: string;
+  mimeType: string;
+  size: number;
+  s3Key: string;
+  status: FileStatus;
+  createdAt: string;
+}
+
+export async function listFiles(): Promise<StoredFile[]> {
+  return (await call<{ files: StoredFile[] }>("GET", "/api/files/list")).files;
+}
+
+export function startUpload(file: { fileId: string; name: string; type: string; size: number }):
+    Promise<{ presignedUrls: string[]; uploadId: string }> {
+  return call("POST", "/api/files/get-upload-urls", {
+    file_id: file.fileId, file_name: file.name, file_type: file.type, file_size: String(file.size),
+  });
+}
+
+export function recordPart(fileId: string, chunkIndex: number, size: number,
+                           etag: string): Promise<unknown> {
+  return call("POST", "/api/files/record-chunk", {
+    file_id: fileId, chunk_index: chunkIndex, size: String(size), etag: etag.replaceAll('"', ""),
+  });
+}
+
+export function completeUpload(fileId: string, uploadId: string, etags: string[]): Promise<unknown> {
+  return call("POST", "/api/files/complete-upload", {
+    uploadId, fileId, parts: etags.map((etag, index) => ({ ETag: etag, PartNumber: index + 1 })),
+  });
+}
+
+export function abortUpload(fileId: string, uploadId: string): Promise<unknown> {
+  return call("POST", "/api/files/abort-upload", { uploadId, file_id: fileId });
+}
+
+/** Fresh presigned URLs for parts `first`..`last` (1-based), when the first ones expired. */
+export async function freshPartUrls(fileId: string, first: number, last: number):
+    Promise<Map<number, string>> {
+  const reply = await call<{ parts: { partNumber: number; url: string }[] }>(
+    "POST", `/api/v2/files/${encodeURIComponent(fileId)}/part-urls`,
+    { first_part: first, last_part: last });
+  return new Map(reply.parts.map((part) => [part.partNumber, part.url]));
+}
+
+export async function downloadUrl(s3Key: string): Promise<string> {
+  return (await call<{ url: string }>("POST", "/api/files/get-download-url", { s3_key: s3Key })).url;
+}
+
+export function deleteFile(fileId: string): Promise<unknown> {
+  return call("DELETE", "/api/files/delete", { file_id: fileId });
+}

@@ -1,0 +1,387 @@
+/**
+ * The signed-in page: a drop zone with a file picker, and one list of the user's files in
+ * which this page's uploads show their progress, speed and a Cancel button.
+ *
+ * The list is the server's (GET /api/files/list), polled while any file is still uploading
+ * so that a status turns UPLOADED without reloading the page. Rows are updated in place
+ * (keyed by file id), so polling never takes the keyboard focus away.
+ */
+import * as api from "./api";
+import { messageOf, type StoredFile } from "./api";
+import { byId, element } from "./dom";
+import { formatBytes, formatDate, formatSpeed } from "./format";
+import { announce, showError } from "./notices";
+import { Upload, type UploadPhase } from "./upload";
+
+const POLL_INTERVAL_MS = 1_500;
+
+const view = byId("files-view");
+const dropZone = byId("drop-zone");
+const fileInput = byId<HTMLInputElement>("file-input");
+const list = byId<HTMLUListElement>("file-list");
+const emptyNote = byId("files-empty");
+
+let visible = false;
+let listed = false; // the first listing arrived
+let files: StoredFile[] = [];
+const uploads = new Map<string, Upload>();
+
+// --- rows ----------------------------------------------------------------------------------
+
+interface Row {
+  item: HTMLLIElement;
+  name: HTMLElement;
+  meta: HTMLElement;
+  badge: HTMLElement;
+  progressBox: HTMLElement;
+  progress: HTMLProgressElement;
+  progressText: HTMLElement;
+  message: HTMLElement;
+  download: HTMLButtonElement;
+  remove: HTMLButtonElement;
+  cancel: HTMLButtonElement;
+}
+
+interface RowState {
+  name: string;
+  meta: string;
+  status: "UPLOADING" | "UPLOADED" | "FAILED";
+  label: string;
+  progress: { percent: number; text: string } | null;
+  message: string;
+  failed: boolean;
+  canDownload: boolean;
+  canDelete: boolean;
+  canCancel: boolean;
+}
+
+const rows = new Map<string, Row>();
+
+const ACTIVE_LABELS: Partial<Record<UploadPhase, string>> = {
+  starting: "Starting…", uploading: "Uploading", finishing: "Finishing…", cancelling: "Cancelling…",
+};
+
+function describe(file: StoredFile | undefined, upload: Upload | undefined): RowState {
+  const name = file?.fileName ?? upload!.file.name;
+  const size = file?.size ?? upload!.file.size;
+  const meta = [formatBytes(size), file ? formatDate(file.createdAt) : ""].filter(Boolean).join(" · ");
+  const state: RowState = {
+    name, meta, status: file?.status ?? "UPLOADING", label: "Uploading", progress: null,
+    message: "", failed: false, canDownload: false, canDelete: true, canCancel: false,
+  };
+  if (upload?.active) {
+    const percent = size ? Math.min(100, (upload.sent / size) * 100) : 100;
+    const speed = upload.phase === "uploading" && upload.speed ? ` · ${formatSpeed(upload.speed)}` : "";
+    return { ...state, status: "UPLOADING", label: ACTIVE_LABELS[upload.phase] ?? "Uploading",
+             progress: { percent, text: `${formatBytes(upload.sent)} of ${formatBytes(size)}${speed}` },
+             message: upload.note, canDelete: false, canCancel: upload.cancellable };
+  }
+  if (upload?.phase === "failed") {
+    return { ...state, status: "FAILED", label: "Failed", message: upload.error, failed: true };
+  }
+  if (!file) return state;
+  switch (file.status) {
+    case "UPLOADED":
+      return { ...state, label: "Uploaded", canDownload: true };
+    case "FAILED":
+      return { ...state, label: "Failed" };
+    default:
+      // Completed here, not yet confirmed by storage (its event arrives within seconds).
+      return { ...state, label: upload?.phase === "done" ? "Confirming…" : "Uploading" };
+  }
+}
+
+function button(text: string, action: string, className: string): HTMLButtonElement {
+  const node = element("button", `button ${className}`, text);
+  node.type = "button";
+  node.dataset.action = action;
+  return node;
+}
+
+function createRow(fileId: string): Row {
+  const item = element("li", "file");
+  item.dataset.fileId = fileId;
+  const main = element("div", "file-main");
+  const name = element("span", "file-name");
+  const meta = element("span", "file-meta");
+  main.append(name, meta);
+  const badge = element("span", "badge");
+  const progressBox = element("div", "file-progress");
+  const progress = element("progress");
+  progress.max = 100;
+  const progressText = element("span", "progress-text");
+  progressBox.append(progress, progressText);
+  const message = element("p", "file-message");
+  const actions = element("div", "file-actions");
+  const download = button("Download", "download", "secondary");
+  const remove = button("Delete", "delete", "danger");
+  const cancel = button("Cancel", "cancel", "secondary");
+  actions.append(download, cancel, remove);
+  item.append(main, badge, actions, progressBox, message);
+  return { item, name, meta, badge, progressBox, progress, progressText, message, download,
+           remove, cancel };
+}
+
+function updateRow(row: Row, state: RowState): void {
+  row.item.dataset.status = state.status;
+  row.name.textContent = state.name;
+  row.name.title = state.name;
+  row.meta.textContent = state.meta;
+  row.badge.textContent = state.label;
+  row.badge.dataset.status = state.status;
+  row.progressBox.hidden = !state.progress;
+  if (state.progress) {
+    row.progress.value = state.progress.percent;
+    row.progress.setAttribute("aria-label", `Upload progress of ${state.name}`);
+    row.progressText.textContent = state.progress.text;
+  }
+  row.message.hidden = !state.message;
+  row.message.textContent = state.message;
+  row.message.classList.toggle("error", state.failed);
+  row.download.hidden = !state.canDownload;
+  row.download.setAttribute("aria-label", `Download ${state.name}`);
+  row.remove.hidden = !state.canDelete;
+  row.remove.setAttribute("aria-label", `Delete ${state.name}`);
+  row.cancel.hidden = !state.canCancel;
+  row.cancel.setAttribute("aria-label", `Cancel the upload of ${state.name}`);
+}
+
+/** This page's uploads the server does not list yet come first (newest first), then the
+ * server's list (newest first). */
+function orderedIds(): string[] {
+  const listedIds = new Set(files.map((file) => file.fileId));
+  const pending = [...uploads.keys()].filter((id) => !listedIds.has(id)).reverse();
+  return [...pending, ...files.map((file) => file.fileId)];
+}
+
+function render(): void {
+  const byIdOf = new Map(files.map((file) => [file.fileId, file]));
+  const ids = orderedIds();
+  for (const [id, row] of rows) {
+    if (!ids.includes(id)) {
+      row.item.remove();
+      rows.delete(id);
+    }
+  }
+  ids.forEach((id, index) => {
+    let row = rows.get(id);
+    if (!row) {
+      row = createRow(id);
+      rows.set(id, row);
+    }
+    updateRow(row, describe(byIdOf.get(id), uploads.get(id)));
+    // Moving a node blurs what it holds, so only rows out of place move.
+    if (list.children[index] !== row.item) list.insertBefore(row.item, list.children[index] ?? null);
+  });
+  emptyNote.hidden = !listed || ids.length > 0;
+}
+
+let renderQueued = false;
+
+/** Progress events come many times a second: draw at most once a frame. */
+function scheduleRender(): void {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    if (visible) render();
+  });
+}
+
+// --- the list from the server, polled while something is uploading ---------------------------
+
+let pollTimer: ReturnType<typeof setTimeout> | undefined;
+let loading: Promise<void> | null = null;
+let reloadAgain = false;
+
+function somethingUploading(): boolean {
+  return files.some((file) => file.status === "UPLOADING")
+    || [...uploads.values()].some((upload) => upload.active);
+}
+
+function schedulePoll(): void {
+  clearTimeout(pollTimer);
+  if (visible && somethingUploading()) pollTimer = setTimeout(() => void reload(), POLL_INTERVAL_MS);
+}
+
+function announceArrivals(next: StoredFile[]): void {
+  const before = new Map(files.map((file) => [file.fileId, file.status]));
+  for (const file of next) {
+    if (before.get(file.fileId) === "UPLOADING" && file.status === "UPLOADED") {
+      announce(`${file.fileName} is uploaded.`);
+    }
+  }
+}
+
+/** Forgets this page's uploads once the server's list tells their whole story. */
+function forgetSettledUploads(): void {
+  for (const [id, upload] of uploads) {
+    const file = files.find((candidate) => candidate.fileId === id);
+    if (upload.phase === "cancelled" || (upload.phase === "done" && file && file.status !== "UPLOADING")) {
+      uploads.delete(id);
+    }
+  }
+}
+
+async function reload(): Promise<void> {
+  if (loading) {
+    reloadAgain = true;
+    return loading;
+  }
+  loading = (async () => {
+    try {
+      const next = await api.listFiles();
+      if (!visible) return;
+      announceArrivals(next);
+      files = next;
+      listed = true;
+      forgetSettledUploads();
+      render();
+    } catch (error) {
+      // A 401 here means the session ended: the sign-in form says so.
+      if (visible && !(error instanceof api.ApiError && error.status === 401)) {
+        showError(`Could not load your files: ${messageOf(error)}`);
+      }
+    } finally {
+      loading = null;
+      if (reloadAgain && visible) {
+        reloadAgain = false;
+        void reload();
+      } else {
+        schedulePoll();
+      }
+    }
+  })();
+  return loading;
+}
+
+// --- uploading -------------------------------------------------------------------------------
+
+function addFiles(chosen: FileList | null): void {
+  if (!chosen?.length) return;
+  for (const file of Array.from(chosen)) {
+    const upload = new Upload(file, scheduleRender);
+    uploads.set(upload.fileId, upload);
+    void upload.start().then(() => uploadEnded(upload));
+  }
+  announce(chosen.length === 1 ? `Uploading ${chosen[0].name}.` : `Uploading ${chosen.length} files.`);
+  render();
+  schedulePoll();
+}
+
+function uploadEnded(upload: Upload): void {
+  if (!visible) return;
+  const name = upload.file.name;
+  if (upload.phase === "failed") showError(`The upload of ${name} failed: ${upload.error}`);
+  if (upload.phase === "cancelled") announce(`The upload of ${name} was cancelled.`);
+  if (upload.phase === "done") announce(`${name} is sent; storage is confirming it.`);
+  void reload();
+}
+
+// --- actions ---------------------------------------------------------------------------------
+
+async function download(file: StoredFile): Promise<void> {
+  try {
+    const url = await api.downloadUrl(file.s3Key);
+    // The URL answers with Content-Disposition: attachment, so the page stays where it is.
+    const link = element("a");
+    link.href = url;
+    link.rel = "noopener";
+    document.body.append(link);
+    link.click();
+    link.remove();
+  } catch (error) {
+    showError(`Could not download ${file.fileName}: ${messageOf(error)}`);
+  }
+}
+
+async function remove(fileId: string): Promise<void> {
+  const file = files.find((candidate) => candidate.fileId === fileId);
+  if (!file) {
+    uploads.delete(fileId); // a failed upload the server never listed: only ours to forget
+    render();
+    return;
+  }
+  if (!window.confirm(`Delete “${file.fileName}”? This cannot be undone.`)) return;
+  try {
+    await api.deleteFile(fileId);
+    uploads.delete(fileId);
+    files = files.filter((candidate) => candidate.fileId !== fileId);
+    render();
+    announce(`${file.fileName} was deleted.`);
+  } catch (error) {
+    showError(`Could not delete ${file.fileName}: ${messageOf(error)}`);
+  }
+  void reload();
+}
+
+function onListClick(event: MouseEvent): void {
+  const target = (event.target as HTMLElement).closest<HTMLButtonElement>("button[data-action]");
+  const fileId = target?.closest<HTMLElement>("li.file")?.dataset.fileId;
+  if (!target || !fileId) return;
+  const action = target.dataset.action;
+  if (action === "cancel") void uploads.get(fileId)?.cancel();
+  if (action === "delete") void remove(fileId);
+  if (action === "download") {
+    const file = files.find((candidate) => candidate.fileId === fileId);
+    if (file) void download(file);
+  }
+}
+
+function carriesFiles(event: DragEvent): boolean {
+  return visible && (event.dataTransfer?.types.includes("Files") ?? false);
+}
+
+export function setUpFilesView(): void {
+  list.addEventListener("click", onListClick);
+  fileInput.addEventListener("change", () => {
+    addFiles(fileInput.files);
+    fileInput.value = ""; // choosing the same file again is a new upload
+  });
+  // The whole page takes dropped files, so a drop just beside the zone is not lost (the
+  // browser would otherwise open the file instead).
+  document.addEventListener("dragover", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer!.dropEffect = "copy";
+    dropZone.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (event.relatedTarget === null) dropZone.classList.remove("dragging");
+  });
+  document.addEventListener("drop", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    dropZone.classList.remove("dragging");
+    addFiles(event.dataTransfer!.files);
+  });
+  window.addEventListener("beforeunload", (event) => {
+    if (activeUploads() > 0) event.preventDefault(); // leaving would abandon them
+  });
+}
+
+export function showFilesView(): void {
+  visible = true;
+  view.hidden = false;
+  void reload();
+}
+
+/** Stops polling and forgets everything shown (after sign-out or an ended session). */
+export function hideFilesView(): void {
+  visible = false;
+  view.hidden = true;
+  clearTimeout(pollTimer);
+  files = [];
+  listed = false;
+  uploads.clear();
+  rows.clear();
+  list.replaceChildren();
+}
+
+export function activeUploads(): number {
+  return [...uploads.values()].filter((upload) => upload.active).length;
+}
+
+export async function cancelAllUploads(): Promise<void> {
+  await Promise.all([...uploads.values()].map((upload) => upload.cancel()));
+}
