@@ -121,6 +121,10 @@ def test_make_run_from_a_clean_clone_on_embedded_engines(clone, tmp_path):
         first.wait_for(r"Dropfile is running at http://127\.0\.0\.1:\d+", timeout=900)
         for engine in ("postgres", "valkey", "s3"):
             assert any(f"{engine} (embedded) is ready" in line for line in first.lines)
+        twice = subprocess.run(["make", "run"], cwd=clone, env=env, capture_output=True,
+                               text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert twice.returncode != 0
+        assert "already running" in twice.stderr
         cli("signup", "--email", "newcomer@example.com", "--name", "New Comer",
             "--password-stdin", stdin="a good long password\n")
         cli("upload", str(original), "--no-progress")  # waits until storage confirms
@@ -148,3 +152,19 @@ def test_make_run_from_a_clean_clone_on_embedded_engines(clone, tmp_path):
     finally:
         second.interrupt()
     assert processes_under(clone) == []
+
+
+def test_ports_in_use_are_named():
+    from tools.engines import valkey
+    from tools.run_stack import StartError, check_ports
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(StartError, match=f"gateway {port}"):
+            check_ports({"gateway": port}, [])
+        engine = valkey(Path(tempfile.mkdtemp()))
+        engine.ports = [port]
+        with pytest.raises(StartError, match=f"valkey {port}"):
+            check_ports({}, [engine])
