@@ -27,8 +27,8 @@ S3_PORT = 38333
 # twin at +10000) and Iceberg and Lance endpoints; pinning them all keeps them off common
 # ports and lets us check them up front.
 SEAWEED_PORTS = {"master.port": 39333, "volume.port": 39340, "filer.port": 38888,
-                 "admin.port": 33646, "s3.port.iceberg": 38181, "s3.port.lance": 38101}
-SEAWEED_GRPC_TWINS = (S3_PORT, 39333, 39340, 38888, 33646)
+                 "admin.port": 38646, "s3.port.iceberg": 38181, "s3.port.lance": 38101}
+SEAWEED_GRPC_TWINS = (S3_PORT, 39333, 39340, 38888, 38646)
 
 
 class EngineError(RuntimeError):

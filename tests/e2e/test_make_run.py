@@ -61,6 +61,8 @@ class Stack:
 
     def interrupt(self, timeout: float = 90) -> int:
         """Ctrl-C: SIGINT to the foreground process group, as a terminal sends it."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode
         os.killpg(self.proc.pid, signal.SIGINT)
         try:
             return self.proc.wait(timeout)
