@@ -17,10 +17,12 @@ from . import control_plane, event_latency, initiation, signin, transfers
 from .api import api_client, sign_up
 from .config import PROFILES
 from .report import machine, write
-from .stack import DROPFILE_PROCESSES, ROOT, BenchStack
+from .stack import DROPFILE_PROCESSES, ROOT, BenchStack, ForeignLoad
 from .stats import Results, Row
 
 SECTIONS = ("upload", "control", "initiation", "events", "signin")
+# Above this share of the machine's CPU used by others during a section, say so.
+FOREIGN_WARNING_PERCENT = 5.0
 
 
 def say(message: str) -> None:
@@ -80,11 +82,15 @@ def run(argv: list[str]) -> int:
         account = sign_up(stack.endpoints.gateway, "bench")
         warm_up(stack, account)
         memory = meta["peak_rss_mb_after_section"] = {}
+        foreign = meta["foreign_cpu_percent_by_section"] = {}
+        load = ForeignLoad(stack)
 
         def note_memory(section: str) -> None:
             # VmHWM only grows: the section that raised a process's peak is visible here.
             memory[section] = {name: round(value / 1e6, 1)
                                for name, value in stack.peak_rss_bytes().items()}
+            if section != "start":
+                foreign[section] = load.percent_since_last()
 
         note_memory("start")
         steps = (
@@ -93,7 +99,7 @@ def run(argv: list[str]) -> int:
             ("control", "2. control plane",
              lambda: control_plane.measure(stack, config, account, results, say)),
             ("initiation", "3. initiation",
-             lambda: initiation.measure(stack, config, account, results, say)),
+             lambda: initiation.measure(stack, config, results, say)),
             ("events", "4. event latency",
              lambda: event_latency.measure(stack, config, results, say)),
             ("signin", "5. sign-in", lambda: signin.measure(stack, config, account, results, say)),
@@ -103,6 +109,9 @@ def run(argv: list[str]) -> int:
                 say(f"bench: {title}")
                 step()
                 note_memory(name)
+                if foreign[name] > FOREIGN_WARNING_PERCENT:
+                    say(f"bench: warning: other processes used {foreign[name]:.0f} % of the "
+                        f"machine's CPU during '{name}': its figures are disturbed")
         stack.check_alive()
         say("bench: 6. memory")
         peaks.update(stack.peak_rss_bytes())

@@ -43,7 +43,9 @@ FULL = BenchConfig(
 
 # Tiny sizes: an 11 MiB file (three parts, the last one short), a few requests.
 SMOKE = replace(
-    FULL, name="smoke", rounds=1, file_size=11 * MIB, load_seconds=0.5, serial_seconds=0.3,
+    # Few connections: the smoke test's stack shares the test suite's PostgreSQL server.
+    FULL, name="smoke", rounds=1, file_size=11 * MIB, load_concurrency=4,
+    load_seconds=0.5, serial_seconds=0.3,
     warmup_seconds=0.1, initiations=(("1 GiB", 205, 2), ("48.8 GiB", 10_000, 1)),
     event_uploads=1, bcrypt_seconds=0.3, storm_seconds=1.0, storm_concurrency=2,
     bcrypt_rounds=10,

@@ -93,9 +93,11 @@ def visible_at(client: httpx.Client, file_id: str, timeout: float = 60) -> float
     """When the list first showed the file UPLOADED (epoch seconds)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        files = client.get("/api/files/list").raise_for_status().json()["files"]
-        if any(f["fileId"] == file_id and f["status"] == "UPLOADED" for f in files):
-            return time.time()
+        reply = client.get("/api/files/list")
+        if reply.status_code != 503:  # a backend's moment of unavailability: ask again
+            files = reply.raise_for_status().json()["files"]
+            if any(f["fileId"] == file_id and f["status"] == "UPLOADED" for f in files):
+                return time.time()
         time.sleep(POLL_SECONDS)
     raise RuntimeError(f"file {file_id} was not UPLOADED within {timeout:.0f} s")
 

@@ -50,7 +50,8 @@ def summary(tally: Tally, seconds: float) -> dict:
     values = sorted(tally.latencies)
     count = len(values)
     return {
-        "count": count, "total": tally.total, "errors": tally.errors, "first_error": tally.first_error,
+        "count": count, "total": tally.total, "errors": tally.errors,
+        "first_error": tally.first_error,
         "seconds": seconds, "rate": count / seconds if seconds > 0 else 0.0,
         "p50_ms": percentile(values, 50) * 1000, "p99_ms": percentile(values, 99) * 1000,
         "mean_ms": (sum(values) / count * 1000) if count else float("nan"),

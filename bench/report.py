@@ -37,7 +37,7 @@ def machine() -> dict:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def targets(results: Results) -> list[Target]:
+def targets(results: Results, load_concurrency: int = 32) -> list[Target]:
     r = results
     found = []
 
@@ -51,7 +51,7 @@ def targets(results: Results) -> list[Target]:
     add("download: Dropfile / boto3", r.ratio("download.dropfile", "download.boto3"), "≥", 0.95)
     add("control plane: gateway / floor calls/s (a/c)",
         r.ratio("control.gateway.rate", "control.floor.rate"), "≥", 0.5)
-    add("control plane: gateway p99 / floor p99 at concurrency 32",
+    add(f"control plane: gateway p99 / floor p99 at concurrency {load_concurrency}",
         r.ratio("control.gateway.p99", "control.floor.p99"), "≤", 1.5)
     add("control plane: gateway p50 one at a time", r.median("control.gateway.serial_p50"),
         "<", 2.0, "ms")
@@ -88,8 +88,12 @@ def table(results: Results, checks: list[Target], meta: dict) -> str:
     m = meta["machine"]
     lines = [f"Dropfile bench ({meta['profile']}, {meta['rounds']} round(s), "
              f"{meta['duration_seconds']:.0f} s) on {m['cores']} cores {m['cpu']}, "
-             f"{m['memory_gib']} GiB, Python {m['python']}, {m['date']}",
-             ""]
+             f"{m['memory_gib']} GiB, Python {m['python']}, {m['date']}"]
+    foreign = meta.get("foreign_cpu_percent_by_section") or {}
+    if foreign:
+        lines.append("CPU used by other processes during each section (disturbance): " +
+                     ", ".join(f"{name} {value:.0f} %" for name, value in foreign.items()))
+    lines.append("")
     header = f"{'section':<18} {'row':<66} {'median':>9} {'min':>9} {'max':>9}  unit"
     lines += [header, "-" * len(header)]
     section = None
@@ -103,12 +107,13 @@ def table(results: Results, checks: list[Target], meta: dict) -> str:
                      f"{_number(row.low):>9} {_number(row.high):>9}  {row.unit}")
     lines += ["", "Targets (medians of the same run)", "-" * len(header)]
     for check in checks:
+        unit = f" {check.unit}" if check.unit else ""
         if check.unavailable or check.measured is None:
             verdict, measured = check.unavailable or "not measured", ""
         else:
             verdict = "met" if check.met else "MISSED"
-            measured = f"{_number(check.measured)}{' ' + check.unit if check.unit else ''}"
-        wanted = f"{check.comparison} {_number(check.threshold)}{' ' + check.unit if check.unit else ''}"
+            measured = f"{_number(check.measured)}{unit}"
+        wanted = f"{check.comparison} {_number(check.threshold)}{unit}"
         lines.append(f"{check.name:<66} {measured:>12} {wanted:>12}  {verdict}")
     return "\n".join(lines)
 
@@ -158,7 +163,7 @@ def _short(name: str, limit: int = 60) -> str:
 
 
 def write(results: Results, meta: dict, out_dir: Path) -> tuple[str, dict]:
-    checks = targets(results)
+    checks = targets(results, meta["config"]["load_concurrency"])
     text = table(results, checks, meta)
     data = to_json(results, checks, meta)
     out_dir.mkdir(parents=True, exist_ok=True)

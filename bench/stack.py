@@ -40,6 +40,9 @@ V1_PART_SIZE = 5 * MIB
 # S3 allows 10,000 parts: the largest file v1 (5 MiB parts) can take, ~48.8 GiB. The bench
 # raises MAX_FILE_SIZE_BYTES to it so that the 10,000-URL initiation can be measured.
 V1_MAX_FILE_SIZE = 10_000 * V1_PART_SIZE
+# The per-user quota of the bench stack (the default, 100 GiB, is less than the 5 TiB file
+# of the v2 initiation row).
+BENCH_QUOTA = 8 * 1024 ** 4
 # moto's fixed account; its queue URLs are http://host:port/<account>/<name>.
 MOTO_ACCOUNT = "123456789012"
 # The Dropfile processes whose peak memory the bench reports.
@@ -58,11 +61,25 @@ def free_port(*, twin_offset: int | None = None) -> int:
         if twin_offset is None:
             with socket.socket() as sock:
                 sock.bind(("127.0.0.1", 0))
-                return sock.getsockname()[1]
-        port = secrets.randbelow(20000) + 20000
-        if _port_free(port) and _port_free(port + twin_offset):
+                port = sock.getsockname()[1]
+        else:
+            port = secrets.randbelow(20000) + 20000
+            if not (_port_free(port) and _port_free(port + twin_offset)):
+                continue
+        if port in _SEAWEED_DEFAULTS or (twin_offset and port + twin_offset in _SEAWEED_DEFAULTS):
+            continue
+        # Ports are only claimed when the processes start: never hand one out twice.
+        if port not in _handed_out and (twin_offset is None or
+                                        port + twin_offset not in _handed_out):
+            _handed_out.update({port} if twin_offset is None else {port, port + twin_offset})
             return port
     raise StackError("no free port found")
+
+
+_handed_out: set[int] = set()
+# Ports SeaweedFS opens by default for what the bench does not pin (a gRPC twin of its admin
+# server among them): never given to anything else.
+_SEAWEED_DEFAULTS = {8080, 8111, 8333, 8888, 9333, 18080, 18333, 18888, 19333, 23646, 33646}
 
 
 def _port_free(port: int) -> bool:
@@ -135,7 +152,8 @@ class BenchStack:
         process at other backends, plus the bench's settings."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("AWS_", "CLOUD_", "SQS_", "S3_", "DROPFILE_"))
-               and k not in ("PRIVATE_KEY", "PUBLIC_KEY", "SERVICE_TOKEN", "MAX_FILE_SIZE_BYTES")}
+               and k not in ("PRIVATE_KEY", "PUBLIC_KEY", "SERVICE_TOKEN", "MAX_FILE_SIZE_BYTES",
+                             "USER_QUOTA_BYTES")}
         env.update({"DROPFILE_ENV": "development", "PYTHONUNBUFFERED": "1",
                     "DROPFILE_KEYS_DIR": str(self._state / "keys"),
                     "AWS_EC2_METADATA_DISABLED": "true",
@@ -256,7 +274,9 @@ class BenchStack:
                   "gateway-sqs", "floor-grpc", "floor-http")}
         python = sys.executable
         auth_addr = f"127.0.0.1:{ports['auth']}"
-        common = {"CLOUD_RD_URI": redis_url, "MAX_FILE_SIZE_BYTES": str(V1_MAX_FILE_SIZE)}
+        common = {"CLOUD_RD_URI": redis_url, "MAX_FILE_SIZE_BYTES": str(V1_MAX_FILE_SIZE),
+                  # Room for the 5 TiB v2 initiation; the quota is still checked.
+                  "USER_QUOTA_BYTES": str(BENCH_QUOTA)}
 
         def gateway_env(upload: str, events: str) -> dict[str, str]:
             return {"AUTH_SERVICE_ADDR": auth_addr, "UPLOAD_SERVICE_ADDR": upload,
@@ -406,6 +426,42 @@ def _drop_database(admin_url: str, name: str) -> None:
                         .format(sql.Identifier(name)))
     finally:
         conn.close()
+
+
+class ForeignLoad:
+    """How much of the machine's CPU went to processes that are not the bench's (other
+    people's tests, say) since the last reading: figures measured while that is high are
+    disturbed. The bench's own CPU is its stack's, its own and its finished children's
+    (transfers, load generators)."""
+
+    def __init__(self, stack: "BenchStack") -> None:
+        self._stack = stack
+        self._last = self._reading()
+
+    @staticmethod
+    def _busy_and_total() -> tuple[float, float]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        tick = os.sysconf("SC_CLK_TCK")
+        return (sum(fields) - idle) / tick, sum(fields) / tick
+
+    def _reading(self) -> tuple[float, float, float]:
+        import resource
+
+        busy, total = self._busy_and_total()
+        own = sum(self._stack.cpu_seconds().values())
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+            usage = resource.getrusage(who)
+            own += usage.ru_utime + usage.ru_stime
+        return busy, total, own
+
+    def percent_since_last(self) -> float:
+        """Foreign CPU as a percentage of all the machine's CPU time since the last call."""
+        busy, total, own = self._reading()
+        last_busy, last_total, last_own = self._last
+        self._last = (busy, total, own)
+        foreign = (busy - last_busy) - (own - last_own)
+        return round(max(0.0, 100 * foreign / max(total - last_total, 1e-9)), 1)
 
 
 def vm_hwm_bytes(pid: int) -> int:

@@ -6,7 +6,7 @@ the transfer made (file id, key).
 Methods:
 - dropfile-upload: Dropfile's SDK (what `dropfile upload` runs) through the whole stack;
 - boto3-upload: boto3's `upload_file` (s3transfer) straight to the store, with the same
-  part size and concurrency;
+  part size (`part_size`: the one Dropfile's server chooses) and concurrency;
 - browser-upload: the original browser client's algorithm, through the whole stack:
   5 MiB parts in batches of three, each part PUT then recorded (a record-chunk round trip)
   before the part is done, the next batch starting when the whole batch is done;
@@ -46,7 +46,8 @@ def _s3(spec: dict):
 def _transfer_config(spec: dict):
     from boto3.s3.transfer import TransferConfig
 
-    return TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE,
+    part_size = spec.get("part_size", PART_SIZE)
+    return TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
                           max_concurrency=spec["concurrency"], use_threads=True)
 
 

@@ -66,11 +66,13 @@ def measure(stack: BenchStack, config: BenchConfig, account: Account, results: R
             "s3_endpoint": e.s3_endpoint, "access_key": e.s3_access_key,
             "secret_key": e.s3_secret_key, "bucket": e.s3_bucket, "region": e.region,
             "concurrency": config.concurrency, "bytes": config.file_size}
+    api = api_client(e.gateway, account)
+    # boto3 uses the part size Dropfile's server chooses for this size.
+    base["part_size"] = dropfile_part_size(api, config.file_size)
     uploads = {row_id: results.add(Row(row_id, "Upload", name, "MiB/s"))
                for row_id, name, _ in UPLOADS}
     downloads = {row_id: results.add(Row(row_id, "Download", name, "MiB/s"))
                  for row_id, name, _ in DOWNLOADS}
-    api = api_client(e.gateway, account)
     kept: dict | None = None
     with random_file(config.file_size) as path:
         for round_number in range(config.rounds):
@@ -120,6 +122,20 @@ def cpu_used(before: dict[str, float], after: dict[str, float], done: dict) -> d
         "client": round(done["cpu_seconds"], 2), **used}}
 
 
+def dropfile_part_size(api: httpx.Client, size: int) -> int:
+    """The part size the server chooses for a file of `size` bytes: v2's when the v2 API
+    exists (an upload is created to ask, then aborted), else v1's 5 MiB."""
+    paths = api.get("/openapi.json").raise_for_status().json().get("paths", {})
+    if "post" not in paths.get("/api/v2/files", {}):
+        return 5 * MIB
+    created = api.post("/api/v2/files", json={"fileName": "part-size.bin", "size": size})
+    created.raise_for_status()
+    reply = created.json()
+    api.post("/api/files/abort-upload", json={"uploadId": reply["uploadId"],
+                                              "file_id": reply["fileId"]}).raise_for_status()
+    return int(reply["partSize"])
+
+
 def note_peak(peaks: dict[str, int], method: str, value: int) -> None:
     """Keeps the peak memory of Dropfile's own client (the others are not Dropfile's)."""
     if method.startswith("dropfile-"):
@@ -130,9 +146,11 @@ def note_peak(peaks: dict[str, int], method: str, value: int) -> None:
 def wait_uploaded(api: httpx.Client, file_id: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        files = api.get("/api/files/list").raise_for_status().json()["files"]
-        if any(f["fileId"] == file_id and f["status"] == "UPLOADED" for f in files):
-            return
+        reply = api.get("/api/files/list")
+        if reply.status_code != 503:  # a backend's moment of unavailability: ask again
+            files = reply.raise_for_status().json()["files"]
+            if any(f["fileId"] == file_id and f["status"] == "UPLOADED" for f in files):
+                return
         time.sleep(0.1)
     raise RuntimeError(f"upload {file_id} was not confirmed within {timeout:.0f} s")
 

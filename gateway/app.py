@@ -14,13 +14,16 @@ from .deps import Backends
 from .errors import UnhandledErrorMiddleware, install_error_handlers
 from .metrics import install_metrics
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
-from .routes import auth, files, health, v2
+from .routes import auth, events, files, health, v2, v2_uploads
 from .settings import GatewaySettings
 from .static import mount_web_app
 
-DESCRIPTION = """Dropfile's REST API (v1), as existing browser and script clients speak it.
+DESCRIPTION = """Dropfile's REST API: v1 (`/api/auth`, `/api/files`) as existing browser and
+script clients speak it, and v2 (`/api/v2`) beside it: files up to 5 TiB in parts the server
+sizes, URLs presigned in batches, a checksum on every part, resume, and per-user quotas.
 Sessions are cookies (`access_token`, `refresh_token`, `device_id`); errors carry `error`
-(file endpoints also `"success": false`). Invalid requests are answered 400."""
+(v1 file endpoints also `"success": false`). Invalid requests are answered 400; over
+quota, 413."""
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -40,6 +43,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(files.router)
     app.include_router(v2.router)
+    app.include_router(v2_uploads.router)
+    app.include_router(events.router)
     app.include_router(health.router)
     mount_web_app(app)  # the browser app at `/`; it never answers for the API's paths
     _document_400_not_422(app)

@@ -12,6 +12,7 @@ from fastapi import Cookie, Depends, Request
 from grpc_health.v1 import health_pb2_grpc
 
 from dropfile.auth.v1 import auth_pb2_grpc
+from dropfile.events.v1 import events_pb2_grpc
 from dropfile.upload.v1 import upload_pb2_grpc
 from services.common.logs import REQUEST_ID_HEADER
 
@@ -43,6 +44,7 @@ class Backends:
                           for name, address in addresses.items()}
         self.auth = auth_pb2_grpc.AuthServiceStub(self._channels["auth"])
         self.upload = upload_pb2_grpc.UploadServiceStub(self._channels["upload"])
+        self.events = events_pb2_grpc.EventsServiceStub(self._channels["events"])
         # Readiness asks each backend's standard gRPC health service.
         self.health = {name: health_pb2_grpc.HealthStub(channel)
                        for name, channel in self._channels.items()}

@@ -14,6 +14,12 @@ class GatewaySettings(CorsSettings):
     events_service_addr: str = Field(default="127.0.0.1:50053", min_length=1)
     # Deadline of every backend call made for a request.
     grpc_timeout_seconds: float = Field(default=30.0, gt=0)
+    # GET /api/v2/events (Server-Sent Events): a comment line this often while nothing
+    # happens, so proxies keep a quiet stream open; and how long one stream lasts before the
+    # browser reconnects (with the cookie's current token: a signed-out session's stream
+    # does not outlive this).
+    sse_heartbeat_seconds: int = Field(default=15, ge=1, le=300)
+    sse_max_stream_seconds: float = Field(default=900.0, ge=10, le=86400)
     # Deadline of each backend's health check in /readyz (probes must answer quickly).
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     # Largest request body accepted. The biggest v1 body, complete-upload with S3's

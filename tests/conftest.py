@@ -168,6 +168,10 @@ def common_settings(database_url, redis_url, storage, key_pair, service_token, t
         "public_key": public_pem,
         "service_token": service_token,
         "dropfile_bind_host": "127.0.0.1",
+        # moto says every multipart upload was initiated in 2010, so a reaper's orphan scan
+        # could abort an upload between its creation and its row: tests run reapers of
+        # their own, explicitly (tests/upload/test_reaper.py).
+        "reaper_enabled": False,
     }
 
 

@@ -10,12 +10,19 @@
         client.download(info.file_id, "copy.iso")
         client.delete(info.file_id)
 
+Uploads use the v2 API: the server sizes the parts, URLs come in batches signed for each
+part's SHA-256 (storage refuses altered bytes), and the whole file's SHA-256 is recorded
+and checked after every download. An upload that stopped without being aborted (a crash,
+a kill, a server that went away) is resumed when the same, unchanged file is uploaded
+again: only the parts storage does not hold yet are sent.
+
 Every method raises a DropfileError (ApiError for the server's refusals, with `status`
 and `message`); an interrupted upload raises UploadInterrupted (a KeyboardInterrupt)."""
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import mimetypes
 import os
 import stat
@@ -25,19 +32,25 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
 from .api import Gateway
+from .checksums import FileHasher
 from .config import resolve_server, session_path
 from .download import fetch_to, target_path
 from .errors import (ApiError, ConfirmationTimeout, DropfileError, NotSignedIn,
                      ServerUnreachable, UploadFailed, UploadInterrupted)
 from .parts import layout
+from .resume import ResumeStore, upload_key
 from .retry import RetryPolicy
 from .session import ACCESS_TOKEN, Session, SessionStore
 from .storage import storage_client
-from .uploader import ByteCounter, PartUploader, PartUrlBook, ProgressCallback
+from .uploader import ByteCounter, PartUploader, PartUrlBook, ProgressCallback, StoredPart
+
+log = logging.getLogger("dropfile_client")
+RESUME_FILE = "uploads.json"
 
 DEFAULT_PARALLEL = 4
 DEFAULT_WAIT_TIMEOUT = 120.0
@@ -54,6 +67,8 @@ class FileInfo:
     s3_key: str
     status: str  # "UPLOADING", "UPLOADED" or "FAILED"
     created_at: datetime | None
+    # The whole file's SHA-256 (hex) as its uploader declared it, when known.
+    sha256: str | None = None
 
     @classmethod
     def from_json(cls, entry: dict) -> "FileInfo":
@@ -65,7 +80,20 @@ class FileInfo:
         return cls(file_id=str(entry.get("fileId", "")), name=str(entry.get("fileName", "")),
                    mime_type=str(entry.get("mimeType", "")), size=int(entry.get("size", 0)),
                    s3_key=str(entry.get("s3Key", "")), status=str(entry.get("status", "")),
-                   created_at=created_at)
+                   created_at=created_at,
+                   sha256=entry["sha256"] if isinstance(entry.get("sha256"), str) else None)
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    """An upload to carry out: new, or resumed with the parts storage already holds."""
+
+    file_id: str
+    upload_id: str
+    part_size: int
+    part_count: int
+    stored: dict[int, StoredPart]
+    finished: bool = False  # completed already: nothing left to send
 
 
 @dataclass(frozen=True)
@@ -102,6 +130,9 @@ class DropfileClient:
         `transport` / `storage_transport` replace httpx's for the gateway / storage."""
         self._store = SessionStore(Path(session_file) if session_file else session_path()) \
             if persist_session else None
+        # Uploads that may be resumed are noted beside the session (resume.py).
+        self._resumes = ResumeStore(self._store.path.parent / RESUME_FILE) \
+            if self._store else None
         saved = self._store.load() if self._store else None
         self.server = resolve_server(server, saved.server if saved else None)
         # A session belongs to its server: another server's cookies are never sent.
@@ -211,10 +242,12 @@ class DropfileClient:
 
     def get_file(self, file_id: str) -> FileInfo:
         """One of the caller's files; ApiError 404 when there is no such file."""
-        for info in self.list():
-            if info.file_id == file_id:
-                return info
-        raise ApiError(404, "file not found", path="/api/files/list")
+        reply = self._gateway.call("GET", f"/api/v2/files/{quote(file_id, safe='')}",
+                                   idempotent=True)
+        entry = reply.get("file")
+        if not isinstance(entry, dict):
+            raise DropfileError("the server's reply about the file is malformed")
+        return FileInfo.from_json(entry)
 
     def delete(self, file_id: str) -> None:
         self._gateway.call("DELETE", "/api/files/delete", json={"file_id": file_id})
@@ -232,7 +265,7 @@ class DropfileClient:
         if not isinstance(url, str) or not url:
             raise DropfileError("the server sent no download URL")
         fetch_to(url, target, size=info.size, overwrite=overwrite, on_progress=on_progress,
-                 transport=self._storage_transport)
+                 transport=self._storage_transport, sha256=info.sha256)
         return target
 
     def upload(self, path: str | os.PathLike, *, name: str | None = None,
@@ -277,43 +310,107 @@ class DropfileClient:
         before = os.fstat(fd)
         if mime_type is None:
             mime_type = mimetypes.guess_type(name)[0] or ""
-        file_id = str(uuid.uuid4())
-        started = self._gateway.call("POST", "/api/files/get-upload-urls", json={
-            "file_id": file_id, "file_name": name, "file_type": mime_type,
-            "file_size": str(before.st_size)})
-        upload_id, urls = started.get("uploadId"), started.get("presignedUrls")
-        if not isinstance(upload_id, str) or not isinstance(urls, list) or not urls:
-            raise DropfileError("the server's reply to get-upload-urls lacks uploadId or URLs")
+        resume_key = upload_key(self.server, path, before)
+        plan = self._resumable_upload(resume_key, before.st_size, path)
+        if plan is None:
+            plan = self._start_upload(name, mime_type, before.st_size)
+            if self._resumes:
+                self._resumes.put(resume_key, plan.file_id)
+        elif plan.finished:
+            # A completion whose answer was lost before the record was forgotten.
+            self._forget(resume_key)
+            return plan.file_id
+        file_id, upload_id = plan.file_id, plan.upload_id
         try:
-            parts = layout(before.st_size, len(urls))
+            parts = layout(before.st_size, plan.part_count, plan.part_size)
+            hasher = FileHasher(fd, parts, file_label=str(path))
             progress = ByteCounter(before.st_size, on_progress)
             with storage_client(connections=parallel,
                                 transport=self._storage_transport) as storage:
                 uploader = PartUploader(
                     gateway=self._gateway, storage=storage, fd=fd, file_label=str(path),
-                    file_id=file_id, parts=parts,
-                    urls=PartUrlBook(self._gateway, file_id, urls), parallel=parallel,
-                    retry=self._retry, progress=progress)
+                    file_id=file_id, parts=parts, parallel=parallel, retry=self._retry,
+                    progress=progress, urls=PartUrlBook(
+                        self._gateway, file_id, parts, hasher, stored=plan.stored,
+                        batch=max(8, 4 * parallel)))
                 try:
-                    etags = uploader.run()
+                    uploader.run()
                 finally:
                     uploader.stop(STOP_GRACE_SECONDS)
+            sha256 = hasher.file_sha256()
             after = os.fstat(fd)
             if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                 raise DropfileError(f"{path} changed while it was being uploaded")
-            self._gateway.call("POST", "/api/files/complete-upload", idempotent=True, json={
-                "uploadId": upload_id, "fileId": file_id,
-                "parts": [{"ETag": etag, "PartNumber": number} for number, etag in etags]})
+            self._gateway.call("POST", f"/api/v2/files/{file_id}/complete", idempotent=True,
+                               json={"uploadId": upload_id, "sha256": sha256})
         except KeyboardInterrupt:
             aborted, why = self._abort(file_id, upload_id)
+            self._forget(resume_key, unless_kept=not aborted)
             raise UploadInterrupted(file_id, name, aborted=aborted, abort_error=why) from None
         except DropfileError as exc:
             aborted, why = self._abort(file_id, upload_id)
+            self._forget(resume_key, unless_kept=not aborted)
             raise UploadFailed(name, exc, aborted=aborted, abort_error=why) from exc
         except BaseException:
-            self._abort(file_id, upload_id)
+            aborted, _ = self._abort(file_id, upload_id)
+            self._forget(resume_key, unless_kept=not aborted)
             raise
+        self._forget(resume_key)
         return file_id
+
+    def _start_upload(self, name: str, mime_type: str, size: int) -> "UploadPlan":
+        started = self._gateway.call("POST", "/api/v2/files", json={
+            "fileName": name, "mimeType": mime_type, "size": size,
+            "checksumAlgorithm": "SHA256"})
+        try:
+            return UploadPlan(file_id=str(started["fileId"]), upload_id=str(started["uploadId"]),
+                              part_size=int(started["partSize"]),
+                              part_count=int(started["partCount"]), stored={})
+        except (KeyError, TypeError, ValueError):
+            raise DropfileError("the server's reply to POST /api/v2/files lacks fileId, "
+                                "uploadId, partSize or partCount") from None
+
+    def _resumable_upload(self, resume_key: str, size: int, path: Path) -> "UploadPlan | None":
+        """The upload this unchanged file started and did not finish, with the parts
+        storage holds; None when there is none to continue."""
+        file_id = self._resumes.get(resume_key) if self._resumes else None
+        if file_id is None:
+            return None
+        try:
+            state = self._gateway.call("GET", f"/api/v2/files/{file_id}/upload",
+                                       idempotent=True)
+        except ApiError as exc:
+            if exc.status in (400, 404, 409):  # gone, or not resumable: start afresh
+                self._forget(resume_key)
+                return None
+            raise
+        file = state.get("file") if isinstance(state.get("file"), dict) else {}
+        if state.get("state") in ("COMPLETED", "UPLOADED") and file.get("size") == size:
+            return UploadPlan(file_id=file_id, upload_id=str(state.get("uploadId", "")),
+                              part_size=0, part_count=0, stored={}, finished=True)
+        if state.get("state") != "RECEIVING_PARTS" or file.get("size") != size:
+            self._forget(resume_key)
+            return None
+        try:
+            stored = {int(entry["partNumber"]): StoredPart(
+                etag=str(entry["etag"]), size=int(entry["size"]),
+                checksum=entry.get("checksum") if isinstance(entry.get("checksum"), str)
+                else None) for entry in state.get("storedParts", [])}
+            plan = UploadPlan(file_id=file_id, upload_id=str(state["uploadId"]),
+                              part_size=int(state["partSize"]),
+                              part_count=int(state["partCount"]), stored=stored)
+        except (KeyError, TypeError, ValueError):
+            raise DropfileError("the server's reply about the upload to resume is "
+                                "malformed") from None
+        log.info("resuming the upload of %s: %d of %d parts are stored already", path,
+                 len(stored), plan.part_count)
+        return plan
+
+    def _forget(self, resume_key: str, *, unless_kept: bool = False) -> None:
+        """Forgets the resume record; `unless_kept`: keep it (the upload could not be
+        aborted, so the next attempt can continue it)."""
+        if self._resumes and not unless_kept:
+            self._resumes.forget(resume_key)
 
     def _abort(self, file_id: str, upload_id: str) -> tuple[bool, str | None]:
         """Aborts the multipart upload so storage keeps none of it; (done, why not)."""

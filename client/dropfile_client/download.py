@@ -1,5 +1,6 @@
 """Saving a file from a presigned GET URL: streamed to a temporary file beside the target,
-checked against the expected size, then moved into place. An existing file is replaced
+checked against the expected size and the SHA-256 its uploader declared, then moved into
+place. An existing file is replaced
 only when asked; a failed or interrupted download leaves nothing behind."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from .api import describe_transport_error
+from .checksums import Sha256Writer
 from .errors import DropfileError, StorageError
 from .parts import BLOCK_SIZE
 from .storage import storage_client, storage_reason
@@ -44,9 +46,15 @@ def target_path(dest: str | os.PathLike | None, file_name: str, file_id: str) ->
     return path / name if path.is_dir() else path
 
 
+class ChecksumMismatch(StorageError):
+    """The downloaded bytes are not the ones uploaded (their SHA-256 differs)."""
+
+
 def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
              on_progress: ProgressCallback | None = None,
-             transport: httpx.BaseTransport | None = None) -> None:
+             transport: httpx.BaseTransport | None = None, sha256: str | None = None) -> None:
+    """`sha256`: the whole file's (hex); the download is refused, and nothing kept, when
+    the bytes received do not have it."""
     if target.exists() and not overwrite:
         raise TargetExists(target)
     directory = target.parent
@@ -59,6 +67,7 @@ def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
         raise DropfileError(f"cannot write in {directory}: {exc.strerror or exc}") from None
     try:
         written = 0
+        digest = Sha256Writer()
         with os.fdopen(fd, "wb") as out, storage_client(connections=1,
                                                         transport=transport) as http:
             try:
@@ -69,6 +78,7 @@ def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
                                            f"{storage_reason(response)}")
                     for block in response.iter_bytes(BLOCK_SIZE):
                         out.write(block)
+                        digest.update(block)
                         written += len(block)
                         if on_progress:
                             on_progress(written, size)
@@ -79,6 +89,10 @@ def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
             os.fsync(out.fileno())
         if written != size:
             raise StorageError(f"download incomplete: got {written} of {size} bytes")
+        if sha256 and digest.hexdigest() != sha256.lower():
+            raise ChecksumMismatch(f"download corrupted: its SHA-256 is {digest.hexdigest()}, "
+                                   f"not the uploaded file's {sha256.lower()}; nothing was "
+                                   "saved")
         _move_into_place(temporary, target, overwrite=overwrite)
     except BaseException:
         temporary.unlink(missing_ok=True)

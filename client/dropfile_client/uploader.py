@@ -1,5 +1,7 @@
 """The parallel part of an upload: N threads PUT parts straight from disk to their presigned
-URLs, retry what is worth retrying (network errors, throttling, 5xx) with backoff, fetch
+URLs (asked for in batches, each signed for its part's SHA-256, which the PUT carries so
+that storage refuses bytes that changed on the way), skip the parts storage already holds
+(a resumed upload), retry what is worth retrying (network errors, throttling, 5xx) with backoff, fetch
 fresh URLs when storage refuses an expired one (403), and record each stored part with the
 gateway (from a recorder thread beside each part thread, so PUTs never wait for it). Completing or aborting the multipart upload is the caller's (client.py) job.
 
@@ -12,11 +14,13 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import httpx
 
 from .api import Gateway
+from .checksums import FileHasher
 from .errors import DropfileError, StorageError
 from .parts import Cancelled, Part, read_blocks
 from .retry import RetryPolicy
@@ -24,43 +28,94 @@ from .storage import PutOutcome, classify_put, transport_failure
 
 log = logging.getLogger("dropfile_client")
 
-# The new gateway route gives at most this many fresh URLs per call.
+# The gateway gives at most this many URLs per call.
 MAX_URLS_PER_CALL = 1000
 
 ProgressCallback = Callable[[int, int], None]
 
 
-class PartUrlBook:
-    """The presigned URL of every part. When storage refuses one (expired), fresh URLs for
-    that part and the ones after it come from POST /api/v2/files/{id}/part-urls, once for
-    all the threads that hit the same expiry."""
+@dataclass(frozen=True)
+class StoredPart:
+    """A part storage already holds (from GET /api/v2/files/{id}/upload)."""
 
-    def __init__(self, gateway: Gateway, file_id: str, urls: list[str]) -> None:
+    etag: str
+    size: int
+    checksum: str | None  # base64 SHA-256, when the server knows it
+
+
+@dataclass(frozen=True)
+class PartTarget:
+    """Where and how to PUT one part: its presigned URL and the signed headers to send."""
+
+    url: str
+    headers: dict[str, str]
+    checksum: str
+
+
+class PartUrlBook:
+    """The presigned URLs of the parts, asked for lazily in batches of `batch` parts from
+    POST /api/v2/files/{id}/part-urls with each part's checksum (hashed just before), so a
+    huge upload starts at once. When storage refuses a URL (expired), fresh ones come the
+    same way, once for all the threads that hit the same expiry."""
+
+    def __init__(self, gateway: Gateway, file_id: str, parts: list[Part], hasher: FileHasher,
+                 *, stored: dict[int, StoredPart] | None = None, batch: int = 16) -> None:
         self._gateway = gateway
         self._file_id = file_id
-        self._urls = {number: url for number, url in enumerate(urls, start=1)}
+        self._count = len(parts)
+        self._hasher = hasher
+        self._stored = stored or {}
+        self._batch = max(1, min(batch, MAX_URLS_PER_CALL))
+        self._targets: dict[int, PartTarget] = {}
         self._lock = threading.Lock()
 
-    def url(self, number: int) -> str:
-        with self._lock:
-            return self._urls[number]
+    def stored_etag(self, part: Part) -> str | None:
+        """The ETag of the part when storage already holds these very bytes: the right size,
+        and the same checksum where the server knows it. None: the part must be sent."""
+        stored = self._stored.get(part.number)
+        if stored is None or stored.size != part.size:
+            return None
+        if stored.checksum and stored.checksum != self._hasher.checksum(part.number):
+            log.info("part %d: storage holds other bytes; sending it again", part.number)
+            return None
+        return stored.etag
 
-    def renew(self, number: int, refused_url: str) -> str:
+    def target(self, number: int) -> PartTarget:
+        with self._lock:
+            if number not in self._targets:
+                self._fetch(number)
+            return self._targets[number]
+
+    def renew(self, number: int, refused_url: str) -> PartTarget:
         """A URL for part `number` other than the refused one if another thread renewed it
         already, else fresh ones from the gateway."""
         with self._lock:
-            if self._urls[number] != refused_url:
-                return self._urls[number]
-            last = min(len(self._urls), number + MAX_URLS_PER_CALL - 1)
-            reply = self._gateway.call(
-                "POST", f"/api/v2/files/{self._file_id}/part-urls",
-                json={"first_part": number, "last_part": last}, idempotent=True)
-            for entry in reply.get("parts", []):
-                if isinstance(entry, dict) and entry.get("partNumber") in self._urls \
-                        and isinstance(entry.get("url"), str):
-                    self._urls[entry["partNumber"]] = entry["url"]
-            log.info("fresh URLs for parts %d-%d", number, last)
-            return self._urls[number]
+            current = self._targets.get(number)
+            if current is not None and current.url != refused_url:
+                return current
+            self._fetch(number)
+            log.info("fresh URL for part %d", number)
+            return self._targets[number]
+
+    def _fetch(self, first: int) -> None:
+        """URLs for `first` and the parts after it that are still to be sent."""
+        last = first
+        while last < min(self._count, first + self._batch - 1) \
+                and (last + 1) not in self._stored:
+            last += 1
+        checksums = [self._hasher.checksum(number) for number in range(first, last + 1)]
+        reply = self._gateway.call(
+            "POST", f"/api/v2/files/{self._file_id}/part-urls", idempotent=True,
+            json={"first_part": first, "last_part": last, "checksums": checksums})
+        for entry in reply.get("parts", []):
+            number = entry.get("partNumber") if isinstance(entry, dict) else None
+            if isinstance(number, int) and first <= number <= last \
+                    and isinstance(entry.get("url"), str):
+                headers = entry.get("headers") if isinstance(entry.get("headers"), dict) else {}
+                self._targets[number] = PartTarget(entry["url"], {
+                    str(k): str(v) for k, v in headers.items()}, checksums[number - first])
+        if first not in self._targets:
+            raise DropfileError(f"the server sent no URL for part {first}")
 
 
 class ByteCounter:
@@ -149,34 +204,41 @@ class PartUploader:
                 except queue.Empty:
                     return
                 try:
-                    etag = self._put(part)
+                    etag = self._urls.stored_etag(part)
+                    if etag is not None:  # resumed: storage holds it already
+                        self._progress.add(part.size)
+                        self._results.put((part.number, etag))
+                        continue
+                    etag, checksum = self._put(part)
                 except Cancelled:
                     return
                 except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                     self._results.put(exc)
                     return
-                stored.put((part, etag))
+                stored.put((part, etag, checksum))
         finally:
             stored.put(None)  # no more parts: the recorder stops once it has recorded them
 
     def _record(self, stored: queue.Queue) -> None:
-        """Records the parts its part thread stored, in turn (record-chunk)."""
+        """Records the parts its part thread stored, in turn, with their checksums."""
         while True:
             item = stored.get()
             if item is None or self._cancel.is_set():
                 return
-            part, etag = item
+            part, etag, checksum = item
             try:
-                self._gateway.call("POST", "/api/files/record-chunk", idempotent=True, json={
-                    "file_id": self._file_id, "chunk_index": part.index,
-                    "size": str(part.size), "etag": etag.strip('"')})
+                self._gateway.call(
+                    "POST", f"/api/v2/files/{self._file_id}/parts", idempotent=True, json={
+                        "partNumber": part.number, "size": part.size,
+                        "etag": etag.strip('"'), "checksum": checksum})
                 self._results.put((part.number, etag))
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 self._results.put(exc)
                 return
 
-    def _put(self, part: Part) -> str:
-        url = self._urls.url(part.number)
+    def _put(self, part: Part) -> tuple[str, str]:
+        """Sends the part; (storage's ETag, the part's checksum)."""
+        target = self._urls.target(part.number)
         outcome = PutOutcome()
         for attempt in range(1, self._retry.attempts + 1):
             if attempt > 1 and self._cancel.wait(self._retry.delay(attempt - 1)):
@@ -191,20 +253,21 @@ class PartUploader:
             body = read_blocks(self._fd, part, cancel=self._cancel, on_bytes=on_bytes,
                                file_label=self._label)
             try:
-                response = self._storage.put(url, content=body, headers={
+                response = self._storage.put(target.url, content=body, headers={
                     "Content-Type": "application/octet-stream",
                     # Explicit, so the body is not sent chunked (S3 refuses that).
-                    "Content-Length": str(part.size)})
+                    "Content-Length": str(part.size),
+                    **target.headers})
                 outcome = classify_put(response)
             except httpx.TransportError as exc:
                 outcome = transport_failure(exc)
             if outcome.etag:
-                return outcome.etag
+                return outcome.etag, target.checksum
             self._progress.add(-sent)
             if outcome.url_refused:
                 log.warning("part %d: storage refused its URL (%s); getting a fresh one",
                             part.number, outcome.failure)
-                url = self._urls.renew(part.number, url)
+                target = self._urls.renew(part.number, target.url)
             elif not outcome.retryable:
                 raise StorageError(f"storage refused part {part.number}: {outcome.failure}")
             elif attempt < self._retry.attempts:

@@ -1,5 +1,6 @@
 """The event processor process: `python -m services.events.server`. Serves EventsService
-(plus health and reflection) and runs the SQS poller as the server's worker."""
+(plus health and reflection) and runs its workers: the SQS poller, the reconciler and the
+file status hub behind WatchFileEvents."""
 from __future__ import annotations
 
 import logging
@@ -19,6 +20,7 @@ from .servicer import EventsServicer
 from .settings import EventsSettings
 from .stats import ProcessingStats
 from .upload_client import UploadConfirmer
+from .watch import FileEventHub, feed_client
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +81,18 @@ def create_reconciler(settings: EventsSettings, *, service_token: str,
 def create_server(settings: EventsSettings, *, port: int | None = None) -> ServerHandle:
     stats = ProcessingStats()
     token = keys.service_token(settings, settings.service_token)
+    hub = FileEventHub(feed_client(settings.cloud_rd_uri),
+                       max_streams=settings.watch_max_streams)
 
     def register(server):
-        events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(stats), server)
+        events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(stats, hub), server)
         return [SERVICE_NAME]
 
     handle = build_server(
         host=settings.dropfile_bind_host,
         port=settings.events_grpc_port if port is None else port,
-        max_workers=settings.grpc_max_workers,
+        # Every open WatchFileEvents stream holds a thread: they get threads of their own.
+        max_workers=settings.grpc_max_workers + settings.watch_max_streams,
         verifier=TokenVerifier(keys.public_key_pem(settings, settings.public_key),
                                issuer=settings.jwt_issuer, audience=settings.jwt_audience),
         service_token=token,
@@ -99,6 +104,9 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> Serve
     else:
         log.info("SQS_QUEUE_URL is not set: uploads are confirmed by asking storage")
     handle.workers.append(create_reconciler(settings, service_token=token, stats=stats))
+    # Stopped first: open streams end at once (clients reconnect elsewhere) instead of
+    # holding the server's graceful stop for its whole grace period.
+    handle.workers.insert(0, hub)
     return handle
 
 

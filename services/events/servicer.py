@@ -1,14 +1,60 @@
-"""EventsService over gRPC: this process's counters as protobuf."""
+"""EventsService over gRPC: this process's counters, and the caller's live file status
+(watch.py), as protobuf."""
 from __future__ import annotations
 
+import uuid
+
 from dropfile.events.v1 import events_pb2, events_pb2_grpc
+from services.common.errors import InvalidArgument, Unauthenticated, Unavailable
+from services.common.file_events import FileStatusChange
+from services.common.tokens import current_identity
 
 from .stats import ProcessingStats
+from .watch import FileEventHub, StreamEnded
+
+DEFAULT_HEARTBEAT_SECONDS = 15
+MAX_HEARTBEAT_SECONDS = 300
+_HEARTBEAT = events_pb2.WatchFileEventsResponse(heartbeat=events_pb2.Heartbeat())
+_STATUS = {
+    "UPLOADING": events_pb2.FILE_EVENT_STATUS_UPLOADING,
+    "UPLOADED": events_pb2.FILE_EVENT_STATUS_UPLOADED,
+    "FAILED": events_pb2.FILE_EVENT_STATUS_FAILED,
+    "DELETED": events_pb2.FILE_EVENT_STATUS_DELETED,
+}
+
+
+def _caller_id() -> str:
+    """The authenticated user, in the canonical form the upload coordinator names its
+    channels with."""
+    identity = current_identity.get()
+    if identity is None:  # the interceptor guarantees one; defensive
+        raise Unauthenticated("missing access token")
+    try:
+        return str(uuid.UUID(identity.user_id))
+    except ValueError:
+        raise Unauthenticated("the access token's subject is not a Dropfile user",
+                              reason="ACCESS_TOKEN_INVALID") from None
+
+
+def _heartbeat_seconds(requested: int) -> int:
+    if requested == 0:
+        return DEFAULT_HEARTBEAT_SECONDS
+    if not 1 <= requested <= MAX_HEARTBEAT_SECONDS:
+        raise InvalidArgument(f"heartbeat_seconds must be between 1 and {MAX_HEARTBEAT_SECONDS}")
+    return requested
+
+
+def _event(change: FileStatusChange) -> events_pb2.WatchFileEventsResponse:
+    reply = events_pb2.WatchFileEventsResponse(file_event=events_pb2.FileEvent(
+        file_id=change.file_id, status=_STATUS[change.status], size=change.size))
+    reply.file_event.at.FromDatetime(change.at)
+    return reply
 
 
 class EventsServicer(events_pb2_grpc.EventsServiceServicer):
-    def __init__(self, stats: ProcessingStats) -> None:
+    def __init__(self, stats: ProcessingStats, hub: FileEventHub) -> None:
         self._stats = stats
+        self._hub = hub
 
     def GetStats(self, request, context):
         stats = self._stats.snapshot()
@@ -23,3 +69,23 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         if stats.last_processed_at is not None:
             reply.last_processed_at.FromDatetime(stats.last_processed_at)
         return reply
+
+    def WatchFileEvents(self, request, context):
+        user_id = _caller_id()
+        interval = _heartbeat_seconds(request.heartbeat_seconds)
+        with self._hub.subscribe(user_id) as subscription:
+            # Wakes the wait below as soon as the caller hangs up (or the deadline passes).
+            if not context.add_callback(lambda: subscription.end("the caller hung up")):
+                return
+            yield _HEARTBEAT  # the subscription is live: changes from now on arrive
+            while context.is_active():
+                item = subscription.next(timeout=interval)
+                if item is None:
+                    yield _HEARTBEAT
+                elif isinstance(item, StreamEnded):
+                    if not context.is_active():
+                        return
+                    # The caller reconnects (to any replica) and re-lists what it missed.
+                    raise Unavailable(item.reason, reason="FILE_EVENTS_INTERRUPTED")
+                else:
+                    yield _event(item)

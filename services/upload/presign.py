@@ -41,10 +41,11 @@ def _canonical_host(url_parts) -> str:
 
 
 class PartUrlResigner:
-    """Signs URLs that differ from a botocore-presigned UploadPart URL only in partNumber."""
+    """Signs URLs that differ from a botocore-presigned UploadPart URL only in partNumber
+    (and, for URLs that sign a part's checksum, in that one signed header's value)."""
 
     def __init__(self, url: str, pairs: list[tuple[str, str]], key: bytes, scope: str,
-                 amz_date: str, host: str, path: str) -> None:
+                 amz_date: str, host: str, path: str, header: str | None) -> None:
         self._base = url.split("?", 1)[0]
         self._pairs = pairs  # (name, encoded value) in the URL's order, signature included
         self._key = key
@@ -52,20 +53,28 @@ class PartUrlResigner:
         self._amz_date = amz_date
         self._host = host
         self._path = path
+        self._header = header  # the signed header besides host, lowercase, if any
 
     @classmethod
     def from_reference(cls, url: str, *, access_key: str, secret_key: str,
-                       token: str | None) -> "PartUrlResigner | None":
+                       token: str | None, header: tuple[str, str] | None = None
+                       ) -> "PartUrlResigner | None":
         """A resigner for `url` (presigned by botocore for PUT), or None when the URL is not
         the SigV4 query-signed UploadPart URL expected, or is not signed with these
-        credentials."""
+        credentials. `header`: the (name, value) of the one header the reference signs
+        besides host (a part's checksum), whose value differs from URL to URL."""
         parts = urlsplit(url)
         pairs = [tuple(item.partition("=")[::2]) for item in parts.query.split("&")]
         params = dict(pairs)
         if len(params) != len(pairs) or "partNumber" not in params:
             return None
+        header_name = header[0].lower() if header else None
+        signed = "host" if header_name is None else f"host%3B{header_name}"
         if params.get("X-Amz-Algorithm") != ALGORITHM \
-                or params.get("X-Amz-SignedHeaders") != "host":
+                or params.get("X-Amz-SignedHeaders") != signed:
+            return None
+        # Canonical headers are sorted by name: one that sorts before "host" is not handled.
+        if header_name is not None and not (header_name > "host" and header_name.isascii()):
             return None
         credential = unquote(params.get("X-Amz-Credential", "")).split("/")
         if len(credential) != 5 or credential[0] != access_key or credential[4] != "aws4_request":
@@ -76,20 +85,28 @@ class PartUrlResigner:
         _, date, region, service, _ = credential
         resigner = cls(url, pairs, signing_key(secret_key, date, region, service),
                        "/".join(credential[1:]), params.get("X-Amz-Date", ""),
-                       _canonical_host(parts), parts.path)
+                       _canonical_host(parts), parts.path, header_name)
         # The reference itself must come out identical, or this is not botocore's scheme.
-        if resigner.url(int(params["partNumber"])) != url:
+        if resigner.url(int(params["partNumber"]), header[1] if header else None) != url:
             return None
         return resigner
 
-    def url(self, part_number: int) -> str:
+    def url(self, part_number: int, header_value: str | None = None) -> str:
+        """The URL of part `part_number`; `header_value` is the value of the signed header
+        (the part's checksum) when the reference signs one."""
         pairs = [(name, str(part_number) if name == "partNumber" else value)
                  for name, value in self._pairs if name != "X-Amz-Signature"]
         # botocore's canonical query string: the encoded pairs sorted by name, then value.
         canonical_query = "&".join(f"{name}={value}" for name, value in sorted(pairs))
-        canonical_request = "\n".join((
-            "PUT", self._path, canonical_query, f"host:{self._host}\n", "host",
-            "UNSIGNED-PAYLOAD"))
+        headers, signed = f"host:{self._host}\n", "host"
+        if self._header is not None:
+            if header_value is None:
+                raise ValueError(f"the {self._header} header's value is needed")
+            # Canonical headers: sorted by name ("host" sorts first), values trimmed.
+            headers += f"{self._header}:{' '.join(header_value.split())}\n"
+            signed += f";{self._header}"
+        canonical_request = "\n".join(("PUT", self._path, canonical_query, headers, signed,
+                                        "UNSIGNED-PAYLOAD"))
         string_to_sign = "\n".join((
             ALGORITHM, self._amz_date, self._scope,
             hashlib.sha256(canonical_request.encode()).hexdigest()))

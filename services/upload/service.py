@@ -268,7 +268,7 @@ class Uploads(UploadsV2):
         if self._store.file_id_taken(fid):  # cheap refusal before touching storage
             raise AlreadyExists("a file with this file_id already exists; choose a new one")
         # Before anything is written; decided again under the user's lock at the insert.
-        self._quota.admit(self._store.usage_of(user_id), file_size)
+        self._check_quota_at_initiation(user_id, file_size)
 
         key = f"users/{user_id}/{fid}"  # ids only: nothing the user typed
         upload_id = self._storage.create_multipart_upload(key, content_type=mime)

@@ -56,11 +56,6 @@ class UploadView:
     file: File
     stored_parts: list[ResumablePart]
 
-    @property
-    def checksum_algorithm(self) -> ChecksumAlgorithm | None:
-        algorithm = self.file.checksum_algorithm
-        return ChecksumAlgorithm(algorithm) if algorithm else None
-
 
 class UploadsV2:
     """Needs from its host class (service.Uploads): _store, _storage, _sessions,
@@ -88,7 +83,7 @@ class UploadsV2:
         # cannot be taken. The insert below decides again, under the user's quota lock.
         if self._store.file_id_taken(fid):
             raise AlreadyExists(FILE_ID_TAKEN)
-        self._quota.admit(self._store.usage_of(user_id), file_size)
+        self._check_quota_at_initiation(user_id, file_size)
 
         key = f"users/{user_id}/{fid}"  # ids only: nothing the user typed
         upload_id = self._storage.create_multipart_upload(key, content_type=mime,
@@ -155,6 +150,11 @@ class UploadsV2:
 
     def quota_of(self, *, user_id: uuid.UUID) -> tuple[Usage, Quota]:
         return self._store.usage_of(user_id), self._quota
+
+    def _check_quota_at_initiation(self, user_id: uuid.UUID, size: int) -> None:
+        """The cheap refusal, before storage is touched (no query without a quota)."""
+        if not self._quota.unlimited:
+            self._quota.admit(self._store.usage_of(user_id), size)
 
     def _admitter(self, size: int):
         """The quota decision made inside the insert's transaction (see store.insert_file)."""

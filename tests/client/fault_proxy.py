@@ -59,6 +59,7 @@ class FaultProxy:
         self.seen: list[Seen] = []
         self._fail: dict[int, tuple[int, int]] = {}  # part -> (remaining, status)
         self._expired: set[int] = set()  # parts whose URLs are expired until refreshed
+        self._refused: set[int] = set()  # expired parts whose PUT was refused already
         self._held: dict[int, threading.Event] = {}
         self._barrier: tuple[int, threading.Event] | None = None
         self._in_flight = 0
@@ -98,7 +99,8 @@ class FaultProxy:
 
     def expire_part(self, part_number: int) -> None:
         """PUTs of the part are answered 403 "Request has expired" until the client has
-        fetched fresh URLs for it from the part-urls endpoint."""
+        fetched fresh URLs for it from the part-urls endpoint after the first refusal (a
+        client asking for URLs lazily fetches the first one from there too)."""
         with self._lock:
             self._expired.add(part_number)
 
@@ -130,6 +132,12 @@ class FaultProxy:
 
     # -- what happened -------------------------------------------------------------------
 
+    @property
+    def settled(self) -> bool:
+        """No part PUT is being forwarded (one from a killed client may still be)."""
+        with self._lock:
+            return self._in_flight == 0
+
     def puts(self, part_number: int | None = None) -> list[Seen]:
         with self._lock:
             return [s for s in self.seen if s.method == "PUT" and s.part_number is not None
@@ -150,6 +158,7 @@ class FaultProxy:
                 self._fail[part_number] = (remaining - 1, status)
                 return status, UNAVAILABLE_BODY
             if part_number in self._expired:
+                self._refused.add(part_number)
                 return 403, EXPIRED_BODY
         return None
 
@@ -187,7 +196,8 @@ class FaultProxy:
             return
         with self._lock:
             for part in parts:
-                self._expired.discard(part.get("partNumber"))
+                if part.get("partNumber") in self._refused:
+                    self._expired.discard(part.get("partNumber"))
 
     def _handler_class(self):
         proxy = self
@@ -210,6 +220,11 @@ class FaultProxy:
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    # The client went away mid-body (killed): forwarding the rest of a request
+                    # that will never come would leave storage waiting for it.
+                    self.close_connection = True
+                    return
                 numbers = parse_qs(target.query).get("partNumber")
                 part_number = int(numbers[0]) if numbers and self.command == "PUT" else None
 

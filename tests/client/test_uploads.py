@@ -10,7 +10,8 @@ import jwt
 
 from .conftest import PART, file_entry, uploaded_file_id, write_file
 
-RECORD_CHUNK = r"^/api/files/record-chunk$"
+# Parts are recorded with their checksums (v2), formerly through record-chunk.
+RECORD_CHUNK = r"^/api/v2/files/[^/]+/parts$"
 PART_URLS = r"^/api/v2/files/[^/]+/part-urls$"
 REFRESH = r"^/api/auth/refresh$"
 
@@ -86,9 +87,10 @@ def test_an_expired_url_is_replaced_by_a_fresh_one(cli, account, tmp_path, fault
     file_id = uploaded_file_id(cli("upload", str(source), "--parallel", "1"))
 
     assert [p.status for p in fault_proxy.puts(3)] == [403, 200]
+    # URLs come lazily from part-urls: the first batch, then a fresh one after the 403.
     fresh = fault_proxy.calls("POST", PART_URLS)
-    assert len(fresh) == 1 and fresh[0].status == 200
-    assert file_id in fresh[0].path
+    assert len(fresh) == 2 and all(call.status == 200 for call in fresh)
+    assert all(file_id in call.path for call in fresh)
     assert download(cli, file_id, tmp_path) == data
 
 
@@ -112,8 +114,8 @@ def test_an_expired_access_token_in_the_session_is_refreshed(cli, account, tmp_p
 
     file_id = uploaded_file_id(cli("upload", str(source)))
 
-    first = fault_proxy.calls("POST", r"^/api/files/get-upload-urls$")
-    assert [c.status for c in first] == [401, 200]  # refused, refreshed, retried
+    first = fault_proxy.calls("POST", r"^/api/v2/files$")
+    assert [c.status for c in first] == [401, 201]  # refused, refreshed, retried (created)
     assert len(fault_proxy.calls("GET", REFRESH)) == 1
     saved = cli.session()["cookies"]
     assert saved["access_token"] != expired

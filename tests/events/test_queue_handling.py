@@ -162,10 +162,12 @@ def test_a_stopped_processor_receives_nothing_more(sqs, queue, quiet_bucket, sta
 def test_without_a_queue_there_is_no_poller_but_stats_still_serve(common_settings,
                                                                   make_token):
     from services.events.reconciler import Reconciler
+    from services.events.watch import FileEventHub
 
     settings = settings_for(EventsSettings, common_settings, sqs_queue_url=None)
     handle = create_server(settings, port=0)
-    assert [type(worker) for worker in handle.workers] == [Reconciler]
+    # No QueuePoller: the live-status hub and the reconciler only.
+    assert [type(worker) for worker in handle.workers] == [FileEventHub, Reconciler]
     handle.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:

@@ -93,3 +93,32 @@ def test_storage_falls_back_to_botocore_without_credentials_it_can_read():
         if {_amz_date(url) for url in expected + urls} == {_amz_date(urls[0])}:
             break
     assert urls == expected
+
+
+@pytest.mark.parametrize("algorithm", ["SHA256", "CRC32C"])
+def test_urls_signing_each_parts_checksum_are_byte_identical_to_botocores(algorithm):
+    import base64
+    import hashlib
+
+    from services.upload.checksums import ChecksumAlgorithm
+
+    kind = ChecksumAlgorithm(algorithm)
+    client = _client(endpoint="http://127.0.0.1:38333", token="a-session-token")
+    storage = Storage(client, "my-bucket")
+    numbers = range(7, 7 + 300)
+    checksums = [base64.b64encode(hashlib.sha256(str(n).encode()).digest()[:kind.digest_bytes]
+                                  ).decode() for n in numbers]
+    for _ in range(5):
+        urls = storage.presign_checksummed_parts(KEY, upload_id=UPLOAD_ID, part_numbers=numbers,
+                                                 algorithm=kind, checksums=checksums, ttl=900)
+        expected = [client.generate_presigned_url("upload_part", Params={
+            "Bucket": "my-bucket", "Key": KEY, "UploadId": UPLOAD_ID, "PartNumber": number,
+            kind.s3_param: checksum}, ExpiresIn=900)
+            for number, checksum in ((7, checksums[0]), (8, checksums[1]), (306, checksums[-1]))]
+        if {_amz_date(url) for url in expected} == {_amz_date(urls[0])}:
+            break
+    assert [urls[0], urls[1], urls[-1]] == expected
+    assert "x-amz-checksum" in expected[1]  # the header is signed
+    with pytest.raises(ValueError):
+        storage.presign_checksummed_parts(KEY, upload_id=UPLOAD_ID, part_numbers=numbers,
+                                          algorithm=kind, checksums=checksums[:-1], ttl=900)

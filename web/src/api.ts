@@ -1,10 +1,13 @@
 /**
- * The gateway's REST API (docs: /docs, contract: rest-v1.md), called with native fetch.
+ * The gateway's REST API (docs: /docs, contract: rest-v1.md), called with native fetch:
+ * v1 for the session, the list, downloads, aborts and deletes; v2 for uploads.
  *
  * The session lives in HttpOnly cookies the page never sees: every call sends them
  * (`credentials: "include"`). When the access token has expired the gateway answers 401;
  * the client then refreshes the session once (GET /api/auth/refresh) and repeats the call.
  */
+
+import type { ChecksumAlgorithm } from "./checksum";
 
 /** A refusal or failure, worded for people (the gateway's `error` field). */
 export class ApiError extends Error {
@@ -135,37 +138,81 @@ export async function listFiles(): Promise<StoredFile[]> {
   return (await call<{ files: StoredFile[] }>("GET", "/api/files/list")).files;
 }
 
-export function startUpload(file: { fileId: string; name: string; type: string; size: number }):
-    Promise<{ presignedUrls: string[]; uploadId: string }> {
-  return call("POST", "/api/files/get-upload-urls", {
-    file_id: file.fileId, file_name: file.name, file_type: file.type, file_size: String(file.size),
-  });
-}
-
-export function recordPart(fileId: string, chunkIndex: number, size: number,
-                           etag: string): Promise<unknown> {
-  return call("POST", "/api/files/record-chunk", {
-    file_id: fileId, chunk_index: chunkIndex, size: String(size), etag: etag.replaceAll('"', ""),
-  });
-}
-
-export function completeUpload(fileId: string, uploadId: string, etags: string[]): Promise<unknown> {
-  return call("POST", "/api/files/complete-upload", {
-    uploadId, fileId, parts: etags.map((etag, index) => ({ ETag: etag, PartNumber: index + 1 })),
-  });
-}
-
 export function abortUpload(fileId: string, uploadId: string): Promise<unknown> {
   return call("POST", "/api/files/abort-upload", { uploadId, file_id: fileId });
 }
 
-/** Fresh presigned URLs for parts `first`..`last` (1-based), when the first ones expired. */
-export async function freshPartUrls(fileId: string, first: number, last: number):
-    Promise<Map<number, string>> {
-  const reply = await call<{ parts: { partNumber: number; url: string }[] }>(
-    "POST", `/api/v2/files/${encodeURIComponent(fileId)}/part-urls`,
-    { first_part: first, last_part: last });
-  return new Map(reply.parts.map((part) => [part.partNumber, part.url]));
+// --- v2 uploads (server-chosen part sizes, checksummed parts, resume) ----------------------
+
+export interface UploadLayout {
+  fileId: string;
+  uploadId: string;
+  partSize: number;
+  partCount: number;
+  checksumAlgorithm: ChecksumAlgorithm;
+}
+
+export interface StoredPart {
+  partNumber: number;
+  size: number;
+  etag: string;
+  checksum: string | null;
+}
+
+export interface UploadState {
+  state: "RECEIVING_PARTS" | "COMPLETED" | "UPLOADED" | "FAILED";
+  file: StoredFile;
+  uploadId: string;
+  partSize: number;
+  partCount: number;
+  checksumAlgorithm: ChecksumAlgorithm | null;
+  storedParts: StoredPart[];
+}
+
+function filePath(fileId: string): string {
+  return `/api/v2/files/${encodeURIComponent(fileId)}`;
+}
+
+export function createUpload(file: { fileId: string; name: string; type: string; size: number },
+                             checksumAlgorithm: ChecksumAlgorithm): Promise<UploadLayout> {
+  return call("POST", "/api/v2/files", {
+    fileId: file.fileId, fileName: file.name, mimeType: file.type, size: file.size,
+    checksumAlgorithm,
+  });
+}
+
+/** Where an upload stands, with the parts storage already holds (to resume it). */
+export function uploadState(fileId: string): Promise<UploadState> {
+  return call("GET", `${filePath(fileId)}/upload`);
+}
+
+export interface PartTarget {
+  url: string;
+  /** Headers the PUT must send as they are (signed): the part's checksum. */
+  headers: Record<string, string>;
+}
+
+/** Presigned URLs for parts `first`..`last` (1-based), each signed for its checksum. */
+export async function partUrls(fileId: string, first: number, last: number,
+                               checksums: string[]): Promise<Map<number, PartTarget>> {
+  const reply = await call<{ parts: { partNumber: number; url: string;
+                                      headers: Record<string, string> }[] }>(
+    "POST", `${filePath(fileId)}/part-urls`,
+    { first_part: first, last_part: last, checksums });
+  return new Map(reply.parts.map((part) => [part.partNumber,
+                                            { url: part.url, headers: part.headers ?? {} }]));
+}
+
+export function recordPart(fileId: string, partNumber: number, size: number, etag: string,
+                             checksum: string): Promise<unknown> {
+  return call("POST", `${filePath(fileId)}/parts`, {
+    partNumber, size, etag: etag.replaceAll('"', ""), checksum,
+  });
+}
+
+/** Completes with the recorded parts. */
+export function completeUpload(fileId: string, uploadId: string): Promise<unknown> {
+  return call("POST", `${filePath(fileId)}/complete`, { uploadId });
 }
 
 export async function downloadUrl(s3Key: string): Promise<string> {

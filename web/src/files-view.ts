@@ -2,18 +2,24 @@
  * The signed-in page: a drop zone with a file picker, and one list of the user's files in
  * which this page's uploads show their progress, speed and a Cancel button.
  *
- * The list is the server's (GET /api/files/list), polled while any file is still uploading
- * so that a status turns UPLOADED without reloading the page. Rows are updated in place
- * (keyed by file id), so polling never takes the keyboard focus away.
+ * The list is the server's (GET /api/files/list). Status changes arrive live from the event
+ * stream (live-status.ts), so a status turns UPLOADED without reloading the page; the list
+ * is re-read whenever the stream opens (it replays nothing) and polled while any file is
+ * still uploading: often when the stream is down, rarely as a safety net when it is up.
+ * Rows are updated in place (keyed by file id), so updates never take the keyboard focus
+ * away.
  */
 import * as api from "./api";
 import { messageOf, type StoredFile } from "./api";
 import { byId, element } from "./dom";
 import { formatBytes, formatDate, formatSpeed } from "./format";
+import { isLive, startLiveStatus, stopLiveStatus, type FileEvent } from "./live-status";
 import { announce, showError } from "./notices";
 import { Upload, type UploadPhase } from "./upload";
 
 const POLL_INTERVAL_MS = 1_500;
+// While the event stream is open it brings every change: polling is only a safety net.
+const LIVE_POLL_INTERVAL_MS = 30_000;
 
 const view = byId("files-view");
 const dropZone = byId("drop-zone");
@@ -201,7 +207,54 @@ function somethingUploading(): boolean {
 
 function schedulePoll(): void {
   clearTimeout(pollTimer);
-  if (visible && somethingUploading()) pollTimer = setTimeout(() => void reload(), POLL_INTERVAL_MS);
+  if (visible && somethingUploading()) {
+    pollTimer = setTimeout(() => void reload(), isLive() ? LIVE_POLL_INTERVAL_MS : POLL_INTERVAL_MS);
+  }
+}
+
+// --- live status from the event stream --------------------------------------------------------
+
+// What the stream said of files that settled (UPLOADED, FAILED) or went (DELETED): a status
+// never goes back to UPLOADING, so a list fetched before the change but read after it must
+// not undo it.
+const settled = new Map<string, FileEvent>();
+
+function withLiveStatus(listedFiles: StoredFile[]): StoredFile[] {
+  return listedFiles
+    .filter((file) => settled.get(file.fileId)?.status !== "DELETED")
+    .map((file) => {
+      const live = settled.get(file.fileId);
+      return live && live.status !== "DELETED" && file.status === "UPLOADING"
+        ? { ...file, status: live.status, size: live.size } : file;
+    });
+}
+
+function applyEvent(event: FileEvent): void {
+  if (!visible) return;
+  if (event.status === "UPLOADING") settled.delete(event.fileId);
+  else settled.set(event.fileId, event);
+  if (event.status === "DELETED" && !uploads.get(event.fileId)?.active) {
+    uploads.delete(event.fileId); // deleted elsewhere: nothing of it stays on this page
+  }
+  const known = files.some((file) => file.fileId === event.fileId);
+  if (!known) {
+    // Started elsewhere (another tab or device), or not listed yet: the list tells all.
+    if (event.status === "DELETED") render();
+    else void reload();
+    return;
+  }
+  const next = withLiveStatus(files);
+  announceArrivals(next);
+  files = next;
+  forgetSettledUploads();
+  render();
+  schedulePoll();
+}
+
+function liveStatusChanged(connected: boolean): void {
+  if (!visible) return;
+  if (connected) void reload(); // catch up on what happened while no stream was open
+  else schedulePoll(); // the stream is down: poll as often as before it existed
 }
 
 function announceArrivals(next: StoredFile[]): void {
@@ -230,7 +283,7 @@ async function reload(): Promise<void> {
   }
   loading = (async () => {
     try {
-      const next = await api.listFiles();
+      const next = withLiveStatus(await api.listFiles());
       if (!visible) return;
       announceArrivals(next);
       files = next;
@@ -364,13 +417,16 @@ export function showFilesView(): void {
   visible = true;
   view.hidden = false;
   void reload();
+  startLiveStatus({ onEvent: applyEvent, onConnected: liveStatusChanged });
 }
 
 /** Stops polling and forgets everything shown (after sign-out or an ended session). */
 export function hideFilesView(): void {
   visible = false;
   view.hidden = true;
+  stopLiveStatus();
   clearTimeout(pollTimer);
+  settled.clear();
   files = [];
   listed = false;
   uploads.clear();

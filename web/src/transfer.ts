@@ -19,7 +19,7 @@ export class PartError extends Error {
 }
 
 export function putPart(url: string, body: Blob, onProgress: (loaded: number) => void,
-                        signal: AbortSignal): Promise<string> {
+                        signal: AbortSignal, headers: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(abortError());
     const xhr = new XMLHttpRequest();
@@ -27,6 +27,8 @@ export function putPart(url: string, body: Blob, onProgress: (loaded: number) =>
     const settle = () => signal.removeEventListener("abort", cancel);
     xhr.open("PUT", url);
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    // The part's checksum, signed into the URL: storage checks the bytes against it.
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (event) => onProgress(event.loaded);
     xhr.onload = () => {
       settle();

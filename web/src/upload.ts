@@ -1,19 +1,24 @@
 /**
- * One file's multipart upload, as the v1 contract has it: ask for one presigned URL per
- * 5 MiB part (get-upload-urls), PUT the parts straight to storage three at a time, record
- * each part (record-chunk), then complete. Storage confirms the object later; the file list
- * shows that as the status turning UPLOADED.
+ * One file's multipart upload through the v2 API: start it (POST /api/v2/files; the server
+ * chooses the part size), then for each part compute its checksum, ask for its URL (signed
+ * for that checksum, so storage refuses bytes that changed on the way), PUT it straight to
+ * storage three at a time, record it; then complete. Storage confirms the object later; the
+ * file list shows that as the status turning UPLOADED.
  *
- * Failed part PUTs are retried with backoff, each time with a fresh URL when the server
- * offers them (the old one may have expired). Cancelling stops the transfers, aborts the
- * upload on the server (abort-upload) and deletes the file's record, so nothing is left.
+ * A file picked again after a reload (same name, size and modification time) resumes its
+ * upload: the parts storage already holds are not sent again (resume.ts remembers the id).
+ *
+ * Failed part PUTs are retried with backoff, each time with a fresh URL (the old one may have
+ * expired). Cancelling stops the transfers, aborts the upload on the server (abort-upload)
+ * and deletes the file's record, so nothing is left.
  */
 import * as api from "./api";
 import { messageOf } from "./api";
+import { type ChecksumAlgorithm, partChecksum, preferredAlgorithm } from "./checksum";
+import { forgetUpload, recordUpload, recordedFileId } from "./resume";
 import { withRetries } from "./retry";
 import { PartError, Slots, putPart } from "./transfer";
 
-export const PART_SIZE = 5 * 1024 * 1024;
 const PARTS_IN_PARALLEL = 3;
 const MAX_ATTEMPTS = 6;
 const SPEED_WINDOW_MS = 3_000;
@@ -34,22 +39,42 @@ export function newFileId(): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+/** What the upload works with once started or resumed. */
+interface Layout {
+  uploadId: string;
+  partSize: number;
+  partCount: number;
+  algorithm: ChecksumAlgorithm;
+  /** ETags of the parts storage already holds, by part number. */
+  stored: Map<number, string>;
+}
+
+// File ids this page is uploading now: picking a file twice does not resume it twice.
+const inProgress = new Set<string>();
+
 export class Upload {
-  readonly fileId = newFileId();
+  /** The id of the upload this file started before (to resume), or a new one. */
+  readonly fileId: string;
   phase: UploadPhase = "starting";
   /** Why the upload failed, in words. */
   error = "";
   /** What is happening now that the user may want to know (a retry). */
   note = "";
 
+  private readonly resuming: boolean;
   private uploadId = "";
-  private urls: string[] = [];
+  private layout: Layout | null = null;
   private loaded: number[] = [];
   private samples: { at: number; bytes: number }[] = [];
   private readonly stop = new AbortController();
   private finished: Promise<void> | null = null;
 
-  constructor(readonly file: File, private readonly changed: (upload: Upload) => void) {}
+  constructor(readonly file: File, private readonly changed: (upload: Upload) => void) {
+    const recorded = recordedFileId(file);
+    this.resuming = recorded !== null && !inProgress.has(recorded);
+    this.fileId = this.resuming ? recorded! : newFileId();
+    inProgress.add(this.fileId);
+  }
 
   get active(): boolean {
     return ["starting", "uploading", "finishing", "cancelling"].includes(this.phase);
@@ -59,7 +84,7 @@ export class Upload {
     return this.phase === "starting" || this.phase === "uploading";
   }
 
-  /** Bytes sent to storage so far (parts in flight included). */
+  /** Bytes sent to storage so far (parts in flight, and parts stored before, included). */
   get sent(): number {
     return this.loaded.reduce((sum, bytes) => sum + bytes, 0);
   }
@@ -73,7 +98,7 @@ export class Upload {
   }
 
   start(): Promise<void> {
-    this.finished ??= this.run();
+    this.finished ??= this.run().finally(() => inProgress.delete(this.fileId));
     return this.finished;
   }
 
@@ -87,18 +112,23 @@ export class Upload {
 
   private async run(): Promise<void> {
     try {
-      const started = await api.startUpload({
-        fileId: this.fileId, name: this.file.name, type: this.file.type, size: this.file.size,
-      });
-      this.uploadId = started.uploadId;
-      this.urls = [...started.presignedUrls];
-      this.loaded = this.urls.map(() => 0);
+      const layout = (this.resuming ? await this.resume() : null) ?? await this.begin();
+      if (layout === "complete") {
+        forgetUpload(this.file);
+        this.setPhase("done");
+        return;
+      }
+      this.layout = layout;
+      this.uploadId = layout.uploadId;
+      this.loaded = Array.from({ length: layout.partCount },
+                               (_, index) => layout.stored.has(index + 1) ? this.partBytes(index).size : 0);
       this.throwIfStopped();
       this.setPhase("uploading");
-      const etags = await this.sendParts();
+      await this.sendParts();
       this.throwIfStopped();
       this.setPhase("finishing");
-      await api.completeUpload(this.fileId, this.uploadId, etags);
+      await api.completeUpload(this.fileId, this.uploadId);
+      forgetUpload(this.file);
       this.setPhase("done");
     } catch (error) {
       if (this.phase === "cancelling") {
@@ -112,39 +142,86 @@ export class Upload {
     }
   }
 
+  /** A new upload under this file id, remembered for a resume after a reload. */
+  private async begin(): Promise<Layout> {
+    const started = await api.createUpload({
+      fileId: this.fileId, name: this.file.name, type: this.file.type, size: this.file.size,
+    }, preferredAlgorithm());
+    recordUpload(this.file, this.fileId);
+    return { uploadId: started.uploadId, partSize: started.partSize, partCount: started.partCount,
+             algorithm: started.checksumAlgorithm, stored: new Map() };
+  }
+
+  /** The upload this file started before, with the parts storage holds; null when it cannot
+   * be continued (then a new upload starts under the same id, which is freed first). */
+  private async resume(): Promise<Layout | "complete" | null> {
+    let state: api.UploadState;
+    try {
+      state = await api.uploadState(this.fileId);
+    } catch (error) {
+      if (error instanceof api.ApiError && error.status === 404) {
+        forgetUpload(this.file);
+        return null; // gone: its id is free again
+      }
+      throw error;
+    }
+    if (state.file.size !== this.file.size) throw new Error("the file changed since its upload began");
+    if (state.state === "COMPLETED" || state.state === "UPLOADED") return "complete";
+    if (state.state !== "RECEIVING_PARTS" || !state.checksumAlgorithm) {
+      // Aborted elsewhere (or a v1 upload): its leftover holds nothing; start it again.
+      await api.deleteFile(this.fileId);
+      forgetUpload(this.file);
+      return null;
+    }
+    return { uploadId: state.uploadId, partSize: state.partSize, partCount: state.partCount,
+             algorithm: state.checksumAlgorithm,
+             stored: new Map(state.storedParts.map((part) => [part.partNumber, part.etag])) };
+  }
+
   private throwIfStopped(): void {
     this.stop.signal.throwIfAborted();
   }
 
-  /** Every part, PARTS_IN_PARALLEL at a time; the first failure stops the rest. */
-  private async sendParts(): Promise<string[]> {
-    const etags: string[] = new Array(this.urls.length);
+  private partBytes(index: number): Blob {
+    const size = this.layout?.partSize ?? this.file.size;
+    const start = index * size;
+    return this.file.slice(start, Math.min(start + size, this.file.size));
+  }
+
+  /** Every part not stored yet, PARTS_IN_PARALLEL at a time; the first failure stops the rest. */
+  private async sendParts(): Promise<void> {
+    const layout = this.layout!;
+    const todo = Array.from({ length: layout.partCount }, (_, index) => index)
+      .filter((index) => !layout.stored.has(index + 1));
     let next = 0;
     let failure: unknown = null;
     const worker = async () => {
-      while (next < this.urls.length && !this.stop.signal.aborted) {
-        const index = next++;
+      while (next < todo.length && !this.stop.signal.aborted) {
+        const index = todo[next++];
         try {
-          etags[index] = await this.sendPart(index);
+          await this.sendPart(index);
         } catch (error) {
           failure ??= error;
           this.stop.abort();
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(PARTS_IN_PARALLEL, this.urls.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(PARTS_IN_PARALLEL, todo.length) }, worker));
     if (failure !== null) throw failure;
-    return etags;
   }
 
-  private async sendPart(index: number): Promise<string> {
-    const start = index * PART_SIZE;
-    const bytes = this.file.slice(start, Math.min(start + PART_SIZE, this.file.size));
+  private async sendPart(index: number): Promise<void> {
+    const layout = this.layout!;
+    const number = index + 1;
+    const bytes = this.partBytes(index);
     const signal = this.stop.signal;
+    const checksum = await partChecksum(bytes, layout.algorithm);
+    let target = await this.partTarget(number, checksum);
     const etag = await withRetries(async () => {
       const release = await storageSlots.acquire(signal);
       try {
-        return await putPart(this.urls[index], bytes, (sent) => this.progress(index, sent), signal);
+        return await putPart(target.url, bytes, (sent) => this.progress(index, sent), signal,
+                             target.headers);
       } finally {
         release();
       }
@@ -154,33 +231,44 @@ export class Upload {
       retryable: (error) => error instanceof PartError && error.retryable,
       beforeRetry: async (error, attempt) => {
         this.progress(index, 0);
-        this.setNote(`Part ${index + 1} failed (${messageOf(error)}); retrying, attempt ${attempt + 1}…`);
-        await this.renewUrl(index, error);
+        this.setNote(`Part ${number} failed (${messageOf(error)}); retrying, attempt ${attempt + 1}…`);
+        target = await this.renewTarget(number, checksum, target, error);
       },
     });
     this.progress(index, bytes.size);
-    await withRetries(() => api.recordPart(this.fileId, index, bytes.size, etag), {
+    await withRetries(() => api.recordPart(this.fileId, number, bytes.size, etag, checksum), {
       attempts: MAX_ATTEMPTS,
       signal,
       retryable: (error) => error instanceof api.ApiError && error.transient,
     });
     if (this.note) this.setNote("");
-    return etag;
+  }
+
+  /** The part's presigned URL, asked for when the part is about to go (URLs are made lazily,
+   * so a huge file starts at once and no URL waits long enough to expire). */
+  private async partTarget(number: number, checksum: string): Promise<api.PartTarget> {
+    const target = (await withRetries(() => api.partUrls(this.fileId, number, number, [checksum]), {
+      attempts: MAX_ATTEMPTS,
+      signal: this.stop.signal,
+      retryable: (error) => error instanceof api.ApiError && error.transient,
+    })).get(number);
+    if (!target) throw new Error(`the server sent no upload link for part ${number}`);
+    return target;
   }
 
   /** A fresh presigned URL for a part about to be retried. A 403 usually means the URL
    * expired, so then a fresh one is required; after other failures it is only a precaution
    * (storage's error answers may lack CORS headers, so the page cannot always see a 403). */
-  private async renewUrl(index: number, error: unknown): Promise<void> {
+  private async renewTarget(number: number, checksum: string, current: api.PartTarget,
+                            error: unknown): Promise<api.PartTarget> {
     try {
-      const fresh = await api.freshPartUrls(this.fileId, index + 1, index + 1);
-      const url = fresh.get(index + 1);
-      if (url) this.urls[index] = url;
+      return await this.partTarget(number, checksum);
     } catch (renewal) {
       if (error instanceof PartError && error.status === 403) {
-        throw new Error(`the upload link of part ${index + 1} expired and could not be renewed `
+        throw new Error(`the upload link of part ${number} expired and could not be renewed `
           + `(${messageOf(renewal)})`);
       }
+      return current;
     }
   }
 
@@ -190,8 +278,9 @@ export class Upload {
     if (!this.uploadId) return;
     try {
       await api.abortUpload(this.fileId, this.uploadId);
+      forgetUpload(this.file);
     } catch {
-      // already complete, or the server is unreachable: the upload expires on its own
+      // already complete, or the server is unreachable: picking the file again resumes it
     }
   }
 
@@ -202,6 +291,7 @@ export class Upload {
         await api.abortUpload(this.fileId, this.uploadId);
         await api.deleteFile(this.fileId);
       }
+      forgetUpload(this.file);
       this.setPhase("cancelled");
     } catch (error) {
       this.error = `Cancelled here, but the server could not be told: ${messageOf(error)}`;

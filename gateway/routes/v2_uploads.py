@@ -1,0 +1,116 @@
+"""`/api/v2` uploads: files of up to the server's v2 limit (5 TiB by default), in parts
+whose size the server chooses, with URLs presigned in batches the client asks for
+(part-urls, in v2.py), a checksum on every part that storage verifies, resume from the
+parts storage holds, and each user's quota.
+
+    POST /api/v2/files                      start an upload (no URL yet)
+    GET  /api/v2/files/{id}                 a file, with its whole-file SHA-256
+    GET  /api/v2/files/{id}/upload          where its upload stands: parts already stored
+    POST /api/v2/files/{id}/part-urls       presigned PUT URLs for parts a..b (v2.py)
+    POST /api/v2/files/{id}/parts           record a part storage accepted
+    POST /api/v2/files/{id}/complete        complete (with the recorded parts by default)
+    GET  /api/v2/quota                      the caller's quota
+
+Listing, downloading, aborting and deleting are v1's routes (/api/files/...). Errors are
+`{"error": "..."}` with v1's status mapping (gateway/errors.py); over quota is 413."""
+from __future__ import annotations
+
+from datetime import timezone
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from dropfile.upload.v1 import upload_pb2
+
+from ..deps import BackendsDep, UserCall
+from ..schemas import ErrorReply, Text
+from ..schemas_v2 import (CompleteBody, CompleteReply, CreateUploadBody, CreateUploadReply,
+                          FileReply, QuotaReply, RecordPartBody, RecordPartReply, UploadReply)
+
+router = APIRouter(prefix="/api/v2", tags=["v2"])
+
+_ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 404, 409, 413, 503)}
+FileIdPath = Annotated[Text, Path(description="The file's id (a UUID)")]
+_ALGORITHM = {"SHA256": upload_pb2.CHECKSUM_ALGORITHM_SHA256,
+              "CRC32C": upload_pb2.CHECKSUM_ALGORITHM_CRC32C}
+_ALGORITHM_NAME = {value: name for name, value in _ALGORITHM.items()}
+_STATE_PREFIX = "STATE_"
+_STATUS_PREFIX = "FILE_STATUS_"
+
+
+def file_v2(file: upload_pb2.File) -> dict:
+    created = file.created_at.ToDatetime(tzinfo=timezone.utc)
+    return {
+        "fileId": file.file_id, "fileName": file.file_name, "mimeType": file.mime_type,
+        "size": file.size, "s3Key": file.s3_key,
+        "status": upload_pb2.FileStatus.Name(file.status).removeprefix(_STATUS_PREFIX),
+        "createdAt": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "sha256": file.sha256 or None,
+    }
+
+
+@router.post("/files", status_code=201, response_model=CreateUploadReply, responses=_ERRORS,
+             summary="Start an upload; the server chooses the part size (no URL yet)")
+async def create_upload(body: CreateUploadBody, backends: BackendsDep, call: UserCall):
+    reply = await backends.upload.CreateUpload(upload_pb2.CreateUploadRequest(
+        file_id=body.fileId or "", file_name=body.fileName, mime_type=body.mimeType,
+        file_size=body.size, checksum_algorithm=_ALGORITHM[body.checksumAlgorithm],
+        sha256=body.sha256 or ""), **call.kwargs)
+    return {"fileId": reply.file_id, "uploadId": reply.upload_id, "partSize": reply.part_size,
+            "partCount": reply.part_count,
+            "checksumAlgorithm": _ALGORITHM_NAME[reply.checksum_algorithm]}
+
+
+@router.get("/files/{file_id}", response_model=FileReply, responses=_ERRORS,
+            summary="One of the caller's files, with its whole-file SHA-256")
+async def get_file(file_id: FileIdPath, backends: BackendsDep, call: UserCall):
+    reply = await backends.upload.GetFile(upload_pb2.GetFileRequest(file_id=file_id),
+                                          **call.kwargs)
+    return {"file": file_v2(reply.file)}
+
+
+@router.get("/files/{file_id}/upload", response_model=UploadReply, responses=_ERRORS,
+            summary="Where an upload stands, and the parts storage already holds (resume)")
+async def get_upload(file_id: FileIdPath, backends: BackendsDep, call: UserCall):
+    reply = await backends.upload.GetUpload(upload_pb2.GetUploadRequest(file_id=file_id),
+                                            **call.kwargs)
+    return {
+        "state": upload_pb2.GetUploadResponse.State.Name(reply.state).removeprefix(
+            _STATE_PREFIX),
+        "file": file_v2(reply.file), "uploadId": reply.upload_id,
+        "partSize": reply.part_size, "partCount": reply.part_count,
+        "checksumAlgorithm": _ALGORITHM_NAME.get(reply.checksum_algorithm),
+        "storedParts": [{"partNumber": part.part_number, "size": part.size,
+                         "etag": part.etag, "checksum": part.checksum or None}
+                        for part in reply.stored_parts],
+    }
+
+
+@router.post("/files/{file_id}/parts", response_model=RecordPartReply, responses=_ERRORS,
+             summary="Record a part storage accepted")
+async def record_part(file_id: FileIdPath, body: RecordPartBody, backends: BackendsDep,
+                      call: UserCall):
+    await backends.upload.RecordPart(upload_pb2.RecordPartRequest(
+        file_id=file_id, chunk_index=body.partNumber - 1, size=body.size, etag=body.etag,
+        checksum=body.checksum or ""), **call.kwargs)
+    return {"partNumber": body.partNumber}
+
+
+@router.post("/files/{file_id}/complete", response_model=CompleteReply, responses=_ERRORS,
+             summary="Complete the upload (the file is UPLOADED once storage confirms it)")
+async def complete(file_id: FileIdPath, body: CompleteBody, backends: BackendsDep,
+                   call: UserCall):
+    await backends.upload.CompleteUpload(upload_pb2.CompleteUploadRequest(
+        file_id=file_id, upload_id=body.uploadId or "",
+        parts=[upload_pb2.CompletedPart(part_number=part.partNumber, etag=part.etag)
+               for part in body.parts or []],
+        use_recorded_parts=body.parts is None, sha256=body.sha256 or ""), **call.kwargs)
+    return {"fileId": file_id, "state": "COMPLETED"}
+
+
+@router.get("/quota", response_model=QuotaReply, responses=_ERRORS,
+            summary="The caller's storage quota and what counts against it")
+async def quota(backends: BackendsDep, call: UserCall):
+    reply = await backends.upload.GetQuota(upload_pb2.GetQuotaRequest(), **call.kwargs)
+    return {"usedBytes": reply.used_bytes, "uploadingBytes": reply.uploading_bytes,
+            "limitBytes": reply.limit_bytes or None}

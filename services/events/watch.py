@@ -1,0 +1,228 @@
+"""Live file status for WatchFileEvents: one Redis subscription per process, fanned out to
+the streams of this process's callers.
+
+The upload coordinator publishes every status change on its owner's channel
+(services/common/file_events.py). This hub, a server worker, subscribes once to every
+user's channel (PSUBSCRIBE) and hands each change to the streams of that user open here. So
+a change made anywhere (any upload replica, its reaper) reaches a stream open on any events
+replica, and a stream only ever receives its own user's channel.
+
+Pub/sub keeps nothing: when the hub's connection to Redis breaks, changes may be missed, so
+every open stream is ended (its client reconnects and re-lists), and new streams are refused
+with UNAVAILABLE until the hub is subscribed again.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import redis
+
+from services.common.errors import ResourceExhausted, Unavailable
+from services.common.file_events import CHANNEL_PATTERN, FileStatusChange, \
+    MalformedFileEvent, user_of_channel
+
+log = logging.getLogger(__name__)
+
+# Changes waiting for one slow stream; beyond this the stream is ended (its client re-lists).
+MAX_PENDING_PER_STREAM = 1000
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
+# How long a new stream waits for the hub to be subscribed before it is refused.
+READY_WAIT_SECONDS = 2.0
+FEED_DOWN = "live file status is unavailable right now; retry shortly"
+INTERRUPTED = "live file status was interrupted; reconnect"
+
+
+@dataclass(frozen=True)
+class StreamEnded:
+    """Put on a stream's queue to end it; `reason` is what its caller is told."""
+
+    reason: str
+
+
+class Subscription:
+    """The changes for one stream, in order. `next()` waits for one."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self._queue: queue.Queue[FileStatusChange | StreamEnded] = queue.Queue(
+            maxsize=MAX_PENDING_PER_STREAM + 1)
+        self._closed = threading.Event()
+
+    def next(self, timeout: float) -> FileStatusChange | StreamEnded | None:
+        """The next change, a StreamEnded, or None when `timeout` passed without either."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def deliver(self, change: FileStatusChange) -> bool:
+        """False when the stream is too far behind (it is ended instead)."""
+        if self._queue.qsize() >= MAX_PENDING_PER_STREAM:
+            self.end("this stream fell behind; reconnect")
+            return False
+        self._queue.put_nowait(change)
+        return True
+
+    def end(self, reason: str) -> None:
+        """Wakes the stream to end it; the first reason wins, later calls do nothing."""
+        if not self._closed.is_set():
+            self._closed.set()
+            try:
+                self._queue.put_nowait(StreamEnded(reason))
+            except queue.Full:  # deliver() keeps a slot free for this
+                pass
+
+    @property
+    def ended(self) -> bool:
+        return self._closed.is_set()
+
+
+class FileEventHub:
+    """A server worker (start/stop) that fans the file-events channels out to
+    subscriptions. `subscribe()` is what each WatchFileEvents call holds."""
+
+    def __init__(self, client: redis.Redis, *, max_streams: int) -> None:
+        self._redis = client
+        self._max_streams = max_streams
+        self._lock = threading.Lock()
+        self._by_user: dict[str, set[Subscription]] = {}
+        self._count = 0
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- worker ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="file-events", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._interrupt("the server is stopping; reconnect")
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._redis.close()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once subscribed to Redis (for callers that start the hub and must know)."""
+        return self._ready.wait(timeout)
+
+    # -- streams -----------------------------------------------------------------------
+
+    @contextmanager
+    def subscribe(self, user_id: str) -> Iterator[Subscription]:
+        """A subscription to `user_id`'s changes for the block: live from the moment it is
+        returned. Unavailable while the hub is not subscribed to Redis; ResourceExhausted
+        when this process already serves max_streams."""
+        # Just started, or resubscribing after a blip: worth a short wait before refusing.
+        self._ready.wait(READY_WAIT_SECONDS)
+        subscription = Subscription(user_id)
+        with self._lock:  # the same lock _interrupt holds: no stream slips past an outage
+            if not self._ready.is_set():
+                raise Unavailable(FEED_DOWN, reason="FILE_EVENTS_UNAVAILABLE")
+            if self._count >= self._max_streams:
+                raise ResourceExhausted("this server holds as many event streams as it may; "
+                                        "retry", reason="TOO_MANY_STREAMS")
+            self._by_user.setdefault(user_id, set()).add(subscription)
+            self._count += 1
+        try:
+            yield subscription
+        finally:
+            subscription.end("closed")
+            with self._lock:
+                streams = self._by_user.get(user_id)
+                if streams is not None and subscription in streams:
+                    streams.discard(subscription)
+                    self._count -= 1
+                    if not streams:
+                        del self._by_user[user_id]
+
+    @property
+    def open_streams(self) -> int:
+        with self._lock:
+            return self._count
+
+    def streams_of(self, user_id: str) -> int:
+        with self._lock:
+            return len(self._by_user.get(user_id, ()))
+
+    def _dispatch(self, channel: str, data: str) -> None:
+        user_id = user_of_channel(channel)
+        if user_id is None:
+            return
+        with self._lock:
+            streams = list(self._by_user.get(user_id, ()))
+        if not streams:
+            return  # nobody here watches this user: the usual case, kept cheap
+        try:
+            change = FileStatusChange.from_json(data)
+        except MalformedFileEvent as exc:
+            log.warning("ignoring a malformed message on %s: %s", channel, exc)
+            return
+        for subscription in streams:
+            subscription.deliver(change)
+
+    def _interrupt(self, reason: str, *, still_ready: bool = False) -> None:
+        """Ends every open stream (changes may have been missed) and, unless
+        `still_ready`, refuses new ones until the hub is subscribed again."""
+        with self._lock:
+            if not still_ready:
+                self._ready.clear()
+            streams = [s for subscriptions in self._by_user.values() for s in subscriptions]
+        for subscription in streams:
+            subscription.end(reason)
+
+    # -- the Redis side ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            pubsub = self._redis.pubsub()
+            try:
+                pubsub.psubscribe(CHANNEL_PATTERN)
+                while not self._stopping.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "psubscribe":
+                        if self._ready.is_set():
+                            # Re-subscribed after a reconnection we did not see: changes may
+                            # have been missed in between.
+                            self._interrupt(INTERRUPTED, still_ready=True)
+                        self._ready.set()
+                        failures = 0
+                        log.info("watching file status changes on %s", CHANNEL_PATTERN)
+                    elif message["type"] == "pmessage":
+                        self._dispatch(message["channel"], message["data"])
+            except redis.RedisError as exc:
+                was_ready = self._ready.is_set()
+                self._interrupt(INTERRUPTED)
+                delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+                failures += 1
+                (log.warning if was_ready or failures == 1 else log.debug)(
+                    "file status feed lost (%s); resubscribing in %.1f s",
+                    type(exc).__name__, delay)
+                self._stopping.wait(delay)
+            except Exception:  # noqa: BLE001 - a bug must not end live status for good
+                self._interrupt(INTERRUPTED)
+                log.exception("file status feed crashed; resubscribing")
+                self._stopping.wait(RECONNECT_DELAYS[-1])
+            finally:
+                try:
+                    pubsub.close()
+                except redis.RedisError:
+                    pass
+
+
+def feed_client(url: str) -> redis.Redis:
+    """The hub's Redis client: no read timeout of its own (get_message waits with one),
+    keepalive and a periodic PING so a dead connection is noticed."""
+    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5,
+                                socket_keepalive=True, health_check_interval=15)

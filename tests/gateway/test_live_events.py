@@ -1,0 +1,202 @@
+"""GET /api/v2/events: live file status as Server-Sent Events, through the gateway, from
+an events replica that is not the one handling storage's events (so the change reaches it
+through Redis, as with several replicas in production)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Iterator
+
+import httpx
+import jwt
+import pytest
+
+from gateway.settings import GatewaySettings
+from services.events.watch import FileEventHub
+from tests.conftest import settings_for, wait_until
+from tests.fixtures.gateway import serve_gateway
+
+from .conftest import PART_SIZE, put_part, sign_up, start_upload, upload_file
+
+EVENTS = "/api/v2/events"
+
+
+class SseStream:
+    """An open GET /api/v2/events, read by a thread of its own as EventSource would."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self._context = client.stream("GET", EVENTS, timeout=httpx.Timeout(30, read=None))
+        self.response = self._context.__enter__()
+        self.events: list[tuple[str, dict]] = []
+        self.comments: list[str] = []
+        self.ended = threading.Event()
+        if self.response.status_code == 200:
+            threading.Thread(target=self._read, daemon=True).start()
+        else:
+            self.response.read()
+            self.ended.set()
+
+    def _read(self) -> None:
+        name, data = "message", []
+        try:
+            for line in self.response.iter_lines():
+                if line.startswith(":"):
+                    self.comments.append(line[1:].strip())
+                elif line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif line == "" and data:
+                    self.events.append((name, json.loads("\n".join(data))))
+                    name, data = "message", []
+        except (httpx.HTTPError, RuntimeError):
+            pass  # closed by the test
+        finally:
+            self.ended.set()
+
+    def saw(self, file_id: str, status: str) -> bool:
+        return any(name == "file" and data["fileId"] == file_id and data["status"] == status
+                   for name, data in list(self.events))
+
+    def close(self) -> None:
+        self._context.__exit__(None, None, None)
+        self.ended.wait(10)
+
+
+@pytest.fixture
+def open_stream() -> Iterator:
+    opened: list[SseStream] = []
+
+    def open_(client: httpx.Client) -> SseStream:
+        opened.append(SseStream(client))
+        return opened[-1]
+
+    yield open_
+    for stream in opened:
+        stream.close()
+
+
+@pytest.fixture
+def streams_only_replica(start_processor, quiet_bucket, upload_address):
+    """An events replica that takes no storage events (no queue, no reconciling): it only
+    serves streams, so what they show came through Redis."""
+    return start_processor(sqs_queue_url=None, s3_bucket=quiet_bucket,
+                           upload_service_addr=upload_address,
+                           reconcile_interval_seconds=3600)
+
+
+@pytest.fixture
+def gateway_on_replica(gateway_settings, streams_only_replica) -> Iterator[str]:
+    settings = gateway_settings.model_copy(update={
+        "events_service_addr": f"127.0.0.1:{streams_only_replica.handle.port}",
+        "sse_heartbeat_seconds": 1})
+    with serve_gateway(settings) as url:
+        yield url
+
+
+def new_user(url: str) -> httpx.Client:
+    client = httpx.Client(base_url=url, timeout=60)
+    assert sign_up(client).status_code == 200
+    return client
+
+
+def user_id_of(client: httpx.Client) -> str:
+    token = client.cookies["access_token"]
+    return jwt.decode(token, options={"verify_signature": False})["sub"]
+
+
+def test_a_browser_sees_uploaded_within_a_second_of_the_storage_event(
+        gateway_on_replica, open_stream):
+    client = new_user(gateway_on_replica)
+    stream = open_stream(client)
+    assert stream.response.status_code == 200
+    assert stream.response.headers["content-type"].startswith("text/event-stream")
+    assert stream.response.headers["cache-control"] == "no-cache"
+    data = bytes(PART_SIZE + 10)
+    file_id, started = start_upload(client, data, name="live.bin")
+    wait_until(lambda: stream.saw(file_id, "UPLOADING"), what="the UPLOADING event")
+    parts = []
+    for index, url in enumerate(started["presignedUrls"]):
+        part = data[index * PART_SIZE:(index + 1) * PART_SIZE]
+        etag = put_part(url, part)
+        assert client.post("/api/files/record-chunk", json={
+            "file_id": file_id, "chunk_index": index, "size": str(len(part)),
+            "etag": etag.strip('"')}).status_code == 200
+        parts.append({"ETag": etag, "PartNumber": index + 1})
+
+    # Storage sends its event while completing the upload: the second starts before that.
+    sent = time.monotonic()
+    completed = client.post("/api/files/complete-upload", json={
+        "uploadId": started["uploadId"], "fileId": file_id, "parts": parts})
+    assert completed.status_code == 200, completed.text
+    wait_until(lambda: stream.saw(file_id, "UPLOADED"),
+               timeout=max(1.0 - (time.monotonic() - sent), 0.0), interval=0.01,
+               what="UPLOADED on the event stream within a second of the storage event")
+
+    [(_, event)] = [(n, d) for n, d in stream.events if d["status"] == "UPLOADED"]
+    assert event["size"] == len(data) and event["at"].endswith("Z")
+    assert client.get("/api/files/list").json()["files"][0]["status"] == "UPLOADED"
+
+
+def test_another_users_changes_never_reach_a_stream(gateway_on_replica, open_stream):
+    alice, bob = new_user(gateway_on_replica), new_user(gateway_on_replica)
+    alices_stream, bobs_stream = open_stream(alice), open_stream(bob)
+    alices, _ = upload_file(alice, b"alice's")
+    bobs, _ = upload_file(bob, b"bob's")
+    wait_until(lambda: alices_stream.saw(alices, "UPLOADED") and bobs_stream.saw(bobs, "UPLOADED"),
+               timeout=30, what="both uploads confirmed")
+    assert {data["fileId"] for _, data in alices_stream.events} == {alices}
+    assert {data["fileId"] for _, data in bobs_stream.events} == {bobs}
+
+
+def test_a_quiet_stream_carries_heartbeat_comments(gateway_on_replica, open_stream):
+    stream = open_stream(new_user(gateway_on_replica))
+    wait_until(lambda: stream.comments.count("keepalive") >= 2, what="keepalive comments")
+    assert stream.comments[0] == "live" and stream.events == []
+
+
+def test_a_browser_going_away_ends_the_backend_subscription(gateway_on_replica,
+                                                            streams_only_replica, open_stream):
+    hub = next(w for w in streams_only_replica.handle.workers if isinstance(w, FileEventHub))
+    client = new_user(gateway_on_replica)
+    user_id = user_id_of(client)
+    stream = open_stream(client)
+    assert hub.streams_of(user_id) == 1
+    stream.close()
+    wait_until(lambda: hub.streams_of(user_id) == 0, what="the backend stream to end")
+
+
+def test_not_signed_in_is_401_and_a_down_events_service_is_503(gateway_settings, api_client,
+                                                               open_stream):
+    response = api_client().get(EVENTS)
+    assert response.status_code == 401 and "not signed in" in response.json()["error"]
+    settings = gateway_settings.model_copy(update={"events_service_addr": "127.0.0.1:9"})
+    with serve_gateway(settings) as url:
+        client = new_user(url)
+        stream = open_stream(client)
+        assert stream.response.status_code == 503
+        assert stream.response.headers["retry-after"]
+        assert "error" in stream.response.json()
+
+
+def test_the_stream_ends_when_its_time_is_up(gateway_settings,
+                                             streams_only_replica, open_stream):
+    settings = gateway_settings.model_copy(update={
+        "events_service_addr": f"127.0.0.1:{streams_only_replica.handle.port}",
+        "sse_max_stream_seconds": 2})
+    with serve_gateway(settings) as url:
+        stream = open_stream(new_user(url))
+        assert stream.response.status_code == 200
+        assert stream.ended.wait(30), "the stream outlived sse_max_stream_seconds"
+
+
+def test_the_route_is_documented_as_an_event_stream(api_client):
+    operation = api_client().get("/openapi.json").json()["paths"][EVENTS]["get"]
+    assert "text/event-stream" in operation["responses"]["200"]["content"]
+
+
+def test_gateway_settings_bound_the_stream(common_settings):
+    with pytest.raises(ValueError):
+        settings_for(GatewaySettings, common_settings, sse_heartbeat_seconds=0)
+    assert settings_for(GatewaySettings, common_settings).sse_heartbeat_seconds == 15

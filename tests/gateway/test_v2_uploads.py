@@ -1,0 +1,169 @@
+"""The `/api/v2` upload routes over real HTTP against the real services: create, URLs in
+batches signed for each part's checksum, record, resume, complete, the file with its
+whole-file checksum, the quota (413 when exceeded), and the OpenAPI document. v1's
+get-upload-urls keeps its exact shape."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import uuid
+
+import httpx
+import pytest
+
+from .conftest import listed, wait_until_uploaded
+
+MIB = 1024 * 1024
+TIB = 1024 ** 4
+
+
+def b64_sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def create(client: httpx.Client, size: int, **extra) -> httpx.Response:
+    return client.post("/api/v2/files", json={"fileName": "v2.bin", "size": size, **extra})
+
+
+def send(client: httpx.Client, file_id: str, data: bytes, part_size: int,
+         numbers: list[int]) -> None:
+    pieces = {n: data[(n - 1) * part_size:n * part_size] for n in numbers}
+    urls = client.post(f"/api/v2/files/{file_id}/part-urls", json={
+        "first_part": numbers[0], "last_part": numbers[-1],
+        "checksums": [b64_sha256(pieces[n]) for n in numbers]})
+    assert urls.status_code == 200, urls.text
+    for entry in urls.json()["parts"]:
+        number = entry["partNumber"]
+        assert entry["headers"] == {"x-amz-checksum-sha256": b64_sha256(pieces[number])}
+        stored = httpx.put(entry["url"], content=pieces[number], timeout=60, headers={
+            "Content-Type": "application/octet-stream", **entry["headers"]})
+        assert stored.status_code == 200, stored.text
+        recorded = client.post(f"/api/v2/files/{file_id}/parts", json={
+            "partNumber": number, "size": len(pieces[number]), "etag": stored.headers["ETag"],
+            "checksum": b64_sha256(pieces[number])})
+        assert recorded.status_code == 200, recorded.text
+        assert recorded.json() == {"partNumber": number}
+
+
+def test_a_v2_upload_from_start_to_download(signed_in):
+    client = signed_in()
+    data = os.urandom(2 * 5 * MIB + 99)
+    digest = hashlib.sha256(data).hexdigest()
+    started = create(client, len(data), mimeType="application/x-test")
+    assert started.status_code == 201, started.text
+    body = started.json()
+    assert set(body) == {"fileId", "uploadId", "partSize", "partCount", "checksumAlgorithm"}
+    assert (body["partSize"], body["partCount"], body["checksumAlgorithm"]) == \
+        (5 * MIB, 3, "SHA256")
+    file_id = body["fileId"]
+
+    send(client, file_id, data, body["partSize"], [1, 2])
+    upload = client.get(f"/api/v2/files/{file_id}/upload")
+    assert upload.status_code == 200, upload.text
+    state = upload.json()
+    assert state["state"] == "RECEIVING_PARTS"
+    assert (state["uploadId"], state["partCount"]) == (body["uploadId"], 3)
+    assert [p["partNumber"] for p in state["storedParts"]] == [1, 2]
+    assert state["storedParts"][0]["checksum"] == b64_sha256(data[:5 * MIB])
+    assert state["file"]["status"] == "UPLOADING" and state["file"]["sha256"] is None
+
+    send(client, file_id, data, body["partSize"], [3])
+    done = client.post(f"/api/v2/files/{file_id}/complete", json={"sha256": digest})
+    assert done.status_code == 200, done.text
+    assert done.json() == {"fileId": file_id, "state": "COMPLETED"}
+
+    entry = wait_until_uploaded(client, file_id)
+    assert "sha256" not in entry  # v1's list keeps its exact shape
+    file = client.get(f"/api/v2/files/{file_id}").json()["file"]
+    assert (file["sha256"], file["size"], file["status"]) == (digest, len(data), "UPLOADED")
+    url = client.post("/api/files/get-download-url", json={"s3_key": file["s3Key"]})
+    assert httpx.get(url.json()["url"], timeout=60).content == data
+
+
+def test_a_5_tib_upload_starts_within_an_unlimited_quota_only(signed_in):
+    """The test stack's quota is the default 100 GiB: 5 TiB is refused with 413 before
+    storage is asked for anything; the 5 TiB arithmetic itself is in the upload tests."""
+    client = signed_in()
+    refused = create(client, 5 * TIB)
+    assert refused.status_code == 413
+    assert set(refused.json()) == {"error"}
+    assert "storage quota exceeded" in refused.json()["error"]
+    too_big = create(client, 5 * TIB + 1)
+    assert too_big.status_code == 400 and "exceeds the limit" in too_big.json()["error"]
+
+
+def test_the_quota_route_and_v1_413(signed_in):
+    client = signed_in()
+    quota = client.get("/api/v2/quota")
+    assert quota.status_code == 200
+    assert quota.json() == {"usedBytes": 0, "uploadingBytes": 0,
+                            "limitBytes": 100 * 1024 * MIB}
+    # A declared 99.5 GiB (nothing sent) leaves less room than v1's 1 GiB file needs.
+    assert create(client, 199 * 512 * MIB).status_code == 201
+    assert client.get("/api/v2/quota").json()["usedBytes"] == 199 * 512 * MIB
+    v1 = client.post("/api/files/get-upload-urls", json={
+        "file_id": str(uuid.uuid4()), "file_name": "big", "file_type": "",
+        "file_size": str(1024 * MIB)})
+    assert v1.status_code == 413
+    assert v1.json()["success"] is False and "quota" in v1.json()["error"]
+
+
+def test_v1_get_upload_urls_keeps_its_exact_shape(signed_in):
+    client = signed_in()
+    reply = client.post("/api/files/get-upload-urls", json={
+        "file_id": str(uuid.uuid4()), "file_name": "a", "file_type": "",
+        "file_size": str(11 * MIB)})
+    assert reply.status_code == 200
+    assert set(reply.json()) == {"success", "presignedUrls", "uploadId"}
+    assert len(reply.json()["presignedUrls"]) == 3  # every URL at once, 5 MiB parts
+
+
+@pytest.mark.parametrize("body,status,message", [
+    ({"fileName": "x"}, 400, "missing fields: size"),
+    ({"fileName": "x", "size": "12"}, 400, "size"),
+    ({"fileName": "x", "size": -1}, 400, "size"),
+    ({"fileName": "x", "size": 1, "checksumAlgorithm": "MD5"}, 400, "checksumAlgorithm"),
+    ({"fileName": "x", "size": 1, "fileId": "nope"}, 400, "file_id must be a UUID"),
+    ({"fileName": "x", "size": 1, "sha256": "abc"}, 400, "sha256 must be 64"),
+    ({"fileName": "", "size": 1}, 400, "file_name is required"),
+    ({"fileName": "x", "size": 1, "extra": 1}, 400, "unknown fields: extra"),
+])
+def test_bad_creations_are_400_naming_the_problem(signed_in, body, status, message):
+    response = signed_in().post("/api/v2/files", json=body)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+
+
+def test_another_users_upload_is_404_and_signing_in_is_required(signed_in, api_client):
+    alice, bob = signed_in(), signed_in()
+    file_id = create(alice, 10).json()["fileId"]
+    for path in (f"/api/v2/files/{file_id}", f"/api/v2/files/{file_id}/upload"):
+        assert bob.get(path).status_code == 404
+        assert bob.get(path).json() == {"error": "file not found"}
+        assert api_client().get(path).status_code == 401
+    assert bob.post(f"/api/v2/files/{file_id}/complete", json={}).status_code == 404
+    assert bob.post(f"/api/v2/files/{file_id}/parts", json={
+        "partNumber": 1, "size": 10, "etag": "e"}).status_code == 404
+    assert api_client().get("/api/v2/quota").status_code == 401
+    assert listed(alice, file_id)["status"] == "UPLOADING"
+
+
+def test_completing_with_parts_missing_is_409(signed_in):
+    client = signed_in()
+    file_id = create(client, 10).json()["fileId"]
+    response = client.post(f"/api/v2/files/{file_id}/complete", json={})
+    assert response.status_code == 409
+    assert "parts not recorded yet: 1" in response.json()["error"]
+
+
+def test_the_v2_routes_are_documented(api_client):
+    paths = api_client().get("/openapi.json").json()["paths"]
+    for path, method in [("/api/v2/files", "post"), ("/api/v2/files/{file_id}", "get"),
+                         ("/api/v2/files/{file_id}/upload", "get"),
+                         ("/api/v2/files/{file_id}/parts", "post"),
+                         ("/api/v2/files/{file_id}/complete", "post"),
+                         ("/api/v2/quota", "get")]:
+        operation = paths[path][method]
+        assert "422" not in operation["responses"]
+        assert {"400", "401", "413"} <= set(operation["responses"]), path

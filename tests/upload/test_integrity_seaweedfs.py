@@ -1,0 +1,118 @@
+"""Integrity against a store that checks it: SeaweedFS (started for this session with
+credentials of its own) verifies every presigned request's signature and expiry and every
+part's checksum, which moto does not. A corrupted part is refused by storage itself; so is
+a URL that was tampered with or has expired; a whole v2 upload goes through and completes
+with its part checksums."""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Iterator
+
+import pytest
+
+from dropfile.upload.v1 import upload_pb2
+from services.upload.checksums import ChecksumAlgorithm
+from services.upload.settings import UploadSettings
+from services.upload.storage import Storage
+from tests.conftest import settings_for
+from tests.fixtures.stores import S3Store, aws_credentials, seaweedfs  # noqa: F401
+
+from .helpers import MIB, RunningUpload, running_upload_server
+from .v2_helpers import CRC32C, complete, create, part_urls, put, send_parts, sha256_b64
+
+
+@pytest.fixture(scope="session")
+def on_seaweedfs(common_settings, seaweedfs: S3Store, redis_url) -> Iterator[RunningUpload]:
+    bucket = seaweedfs.bucket()
+    settings = settings_for(UploadSettings, common_settings, s3_bucket=bucket,
+                            aws_endpoint_url=seaweedfs.endpoint, user_quota_bytes=0)
+    with aws_credentials(seaweedfs.access_key, seaweedfs.secret_key), \
+            running_upload_server(settings) as running:
+        yield running
+
+
+def error_code(response) -> str:
+    text = response.text
+    return text.split("<Code>", 1)[1].split("</Code>", 1)[0] if "<Code>" in text else text
+
+
+def test_a_corrupted_part_is_refused_by_storage(on_seaweedfs, alice):
+    api = on_seaweedfs.stub
+    upload = create(api, alice, 64 * 1024)
+    [part] = part_urls(api, alice, upload, 1, 1).values()
+    corrupted = bytearray(upload.part(1))
+    corrupted[1234] ^= 0x01  # one bit flipped on the way
+
+    refused = put(part, bytes(corrupted))
+    assert refused.status_code == 400 and error_code(refused) == "BadDigest", refused.text
+    # Nor can the client swap in a checksum of the corrupted bytes: the header is signed.
+    swapped = put(upload_pb2.PartUrl(part_number=1, url=part.url, headers={
+        "x-amz-checksum-sha256": sha256_b64(bytes(corrupted))}), bytes(corrupted))
+    assert swapped.status_code == 403 and error_code(swapped) == "SignatureDoesNotMatch"
+    # Without the header at all: refused too.
+    bare = put(upload_pb2.PartUrl(part_number=1, url=part.url), upload.part(1))
+    assert bare.status_code == 403
+
+    state = api.GetUpload(upload_pb2.GetUploadRequest(file_id=upload.file_id),
+                          metadata=alice.metadata)
+    assert list(state.stored_parts) == []  # nothing of it was kept
+    assert put(part, upload.part(1)).status_code == 200  # the intact bytes go through
+
+
+def test_a_tampered_url_is_refused(on_seaweedfs, alice):
+    api = on_seaweedfs.stub
+    upload = create(api, alice, 2 * 64 * 1024)
+    urls = part_urls(api, alice, upload, 1, 1)
+    url = urls[1].url
+    for tampered in (url.replace("partNumber=1", "partNumber=2"),
+                     url.replace("X-Amz-Expires=3600", "X-Amz-Expires=604800"),
+                     url[:-4] + ("0000" if not url.endswith("0000") else "1111")):
+        response = put(upload_pb2.PartUrl(part_number=1, url=tampered,
+                                          headers=dict(urls[1].headers)), upload.part(1))
+        assert response.status_code == 403, response.text
+        assert error_code(response) in ("SignatureDoesNotMatch", "AccessDenied")
+
+
+def test_an_expired_url_is_refused(on_seaweedfs, seaweedfs, alice):
+    """Presigned by the coordinator's own Storage, for one second."""
+    api = on_seaweedfs.stub
+    upload = create(api, alice, 1000)
+    with aws_credentials(seaweedfs.access_key, seaweedfs.secret_key):
+        storage = Storage(seaweedfs.client(), on_seaweedfs.settings.s3_bucket)
+        url = storage.presign_part(f"users/{alice.user_id}/{upload.file_id}",
+                                   upload_id=upload.upload_id, part_number=1, ttl=1,
+                                   checksum=(ChecksumAlgorithm.SHA256, upload.checksum(1)))
+    time.sleep(2)
+    response = put(upload_pb2.PartUrl(part_number=1, url=url, headers={
+        "x-amz-checksum-sha256": upload.checksum(1)}), upload.part(1))
+    assert response.status_code == 403
+    assert "expired" in response.text.lower()
+
+
+def test_a_whole_v2_upload_completes_with_its_checksums(on_seaweedfs, seaweedfs, alice):
+    api = on_seaweedfs.stub
+    data = os.urandom(5 * MIB + 4321)
+    upload = create(api, alice, data)
+    send_parts(api, alice, upload, [2, 1])
+    complete(api, alice, upload, sha256=hashlib.sha256(data).hexdigest())
+    stored = seaweedfs.client().get_object(Bucket=on_seaweedfs.settings.s3_bucket,
+                                           Key=f"users/{alice.user_id}/{upload.file_id}")
+    assert stored["Body"].read() == data
+
+
+def test_crc32c_part_checksums_are_verified_too(on_seaweedfs, seaweedfs, alice):
+    api = on_seaweedfs.stub
+    data = os.urandom(100_000)
+    upload = create(api, alice, data, algorithm=CRC32C)
+    assert upload.reply.checksum_algorithm == CRC32C
+    [part] = part_urls(api, alice, upload, 1, 1).values()
+    assert set(part.headers) == {"x-amz-checksum-crc32c"}
+    refused = put(part, data[:-1] + bytes([data[-1] ^ 0xFF]))
+    assert refused.status_code == 400 and error_code(refused) == "BadDigest", refused.text
+    send_parts(api, alice, upload, [1])
+    complete(api, alice, upload)
+    stored = seaweedfs.client().get_object(Bucket=on_seaweedfs.settings.s3_bucket,
+                                           Key=f"users/{alice.user_id}/{upload.file_id}")
+    assert stored["Body"].read() == data
