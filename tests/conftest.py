@@ -80,11 +80,11 @@ def db_engine(database_url):
     engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def redis_url():
-    """A Redis database number no other test run holds (claimed with a lease in db 0)."""
+def leased_redis_db(indexes):
+    """Yields the URL of the first Redis database among `indexes` that no other test run
+    holds (claimed with a lease in db 0), emptied before and after."""
     admin = redis.Redis.from_url(f"{REDIS_BASE_URL}/0")
-    for index in range(1, 16):
+    for index in indexes:
         lease = f"dropfile:test-lease:{index}"
         if admin.set(lease, os.getpid(), nx=True, ex=3 * 3600):
             url = f"{REDIS_BASE_URL}/{index}"
@@ -94,6 +94,12 @@ def redis_url():
             admin.delete(lease)
             return
     pytest.fail("no free Redis database (1-15) for this test run")
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A Redis database of this run's own."""
+    yield from leased_redis_db(range(1, 16))
 
 
 @pytest.fixture(scope="session")

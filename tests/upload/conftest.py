@@ -3,7 +3,6 @@ event processor elsewhere in the session confirms our uploads behind our back) a
 Redis database of its own (so FLUSHDB here disturbs nobody). Same PostgreSQL database."""
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from typing import Iterator
@@ -12,7 +11,7 @@ import pytest
 import redis
 
 from services.upload.settings import UploadSettings
-from tests.conftest import REDIS_BASE_URL, settings_for
+from tests.conftest import leased_redis_db, settings_for
 
 from .helpers import RunningUpload, running_upload_server
 
@@ -28,19 +27,8 @@ def isolated_bucket(s3) -> str:
 def isolated_redis_url(redis_url) -> Iterator[str]:
     """A Redis database no other run holds (leases as tests/conftest.py does, from the top
     down, so it does not take the one the session fixture would)."""
-    admin = redis.Redis.from_url(f"{REDIS_BASE_URL}/0")
-    for index in range(15, 0, -1):
-        if f"{REDIS_BASE_URL}/{index}" == redis_url:
-            continue
-        lease = f"dropfile:test-lease:{index}"
-        if admin.set(lease, os.getpid(), nx=True, ex=3 * 3600):
-            url = f"{REDIS_BASE_URL}/{index}"
-            redis.Redis.from_url(url).flushdb()
-            yield url
-            redis.Redis.from_url(url).flushdb()
-            admin.delete(lease)
-            return
-    pytest.fail("no free Redis database (1-15) for the upload tests")
+    taken = int(redis_url.rsplit("/", 1)[1])
+    yield from leased_redis_db(i for i in range(15, 0, -1) if i != taken)
 
 
 @pytest.fixture(scope="session")
