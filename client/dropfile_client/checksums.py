@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import queue
 import threading
 
 from .errors import DropfileError
@@ -65,13 +66,28 @@ class FileHasher:
 
 
 class Sha256Writer:
-    """Counts and hashes what is written through it (a download being saved)."""
+    """Hashes what is written through it (a download being saved) on a thread of its own:
+    hashlib releases the GIL, so hashing overlaps the network reads instead of following
+    each of them. `close()` (or `hexdigest()`) ends the thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, depth: int = 8) -> None:
         self._digest = hashlib.sha256()
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            self._digest.update(block)
 
     def update(self, block: bytes) -> None:
-        self._digest.update(block)
+        self._blocks.put(block)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._blocks.put(None)
+            self._thread.join()
 
     def hexdigest(self) -> str:
+        self.close()
         return self._digest.hexdigest()

@@ -65,9 +65,10 @@ def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise DropfileError(f"cannot write in {directory}: {exc.strerror or exc}") from None
+    digest = None
     try:
         written = 0
-        digest = Sha256Writer()
+        digest = Sha256Writer() if sha256 else None
         with os.fdopen(fd, "wb") as out, storage_client(connections=1,
                                                         transport=transport) as http:
             try:
@@ -78,7 +79,8 @@ def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
                                            f"{storage_reason(response)}")
                     for block in response.iter_bytes(BLOCK_SIZE):
                         out.write(block)
-                        digest.update(block)
+                        if digest:
+                            digest.update(block)
                         written += len(block)
                         if on_progress:
                             on_progress(written, size)
@@ -89,7 +91,7 @@ def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
             os.fsync(out.fileno())
         if written != size:
             raise StorageError(f"download incomplete: got {written} of {size} bytes")
-        if sha256 and digest.hexdigest() != sha256.lower():
+        if digest and digest.hexdigest() != sha256.lower():
             raise ChecksumMismatch(f"download corrupted: its SHA-256 is {digest.hexdigest()}, "
                                    f"not the uploaded file's {sha256.lower()}; nothing was "
                                    "saved")
@@ -97,6 +99,9 @@ def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    finally:
+        if digest:
+            digest.close()
 
 
 def _move_into_place(temporary: Path, target: Path, *, overwrite: bool) -> None:
