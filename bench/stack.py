@@ -155,6 +155,8 @@ class BenchStack:
                and k not in ("PRIVATE_KEY", "PUBLIC_KEY", "SERVICE_TOKEN", "MAX_FILE_SIZE_BYTES",
                              "USER_QUOTA_BYTES")}
         env.update({"DROPFILE_ENV": "development", "PYTHONUNBUFFERED": "1",
+                    # As the image and `make run` set it: bounds glibc's per-thread arenas.
+                    "MALLOC_ARENA_MAX": "2",
                     "DROPFILE_KEYS_DIR": str(self._state / "keys"),
                     "AWS_EC2_METADATA_DISABLED": "true",
                     # The bench's own modules (floor, loadgen) run from the checkout.

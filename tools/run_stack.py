@@ -194,6 +194,8 @@ def start_stack(children: Children) -> str:
                                    "postgresql://postgres@127.0.0.1:5432/dropfile"))
     run_step("database migration", [sys.executable, "-m", "alembic", "upgrade", "head"])
     run_step("storage setup", [sys.executable, "-m", "services.setup"])
+    # glibc keeps one malloc arena per worker thread; two bound the services' memory.
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     for name, argv in SERVICES:
         children.start(name, argv)
     url = f"http://127.0.0.1:{ports['gateway']}"
