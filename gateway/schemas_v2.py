@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, Strict
 
-from .schemas import INT32_MAX, INT64_MAX, RequestBody, Text
+from .schemas import INT32_MAX, INT64_MAX, FileEntry, RequestBody, Text
 
 ByteSize = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX)]
 PartNumber = Annotated[int, Strict(), Field(ge=1, le=INT32_MAX)]
@@ -38,14 +38,9 @@ class CreateUploadReply(BaseModel):
     checksumAlgorithm: Algorithm
 
 
-class FileV2(BaseModel):
-    fileId: str
-    fileName: str
-    mimeType: str
-    size: int
-    s3Key: str
-    status: str = Field(description='"UPLOADING", "UPLOADED" or "FAILED"')
-    createdAt: str = Field(description="ISO 8601, UTC")
+class FileV2(FileEntry):
+    """A v1 file entry plus the whole file's checksum."""
+
     sha256: str | None = Field(description="Hex SHA-256 of the whole file, as its uploader "
                                            "declared it; check downloads against it")
 
