@@ -1,12 +1,15 @@
-"""PostgreSQL engine and sessions. Pooled connections are checked before use, so a
-database restart costs one failed ping, not a failed request."""
+"""PostgreSQL engine and sessions. Pooled connections are checked before use (a ping),
+so a database restart costs one failed ping, not a failed request; a hot path may skip
+the ping and retry its statement once on a connection found dead instead
+(`retry_on_dropped_connection`)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
@@ -22,21 +25,38 @@ def sqlalchemy_url(uri: str) -> str:
     return uri
 
 
-def make_engine(uri: str, *, pool_size: int = 10, isolation_level: str | None = None) -> Engine:
+T = TypeVar("T")
+
+
+def make_engine(uri: str, *, pool_size: int = 10, isolation_level: str | None = None,
+                pre_ping: bool = True) -> Engine:
     """`isolation_level="AUTOCOMMIT"` makes an engine for single-statement writes: set once
     per connection, where `execution_options` would set and reset it (two extra round
-    trips) on every checkout."""
+    trips) on every checkout. `pre_ping=False` saves a round trip per checkout; its
+    callers must use `retry_on_dropped_connection`."""
     options = {"isolation_level": isolation_level} if isolation_level else {}
     return create_engine(
         sqlalchemy_url(uri),
         **options,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
+
+
+def retry_on_dropped_connection(run: Callable[[], T]) -> T:
+    """Runs `run` (an idempotent statement on its own connection) and, when it failed on
+    a connection that turned out dead (the database restarted: SQLAlchemy then discards
+    the pool's connections), once more on a fresh one."""
+    try:
+        return run()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return run()
 
 
 class Database:

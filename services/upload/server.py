@@ -30,7 +30,7 @@ def create_uploads(settings: UploadSettings) -> Uploads:
     # with a connection per worker thread (a smaller pool would open and close a
     # PostgreSQL connection, a new backend process, per call when every worker records).
     autocommit = make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers,
-                             isolation_level="AUTOCOMMIT")
+                             isolation_level="AUTOCOMMIT", pre_ping=False)
     s3 = aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_endpoint,
                     max_pool_connections=max(settings.grpc_max_workers, 10))
     # Presigning is local signing, no request: a client of its own makes URLs for the

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from services.common.db import Database
+from services.common.db import Database, retry_on_dropped_connection
 
 from .models import Chunk, ChunkStatus, File, FileStatus
 from .quota import Usage
@@ -142,14 +142,19 @@ class UploadStore:
 
         The file row is read FOR SHARE, so a concurrent abort either waits for this
         insert or makes it find the file FAILED: no chunk outlives an abort. One statement
-        on an autocommit connection keeps the hot path to a single round trip."""
-        connection = (self._autocommit.connect() if self._autocommit is not None else
-                      self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
-        with connection as conn:
-            return conn.execute(_RECORD_CHUNK, {
-                "file_id": file_id, "user_id": user_id, "upload_id": upload_id,
-                "chunk_index": chunk_index, "size": size, "etag": etag, "checksum": checksum,
-            }).first() is not None
+        on an autocommit connection keeps the hot path to a single round trip (that pool
+        pings no connection before use: the upsert is retried once if it met a dead one)."""
+        values = {"file_id": file_id, "user_id": user_id, "upload_id": upload_id,
+                  "chunk_index": chunk_index, "size": size, "etag": etag, "checksum": checksum}
+
+        def upsert() -> bool:
+            connection = (self._autocommit.connect() if self._autocommit is not None else
+                          self._db.engine.connect().execution_options(
+                              isolation_level="AUTOCOMMIT"))
+            with connection as conn:
+                return conn.execute(_RECORD_CHUNK, values).first() is not None
+
+        return retry_on_dropped_connection(upsert)
 
     def reconcile_chunks(self, *, file_id: uuid.UUID, upload_id: str,
                          upserts: list[Chunk], deletes: list[int]) -> bool:

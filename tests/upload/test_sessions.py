@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import grpc
+from sqlalchemy import text
+
 from dropfile.upload.v1 import upload_pb2
 
-from .helpers import PART, completion, initiate, put_parts, record_parts, running_upload_server
+from .helpers import (PART, completion, error_of, initiate, put_parts, record_parts,
+                      running_upload_server)
 from tests.conftest import settings_for
 
 
@@ -20,33 +24,60 @@ def _record(api, user, upload, index):
 
 
 def test_flushdb_mid_upload_then_record_and_complete_still_work(
-        api, alice, sessions_redis, s3, bucket):
-    upload = initiate(api, alice, 2 * PART + 7)
+        api, alice, sessions_redis, s3, bucket, isolated_settings):
+    upload = initiate(api, alice, 3 * PART + 7)
     put_parts(upload)
     _record(api, alice, upload, 0)
     sessions_redis.flushdb()
-    _record(api, alice, upload, 1)
-    # The session was rebuilt from PostgreSQL on the way.
+    # A coordinator that has not seen this upload (another replica) rebuilds the session
+    # from PostgreSQL, into Redis.
+    with running_upload_server(isolated_settings) as replica:
+        _record(replica.stub, alice, upload, 1)
     session = sessions_redis.hgetall(f"dropfile:upload:{upload.file_id}")
     assert session["user_id"] == alice.user_id and session["upload_id"] == upload.upload_id
     assert sessions_redis.ttl(f"dropfile:upload:{upload.file_id}") > 0
     sessions_redis.flushdb()
+    # The first coordinator remembers the session: no Redis read, nothing rebuilt.
     _record(api, alice, upload, 2)
+    assert not sessions_redis.exists(f"dropfile:upload:{upload.file_id}")
+    _record(api, alice, upload, 3)
     sessions_redis.flushdb()
     api.CompleteUpload(completion(upload), metadata=alice.metadata)
     assert s3.get_object(Bucket=bucket, Key=upload.s3_key)["Body"].read() == upload.data
 
 
-def test_a_wrong_session_is_corrected_from_the_database(api, alice, sessions_redis):
+def test_a_wrong_session_is_corrected_from_the_database(api, alice, sessions_redis,
+                                                        isolated_settings):
     """A session left over from an earlier upload of the same id (or corrupted) must not
     decide: the database's upload id wins and the part is recorded."""
     upload = initiate(api, alice, 10)
     put_parts(upload)
     sessions_redis.hset(f"dropfile:upload:{upload.file_id}", "upload_id", "stale-upload")
-    record_parts(api, alice, upload)
+    # A replica that has not seen the upload reads the wrong session from Redis.
+    with running_upload_server(isolated_settings) as replica:
+        record_parts(replica.stub, alice, upload)
     assert sessions_redis.hget(f"dropfile:upload:{upload.file_id}",
                                "upload_id") == upload.upload_id
     api.CompleteUpload(completion(upload), metadata=alice.metadata)
+
+
+def test_a_session_remembered_by_a_replica_does_not_outlive_an_abort_elsewhere(
+        api, alice, isolated_settings, db_engine):
+    """One coordinator remembers the session; the upload is aborted through another: the
+    first must refuse the next part, not record it on the strength of its memory."""
+    upload = initiate(api, alice, 2 * PART)
+    put_parts(upload)
+    _record(api, alice, upload, 0)
+    with running_upload_server(isolated_settings) as replica:
+        replica.stub.AbortUpload(upload_pb2.AbortUploadRequest(
+            file_id=upload.file_id, upload_id=upload.upload_id), metadata=alice.metadata)
+    err = error_of(_record, api, alice, upload, 1)
+    assert err.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND), \
+        (err.code(), err.details())
+    with db_engine.connect() as conn:
+        recorded = conn.execute(text("SELECT chunk_index FROM chunks WHERE file_id = :id"),
+                                {"id": upload.file_id}).scalars().all()
+    assert 1 not in recorded
 
 
 def test_a_redis_outage_does_not_fail_uploads(common_settings, isolated_bucket, alice, s3,
