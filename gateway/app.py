@@ -11,9 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from services.common.logs import REQUEST_ID_HEADER
 
 from .deps import Backends
-from .errors import UnhandledErrorMiddleware, install_error_handlers
-from .metrics import install_metrics
-from .middleware import BodyLimitMiddleware, RequestIdMiddleware
+from .errors import install_error_handlers
+from .metrics import install_metrics_route
+from .middleware import EdgeMiddleware
 from .routes import auth, events, files, health, v2, v2_uploads
 from .settings import GatewaySettings
 from .static import mount_web_app
@@ -49,11 +49,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     mount_web_app(app)  # the browser app at `/`; it never answers for the API's paths
     _document_400_not_422(app)
 
-    # Added innermost first: CORS sees every response (errors too), then the request id.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
-    app.add_middleware(UnhandledErrorMiddleware)
-    install_metrics(app, settings)  # per-route counts and latency; /metrics in development
-    app.add_middleware(RequestIdMiddleware)
+    install_metrics_route(app, settings)  # /metrics in development
+    # Request id, body limit, last-resort 500, metrics and access log: one layer.
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_request_body_bytes)
+    # Added last, so outermost: CORS sees every response, errors too.
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origin_list,

@@ -1,5 +1,6 @@
 """Every error the gateway answers, shaped in one place: gRPC status -> HTTP status, request
-validation -> 400, unknown routes -> 404/405, anything unexpected -> a generic 500.
+validation -> 400, unknown routes -> 404/405; anything unexpected becomes a generic 500
+in middleware.py.
 
 Bodies follow the v1 contract: `{"error": msg}`, plus `"success": false` on file endpoints.
 No traceback or backend detail (addresses, exception text) ever reaches a response."""
@@ -13,7 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("gateway.errors")
 
@@ -150,31 +150,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
-
-
-class UnhandledErrorMiddleware:
-    """The last line: an exception no handler took is logged with its traceback and
-    answered as a generic 500, so no traceback or internal detail reaches a client."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        response_started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:  # noqa: BLE001 - logged here, never shown to the client
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-            if response_started:
-                return  # too late for a clean answer; the server closes the connection
-            await error_response(scope["path"], 500, INTERNAL_ERROR)(scope, receive, send)

@@ -1,7 +1,10 @@
-"""ASGI middleware of the gateway: the request id every request carries (taken from the
-caller's X-Request-ID when it is sane, made up otherwise; set for logging, passed to
-backends, echoed in the response) with one access-log line per request, and the limit on
-request body size."""
+"""The gateway's one ASGI middleware, around every HTTP request: its request id (taken
+from the caller's X-Request-ID when it is sane, made up otherwise; set for logging,
+passed to backends, echoed in the response), the limit on the request body's size, the
+last-resort answer to an unhandled error, its metrics and its access-log line.
+
+One middleware, not one per concern: each ASGI layer wraps `send` once more for every
+request, and the layers together cost more of the gateway's CPU than the route itself."""
 from __future__ import annotations
 
 import logging
@@ -9,85 +12,90 @@ import re
 import time
 import uuid
 
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.logs import REQUEST_ID_HEADER, log_fields, request_id_var
 
-from .errors import error_response
+from .errors import INTERNAL_ERROR, error_response
+from .metrics import observe_request
 
 BODY_TOO_LARGE = "request body too large"
 
 log = logging.getLogger("gateway.access")
+errors_log = logging.getLogger("gateway.errors")
 
 # Probes hit these every few seconds: their lines would drown the rest at INFO.
 _QUIET_PATHS = {"/healthz", "/readyz"}
 # Request ids end up in logs and gRPC metadata: short, printable, no separators.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
+_REQUEST_ID_HEADER_NAME = REQUEST_ID_HEADER.lower().encode()
 
 
 def request_id_of(scope: Scope) -> str:
-    """The request id RequestIdMiddleware chose (empty outside a request)."""
+    """The request id EdgeMiddleware chose (empty outside a request)."""
     return scope.get("state", {}).get("request_id", "")
 
 
-class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        presented = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        headers = dict(scope["headers"])
+        presented = headers.get(_REQUEST_ID_KEY, b"").decode("latin-1")
         request_id = presented if _SANE_REQUEST_ID.fullmatch(presented) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         request_id_var.set(request_id)
+        encoded_id = request_id.encode("latin-1")
         started = time.perf_counter()
         status = 0
+        received = 0
 
-        async def send_with_request_id(message: Message) -> None:
+        async def edge_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                message["headers"] = [*message.get("headers", ()),
+                                      (_REQUEST_ID_HEADER_NAME, encoded_id)]
             await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_request_id)
-        finally:
-            level = logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO
-            log.log(level, "%s %s %d", scope["method"], scope["path"], status, extra=log_fields(
-                method=scope["method"], path=scope["path"], status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1)))
-
-
-class BodyLimitMiddleware:
-    """Refuses request bodies over `max_bytes` with 413: at once when Content-Length says
-    so, else as soon as the streamed body grows past it (while a route reads it)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await error_response(scope["path"], 413, BODY_TOO_LARGE)(scope, receive, send)
-            return
-        received = 0
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            if received > self.max_body_bytes:
                 # FastAPI passes HTTPExceptions from body reading on to errors.py's handler.
                 raise HTTPException(413, BODY_TOO_LARGE)
             return message
 
-        await self.app(scope, limited_receive, send)
+        try:
+            declared = headers.get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                # Refused at once when Content-Length says so, else while a route reads.
+                await error_response(scope["path"], 413, BODY_TOO_LARGE)(scope, receive,
+                                                                           edge_send)
+            else:
+                await self.app(scope, limited_receive, edge_send)
+        except Exception:  # noqa: BLE001 - logged here, never shown to the client
+            errors_log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            # Once the response has started it is too late for a clean answer: the server
+            # closes the connection.
+            if status == 0:
+                await error_response(scope["path"], 500, INTERNAL_ERROR)(scope, receive,
+                                                                          edge_send)
+        finally:
+            elapsed = time.perf_counter() - started
+            # What the client sees if the app failed before answering: 500.
+            observe_request(scope, status or 500, elapsed)
+            level = logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(level, "%s %s %d", scope["method"], scope["path"], status,
+                        extra=log_fields(method=scope["method"], path=scope["path"],
+                                         status=status,
+                                         duration_ms=round(elapsed * 1000, 1)))

@@ -34,7 +34,7 @@ def main() -> None:
         http="httptools",
         workers=1,
         log_config=None,  # keep the JSON logging configured above
-        access_log=False,  # RequestIdMiddleware logs each request with its id
+        access_log=False,  # EdgeMiddleware logs each request with its id
         server_header=False,
         timeout_graceful_shutdown=10,
     )

@@ -85,6 +85,6 @@ async def refresh(request: Request, response: Response, backends: BackendsDep,
 
 @router.get("/authenticate", response_model=StatusReply, responses=_ERRORS,
             summary="Check that the access token is valid")
-async def authenticate(backends: BackendsDep, call: UserCall):
-    await backends.auth.Authenticate(auth_pb2.AuthenticateRequest(), **call.kwargs)
+async def authenticate(call: UserCall):
+    await call.backends.auth.Authenticate(auth_pb2.AuthenticateRequest(), **call.kwargs)
     return {"status": "Authorized"}

@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 
 from dropfile.events.v1 import events_pb2
 
-from ..deps import BackendsDep, SettingsDep, UserCall
+from ..deps import SettingsDep, UserCall
 from ..errors import error_response, rpc_error_response
 from ..schemas import ErrorReply
 
@@ -86,9 +86,9 @@ async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIter
 
 @router.get("/events", response_class=StreamingResponse, responses=_RESPONSES,
             summary="Live status changes of the caller's files (Server-Sent Events)")
-async def file_events(request: Request, backends: BackendsDep, settings: SettingsDep,
+async def file_events(request: Request, settings: SettingsDep,
                       call: UserCall):
-    stream = backends.events.WatchFileEvents(
+    stream = call.backends.events.WatchFileEvents(
         events_pb2.WatchFileEventsRequest(heartbeat_seconds=settings.sse_heartbeat_seconds),
         metadata=call.metadata, timeout=settings.sse_max_stream_seconds)
     try:

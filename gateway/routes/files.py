@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from dropfile.upload.v1 import upload_pb2
 
-from ..deps import BackendsDep, UserCall
+from ..deps import UserCall
 from ..schemas import (AbortUploadBody, CompleteUploadBody, DeleteFileBody, DownloadUrlBody,
                        DownloadUrlReply, FileErrorReply, FileListReply, MessageReply,
                        RecordChunkBody, SuccessReply, UploadUrlsBody, UploadUrlsReply)
@@ -36,8 +36,8 @@ def _file_entry(file: upload_pb2.File) -> dict:
 
 @router.post("/get-upload-urls", response_model=UploadUrlsReply, responses=_ERRORS,
              summary="Start a multipart upload: one presigned PUT URL per 5 MiB part")
-async def get_upload_urls(body: UploadUrlsBody, backends: BackendsDep, call: UserCall):
-    reply = await backends.upload.InitiateUpload(upload_pb2.InitiateUploadRequest(
+async def get_upload_urls(body: UploadUrlsBody, call: UserCall):
+    reply = await call.backends.upload.InitiateUpload(upload_pb2.InitiateUploadRequest(
         file_id=body.file_id, file_name=body.file_name, mime_type=body.file_type,
         file_size=body.file_size,
     ), **call.kwargs)
@@ -46,8 +46,8 @@ async def get_upload_urls(body: UploadUrlsBody, backends: BackendsDep, call: Use
 
 @router.post("/record-chunk", response_model=SuccessReply, responses=_ERRORS,
              summary="Record a part the client has PUT to storage")
-async def record_chunk(body: RecordChunkBody, backends: BackendsDep, call: UserCall):
-    await backends.upload.RecordPart(upload_pb2.RecordPartRequest(
+async def record_chunk(body: RecordChunkBody, call: UserCall):
+    await call.backends.upload.RecordPart(upload_pb2.RecordPartRequest(
         file_id=body.file_id, chunk_index=body.chunk_index, size=body.size, etag=body.etag,
     ), **call.kwargs)
     return {"success": True}
@@ -56,8 +56,8 @@ async def record_chunk(body: RecordChunkBody, backends: BackendsDep, call: UserC
 @router.post("/complete-upload", response_model=MessageReply, responses=_ERRORS,
              summary="Complete the multipart upload (the file is UPLOADED once storage "
                      "confirms it)")
-async def complete_upload(body: CompleteUploadBody, backends: BackendsDep, call: UserCall):
-    await backends.upload.CompleteUpload(upload_pb2.CompleteUploadRequest(
+async def complete_upload(body: CompleteUploadBody, call: UserCall):
+    await call.backends.upload.CompleteUpload(upload_pb2.CompleteUploadRequest(
         upload_id=body.uploadId, file_id=body.fileId,
         parts=[upload_pb2.CompletedPart(part_number=part.PartNumber, etag=part.ETag)
                for part in body.parts],
@@ -67,30 +67,30 @@ async def complete_upload(body: CompleteUploadBody, backends: BackendsDep, call:
 
 @router.post("/abort-upload", response_model=MessageReply, responses=_ERRORS,
              summary="Abort a multipart upload (idempotent)")
-async def abort_upload(body: AbortUploadBody, backends: BackendsDep, call: UserCall):
-    await backends.upload.AbortUpload(upload_pb2.AbortUploadRequest(
+async def abort_upload(body: AbortUploadBody, call: UserCall):
+    await call.backends.upload.AbortUpload(upload_pb2.AbortUploadRequest(
         upload_id=body.uploadId, file_id=body.file_id), **call.kwargs)
     return {"success": True, "message": "upload aborted"}
 
 
 @router.post("/get-download-url", response_model=DownloadUrlReply, responses=_ERRORS,
              summary="A presigned GET URL for one of the caller's uploaded files")
-async def get_download_url(body: DownloadUrlBody, backends: BackendsDep, call: UserCall):
-    reply = await backends.upload.GetDownloadUrl(upload_pb2.GetDownloadUrlRequest(
+async def get_download_url(body: DownloadUrlBody, call: UserCall):
+    reply = await call.backends.upload.GetDownloadUrl(upload_pb2.GetDownloadUrlRequest(
         s3_key=body.s3_key), **call.kwargs)
     return {"success": True, "url": reply.url}
 
 
 @router.get("/list", response_model=FileListReply, responses=_ERRORS,
             summary="The caller's files, newest first")
-async def list_files(backends: BackendsDep, call: UserCall):
-    reply = await backends.upload.ListFiles(upload_pb2.ListFilesRequest(), **call.kwargs)
+async def list_files(call: UserCall):
+    reply = await call.backends.upload.ListFiles(upload_pb2.ListFilesRequest(), **call.kwargs)
     return {"success": True, "files": [_file_entry(file) for file in reply.files]}
 
 
 @router.delete("/delete", response_model=MessageReply, responses=_ERRORS,
                summary="Delete one of the caller's files and its stored object")
-async def delete_file(body: DeleteFileBody, backends: BackendsDep, call: UserCall):
-    await backends.upload.DeleteFile(upload_pb2.DeleteFileRequest(file_id=body.file_id),
+async def delete_file(body: DeleteFileBody, call: UserCall):
+    await call.backends.upload.DeleteFile(upload_pb2.DeleteFileRequest(file_id=body.file_id),
                                      **call.kwargs)
     return {"success": True, "message": "file deleted"}

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path
 
 from dropfile.upload.v1 import upload_pb2
 
-from ..deps import BackendsDep, UserCall
+from ..deps import UserCall
 from ..schemas import ErrorReply, Text
 from ..schemas_v2 import PartUrlsBody, PartUrlsReply
 
@@ -24,8 +24,8 @@ _ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 404, 409, 503)
 @router.post("/files/{file_id}/part-urls", response_model=PartUrlsReply, responses=_ERRORS,
              summary="Presigned PUT URLs for parts a..b of an upload in progress")
 async def part_urls(file_id: Annotated[Text, Path(description="The file's id (a UUID)")],
-                    body: PartUrlsBody, backends: BackendsDep, call: UserCall):
-    reply = await backends.upload.GetPartUrls(upload_pb2.GetPartUrlsRequest(
+                    body: PartUrlsBody, call: UserCall):
+    reply = await call.backends.upload.GetPartUrls(upload_pb2.GetPartUrlsRequest(
         file_id=file_id, first_part_number=body.first_part, last_part_number=body.last_part,
         checksums=body.checksums,
     ), **call.kwargs)

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Path
 
 from dropfile.upload.v1 import upload_pb2
 
-from ..deps import BackendsDep, UserCall
+from ..deps import UserCall
 from ..schemas import ErrorReply, Text
 from ..schemas_v2 import (CompleteBody, CompleteReply, CreateUploadBody, CreateUploadReply,
                           FileReply, QuotaReply, RecordPartBody, RecordPartReply, UploadReply)
@@ -51,8 +51,8 @@ def file_v2(file: upload_pb2.File) -> dict:
 
 @router.post("/files", status_code=201, response_model=CreateUploadReply, responses=_ERRORS,
              summary="Start an upload; the server chooses the part size (no URL yet)")
-async def create_upload(body: CreateUploadBody, backends: BackendsDep, call: UserCall):
-    reply = await backends.upload.CreateUpload(upload_pb2.CreateUploadRequest(
+async def create_upload(body: CreateUploadBody, call: UserCall):
+    reply = await call.backends.upload.CreateUpload(upload_pb2.CreateUploadRequest(
         file_id=body.fileId or "", file_name=body.fileName, mime_type=body.mimeType,
         file_size=body.size, checksum_algorithm=_ALGORITHM[body.checksumAlgorithm],
         sha256=body.sha256 or ""), **call.kwargs)
@@ -63,16 +63,16 @@ async def create_upload(body: CreateUploadBody, backends: BackendsDep, call: Use
 
 @router.get("/files/{file_id}", response_model=FileReply, responses=_ERRORS,
             summary="One of the caller's files, with its whole-file SHA-256")
-async def get_file(file_id: FileIdPath, backends: BackendsDep, call: UserCall):
-    reply = await backends.upload.GetFile(upload_pb2.GetFileRequest(file_id=file_id),
+async def get_file(file_id: FileIdPath, call: UserCall):
+    reply = await call.backends.upload.GetFile(upload_pb2.GetFileRequest(file_id=file_id),
                                           **call.kwargs)
     return {"file": file_v2(reply.file)}
 
 
 @router.get("/files/{file_id}/upload", response_model=UploadReply, responses=_ERRORS,
             summary="Where an upload stands, and the parts storage already holds (resume)")
-async def get_upload(file_id: FileIdPath, backends: BackendsDep, call: UserCall):
-    reply = await backends.upload.GetUpload(upload_pb2.GetUploadRequest(file_id=file_id),
+async def get_upload(file_id: FileIdPath, call: UserCall):
+    reply = await call.backends.upload.GetUpload(upload_pb2.GetUploadRequest(file_id=file_id),
                                             **call.kwargs)
     return {
         "state": upload_pb2.GetUploadResponse.State.Name(reply.state).removeprefix(
@@ -88,9 +88,8 @@ async def get_upload(file_id: FileIdPath, backends: BackendsDep, call: UserCall)
 
 @router.post("/files/{file_id}/parts", response_model=RecordPartReply, responses=_ERRORS,
              summary="Record a part storage accepted")
-async def record_part(file_id: FileIdPath, body: RecordPartBody, backends: BackendsDep,
-                      call: UserCall):
-    await backends.upload.RecordPart(upload_pb2.RecordPartRequest(
+async def record_part(file_id: FileIdPath, body: RecordPartBody, call: UserCall):
+    await call.backends.upload.RecordPart(upload_pb2.RecordPartRequest(
         file_id=file_id, chunk_index=body.partNumber - 1, size=body.size, etag=body.etag,
         checksum=body.checksum or ""), **call.kwargs)
     return {"partNumber": body.partNumber}
@@ -98,9 +97,8 @@ async def record_part(file_id: FileIdPath, body: RecordPartBody, backends: Backe
 
 @router.post("/files/{file_id}/complete", response_model=CompleteReply, responses=_ERRORS,
              summary="Complete the upload (the file is UPLOADED once storage confirms it)")
-async def complete(file_id: FileIdPath, body: CompleteBody, backends: BackendsDep,
-                   call: UserCall):
-    await backends.upload.CompleteUpload(upload_pb2.CompleteUploadRequest(
+async def complete(file_id: FileIdPath, body: CompleteBody, call: UserCall):
+    await call.backends.upload.CompleteUpload(upload_pb2.CompleteUploadRequest(
         file_id=file_id, upload_id=body.uploadId or "",
         parts=[upload_pb2.CompletedPart(part_number=part.partNumber, etag=part.etag)
                for part in body.parts or []],
@@ -110,7 +108,7 @@ async def complete(file_id: FileIdPath, body: CompleteBody, backends: BackendsDe
 
 @router.get("/quota", response_model=QuotaReply, responses=_ERRORS,
             summary="The caller's storage quota and what counts against it")
-async def quota(backends: BackendsDep, call: UserCall):
-    reply = await backends.upload.GetQuota(upload_pb2.GetQuotaRequest(), **call.kwargs)
+async def quota(call: UserCall):
+    reply = await call.backends.upload.GetQuota(upload_pb2.GetQuotaRequest(), **call.kwargs)
     return {"usedBytes": reply.used_bytes, "uploadingBytes": reply.uploading_bytes,
             "limitBytes": reply.limit_bytes or None}

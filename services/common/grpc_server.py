@@ -45,6 +45,10 @@ class AccessPolicy:
 
     public_methods: set[str] = field(default_factory=set)
     internal_services: set[str] = field(default_factory=set)
+    # Calls made many times a second per client (a part recorded per part uploaded): their
+    # successes are logged at DEBUG, their failures at INFO like every other call. The
+    # gateway's access log still has a line for each.
+    frequent_methods: set[str] = field(default_factory=set)
 
     def kind(self, method: str) -> str:
         service = method.lstrip("/").split("/", 1)[0]
@@ -122,6 +126,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):
     def _wrap(self, behavior, method: str, kind: str):
         service, _, name = method.lstrip("/").partition("/")
         latency = GRPC_LATENCY.labels(service, name)
+        # Probes call the health service every few seconds: DEBUG only.
+        quiet = service.startswith("grpc.")
+        ok_level = logging.DEBUG if quiet or method in self._policy.frequent_methods \
+            else logging.INFO
+        other_level = logging.DEBUG if quiet else logging.INFO
 
         def wrapped(request, context):
             started = time.perf_counter()
@@ -138,10 +147,10 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 latency.observe(elapsed)
                 code = context.code() or grpc.StatusCode.OK
                 GRPC_REQUESTS.labels(service, name, code.name).inc()
-                # Probes call the health service every few seconds: DEBUG only.
-                level = logging.DEBUG if service.startswith("grpc.") else logging.INFO
-                access_log.log(level, "%s %s", method, code.name, extra=log_fields(
-                    method=method, code=code.name, duration_ms=round(elapsed * 1000, 1)))
+                level = ok_level if code is grpc.StatusCode.OK else other_level
+                if access_log.isEnabledFor(level):
+                    access_log.log(level, "%s %s", method, code.name, extra=log_fields(
+                        method=method, code=code.name, duration_ms=round(elapsed * 1000, 1)))
 
         return wrapped
 

@@ -70,7 +70,8 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
         verifier=TokenVerifier(public_pem, issuer=settings.jwt_issuer,
                                audience=settings.jwt_audience),
         service_token=keys.service_token(settings, settings.service_token),
-        policy=AccessPolicy(internal_services={INTERNAL_SERVICE_NAME}),
+        policy=AccessPolicy(internal_services={INTERNAL_SERVICE_NAME},
+                            frequent_methods={f"/{SERVICE_NAME}/RecordPart"}),
         register=register,
     )
     if settings.reaper_enabled:

@@ -86,3 +86,24 @@ def test_health_checks_are_logged_at_debug_only(upload_address, recorder):
     with grpc.insecure_channel(upload_address) as channel:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert recorder.rpcs("/grpc.health.v1.Health/Check") == []
+
+
+def test_recorded_parts_are_logged_at_info_only_when_refused(upload_stub, make_token,
+                                                             recorder):
+    """RecordPart runs once per part of every upload: its successes are DEBUG lines (the
+    gateway logs each request), its refusals INFO ones like any other call's."""
+    from dropfile.upload.v1 import upload_pb2
+
+    user = [("authorization", f"Bearer {make_token(user_id=str(uuid.uuid4()))}")]
+    file_id = str(uuid.uuid4())
+    upload_stub.InitiateUpload(upload_pb2.InitiateUploadRequest(
+        file_id=file_id, file_name="a.bin", file_size=10), metadata=user)
+    upload_stub.RecordPart(upload_pb2.RecordPartRequest(
+        file_id=file_id, chunk_index=0, size=10, etag="e"),
+        metadata=user + [("x-request-id", "rid-recorded")])
+    with pytest.raises(grpc.RpcError):
+        upload_stub.RecordPart(upload_pb2.RecordPartRequest(
+            file_id=file_id, chunk_index=7, size=10, etag="e"),
+            metadata=user + [("x-request-id", "rid-refused")])
+    assert recorder.rpcs("/dropfile.upload.v1.UploadService/RecordPart") == ["rid-refused"]
+    assert recorder.rpcs("/dropfile.upload.v1.UploadService/InitiateUpload")
