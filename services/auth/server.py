@@ -24,7 +24,8 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
     public_pem = keys.public_key_pem(settings, settings.public_key)
     accounts = Accounts(
         db=db,
-        hasher=PasswordHasher(settings.bcrypt_rounds),
+        hasher=PasswordHasher(settings.bcrypt_rounds, threads=settings.bcrypt_threads,
+                              niceness=settings.bcrypt_niceness),
         issuer=AccessTokenIssuer(
             keys.private_key_pem(settings, settings.private_key),
             issuer=settings.jwt_issuer, audience=settings.jwt_audience,

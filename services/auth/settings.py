@@ -14,3 +14,8 @@ class AuthSettings(GrpcServiceSettings):
     long_session_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
     short_session_ttl_seconds: int = Field(default=24 * 3600, ge=300)
     bcrypt_rounds: int = Field(default=12, ge=10, le=16)
+    # Threads hashing passwords (default: one per usable core) and how much they lower
+    # their scheduling priority (nice), so that sign-in storms do not stall other requests
+    # on the same machine. 0 keeps the priority.
+    bcrypt_threads: int | None = Field(default=None, ge=1, le=256)
+    bcrypt_niceness: int = Field(default=10, ge=0, le=19)
