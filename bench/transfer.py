@@ -10,7 +10,8 @@ Methods:
 - browser-upload: the original browser client's algorithm, through the whole stack:
   5 MiB parts in batches of three, each part PUT then recorded (a record-chunk round trip)
   before the part is done, the next batch starting when the whole batch is done;
-- dropfile-download: the SDK's download (what `dropfile get` runs);
+- dropfile-download: the SDK's download (what `dropfile get` runs), with the same
+  concurrency;
 - boto3-download: boto3's `download_file` with the same concurrency.
 Signing in happens before the clock starts; completing and the storage confirmation are
 not waited for beyond complete-upload (the event rows measure confirmation)."""
@@ -70,7 +71,8 @@ def dropfile_upload(spec: dict) -> dict:
 def dropfile_download(spec: dict) -> dict:
     with _sdk(spec) as client:
         started = time.perf_counter()
-        client.download(spec["file_id"], spec["dest"], overwrite=True)
+        client.download(spec["file_id"], spec["dest"], overwrite=True,
+                        parallel=spec["concurrency"])
         seconds = time.perf_counter() - started
     return {"seconds": seconds}
 

@@ -20,6 +20,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
 
 from ._version import __version__
+from .checksums import DEFAULT_PART_CHECKSUM, PART_CHECKSUMS
 from .client import DEFAULT_PARALLEL, DEFAULT_WAIT_TIMEOUT, DropfileClient, FileInfo
 from .config import DEFAULT_SERVER, SERVER_ENV
 from .download import TargetExists
@@ -158,7 +159,7 @@ def cmd_upload(client: DropfileClient, args: argparse.Namespace) -> int:
         try:
             with bars.bar(f"up {label}", _size_or_zero(path)) as update:
                 info = client.upload(path, on_progress=update, parallel=args.parallel,
-                                     wait=False)
+                                     wait=False, checksum_algorithm=args.checksum)
         except NotSignedIn:
             raise
         except UploadFailed as exc:  # its message names the file
@@ -220,7 +221,7 @@ def cmd_get(client: DropfileClient, args: argparse.Namespace) -> int:
     try:
         with bars.bar(f"down {info.name}", info.size) as update:
             path = client.download(info.file_id, args.path, overwrite=args.force,
-                                   on_progress=update)
+                                   on_progress=update, parallel=args.parallel)
     except TargetExists as exc:
         raise CommandError(f"{exc.path} already exists (use --force to replace it)") from None
     print(f"saved {info.name} ({human_size(info.size)}) to {path}")
@@ -301,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("files", nargs="+", metavar="FILE")
     upload.add_argument("--parallel", type=positive_int, default=DEFAULT_PARALLEL, metavar="N",
                         help=f"parts uploaded at a time (default: {DEFAULT_PARALLEL})")
+    upload.add_argument("--checksum", choices=[name.lower() for name in PART_CHECKSUMS],
+                        default=DEFAULT_PART_CHECKSUM.lower(),
+                        help="each part's checksum, which storage verifies (default: "
+                             f"{DEFAULT_PART_CHECKSUM.lower()}; a resumed upload keeps its "
+                             "own)")
     upload.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
                         help="wait until storage confirms each file (default: wait)")
     upload.add_argument("--wait-timeout", type=positive_seconds, default=DEFAULT_WAIT_TIMEOUT,
@@ -317,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to save it (a file or a directory; default: its name in "
                           "the current directory)")
     get.add_argument("-f", "--force", action="store_true", help="replace an existing file")
+    get.add_argument("--parallel", type=positive_int, default=DEFAULT_PARALLEL, metavar="N",
+                     help=f"ranges downloaded at a time (default: {DEFAULT_PARALLEL})")
     progress(get)
 
     rm = command("rm", cmd_rm, "delete a file")

@@ -11,10 +11,11 @@
         client.delete(info.file_id)
 
 Uploads use the v2 API: the server sizes the parts, URLs come in batches signed for each
-part's SHA-256 (storage refuses altered bytes), and the whole file's SHA-256 is recorded
-and checked after every download. An upload that stopped without being aborted (a crash,
-a kill, a server that went away) is resumed when the same, unchanged file is uploaded
-again: only the parts storage does not hold yet are sent.
+part's checksum (CRC32C by default, or SHA-256: storage refuses altered bytes), and the
+whole file's SHA-256 is recorded and checked after every download. An upload that stopped
+without being aborted (a crash, a kill, a server that went away) is resumed when the same,
+unchanged file is uploaded again: only the parts storage does not hold yet are sent, with
+the checksum algorithm the upload was created with.
 
 Every method raises a DropfileError (ApiError for the server's refusals, with `status`
 and `message`); an interrupted upload raises UploadInterrupted (a KeyboardInterrupt)."""
@@ -37,12 +38,14 @@ from urllib.parse import quote
 import httpx
 
 from .api import Gateway
-from .checksums import FileHasher
+from .checksums import (DEFAULT_PART_CHECKSUM, PART_CHECKSUMS, FileHasher,
+                        part_checksum_algorithm)
 from .config import resolve_server, session_path
 from .download import fetch_to, target_path
 from .errors import (ApiError, ConfirmationTimeout, DropfileError, NotSignedIn,
                      ServerUnreachable, UploadFailed, UploadInterrupted)
 from .parts import layout
+from .range_download import DEFAULT_RANGE_SIZE
 from .resume import ResumeStore, upload_key
 from .retry import RetryPolicy
 from .session import ACCESS_TOKEN, Session, SessionStore
@@ -93,6 +96,8 @@ class UploadPlan:
     part_size: int
     part_count: int
     stored: dict[int, StoredPart]
+    # The part checksum the upload was created with (a resumed one keeps it).
+    checksum_algorithm: str = DEFAULT_PART_CHECKSUM
     finished: bool = False  # completed already: nothing left to send
 
 
@@ -253,36 +258,54 @@ class DropfileClient:
         self._gateway.call("DELETE", "/api/files/delete", json={"file_id": file_id})
 
     def download(self, file_id: str, dest: str | os.PathLike | None = None, *,
-                 overwrite: bool = False, on_progress: ProgressCallback | None = None
+                 overwrite: bool = False, on_progress: ProgressCallback | None = None,
+                 parallel: int = DEFAULT_PARALLEL, range_size: int = DEFAULT_RANGE_SIZE
                  ) -> Path:
         """Saves the file at `dest` (a path, or a directory to save it in under its own
-        name; default: its name in the current directory). Returns the path written."""
+        name; default: its name in the current directory). Returns the path written.
+        Ranges of `range_size` bytes are fetched `parallel` at a time;
+        `on_progress(done_bytes, total_bytes)` is called from the download threads."""
+        if parallel < 1:
+            raise ValueError("parallel must be 1 or more")
+        if range_size < 1:
+            raise ValueError("range_size must be 1 or more")
         info = self.get_file(file_id)
         target = target_path(dest, info.name, info.file_id)
+        fetch_to(self._download_url(info.s3_key), target, size=info.size,
+                 overwrite=overwrite, on_progress=on_progress,
+                 transport=self._storage_transport, sha256=info.sha256, parallel=parallel,
+                 range_size=range_size, retry=self._retry,
+                 renew_url=lambda: self._download_url(info.s3_key))
+        return target
+
+    def _download_url(self, s3_key: str) -> str:
         reply = self._gateway.call("POST", "/api/files/get-download-url", idempotent=True,
-                                   json={"s3_key": info.s3_key})
+                                   json={"s3_key": s3_key})
         url = reply.get("url")
         if not isinstance(url, str) or not url:
             raise DropfileError("the server sent no download URL")
-        fetch_to(url, target, size=info.size, overwrite=overwrite, on_progress=on_progress,
-                 transport=self._storage_transport, sha256=info.sha256)
-        return target
+        return url
 
     def upload(self, path: str | os.PathLike, *, name: str | None = None,
                mime_type: str | None = None, on_progress: ProgressCallback | None = None,
                parallel: int = DEFAULT_PARALLEL, wait: bool = True,
-               wait_timeout: float = DEFAULT_WAIT_TIMEOUT) -> FileInfo:
+               wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+               checksum_algorithm: str = DEFAULT_PART_CHECKSUM) -> FileInfo:
         """Uploads one file in parts, `parallel` at a time, streamed from disk.
         `on_progress(done_bytes, total_bytes)` is called from the upload threads. With
-        `wait`, returns once storage has confirmed the file (status UPLOADED)."""
+        `wait`, returns once storage has confirmed the file (status UPLOADED).
+        `checksum_algorithm` ("CRC32C" or "SHA256") is each part's checksum, which storage
+        verifies; a resumed upload keeps the one it was created with."""
         if parallel < 1:
             raise ValueError("parallel must be 1 or more")
+        checksum_algorithm = part_checksum_algorithm(checksum_algorithm)
         path = Path(path)
         fd = _open_regular_file(path)
         try:
             file_id = self._upload_open_file(fd, path, name=name or path.name,
                                              mime_type=mime_type, on_progress=on_progress,
-                                             parallel=parallel)
+                                             parallel=parallel,
+                                             checksum_algorithm=checksum_algorithm)
         finally:
             os.close(fd)
         if wait:
@@ -306,14 +329,15 @@ class DropfileClient:
             pause = min(pause * 1.5, 2.0)
 
     def _upload_open_file(self, fd: int, path: Path, *, name: str, mime_type: str | None,
-                          on_progress: ProgressCallback | None, parallel: int) -> str:
+                          on_progress: ProgressCallback | None, parallel: int,
+                          checksum_algorithm: str) -> str:
         before = os.fstat(fd)
         if mime_type is None:
             mime_type = mimetypes.guess_type(name)[0] or ""
         resume_key = upload_key(self.server, path, before)
         plan = self._resumable_upload(resume_key, before.st_size, path)
         if plan is None:
-            plan = self._start_upload(name, mime_type, before.st_size)
+            plan = self._start_upload(name, mime_type, before.st_size, checksum_algorithm)
             if self._resumes:
                 self._resumes.put(resume_key, plan.file_id)
         elif plan.finished:
@@ -321,9 +345,11 @@ class DropfileClient:
             self._forget(resume_key)
             return plan.file_id
         file_id, upload_id = plan.file_id, plan.upload_id
+        hasher: FileHasher | None = None
         try:
             parts = layout(before.st_size, plan.part_count, plan.part_size)
-            hasher = FileHasher(fd, parts, file_label=str(path))
+            hasher = FileHasher(fd, parts, algorithm=plan.checksum_algorithm,
+                                file_label=str(path))
             progress = ByteCounter(before.st_size, on_progress)
             with storage_client(connections=parallel,
                                 transport=self._storage_transport) as storage:
@@ -355,17 +381,22 @@ class DropfileClient:
             aborted, _ = self._abort(file_id, upload_id)
             self._forget(resume_key, unless_kept=not aborted)
             raise
+        finally:
+            if hasher is not None:
+                hasher.close()  # the hashing pass stops before the file is closed
         self._forget(resume_key)
         return file_id
 
-    def _start_upload(self, name: str, mime_type: str, size: int) -> "UploadPlan":
+    def _start_upload(self, name: str, mime_type: str, size: int,
+                      checksum_algorithm: str) -> "UploadPlan":
         started = self._gateway.call("POST", "/api/v2/files", json={
             "fileName": name, "mimeType": mime_type, "size": size,
-            "checksumAlgorithm": "SHA256"})
+            "checksumAlgorithm": checksum_algorithm})
         try:
             return UploadPlan(file_id=str(started["fileId"]), upload_id=str(started["uploadId"]),
                               part_size=int(started["partSize"]),
-                              part_count=int(started["partCount"]), stored={})
+                              part_count=int(started["partCount"]), stored={},
+                              checksum_algorithm=checksum_algorithm)
         except (KeyError, TypeError, ValueError):
             raise DropfileError("the server's reply to POST /api/v2/files lacks fileId, "
                                 "uploadId, partSize or partCount") from None
@@ -388,8 +419,9 @@ class DropfileClient:
         if state.get("state") in ("COMPLETED", "UPLOADED") and file.get("size") == size:
             return UploadPlan(file_id=file_id, upload_id=str(state.get("uploadId", "")),
                               part_size=0, part_count=0, stored={}, finished=True)
-        if state.get("state") != "RECEIVING_PARTS" or file.get("size") != size:
-            self._forget(resume_key)
+        if state.get("state") != "RECEIVING_PARTS" or file.get("size") != size \
+                or state.get("checksumAlgorithm") not in PART_CHECKSUMS:
+            self._forget(resume_key)  # not resumable by this client: start afresh
             return None
         try:
             stored = {int(entry["partNumber"]): StoredPart(
@@ -398,7 +430,8 @@ class DropfileClient:
                 else None) for entry in state.get("storedParts", [])}
             plan = UploadPlan(file_id=file_id, upload_id=str(state["uploadId"]),
                               part_size=int(state["partSize"]),
-                              part_count=int(state["partCount"]), stored=stored)
+                              part_count=int(state["partCount"]), stored=stored,
+                              checksum_algorithm=state["checksumAlgorithm"])
         except (KeyError, TypeError, ValueError):
             raise DropfileError("the server's reply about the upload to resume is "
                                 "malformed") from None

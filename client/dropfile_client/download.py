@@ -1,22 +1,23 @@
-"""Saving a file from a presigned GET URL: streamed to a temporary file beside the target,
-checked against the expected size and the SHA-256 its uploader declared, then moved into
-place. An existing file is replaced
-only when asked; a failed or interrupted download leaves nothing behind."""
+"""Saving a file from a presigned GET URL: fetched in parallel ranges into a temporary file
+beside the target (range_download.py), checked against the expected size and the SHA-256
+its uploader declared (hashed as the ranges land), then moved into place. An existing file
+is replaced only when asked; a failed or interrupted download leaves nothing behind."""
 from __future__ import annotations
 
 import os
 import secrets
 import unicodedata
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
-from .api import describe_transport_error
-from .checksums import Sha256Writer
+from .checksums import PrefixHasher
 from .errors import DropfileError, StorageError
-from .parts import BLOCK_SIZE
-from .storage import storage_client, storage_reason
-from .uploader import ProgressCallback
+from .range_download import DEFAULT_RANGE_SIZE, DownloadUrl, RangeDownloader
+from .retry import RetryPolicy
+from .storage_get import getters
+from .uploader import ByteCounter, ProgressCallback
 
 
 class TargetExists(DropfileError):
@@ -52,9 +53,16 @@ class ChecksumMismatch(StorageError):
 
 def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
              on_progress: ProgressCallback | None = None,
-             transport: httpx.BaseTransport | None = None, sha256: str | None = None) -> None:
-    """`sha256`: the whole file's (hex); the download is refused, and nothing kept, when
-    the bytes received do not have it."""
+             transport: httpx.BaseTransport | None = None, sha256: str | None = None,
+             parallel: int = 4, range_size: int = DEFAULT_RANGE_SIZE,
+             retry: RetryPolicy | None = None,
+             renew_url: Callable[[], str] | None = None) -> None:
+    """Downloads `size` bytes from `url` into `target`, `parallel` ranges of `range_size`
+    bytes at a time (range_download.py). `sha256`: the whole file's (hex); the download is
+    refused, and nothing kept, when the bytes received do not have it. `renew_url` gives a
+    fresh URL when storage refuses this one (expired)."""
+    if parallel < 1:
+        raise ValueError("parallel must be 1 or more")
     if target.exists() and not overwrite:
         raise TargetExists(target)
     directory = target.parent
@@ -62,37 +70,26 @@ def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
         raise DropfileError(f"{directory} is not a directory")
     temporary = directory / f".{target.name[:100]}.{secrets.token_hex(4)}.dropfile-part"
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise DropfileError(f"cannot write in {directory}: {exc.strerror or exc}") from None
-    digest = None
+    hasher = None
     try:
-        written = 0
-        digest = Sha256Writer() if sha256 else None
-        with os.fdopen(fd, "wb") as out, storage_client(connections=1,
-                                                        transport=transport) as http:
+        hasher = PrefixHasher(fd, size) if sha256 else None
+        with getters(url, connections=parallel, transport=transport) as new_getter:
+            downloader = RangeDownloader(
+                getters=new_getter, url=DownloadUrl(url, renew_url), fd=fd, size=size,
+                range_size=range_size, parallel=parallel, retry=retry or RetryPolicy(),
+                progress=ByteCounter(size, on_progress),
+                on_written=hasher.written if hasher else None)
             try:
-                with http.stream("GET", url) as response:
-                    if not response.is_success:
-                        response.read()
-                        raise StorageError(f"storage refused the download: "
-                                           f"{storage_reason(response)}")
-                    for block in response.iter_bytes(BLOCK_SIZE):
-                        out.write(block)
-                        if digest:
-                            digest.update(block)
-                        written += len(block)
-                        if on_progress:
-                            on_progress(written, size)
-            except httpx.TransportError as exc:
-                raise StorageError(f"download failed: {describe_transport_error(exc)}") \
-                    from None
-            out.flush()
-            os.fsync(out.fileno())
-        if written != size:
-            raise StorageError(f"download incomplete: got {written} of {size} bytes")
-        if digest and digest.hexdigest() != sha256.lower():
-            raise ChecksumMismatch(f"download corrupted: its SHA-256 is {digest.hexdigest()}, "
+                downloader.run()
+            finally:
+                downloader.stop()  # no thread writes to the file once this returns
+        digest = hasher.hexdigest() if hasher else None
+        os.fsync(fd)
+        if digest and digest != sha256.lower():
+            raise ChecksumMismatch(f"download corrupted: its SHA-256 is {digest}, "
                                    f"not the uploaded file's {sha256.lower()}; nothing was "
                                    "saved")
         _move_into_place(temporary, target, overwrite=overwrite)
@@ -100,8 +97,9 @@ def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
         temporary.unlink(missing_ok=True)
         raise
     finally:
-        if digest:
-            digest.close()
+        if hasher:
+            hasher.close()
+        os.close(fd)
 
 
 def _move_into_place(temporary: Path, target: Path, *, overwrite: bool) -> None:

@@ -30,10 +30,14 @@ def storage_reason(response: httpx.Response) -> str:
         text = response.text[:4000]
     except (httpx.HTTPError, UnicodeDecodeError):
         text = ""
-    code, message = _CODE.search(text), _MESSAGE.search(text)
+    return error_reason(response.status_code, response.reason_phrase, text)
+
+
+def error_reason(status: int, reason_phrase: str, body: str) -> str:
+    """storage_reason() from the parts of an answer."""
+    code, message = _CODE.search(body), _MESSAGE.search(body)
     detail = ": ".join(m.group(1).strip().rstrip(".") for m in (code, message) if m)
-    return f"{response.status_code} {detail}" if detail else \
-        f"{response.status_code} {response.reason_phrase}".strip()
+    return f"{status} {detail}" if detail else f"{status} {reason_phrase}".strip()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The parallel part of an upload: N threads PUT parts straight from disk to their presigned
-URLs (asked for in batches, each signed for its part's SHA-256, which the PUT carries so
-that storage refuses bytes that changed on the way), skip the parts storage already holds
-(a resumed upload), retry what is worth retrying (network errors, throttling, 5xx) with backoff, fetch
+URLs (asked for in batches, each signed for its part's checksum, CRC32C or SHA-256, which
+the PUT carries so that storage refuses bytes that changed on the way), skip the parts
+storage already holds (a resumed upload), retry what is worth retrying (network errors, throttling, 5xx) with backoff, fetch
 fresh URLs when storage refuses an expired one (403), and record each stored part with the
 gateway (from a recorder thread beside each part thread, so PUTs never wait for it). Completing or aborting the multipart upload is the caller's (client.py) job.
 
@@ -40,7 +40,7 @@ class StoredPart:
 
     etag: str
     size: int
-    checksum: str | None  # base64 SHA-256, when the server knows it
+    checksum: str | None  # base64, of the upload's algorithm, when the server knows it
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ The CLI is pointed at it the standard way (HTTP_PROXY), so every request it make
 gateway and to storage, goes through here as an absolute-form request and is forwarded with
 its Host header intact (presigned URLs are signed for moto's host). Rules act on part PUTs
 (requests with a `partNumber` query): answer 503 a few times, answer 403 "Request has
-expired" until the client fetched fresh URLs, or hold a PUT until released. Everything
-forwarded is logged, so tests can see what the client did."""
+expired" until the client fetched fresh URLs, hold a PUT until released, or flip a bit of
+the bytes forwarded (corruption on the way). Everything forwarded is logged, with the
+checksum header a PUT carried, so tests can see what the client did."""
 from __future__ import annotations
 
 import http.client
@@ -36,6 +37,7 @@ class Seen:
     status: int
     part_number: int | None
     injected: bool  # answered by a rule, not forwarded
+    checksum_header: str | None = None  # a PUT's x-amz-checksum-<algorithm>, lowercase
 
     @property
     def path(self) -> str:
@@ -58,6 +60,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self.seen: list[Seen] = []
         self._fail: dict[int, tuple[int, int]] = {}  # part -> (remaining, status)
+        self._corrupt: dict[int, int] = {}  # part -> PUTs still to corrupt
         self._expired: set[int] = set()  # parts whose URLs are expired until refreshed
         self._refused: set[int] = set()  # expired parts whose PUT was refused already
         self._held: dict[int, threading.Event] = {}
@@ -96,6 +99,11 @@ class FaultProxy:
         """The next `times` PUTs of the part are answered `status` (not forwarded)."""
         with self._lock:
             self._fail[part_number] = (times, status)
+
+    def corrupt_part(self, part_number: int, *, times: int = 1) -> None:
+        """The next `times` PUTs of the part are forwarded with one bit of the body flipped."""
+        with self._lock:
+            self._corrupt[part_number] = times
 
     def expire_part(self, part_number: int) -> None:
         """PUTs of the part are answered 403 "Request has expired" until the client has
@@ -161,6 +169,15 @@ class FaultProxy:
                 self._refused.add(part_number)
                 return 403, EXPIRED_BODY
         return None
+
+    def _maybe_corrupt(self, part_number: int, body: bytes) -> bytes:
+        with self._lock:
+            remaining = self._corrupt.get(part_number, 0)
+            if not remaining or not body:
+                return body
+            self._corrupt[part_number] = remaining - 1
+        middle = len(body) // 2
+        return body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1:]
 
     def _rewrite_cookie(self, cookie: str) -> str:
         with self._lock:
@@ -235,6 +252,7 @@ class FaultProxy:
                         self._answer(injected[0], injected[1], "application/xml")
                         return
                     proxy._wait_if_held(part_number)
+                    body = proxy._maybe_corrupt(part_number, body)
                 try:
                     status, headers, reply = self._upstream(target, body)
                 finally:
@@ -276,9 +294,11 @@ class FaultProxy:
                     connection.close()
 
             def _record(self, part_number, status, *, injected):
+                checksum = next((name.lower() for name in self.headers
+                                 if name.lower().startswith("x-amz-checksum-")), None)
                 with proxy._lock:
                     proxy.seen.append(Seen(self.command, self.path, status, part_number,
-                                           injected))
+                                           injected, checksum))
 
             def _answer(self, status: int, body: bytes, content_type: str):
                 self.send_response(status)

@@ -1,7 +1,10 @@
 """The SDK's pure parts, without servers: where the session lives and how it is written,
-which server is used, how a file splits into parts, backoff, and download names."""
+which server is used, how a file splits into parts and is hashed, backoff, and download
+names."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import random
@@ -11,14 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from dropfile_client.checksums import (DEFAULT_PART_CHECKSUM, READ_AHEAD, FileHasher,
+                                       part_checksum_algorithm)
 from dropfile_client.client import token_email
 from dropfile_client.config import (DEFAULT_SERVER, config_dir, normalize_server,
                                     resolve_server)
 from dropfile_client.download import safe_file_name, target_path
 from dropfile_client.errors import DropfileError
-from dropfile_client.parts import V1_PART_SIZE, Part, layout, read_blocks
+from dropfile_client.parts import V1_PART_SIZE, Cancelled, Part, layout, read_blocks
 from dropfile_client.retry import RetryPolicy
 from dropfile_client.session import Session, SessionStore
+from tests.upload.v2_helpers import crc32c_b64, sha256_b64
 
 PART = V1_PART_SIZE
 
@@ -174,3 +180,61 @@ def test_token_email_reads_the_claim_without_trusting_it():
     assert token_email(f"h.{payload.decode()}.s") == "a@b.c"
     assert token_email("garbage") is None
     assert token_email(None) is None
+
+
+@pytest.mark.parametrize("algorithm, reference", [("CRC32C", crc32c_b64),
+                                                  ("SHA256", sha256_b64)])
+def test_one_pass_makes_each_part_checksum_and_the_whole_files_sha256(tmp_path, algorithm,
+                                                                       reference):
+    path = tmp_path / "f"
+    data = os.urandom(350_000)
+    path.write_bytes(data)
+    parts = layout(len(data), 4, 100_000)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with FileHasher(fd, parts, algorithm=algorithm.lower(), file_label="f") as hasher:
+            asked = {number: hasher.checksum(number) for number in (4, 1, 3, 2)}
+            whole = hasher.file_sha256()
+    finally:
+        os.close(fd)
+    assert asked == {p.number: reference(data[p.offset:p.offset + p.size]) for p in parts}
+    assert whole == hashlib.sha256(data).hexdigest()
+
+
+def test_crc32c_is_the_castagnoli_one_and_the_default():
+    assert DEFAULT_PART_CHECKSUM == "CRC32C"  # google-crc32c's C extension is installed
+    assert crc32c_b64(b"123456789") == base64.b64encode(bytes.fromhex("e3069283")).decode()
+    assert part_checksum_algorithm("sha256") == "SHA256"
+    with pytest.raises(ValueError, match="unknown part checksum 'crc32'"):
+        part_checksum_algorithm("crc32")
+
+
+def test_a_file_that_shrinks_fails_whoever_waits_for_its_checksums(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 150)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with FileHasher(fd, layout(300, 3, 100), algorithm="CRC32C",
+                        file_label="f") as hasher:
+            assert hasher.checksum(1) == crc32c_b64(b"x" * 100)
+            for ask in (lambda: hasher.checksum(3), hasher.file_sha256):
+                with pytest.raises(DropfileError, match="f got shorter"):
+                    ask()
+    finally:
+        os.close(fd)
+
+
+def test_the_pass_reads_ahead_only_so_far_and_stops_when_closed(tmp_path):
+    path = tmp_path / "sparse"
+    with open(path, "wb") as handle:
+        handle.truncate(READ_AHEAD + 2000)
+    far = Part(2, READ_AHEAD + 1000, 1000)  # beyond the read-ahead of part 1
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hasher = FileHasher(fd, [Part(1, 0, 1000), far], algorithm="CRC32C", file_label="f")
+        hasher.checksum(1)
+        hasher.close()
+        with pytest.raises(Cancelled):  # never asked for before the close: never hashed
+            hasher.checksum(2)
+    finally:
+        os.close(fd)
