@@ -46,14 +46,31 @@ class PartUrlResigner:
 
     def __init__(self, url: str, pairs: list[tuple[str, str]], key: bytes, scope: str,
                  amz_date: str, host: str, path: str, header: str | None) -> None:
-        self._base = url.split("?", 1)[0]
-        self._pairs = pairs  # (name, encoded value) in the URL's order, signature included
+        """`pairs`: (name, encoded value) in the URL's order, signature included. Everything
+        but the part number, the header's value and the signature is the same in every
+        URL, so it is laid out once here: url() only fills in the three."""
         self._key = key
-        self._scope = scope
-        self._amz_date = amz_date
-        self._host = host
-        self._path = path
         self._header = header  # the signed header besides host, lowercase, if any
+        # botocore's canonical query string: the encoded pairs sorted by name (names are
+        # unique), the signature left out; split around the part number's value.
+        unsigned = sorted((name, value) for name, value in pairs if name != "X-Amz-Signature")
+        at = [name for name, _ in unsigned].index("partNumber")
+        before = "".join(f"{name}={value}&" for name, value in unsigned[:at])
+        after = "".join(f"&{name}={value}" for name, value in unsigned[at + 1:])
+        signed = "host" if header is None else f"host;{header}"
+        self._request_head = f"PUT\n{path}\n{before}partNumber="
+        # Canonical headers are sorted by name ("host" sorts first): the checksum header,
+        # whose value is the part's, comes last.
+        self._request_middle = f"{after}\nhost:{host}\n" + (f"{header}:" if header else "")
+        self._request_tail = ("\n" if header else "") + f"\n{signed}\nUNSIGNED-PAYLOAD"
+        self._string_head = f"{ALGORITHM}\n{amz_date}\n{scope}\n"
+        # The URL itself keeps botocore's order; braces are doubled for str.format.
+        query = "&".join(
+            "partNumber={part}" if name == "partNumber" else
+            "X-Amz-Signature={signature}" if name == "X-Amz-Signature" else
+            f"{name}={value}".replace("{", "{{").replace("}", "}}")
+            for name, value in pairs)
+        self._url = url.split("?", 1)[0].replace("{", "{{").replace("}", "}}") + "?" + query
 
     @classmethod
     def from_reference(cls, url: str, *, access_key: str, secret_key: str,
@@ -94,24 +111,15 @@ class PartUrlResigner:
     def url(self, part_number: int, header_value: str | None = None) -> str:
         """The URL of part `part_number`; `header_value` is the value of the signed header
         (the part's checksum) when the reference signs one."""
-        pairs = [(name, str(part_number) if name == "partNumber" else value)
-                 for name, value in self._pairs if name != "X-Amz-Signature"]
-        # botocore's canonical query string: the encoded pairs sorted by name, then value.
-        canonical_query = "&".join(f"{name}={value}" for name, value in sorted(pairs))
-        headers, signed = f"host:{self._host}\n", "host"
-        if self._header is not None:
-            if header_value is None:
-                raise ValueError(f"the {self._header} header's value is needed")
-            # Canonical headers: sorted by name ("host" sorts first), values trimmed.
-            headers += f"{self._header}:{' '.join(header_value.split())}\n"
-            signed += f";{self._header}"
-        canonical_request = "\n".join(("PUT", self._path, canonical_query, headers, signed,
-                                        "UNSIGNED-PAYLOAD"))
-        string_to_sign = "\n".join((
-            ALGORITHM, self._amz_date, self._scope,
-            hashlib.sha256(canonical_request.encode()).hexdigest()))
+        if self._header is None:
+            value = ""
+        elif header_value is None:
+            raise ValueError(f"the {self._header} header's value is needed")
+        else:
+            value = " ".join(header_value.split())  # canonical header values are trimmed
+        canonical_request = (f"{self._request_head}{part_number}{self._request_middle}"
+                             f"{value}{self._request_tail}")
+        string_to_sign = self._string_head + hashlib.sha256(
+            canonical_request.encode()).hexdigest()
         signature = hmac.new(self._key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-        query = "&".join(f"{name}={signature if name == 'X-Amz-Signature' else value}"
-                         if name != "partNumber" else f"partNumber={part_number}"
-                         for name, value in self._pairs)
-        return f"{self._base}?{query}"
+        return self._url.format(part=part_number, signature=signature)

@@ -58,6 +58,7 @@ _BIDI_CONTROLS = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F))
                   *map(chr, range(0x2066, 0x206A))}
 
 UPLOAD_ABORTED = "the upload was aborted; start a new upload with a new file_id"
+FILE_ID_TAKEN = "a file with this file_id already exists; choose a new one"
 ALREADY_COMPLETE = "the upload is already complete"
 NO_SUCH_FILE = "file not found"
 
@@ -203,6 +204,11 @@ def ordered_parts(parts: list[PartRef], expected_count: int) -> list[tuple[int, 
     return sorted(by_number.items())
 
 
+def storage_key(user_id: uuid.UUID, file_id: uuid.UUID) -> str:
+    """Where a file's bytes live: ids only, nothing the user typed."""
+    return f"users/{user_id}/{file_id}"
+
+
 def _session_of(file: File) -> UploadSession:
     return UploadSession(file_id=file.id, user_id=file.user_id, upload_id=file.upload_id or "",
                          s3_key=file.s3_key, part_size=file.part_size,
@@ -265,40 +271,14 @@ class Uploads(UploadsV2):
         count = part_count(file_size, self._part_size)
         if count > MAX_PARTS:  # settings keep this unreachable; storage would refuse it
             raise InvalidArgument(f"file_size needs {count} parts; storage allows {MAX_PARTS}")
-        if self._store.file_id_taken(fid):  # cheap refusal before touching storage
-            raise AlreadyExists("a file with this file_id already exists; choose a new one")
-        # Before anything is written; decided again under the user's lock at the insert.
-        self._check_quota_at_initiation(user_id, file_size)
-
-        key = f"users/{user_id}/{fid}"  # ids only: nothing the user typed
-        upload_id = self._storage.create_multipart_upload(key, content_type=mime)
-        try:
-            urls = self._storage.presign_parts(key, upload_id=upload_id,
-                                               part_numbers=range(1, count + 1),
-                                               ttl=self._url_ttl)
-            self._store.insert_file(File(
-                id=fid, user_id=user_id, file_name=name, mime_type=mime, size=file_size,
-                s3_key=key, upload_id=upload_id, part_size=self._part_size, part_count=count,
-                status=FileStatus.UPLOADING,
-            ), admit=self._admitter(file_size))
-        except FileIdTaken:
-            # Lost a race for this id: our multipart upload must not linger.
-            self._abort_quietly(key, upload_id)
-            raise AlreadyExists("a file with this file_id already exists; choose a new one"
-                                ) from None
-        except Exception:
-            self._abort_quietly(key, upload_id)
-            raise
-        self._sessions.put(UploadSession(file_id=fid, user_id=user_id, upload_id=upload_id,
-                                         s3_key=key, part_size=self._part_size,
-                                         part_count=count, size=file_size))
-        UPLOADS_INITIATED.inc()
-        self._status_events.changed(user_id=user_id, file_id=fid, status="UPLOADING",
-                                    size=file_size)
+        file = File(id=fid, user_id=user_id, file_name=name, mime_type=mime, size=file_size,
+                    s3_key=storage_key(user_id, fid), part_size=self._part_size,
+                    part_count=count, status=FileStatus.UPLOADING)
+        urls = self._start_upload(file, presign_every_part=True)
         log.info("upload initiated", extra=log_fields(file_id=str(fid), size=file_size,
                                                       parts=count))
-        return InitiatedUpload(upload_id=upload_id, part_urls=urls, part_size=self._part_size,
-                               s3_key=key)
+        return InitiatedUpload(upload_id=file.upload_id or "", part_urls=urls,
+                               part_size=self._part_size, s3_key=file.s3_key)
 
     def record_part(self, *, user_id: uuid.UUID, file_id: str, chunk_index: int, size: int,
                     etag: str, checksum: str = "") -> None:
@@ -636,6 +616,46 @@ class Uploads(UploadsV2):
         raise FailedPrecondition("storage no longer has this upload (expired or aborted); "
                                  "start a new upload with a new file_id",
                                  reason="UPLOAD_GONE")
+
+    def _start_upload(self, file: File, *, presign_every_part: bool = False) -> list[str]:
+        """Starts the multipart upload of `file` (a new UPLOADING row, all but its upload
+        id) and inserts the row, in one transaction: the id, then (with a quota) the
+        owner's usage under the owner's quota lock, are checked before storage is touched;
+        the insert commits with the lock, so concurrent starts by one user are decided one
+        after the other (each waits for the previous one's storage call). Whatever fails
+        after storage has the multipart upload aborts it. `presign_every_part` (v1): the
+        URLs of every part, made before the row is committed, are returned."""
+        algorithm = (ChecksumAlgorithm(file.checksum_algorithm) if file.checksum_algorithm
+                     else None)
+        key, upload_id, urls = file.s3_key, None, []
+        try:
+            with self._store.file_creation(file.id, file.user_id,
+                                           with_usage=not self._quota.unlimited) as creation:
+                if creation.id_taken:
+                    raise AlreadyExists(FILE_ID_TAKEN)
+                if creation.usage is not None:
+                    self._quota.admit(creation.usage, file.size)
+                upload_id = self._storage.create_multipart_upload(
+                    key, content_type=file.mime_type, checksum_algorithm=algorithm)
+                if presign_every_part:
+                    urls = self._storage.presign_parts(
+                        key, upload_id=upload_id, part_numbers=range(1, file.part_count + 1),
+                        ttl=self._url_ttl)
+                file.upload_id = upload_id
+                creation.insert(file)
+        except FileIdTaken:
+            # Lost a race for this id: our multipart upload must not linger.
+            self._abort_quietly(key, upload_id or "")
+            raise AlreadyExists(FILE_ID_TAKEN) from None
+        except BaseException:
+            if upload_id is not None:  # failed after storage was touched
+                self._abort_quietly(key, upload_id)
+            raise
+        self._sessions.put(_session_of(file))
+        UPLOADS_INITIATED.inc()
+        self._status_events.changed(user_id=file.user_id, file_id=file.id, status="UPLOADING",
+                                    size=file.size)
+        return urls
 
     def _abort_quietly(self, key: str, upload_id: str) -> None:
         try:

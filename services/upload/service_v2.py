@@ -12,9 +12,8 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.logs import log_fields
-from services.common.metrics import UPLOADS_INITIATED
 
 from . import service as v1  # its cleaning helpers (imported both ways: used at call time)
 from .checksums import ChecksumAlgorithm, clean_sha256_hex
@@ -22,13 +21,9 @@ from .models import File, FileStatus
 from .parts import choose_part_size, part_count
 from .quota import Quota, Usage, human_bytes
 from .resume import ResumablePart, reconcile
-from .sessions import UploadSession
 from .storage import UploadGone
-from .store import FileIdTaken
 
 log = logging.getLogger(__name__)
-
-FILE_ID_TAKEN = "a file with this file_id already exists; choose a new one"
 
 
 @dataclass(frozen=True)
@@ -58,9 +53,9 @@ class UploadView:
 
 
 class UploadsV2:
-    """Needs from its host class (service.Uploads): _store, _storage, _sessions,
-    _status_events, _quota, _min_part_size, _v2_max_file_size, _owned(),
-    _settle_vanished_upload() and _abort_quietly()."""
+    """Needs from its host class (service.Uploads): _store, _storage, _sessions, _quota,
+    _min_part_size, _v2_max_file_size, _owned(), _start_upload() and
+    _settle_vanished_upload()."""
 
     def create_upload(self, *, user_id: uuid.UUID, file_id: str, file_name: str,
                       mime_type: str, file_size: int,
@@ -79,39 +74,15 @@ class UploadsV2:
                 f"({human_bytes(self._v2_max_file_size)})", reason="FILE_TOO_LARGE")
         size_of_parts = choose_part_size(file_size, min_part_size=self._min_part_size)
         count = part_count(file_size, size_of_parts)
-        # Cheap refusals before storage is touched: no multipart upload for a file that
-        # cannot be taken. The insert below decides again, under the user's quota lock.
-        if self._store.file_id_taken(fid):
-            raise AlreadyExists(FILE_ID_TAKEN)
-        self._check_quota_at_initiation(user_id, file_size)
-
-        key = f"users/{user_id}/{fid}"  # ids only: nothing the user typed
-        upload_id = self._storage.create_multipart_upload(key, content_type=mime,
-                                                          checksum_algorithm=algorithm)
-        try:
-            self._store.insert_file(File(
-                id=fid, user_id=user_id, file_name=name, mime_type=mime, size=file_size,
-                s3_key=key, upload_id=upload_id, part_size=size_of_parts, part_count=count,
-                status=FileStatus.UPLOADING, checksum_algorithm=algorithm.value,
-                sha256=digest,
-            ), admit=self._admitter(file_size))
-        except FileIdTaken:
-            self._abort_quietly(key, upload_id)  # lost a race for this id
-            raise AlreadyExists(FILE_ID_TAKEN) from None
-        except BaseException:
-            self._abort_quietly(key, upload_id)  # over quota after all, or a failure
-            raise
-        self._sessions.put(UploadSession(
-            file_id=fid, user_id=user_id, upload_id=upload_id, s3_key=key,
-            part_size=size_of_parts, part_count=count, size=file_size,
-            checksum_algorithm=algorithm.value))
-        UPLOADS_INITIATED.inc()
-        self._status_events.changed(user_id=user_id, file_id=fid, status="UPLOADING",
-                                    size=file_size)
+        file = File(id=fid, user_id=user_id, file_name=name, mime_type=mime, size=file_size,
+                    s3_key=v1.storage_key(user_id, fid), part_size=size_of_parts,
+                    part_count=count, status=FileStatus.UPLOADING,
+                    checksum_algorithm=algorithm.value, sha256=digest)
+        self._start_upload(file)
         log.info("upload created", extra=log_fields(file_id=str(fid), size=file_size,
                                                     parts=count, part_size=size_of_parts))
-        return CreatedUpload(file_id=str(fid), upload_id=upload_id, s3_key=key,
-                             part_size=size_of_parts, part_count=count,
+        return CreatedUpload(file_id=str(fid), upload_id=file.upload_id or "",
+                             s3_key=file.s3_key, part_size=size_of_parts, part_count=count,
                              checksum_algorithm=algorithm)
 
     def upload_view(self, *, user_id: uuid.UUID, file_id: str) -> UploadView:
@@ -150,17 +121,6 @@ class UploadsV2:
 
     def quota_of(self, *, user_id: uuid.UUID) -> tuple[Usage, Quota]:
         return self._store.usage_of(user_id), self._quota
-
-    def _check_quota_at_initiation(self, user_id: uuid.UUID, size: int) -> None:
-        """The cheap refusal, before storage is touched (no query without a quota)."""
-        if not self._quota.unlimited:
-            self._quota.admit(self._store.usage_of(user_id), size)
-
-    def _admitter(self, size: int):
-        """The quota decision made inside the insert's transaction (see store.insert_file)."""
-        if self._quota.unlimited:
-            return None
-        return lambda usage: self._quota.admit(usage, size)
 
     def _check_quota_at_completion(self, file: File, real_size: int) -> None:
         """Completion counts the bytes storage really holds, against the quota as it is

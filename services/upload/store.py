@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Callable, Iterator
+from typing import Iterator
 
-from sqlalchemy import bindparam, case, delete, func, literal, select
+from sqlalchemy import String, bindparam, case, delete, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from services.common.db import Database, retry_on_dropped_connection
 
@@ -53,30 +54,87 @@ class FileIdTaken(Exception):
     """Another file (anyone's) already has this id."""
 
 
+def _usage_query(user_id, excluding: uuid.UUID | None):
+    """Bytes of the user's UPLOADING and UPLOADED files (FAILED ones hold nothing): one
+    row (total, of which uploading). `user_id`: a UUID or a bound parameter."""
+    uploading = func.coalesce(func.sum(case(
+        (File.status == FileStatus.UPLOADING, File.size), else_=0)), 0)
+    total = func.coalesce(func.sum(File.size), 0)
+    query = select(total, uploading).where(
+        File.user_id == user_id, File.status.in_([FileStatus.UPLOADING, FileStatus.UPLOADED]))
+    if excluding is not None:
+        query = query.where(File.id != excluding)
+    return query
+
+
+def _id_taken():
+    """EXISTS (a file, anyone's, with the id `file_id`), on an alias so that it stays
+    uncorrelated when it is a column of a query on files."""
+    other = aliased(File)
+    return select(literal(True)).select_from(other).where(
+        other.id == bindparam("file_id")).exists()
+
+
+# Statements of every initiation and part-URL request, built once with bound parameters
+# (as _RECORD_CHUNK): building a statement and its cache key costs CPU on every call.
+_LOCK_QUOTA = select(func.pg_advisory_xact_lock(
+    QUOTA_LOCK_NAMESPACE, func.hashtext(bindparam("user_key", type_=String))))
+_USAGE_AND_ID_TAKEN = _usage_query(bindparam("user_id"), None).add_columns(_id_taken())
+_ID_TAKEN = select(_id_taken())
+_INSERT_FILE = insert(File.__table__)
+_OWNED_FILE = select(File).where(File.id == bindparam("file_id"),
+                                 File.user_id == bindparam("user_id"))
+
+
+class FileCreation:
+    """What UploadStore.file_creation checked, and the insert that ends it."""
+
+    def __init__(self, session: Session, *, id_taken: bool, usage: Usage | None) -> None:
+        self.id_taken = id_taken
+        self.usage = usage  # None when not asked for
+        self._session = session
+
+    def insert(self, file: File) -> None:
+        """Inserts `file`'s row (a plain INSERT: the ORM's unit of work costs more CPU
+        than the statement; `file` stays detached). FileIdTaken when a concurrent
+        creation took the id after it was checked."""
+        row = {column.key: value for column in File.__table__.columns
+               if (value := getattr(file, column.key)) is not None}  # others: defaults
+        try:
+            self._session.execute(_INSERT_FILE, row)
+        except IntegrityError:
+            raise FileIdTaken(str(file.id)) from None
+
+
 class UploadStore:
     def __init__(self, db: Database, *, autocommit: Engine | None = None) -> None:
         """`autocommit`: an engine in AUTOCOMMIT mode on the same database for the
-        single-statement hot path (record_chunk); without it, the main engine's
-        connections are switched to autocommit for that statement."""
+        single-statement hot path (record_chunk) and single-statement reads (owned_file);
+        without it, the main engine's connections are switched to autocommit for
+        record_chunk, and reads run in a transaction."""
         self._db = db
         self._autocommit = autocommit
+        # Sessions whose only statement needs no BEGIN/COMMIT around it.
+        self._reads = (sessionmaker(autocommit, expire_on_commit=False)
+                       if autocommit is not None else None)
 
-    def file_id_taken(self, file_id: uuid.UUID) -> bool:
+    @contextmanager
+    def file_creation(self, file_id: uuid.UUID, user_id: uuid.UUID, *,
+                      with_usage: bool) -> Iterator[FileCreation]:
+        """One transaction (one connection) that creates a file: it tells whether the id is
+        taken and, `with_usage`, the owner's usage read under the per-user quota lock; the
+        block decides, may call storage, then inserts; the insert commits when the block
+        ends, and the lock goes with it. Two concurrent creations by one user are decided
+        one after the other, each seeing the other's file."""
         with self._db.session() as session:
-            return session.scalar(select(literal(True)).where(File.id == file_id)) is not None
-
-    def insert_file(self, file: File, *, admit: Callable[[Usage], None] | None = None) -> None:
-        """Inserts the file. With `admit`, the owner's usage is read under a per-user lock
-        held until the insert commits, and handed to `admit`, which raises to refuse: two
-        concurrent inserts for one user are decided one after the other, each seeing the
-        other's file."""
-        try:
-            with self._db.session() as session:
-                if admit is not None:
-                    admit(self._locked_usage(session, file.user_id))
-                session.add(file)
-        except IntegrityError:
-            raise FileIdTaken(str(file.id)) from None
+            if with_usage:
+                self._lock_quota(session, user_id)
+                used, in_progress, id_taken = session.execute(
+                    _USAGE_AND_ID_TAKEN, {"user_id": user_id, "file_id": file_id}).one()
+                usage = Usage(used_bytes=int(used), uploading_bytes=int(in_progress))
+            else:
+                id_taken, usage = session.scalar(_ID_TAKEN, {"file_id": file_id}), None
+            yield FileCreation(session, id_taken=bool(id_taken), usage=usage)
 
     def usage_of(self, user_id: uuid.UUID, *, excluding: uuid.UUID | None = None) -> Usage:
         with self._db.session() as session:
@@ -92,28 +150,37 @@ class UploadStore:
 
     def _locked_usage(self, session, user_id: uuid.UUID,
                       excluding: uuid.UUID | None = None) -> Usage:
-        session.execute(select(func.pg_advisory_xact_lock(
-            QUOTA_LOCK_NAMESPACE, func.hashtext(str(user_id)))))
+        self._lock_quota(session, user_id)
         return self._usage(session, user_id, excluding)
 
     @staticmethod
+    def _lock_quota(session, user_id: uuid.UUID) -> None:
+        """The per-user quota lock, held until the transaction ends. A statement of its own:
+        the usage must be read by a later statement, whose snapshot sees what the previous
+        holder committed."""
+        session.execute(_LOCK_QUOTA, {"user_key": str(user_id)})
+
+    @staticmethod
     def _usage(session, user_id: uuid.UUID, excluding: uuid.UUID | None) -> Usage:
-        """Bytes of the user's UPLOADING and UPLOADED files (FAILED ones hold nothing)."""
-        uploading = func.coalesce(func.sum(case(
-            (File.status == FileStatus.UPLOADING, File.size), else_=0)), 0)
-        total = func.coalesce(func.sum(File.size), 0)
-        query = select(total, uploading).where(
-            File.user_id == user_id,
-            File.status.in_([FileStatus.UPLOADING, FileStatus.UPLOADED]))
-        if excluding is not None:
-            query = query.where(File.id != excluding)
-        used, in_progress = session.execute(query).one()
+        used, in_progress = session.execute(_usage_query(user_id, excluding)).one()
         return Usage(used_bytes=int(used), uploading_bytes=int(in_progress))
 
     def owned_file(self, file_id: uuid.UUID, user_id: uuid.UUID) -> File | None:
-        with self._db.session() as session:
-            return session.scalar(select(File).where(File.id == file_id,
-                                                     File.user_id == user_id))
+        return self._read_one(_OWNED_FILE, {"file_id": file_id, "user_id": user_id})
+
+    def _read_one(self, query, params: dict):
+        """The first row of a one-statement read: on the autocommit pool when there is one
+        (no BEGIN and COMMIT around it; that pool pings no connection before use, so the
+        read is retried once on a connection found dead), else in a transaction."""
+        if self._reads is None:
+            with self._db.session() as session:
+                return session.scalar(query, params)
+
+        def read():
+            with self._reads() as session:
+                return session.scalar(query, params)
+
+        return retry_on_dropped_connection(read)
 
     def owned_file_by_key(self, s3_key: str, user_id: uuid.UUID) -> File | None:
         with self._db.session() as session:

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlparse
 
 import grpc
 import pytest
+from sqlalchemy import text
 
 from dropfile.upload.v1 import upload_pb2
 
@@ -113,6 +114,20 @@ def test_aborted_uploads_take_no_more_urls(api, alice):
     err = assert_code(grpc.StatusCode.FAILED_PRECONDITION, part_urls, api, alice,
                       upload.file_id, 1, 1)
     assert "aborted" in err.details()
+
+
+def test_urls_survive_connections_dropped_by_the_database(api, alice, db_engine):
+    """The file is read on connections that are not pinged before use: one that PostgreSQL
+    dropped (a restart, a failover) costs a retry on a fresh one, not a failed call."""
+    upload = initiate(api, alice, 2 * PART)
+    assert len(part_urls(api, alice, upload.file_id, 1, 2).parts) == 2
+    with db_engine.connect() as conn:
+        ended = conn.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+        conn.commit()
+    assert ended >= 1
+    assert len(part_urls(api, alice, upload.file_id, 1, 2).parts) == 2
 
 
 def test_an_access_token_is_required(api, make_token):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 from typing import Iterator
 from urllib.parse import parse_qs, urlparse
@@ -103,6 +104,54 @@ def test_the_v2_size_limit_and_the_v1_one(v2, alice):
                                                        file_size=1024 * MIB + 1),
                       metadata=alice.metadata)
     assert "exceeds the limit" in err.details()
+
+
+def multipart_upload_ids(s3, bucket, user) -> list[str]:
+    listing = s3.list_multipart_uploads(Bucket=bucket, Prefix=f"users/{user.user_id}/")
+    return [upload["UploadId"] for upload in listing.get("Uploads", [])]
+
+
+def test_a_taken_file_id_is_refused_and_leaves_nothing_in_storage(v2, alice, bob, s3, bucket):
+    first = create(v2.stub, alice, 10)
+    for user in (alice, bob):  # file ids are unique across users
+        err = assert_code(grpc.StatusCode.ALREADY_EXISTS, create, v2.stub, user, 10,
+                          file_id=first.file_id)
+        assert "already exists" in err.details()
+    assert multipart_upload_ids(s3, bucket, alice) == [first.upload_id]
+    assert multipart_upload_ids(s3, bucket, bob) == []
+
+
+def test_concurrent_creations_of_one_file_id_leave_one_upload(v2, new_user, s3, bucket,
+                                                              db_engine):
+    """Every creation finds the id free, starts a multipart upload, and only one insert
+    wins: the others are ALREADY_EXISTS and their multipart uploads are aborted."""
+    file_id = str(uuid.uuid4())
+    users = [new_user() for _ in range(6)]
+    start = threading.Barrier(len(users))
+    results: list = [None] * len(users)
+
+    def race(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = create(v2.stub, users[i], 10, file_id=file_id)
+        except grpc.RpcError as exc:
+            results[i] = exc.code()
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(len(users))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [winner] = [r for r in results if not isinstance(r, grpc.StatusCode)]
+    assert [r for r in results if r is not winner] == \
+        [grpc.StatusCode.ALREADY_EXISTS] * (len(users) - 1)
+    assert [upload for user in users for upload in multipart_upload_ids(s3, bucket, user)] \
+        == [winner.upload_id]
+    with db_engine.connect() as conn:
+        owners = conn.execute(text("SELECT user_id::text FROM files WHERE id = :id"),
+                              {"id": file_id}).scalars().all()
+    assert owners == [user.user_id for user, result in zip(users, results)
+                      if result is winner]
 
 
 def test_a_whole_upload_with_checked_parts_and_a_whole_file_checksum(
