@@ -2,9 +2,19 @@
 boto3's usual chain; settings may name an endpoint explicitly too."""
 from __future__ import annotations
 
+import threading
+
 import boto3
+import botocore.loaders
+import botocore.session
 import redis
 from botocore.config import Config
+
+# The services' models (JSON files loaded into Python objects: ~12 MB for S3) are read once
+# per process and shared by every client; without this, each client's session reads its
+# own copy. Sessions stay one per client, so each resolves credentials when it is made.
+_models = botocore.loaders.create_loader()
+_models_lock = threading.Lock()  # the loader's cache is a plain dict
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -30,4 +40,8 @@ def aws_client(service: str, *, region: str, endpoint_url: str | None = None,
         connect_timeout=5,
         read_timeout=30,
     )
-    return boto3.session.Session().client(service, endpoint_url=endpoint_url, config=config)
+    with _models_lock:
+        core = botocore.session.Session()
+        core.register_component("data_loader", _models)
+        return boto3.session.Session(botocore_session=core).client(
+            service, endpoint_url=endpoint_url, config=config)
