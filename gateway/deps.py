@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2_grpc
 from dropfile.auth.v1 import auth_pb2_grpc
 from dropfile.events.v1 import events_pb2_grpc
 from dropfile.upload.v1 import upload_pb2_grpc
+from services.common.clients import GRPC_CHANNEL_OPTIONS
 from services.common.logs import REQUEST_ID_HEADER
 
 from .cookies import ACCESS_TOKEN
@@ -22,6 +23,7 @@ from .middleware import request_id_of
 from .settings import GatewaySettings
 
 _CHANNEL_OPTIONS = [
+    *GRPC_CHANNEL_OPTIONS,
     ("grpc.primary_user_agent", "dropfile-gateway"),
     # A long file list is the largest reply; gRPC's default cap is 4 MiB.
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),

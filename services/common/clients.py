@@ -2,6 +2,7 @@
 boto3's usual chain; settings may name an endpoint explicitly too."""
 from __future__ import annotations
 
+import json
 import threading
 
 import boto3
@@ -15,6 +16,17 @@ from botocore.config import Config
 # own copy. Sessions stay one per client, so each resolves credentials when it is made.
 _models = botocore.loaders.create_loader()
 _models_lock = threading.Lock()  # the loader's cache is a plain dict
+
+
+# Channel options of every Dropfile gRPC client. A channel spreads its calls over every
+# address its target resolves to (round_robin), not only the first: in Kubernetes the
+# services are headless, so `upload:50052` resolves to each pod and all replicas share the
+# load (a ClusterIP would pin each long-lived HTTP/2 connection, hence every call, to one
+# pod). Servers close connections after a while (grpc_server.py), so clients re-resolve
+# and find new replicas.
+GRPC_CHANNEL_OPTIONS: list[tuple[str, object]] = [
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
+]
 
 
 def redis_client(url: str) -> redis.Redis:

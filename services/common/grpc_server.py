@@ -34,6 +34,15 @@ log = logging.getLogger(__name__)
 # service it touched (the gateway's access log is the first line).
 access_log = logging.getLogger("rpc.access")
 
+# Clients' connections are closed (gracefully: calls in flight finish) after a few minutes,
+# so that clients resolve the service's name again and spread over replicas added since
+# (clients.GRPC_CHANNEL_OPTIONS). The grace outlasts the longest stream, a live-status
+# watch (the gateway ends those after SSE_MAX_STREAM_SECONDS, 15 min by default).
+CONNECTION_AGING = [
+    ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+    ("grpc.max_connection_age_grace_ms", 20 * 60 * 1000),
+]
+
 SERVICE_TOKEN_HEADER = "x-dropfile-service-token"
 ERROR_DOMAIN = "dropfile"
 
@@ -211,7 +220,7 @@ def build_server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[ServiceInterceptor(verifier=verifier, service_token=service_token,
                                          policy=policy)],
-        options=[("grpc.so_reuseport", 0)],
+        options=[("grpc.so_reuseport", 0), *CONNECTION_AGING],
     )
     names = list(register(server))
     health_servicer = health.HealthServicer()

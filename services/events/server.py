@@ -9,7 +9,7 @@ import grpc
 
 from dropfile.events.v1 import events_pb2, events_pb2_grpc
 from services.common import keys
-from services.common.clients import aws_client
+from services.common.clients import GRPC_CHANNEL_OPTIONS, aws_client
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
 from services.common.tokens import TokenVerifier
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # gRPC waits up to two minutes between reconnection attempts by default, failing calls
 # meanwhile: after an upload-service restart, confirmations would stall that long.
 CHANNEL_OPTIONS = [
+    *GRPC_CHANNEL_OPTIONS,
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.min_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 5000),

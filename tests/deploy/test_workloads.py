@@ -23,6 +23,16 @@ def test_every_overlay_renders_the_services(manifests):
         assert manifests.get("Service", name), f"{manifests.overlay}: no Service {name}"
 
 
+def test_grpc_services_are_headless_so_clients_balance_over_every_pod(manifests):
+    """A virtual IP would pin each client's one HTTP/2 connection, so every call, to one
+    pod whatever the autoscaler adds; headless, the name resolves to each ready pod and
+    clients spread calls with round_robin (services/common/clients.py)."""
+    for name, port in SERVICES.items():
+        service = manifests.get("Service", name)
+        headless = service["spec"].get("clusterIP") == "None"
+        assert headless == (port == "grpc"), f"{manifests.overlay}: Service {name}"
+
+
 def test_every_container_is_hardened(manifests):
     for workload in manifests.workloads():
         spec = workload.spec
