@@ -132,14 +132,29 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         log.exception("unexpected error in %s", method)
         _abort(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
-    def _wrap(self, behavior, method: str, kind: str):
+    def _outcome(self, method: str):
+        """What records a call's end: its count by status, and one access-log line (DEBUG
+        for health checks and the policy's frequent methods when they succeed)."""
         service, _, name = method.lstrip("/").partition("/")
-        latency = GRPC_LATENCY.labels(service, name)
         # Probes call the health service every few seconds: DEBUG only.
         quiet = service.startswith("grpc.")
         ok_level = logging.DEBUG if quiet or method in self._policy.frequent_methods \
             else logging.INFO
         other_level = logging.DEBUG if quiet else logging.INFO
+
+        def record(code: grpc.StatusCode, elapsed: float) -> None:
+            GRPC_REQUESTS.labels(service, name, code.name).inc()
+            level = ok_level if code is grpc.StatusCode.OK else other_level
+            if access_log.isEnabledFor(level):
+                access_log.log(level, "%s %s", method, code.name, extra=log_fields(
+                    method=method, code=code.name, duration_ms=round(elapsed * 1000, 1)))
+
+        return record
+
+    def _wrap(self, behavior, method: str, kind: str):
+        service, _, name = method.lstrip("/").partition("/")
+        latency = GRPC_LATENCY.labels(service, name)
+        record = self._outcome(method)
 
         def wrapped(request, context):
             started = time.perf_counter()
@@ -154,26 +169,41 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             finally:
                 elapsed = time.perf_counter() - started
                 latency.observe(elapsed)
-                code = context.code() or grpc.StatusCode.OK
-                GRPC_REQUESTS.labels(service, name, code.name).inc()
-                level = ok_level if code is grpc.StatusCode.OK else other_level
-                if access_log.isEnabledFor(level):
-                    access_log.log(level, "%s %s", method, code.name, extra=log_fields(
-                        method=method, code=code.name, duration_ms=round(elapsed * 1000, 1)))
+                record(context.code() or grpc.StatusCode.OK, elapsed)
 
         return wrapped
 
     def _wrap_stream(self, behavior, method: str, kind: str):
+        """As _wrap, for server streams (live status: minutes long), whose duration is not
+        a latency: counted and logged when they end, not observed in the histogram."""
+        record = self._outcome(method)
+
         def wrapped(request, context):
-            self._enter(context, kind)
+            started = time.perf_counter()
             try:
-                yield from behavior(request, context)
-            except Exception as exc:  # noqa: BLE001
-                if context.code() is not None and not isinstance(exc, DomainError):
-                    raise
-                self._fail(context, method, exc)
+                self._enter(context, kind)
+                try:
+                    yield from behavior(request, context)
+                except Exception as exc:  # noqa: BLE001
+                    if context.code() is not None and not isinstance(exc, DomainError):
+                        raise
+                    self._fail(context, method, exc)
+            finally:
+                record(context.code() or _ended_by_caller(context) or grpc.StatusCode.OK,
+                       time.perf_counter() - started)
 
         return wrapped
+
+
+def _ended_by_caller(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    """Why a stream the servicer ended without a status is over, when the caller ended it:
+    its deadline passed, or it hung up."""
+    if context.is_active():
+        return None
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
 
 
 class Worker(Protocol):

@@ -281,3 +281,22 @@ def test_losing_redis_ends_the_streams_and_refuses_new_ones_until_it_is_back(
         channel.close()
         handle.stop(0).wait()
         proxy.close()
+
+
+def test_streams_are_counted_when_they_end(events_stub, watch, make_token):
+    """Streams are in dropfile_grpc_requests_total like any call, by how they ended (the
+    events server runs in this process, so its registry is this one)."""
+    from prometheus_client import REGISTRY
+
+    def count(code: str) -> float:
+        return REGISTRY.get_sample_value("dropfile_grpc_requests_total", {
+            "service": "dropfile.events.v1.EventsService", "method": "WatchFileEvents",
+            "code": code}) or 0.0
+
+    before = {code: count(code) for code in ("CANCELLED", "UNAUTHENTICATED")}
+    with pytest.raises(grpc.RpcError):
+        next(iter(events_stub.WatchFileEvents(events_pb2.WatchFileEventsRequest())))
+    watch(events_stub, make_token()).live().close()
+    wait_until(lambda: count("CANCELLED") == before["CANCELLED"] + 1,
+               what="the hung-up stream to be counted")
+    assert count("UNAUTHENTICATED") == before["UNAUTHENTICATED"] + 1
