@@ -4,6 +4,7 @@ settings of a test's choosing."""
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,27 @@ def running_upload_server(settings: UploadSettings) -> Iterator[RunningUpload]:
                                 internal_stub=upload_pb2_grpc.UploadInternalServiceStub(channel))
     finally:
         handle.stop(0).wait()
+
+
+def race(calls: list) -> list:
+    """Runs the calls at once, one thread each, released together; returns each one's
+    result, or the status code of the gRPC error it raised."""
+    start = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = calls[i]()
+        except grpc.RpcError as exc:
+            results[i] = exc.code()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def error_of(call, *args, **kwargs) -> grpc.RpcError:

@@ -3,7 +3,6 @@ the parts to the presigned URLs, record them, complete, confirm, download, delet
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from urllib.parse import parse_qs, urlparse
 
@@ -14,7 +13,7 @@ from sqlalchemy import text
 from dropfile.upload.v1 import upload_pb2
 
 from .helpers import (MIB, PART, assert_code, completion, confirm_request, initiate, listed,
-                      put_parts, record_parts, upload_file)
+                      put_parts, race, record_parts, upload_file)
 
 OK = upload_pb2.ConfirmUploadResponse
 
@@ -221,21 +220,8 @@ def test_deleting_an_upload_in_progress_aborts_it(api, alice, s3, bucket, db_eng
 def test_concurrent_initiates_of_one_file_id_leave_one_upload(api, new_user, s3, bucket):
     file_id = str(uuid.uuid4())
     users = [new_user() for _ in range(6)]
-    barrier = threading.Barrier(len(users))
-    results: list = [None] * len(users)
-
-    def race(i):
-        barrier.wait()
-        try:
-            results[i] = initiate(api, users[i], 10, file_id=file_id)
-        except grpc.RpcError as exc:
-            results[i] = exc.code()
-
-    threads = [threading.Thread(target=race, args=(i,)) for i in range(len(users))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = race([lambda user=user: initiate(api, user, 10, file_id=file_id)
+                    for user in users])
     winners = [r for r in results if not isinstance(r, grpc.StatusCode)]
     assert len(winners) == 1
     assert all(r == grpc.StatusCode.ALREADY_EXISTS for r in results if r not in winners)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import uuid
 from typing import Iterator
 from urllib.parse import parse_qs, urlparse
@@ -23,7 +22,8 @@ from tests.conftest import settings_for
 from tests.fixtures.stores import (SMALL_PART_MIN_SIZE, aws_credentials,  # noqa: F401
                                    private_valkey, small_parts_moto)
 
-from .helpers import MIB, RunningUpload, assert_code, initiate, running_upload_server
+from .helpers import (MIB, RunningUpload, assert_code, initiate, race,
+                      running_upload_server)
 from .v2_helpers import (SHA256, complete, create, get_upload, part_urls, put, send_parts,
                          sha256_b64)
 
@@ -127,21 +127,8 @@ def test_concurrent_creations_of_one_file_id_leave_one_upload(v2, new_user, s3, 
     wins: the others are ALREADY_EXISTS and their multipart uploads are aborted."""
     file_id = str(uuid.uuid4())
     users = [new_user() for _ in range(6)]
-    start = threading.Barrier(len(users))
-    results: list = [None] * len(users)
-
-    def race(i: int) -> None:
-        start.wait()
-        try:
-            results[i] = create(v2.stub, users[i], 10, file_id=file_id)
-        except grpc.RpcError as exc:
-            results[i] = exc.code()
-
-    threads = [threading.Thread(target=race, args=(i,)) for i in range(len(users))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = race([lambda user=user: create(v2.stub, user, 10, file_id=file_id)
+                    for user in users])
     [winner] = [r for r in results if not isinstance(r, grpc.StatusCode)]
     assert [r for r in results if r is not winner] == \
         [grpc.StatusCode.ALREADY_EXISTS] * (len(users) - 1)
