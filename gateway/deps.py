@@ -13,13 +13,14 @@ from grpc_health.v1 import health_pb2_grpc
 
 from dropfile.auth.v1 import auth_pb2_grpc
 from dropfile.events.v1 import events_pb2_grpc
-from dropfile.upload.v1 import upload_pb2_grpc
+from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.common.clients import GRPC_CHANNEL_OPTIONS
 from services.common.logs import REQUEST_ID_HEADER
 
 from .cookies import ACCESS_TOKEN
 from .errors import ApiError
 from .middleware import request_id_of
+from .part_recorder import PartRecorder
 from .settings import GatewaySettings
 
 _CHANNEL_OPTIONS = [
@@ -50,8 +51,13 @@ class Backends:
         # Readiness asks each backend's standard gRPC health service.
         self.health = {name: health_pb2_grpc.HealthStub(channel)
                        for name, channel in self._channels.items()}
+        self.part_recorder = PartRecorder(
+            self.upload, batch_size=settings.record_part_batch_size,
+            batches_in_flight=settings.record_part_batches_in_flight,
+            timeout=settings.grpc_timeout_seconds)
 
     async def close(self) -> None:
+        await self.part_recorder.close()
         for channel in self._channels.values():
             await channel.close()
 
@@ -85,6 +91,13 @@ class UserCallOptions(CallOptions):
     the gateway's CPU per request)."""
 
     backends: Backends
+    access_token: str
+    request_id: str
+
+    async def record_part(self, part: upload_pb2.RecordPartRequest) -> None:
+        """RecordPart, sent together with concurrent ones (part_recorder.py)."""
+        await self.backends.part_recorder.record(part, access_token=self.access_token,
+                                                 request_id=self.request_id)
 
 
 async def anonymous_call(request: Request,
@@ -107,11 +120,11 @@ async def user_call(request: Request,
     if not _USABLE_TOKEN.fullmatch(access_token):
         raise ApiError(401, "invalid access token")
     state = request.app.state
+    request_id = request_id_of(request.scope)
     return UserCallOptions(
-        metadata=(("authorization", f"Bearer {access_token}"),
-                  (REQUEST_ID_HEADER, request_id_of(request.scope))),
+        metadata=(("authorization", f"Bearer {access_token}"), (REQUEST_ID_HEADER, request_id)),
         timeout=state.settings.grpc_timeout_seconds,
-        backends=state.backends,
+        backends=state.backends, access_token=access_token, request_id=request_id,
     )
 
 

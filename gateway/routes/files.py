@@ -47,9 +47,8 @@ async def get_upload_urls(body: UploadUrlsBody, call: UserCall):
 @router.post("/record-chunk", response_model=SuccessReply, responses=_ERRORS,
              summary="Record a part the client has PUT to storage")
 async def record_chunk(body: RecordChunkBody, call: UserCall):
-    await call.backends.upload.RecordPart(upload_pb2.RecordPartRequest(
-        file_id=body.file_id, chunk_index=body.chunk_index, size=body.size, etag=body.etag,
-    ), **call.kwargs)
+    await call.record_part(upload_pb2.RecordPartRequest(
+        file_id=body.file_id, chunk_index=body.chunk_index, size=body.size, etag=body.etag))
     return {"success": True}
 
 

@@ -89,9 +89,9 @@ async def get_upload(file_id: FileIdPath, call: UserCall):
 @router.post("/files/{file_id}/parts", response_model=RecordPartReply, responses=_ERRORS,
              summary="Record a part storage accepted")
 async def record_part(file_id: FileIdPath, body: RecordPartBody, call: UserCall):
-    await call.backends.upload.RecordPart(upload_pb2.RecordPartRequest(
+    await call.record_part(upload_pb2.RecordPartRequest(
         file_id=file_id, chunk_index=body.partNumber - 1, size=body.size, etag=body.etag,
-        checksum=body.checksum or ""), **call.kwargs)
+        checksum=body.checksum or ""))
     return {"partNumber": body.partNumber}
 
 

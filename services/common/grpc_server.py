@@ -58,11 +58,16 @@ class AccessPolicy:
     # successes are logged at DEBUG, their failures at INFO like every other call. The
     # gateway's access log still has a line for each.
     frequent_methods: set[str] = field(default_factory=set)
+    # Calls that carry several users' requests, each with its own access token, which the
+    # servicer verifies record by record: no `authorization` metadata is asked of them.
+    per_record_token_methods: set[str] = field(default_factory=set)
 
     def kind(self, method: str) -> str:
         service = method.lstrip("/").split("/", 1)[0]
         if method in self.public_methods or service.startswith("grpc."):
             return "public"  # health checks and reflection are open, as probes need
+        if method in self.per_record_token_methods:
+            return "per-record"
         if service in self.internal_services:
             return "internal"
         return "user"
@@ -104,7 +109,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         metadata = dict(context.invocation_metadata())
         request_id_var.set(metadata.get(REQUEST_ID_HEADER, ""))
         current_identity.set(None)
-        if kind == "public":
+        if kind in ("public", "per-record"):
             return
         if kind == "internal":
             presented = metadata.get(SERVICE_TOKEN_HEADER, "").encode()

@@ -56,9 +56,12 @@ def create_uploads(settings: UploadSettings) -> Uploads:
 def create_server(settings: UploadSettings, *, port: int | None = None) -> ServerHandle:
     uploads = create_uploads(settings)
     public_pem = keys.public_key_pem(settings, settings.public_key)
+    verifier = TokenVerifier(public_pem, issuer=settings.jwt_issuer,
+                             audience=settings.jwt_audience)
 
     def register(server):
-        upload_pb2_grpc.add_UploadServiceServicer_to_server(UploadServicer(uploads), server)
+        upload_pb2_grpc.add_UploadServiceServicer_to_server(
+            UploadServicer(uploads, verifier), server)
         upload_pb2_grpc.add_UploadInternalServiceServicer_to_server(
             UploadInternalServicer(uploads), server)
         return [SERVICE_NAME, INTERNAL_SERVICE_NAME]
@@ -67,11 +70,12 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
         host=settings.dropfile_bind_host,
         port=settings.upload_grpc_port if port is None else port,
         max_workers=settings.grpc_max_workers,
-        verifier=TokenVerifier(public_pem, issuer=settings.jwt_issuer,
-                               audience=settings.jwt_audience),
+        verifier=verifier,
         service_token=keys.service_token(settings, settings.service_token),
         policy=AccessPolicy(internal_services={INTERNAL_SERVICE_NAME},
-                            frequent_methods={f"/{SERVICE_NAME}/RecordPart"}),
+                            frequent_methods={f"/{SERVICE_NAME}/RecordPart",
+                                              f"/{SERVICE_NAME}/RecordParts"},
+                            per_record_token_methods={f"/{SERVICE_NAME}/RecordParts"}),
         register=register,
     )
     if settings.reaper_enabled:

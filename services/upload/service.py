@@ -21,7 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import (AlreadyExists, DomainError, FailedPrecondition,
+                                   InvalidArgument, NotFound)
 from services.common.logs import log_fields
 from services.common.metrics import (EVENT_LAG, UPLOAD_BYTES, UPLOAD_PARTS, UPLOADS_COMPLETED,
                                      UPLOADS_CONFIRMED, UPLOADS_INITIATED)
@@ -34,7 +35,7 @@ from .service_v2 import UploadsV2
 from .sessions import UploadSession, UploadSessions
 from .status_events import StatusEvents
 from .storage import Storage, UploadGone, normalize_etag
-from .store import FileIdTaken, UploadStore
+from .store import ChunkRecord, FileIdTaken, UploadStore
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,18 @@ class PartRef:
 
     part_number: int
     etag: str
+
+
+@dataclass(frozen=True)
+class PartToRecord:
+    """One caller's RecordPart, inside a batch (Uploads.record_parts)."""
+
+    user_id: uuid.UUID
+    file_id: str
+    chunk_index: int
+    size: int
+    etag: str
+    checksum: str = ""
 
 
 @dataclass(frozen=True)
@@ -282,21 +295,16 @@ class Uploads(UploadsV2):
 
     def record_part(self, *, user_id: uuid.UUID, file_id: str, chunk_index: int, size: int,
                     etag: str, checksum: str = "") -> None:
-        """The hot path: one Redis read and one SQL statement when all is well."""
+        """The hot path: one SQL statement when all is well (the session is cached)."""
         fid = parse_file_id(file_id)
         etag = clean_etag(etag)
         session = self._session_for(fid, user_id)
         for attempt in range(2):
-            self._check_part(session, chunk_index, size)
-            if checksum and not session.checksum_algorithm:
-                raise InvalidArgument("checksum: this upload was started without part "
-                                      "checksums (v1)")
-            cleaned = clean_part_checksum(
-                checksum, ChecksumAlgorithm(session.checksum_algorithm),
-                what=f"the checksum of part {chunk_index + 1}") if checksum else None
+            record = self._chunk_record(session, chunk_index=chunk_index, size=size,
+                                        etag=etag, checksum=checksum)
             if self._store.record_chunk(file_id=fid, user_id=user_id,
-                                        upload_id=session.upload_id, chunk_index=chunk_index,
-                                        size=size, etag=etag, checksum=cleaned):
+                                        upload_id=record.upload_id, chunk_index=chunk_index,
+                                        size=size, etag=etag, checksum=record.checksum):
                 UPLOAD_PARTS.inc()
                 UPLOAD_BYTES.inc(size)
                 return
@@ -311,6 +319,59 @@ class Uploads(UploadsV2):
             session = _session_of(file)
             self._sessions.put(session)
         raise FailedPrecondition("the upload changed while recording the part; retry")
+
+    def record_parts(self, parts: list[PartToRecord]) -> list[DomainError | None]:
+        """record_part for many parts (of any users), in one statement and one commit for
+        all that pass the checks. One result per part, in order: None when recorded, else
+        the refusal record_part would have raised."""
+        results: list[DomainError | None] = [None] * len(parts)
+        batch: dict[tuple[uuid.UUID, int], tuple[int, ChunkRecord]] = {}
+        one_by_one: list[int] = []
+        for index, part in enumerate(parts):
+            try:
+                fid = parse_file_id(part.file_id)
+                record = self._chunk_record(
+                    self._session_for(fid, part.user_id), chunk_index=part.chunk_index,
+                    size=part.size, etag=clean_etag(part.etag), checksum=part.checksum)
+            except DomainError as exc:
+                results[index] = exc
+                continue
+            if (fid, part.chunk_index) in batch:
+                # The same part twice (a client's retry): recorded after the first, as
+                # separate calls would have been; one statement may not upsert a row twice.
+                one_by_one.append(index)
+            else:
+                batch[(fid, part.chunk_index)] = (index, record)
+        recorded = self._store.record_chunks([record for _, record in batch.values()])
+        for key, (index, record) in batch.items():
+            if key in recorded:
+                UPLOAD_PARTS.inc()
+                UPLOAD_BYTES.inc(record.size)
+            else:
+                one_by_one.append(index)  # refused: record_part finds out why, or retries
+        for index in sorted(one_by_one):
+            part = parts[index]
+            try:
+                self.record_part(user_id=part.user_id, file_id=part.file_id,
+                                 chunk_index=part.chunk_index, size=part.size, etag=part.etag,
+                                 checksum=part.checksum)
+            except DomainError as exc:
+                results[index] = exc
+        return results
+
+    def _chunk_record(self, session: UploadSession, *, chunk_index: int, size: int,
+                      etag: str, checksum: str) -> ChunkRecord:
+        """The part as the store records it, once checked against its upload session."""
+        self._check_part(session, chunk_index, size)
+        if checksum and not session.checksum_algorithm:
+            raise InvalidArgument("checksum: this upload was started without part "
+                                  "checksums (v1)")
+        cleaned = clean_part_checksum(
+            checksum, ChecksumAlgorithm(session.checksum_algorithm),
+            what=f"the checksum of part {chunk_index + 1}") if checksum else None
+        return ChunkRecord(file_id=session.file_id, user_id=session.user_id,
+                           upload_id=session.upload_id, chunk_index=chunk_index, size=size,
+                           etag=etag, checksum=cleaned)
 
     def part_urls(self, *, user_id: uuid.UUID, file_id: str, first_part_number: int,
                   last_part_number: int, checksums: list[str] | tuple = ()) -> PartUrls:

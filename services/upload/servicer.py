@@ -4,15 +4,18 @@ from __future__ import annotations
 import uuid
 from datetime import timezone
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
-from services.common.errors import Unauthenticated
-from services.common.tokens import current_identity
+from services.common.errors import DomainError, InvalidArgument, Unauthenticated
+from services.common.grpc_server import access_log
+from services.common.logs import log_fields, request_id_var
+from services.common.tokens import Identity, InvalidTokenError, TokenVerifier, current_identity
 
 from .checksums import ChecksumAlgorithm
 from .models import File, FileStatus
-from .service import ConfirmOutcome, FileInfo, PartRef, Uploads, _info
+from .service import ConfirmOutcome, FileInfo, PartRef, PartToRecord, Uploads, _info
 from .service_v2 import UploadState
 
 _STATUS = {
@@ -30,6 +33,7 @@ _ALGORITHM = {
     ChecksumAlgorithm.SHA256: upload_pb2.CHECKSUM_ALGORITHM_SHA256,
     ChecksumAlgorithm.CRC32C: upload_pb2.CHECKSUM_ALGORITHM_CRC32C,
 }
+_RECORD_PART = "/dropfile.upload.v1.UploadService/RecordPart"
 _ALGORITHM_OF = {value: key for key, value in _ALGORITHM.items()}
 _STATE = {
     UploadState.RECEIVING_PARTS: upload_pb2.GetUploadResponse.STATE_RECEIVING_PARTS,
@@ -39,17 +43,35 @@ _STATE = {
 }
 
 
+# RecordParts: records per call. The gateway sends at most its batch size (64 by default).
+MAX_RECORDS_PER_CALL = 500
+
+
 def caller_id() -> uuid.UUID:
-    """The user the interceptor authenticated. Users are UUIDs; a token whose subject is
-    not one cannot own files."""
+    """The user the interceptor authenticated."""
     identity = current_identity.get()
     if identity is None:  # the interceptor guarantees one; defensive
         raise Unauthenticated("missing access token")
+    return _user_id_of(identity)
+
+
+def _user_id_of(identity: Identity) -> uuid.UUID:
+    """Users are UUIDs; a token whose subject is not one cannot own files."""
     try:
         return uuid.UUID(identity.user_id)
     except ValueError:
         raise Unauthenticated("the access token's subject is not a Dropfile user",
                               reason="ACCESS_TOKEN_INVALID") from None
+
+
+def _result(outcome: DomainError | None) -> upload_pb2.PartRecordResult:
+    if outcome is None:
+        return _RECORDED
+    return upload_pb2.PartRecordResult(code=outcome.code.value[0], message=outcome.message,
+                                       reason=outcome.reason)
+
+
+_RECORDED = upload_pb2.PartRecordResult(code=grpc.StatusCode.OK.value[0])
 
 
 def _file(info: FileInfo) -> upload_pb2.File:
@@ -67,8 +89,10 @@ def _algorithm(file: File) -> int:
 
 
 class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
-    def __init__(self, uploads: Uploads) -> None:
+    def __init__(self, uploads: Uploads, verifier: TokenVerifier) -> None:
         self._uploads = uploads
+        # RecordParts verifies each record's token (the interceptor, the call's).
+        self._verifier = verifier
 
     def InitiateUpload(self, request, context):
         started = self._uploads.initiate(
@@ -85,6 +109,41 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
                                   chunk_index=request.chunk_index, size=request.size,
                                   etag=request.etag, checksum=request.checksum)
         return upload_pb2.RecordPartResponse()
+
+    def RecordParts(self, request, context):
+        if len(request.records) > MAX_RECORDS_PER_CALL:
+            raise InvalidArgument(f"at most {MAX_RECORDS_PER_CALL} records per call")
+        outcomes: list[DomainError | None] = [None] * len(request.records)
+        parts: list[PartToRecord] = []
+        positions: list[int] = []
+        for position, record in enumerate(request.records):
+            try:
+                user_id = self._caller_of(record.access_token)
+            except DomainError as exc:
+                outcomes[position] = exc
+                continue
+            part = record.part
+            parts.append(PartToRecord(user_id=user_id, file_id=part.file_id,
+                                      chunk_index=part.chunk_index, size=part.size,
+                                      etag=part.etag, checksum=part.checksum))
+            positions.append(position)
+        for position, outcome in zip(positions, self._uploads.record_parts(parts)):
+            outcomes[position] = outcome
+        for record, outcome in zip(request.records, outcomes):
+            if outcome is not None:  # logged as the interceptor logs a refused RecordPart
+                with_request_id = request_id_var.set(record.request_id)
+                access_log.info("%s %s (in RecordParts)", _RECORD_PART, outcome.code.name,
+                                extra=log_fields(method=_RECORD_PART, code=outcome.code.name))
+                request_id_var.reset(with_request_id)
+        return upload_pb2.RecordPartsResponse(results=[_result(o) for o in outcomes])
+
+    def _caller_of(self, access_token: str) -> uuid.UUID:
+        if not access_token:
+            raise Unauthenticated("missing access token", reason="ACCESS_TOKEN_MISSING")
+        try:
+            return _user_id_of(self._verifier.verify(access_token))
+        except InvalidTokenError as exc:
+            raise Unauthenticated(str(exc), reason="ACCESS_TOKEN_INVALID") from None
 
     def GetPartUrls(self, request, context):
         fresh = self._uploads.part_urls(user_id=caller_id(), file_id=request.file_id,

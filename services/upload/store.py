@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import String, bindparam, case, delete, func, insert, literal, select
+from sqlalchemy import String, bindparam, case, delete, func, insert, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +49,39 @@ def _record_chunk_statement():
 
 
 _RECORD_CHUNK = _record_chunk_statement()
+
+# record_chunks: many parts in one statement. The records arrive as parallel arrays
+# (unnest), so the statement's text, and PostgreSQL's plan of it, is the same whatever
+# their number. Same rules as _RECORD_CHUNK, row by row.
+_RECORD_CHUNKS = text("""
+INSERT INTO chunks (file_id, chunk_index, size, etag, status, checksum)
+SELECT files.id, record.chunk_index, record.size, record.etag, 'COMPLETED', record.checksum
+FROM unnest(CAST(:file_ids AS uuid[]), CAST(:user_ids AS uuid[]),
+            CAST(:upload_ids AS varchar[]), CAST(:chunk_indexes AS integer[]),
+            CAST(:sizes AS bigint[]), CAST(:etags AS varchar[]), CAST(:checksums AS varchar[]))
+     AS record(file_id, user_id, upload_id, chunk_index, size, etag, checksum)
+JOIN files ON files.id = record.file_id AND files.user_id = record.user_id
+          AND files.upload_id = record.upload_id
+WHERE files.status = 'UPLOADING' AND files.completed_at IS NULL
+FOR SHARE OF files
+ON CONFLICT (file_id, chunk_index) DO UPDATE
+SET size = excluded.size, etag = excluded.etag, status = excluded.status,
+    checksum = excluded.checksum
+RETURNING file_id, chunk_index
+""").columns(Chunk.__table__.c.file_id, Chunk.__table__.c.chunk_index)
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One part to record, for UploadStore.record_chunks."""
+
+    file_id: uuid.UUID
+    user_id: uuid.UUID
+    upload_id: str
+    chunk_index: int
+    size: int
+    etag: str
+    checksum: str | None = None
 
 
 class FileIdTaken(Exception):
@@ -220,6 +254,38 @@ class UploadStore:
                               isolation_level="AUTOCOMMIT"))
             with connection as conn:
                 return conn.execute(_RECORD_CHUNK, values).first() is not None
+
+        return retry_on_dropped_connection(upsert)
+
+    def record_chunks(self, records: list[ChunkRecord]) -> set[tuple[uuid.UUID, int]]:
+        """record_chunk for many parts in one statement and one commit: the (file id,
+        chunk index) of those recorded. Each is recorded only on record_chunk's conditions;
+        the others are left out. No two records may name the same chunk (PostgreSQL
+        refuses to upsert one row twice in a statement)."""
+        if not records:
+            return set()
+        if len(records) == 1:  # the single-row statement: PostgreSQL plans it faster
+            record = records[0]
+            recorded = self.record_chunk(
+                file_id=record.file_id, user_id=record.user_id, upload_id=record.upload_id,
+                chunk_index=record.chunk_index, size=record.size, etag=record.etag,
+                checksum=record.checksum)
+            return {(record.file_id, record.chunk_index)} if recorded else set()
+        values = {"file_ids": [str(r.file_id) for r in records],
+                  "user_ids": [str(r.user_id) for r in records],
+                  "upload_ids": [r.upload_id for r in records],
+                  "chunk_indexes": [r.chunk_index for r in records],
+                  "sizes": [r.size for r in records],
+                  "etags": [r.etag for r in records],
+                  "checksums": [r.checksum for r in records]}
+
+        def upsert() -> set[tuple[uuid.UUID, int]]:
+            connection = (self._autocommit.connect() if self._autocommit is not None else
+                          self._db.engine.connect().execution_options(
+                              isolation_level="AUTOCOMMIT"))
+            with connection as conn:
+                return {(row.file_id, row.chunk_index)
+                        for row in conn.execute(_RECORD_CHUNKS, values)}
 
         return retry_on_dropped_connection(upsert)
 

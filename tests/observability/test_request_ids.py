@@ -107,3 +107,19 @@ def test_recorded_parts_are_logged_at_info_only_when_refused(upload_stub, make_t
             metadata=user + [("x-request-id", "rid-refused")])
     assert recorder.rpcs("/dropfile.upload.v1.UploadService/RecordPart") == ["rid-refused"]
     assert recorder.rpcs("/dropfile.upload.v1.UploadService/InitiateUpload")
+
+
+def test_parts_recorded_through_the_gateway_log_their_refusals_with_their_request_ids(
+        api_client, recorder):
+    """The gateway sends record-chunk requests on in RecordParts calls: a refused record
+    is still logged with its own request's id, a recorded one is not."""
+    from tests.gateway.conftest import sign_up, start_upload
+
+    client = api_client()
+    assert sign_up(client).status_code == 200
+    file_id, _ = start_upload(client, b"x" * 10)
+    for request_id, size in (("rid-chunk-recorded", "10"), ("rid-chunk-refused", "11")):
+        client.post("/api/files/record-chunk", headers={"X-Request-ID": request_id}, json={
+            "file_id": file_id, "chunk_index": 0, "size": size, "etag": "a" * 32})
+    assert recorder.rpcs("/dropfile.upload.v1.UploadService/RecordPart") == [
+        "rid-chunk-refused"]

@@ -1,0 +1,109 @@
+"""Record-chunk requests coalesced into RecordParts calls: group commit for the hot path.
+
+A client uploading in parallel records a part every few milliseconds, and each record cost
+a gRPC call, a statement and a commit of its own. Here concurrent requests share them:
+while `batches_in_flight` calls are outstanding, new records wait and leave together in
+the next call, as soon as one returns (no timer: a lone request leaves at once, so one at
+a time nothing is added). Each record keeps its own access token, which the upload
+coordinator verifies, and gets its own result: a request is answered only once its part is
+committed, or with the error RecordPart would have given it.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class PartRecorder:
+    def __init__(self, stub: upload_pb2_grpc.UploadServiceStub, *, batch_size: int,
+                 batches_in_flight: int, timeout: float) -> None:
+        self._stub = stub
+        self._batch_size = batch_size
+        self._batches_in_flight = batches_in_flight
+        self._timeout = timeout
+        self._waiting: list[tuple[upload_pb2.PartRecord, asyncio.Future]] = []
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task] = set()
+
+    async def record(self, part: upload_pb2.RecordPartRequest, *, access_token: str,
+                     request_id: str) -> None:
+        """Returns once the part is recorded; raises the grpc.aio.AioRpcError a RecordPart
+        call would have raised otherwise."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((upload_pb2.PartRecord(access_token=access_token,
+                                                    request_id=request_id, part=part), done))
+        if self._in_flight < self._batches_in_flight:
+            self._start_call()
+        # Shielded: a client that hangs up does not cancel the call its neighbours share.
+        await asyncio.shield(done)
+
+    def _start_call(self) -> None:
+        self._in_flight += 1
+        # The batch is taken when the task first runs, not now: requests that arrive in
+        # the same turn of the event loop leave together.
+        task = asyncio.get_running_loop().create_task(self._call())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call(self) -> None:
+        try:
+            taken, self._waiting = (self._waiting[:self._batch_size],
+                                    self._waiting[self._batch_size:])
+            if taken:
+                await self._send([record for record, _ in taken],
+                                 [waiter for _, waiter in taken])
+        finally:
+            self._in_flight -= 1
+            if self._waiting and self._in_flight < self._batches_in_flight:
+                self._start_call()
+
+    async def _send(self, records: list[upload_pb2.PartRecord],
+                    waiters: list[asyncio.Future]) -> None:
+        try:
+            reply = await self._stub.RecordParts(
+                upload_pb2.RecordPartsRequest(records=records), timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            for waiter in waiters:
+                _settle(waiter, exc)
+            return
+        except BaseException:  # cancelled at shutdown, or a bug: nobody waits forever
+            error = _rpc_error(grpc.StatusCode.UNAVAILABLE, "the gateway is shutting down")
+            for waiter in waiters:
+                _settle(waiter, error)
+            raise
+        if len(reply.results) != len(waiters):
+            error = _rpc_error(grpc.StatusCode.INTERNAL,
+                               "RecordParts answered for a different number of records")
+            for waiter in waiters:
+                _settle(waiter, error)
+            return
+        for waiter, result in zip(waiters, reply.results):
+            _settle(waiter, None if result.code == 0 else
+                    _rpc_error(_CODES.get(result.code, grpc.StatusCode.UNKNOWN),
+                               result.message))
+
+    async def close(self) -> None:
+        """Waits for the calls in flight (their requests are being answered)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _settle(waiter: asyncio.Future, error: BaseException | None) -> None:
+    if waiter.done():
+        return
+    if error is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(error)
+
+
+def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    """The error a RecordPart call with this status would have raised, so the gateway
+    answers a refused record exactly as it answers a refused call."""
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                details=details)
