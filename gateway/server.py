@@ -6,6 +6,7 @@ import sys
 import uvicorn
 
 from services.common.logs import configure_logging
+from services.common.memory import map_large_blocks_apart
 from services.common.metrics import start_metrics_server
 from services.common.settings import load_settings
 from services.common.tracing import configure_tracing
@@ -15,6 +16,7 @@ from .settings import GatewaySettings
 
 
 def main() -> None:
+    map_large_blocks_apart()
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level)
     tracing = configure_tracing("gateway", settings)  # before the app opens its channels

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from dropfile.upload.v1 import upload_pb2
 
 from ..deps import UserCall
+from ..json_replies import json_reply
 from ..schemas import (AbortUploadBody, CompleteUploadBody, DeleteFileBody, DownloadUrlBody,
                        DownloadUrlReply, FileErrorReply, FileListReply, MessageReply,
                        RecordChunkBody, SuccessReply, UploadUrlsBody, UploadUrlsReply)
@@ -41,7 +42,9 @@ async def get_upload_urls(body: UploadUrlsBody, call: UserCall):
         file_id=body.file_id, file_name=body.file_name, mime_type=body.file_type,
         file_size=body.file_size,
     ), **call.kwargs)
-    return {"success": True, "presignedUrls": list(reply.part_urls), "uploadId": reply.upload_id}
+    # Up to 10,000 URLs (~5 MB), written to the body as they are read (json_replies.py).
+    return json_reply({"success": True, "presignedUrls": reply.part_urls,
+                       "uploadId": reply.upload_id}, long_list="presignedUrls")
 
 
 @router.post("/record-chunk", response_model=SuccessReply, responses=_ERRORS,

@@ -1,21 +1,30 @@
 """Clients for Redis and AWS (S3, SQS). AWS credentials and AWS_ENDPOINT_URL come from
-boto3's usual chain; settings may name an endpoint explicitly too."""
+botocore's usual chain; settings may name an endpoint explicitly too.
+
+botocore and redis are imported when a first client is made, not with this module: the
+gateway takes only GRPC_CHANNEL_OPTIONS from here, and would otherwise carry both
+libraries (~18 MB of a process that never uses them)."""
 from __future__ import annotations
 
 import json
+import os
 import threading
+from typing import TYPE_CHECKING
 
-import boto3
-import botocore.loaders
-import botocore.session
-import redis
-from botocore.config import Config
+if TYPE_CHECKING:
+    import redis
 
-# The services' models (JSON files loaded into Python objects: ~12 MB for S3) are read once
-# per process and shared by every client; without this, each client's session reads its
-# own copy. Sessions stay one per client, so each resolves credentials when it is made.
-_models = botocore.loaders.create_loader()
-_models_lock = threading.Lock()  # the loader's cache is a plain dict
+# The AWS services Dropfile makes clients for. botocore's legacy endpoint table lists every
+# region of every AWS service (~7 MB once loaded, in every process with a client); only
+# these services' entries are kept (_EndpointTableTrimmer).
+AWS_SERVICES = frozenset({"s3", "sqs"})
+
+# The services' models (JSON files loaded into Python objects: S3's model and endpoint
+# rules take ~5 MB) are read once per process and shared by every client; without this,
+# each client's session reads its own copy. Sessions stay one per client, so each resolves
+# credentials when it is made.
+_models = None
+_models_lock = threading.Lock()  # guards _models; the loader's cache is a plain dict
 
 
 # Channel options of every Dropfile gRPC client. A channel spreads its calls over every
@@ -30,6 +39,8 @@ GRPC_CHANNEL_OPTIONS: list[tuple[str, object]] = [
 
 
 def redis_client(url: str) -> redis.Redis:
+    import redis
+
     return redis.Redis.from_url(
         url,
         decode_responses=True,
@@ -40,8 +51,38 @@ def redis_client(url: str) -> redis.Redis:
     )
 
 
+def _shared_models():
+    """The process's one botocore loader (call with _models_lock held)."""
+    global _models
+    if _models is None:
+        from botocore.loaders import JSONFileLoader, Loader
+
+        class _EndpointTableTrimmer(JSONFileLoader):
+            """Reads botocore's data files as botocore does, keeping only AWS_SERVICES'
+            entries of the legacy endpoint table (`endpoints.json`); every other file,
+            and every partition's regions and defaults, as they are."""
+
+            def load_file(self, file_path):
+                data = super().load_file(file_path)
+                if data is not None and os.path.basename(file_path) == "endpoints":
+                    for partition in data.get("partitions", ()):
+                        services = partition.get("services", {})
+                        partition["services"] = type(services)(
+                            (name, entry) for name, entry in services.items()
+                            if name in AWS_SERVICES)
+                return data
+
+        _models = Loader(file_loader=_EndpointTableTrimmer())
+    return _models
+
+
 def aws_client(service: str, *, region: str, endpoint_url: str | None = None,
                max_pool_connections: int = 50):
+    if service not in AWS_SERVICES:
+        raise ValueError(f"no endpoint data kept for {service!r}: add it to AWS_SERVICES")
+    import botocore.session
+    from botocore.config import Config
+
     config = Config(
         region_name=region,
         signature_version="s3v4",
@@ -54,6 +95,7 @@ def aws_client(service: str, *, region: str, endpoint_url: str | None = None,
     )
     with _models_lock:
         core = botocore.session.Session()
-        core.register_component("data_loader", _models)
-        return boto3.session.Session(botocore_session=core).client(
-            service, endpoint_url=endpoint_url, config=config)
+        core.register_component("data_loader", _shared_models())
+        # botocore's own client, as boto3's Session.client makes it: boto3 would only add
+        # its S3 transfer manager (s3transfer, multiprocessing) that no service uses.
+        return core.create_client(service, endpoint_url=endpoint_url, config=config)

@@ -19,9 +19,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from .encoded_replies import passing_encoded
 from .errors import DomainError
 from .keys import MissingSecretError
 from .logs import configure_logging
+from .memory import map_large_blocks_apart
 from .settings import GrpcServiceSettings, load_settings
 from .logs import REQUEST_ID_HEADER, log_fields, request_id_var
 from .metrics import GRPC_LATENCY, GRPC_REQUESTS, start_metrics_server
@@ -98,7 +100,10 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         kind = self._policy.kind(method)
         if handler.unary_unary:
-            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method, kind))
+            # A servicer may return an EncodedReply (a reply of many megabytes).
+            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method, kind),
+                                    response_serializer=passing_encoded(
+                                        handler.response_serializer))
         if handler.unary_stream:
             return handler._replace(
                 unary_stream=self._wrap_stream(handler.unary_stream, method, kind)
@@ -294,6 +299,7 @@ def serve(handle: ServerHandle, *, grace: float) -> None:
 def run_service(name: str, settings_cls: type[GrpcServiceSettings],
                 create_server: Callable[[GrpcServiceSettings], ServerHandle]) -> None:
     """The `main()` of every gRPC service: settings, logging, server, serve until signal."""
+    map_large_blocks_apart()
     settings = load_settings(settings_cls)
     configure_logging(name, settings.log_level)
     configure_tracing(name, settings)  # before the server and channels exist

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -123,3 +124,24 @@ class PartUrlResigner:
             canonical_request.encode()).hexdigest()
         signature = hmac.new(self._key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         return self._url.format(part=part_number, signature=signature)
+
+
+class LazyPartUrls:
+    """URLs of parts in order: those made already, then those `resigner` makes as they are
+    read (every reading makes them again), so that a reply can take them one at a time."""
+
+    def __init__(self, made: list[str], resigner: PartUrlResigner | None = None,
+                 to_resign: list[int] | None = None) -> None:
+        if to_resign and resigner is None:
+            raise ValueError("parts to re-sign need a resigner")
+        self._made = made
+        self._resigner = resigner
+        self._to_resign = to_resign or []
+
+    def __len__(self) -> int:
+        return len(self._made) + len(self._to_resign)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._made
+        for number in self._to_resign:
+            yield self._resigner.url(number)

@@ -20,6 +20,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Iterable
 
 from services.common.errors import (AlreadyExists, DomainError, FailedPrecondition,
                                    InvalidArgument, NotFound)
@@ -74,7 +75,8 @@ class ConfirmOutcome(enum.Enum):
 @dataclass(frozen=True)
 class InitiatedUpload:
     upload_id: str
-    part_urls: list[str]
+    # In part order; made as they are read (Storage.presign_parts_lazily): read them once.
+    part_urls: Iterable[str]
     part_size: int
     s3_key: str
 
@@ -678,17 +680,19 @@ class Uploads(UploadsV2):
                                  "start a new upload with a new file_id",
                                  reason="UPLOAD_GONE")
 
-    def _start_upload(self, file: File, *, presign_every_part: bool = False) -> list[str]:
+    def _start_upload(self, file: File, *,
+                      presign_every_part: bool = False) -> Iterable[str]:
         """Starts the multipart upload of `file` (a new UPLOADING row, all but its upload
         id) and inserts the row, in one transaction: the id, then (with a quota) the
         owner's usage under the owner's quota lock, are checked before storage is touched;
         the insert commits with the lock, so concurrent starts by one user are decided one
         after the other (each waits for the previous one's storage call). Whatever fails
         after storage has the multipart upload aborts it. `presign_every_part` (v1): the
-        URLs of every part, made before the row is committed, are returned."""
+        URLs of every part are returned, all that can fail in making them done before the
+        row is committed."""
         algorithm = (ChecksumAlgorithm(file.checksum_algorithm) if file.checksum_algorithm
                      else None)
-        key, upload_id, urls = file.s3_key, None, []
+        key, upload_id, urls = file.s3_key, None, ()
         try:
             with self._store.file_creation(file.id, file.user_id,
                                            with_usage=not self._quota.unlimited) as creation:
@@ -699,7 +703,7 @@ class Uploads(UploadsV2):
                 upload_id = self._storage.create_multipart_upload(
                     key, content_type=file.mime_type, checksum_algorithm=algorithm)
                 if presign_every_part:
-                    urls = self._storage.presign_parts(
+                    urls = self._storage.presign_parts_lazily(
                         key, upload_id=upload_id, part_numbers=range(1, file.part_count + 1),
                         ttl=self._url_ttl)
                 file.upload_id = upload_id

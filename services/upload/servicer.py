@@ -8,6 +8,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
+from services.common.encoded_replies import encode_reply
 from services.common.errors import DomainError, InvalidArgument, Unauthenticated
 from services.common.grpc_server import access_log
 from services.common.logs import log_fields, request_id_var
@@ -99,10 +100,11 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
             user_id=caller_id(), file_id=request.file_id, file_name=request.file_name,
             mime_type=request.mime_type, file_size=request.file_size,
         )
-        return upload_pb2.InitiateUploadResponse(
-            upload_id=started.upload_id, part_urls=started.part_urls,
-            part_size=started.part_size, s3_key=started.s3_key,
-        )
+        # Up to 10,000 URLs (~5 MB), encoded one at a time as each is made: never held as
+        # a list nor as a protobuf message (encoded_replies.py).
+        return encode_reply(upload_pb2.InitiateUploadResponse(
+            upload_id=started.upload_id, part_size=started.part_size, s3_key=started.s3_key),
+            "part_urls", started.part_urls)
 
     def RecordPart(self, request, context):
         self._uploads.record_part(user_id=caller_id(), file_id=request.file_id,

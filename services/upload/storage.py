@@ -10,7 +10,7 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 
 from .checksums import ChecksumAlgorithm
-from .presign import PartUrlResigner
+from .presign import LazyPartUrls, PartUrlResigner
 
 
 class UploadGone(Exception):
@@ -129,13 +129,30 @@ class Storage:
         return self._presign_many(key, upload_id=upload_id, numbers=list(part_numbers),
                                   ttl=ttl, checksums=None)
 
-    def _presign_many(self, key: str, *, upload_id: str, numbers: list[int], ttl: int,
-                      checksums: list[tuple[ChecksumAlgorithm, str]] | None) -> list[str]:
+    def presign_parts_lazily(self, key: str, *, upload_id: str, part_numbers: range,
+                             ttl: int) -> LazyPartUrls:
+        """The URLs presign_parts returns, for a caller that reads them once, in order, into
+        a reply: those re-signed from botocore's first are made as they are read, so they
+        are never all held at once (10,000 URLs are ~5 MB of strings). Whatever can fail
+        (botocore's signing, reading the credentials) is done before this returns."""
+        numbers = list(part_numbers)
         if not numbers:
-            return []
-        sums = checksums or [None] * len(numbers)
+            return LazyPartUrls([])
+        first, resigner = self._reference_url(key, upload_id=upload_id, numbers=numbers,
+                                              ttl=ttl, first_checksum=None)
+        if resigner is None:  # botocore signs each one: now, while failing is still allowed
+            return LazyPartUrls([first] + [
+                self.presign_part(key, upload_id=upload_id, part_number=number, ttl=ttl)
+                for number in numbers[1:]])
+        return LazyPartUrls([first], resigner, numbers[1:])
+
+    def _reference_url(self, key: str, *, upload_id: str, numbers: list[int], ttl: int,
+                       first_checksum: tuple[ChecksumAlgorithm, str] | None
+                       ) -> tuple[str, PartUrlResigner | None]:
+        """botocore's URL of the first part, and a resigner for the others (None when the
+        URL cannot be re-signed, or there are no others)."""
         first = self.presign_part(key, upload_id=upload_id, part_number=numbers[0], ttl=ttl,
-                                  checksum=sums[0])
+                                  checksum=first_checksum)
         resigner = None
         # The credentials botocore just signed with (a private attribute: if botocore ever
         # moves it, every URL is presigned by botocore, only slower).
@@ -146,7 +163,17 @@ class Storage:
             resigner = PartUrlResigner.from_reference(
                 first, access_key=frozen.access_key, secret_key=frozen.secret_key,
                 token=frozen.token,
-                header=(sums[0][0].header, sums[0][1]) if sums[0] is not None else None)
+                header=(first_checksum[0].header, first_checksum[1])
+                if first_checksum is not None else None)
+        return first, resigner
+
+    def _presign_many(self, key: str, *, upload_id: str, numbers: list[int], ttl: int,
+                      checksums: list[tuple[ChecksumAlgorithm, str]] | None) -> list[str]:
+        if not numbers:
+            return []
+        sums = checksums or [None] * len(numbers)
+        first, resigner = self._reference_url(key, upload_id=upload_id, numbers=numbers,
+                                              ttl=ttl, first_checksum=sums[0])
         if resigner is None:
             return [first] + [self.presign_part(key, upload_id=upload_id, part_number=number,
                                                 ttl=ttl, checksum=checksum)

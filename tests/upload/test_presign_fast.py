@@ -122,3 +122,29 @@ def test_urls_signing_each_parts_checksum_are_byte_identical_to_botocores(algori
     with pytest.raises(ValueError):
         storage.presign_checksummed_parts(KEY, upload_id=UPLOAD_ID, part_numbers=numbers,
                                           algorithm=kind, checksums=checksums[:-1], ttl=900)
+
+
+@pytest.mark.parametrize("resignable", [True, False])
+def test_urls_made_as_they_are_read_are_presign_parts_urls(resignable):
+    client = _client(endpoint="http://127.0.0.1:38333", token="a-session-token")
+
+    class OpaquePresigner:
+        """A presigner whose credentials presign.py cannot see: botocore signs each URL."""
+
+        def generate_presigned_url(self, *args, **kwargs):
+            return client.generate_presigned_url(*args, **kwargs)
+
+    storage = Storage(client, "my-bucket", presigner=None if resignable else OpaquePresigner())
+    for _ in range(5):
+        lazy = storage.presign_parts_lazily(KEY, upload_id=UPLOAD_ID,
+                                            part_numbers=range(3, 303), ttl=900)
+        urls = list(lazy)
+        expected = storage.presign_parts(KEY, upload_id=UPLOAD_ID, part_numbers=range(3, 303),
+                                         ttl=900)
+        if {_amz_date(url) for url in urls + expected} == {_amz_date(urls[0])}:
+            break
+    assert len(lazy) == 300
+    assert urls == expected
+    assert list(lazy) == urls  # read again, made again: the same
+    assert list(storage.presign_parts_lazily(KEY, upload_id=UPLOAD_ID, part_numbers=range(5, 5),
+                                             ttl=900)) == []
