@@ -22,7 +22,7 @@ class GatewaySettings(CorsSettings):
     sse_max_stream_seconds: float = Field(default=900.0, ge=10, le=86400)
     # Record-chunk requests that arrive while this many RecordParts calls are outstanding
     # wait and leave together in the next (gateway/part_recorder.py), up to the batch size.
-    record_part_batches_in_flight: int = Field(default=4, ge=1, le=64)
+    record_part_batches_in_flight: int = Field(default=2, ge=1, le=64)
     record_part_batch_size: int = Field(default=64, ge=1, le=500)
     # Deadline of each backend's health check in /readyz (probes must answer quickly).
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
