@@ -39,8 +39,8 @@ class PartRecorder:
                                                     request_id=request_id, part=part), done))
         if self._in_flight < self._batches_in_flight:
             self._start_call()
-        # Shielded: a client that hangs up does not cancel the call its neighbours share.
-        await asyncio.shield(done)
+        # A client that hangs up cancels only its own wait, never the call it shares.
+        await done
 
     def _start_call(self) -> None:
         self._in_flight += 1
