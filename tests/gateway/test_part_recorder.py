@@ -136,3 +136,29 @@ def test_concurrent_record_chunk_requests_are_answered_one_by_one(gateway_url, s
     assert all(r.json() == {"success": True} for r in responses if r.status_code == 200)
     assert {r.json()["error"] for r in responses if r.status_code == 404} == {"file not found"}
     assert all(r.json()["success"] is False for r in responses if r.status_code != 200)
+
+
+def test_a_request_that_hangs_up_does_not_cancel_the_call_it_shares(
+        upload_address, upload_of, db_engine):
+    token, file_id = upload_of(3 * 5 * 1024 * 1024)
+
+    async def main() -> list:
+        async with grpc.aio.insecure_channel(upload_address) as channel:
+            recorder = PartRecorder(upload_pb2_grpc.UploadServiceStub(channel),
+                                    batch_size=64, batches_in_flight=1, timeout=10)
+            tasks = [asyncio.ensure_future(recorder.record(
+                part(file_id, i, 5 * 1024 * 1024), access_token=token, request_id=f"r{i}"))
+                for i in range(3)]
+            await asyncio.sleep(0)  # each has queued its record
+            tasks[1].cancel()  # its client hung up
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            await recorder.close()
+            return outcomes
+
+    outcomes = asyncio.run(main())
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], asyncio.CancelledError)
+    with db_engine.connect() as conn:
+        recorded = conn.exec_driver_sql(
+            "SELECT chunk_index FROM chunks WHERE file_id = %s ORDER BY 1", (file_id,)).scalars()
+        assert list(recorded) == [0, 1, 2]  # the part of the one that left is recorded too
