@@ -4,7 +4,7 @@ metadata, the request id as `x-request-id`, and the deadline."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import grpc
@@ -76,7 +76,8 @@ async def get_backends(request: Request) -> Backends:
 class CallOptions:
     """Keyword arguments of one backend call: `await stub.Method(msg, **call.kwargs)`."""
 
-    metadata: tuple[tuple[str, str], ...]
+    # Carries the access token: kept out of repr(), so it never reaches a log.
+    metadata: tuple[tuple[str, str], ...] = field(repr=False)
     timeout: float
 
     @property
@@ -91,7 +92,7 @@ class UserCallOptions(CallOptions):
     the gateway's CPU per request)."""
 
     backends: Backends
-    access_token: str
+    access_token: str = field(repr=False)
     request_id: str
 
     async def record_part(self, part: upload_pb2.RecordPartRequest) -> None:

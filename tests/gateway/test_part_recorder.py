@@ -64,7 +64,7 @@ def part(file_id: str, index: int, size: int) -> upload_pb2.RecordPartRequest:
                                         etag="a" * 32)
 
 
-def test_concurrent_records_leave_in_one_call_while_another_is_in_flight(
+def test_records_that_arrive_together_leave_in_one_call(
         upload_address, upload_of):
     token, file_id = upload_of(10 * 5 * 1024 * 1024)
     before = record_parts_calls()
@@ -74,7 +74,7 @@ def test_concurrent_records_leave_in_one_call_while_another_is_in_flight(
     assert record_parts_calls() - before == 1
 
 
-def test_batches_are_cut_at_the_batch_size(upload_address, upload_of):
+def test_batches_are_cut_at_the_batch_size_and_wait_for_the_call_in_flight(upload_address, upload_of):
     token, file_id = upload_of(10 * 5 * 1024 * 1024)
     before = record_parts_calls()
     outcomes = run_records(upload_address, [(token, part(file_id, i, 5 * 1024 * 1024))
