@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-# Ports of the engines (chosen away from the usual ones, so a machine's own PostgreSQL or
-# Redis never collides with them).
-POSTGRES_PORT = 54329
-VALKEY_PORT = 56379
-S3_PORT = 38333
+# Ports of the engines: away from the usual ones, so a machine's own PostgreSQL or Redis
+# never collides with them, and below Linux's ephemeral range (32768-60999), where any
+# outgoing connection may hold one of them for a while as its local port.
+POSTGRES_PORT = 17432
+VALKEY_PORT = 17379
+S3_PORT = 17333
 # SeaweedFS `mini` opens a master, volume, filer and admin server beside S3 (each with a gRPC
-# twin at +10000) and Iceberg and Lance endpoints; pinning them all keeps them off common
-# ports and lets us check them up front.
-SEAWEED_PORTS = {"master.port": 39333, "volume.port": 39340, "filer.port": 38888,
-                 "admin.port": 38646, "s3.port.iceberg": 38181, "s3.port.lance": 38101}
-SEAWEED_GRPC_TWINS = (S3_PORT, 39333, 39340, 38888, 38646)
+# twin at +10000, so these stay under 22768) and Iceberg and Lance endpoints; pinning them
+# all keeps them off common ports and lets us check them up front.
+SEAWEED_PORTS = {"master.port": 17334, "volume.port": 17340, "filer.port": 17888,
+                 "admin.port": 17646, "s3.port.iceberg": 17181, "s3.port.lance": 17101}
 
 
 class EngineError(RuntimeError):
