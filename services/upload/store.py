@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import String, bindparam, case, delete, func, insert, literal, select, text
+from sqlalchemy import String, bindparam, case, delete, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from services.common.db import Database, retry_on_dropped_connection
+from services.common.db import Database, PreparedStatement, retry_on_dropped_connection
 
 from .models import Chunk, ChunkStatus, File, FileStatus
 from .quota import Usage
@@ -24,41 +24,33 @@ from .quota import Usage
 QUOTA_LOCK_NAMESPACE = 0x0D0F_0001
 
 
-def _record_chunk_statement():
-    """The upsert of UploadStore.record_chunk, with bound parameters. Built once: building
-    it per call (and computing its cache key) cost more CPU than the rest of RecordPart."""
-    chunks = Chunk.__table__.c
-    source = (
-        select(File.id, bindparam("chunk_index", type_=chunks.chunk_index.type),
-               bindparam("size", type_=chunks.size.type), bindparam("etag", type_=chunks.etag.type),
-               literal(ChunkStatus.COMPLETED.value).cast(chunks.status.type),
-               bindparam("checksum", type_=chunks.checksum.type))
-        .where(File.id == bindparam("file_id"), File.user_id == bindparam("user_id"),
-               File.upload_id == bindparam("upload_id"),
-               File.status == FileStatus.UPLOADING, File.completed_at.is_(None))
-        .with_for_update(read=True)
-    )
-    statement = pg_insert(Chunk).from_select(
-        ["file_id", "chunk_index", "size", "etag", "status", "checksum"], source)
-    return statement.on_conflict_do_update(
-        index_elements=[Chunk.file_id, Chunk.chunk_index],
-        # A retried part replaces what was recorded before.
-        set_={"size": statement.excluded.size, "etag": statement.excluded.etag,
-              "status": statement.excluded.status, "checksum": statement.excluded.checksum},
-    ).returning(Chunk.chunk_index)
-
-
-_RECORD_CHUNK = _record_chunk_statement()
+# record_chunk's upsert: the chunk is written only if the file is the caller's, has this
+# upload id and still takes parts; a retried part replaces what was recorded before.
+_RECORD_CHUNK = PreparedStatement("record_chunk", [
+    ("file_id", "uuid"), ("user_id", "uuid"), ("upload_id", "varchar"),
+    ("chunk_index", "integer"), ("size", "bigint"), ("etag", "varchar"),
+    ("checksum", "varchar")], """
+INSERT INTO chunks (file_id, chunk_index, size, etag, status, checksum)
+SELECT files.id, $4, $5, $6, 'COMPLETED', $7
+FROM files
+WHERE files.id = $1 AND files.user_id = $2 AND files.upload_id = $3
+  AND files.status = 'UPLOADING' AND files.completed_at IS NULL
+FOR SHARE OF files
+ON CONFLICT (file_id, chunk_index) DO UPDATE
+SET size = excluded.size, etag = excluded.etag, status = excluded.status,
+    checksum = excluded.checksum
+RETURNING chunk_index""")
 
 # record_chunks: many parts in one statement. The records arrive as parallel arrays
-# (unnest), so the statement's text, and PostgreSQL's plan of it, is the same whatever
-# their number. Same rules as _RECORD_CHUNK, row by row.
-_RECORD_CHUNKS = text("""
+# (unnest), so the statement, and PostgreSQL's plan of it, is the same whatever their
+# number. Same rules as _RECORD_CHUNK, row by row.
+_RECORD_CHUNKS = PreparedStatement("record_chunks", [
+    ("file_ids", "uuid[]"), ("user_ids", "uuid[]"), ("upload_ids", "varchar[]"),
+    ("chunk_indexes", "integer[]"), ("sizes", "bigint[]"), ("etags", "varchar[]"),
+    ("checksums", "varchar[]")], """
 INSERT INTO chunks (file_id, chunk_index, size, etag, status, checksum)
 SELECT files.id, record.chunk_index, record.size, record.etag, 'COMPLETED', record.checksum
-FROM unnest(CAST(:file_ids AS uuid[]), CAST(:user_ids AS uuid[]),
-            CAST(:upload_ids AS varchar[]), CAST(:chunk_indexes AS integer[]),
-            CAST(:sizes AS bigint[]), CAST(:etags AS varchar[]), CAST(:checksums AS varchar[]))
+FROM unnest($1, $2, $3, $4, $5, $6, $7)
      AS record(file_id, user_id, upload_id, chunk_index, size, etag, checksum)
 JOIN files ON files.id = record.file_id AND files.user_id = record.user_id
           AND files.upload_id = record.upload_id
@@ -67,8 +59,7 @@ FOR SHARE OF files
 ON CONFLICT (file_id, chunk_index) DO UPDATE
 SET size = excluded.size, etag = excluded.etag, status = excluded.status,
     checksum = excluded.checksum
-RETURNING file_id, chunk_index
-""").columns(Chunk.__table__.c.file_id, Chunk.__table__.c.chunk_index)
+RETURNING file_id, chunk_index""")
 
 
 @dataclass(frozen=True)
@@ -141,16 +132,14 @@ class FileCreation:
 
 
 class UploadStore:
-    def __init__(self, db: Database, *, autocommit: Engine | None = None) -> None:
-        """`autocommit`: an engine in AUTOCOMMIT mode on the same database for the
-        single-statement hot path (record_chunk) and single-statement reads (owned_file);
-        without it, the main engine's connections are switched to autocommit for
-        record_chunk, and reads run in a transaction."""
+    def __init__(self, db: Database, *, autocommit: Engine) -> None:
+        """`autocommit`: an engine in AUTOCOMMIT mode, without pre-ping, on the same
+        database, for the single-statement hot path (recording parts, one round trip) and
+        single-statement reads (owned_file)."""
         self._db = db
         self._autocommit = autocommit
         # Sessions whose only statement needs no BEGIN/COMMIT around it.
-        self._reads = (sessionmaker(autocommit, expire_on_commit=False)
-                       if autocommit is not None else None)
+        self._reads = sessionmaker(autocommit, expire_on_commit=False)
 
     @contextmanager
     def file_creation(self, file_id: uuid.UUID, user_id: uuid.UUID, *,
@@ -203,12 +192,9 @@ class UploadStore:
         return self._read_one(_OWNED_FILE, {"file_id": file_id, "user_id": user_id})
 
     def _read_one(self, query, params: dict):
-        """The first row of a one-statement read: on the autocommit pool when there is one
-        (no BEGIN and COMMIT around it; that pool pings no connection before use, so the
-        read is retried once on a connection found dead), else in a transaction."""
-        if self._reads is None:
-            with self._db.session() as session:
-                return session.scalar(query, params)
+        """The first row of a one-statement read, on the autocommit pool (no BEGIN and
+        COMMIT around it; that pool pings no connection before use, so the read is retried
+        once on a connection found dead)."""
 
         def read():
             with self._reads() as session:
@@ -242,20 +228,14 @@ class UploadStore:
         has this upload id and is still being uploaded (not completed). False otherwise.
 
         The file row is read FOR SHARE, so a concurrent abort either waits for this
-        insert or makes it find the file FAILED: no chunk outlives an abort. One statement
-        on an autocommit connection keeps the hot path to a single round trip (that pool
-        pings no connection before use: the upsert is retried once if it met a dead one)."""
-        values = {"file_id": file_id, "user_id": user_id, "upload_id": upload_id,
+        insert or makes it find the file FAILED: no chunk outlives an abort. One prepared
+        statement on an autocommit connection keeps the hot path to a single round trip
+        (that pool pings no connection before use: the upsert is retried once if it met a
+        dead one)."""
+        values = {"file_id": str(file_id), "user_id": str(user_id), "upload_id": upload_id,
                   "chunk_index": chunk_index, "size": size, "etag": etag, "checksum": checksum}
-
-        def upsert() -> bool:
-            connection = (self._autocommit.connect() if self._autocommit is not None else
-                          self._db.engine.connect().execution_options(
-                              isolation_level="AUTOCOMMIT"))
-            with connection as conn:
-                return conn.execute(_RECORD_CHUNK, values).first() is not None
-
-        return retry_on_dropped_connection(upsert)
+        return bool(retry_on_dropped_connection(
+            lambda: _RECORD_CHUNK.rows(self._autocommit, values)))
 
     def record_chunks(self, records: list[ChunkRecord]) -> set[tuple[uuid.UUID, int]]:
         """record_chunk for many parts in one statement and one commit: the (file id,
@@ -278,16 +258,9 @@ class UploadStore:
                   "sizes": [r.size for r in records],
                   "etags": [r.etag for r in records],
                   "checksums": [r.checksum for r in records]}
-
-        def upsert() -> set[tuple[uuid.UUID, int]]:
-            connection = (self._autocommit.connect() if self._autocommit is not None else
-                          self._db.engine.connect().execution_options(
-                              isolation_level="AUTOCOMMIT"))
-            with connection as conn:
-                return {(row.file_id, row.chunk_index)
-                        for row in conn.execute(_RECORD_CHUNKS, values)}
-
-        return retry_on_dropped_connection(upsert)
+        return {(uuid.UUID(str(file_id)), chunk_index) for file_id, chunk_index in
+                retry_on_dropped_connection(lambda: _RECORD_CHUNKS.rows(self._autocommit,
+                                                                        values))}
 
     def reconcile_chunks(self, *, file_id: uuid.UUID, upload_id: str,
                          upserts: list[Chunk], deletes: list[int]) -> bool:
