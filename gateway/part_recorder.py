@@ -72,19 +72,19 @@ class PartRecorder:
                 _settle(waiter, exc)
             return
         except BaseException:  # cancelled at shutdown, or a bug: nobody waits forever
-            error = _rpc_error(grpc.StatusCode.UNAVAILABLE, "the gateway is shutting down")
+            error = rpc_error(grpc.StatusCode.UNAVAILABLE, "the gateway is shutting down")
             for waiter in waiters:
                 _settle(waiter, error)
             raise
         if len(reply.results) != len(waiters):
-            error = _rpc_error(grpc.StatusCode.INTERNAL,
+            error = rpc_error(grpc.StatusCode.INTERNAL,
                                "RecordParts answered for a different number of records")
             for waiter in waiters:
                 _settle(waiter, error)
             return
         for waiter, result in zip(waiters, reply.results):
             _settle(waiter, None if result.code == 0 else
-                    _rpc_error(_CODES.get(result.code, grpc.StatusCode.UNKNOWN),
+                    rpc_error(_CODES.get(result.code, grpc.StatusCode.UNKNOWN),
                                result.message))
 
     async def close(self) -> None:
@@ -102,7 +102,7 @@ def _settle(waiter: asyncio.Future, error: BaseException | None) -> None:
         waiter.set_exception(error)
 
 
-def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     """The error a RecordPart call with this status would have raised, so the gateway
     answers a refused record exactly as it answers a refused call."""
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(),

@@ -15,6 +15,7 @@ Algorithm = Literal["SHA256", "CRC32C"]
 # A base64 part checksum; the service checks it is a digest of the upload's algorithm.
 Checksum = Annotated[str, Strict(), Field(max_length=128)]
 MAX_PART_URLS_PER_CALL = 1000
+MAX_PARTS_PER_RECORD_CALL = 100
 
 
 class CreateUploadBody(RequestBody):
@@ -101,6 +102,15 @@ class RecordPartBody(RequestBody):
 
 class RecordPartReply(BaseModel):
     partNumber: int
+
+
+class RecordPartsBody(RequestBody):
+    parts: list[RecordPartBody] = Field(min_length=1, max_length=MAX_PARTS_PER_RECORD_CALL,
+                                        description="Each as POST .../parts takes it")
+
+
+class RecordPartsReply(BaseModel):
+    partNumbers: list[int] = Field(description="The parts recorded, in the request's order")
 
 
 class CompletedPartV2(RequestBody):

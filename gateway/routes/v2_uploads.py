@@ -8,6 +8,7 @@ parts storage holds, and each user's quota.
     GET  /api/v2/files/{id}/upload          where its upload stands: parts already stored
     POST /api/v2/files/{id}/part-urls       presigned PUT URLs for parts a..b (v2.py)
     POST /api/v2/files/{id}/parts           record a part storage accepted
+    POST /api/v2/files/{id}/parts/batch     record several (up to 100) in one request
     POST /api/v2/files/{id}/complete        complete (with the recorded parts by default)
     GET  /api/v2/quota                      the caller's quota
 
@@ -15,17 +16,21 @@ Listing, downloading, aborting and deleting are v1's routes (/api/files/...). Er
 `{"error": "..."}` with v1's status mapping (gateway/errors.py); over quota is 413."""
 from __future__ import annotations
 
+import asyncio
 from datetime import timezone
 from typing import Annotated
 
+import grpc
 from fastapi import APIRouter, Path
 
 from dropfile.upload.v1 import upload_pb2
 
 from ..deps import UserCall
+from ..part_recorder import rpc_error
 from ..schemas import ErrorReply, Text
 from ..schemas_v2 import (CompleteBody, CompleteReply, CreateUploadBody, CreateUploadReply,
-                          FileReply, QuotaReply, RecordPartBody, RecordPartReply, UploadReply)
+                          FileReply, QuotaReply, RecordPartBody, RecordPartReply,
+                          RecordPartsBody, RecordPartsReply, UploadReply)
 
 router = APIRouter(prefix="/api/v2", tags=["v2"])
 
@@ -86,13 +91,35 @@ async def get_upload(file_id: FileIdPath, call: UserCall):
     }
 
 
+def _part_record(file_id: str, part: RecordPartBody) -> upload_pb2.RecordPartRequest:
+    return upload_pb2.RecordPartRequest(file_id=file_id, chunk_index=part.partNumber - 1,
+                                        size=part.size, etag=part.etag,
+                                        checksum=part.checksum or "")
+
+
 @router.post("/files/{file_id}/parts", response_model=RecordPartReply, responses=_ERRORS,
              summary="Record a part storage accepted")
 async def record_part(file_id: FileIdPath, body: RecordPartBody, call: UserCall):
-    await call.record_part(upload_pb2.RecordPartRequest(
-        file_id=file_id, chunk_index=body.partNumber - 1, size=body.size, etag=body.etag,
-        checksum=body.checksum or ""))
+    await call.record_part(_part_record(file_id, body))
     return {"partNumber": body.partNumber}
+
+
+@router.post("/files/{file_id}/parts/batch", response_model=RecordPartsReply,
+             responses=_ERRORS, summary="Record several parts storage accepted, in one request")
+async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCall):
+    """Each part is recorded as POST .../parts records it, and every one is tried. When
+    some are refused, the answer is the first refusal's error, naming its part; the others
+    are recorded, and sending the same batch again is safe."""
+    # Sent together, they leave in one RecordParts call (part_recorder.py).
+    outcomes = await asyncio.gather(
+        *(call.record_part(_part_record(file_id, part)) for part in body.parts),
+        return_exceptions=True)
+    for part, outcome in zip(body.parts, outcomes):
+        if isinstance(outcome, grpc.aio.AioRpcError):
+            raise rpc_error(outcome.code(), f"part {part.partNumber}: {outcome.details()}")
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return {"partNumbers": [part.partNumber for part in body.parts]}
 
 
 @router.post("/files/{file_id}/complete", response_model=CompleteReply, responses=_ERRORS,

@@ -35,7 +35,7 @@ from .quota import Quota
 from .service_v2 import UploadsV2
 from .sessions import UploadSession, UploadSessions
 from .status_events import StatusEvents
-from .storage import Storage, UploadGone, normalize_etag
+from .storage import CompletionRefused, Storage, UploadGone, normalize_etag
 from .store import ChunkRecord, FileIdTaken, UploadStore
 
 log = logging.getLogger(__name__)
@@ -489,6 +489,16 @@ class Uploads(UploadsV2):
                                                     checksum_algorithm=algorithm)
         except UploadGone:
             return self._settle_vanished_upload(file)
+        except CompletionRefused as refused:
+            unknown = [number for number, value in (checksums or {}).items() if not value]
+            if unknown:
+                # A part stored but never recorded, in a store whose ListParts does not
+                # report checksums (SeaweedFS): its checksum must be recorded.
+                raise FailedPrecondition(
+                    f"part {unknown[0]}: its {algorithm.value} checksum is not known; record "
+                    "the part with its checksum", reason="PART_CHECKSUM_UNKNOWN") from None
+            raise FailedPrecondition(f"storage refused the parts ({refused}); upload them "
+                                     "again", reason="PARTS_REFUSED") from None
         self._mark_completed(file, sha256=digest)
 
     def abort(self, *, user_id: uuid.UUID, file_id: str, upload_id: str) -> None:

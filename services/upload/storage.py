@@ -17,6 +17,10 @@ class UploadGone(Exception):
     """Storage no longer has the multipart upload (aborted, completed, or never existed)."""
 
 
+class CompletionRefused(Exception):
+    """Storage refused the parts named to complete an upload (its error code)."""
+
+
 @dataclass(frozen=True)
 class StoredPart:
     etag: str  # without quotes
@@ -216,8 +220,11 @@ class Storage:
                 MultipartUpload={"Parts": listed},
             )
         except ClientError as exc:
-            if _error_code(exc) == "NoSuchUpload":
+            code = _error_code(exc)
+            if code == "NoSuchUpload":
                 raise UploadGone(upload_id) from None
+            if code in ("InvalidRequest", "InvalidPart", "InvalidPartOrder"):
+                raise CompletionRefused(code) from None
             raise
 
     def abort_multipart_upload(self, key: str, *, upload_id: str) -> None:

@@ -14,6 +14,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass
+from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,10 +39,23 @@ class Seen:
     part_number: int | None
     injected: bool  # answered by a rule, not forwarded
     checksum_header: str | None = None  # a PUT's x-amz-checksum-<algorithm>, lowercase
+    json_body: Any = None  # a POST's JSON body
+
+    @property
+    def recorded_parts(self) -> list[int]:
+        """The part numbers a parts/batch POST carried."""
+        return [part["partNumber"] for part in (self.json_body or {}).get("parts", [])]
 
     @property
     def path(self) -> str:
         return urlsplit(self.url).path
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -264,7 +278,8 @@ class FaultProxy:
                     proxy._note_fresh_urls(reply)
                 if part_number is not None and status == 200:
                     proxy._part_stored(part_number)
-                self._record(part_number, status, injected=False)
+                self._record(part_number, status, injected=False,
+                             json_body=_json_or_none(body) if self.command == "POST" else None)
                 self.send_response(status)
                 for name, value in headers:
                     if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
@@ -293,12 +308,12 @@ class FaultProxy:
                 finally:
                     connection.close()
 
-            def _record(self, part_number, status, *, injected):
+            def _record(self, part_number, status, *, injected, json_body=None):
                 checksum = next((name.lower() for name in self.headers
                                  if name.lower().startswith("x-amz-checksum-")), None)
                 with proxy._lock:
                     proxy.seen.append(Seen(self.command, self.path, status, part_number,
-                                           injected, checksum))
+                                           injected, checksum, json_body))
 
             def _answer(self, status: int, body: bytes, content_type: str):
                 self.send_response(status)

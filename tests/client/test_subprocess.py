@@ -61,7 +61,7 @@ def test_ctrl_c_mid_upload_aborts_it(dropfile_bin, subprocess_env, cli, account,
                                text=True)
     try:
         wait_until(lambda: any(c.status == 200 for c in
-                               fault_proxy.calls("POST", r"^/api/v2/files/[^/]+/parts$"))
+                               fault_proxy.calls("POST", r"^/api/v2/files/[^/]+/parts/batch$"))
                    and 2 in fault_proxy.arrived, timeout=60,
                    what="part 1 to be recorded and part 2 to be on its way")
         process.send_signal(signal.SIGINT)

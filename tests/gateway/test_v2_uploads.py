@@ -162,8 +162,79 @@ def test_the_v2_routes_are_documented(api_client):
     for path, method in [("/api/v2/files", "post"), ("/api/v2/files/{file_id}", "get"),
                          ("/api/v2/files/{file_id}/upload", "get"),
                          ("/api/v2/files/{file_id}/parts", "post"),
+                         ("/api/v2/files/{file_id}/parts/batch", "post"),
                          ("/api/v2/files/{file_id}/complete", "post"),
                          ("/api/v2/quota", "get")]:
         operation = paths[path][method]
         assert "422" not in operation["responses"]
         assert {"400", "401", "413"} <= set(operation["responses"]), path
+
+
+def _store_parts(client: httpx.Client, file_id: str, data: bytes, part_size: int,
+                 numbers: list[int]) -> list[dict]:
+    """PUTs the parts to storage; their record entries, as POST .../parts takes them."""
+    pieces = {n: data[(n - 1) * part_size:n * part_size] for n in numbers}
+    urls = client.post(f"/api/v2/files/{file_id}/part-urls", json={
+        "first_part": numbers[0], "last_part": numbers[-1],
+        "checksums": [b64_sha256(pieces[n]) for n in numbers]}).json()["parts"]
+    entries = []
+    for entry in urls:
+        number = entry["partNumber"]
+        stored = httpx.put(entry["url"], content=pieces[number], timeout=60, headers={
+            "Content-Type": "application/octet-stream", **entry["headers"]})
+        assert stored.status_code == 200, stored.text
+        entries.append({"partNumber": number, "size": len(pieces[number]),
+                        "etag": stored.headers["ETag"], "checksum": b64_sha256(pieces[number])})
+    return entries
+
+
+def test_parts_recorded_in_one_batch_complete_the_upload(signed_in):
+    client = signed_in()
+    data = os.urandom(2 * 5 * MIB + 7)
+    body = create(client, len(data)).json()
+    file_id = body["fileId"]
+    entries = _store_parts(client, file_id, data, body["partSize"], [1, 2, 3])
+    recorded = client.post(f"/api/v2/files/{file_id}/parts/batch",
+                           json={"parts": [entries[2], entries[0], entries[1]]})
+    assert recorded.status_code == 200, recorded.text
+    assert recorded.json() == {"partNumbers": [3, 1, 2]}
+    # The same batch again (a client's retry) changes nothing.
+    again = client.post(f"/api/v2/files/{file_id}/parts/batch", json={"parts": entries})
+    assert again.status_code == 200, again.text
+    done = client.post(f"/api/v2/files/{file_id}/complete", json={})
+    assert done.status_code == 200, done.text
+    entry = wait_until_uploaded(client, file_id)
+    assert entry["size"] == len(data)
+
+
+def test_a_refused_part_of_a_batch_is_named_and_the_others_are_recorded(signed_in):
+    client = signed_in()
+    data = os.urandom(5 * MIB + 7)
+    body = create(client, len(data)).json()
+    file_id = body["fileId"]
+    entries = _store_parts(client, file_id, data, body["partSize"], [1, 2])
+    wrong_size = {**entries[1], "size": 6}
+    response = client.post(f"/api/v2/files/{file_id}/parts/batch",
+                           json={"parts": [entries[0], wrong_size]})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("part 2: ")
+    # Part 1 was recorded all the same: only part 2 is still missing.
+    done = client.post(f"/api/v2/files/{file_id}/complete", json={})
+    assert done.status_code == 409
+    assert "parts not recorded yet: 2 " in done.json()["error"]
+
+
+def test_batches_are_checked_like_single_records(signed_in):
+    alice, bob = signed_in(), signed_in()
+    file_id = create(alice, 10).json()["fileId"]
+    part = {"partNumber": 1, "size": 10, "etag": "e"}
+    batch = f"/api/v2/files/{file_id}/parts/batch"
+    refused = bob.post(batch, json={"parts": [part]})
+    assert (refused.status_code, refused.json()) == (404, {"error": "part 1: file not found"})
+    for bad, message in [({"parts": []}, "parts"), ({"parts": [part] * 101}, "parts"),
+                         ({"parts": [{**part, "partNumber": 0}]}, "parts[0].partNumber"),
+                         ({"part": part}, "missing fields: parts")]:
+        response = alice.post(batch, json=bad)
+        assert response.status_code == 400, response.text
+        assert message in response.json()["error"]
+    assert listed(alice, file_id)["status"] == "UPLOADING"

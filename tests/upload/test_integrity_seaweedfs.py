@@ -2,7 +2,7 @@
 credentials of its own) verifies every presigned request's signature and expiry and every
 part's checksum, which moto does not. A corrupted part is refused by storage itself; so is
 a URL that was tampered with or has expired; a whole v2 upload goes through and completes
-with its part checksums."""
+with its part checksums, which this store does not report back (ListParts)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +10,7 @@ import os
 import time
 from typing import Iterator
 
+import grpc
 import pytest
 
 from dropfile.upload.v1 import upload_pb2
@@ -19,8 +20,9 @@ from services.upload.storage import Storage
 from tests.conftest import settings_for
 from tests.fixtures.stores import S3Store, aws_credentials, seaweedfs  # noqa: F401
 
-from .helpers import MIB, RunningUpload, running_upload_server
-from .v2_helpers import CRC32C, complete, create, part_urls, put, send_parts, sha256_b64
+from .helpers import MIB, RunningUpload, assert_code, running_upload_server
+from .v2_helpers import (CRC32C, complete, create, get_upload, part_urls, put, send_parts,
+                         sha256_b64)
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +114,31 @@ def test_crc32c_part_checksums_are_verified_too(on_seaweedfs, seaweedfs, alice):
     refused = put(part, data[:-1] + bytes([data[-1] ^ 0xFF]))
     assert refused.status_code == 400 and error_code(refused) == "BadDigest", refused.text
     send_parts(api, alice, upload, [1])
+    complete(api, alice, upload)
+    stored = seaweedfs.client().get_object(Bucket=on_seaweedfs.settings.s3_bucket,
+                                           Key=f"users/{alice.user_id}/{upload.file_id}")
+    assert stored["Body"].read() == data
+
+
+def test_a_part_stored_but_never_recorded_needs_its_checksum_recorded(on_seaweedfs,
+                                                                       seaweedfs, alice):
+    """The client died between storage's answer and recording: resuming finds the part in
+    storage, but this store does not say its checksum, which completion must name. The
+    refusal says so (not a storage error), and recording the part makes it complete."""
+    api = on_seaweedfs.stub
+    data = os.urandom(5 * MIB + 99)
+    upload = create(api, alice, data)
+    send_parts(api, alice, upload, [1])
+    send_parts(api, alice, upload, [2], record=False)
+    state = get_upload(api, alice, upload.file_id)
+    assert [part.part_number for part in state.stored_parts] == [1, 2]
+    assert state.stored_parts[1].checksum == ""  # unknown: SeaweedFS does not report it
+    refused = assert_code(grpc.StatusCode.FAILED_PRECONDITION, complete, api, alice, upload)
+    assert refused.details() == ("part 2: its SHA256 checksum is not known; record the part "
+                                 "with its checksum")
+    api.RecordPart(upload_pb2.RecordPartRequest(
+        file_id=upload.file_id, chunk_index=1, size=len(upload.part(2)),
+        etag=upload.etags[2], checksum=upload.checksum(2)), metadata=alice.metadata)
     complete(api, alice, upload)
     stored = seaweedfs.client().get_object(Bucket=on_seaweedfs.settings.s3_bucket,
                                            Key=f"users/{alice.user_id}/{upload.file_id}")

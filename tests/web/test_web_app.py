@@ -77,7 +77,7 @@ def test_upload_several_files_then_download_and_delete(page, web_url, storage, s
     asked = [(body["first_part"], body["last_part"]) for body in renewals]
     assert asked.count((3, 3)) == 2 and asked.count((1, 1)) >= 1
     assert all(len(body["checksums"]) == 1 for body in renewals)
-    page.unroute_all()
+    page.unroute_all(behavior="ignoreErrors")  # a handler may be mid-request
 
     save_artifact(page, "web-file-list.png")  # docs/screenshot-web.png is a copy of one
 
