@@ -141,6 +141,15 @@ def browser_upload(spec: dict) -> dict:
     return {"seconds": seconds, "file_id": file_id}
 
 
+def _peak_rss_bytes() -> int:
+    """This process's peak resident memory: VmHWM, not ru_maxrss, which Linux carries
+    over from the parent across fork and exec (it would report the bench's own peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 METHODS = {"dropfile-upload": dropfile_upload, "boto3-upload": boto3_upload,
            "browser-upload": browser_upload, "dropfile-download": dropfile_download,
            "boto3-download": boto3_download}
@@ -151,7 +160,7 @@ def main() -> None:
     result = METHODS[spec["method"]](spec)
     result["bytes"] = spec["bytes"]
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["peak_rss_bytes"] = usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+    result["peak_rss_bytes"] = _peak_rss_bytes()
     result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
     print(json.dumps(result))
 
