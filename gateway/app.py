@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from services.common.gc_tuning import freeze_startup_objects
 from services.common.logs import REQUEST_ID_HEADER
 
 from .deps import Backends
@@ -31,6 +32,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI):
         # gRPC aio channels belong to the serving event loop, so they open here.
         app.state.backends = Backends(settings)
+        freeze_startup_objects()  # the app is built: out of the collector's full passes
         try:
             yield
         finally:

@@ -23,6 +23,7 @@ from .encoded_replies import passing_encoded
 from .errors import DomainError
 from .keys import MissingSecretError
 from .logs import configure_logging
+from .gc_tuning import freeze_startup_objects
 from .memory import map_large_blocks_apart
 from .settings import GrpcServiceSettings, load_settings
 from .logs import REQUEST_ID_HEADER, log_fields, request_id_var
@@ -309,4 +310,5 @@ def run_service(name: str, settings_cls: type[GrpcServiceSettings],
     except (MissingSecretError, OSError) as exc:
         print(f"{name}: cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    freeze_startup_objects()  # built: out of the collector's full passes
     serve(handle, grace=settings.shutdown_grace_seconds)
