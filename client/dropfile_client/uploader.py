@@ -34,7 +34,7 @@ log = logging.getLogger("dropfile_client")
 MAX_URLS_PER_CALL = 1000
 MAX_PARTS_PER_RECORD = 100
 # How long a stored part may wait for others to be recorded with it. Recording each part
-# on its own cost the stack ~200 requests per GiB of 5 MiB parts, ~7 % of the 2-core
+# on its own cost the stack ~200 requests per GiB of 5 MiB parts, ~6 % of the 2-core
 # machine's CPU while the store needed all of it; batched, ~30. Progress on record lags
 # by this much at most; the last parts are recorded as soon as every PUT is done.
 RECORD_WINDOW_SECONDS = 0.25
