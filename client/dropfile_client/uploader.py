@@ -155,8 +155,7 @@ class ByteCounter:
 class PartUploader:
     def __init__(self, *, gateway: Gateway, storage: httpx.Client, fd: int, file_label: str,
                  file_id: str, parts: list[Part], urls: PartUrlBook, parallel: int,
-                 retry: RetryPolicy, progress: ByteCounter,
-                 record_window: float = RECORD_WINDOW_SECONDS) -> None:
+                 retry: RetryPolicy, progress: ByteCounter) -> None:
         self._gateway = gateway
         self._storage = storage
         self._fd = fd
@@ -169,7 +168,6 @@ class PartUploader:
         self._cancel = threading.Event()
         self._todo: queue.Queue[Part] = queue.Queue()
         self._results: queue.Queue[tuple[int, str] | BaseException] = queue.Queue()
-        self._record_window = record_window
         count = max(1, min(parallel, len(parts)))
         # The part threads hand the parts they stored to the recorder thread, so that the
         # next PUT starts while the parts make their round trip through the gateway
@@ -262,7 +260,7 @@ class PartUploader:
                     continue
                 batch.append(item)
                 if deadline is None:
-                    deadline = time.monotonic() + self._record_window
+                    deadline = time.monotonic() + RECORD_WINDOW_SECONDS
             if not batch or self._cancel.is_set():
                 continue
             try:

@@ -21,9 +21,9 @@ from grpc_status import rpc_status
 
 from .encoded_replies import passing_encoded
 from .errors import DomainError
+from .gc_tuning import freeze_startup_objects
 from .keys import MissingSecretError
 from .logs import configure_logging
-from .gc_tuning import freeze_startup_objects
 from .memory import map_large_blocks_apart
 from .settings import GrpcServiceSettings, load_settings
 from .logs import REQUEST_ID_HEADER, log_fields, request_id_var

@@ -223,7 +223,7 @@ class Storage:
             code = _error_code(exc)
             if code == "NoSuchUpload":
                 raise UploadGone(upload_id) from None
-            if code in ("InvalidRequest", "InvalidPart", "InvalidPartOrder"):
+            if code in ("InvalidRequest", "InvalidPart", "InvalidPartOrder", "BadDigest"):
                 raise CompletionRefused(code) from None
             raise
 

@@ -74,6 +74,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self.seen: list[Seen] = []
         self._fail: dict[int, tuple[int, int]] = {}  # part -> (remaining, status)
+        self._fail_paths: dict[tuple[str, str], int] = {}  # (method, path regex) -> status
         self._corrupt: dict[int, int] = {}  # part -> PUTs still to corrupt
         self._expired: set[int] = set()  # parts whose URLs are expired until refreshed
         self._refused: set[int] = set()  # expired parts whose PUT was refused already
@@ -113,6 +114,16 @@ class FaultProxy:
         """The next `times` PUTs of the part are answered `status` (not forwarded)."""
         with self._lock:
             self._fail[part_number] = (times, status)
+
+    def fail_calls(self, method: str, path_pattern: str, *, status: int = 503) -> None:
+        """Every call with this method to a path matching `path_pattern` is answered
+        `status` (not forwarded) until allow_calls."""
+        with self._lock:
+            self._fail_paths[(method, path_pattern)] = status
+
+    def allow_calls(self, method: str, path_pattern: str) -> None:
+        with self._lock:
+            self._fail_paths.pop((method, path_pattern), None)
 
     def corrupt_part(self, part_number: int, *, times: int = 1) -> None:
         """The next `times` PUTs of the part are forwarded with one bit of the body flipped."""
@@ -171,6 +182,11 @@ class FaultProxy:
             return [s for s in self.seen if s.method == method and pattern.search(s.path)]
 
     # -- serving -------------------------------------------------------------------------
+
+    def _path_rule_for(self, method: str, path: str) -> int | None:
+        with self._lock:
+            return next((status for (m, pattern), status in self._fail_paths.items()
+                         if m == method and re.search(pattern, path)), None)
 
     def _rule_for(self, part_number: int) -> tuple[int, bytes] | None:
         """An injected answer for this PUT, or None to forward it."""
@@ -259,6 +275,11 @@ class FaultProxy:
                 numbers = parse_qs(target.query).get("partNumber")
                 part_number = int(numbers[0]) if numbers and self.command == "PUT" else None
 
+                refused = proxy._path_rule_for(self.command, target.path)
+                if refused:
+                    self._record(part_number, refused, injected=True)
+                    self._answer(refused, b'{"error": "unavailable"}', "application/json")
+                    return
                 if part_number is not None:
                     injected = proxy._rule_for(part_number)
                     if injected:

@@ -30,6 +30,7 @@ from .conftest import PART, PASSWORD, write_file
 
 CRC32C_HEADER = "x-amz-checksum-crc32c"
 SHA256_HEADER = "x-amz-checksum-sha256"
+RECORD_PARTS = r"^/api/v2/files/[^/]+/parts/batch$"
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +129,10 @@ def test_a_resumed_upload_keeps_the_checksum_it_was_created_with(
     # The installed command, SHA-256 parts, one at a time: parts 1 and 2 are stored, part 3
     # keeps being refused (503, retried with backoff) until the process is killed.
     fault_proxy.fail_part(3, times=100, status=503)
+    # Parts 1 and 2 are stored but never recorded: their records keep being refused (and
+    # retried) until the kill. SeaweedFS does not report checksums (ListParts), so the
+    # resumed upload must record them with theirs for completion to name them.
+    fault_proxy.fail_calls("POST", RECORD_PARTS)
     env = {**os.environ, "DROPFILE_CONFIG_DIR": str(config_dir),
            "DROPFILE_URL": seaweedfs_stack["url"], **fault_proxy.env()}
     process = subprocess.Popen([str(dropfile_bin), "upload", str(source), "--checksum",
@@ -147,8 +152,10 @@ def test_a_resumed_upload_keeps_the_checksum_it_was_created_with(
     [file_id] = [entry["fileId"] for entry in
                  json.loads((config_dir / "uploads.json").read_text()).values()]
 
+    assert not [c for c in fault_proxy.calls("POST", RECORD_PARTS) if not c.injected]
     # Resumed by the SDK, whose default is CRC32C: the upload stays SHA-256.
     fault_proxy.fail_part(3, times=0)
+    fault_proxy.allow_calls("POST", RECORD_PARTS)
     mark = len(fault_proxy.seen)
     info = client.upload(source, wait=False)
     assert info.file_id == file_id

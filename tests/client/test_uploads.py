@@ -8,6 +8,8 @@ import time
 
 import jwt
 
+from dropfile_client import uploader
+
 from .conftest import PART, file_entry, uploaded_file_id, write_file
 
 # Parts are recorded with their checksums (v2), in batches, formerly through record-chunk.
@@ -43,6 +45,22 @@ def test_parts_go_up_in_parallel_and_arrive_intact(cli, account, tmp_path, fault
     assert all(p.status == 200 for p in puts)
     assert sorted(recorded_parts(fault_proxy)) == [1, 2, 3, 4, 5]
     assert file_entry(cli, file_id)["status"] == "UPLOADED"
+    assert download(cli, file_id, tmp_path) == data
+
+
+def test_the_stored_parts_are_recorded_together_and_the_last_at_once(cli, account, tmp_path,
+                                                                      fault_proxy,
+                                                                      monkeypatch):
+    # A window longer than the test's timeout: every part waits for the others, and the
+    # batch leaves when the last PUT is done, not when the window ends.
+    monkeypatch.setattr(uploader, "RECORD_WINDOW_SECONDS", 3600.0)
+    source = tmp_path / "batched.bin"
+    data = write_file(source, 4 * PART + 1)
+
+    file_id = uploaded_file_id(cli("upload", str(source), "--parallel", "2"))
+
+    batches = fault_proxy.calls("POST", RECORD_PARTS)
+    assert [(c.status, sorted(c.recorded_parts)) for c in batches] == [(200, [1, 2, 3, 4, 5])]
     assert download(cli, file_id, tmp_path) == data
 
 

@@ -143,3 +143,21 @@ def test_a_part_stored_but_never_recorded_needs_its_checksum_recorded(on_seaweed
     stored = seaweedfs.client().get_object(Bucket=on_seaweedfs.settings.s3_bucket,
                                            Key=f"users/{alice.user_id}/{upload.file_id}")
     assert stored["Body"].read() == data
+
+
+def test_a_part_recorded_with_another_checksum_is_refused_at_completion(on_seaweedfs, alice):
+    """Storage checks the checksums completion names against the parts it holds: a record
+    that lies about one makes storage refuse, answered as a refusal (not a server error),
+    and the upload is still there to fix."""
+    api = on_seaweedfs.stub
+    upload = create(api, alice, 100)
+    send_parts(api, alice, upload, [1], record=False)
+    api.RecordPart(upload_pb2.RecordPartRequest(
+        file_id=upload.file_id, chunk_index=0, size=100, etag=upload.etags[1],
+        checksum=sha256_b64(b"other bytes")), metadata=alice.metadata)
+    refused = assert_code(grpc.StatusCode.FAILED_PRECONDITION, complete, api, alice, upload)
+    assert refused.details().startswith("storage refused the parts (")
+    api.RecordPart(upload_pb2.RecordPartRequest(
+        file_id=upload.file_id, chunk_index=0, size=100, etag=upload.etags[1],
+        checksum=upload.checksum(1)), metadata=alice.metadata)
+    complete(api, alice, upload)
