@@ -93,12 +93,21 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         self._verifier = verifier
         self._service_token = service_token.encode()
         self._policy = policy
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
         method = handler_call_details.method
+        # gRPC asks on every call; a method's handler never changes once the server runs,
+        # so each is wrapped once (unknown methods are not kept: callers choose the names).
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = continuation(handler_call_details)
+            if handler is None:
+                return None
+            wrapped = self._wrapped.setdefault(method, self._wrap_handler(handler, method))
+        return wrapped
+
+    def _wrap_handler(self, handler, method: str):
         kind = self._policy.kind(method)
         if handler.unary_unary:
             # A servicer may return an EncodedReply (a reply of many megabytes).

@@ -141,3 +141,12 @@ def test_session_fixtures_serve_the_shared_stack(upload_stub, upload_internal_st
                         "dropfile.upload.v1.UploadInternalService"):
             assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == \
                 health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_method_already_served_still_checks_each_calls_token(api, alice):
+    """The interceptor wraps a method's handler once: the check runs on every call."""
+    request = upload_pb2.ListFilesRequest()
+    api.ListFiles(request, metadata=alice.metadata)
+    assert_code(grpc.StatusCode.UNAUTHENTICATED, api.ListFiles, request,
+                metadata=[("authorization", "Bearer not.a.jwt")])
+    api.ListFiles(request, metadata=alice.metadata)
