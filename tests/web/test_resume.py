@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from playwright.sync_api import Request, Route, expect
+from playwright.sync_api import Request, Response, Route, expect
 
 from tests.web.conftest import file_row, part_number, sign_up
 
 MiB = 1024 * 1024
+
+
+def recorded_parts(records: list[Response]) -> list[int]:
+    """The part numbers the page's record requests (in batches) have recorded so far."""
+    return sorted(number for response in records for number in response.json()["partNumbers"])
 
 
 def test_an_upload_interrupted_by_a_reload_resumes_when_the_file_is_picked_again(
@@ -26,13 +31,13 @@ def test_an_upload_interrupted_by_a_reload_resumes_when_the_file_is_picked_again
         route.continue_()
 
     page.route(f"{storage['endpoint']}/**", fail_the_last_part)
-    recorded: list[str] = []
-    page.on("response", lambda response: recorded.append(response.url)
-            if response.url.endswith("/parts") and response.ok else None)
+    records: list[Response] = []
+    page.on("response", lambda response: records.append(response)
+            if response.url.endswith("/parts/batch") and response.ok else None)
     video = tmp_path / "long video.bin"
     video.write_bytes(os.urandom(12 * MiB + 4_321))  # three parts
     page.set_input_files("#file-input", video)
-    while len(recorded) < 2 or not refused:
+    while not {1, 2} <= set(recorded_parts(records)) or not refused:
         page.wait_for_timeout(100)  # parts 1 and 2 stored and recorded, part 3 failing
 
     page.once("dialog", lambda dialog: dialog.accept())  # "leave the page?" on reload

@@ -127,7 +127,7 @@ def test_cancelling_an_upload_midway_leaves_nothing_behind(page, web_url, storag
         return data;
     }""", [name, 20 * MiB])
     with page.expect_response("**/api/v2/files") as started, \
-            page.expect_response("**/api/v2/files/*/parts") as recorded:
+            page.expect_response("**/api/v2/files/*/parts/batch") as recorded:
         page.dispatch_event("#drop-zone", "dragover", {"dataTransfer": data_transfer})
         page.dispatch_event("#drop-zone", "drop", {"dataTransfer": data_transfer})
     assert recorded.value.ok

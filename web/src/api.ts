@@ -203,10 +203,18 @@ export async function partUrls(fileId: string, first: number, last: number,
                                             { url: part.url, headers: part.headers ?? {} }]));
 }
 
-export function recordPart(fileId: string, partNumber: number, size: number, etag: string,
-                             checksum: string): Promise<unknown> {
-  return call("POST", `${filePath(fileId)}/parts`, {
-    partNumber, size, etag: etag.replaceAll('"', ""), checksum,
+/** A part storage holds, as recorded: its ETag (quotes or not) and the checksum sent with it. */
+export interface PartRecord {
+  partNumber: number;
+  size: number;
+  etag: string;
+  checksum: string;
+}
+
+/** Records up to 100 parts in one request; a refusal names its part ("part N: ..."). */
+export function recordParts(fileId: string, parts: PartRecord[]): Promise<unknown> {
+  return call("POST", `${filePath(fileId)}/parts/batch`, {
+    parts: parts.map((part) => ({ ...part, etag: part.etag.replaceAll('"', "") })),
   });
 }
 

@@ -2,7 +2,8 @@
  * One file's multipart upload through the v2 API: start it (POST /api/v2/files; the server
  * chooses the part size), then for each part compute its checksum, ask for its URL (signed
  * for that checksum, so storage refuses bytes that changed on the way), PUT it straight to
- * storage three at a time, record it; then complete. Storage confirms the object later; the
+ * storage three at a time; record the stored parts in batches (part-records.ts); then
+ * complete. Storage confirms the object later; the
  * file list shows that as the status turning UPLOADED.
  *
  * A file picked again after a reload (same name, size and modification time) resumes its
@@ -15,6 +16,7 @@
 import * as api from "./api";
 import { messageOf } from "./api";
 import { type ChecksumAlgorithm, partChecksum, preferredAlgorithm } from "./checksum";
+import { PartRecords } from "./part-records";
 import { forgetUpload, recordUpload, recordedFileId } from "./resume";
 import { withRetries } from "./retry";
 import { PartError, Slots, putPart } from "./transfer";
@@ -47,6 +49,9 @@ interface Layout {
   algorithm: ChecksumAlgorithm;
   /** ETags of the parts storage already holds, by part number. */
   stored: Map<number, string>;
+  /** Of those, the parts whose checksum the server does not know (stored, never recorded,
+   * in a store whose part listing leaves checksums out): completion needs them recorded. */
+  checksumUnknown: number[];
 }
 
 // File ids this page is uploading now: picking a file twice does not resume it twice.
@@ -149,7 +154,7 @@ export class Upload {
     }, preferredAlgorithm());
     recordUpload(this.file, this.fileId);
     return { uploadId: started.uploadId, partSize: started.partSize, partCount: started.partCount,
-             algorithm: started.checksumAlgorithm, stored: new Map() };
+             algorithm: started.checksumAlgorithm, stored: new Map(), checksumUnknown: [] };
   }
 
   /** The upload this file started before, with the parts storage holds; null when it cannot
@@ -175,7 +180,9 @@ export class Upload {
     }
     return { uploadId: state.uploadId, partSize: state.partSize, partCount: state.partCount,
              algorithm: state.checksumAlgorithm,
-             stored: new Map(state.storedParts.map((part) => [part.partNumber, part.etag])) };
+             stored: new Map(state.storedParts.map((part) => [part.partNumber, part.etag])),
+             checksumUnknown: state.storedParts.filter((part) => !part.checksum)
+               .map((part) => part.partNumber) };
   }
 
   private throwIfStopped(): void {
@@ -188,29 +195,52 @@ export class Upload {
     return this.file.slice(start, Math.min(start + size, this.file.size));
   }
 
-  /** Every part not stored yet, PARTS_IN_PARALLEL at a time; the first failure stops the rest. */
+  /** Every part not stored yet, PARTS_IN_PARALLEL at a time, each recorded once stored;
+   * the first failure (of a part or of a record) stops the rest. */
   private async sendParts(): Promise<void> {
     const layout = this.layout!;
     const todo = Array.from({ length: layout.partCount }, (_, index) => index)
       .filter((index) => !layout.stored.has(index + 1));
     let next = 0;
     let failure: unknown = null;
+    const fail = (error: unknown) => {
+      failure ??= error;
+      this.stop.abort();
+    };
+    const records = new PartRecords(this.fileId, this.stop.signal, fail);
     const worker = async () => {
       while (next < todo.length && !this.stop.signal.aborted) {
         const index = todo[next++];
         try {
-          await this.sendPart(index);
+          await this.sendPart(index, records);
         } catch (error) {
-          failure ??= error;
-          this.stop.abort();
+          fail(error);
         }
       }
     };
+    try {
+      await this.recordChecksums(layout, records);
+    } catch (error) {
+      fail(error);
+    }
     await Promise.all(Array.from({ length: Math.min(PARTS_IN_PARALLEL, todo.length) }, worker));
+    if (failure === null) {
+      await records.flush().catch(fail);
+    }
     if (failure !== null) throw failure;
   }
 
-  private async sendPart(index: number): Promise<void> {
+  /** Resumed parts storage holds with a checksum the server lacks: recorded with theirs. */
+  private async recordChecksums(layout: Layout, records: PartRecords): Promise<void> {
+    for (const number of layout.checksumUnknown) {
+      this.throwIfStopped();
+      const bytes = this.partBytes(number - 1);
+      records.add({ partNumber: number, size: bytes.size, etag: layout.stored.get(number)!,
+                    checksum: await partChecksum(bytes, layout.algorithm) });
+    }
+  }
+
+  private async sendPart(index: number, records: PartRecords): Promise<void> {
     const layout = this.layout!;
     const number = index + 1;
     const bytes = this.partBytes(index);
@@ -236,11 +266,7 @@ export class Upload {
       },
     });
     this.progress(index, bytes.size);
-    await withRetries(() => api.recordPart(this.fileId, number, bytes.size, etag, checksum), {
-      attempts: MAX_ATTEMPTS,
-      signal,
-      retryable: (error) => error instanceof api.ApiError && error.transient,
-    });
+    records.add({ partNumber: number, size: bytes.size, etag, checksum });
     if (this.note) this.setNote("");
   }
 
