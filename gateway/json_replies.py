@@ -1,5 +1,5 @@
-"""JSON replies with one long list of strings (v1's 10,000 presigned URLs, ~5 MB), written
-straight to bytes.
+"""JSON replies with one long list (v1's 10,000 presigned URLs, ~5 MB; v2's part URLs),
+written straight to bytes.
 
 FastAPI's way with a dict (validated against the response model, then dumped by pydantic)
 holds the list several times beside the gRPC reply it comes from: a list of Python strings,
@@ -17,15 +17,15 @@ from typing import Any
 from pydantic_core import to_json
 from starlette.responses import Response
 
-# Strings dumped per call: few enough to stay small (~128 KB of URLs), enough that the
-# loop costs nothing beside the dumping.
+# Items dumped per call: few enough to stay small (~128 KB of URLs), enough that the loop
+# costs nothing beside the dumping.
 _BATCH = 256
 
 
 def json_reply(content: dict[str, Any], *, long_list: str) -> Response:
     """`content` as a JSON object, its members in order; the member named `long_list`, an
-    iterable of strings (a protobuf repeated field, say), is dumped a batch at a time and
-    never made into a list of them all."""
+    iterable of JSON values (a protobuf repeated field, a generator), is dumped a batch at a
+    time and never made into a list of them all."""
     body = io.BytesIO()  # grows in place: getvalue() does not copy it again
     body.write(b"{")
     for position, (name, value) in enumerate(content.items()):

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path
 from dropfile.upload.v1 import upload_pb2
 
 from ..deps import UserCall
+from ..json_replies import json_reply
 from ..schemas import ErrorReply, Text
 from ..schemas_v2 import PartUrlsBody, PartUrlsReply
 
@@ -29,6 +30,8 @@ async def part_urls(file_id: Annotated[Text, Path(description="The file's id (a 
         file_id=file_id, first_part_number=body.first_part, last_part_number=body.last_part,
         checksums=body.checksums,
     ), **call.kwargs)
-    return {"parts": [{"partNumber": part.part_number, "url": part.url,
-                       "headers": dict(part.headers)} for part in reply.parts],
-            "expiresIn": reply.expires_in_seconds}
+    # Up to 1,000 entries: written as they are read (json_replies.py), the bytes FastAPI
+    # would send through PartUrlsReply without validating what the typed reply guarantees.
+    return json_reply({"parts": ({"partNumber": part.part_number, "url": part.url,
+                                  "headers": dict(part.headers)} for part in reply.parts),
+                       "expiresIn": reply.expires_in_seconds}, long_list="parts")
