@@ -19,6 +19,20 @@ ODD = ['quote " backslash \\ slash /', "tab\t newline\n control \x01 del \x7f",
        "ü é ☃ 𝄞 \u2028", ""]
 
 
+def same_as_fastapis(app: FastAPI) -> httpx.Response:
+    """GET /direct, once its status, headers and bytes are checked to be GET /fastapi's."""
+    async def fetch_both():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://gateway") as client:
+            return await client.get("/fastapi"), await client.get("/direct")
+
+    expected, got = asyncio.run(fetch_both())
+    assert got.status_code == expected.status_code == 200
+    assert got.content == expected.content
+    assert got.headers == expected.headers
+    return got
+
+
 @pytest.mark.parametrize("urls", [URLS, ODD, [], ["one"]])
 def test_the_body_and_headers_are_fastapis(urls):
     reply = upload_pb2.InitiateUploadResponse(upload_id='up"1', part_urls=urls)
@@ -34,15 +48,7 @@ def test_the_body_and_headers_are_fastapis(urls):
         return json_reply({"success": True, "presignedUrls": reply.part_urls,
                            "uploadId": reply.upload_id}, long_list="presignedUrls")
 
-    async def fetch_both():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://gateway") as client:
-            return await client.get("/fastapi"), await client.get("/direct")
-
-    expected, got = asyncio.run(fetch_both())
-    assert got.status_code == expected.status_code == 200
-    assert got.content == expected.content
-    assert got.headers == expected.headers
+    got = same_as_fastapis(app)
     assert got.json()["presignedUrls"] == urls
 
 
@@ -67,13 +73,5 @@ def test_part_url_entries_are_fastapis_too(count):
         return json_reply({"parts": entries(), "expiresIn": reply.expires_in_seconds},
                           long_list="parts")
 
-    async def fetch_both():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://gateway") as client:
-            return await client.get("/fastapi"), await client.get("/direct")
-
-    expected, got = asyncio.run(fetch_both())
-    assert got.status_code == expected.status_code == 200
-    assert got.content == expected.content
-    assert got.headers == expected.headers
+    got = same_as_fastapis(app)
     assert len(got.json()["parts"]) == count
