@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from playwright.sync_api import Request, Route, expect
+from playwright.sync_api import APIResponse, Request, Route, expect
 
 from tests.web.conftest import file_row, part_number, sign_up
 
@@ -25,18 +25,18 @@ def record_requests(page) -> list[Request]:
 def test_parts_stored_together_are_recorded_in_one_request(page, web_url, storage,
                                                            events_server, tmp_path):
     sign_up(page, web_url)
-    held: list[Route] = []
+    held: list[tuple[Route, APIResponse]] = []
 
-    def release_the_puts_together(route: Route, request: Request) -> None:
+    def answer_the_puts_together(route: Route, request: Request) -> None:
         if request.method != "PUT" or not part_number(request.url):
             route.continue_()
             return
-        held.append(route)
-        if len(held) == 3:  # every part is on its way: all are stored within moments
-            for waiting in held:
-                waiting.continue_()
+        held.append((route, route.fetch()))  # stored now; the page hears of it below
+        if len(held) == 3:  # every part stored: the page learns it of all three at once
+            for waiting, stored in held:
+                waiting.fulfill(response=stored)
 
-    page.route(f"{storage['endpoint']}/**", release_the_puts_together)
+    page.route(f"{storage['endpoint']}/**", answer_the_puts_together)
     records = record_requests(page)
     data = tmp_path / "three parts.bin"
     data.write_bytes(os.urandom(12 * MiB + 17))

@@ -7,11 +7,10 @@
  * throws it. Resending a batch is safe: recording a part again changes nothing.
  */
 import * as api from "./api";
-import { withRetries } from "./retry";
+import { MAX_ATTEMPTS, withRetries } from "./retry";
 
 export const RECORD_WINDOW_MS = 250;
 export const MAX_PARTS_PER_RECORD = 100; // the route's limit
-const MAX_ATTEMPTS = 6;
 
 export class PartRecords {
   private waiting: api.PartRecord[] = [];

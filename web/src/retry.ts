@@ -19,6 +19,9 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** Attempts at a request before its failure stands (a part's PUT, a URL, a record). */
+export const MAX_ATTEMPTS = 6;
+
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 8_000;
 

@@ -3,8 +3,8 @@
  * chooses the part size), then for each part compute its checksum, ask for its URL (signed
  * for that checksum, so storage refuses bytes that changed on the way), PUT it straight to
  * storage three at a time; record the stored parts in batches (part-records.ts); then
- * complete. Storage confirms the object later; the
- * file list shows that as the status turning UPLOADED.
+ * complete. Storage confirms the object later; the file list shows that as the status
+ * turning UPLOADED.
  *
  * A file picked again after a reload (same name, size and modification time) resumes its
  * upload: the parts storage already holds are not sent again (resume.ts remembers the id).
@@ -18,11 +18,10 @@ import { messageOf } from "./api";
 import { type ChecksumAlgorithm, partChecksum, preferredAlgorithm } from "./checksum";
 import { PartRecords } from "./part-records";
 import { forgetUpload, recordUpload, recordedFileId } from "./resume";
-import { withRetries } from "./retry";
+import { MAX_ATTEMPTS, withRetries } from "./retry";
 import { PartError, Slots, putPart } from "./transfer";
 
 const PARTS_IN_PARALLEL = 3;
-const MAX_ATTEMPTS = 6;
 const SPEED_WINDOW_MS = 3_000;
 
 // Shared by every upload on the page: one file goes three parts at a time, several share four.
