@@ -3,7 +3,6 @@ backend channels opened once for the life of the process."""
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,9 +14,13 @@ from .deps import Backends
 from .errors import install_error_handlers
 from .metrics import install_metrics_route
 from .middleware import EdgeMiddleware
+from .openapi import adjust_openapi
 from .routes import auth, events, files, health, v2, v2_uploads
 from .settings import GatewaySettings
 from .static import mount_web_app
+
+ROUTERS = (files.router, v2_uploads.router, v2.router, events.router, auth.router,
+           health.router)
 
 DESCRIPTION = """Dropfile's REST API: v1 (`/api/auth`, `/api/files`) as existing browser and
 script clients speak it, and v2 (`/api/v2`) beside it: files up to 5 TiB in parts the server
@@ -42,14 +45,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                   lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(auth.router)
-    app.include_router(files.router)
-    app.include_router(v2.router)
-    app.include_router(v2_uploads.router)
-    app.include_router(events.router)
-    app.include_router(health.router)
+    # FastAPI tries the routers in this order, each one's routes in turn: the routes that
+    # record parts come first (trying the auth routes first cost ~6 % of a record-chunk).
+    for router in ROUTERS:
+        app.include_router(router)
     mount_web_app(app)  # the browser app at `/`; it never answers for the API's paths
-    _document_400_not_422(app)
+    adjust_openapi(app, ROUTERS)
 
     install_metrics_route(app, settings)  # /metrics in development
     # Request id, body limit, last-resort 500, metrics and access log: one layer.
@@ -67,19 +68,3 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
-def _document_400_not_422(app: FastAPI) -> None:
-    """FastAPI documents invalid requests as 422; this gateway answers them 400."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = generate()
-            for path in schema.get("paths", {}).values():
-                for operation in path.values():
-                    operation.get("responses", {}).pop("422", None)
-            for name in ("HTTPValidationError", "ValidationError"):
-                schema.get("components", {}).get("schemas", {}).pop(name, None)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

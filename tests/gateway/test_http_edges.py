@@ -119,6 +119,17 @@ def test_openapi_lists_every_route_and_docs_are_served(api_client):
     # Invalid requests are answered 400, so the docs must not promise 422.
     assert all("422" not in op["responses"] for item in schema["paths"].values()
                for op in item.values())
+    # The routes that act for the signed-in user name the cookie they need; sign-in not.
+    assert schema["components"]["securitySchemes"]["accessTokenCookie"] | {
+        "description": ""} == {"type": "apiKey", "in": "cookie", "name": "access_token",
+                               "description": ""}
+    for method, path in (("post", "/api/files/record-chunk"), ("get", "/api/files/list"),
+                         ("post", "/api/v2/files"), ("get", "/api/v2/events"),
+                         ("get", "/api/auth/authenticate")):
+        assert schema["paths"][path][method]["security"] == [{"accessTokenCookie": []}], path
+    for method, path in (("post", "/api/auth/signin"), ("get", "/api/auth/refresh"),
+                         ("get", "/healthz")):
+        assert "security" not in schema["paths"][path][method], path
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
