@@ -13,6 +13,8 @@ one does not serve metrics at all (like the gRPC services without METRICS_PORT).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.requests import Request
@@ -41,8 +43,20 @@ def observe_request(scope: Scope, status: int, seconds: float) -> None:
     """Counts one HTTP request by method, route template and status, and observes its
     latency by method and route (called by the gateway's EdgeMiddleware)."""
     route = route_label(scope)
-    HTTP_LATENCY.labels(scope["method"], route).observe(seconds)
-    HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+    _latency(scope["method"], route).observe(seconds)
+    _requests(scope["method"], route, status).inc()
+
+
+# Each series' child, looked up once: `labels()` checks and locks on every call. The
+# labels are few (methods, route templates, statuses), so the caches stay small.
+@lru_cache(maxsize=4096)
+def _latency(method: str, route: str):
+    return HTTP_LATENCY.labels(method, route)
+
+
+@lru_cache(maxsize=4096)
+def _requests(method: str, route: str, status: int):
+    return HTTP_REQUESTS.labels(method, route, str(status))
 
 
 async def metrics_endpoint(_request: Request) -> Response:
