@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 import time
@@ -61,6 +62,13 @@ def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
+def write_out_page_cache() -> None:
+    """Waits until the kernel has written out what earlier sections left in the page cache
+    (the uploads leave GiBs): its writeback would otherwise land on the next section's
+    timings, through the disk that PostgreSQL's commits wait for."""
+    os.sync()
+
+
 def run(argv: list[str]) -> int:
     args = parse_args(argv)
     config = PROFILES[args.profile]
@@ -107,6 +115,7 @@ def run(argv: list[str]) -> int:
         for name, title, step in steps:
             if name in sections:
                 say(f"bench: {title}")
+                write_out_page_cache()
                 step()
                 note_memory(name)
                 if foreign[name] > FOREIGN_WARNING_PERCENT:
