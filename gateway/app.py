@@ -66,5 +66,3 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         max_age=600,
     )
     return app
-
-

@@ -9,7 +9,8 @@ import uuid
 from services.common.logs import JsonFormatter, log_fields, request_id_var
 
 
-def _record(created: float, message: str = "hello %s", args=("there",), **extra) -> logging.LogRecord:
+def _record(created: float, message: str = "hello %s", args=("there",),
+            **extra) -> logging.LogRecord:
     record = logging.LogRecord("dropfile.test", logging.INFO, __file__, 1, message, args, None)
     record.created, record.msecs = created, (created % 1) * 1000
     record.__dict__.update(extra)
