@@ -7,9 +7,13 @@ No traceback or backend detail (addresses, exception text) ever reaches a respon
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -40,6 +44,44 @@ _TRANSPORT_MESSAGES = {
 }
 
 
+ERROR_DOMAIN = "dropfile"  # services/common/grpc_server.py's ErrorInfo domain
+
+
+@dataclass(frozen=True)
+class RpcErrorDetails:
+    """What a Dropfile service attached to a refusal: its reason (google.rpc.ErrorInfo), and
+    when a retry may succeed (google.rpc.RetryInfo). Empty for transport errors."""
+
+    reason: str | None = None
+    retry_after: float | None = None
+
+
+def rpc_error_details(exc: grpc.aio.AioRpcError) -> RpcErrorDetails:
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:  # details that contradict the call's code: not one of ours
+        return RpcErrorDetails()
+    if status is None:
+        return RpcErrorDetails()
+    reason = retry_after = None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain == ERROR_DOMAIN:
+                reason = info.reason
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_after = retry.retry_delay.ToMilliseconds() / 1000
+    return RpcErrorDetails(reason=reason, retry_after=retry_after)
+
+
+def retry_after_header(seconds: float | None) -> dict[str, str]:
+    """`Retry-After` in whole seconds, at least 1 (HTTP has no fractions)."""
+    return {"Retry-After": str(max(1, math.ceil(seconds or 1)))}
+
+
 class ApiError(Exception):
     """A refusal decided at the HTTP edge (for example: no access_token cookie)."""
 
@@ -67,11 +109,19 @@ def rpc_error_response(request: Request, exc: grpc.aio.AioRpcError) -> JSONRespo
         log.error("backend call for %s %s failed: %s %s", request.method, request.url.path,
                   code.name, exc.details())
         return error_response(request.url.path, 500, INTERNAL_ERROR)
+    details = rpc_error_details(exc)
     if code in _TRANSPORT_MESSAGES:
         log.warning("backend call for %s %s failed: %s %s", request.method, request.url.path,
                     code.name, exc.details())
-        return error_response(request.url.path, status, _TRANSPORT_MESSAGES[code],
-                              headers={"Retry-After": "1"})
+        # A service's own refusal is worded for the caller; the transport's is not.
+        message = exc.details() if details.reason else _TRANSPORT_MESSAGES[code]
+        return error_response(request.url.path, status, message or _TRANSPORT_MESSAGES[code],
+                              headers=retry_after_header(details.retry_after))
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and details.retry_after is not None:
+        # A limit that time lifts (sign-in attempts, uploads in progress): 429, not a
+        # quota's 413.
+        return error_response(request.url.path, 429, exc.details() or "too many requests",
+                              headers=retry_after_header(details.retry_after))
     return error_response(request.url.path, status, exc.details() or code.name.lower())
 
 

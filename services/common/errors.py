@@ -1,4 +1,7 @@
-"""Domain errors, and their one mapping to gRPC status codes."""
+"""Domain errors, and their one mapping to gRPC status codes.
+
+Every refusal carries a `reason` (google.rpc.ErrorInfo) that clients may branch on; those
+that a retry may cure carry `retry_after` too (google.rpc.RetryInfo)."""
 from __future__ import annotations
 
 import grpc
@@ -9,12 +12,18 @@ class DomainError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
     reason: str = "ERROR"
+    # Seconds after which a retry may succeed; sent as a google.rpc.RetryInfo detail, which
+    # the gateway turns into `Retry-After` (429 and 503 answers).
+    retry_after: float | None = None
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: str | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         if reason:
             self.reason = reason
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class InvalidArgument(DomainError):
@@ -52,8 +61,18 @@ class ResourceExhausted(DomainError):
     reason = "RESOURCE_EXHAUSTED"
 
 
+class TooManyRequests(DomainError):
+    """A limit on how often or how much one caller may do (sign-in attempts, uploads in
+    progress, streams): HTTP 429 with `Retry-After`, unlike a quota (413)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RATE_LIMITED"
+    retry_after = 1.0
+
+
 class Unavailable(DomainError):
     """A dependency (database, cache, storage) is unreachable: retrying later may work."""
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "UNAVAILABLE"
+    retry_after = 1.0

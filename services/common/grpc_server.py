@@ -76,14 +76,24 @@ class AccessPolicy:
         return "user"
 
 
-def _status(code: grpc.StatusCode, message: str, reason: str) -> status_pb2.Status:
+def _status(code: grpc.StatusCode, message: str, reason: str,
+            retry_after: float | None = None) -> status_pb2.Status:
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
-    return status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    details = [detail]
+    if retry_after is not None:
+        retry = any_pb2.Any()
+        delay = error_details_pb2.RetryInfo()
+        delay.retry_delay.FromMilliseconds(max(int(retry_after * 1000), 0))
+        retry.Pack(delay)
+        details.append(retry)
+    return status_pb2.Status(code=code.value[0], message=message, details=details)
 
 
-def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, reason: str):
-    context.abort_with_status(rpc_status.to_status(_status(code, message, reason)))
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, reason: str,
+           retry_after: float | None = None):
+    context.abort_with_status(rpc_status.to_status(_status(code, message, reason,
+                                                           retry_after)))
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
@@ -144,11 +154,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):
 
     def _fail(self, context: grpc.ServicerContext, method: str, exc: Exception):
         if isinstance(exc, DomainError):
-            _abort(context, exc.code, exc.message, exc.reason)
+            _abort(context, exc.code, exc.message, exc.reason, exc.retry_after)
         if is_transient(exc):
             log.warning("dependency unavailable in %s: %s", method, type(exc).__name__)
             _abort(context, grpc.StatusCode.UNAVAILABLE,
-                   "a backend is temporarily unavailable; retry", "BACKEND_UNAVAILABLE")
+                   "a backend is temporarily unavailable; retry", "BACKEND_UNAVAILABLE", 1.0)
         log.exception("unexpected error in %s", method)
         _abort(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 

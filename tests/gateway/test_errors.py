@@ -98,3 +98,37 @@ def test_a_backend_deadline_is_504(gateway_settings):
             "user": {"email": "someone@example.com", "password": "a password"}})
         assert response.status_code == 504
         assert "error" in response.json()
+
+
+def _refusal(code: grpc.StatusCode, message: str, reason: str,
+             retry_after: float | None) -> grpc.aio.AioRpcError:
+    """A refusal as a Dropfile service sends it (services/common/grpc_server._status)."""
+    from grpc_status import rpc_status
+
+    from services.common.grpc_server import _status
+
+    status = rpc_status.to_status(_status(code, message, reason, retry_after))
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(),
+                                grpc.aio.Metadata(*status.trailing_metadata), details=message)
+
+
+def test_a_limit_that_time_lifts_is_429_with_retry_after():
+    response = rpc_error_response(_request("/api/auth/signin"), _refusal(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "too many attempts", "RATE_LIMITED", 7.2))
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "8"
+    assert json.loads(response.body) == {"error": "too many attempts"}
+    quota = rpc_error_response(_request("/api/files/get-upload-urls"), _refusal(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "quota exceeded", "QUOTA_EXCEEDED", None))
+    assert quota.status_code == 413 and "retry-after" not in quota.headers
+
+
+def test_a_service_unavailable_is_503_with_its_own_retry_after():
+    response = rpc_error_response(_request("/api/files/list"), _refusal(
+        grpc.StatusCode.UNAVAILABLE, "sign-in is busy; retry", "SIGN_IN_BUSY", 3))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "3"
+    assert json.loads(response.body) == {"success": False, "error": "sign-in is busy; retry"}
+    transport = rpc_error_response(_request("/api/files/list"),
+                                   _rpc_error(grpc.StatusCode.UNAVAILABLE, "10.0.0.1 refused"))
+    assert transport.status_code == 503 and transport.headers["retry-after"] == "1"
