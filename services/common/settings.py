@@ -48,6 +48,9 @@ class GrpcServiceSettings(BaseServiceSettings):
     metrics_host: str = "127.0.0.1"
     # Seconds in-flight RPCs get to finish on SIGTERM.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # Redis, shared by every replica: upload sessions and live status (upload, events),
+    # sign-in throttling and revoked device sessions (every service verifying tokens).
+    cloud_rd_uri: str = Field(default="redis://127.0.0.1:6379/0", min_length=1)
 
 
 def load_settings(cls: type[S], **overrides) -> S:

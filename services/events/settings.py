@@ -9,9 +9,6 @@ class EventsSettings(GrpcServiceSettings, StorageSettings):
     # GetStats and WatchFileEvents still do).
     sqs_queue_url: str | None = None
     events_grpc_port: int = Field(default=50053, ge=0, le=65535)
-    # Redis where the upload coordinator publishes file status changes (its CLOUD_RD_URI):
-    # WatchFileEvents streams them to their owners.
-    cloud_rd_uri: str = Field(default="redis://127.0.0.1:6379/0", min_length=1)
     # WatchFileEvents streams one process serves at once. Each holds a server thread of its
     # own, on top of grpc_max_workers (which the other calls keep).
     watch_max_streams: int = Field(default=256, ge=1, le=10000)

@@ -16,7 +16,6 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 class UploadSettings(GrpcServiceSettings, StorageSettings):
     cloud_db_uri: str = Field(default="postgresql://postgres@127.0.0.1:5432/dropfile", min_length=1)
-    cloud_rd_uri: str = Field(default="redis://127.0.0.1:6379/0", min_length=1)
     upload_grpc_port: int = Field(default=50052, ge=0, le=65535)
     # The v1 contract's part size: clients slice files into parts of exactly this size.
     part_size_bytes: int = Field(default=5 * MIB, ge=MIN_PART_SIZE, le=MAX_PART_SIZE)
