@@ -25,7 +25,8 @@ INTERNAL_SERVICE_NAME = upload_pb2.DESCRIPTOR.services_by_name["UploadInternalSe
 def create_uploads(settings: UploadSettings) -> Uploads:
     """The domain object with its database, Redis and S3 clients."""
     db = Database(make_engine(settings.cloud_db_uri,
-                              pool_size=settings.grpc_max_workers // 2 or 1))
+                              pool_size=settings.grpc_max_workers // 2 or 1),
+                  retry_seconds=settings.database_retry_seconds)
     # RecordPart's single upsert commits by itself: one round trip, on a pool of its own
     # with a connection per worker thread (a smaller pool would open and close a
     # PostgreSQL connection, a new backend process, per call when every worker records).
