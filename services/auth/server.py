@@ -7,6 +7,7 @@ from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.common import keys
 from services.common.db import Database, make_engine
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
+from services.common.readiness import ReadinessWatch, postgresql
 from services.common.tokens import TokenVerifier
 
 from .passwords import PasswordHasher
@@ -39,7 +40,7 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), server)
         return [SERVICE_NAME]
 
-    return build_server(
+    handle = build_server(
         host=settings.dropfile_bind_host,
         port=settings.auth_grpc_port if port is None else port,
         max_workers=settings.grpc_max_workers,
@@ -49,6 +50,11 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         policy=AccessPolicy(public_methods=PUBLIC_METHODS),
         register=register,
     )
+    # Not ready while PostgreSQL is unreachable (every auth call needs it).
+    handle.readiness = ReadinessWatch(handle.health, handle.service_names,
+                                      [postgresql(settings.cloud_db_uri)],
+                                      interval=settings.readiness_check_interval_seconds)
+    return handle
 
 
 def main() -> None:

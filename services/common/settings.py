@@ -51,6 +51,9 @@ class GrpcServiceSettings(BaseServiceSettings):
     # Redis, shared by every replica: upload sessions and live status (upload, events),
     # sign-in throttling and revoked device sessions (every service verifying tokens).
     cloud_rd_uri: str = Field(default="redis://127.0.0.1:6379/0", min_length=1)
+    # How often the process checks its PostgreSQL and Redis for its readiness (the gRPC
+    # health service's NOT_SERVING while one it needs is unreachable: readiness.py).
+    readiness_check_interval_seconds: float = Field(default=2.0, gt=0, le=300)
 
 
 def load_settings(cls: type[S], **overrides) -> S:

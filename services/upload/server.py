@@ -6,6 +6,7 @@ from services.common import keys
 from services.common.clients import aws_client, redis_client
 from services.common.db import Database, make_engine
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
+from services.common.readiness import ReadinessWatch, postgresql, redis
 from services.common.tokens import TokenVerifier
 
 from .reaper import create_reaper
@@ -81,6 +82,13 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
     )
     if settings.reaper_enabled:
         handle.workers.append(create_reaper(settings))
+    # Not ready without PostgreSQL; Redis only holds upload sessions, a cache of
+    # PostgreSQL: without it every call is still served (sessions.py), so its outage shows
+    # under the health name "redis" without taking the replica out of service.
+    handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
+        postgresql(settings.cloud_db_uri),
+        redis(redis_client(settings.cloud_rd_uri), required=False),
+    ], interval=settings.readiness_check_interval_seconds)
     return handle
 
 
