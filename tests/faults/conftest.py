@@ -15,9 +15,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from google.rpc import error_details_pb2
 
+from gateway.settings import GatewaySettings
 from services.upload.settings import UploadSettings
 from tests.conftest import settings_for, wait_until
 from tests.fixtures.engines import own_postgres, own_valkey  # noqa: F401 - fixtures
+from tests.fixtures.gateway import serve_gateway
 from tests.upload.helpers import RunningUpload, running_upload_server
 
 
@@ -67,6 +69,24 @@ def coordinator(common_settings, own_postgres, own_valkey, fault_bucket
             settings_for(UploadSettings, common_settings, **values)))
         channel = stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
         return Coordinator(running, health_pb2_grpc.HealthStub(channel))
+
+    with stack:
+        yield start
+
+
+@pytest.fixture
+def gateway_in_front(common_settings, auth_address, events_server
+                     ) -> Iterator[Callable[[int], str]]:
+    """Starts gateways (returns their URLs) in front of an upload coordinator of the
+    test's (its port), and the session's auth and events services."""
+    stack = ExitStack()
+
+    def start(upload_port: int) -> str:
+        settings = settings_for(GatewaySettings, common_settings,
+                                auth_service_addr=auth_address,
+                                upload_service_addr=f"127.0.0.1:{upload_port}",
+                                events_service_addr=f"127.0.0.1:{events_server.port}")
+        return stack.enter_context(serve_gateway(settings))
 
     with stack:
         yield start

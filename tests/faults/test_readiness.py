@@ -5,15 +5,10 @@ API answers 503 with Retry-After, /healthz stays 200; all recover when PostgreSQ
 Redis is a cache to the coordinator: its outage shows under "redis" only."""
 from __future__ import annotations
 
-from contextlib import ExitStack
-
 import httpx
-import pytest
 
-from gateway.settings import GatewaySettings
 from services.upload.server import SERVICE_NAME
 from tests.conftest import settings_for, wait_until
-from tests.fixtures.gateway import serve_gateway
 
 from .conftest import wait_for_status
 
@@ -74,21 +69,6 @@ def test_auth_is_not_ready_while_its_database_is_down(common_settings, own_postg
                        timeout=15, what="auth to be SERVING again")
     finally:
         handle.stop(0).wait()
-
-
-@pytest.fixture
-def gateway_in_front(common_settings, auth_address, events_server):
-    stack = ExitStack()
-
-    def start(upload_port: int) -> str:
-        settings = settings_for(GatewaySettings, common_settings,
-                                auth_service_addr=auth_address,
-                                upload_service_addr=f"127.0.0.1:{upload_port}",
-                                events_service_addr=f"127.0.0.1:{events_server.port}")
-        return stack.enter_context(serve_gateway(settings))
-
-    with stack:
-        yield start
 
 
 def test_the_gateway_is_not_ready_and_answers_503_while_the_database_is_down(
