@@ -30,7 +30,7 @@ from .logs import REQUEST_ID_HEADER, log_fields, request_id_var
 from .metrics import GRPC_LATENCY, GRPC_REQUESTS, start_metrics_server
 from .tokens import InvalidTokenError, TokenVerifier, current_identity
 from .tracing import configure_tracing
-from .transient import is_transient
+from .transient import caller_gives_up_at, is_transient
 
 log = logging.getLogger(__name__)
 # One line per RPC served, with its request id: a call can be followed through every
@@ -137,6 +137,8 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         metadata = dict(context.invocation_metadata())
         request_id_var.set(metadata.get(REQUEST_ID_HEADER, ""))
         current_identity.set(None)
+        remaining = context.time_remaining()  # None: the caller set no deadline
+        caller_gives_up_at.set(None if remaining is None else time.monotonic() + remaining)
         if kind in ("public", "per-record"):
             return
         if kind == "internal":

@@ -10,6 +10,7 @@ import logging
 import random
 import sys
 import time
+from contextvars import ContextVar
 from typing import Callable, TypeVar
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,10 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _transient_types()) or _aws_asks_for_retry(exc)
 
 
+# When the caller of the RPC being served stops waiting (time.monotonic()), set by the
+# gRPC interceptor: retrying past it would only keep a worker busy for nobody.
+caller_gives_up_at: ContextVar[float | None] = ContextVar("caller_gives_up_at", default=None)
+
 # Backoff between attempts: short first (a dropped connection is usually replaced at
 # once), doubling to a ceiling, with jitter so that many callers do not retry in step.
 FIRST_BACKOFF_SECONDS = 0.05
@@ -89,9 +94,13 @@ MAX_BACKOFF_SECONDS = 1.0
 def retry_transient(run: Callable[[], T], *, deadline_seconds: float,
                     what: str = "a statement") -> T:
     """Runs `run` (safe to run more than once) until it succeeds, retrying transient
-    failures with backoff for up to `deadline_seconds` in all; then the last failure
-    propagates (the interceptor answers UNAVAILABLE). Other failures propagate at once."""
+    failures with backoff for up to `deadline_seconds` in all, and never past the moment
+    the RPC's caller gives up; then the last failure propagates (the interceptor answers
+    UNAVAILABLE). Other failures propagate at once."""
     give_up_at = time.monotonic() + deadline_seconds
+    caller_deadline = caller_gives_up_at.get()
+    if caller_deadline is not None:
+        give_up_at = min(give_up_at, caller_deadline)
     backoff = FIRST_BACKOFF_SECONDS
     attempt = 1
     while True:

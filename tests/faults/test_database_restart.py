@@ -166,3 +166,16 @@ def test_a_database_shutting_down_is_unavailable_not_internal(coordinator, own_p
     _record(fresh.api, user, upload, 1)
     fresh.api.CompleteUpload(completion(upload), metadata=user.metadata)
     assert _stored(s3, fault_bucket, upload) == upload.data
+
+
+def test_retries_end_before_the_caller_stops_waiting(coordinator, own_postgres, user):
+    """A caller with a short deadline gets UNAVAILABLE (with RetryInfo) within it, not
+    DEADLINE_EXCEEDED after the coordinator kept retrying for DATABASE_RETRY_SECONDS: an
+    outage does not pile up workers retrying for callers that are gone."""
+    api = coordinator(database_retry_seconds=20).api
+    api.ListFiles(upload_pb2.ListFilesRequest(), metadata=user.metadata)
+    own_postgres.stop("fast")
+    started = time.monotonic()
+    assert_unavailable(error_of(api.ListFiles, upload_pb2.ListFilesRequest(),
+                                metadata=user.metadata, timeout=1.5))
+    assert time.monotonic() - started < 1.5
