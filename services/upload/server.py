@@ -21,6 +21,10 @@ from .store import UploadStore
 
 SERVICE_NAME = upload_pb2.DESCRIPTOR.services_by_name["UploadService"].full_name
 INTERNAL_SERVICE_NAME = upload_pb2.DESCRIPTOR.services_by_name["UploadInternalService"].full_name
+# Upload sessions are a cache of PostgreSQL (sessions.py): a Redis that does not answer
+# within this is treated as absent, at once and without retries, so that a hanging Redis
+# delays a call by about a second, not by redis-py's timeouts times its retries.
+SESSION_CACHE_TIMEOUT_SECONDS = 1.0
 
 
 def create_uploads(settings: UploadSettings) -> Uploads:
@@ -43,7 +47,9 @@ def create_uploads(settings: UploadSettings) -> Uploads:
     return Uploads(
         store=UploadStore(db, autocommit=autocommit),
         storage=Storage(s3, settings.s3_bucket, presigner=presigner),
-        sessions=UploadSessions(redis_client(settings.cloud_rd_uri),
+        sessions=UploadSessions(redis_client(settings.cloud_rd_uri,
+                                             timeout_seconds=SESSION_CACHE_TIMEOUT_SECONDS,
+                                             retries=0),
                                 ttl_seconds=settings.upload_session_ttl_seconds),
         part_size=settings.part_size_bytes,
         max_file_size=settings.max_file_size_bytes,
@@ -87,7 +93,8 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
     # under the health name "redis" without taking the replica out of service.
     handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
         postgresql(settings.cloud_db_uri),
-        redis(redis_client(settings.cloud_rd_uri), required=False),
+        redis(redis_client(settings.cloud_rd_uri, timeout_seconds=SESSION_CACHE_TIMEOUT_SECONDS,
+                           retries=0), required=False),
     ], interval=settings.readiness_check_interval_seconds)
     return handle
 
