@@ -103,17 +103,25 @@ def retry_transient(run: Callable[[], T], *, deadline_seconds: float,
         give_up_at = min(give_up_at, caller_deadline)
     backoff = FIRST_BACKOFF_SECONDS
     attempt = 1
+    started = time.monotonic()
     while True:
         try:
-            return run()
+            result = run()
         except Exception as exc:  # noqa: BLE001 - only transient ones are retried
             if not is_transient(exc):
                 raise
             pause = random.uniform(backoff / 2, backoff)
             if time.monotonic() + pause >= give_up_at:
                 raise
-            log.info("%s met an unavailable dependency (%s), retrying (attempt %d)",
-                     what, type(exc).__name__, attempt + 1)
+            # One line per attempt only at DEBUG: an outage would otherwise log one per
+            # attempt of every call (readiness.py and the interceptor report it).
+            log.debug("%s met an unavailable dependency (%s), retrying (attempt %d)",
+                      what, type(exc).__name__, attempt + 1)
+        else:
+            if attempt > 1:
+                log.info("%s succeeded after %d attempts (%.1f s): a dependency was briefly "
+                         "unavailable", what, attempt, time.monotonic() - started)
+            return result
         time.sleep(pause)
         backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         attempt += 1
