@@ -106,8 +106,9 @@ def _postgres_install() -> Path:
 
 
 def _can_reach(user: str, path: Path) -> bool:
-    probe = subprocess.run(["test", "-r", str(path), "-a", "-x", str(path)],
-                           **_run_as(user), check=False)
+    # By absolute path, from /: PATH and the working folder may be root's private ones.
+    probe = subprocess.run(["/bin/sh", "-c", 'test -r "$1" -a -x "$1"', "sh", str(path)],
+                           cwd="/", **_run_as(user), check=False)
     return probe.returncode == 0
 
 
@@ -192,7 +193,7 @@ def postgres(state: Path, *, port: int = POSTGRES_PORT) -> Engine:
             result = subprocess.run(
                 [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
                  "--auth=trust", "-E", "UTF8", "--no-instructions"],
-                capture_output=True, text=True, **_run_as(user), check=False)
+                capture_output=True, text=True, cwd=data, **_run_as(user), check=False)
             if result.returncode != 0:
                 raise EngineError(f"initdb failed: {result.stderr.strip()[-500:]}")
 

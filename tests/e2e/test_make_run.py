@@ -105,13 +105,19 @@ def path_without(tmp: Path, hidden: set[str]) -> str:
     return str(folder)
 
 
-def pid_of(folder: Path, needle: str) -> int:
-    matches = [int(line.split(":")[0]) for line in processes_under(folder) if needle in line]
-    assert len(matches) >= 1, f"no process {needle!r} under {folder}"
+def pid_of(clone: Path, needle: str) -> int:
+    matches = [int(line.split(":")[0]) for line in processes_under(clone) if needle in line]
+    assert len(matches) >= 1, f"no process {needle!r} of {clone}"
     return min(matches)  # the parent: it started first
 
 
-def processes_under(folder: Path) -> list[str]:
+def processes_under(clone: Path) -> list[str]:
+    """Processes of the clone's stack: started from it, or (as root) from the folder under
+    /var/lib/dropfile where its PostgreSQL runs."""
+    return running_from(clone) + running_from(root_postgres_home(clone / ".dropfile"))
+
+
+def running_from(folder: Path) -> list[str]:
     """Command lines of running processes that started from the folder."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
