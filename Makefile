@@ -55,7 +55,7 @@ clean:
 # Offline checks of the container image and Kubernetes manifests (no Docker, no cluster):
 # every overlay is rendered with kustomize and validated strictly (unknown fields are
 # errors, and so are resources no schema covers), then tests/deploy checks the invariants.
-.PHONY: deploy-check deploy-validate
+.PHONY: deploy-check deploy-validate kind-secrets
 DEPLOY_OVERLAYS := $(sort $(wildcard deploy/overlays/*))
 DEPLOY_K8S_VERSIONS := 1.30.0 1.37.0
 
@@ -63,7 +63,11 @@ $(VENV)/.deploy-tools: deploy/requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install -q -r deploy/requirements-dev.txt
 	touch $@
 
-deploy-validate: install $(VENV)/.deploy-tools
+# The kind overlay's credentials are generated, never committed (deploy/kind/secrets.sh).
+kind-secrets:
+	@deploy/kind/secrets.sh
+
+deploy-validate: install $(VENV)/.deploy-tools kind-secrets
 	@set -euo pipefail; rendered=$$(mktemp -d); trap 'rm -rf "$$rendered"' EXIT; \
 	for overlay in $(DEPLOY_OVERLAYS); do \
 	  out="$$rendered/$$(basename $$overlay).yaml"; \
