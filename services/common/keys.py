@@ -18,7 +18,8 @@ SERVICE_TOKEN_FILE = "service-token"
 # Written into everything generated here, so a production process given it refuses to start
 # (settings.BaseServiceSettings). PEM allows explanatory text before "-----BEGIN".
 DEVELOPMENT_MARK = DEVELOPMENT_MARKS[0]
-PEM_MARK_LINE = f"{DEVELOPMENT_MARK} key: generated for one developer's machine, never for production\n"
+PEM_MARK_LINE = (f"{DEVELOPMENT_MARK} key: generated for one developer's machine, "
+                 "never for production\n")
 
 
 class MissingSecretError(RuntimeError):

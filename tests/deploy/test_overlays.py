@@ -1,6 +1,7 @@
 """What distinguishes the overlays: kind runs everything in the cluster with credentials
-generated at deploy time (never committed) and publishes the gateway on localhost; aws keeps no secret, no AWS key and no
-database in the cluster, and gives AWS access through IAM roles for service accounts."""
+generated at deploy time (never committed) and publishes the gateway on localhost; aws keeps
+no secret, no AWS key and no database in the cluster, and gives AWS access through IAM roles
+for service accounts."""
 from __future__ import annotations
 
 import re
