@@ -110,7 +110,7 @@ web/dist/index.html: web/node_modules/.installed $(WEB_SOURCES)
 	cd web && $(NPM_RUN) run build
 	touch $@
 
-# Which Python and npm `make` uses (tests/e2e/test_toolchain.py checks the choice).
+# Which Python and npm `make` uses (tests/tools/test_toolchain.py checks the choice).
 toolchain:
 	@echo "python: $(PYTHON)"
 	@echo "npm: $(NPM)"

@@ -151,16 +151,15 @@ class Children:
         whose wait is over."""
         now = time.monotonic()
         for child in self.children:
-            if child.restart_at is None and child.proc.poll() is not None:
-                try:  # what the process left behind (workers, backends) would hold its ports
-                    os.killpg(child.proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                child.delay = next_delay(child.delay, now - child.started_at)
-                child.restart_at = now + child.delay
-                say(f"{child.name} {describe_exit(child.proc.returncode)} after "
-                    f"{now - child.started_at:.1f} s; restarting it in {child.delay:g} s")
-            elif child.restart_at is not None and now >= child.restart_at:
+            if child.restart_at is None:
+                if child.proc.poll() is not None:
+                    try:  # what it left behind (workers, backends) would hold its ports
+                        os.killpg(child.proc.pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                    self._schedule_restart(child, now, f"{describe_exit(child.proc.returncode)}"
+                                           f" after {now - child.started_at:.1f} s")
+            elif now >= child.restart_at:
                 child.restart_at = None
                 try:
                     if child.before_start:
@@ -168,8 +167,14 @@ class Children:
                     child.spawn()
                     say(f"{child.name} restarted (pid {child.proc.pid})")
                 except (OSError, EngineError) as exc:
-                    child.started_at = now  # counts as a crash at once: longer wait next
-                    say(f"{child.name} could not be restarted: {exc}")
+                    child.started_at = now  # a failure at once: the next wait is longer
+                    self._schedule_restart(child, now, f"could not be restarted: {exc}")
+
+    @staticmethod
+    def _schedule_restart(child: Child, now: float, what: str) -> None:
+        child.delay = next_delay(child.delay, now - child.started_at)
+        child.restart_at = now + child.delay
+        say(f"{child.name} {what}; restarting it in {child.delay:g} s")
 
     def stop(self, first: set[str], timeout: float = 30.0) -> None:
         """Stops the children named in `first` (the services), then the rest (the engines

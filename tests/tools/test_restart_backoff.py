@@ -23,3 +23,36 @@ def test_a_process_that_ran_a_minute_starts_over():
 def test_the_log_names_the_signal_or_the_code():
     assert describe_exit(-signal.SIGKILL) == "was killed by SIGKILL"
     assert describe_exit(3) == "exited with code 3"
+
+
+def test_a_killed_child_is_started_again_and_the_log_says_so(capsys):
+    """Real processes: one killed with SIGKILL comes back after the first wait (0.5 s);
+    killed again at once, it waits twice as long."""
+    import os
+    import sys
+    import time
+
+    from tools.run_stack import Children
+
+    children = Children()
+    first = children.start("sleeper", [sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        pids = [first.pid]
+        for expected_wait in (0.5, 1):
+            os.kill(pids[-1], signal.SIGKILL)
+            killed_at = time.monotonic()
+            deadline = killed_at + 10
+            while children.children[0].proc.pid == pids[-1] or \
+                    children.children[0].proc.poll() is not None:
+                assert time.monotonic() < deadline, "the child was not restarted"
+                children.supervise()
+                time.sleep(0.05)
+            assert time.monotonic() - killed_at >= expected_wait
+            pids.append(children.children[0].proc.pid)
+        out = capsys.readouterr().out
+        assert "sleeper was killed by SIGKILL after" in out
+        assert "restarting it in 0.5 s" in out and "restarting it in 1 s" in out
+        assert f"sleeper restarted (pid {pids[1]})" in out
+        assert f"sleeper restarted (pid {pids[2]})" in out
+    finally:
+        children.stop(first=set(), timeout=5)
