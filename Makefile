@@ -16,7 +16,7 @@ PROTOS := $(shell find protos -name '*.proto')
 
 # The virtualenv is rebuilt when the pinned requirements change.
 $(VENV)/.installed: requirements.txt pyproject.toml
-	@test -n "$(PYTHON)" || { echo "no Python 3.11 or newer found (tried $(PYTHON_CANDIDATES)): install one, or name it with PYTHON=/path/to/python3.X" >&2; exit 1; }
+	@test -x $(PY) || test -n "$(PYTHON)" || { echo "no Python 3.11 or newer found (tried $(PYTHON_CANDIDATES)): install one, or name it with PYTHON=/path/to/python3.X" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
