@@ -112,3 +112,12 @@ def stats(processor_stub, make_token) -> events_pb2.GetStatsResponse:
 
 def messages_of(caplog, needle: str) -> list[str]:
     return [record.getMessage() for record in caplog.records if needle in record.getMessage()]
+
+
+def dead_lettered_count() -> float:
+    """This process's count of messages left for the dead-letter queue (the Prometheus
+    counter the poller increments)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("dropfile_queue_messages_total",
+                                     {"outcome": "dead_lettered"}) or 0.0
