@@ -35,6 +35,10 @@ from .upload_client import ConfirmationError, ConfirmationRefused, ConfirmOutcom
 log = logging.getLogger(__name__)
 
 
+# Pauses before asking again about an upload not completed, before deferring its message.
+NOT_COMPLETED_WAITS = (0.25, 0.5, 1.0)
+
+
 class Verdict(enum.Enum):
     # Processed: delete it from the queue.
     DELETE = "delete"
@@ -119,7 +123,7 @@ class EventProcessor:
                          extra=log_fields(**fields, s3_key=record.key))
                 continue
             try:
-                outcome = self._confirm(record, message, stopping)
+                outcome = self._confirm_once_completed(record, message, stopping)
             except _Stopped:
                 return Verdict.RELEASE
             except ConfirmationRefused as exc:
@@ -135,6 +139,20 @@ class EventProcessor:
             self._report(outcome, record, fields)
             deferred = deferred or outcome is ConfirmOutcome.NOT_COMPLETED
         return Verdict.DEFER if deferred else Verdict.DELETE
+
+    def _confirm_once_completed(self, record: ObjectCreated, message: QueueMessage,
+                                stopping: threading.Event) -> ConfirmOutcome:
+        """_confirm, asked again a few times over about two seconds while the upload is not
+        completed: storage's event usually overtakes CompleteUpload's commit by milliseconds,
+        and waiting here costs no receive of the message (the queue's deferral does)."""
+        outcome = self._confirm(record, message, stopping)
+        for delay in NOT_COMPLETED_WAITS:
+            if outcome is not ConfirmOutcome.NOT_COMPLETED:
+                break
+            if stopping.wait(delay):
+                raise _Stopped()
+            outcome = self._confirm(record, message, stopping)
+        return outcome
 
     def _confirm(self, record: ObjectCreated, message: QueueMessage,
                  stopping: threading.Event) -> ConfirmOutcome:
