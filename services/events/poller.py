@@ -113,7 +113,6 @@ class QueuePoller:
     # -- worker lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        self._max_receive_count = self._redrive_max_receive_count()
         self._pool = ThreadPoolExecutor(max_workers=self._concurrency,
                                         thread_name_prefix="event")
         self._threads = [
@@ -160,6 +159,8 @@ class QueuePoller:
     # -- receiving ----------------------------------------------------------------------
 
     def _poll_loop(self) -> None:
+        # Here, not in start(): an unreachable queue must not hold up the server's start.
+        self._max_receive_count = self._redrive_max_receive_count()
         failures = RECEIVE_RETRY.delays()
         while not self._stopping.is_set():
             slots = self._take_slots()
