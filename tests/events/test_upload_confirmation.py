@@ -225,6 +225,34 @@ def test_a_forged_message_for_an_upload_never_completed_changes_nothing_and_is_d
     assert is_empty(sqs, queue.url)
 
 
+def test_a_late_event_of_a_deleted_file_whose_id_was_created_again_changes_nothing(
+        pipeline, quiet_upload, quiet_bucket, make_token, s3, sqs, db_engine):
+    queue, processor = pipeline
+    token = make_token(str(uuid.uuid4()))
+    first = upload_file(quiet_upload.stub, token, size=3000)
+    old_event = created_event(s3, quiet_bucket, first.s3_key)
+    sqs.send_message(QueueUrl=queue.url, MessageBody=old_event)
+    wait_until(lambda: file_status(quiet_upload.stub, token, first.file_id) == UPLOADED,
+               timeout=30, what="the first file UPLOADED")
+    quiet_upload.stub.DeleteFile(upload_pb2.DeleteFileRequest(file_id=first.file_id),
+                                 metadata=bearer(token))
+    again = upload_file(quiet_upload.stub, token, size=3000, file_id=first.file_id,
+                        first_byte=7)  # same id, same key, other bytes
+    assert again.s3_key == first.s3_key
+
+    sqs.send_message(QueueUrl=queue.url, MessageBody=old_event)  # late, or redelivered
+    wait_until(lambda: stats(processor.stub, make_token).messages_deleted == 2,
+               timeout=30, what="the late event acknowledged")
+    assert file_status(quiet_upload.stub, token, again.file_id) == UPLOADING
+    assert stats(processor.stub, make_token).uploads_confirmed == 1
+    sqs.send_message(QueueUrl=queue.url,
+                     MessageBody=created_event(s3, quiet_bucket, again.s3_key))
+    wait_until(lambda: file_status(quiet_upload.stub, token, again.file_id) == UPLOADED,
+               timeout=30, what="the new object's own event confirming it")
+    assert stored_etag(db_engine, again.file_id) == s3.head_object(
+        Bucket=quiet_bucket, Key=again.s3_key)["ETag"].strip('"')
+
+
 def test_a_refused_service_credential_is_never_acknowledged(
         make_queue, quiet_bucket, quiet_upload, start_processor, make_token, s3, sqs, caplog):
     caplog.set_level(logging.WARNING, logger="services.events")
