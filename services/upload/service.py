@@ -8,8 +8,9 @@ Ordering rules that keep storage and the database consistent:
   meanwhile: whichever wins the race, no object outlives its file.
 - DeleteFile deletes from storage first: if storage fails, the row stays and the user can
   retry, so no object is ever left without a row that names it.
-- CompleteUpload never changes the status; ConfirmUpload (storage's word) makes a file
-  UPLOADED, and nothing moves an UPLOADED file back.
+- CompleteUpload never changes the status (it records the object's ETag); ConfirmUpload
+  (storage's word, believed only about the object a successful completion recorded) makes
+  a file UPLOADED, and nothing moves an UPLOADED file back.
 """
 from __future__ import annotations
 
