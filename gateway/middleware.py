@@ -1,12 +1,14 @@
 """The gateway's one ASGI middleware, around every HTTP request: its request id (taken
 from the caller's X-Request-ID when it is sane, made up otherwise; set for logging,
-passed to backends, echoed in the response), the limit on the request body's size, the
-last-resort answer to an unhandled error, its metrics and its access-log line.
+passed to backends, echoed in the response), the limits on the request body's size and on
+the time it takes to arrive (408, and the connection is closed), the last-resort answer
+to an unhandled error, its metrics and its access-log line.
 
 One middleware, not one per concern: each ASGI layer wraps `send` once more for every
 request, and the layers together cost more of the gateway's CPU than the route itself."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -21,6 +23,9 @@ from .errors import INTERNAL_ERROR, error_response
 from .metrics import observe_request
 
 BODY_TOO_LARGE = "request body too large"
+BODY_TOO_SLOW = "request body took too long to arrive"
+# Closes the connection after the 408: the rest of a trickled body is not waited for.
+_CLOSE = {"Connection": "close"}
 
 log = logging.getLogger("gateway.access")
 errors_log = logging.getLogger("gateway.errors")
@@ -39,9 +44,11 @@ def request_id_of(scope: Scope) -> str:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int,
+                 body_timeout: float | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,6 +63,8 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status = 0
         received = 0
+        body_done = self.body_timeout is None
+        body_deadline = asyncio.get_running_loop().time() + (self.body_timeout or 0)
 
         async def edge_send(message: Message) -> None:
             nonlocal status
@@ -66,8 +75,15 @@ class EdgeMiddleware:
             await send(message)
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # e.g. a streaming response waiting for the client to hang up
+                return await receive()
+            try:
+                async with asyncio.timeout_at(body_deadline):  # a slowloris's trickle
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(408, BODY_TOO_SLOW, headers=_CLOSE) from None
+            body_done = not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self.max_body_bytes:
                 # FastAPI passes HTTPExceptions from body reading on to errors.py's handler.
