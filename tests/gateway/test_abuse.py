@@ -243,8 +243,17 @@ def test_a_session_with_too_many_records_waiting_is_told_to_retry(gateway_settin
 
 # -- live-status streams ---------------------------------------------------------------------
 
-def test_a_ninth_live_status_stream_closes_the_users_oldest(gateway_url):
-    """Through the gateway to the session's events server (8 streams per user)."""
+@pytest.fixture
+def sse_gateway(gateway_settings) -> Iterator[str]:
+    """To the session's events server (8 streams per user); quick heartbeats, so a stream
+    the test closes notices at once."""
+    with serve_gateway(gateway_settings.model_copy(
+            update={"sse_heartbeat_seconds": 1})) as url:
+        yield url
+
+
+def test_a_ninth_live_status_stream_closes_the_users_oldest(sse_gateway):
+    gateway_url = sse_gateway
     alice = new_user(gateway_url)
     streams: list[SseStream] = []
     try:
