@@ -107,6 +107,10 @@ class FileEventHub:
         self._lock = threading.Lock()
         self._by_user: dict[str, set[Subscription]] = {}
         self._by_id: dict[str, Subscription] = {}  # every stream counted here
+        # Streams registered in Redis but not yet counted here, and those of them another
+        # replica evicted meanwhile (they end as soon as they are counted).
+        self._registering: set[str] = set()
+        self._evicted_early: set[str] = set()
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,28 +145,43 @@ class FileEventHub:
         # Just started, or resubscribing after a blip: worth a short wait before refusing.
         self._ready.wait(READY_WAIT_SECONDS)
         subscription = Subscription(user_id)
-        with self._lock:
-            self._check_admission(user_id, can_make_way=True)
-        try:
-            evicted = self._limits.register(user_id, subscription.stream_id)
-        except redis.RedisError:
-            raise Unavailable(FEED_DOWN, reason="FILE_EVENTS_UNAVAILABLE") from None
-        try:
-            for stream in evicted:
-                self._evict(stream)
-            with self._lock:  # the same lock _interrupt holds: no stream slips past an outage
-                self._check_admission(user_id, can_make_way=False)
-                self._by_user.setdefault(user_id, set()).add(subscription)
-                self._by_id[subscription.stream_id] = subscription
-        except BaseException:
-            self._limits.release(user_id, subscription.stream_id)
-            raise
+        self._admit(subscription)
         try:
             yield subscription
         finally:
             subscription.end("closed")
             self._forget(subscription)
             self._limits.release(user_id, subscription.stream_id)
+
+    def _admit(self, subscription: Subscription) -> None:
+        """Counts a new stream here and in Redis (ending what the per-user limit evicts),
+        or raises why it is refused."""
+        user_id, stream_id = subscription.user_id, subscription.stream_id
+        with self._lock:
+            self._check_admission(user_id, can_make_way=True)
+            self._registering.add(stream_id)
+        try:
+            try:
+                evicted = self._limits.register(user_id, stream_id)
+            except redis.RedisError:
+                raise Unavailable(FEED_DOWN, reason="FILE_EVENTS_UNAVAILABLE") from None
+            for stream in evicted:
+                self._evict(stream)
+            with self._lock:  # the same lock _interrupt holds: no stream slips past an outage
+                self._registering.discard(stream_id)
+                self._check_admission(user_id, can_make_way=False)
+                self._by_user.setdefault(user_id, set()).add(subscription)
+                self._by_id[stream_id] = subscription
+                evicted_early = stream_id in self._evicted_early
+                self._evicted_early.discard(stream_id)
+        except BaseException:
+            with self._lock:
+                self._registering.discard(stream_id)
+                self._evicted_early.discard(stream_id)
+            self._limits.release(user_id, stream_id)
+            raise
+        if evicted_early:  # another replica evicted it while it was being counted
+            self._end_evicted(stream_id)
 
     def _check_admission(self, user_id: str, *, can_make_way: bool) -> None:
         """Called with the lock held. Before registering, a full process still admits a
@@ -199,6 +218,8 @@ class FileEventHub:
     def _end_evicted(self, stream_id: str) -> None:
         with self._lock:
             subscription = self._by_id.get(stream_id)
+            if subscription is None and stream_id in self._registering:
+                self._evicted_early.add(stream_id)
         # Uncounted at once: the stream replacing it may take its place in max_streams.
         if subscription is not None and self._forget(subscription):
             subscription.end(REPLACED, "TOO_MANY_STREAMS")
