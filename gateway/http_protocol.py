@@ -12,11 +12,12 @@ at a time held its connection, and a slot of the connection limit, for ever. Her
 (The body's deadline is the middleware's: gateway/middleware.py.)"""
 from __future__ import annotations
 
-import asyncio
 import json
 
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from .deadlines import Deadlines
 
 HEADERS_TOO_SLOW = "request headers took too long"
 HEADERS_TOO_LARGE = "request headers too large"
@@ -25,18 +26,22 @@ BUSY_RETRY_AFTER_SECONDS = 1
 
 
 def edge_protocol(*, header_timeout: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
-    """The protocol class to give uvicorn (Config(http=...)) with these limits."""
-    return type("EdgeHttpProtocol", (EdgeHttpProtocol,),
-                {"header_timeout": header_timeout, "max_header_bytes": max_header_bytes})
+    """The protocol class to give uvicorn (Config(http=...)) with these limits; one per
+    server, as its deadlines belong to the server's event loop."""
+    heads = Deadlines(min(1.0, header_timeout / 4), EdgeHttpProtocol.head_too_slow)
+    return type("EdgeHttpProtocol", (EdgeHttpProtocol,), {
+        "header_timeout": header_timeout, "max_header_bytes": max_header_bytes,
+        "heads": heads})
 
 
 class EdgeHttpProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     max_header_bytes = 64 * 1024
+    heads: Deadlines["EdgeHttpProtocol"]  # connections waiting for a request's head
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._head_deadline: asyncio.TimerHandle | None = None
+        self._awaiting_head = False
         self._head_bytes = 0  # received while the head is incomplete
         self._head_size = 0  # of the request line and headers parsed so far
         self._refused = False
@@ -53,7 +58,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         super().data_received(data)
-        if self._head_deadline is not None:  # the head is still incomplete
+        if self._awaiting_head:  # the head is still incomplete
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
                 self._refuse(431, HEADERS_TOO_LARGE)
@@ -101,17 +106,17 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, _busy if app is service_unavailable else app)
 
     def _await_head(self) -> None:
-        self._head_received()
+        self._awaiting_head = True
         self._head_bytes = 0
-        self._head_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
+        self.heads.set(self, self.header_timeout)
 
     def _head_received(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+        if self._awaiting_head:
+            self._awaiting_head = False
+            self.heads.clear(self)
 
-    def _head_too_slow(self) -> None:
-        self._head_deadline = None
+    def head_too_slow(self) -> None:
+        self._awaiting_head = False
         if self.transport.is_closing():
             return
         if self._head_bytes == 0:  # nothing asked: nothing to answer
