@@ -26,12 +26,13 @@ EVENT_LAG = Histogram("dropfile_event_lag_seconds",
                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
 QUEUE_MESSAGES = Counter("dropfile_queue_messages_total", "SQS messages by what became of them",
                          ["outcome"])  # received, deleted, rejected, transient_failure
-# RSA checks of access tokens by outcome (valid, invalid signature), and tokens refused
-# from the verifier's memory of bad signatures without another check.
+# RSA checks of access tokens by outcome (valid, invalid), and access tokens refused by
+# the check that refused them: claims (read without the key: algorithm, issuer, audience,
+# expiry, missing claims), memory (a signature already found bad), signature, signed_out.
 TOKEN_SIGNATURE_CHECKS = Counter("dropfile_token_signature_checks_total",
                                  "RSA signature checks of access tokens", ["outcome"])
-TOKENS_REFUSED_FROM_MEMORY = Counter("dropfile_tokens_refused_from_memory_total",
-                                     "Access tokens refused as known-bad signatures")
+TOKENS_REFUSED = Counter("dropfile_access_tokens_refused_total",
+                         "Access tokens refused, by the check that refused them", ["check"])
 REAPER_ACTIONS = Counter("dropfile_reaper_actions_total", "Cleanup actions", ["action"])
 
 

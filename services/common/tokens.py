@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from .metrics import TOKEN_SIGNATURE_CHECKS, TOKENS_REFUSED_FROM_MEMORY
+from .metrics import TOKEN_SIGNATURE_CHECKS, TOKENS_REFUSED
 from .revocations import RevokedSessions, revocation_client
 
 # `sid` names the device session the token was issued for (signing out revokes it).
@@ -24,6 +24,14 @@ REJECTED_TTL_SECONDS = 60.0
 REJECTED_CACHE_SIZE = 16384
 INVALID = "invalid access token"
 SIGNED_OUT = "this session was signed out; sign in again"
+
+
+_REFUSED_BY_CLAIMS = TOKENS_REFUSED.labels("claims")
+_REFUSED_FROM_MEMORY = TOKENS_REFUSED.labels("memory")
+_REFUSED_BY_SIGNATURE = TOKENS_REFUSED.labels("signature")
+_REFUSED_SIGNED_OUT = TOKENS_REFUSED.labels("signed_out")
+_VALID_SIGNATURE = TOKEN_SIGNATURE_CHECKS.labels("valid")
+_INVALID_SIGNATURE = TOKEN_SIGNATURE_CHECKS.labels("invalid")
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class TokenVerifier:
     def verify(self, token: str) -> Identity:
         identity = self._identity_of(token)
         if self._revocations.is_revoked(identity.session_id):
+            _REFUSED_SIGNED_OUT.inc()
             raise InvalidTokenError(SIGNED_OUT)
         return identity
 
@@ -86,12 +95,17 @@ class TokenVerifier:
         with self._cache_lock:
             rejected_until = self._rejected.get(digest)
         if rejected_until is not None and now < rejected_until:
-            TOKENS_REFUSED_FROM_MEMORY.inc()
+            _REFUSED_FROM_MEMORY.inc()
             raise InvalidTokenError(INVALID)
-        self._check_unverified(token)  # cheap refusals before the RSA check
+        try:
+            self._check_unverified(token)  # cheap refusals before the RSA check
+        except InvalidTokenError:
+            _REFUSED_BY_CLAIMS.inc()
+            raise
         try:
             identity, expires = self._verify_signature(token)
         except InvalidTokenError:
+            _REFUSED_BY_SIGNATURE.inc()
             with self._cache_lock:
                 self._rejected[digest] = now + REJECTED_TTL_SECONDS
                 self._rejected.move_to_end(digest)
@@ -139,11 +153,11 @@ class TokenVerifier:
         except jwt.ExpiredSignatureError:
             raise InvalidTokenError("access token expired") from None
         except jwt.InvalidSignatureError:
-            TOKEN_SIGNATURE_CHECKS.labels("invalid").inc()
+            _INVALID_SIGNATURE.inc()
             raise InvalidTokenError(INVALID) from None
         except jwt.PyJWTError:
             raise InvalidTokenError(INVALID) from None
-        TOKEN_SIGNATURE_CHECKS.labels("valid").inc()
+        _VALID_SIGNATURE.inc()
         # Cached until exp plus the same leeway jwt.decode allows.
         return (Identity(user_id=str(claims["sub"]), email=str(claims["email"]),
                          session_id=str(claims["sid"])),
