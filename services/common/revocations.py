@@ -99,9 +99,8 @@ class RevokedSessions:
                 check = self._in_flight[session_id] = _Check()
         if mine:
             self._ask_redis(session_id, check)
-        elif not check.done.wait(SHARED_CHECK_WAIT_SECONDS):
-            check.failed = True
-        if check.failed:
+        answered = check.done.wait(SHARED_CHECK_WAIT_SECONDS)
+        if not answered or check.failed:
             raise Unavailable(CHECK_UNAVAILABLE, reason="SESSION_CHECK_UNAVAILABLE")
         return check.revoked
 
