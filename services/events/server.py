@@ -58,6 +58,7 @@ def create_poller(settings: EventsSettings, *, service_token: str,
         batch_size=settings.sqs_batch_size,
         visibility_timeout_seconds=settings.sqs_visibility_timeout_seconds,
         concurrency=settings.event_concurrency,
+        max_receive_count=settings.sqs_max_receive_count,
         on_stopped=channel.close,
     )
 

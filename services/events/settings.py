@@ -22,6 +22,10 @@ class EventsSettings(GrpcServiceSettings, StorageSettings):
     # How long a received message stays hidden from other consumers; extended by a
     # heartbeat while its processing lasts (retries during an outage included).
     sqs_visibility_timeout_seconds: int = Field(default=60, ge=2, le=43200)
+    # The redrive policy's maxReceiveCount (the setup command's variable), used only when
+    # the queue's own policy cannot be read: a message left undeleted at this receive count
+    # is counted as dead-lettered.
+    sqs_max_receive_count: int = Field(default=5, ge=1, le=1000)
     # Messages processed at once.
     event_concurrency: int = Field(default=10, ge=1, le=256)
     # Exponential backoff between retries of a transient failure (with jitter).
