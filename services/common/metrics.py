@@ -30,6 +30,14 @@ QUEUE_MESSAGES = Counter("dropfile_queue_messages_total", "SQS messages by what 
 # completed yet), dead_lettered (left undeleted at its queue's maxReceiveCount: SQS moves it
 # to the dead-letter queue), stale_event (records, not messages: an object other than the
 # one completion recorded).
+
+# RSA checks of access tokens by outcome (valid, invalid), and access tokens refused by
+# the check that refused them: claims (read without the key: algorithm, issuer, audience,
+# expiry, missing claims), memory (a signature already found bad), signature, signed_out.
+TOKEN_SIGNATURE_CHECKS = Counter("dropfile_token_signature_checks_total",
+                                 "RSA signature checks of access tokens", ["outcome"])
+TOKENS_REFUSED = Counter("dropfile_access_tokens_refused_total",
+                         "Access tokens refused, by the check that refused them", ["check"])
 REAPER_ACTIONS = Counter("dropfile_reaper_actions_total", "Cleanup actions", ["action"])
 
 

@@ -59,8 +59,10 @@ async function readJson(response: Response): Promise<Record<string, unknown>> {
   }
 }
 
-// Concurrent calls that all meet a 401 share one refresh: the refresh token rotates, so a
-// second refresh with the old one would fail (and revoke the session).
+// Concurrent calls that all meet a 401 share one refresh: each refresh rotates the refresh
+// token. Other tabs refreshing at the same moment are fine (the auth service gives a token
+// presented again within its grace window the same new one); after the window, an old token
+// revokes the session.
 let refreshing: Promise<boolean> | null = null;
 
 function refreshSession(): Promise<boolean> {
