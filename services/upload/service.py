@@ -31,7 +31,7 @@ from services.common.metrics import (EVENT_LAG, UPLOAD_BYTES, UPLOAD_PARTS, UPLO
 
 from .checksums import ChecksumAlgorithm, clean_part_checksum, clean_sha256_hex
 from .models import File, FileStatus
-from .parts import MAX_PARTS, MIN_PART_SIZE, expected_part_size, part_count
+from .parts import MAX_PARTS, MIN_PART_SIZE, expected_part_size, part_count, part_lengths
 from .quota import Quota
 from .service_v2 import UploadsV2
 from .sessions import UploadSession, UploadSessions
@@ -403,6 +403,7 @@ class Uploads(UploadsV2):
             raise InvalidArgument(f"last_part_number {last_part_number} is beyond this "
                                   f"file's {file.part_count} parts")
         numbers = range(first_part_number, last_part_number + 1)
+        lengths = part_lengths(numbers, size=file.size, part_size=file.part_size)
         self._refuse_checksums_of_v1(file, checksums)
         if file.checksum_algorithm:
             # v2: each URL is signed with its part's checksum; storage checks the bytes.
@@ -415,13 +416,13 @@ class Uploads(UploadsV2):
                        for n, value in zip(numbers, checksums)]
             signed = self._storage.presign_checksummed_parts(
                 file.s3_key, upload_id=file.upload_id or "", part_numbers=numbers,
-                algorithm=algorithm, checksums=cleaned, ttl=self._url_ttl)
+                lengths=lengths, algorithm=algorithm, checksums=cleaned, ttl=self._url_ttl)
             return PartUrls(urls=list(zip(numbers, signed)), expires_in_seconds=self._url_ttl,
                             headers={n: {algorithm.header: value}
                                      for n, value in zip(numbers, cleaned)})
         urls = list(zip(numbers, self._storage.presign_parts(
             file.s3_key, upload_id=file.upload_id or "", part_numbers=numbers,
-            ttl=self._url_ttl)))
+            lengths=lengths, ttl=self._url_ttl)))
         return PartUrls(urls=urls, expires_in_seconds=self._url_ttl)
 
     def complete(self, *, user_id: uuid.UUID, file_id: str, upload_id: str,
@@ -734,8 +735,11 @@ class Uploads(UploadsV2):
                 upload_id = self._storage.create_multipart_upload(
                     key, content_type=file.mime_type, checksum_algorithm=algorithm)
                 if presign_every_part:
+                    numbers = range(1, file.part_count + 1)
                     urls = self._storage.presign_parts_lazily(
-                        key, upload_id=upload_id, part_numbers=range(1, file.part_count + 1),
+                        key, upload_id=upload_id, part_numbers=numbers,
+                        lengths=part_lengths(numbers, size=file.size,
+                                             part_size=file.part_size),
                         ttl=self._url_ttl)
                 file.upload_id = upload_id
                 creation.insert(file)
