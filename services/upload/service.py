@@ -32,7 +32,7 @@ from services.common.metrics import (EVENT_LAG, UPLOAD_BYTES, UPLOAD_PARTS, UPLO
 from .checksums import ChecksumAlgorithm, clean_part_checksum, clean_sha256_hex
 from .models import File, FileStatus
 from .parts import MAX_PARTS, MIN_PART_SIZE, expected_part_size, part_count, part_lengths
-from .quota import Quota
+from .quota import Quota, UploadsInProgressLimit
 from .service_v2 import UploadsV2
 from .sessions import UploadSession, UploadSessions
 from .status_events import StatusEvents
@@ -263,13 +263,15 @@ class Uploads(UploadsV2):
                  part_size: int, max_file_size: int, url_ttl_seconds: int,
                  status_events: StatusEvents | None = None,
                  v2_max_file_size: int = 5 * 1024**4, min_part_size: int = MIN_PART_SIZE,
-                 quota: Quota | None = None) -> None:
+                 quota: Quota | None = None,
+                 uploads_limit: UploadsInProgressLimit | None = None) -> None:
         """`part_size`/`max_file_size` are v1's; v2 chooses part sizes from
-        `min_part_size` up, for files up to `v2_max_file_size`. `quota` applies to both
-        (unlimited when None)."""
+        `min_part_size` up, for files up to `v2_max_file_size`. `quota` and `uploads_limit`
+        (uploads in progress per user) apply to both (unlimited when None)."""
         self._v2_max_file_size = v2_max_file_size
         self._min_part_size = min_part_size
         self._quota = quota or Quota(0)
+        self._uploads_limit = uploads_limit or UploadsInProgressLimit(0)
         self._store = store
         self._storage = storage
         self._sessions = sessions
@@ -715,8 +717,9 @@ class Uploads(UploadsV2):
     def _start_upload(self, file: File, *,
                       presign_every_part: bool = False) -> Iterable[str]:
         """Starts the multipart upload of `file` (a new UPLOADING row, all but its upload
-        id) and inserts the row, in one transaction: the id, then (with a quota) the
-        owner's usage under the owner's quota lock, are checked before storage is touched;
+        id) and inserts the row, in one transaction: the id, then (with a quota or a limit
+        of uploads in progress) the owner's usage under the owner's quota lock, are
+        checked before storage is touched;
         the insert commits with the lock, so concurrent starts by one user are decided one
         after the other (each waits for the previous one's storage call). Whatever fails
         after storage has the multipart upload aborts it. `presign_every_part` (v1): the
@@ -726,12 +729,14 @@ class Uploads(UploadsV2):
                      else None)
         key, upload_id, urls = file.s3_key, None, ()
         try:
+            limited = not (self._quota.unlimited and self._uploads_limit.unlimited)
             with self._store.file_creation(file.id, file.user_id,
-                                           with_usage=not self._quota.unlimited) as creation:
+                                           with_usage=limited) as creation:
                 if creation.id_taken:
                     raise AlreadyExists(FILE_ID_TAKEN)
                 if creation.usage is not None:
                     self._quota.admit(creation.usage, file.size)
+                    self._uploads_limit.admit(creation.usage)
                 upload_id = self._storage.create_multipart_upload(
                     key, content_type=file.mime_type, checksum_algorithm=algorithm)
                 if presign_every_part:

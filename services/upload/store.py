@@ -104,7 +104,9 @@ def _id_taken():
 # (as _RECORD_CHUNK): building a statement and its cache key costs CPU on every call.
 _LOCK_QUOTA = select(func.pg_advisory_xact_lock(
     QUOTA_LOCK_NAMESPACE, func.hashtext(bindparam("user_key", type_=String))))
-_USAGE_AND_ID_TAKEN = _usage_query(bindparam("user_id"), None).add_columns(_id_taken())
+# An initiation's decision: the owner's usage, uploads in progress, and whether the id is taken.
+_ADMISSION = _usage_query(bindparam("user_id"), None).add_columns(
+    func.count().filter(File.status == FileStatus.UPLOADING), _id_taken())
 _ID_TAKEN = select(_id_taken())
 _INSERT_FILE = insert(File.__table__)
 _OWNED_FILE = select(File).where(File.id == bindparam("file_id"),
@@ -145,16 +147,18 @@ class UploadStore:
     def file_creation(self, file_id: uuid.UUID, user_id: uuid.UUID, *,
                       with_usage: bool) -> Iterator[FileCreation]:
         """One transaction (one connection) that creates a file: it tells whether the id is
-        taken and, `with_usage`, the owner's usage read under the per-user quota lock; the
-        block decides, may call storage, then inserts; the insert commits when the block
-        ends, and the lock goes with it. Two concurrent creations by one user are decided
-        one after the other, each seeing the other's file."""
+        taken and, `with_usage`, the owner's usage (bytes and uploads in progress) read
+        under the per-user quota lock; the block decides, may call storage, then inserts;
+        the insert commits when the block ends, and the lock goes with it. Two concurrent
+        creations by one user are decided one after the other, each seeing the other's
+        file."""
         with self._db.session() as session:
             if with_usage:
                 self._lock_quota(session, user_id)
-                used, in_progress, id_taken = session.execute(
-                    _USAGE_AND_ID_TAKEN, {"user_id": user_id, "file_id": file_id}).one()
-                usage = Usage(used_bytes=int(used), uploading_bytes=int(in_progress))
+                used, in_progress, uploads, id_taken = session.execute(
+                    _ADMISSION, {"user_id": user_id, "file_id": file_id}).one()
+                usage = Usage(used_bytes=int(used), uploading_bytes=int(in_progress),
+                              uploads_in_progress=int(uploads))
             else:
                 id_taken, usage = session.scalar(_ID_TAKEN, {"file_id": file_id}), None
             yield FileCreation(session, id_taken=bool(id_taken), usage=usage)
