@@ -3,11 +3,14 @@ moves UPLOADING -> UPLOADED (only when storage confirms it) or -> FAILED.
 
 Ordering rules that keep storage and the database consistent:
 - PostgreSQL is the source of truth; Redis sessions are a cache that may vanish.
-- Abort marks the file FAILED before aborting in storage, and CompleteUpload re-checks the
-  file after completing in storage, deleting the object if the file was aborted or deleted
-  meanwhile: whichever wins the race, no object outlives its file.
-- DeleteFile deletes from storage first: if storage fails, the row stays and the user can
-  retry, so no object is ever left without a row that names it.
+- CompleteUpload completes in storage and records it while holding the file's row lock;
+  Abort, DeleteFile and the reaper take (or skip) that lock, so each sees the upload either
+  before the completion or after it is recorded, never in between (tests/upload/
+  test_races.py): whichever wins, no object outlives its file, and no completed upload is
+  failed.
+- Abort marks the file FAILED before aborting in storage.
+- DeleteFile deletes from storage first, under the row lock: if storage fails, the row
+  stays and the user can retry, so no object is ever left without a row that names it.
 - CompleteUpload never changes the status (it records the object's ETag); ConfirmUpload
   (storage's word, believed only about the object a successful completion recorded) makes
   a file UPLOADED, and nothing moves an UPLOADED file back.
@@ -19,9 +22,10 @@ import logging
 import re
 import unicodedata
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from services.common.errors import (AlreadyExists, DomainError, FailedPrecondition,
                                    InvalidArgument, NotFound)
@@ -248,6 +252,16 @@ def _is_recorded_object(file: File, *, size: int, etag: str) -> bool:
     """Whether storage's word (size, bare ETag) describes the object completion recorded.
     Rows completed before ETags were recorded have none: their size alone is compared."""
     return size == file.size and (file.etag is None or etag == file.etag)
+
+
+def _record_completion(file: File, *, etag: str, sha256: str | None = None) -> None:
+    """Storage completed the upload: the (locked) row says so, with the object's ETag
+    (which confirmation requires events to match); the status is untouched, storage's
+    confirmation makes it UPLOADED."""
+    file.completed_at = _now()
+    file.etag = etag or None
+    if sha256 and not file.sha256:
+        file.sha256 = sha256
 
 
 def _refuse_unless_receiving_parts(file: File) -> None:
@@ -495,23 +509,32 @@ class Uploads(UploadsV2):
             else None
         checksums = {number: stored[number].checksum or recorded[number - 1].checksum
                      for number, _ in ordered} if algorithm else None
-        try:
-            etag = self._storage.complete_multipart_upload(
-                file.s3_key, upload_id=upload_id, parts=ordered, checksums=checksums,
-                checksum_algorithm=algorithm)
-        except UploadGone:
-            return self._settle_vanished_upload(file)
-        except CompletionRefused as refused:
-            unknown = [number for number, value in (checksums or {}).items() if not value]
-            if unknown:
-                # A part stored but never recorded, in a store whose ListParts does not
-                # report checksums (SeaweedFS): its checksum must be recorded.
-                raise FailedPrecondition(
-                    f"part {unknown[0]}: its {algorithm.value} checksum is not known; record "
-                    "the part with its checksum", reason="PART_CHECKSUM_UNKNOWN") from None
-            raise FailedPrecondition(f"storage refused the parts ({refused}); upload them "
-                                     "again", reason="PARTS_REFUSED") from None
-        self._mark_completed(file, sha256=digest, etag=etag)
+        # Storage completes while this file's row is locked, until the completion is recorded
+        # (see _locked_for_completion): nothing can act between the object appearing in
+        # storage and the row saying so.
+        with self._locked_for_completion(file, upload_id) as current:
+            if current is None:
+                return self._completed(file, newly=False)  # another completion was first
+            try:
+                etag = self._storage.complete_multipart_upload(
+                    file.s3_key, upload_id=upload_id, parts=ordered, checksums=checksums,
+                    checksum_algorithm=algorithm)
+            except UploadGone:
+                # An earlier completion whose reply or row update was lost made the object?
+                etag = self._stored_object_etag(current)
+            except CompletionRefused as refused:
+                unknown = [number for number, value in (checksums or {}).items() if not value]
+                if unknown:
+                    # A part stored but never recorded, in a store whose ListParts does not
+                    # report checksums (SeaweedFS): its checksum must be recorded.
+                    raise FailedPrecondition(
+                        f"part {unknown[0]}: its {algorithm.value} checksum is not known; "
+                        "record the part with its checksum",
+                        reason="PART_CHECKSUM_UNKNOWN") from None
+                raise FailedPrecondition(f"storage refused the parts ({refused}); upload them "
+                                         "again", reason="PARTS_REFUSED") from None
+            _record_completion(current, etag=etag, sha256=digest)
+        self._completed(file, newly=True)
 
     def abort(self, *, user_id: uuid.UUID, file_id: str, upload_id: str) -> None:
         fid = parse_file_id(file_id)
@@ -556,15 +579,20 @@ class Uploads(UploadsV2):
 
     def delete(self, *, user_id: uuid.UUID, file_id: str) -> None:
         fid = parse_file_id(file_id)
-        file = self._owned(fid, user_id)
-        if file.status is FileStatus.UPLOADING and file.completed_at is None and file.upload_id:
-            self._storage.abort_multipart_upload(file.s3_key, upload_id=file.upload_id)
-        self._storage.delete_object(file.s3_key)  # storage first: never orphan an object
-        deleted = self._store.delete_file(fid, user_id)
+        # Under the row lock: a completion in progress finishes first (its object is then
+        # deleted here), and a concurrent delete waits, then finds nothing.
+        with self._store.locked_file_deletion(fid, user_id) as deletion:
+            file = deletion.file
+            if file is None:
+                raise NotFound(NO_SUCH_FILE)
+            if file.status is FileStatus.UPLOADING and file.completed_at is None \
+                    and file.upload_id:
+                self._storage.abort_multipart_upload(file.s3_key, upload_id=file.upload_id)
+            self._storage.delete_object(file.s3_key)  # storage first: never orphan an object
+            deletion.delete()
+            size = file.size
         self._sessions.delete(fid)
-        if deleted:  # not when a concurrent delete got there first: it told the owner
-            self._status_events.changed(user_id=user_id, file_id=fid, status="DELETED",
-                                        size=file.size)
+        self._status_events.changed(user_id=user_id, file_id=fid, status="DELETED", size=size)
         log.info("file deleted", extra=log_fields(file_id=str(fid)))
 
     # -- services ----------------------------------------------------------------------
@@ -678,23 +706,39 @@ class Uploads(UploadsV2):
         if size != expected:
             raise InvalidArgument(f"part {chunk_index} must be {expected} bytes, not {size}")
 
-    def _mark_completed(self, file: File, *, sha256: str | None = None,
-                        etag: str = "") -> None:
-        """`etag`: the completed object's, which confirmation requires events to match."""
+    @contextmanager
+    def _locked_for_completion(self, file: File, upload_id: str) -> Iterator[File | None]:
+        """The file's row locked (SELECT ... FOR UPDATE) for the block, in which storage
+        completes the upload and the completion is recorded, committed when the block
+        ends; None when it is complete already. Whoever else would change the upload meets
+        the lock: a second completion waits, then finds it complete; an abort waits, then
+        refuses; RecordPart waits (and the upload takes no more parts); ConfirmUpload
+        waits until the completion is recorded; the reaper skips locked rows, so it never
+        fails, or deletes the object of, an upload being completed. Refused here, before
+        storage is asked, when the upload was aborted, reaped or deleted meanwhile."""
         with self._store.locked_owned_file(file.id, file.user_id) as current:
-            vanished = current is None or current.status is FileStatus.FAILED
-            newly_completed = not vanished and current.completed_at is None
-            if newly_completed:
-                current.completed_at = _now()  # status untouched: UPLOADED stays UPLOADED
-                current.etag = etag or None
-                if sha256 and not current.sha256:
-                    current.sha256 = sha256
-        if vanished:
-            # Aborted or deleted while storage was assembling it: the object goes too.
-            self._storage.delete_object(file.s3_key)
-            raise FailedPrecondition("the upload was aborted or deleted while completing",
-                                     reason="UPLOAD_ABORTED")
-        if newly_completed:
+            if current is None:
+                raise NotFound(NO_SUCH_FILE)
+            if current.upload_id != upload_id:
+                raise InvalidArgument("upload_id is not this file's upload")
+            if current.status is FileStatus.FAILED:
+                raise FailedPrecondition(UPLOAD_ABORTED, reason="UPLOAD_ABORTED")
+            yield None if _is_complete(current) else current
+
+    def _stored_object_etag(self, file: File) -> str:
+        """Storage no longer has the multipart upload: fine when it holds the finished
+        object (a completion went through, its reply or our row update was lost), whose
+        ETag this returns."""
+        stored = self._storage.stored_object(file.s3_key)
+        if stored is None or stored[0] != file.size:
+            raise FailedPrecondition("storage no longer has this upload (expired or aborted); "
+                                     "start a new upload with a new file_id",
+                                     reason="UPLOAD_GONE")
+        return stored[1]
+
+    def _completed(self, file: File, *, newly: bool) -> None:
+        """After the completion is committed."""
+        if newly:
             UPLOADS_COMPLETED.inc()
         self._sessions.delete(file.id)
         log.info("upload completed", extra=log_fields(file_id=str(file.id)))
@@ -702,17 +746,11 @@ class Uploads(UploadsV2):
     def _settle_vanished_upload(self, file: File) -> None:
         """Storage no longer has the multipart upload. If it holds the finished object, an
         earlier completion succeeded (its reply or our row update was lost): record it."""
-        stored = self._storage.stored_object(file.s3_key)
-        if stored is not None and stored[0] == file.size:
-            return self._mark_completed(file, etag=stored[1])
-        current = self._store.owned_file(file.id, file.user_id)
-        if current is not None and _is_complete(current):
-            return None
-        if current is None or current.status is FileStatus.FAILED:
-            raise FailedPrecondition(UPLOAD_ABORTED, reason="UPLOAD_ABORTED")
-        raise FailedPrecondition("storage no longer has this upload (expired or aborted); "
-                                 "start a new upload with a new file_id",
-                                 reason="UPLOAD_GONE")
+        with self._locked_for_completion(file, file.upload_id or "") as current:
+            if current is None:
+                return self._completed(file, newly=False)
+            _record_completion(current, etag=self._stored_object_etag(current))
+        self._completed(file, newly=True)
 
     def _start_upload(self, file: File, *,
                       presign_every_part: bool = False) -> Iterable[str]:
