@@ -51,7 +51,3 @@ def holding_quota_lock(engine: Engine, user_id: str):
     return holding(engine, "select pg_advisory_xact_lock(:namespace, hashtext(:user))",
                    {"namespace": QUOTA_LOCK_NAMESPACE, "user": user_id})
 
-
-def holding_file_row(engine: Engine, file_id: str, mode: str = "update"):
-    """The file's row locked FOR UPDATE (or FOR SHARE: `mode="share"`)."""
-    return holding(engine, f"select id from files where id = :id for {mode}", {"id": file_id})

@@ -211,6 +211,22 @@ def test_a_completion_after_the_reaper_claimed_the_upload_is_refused_and_leaves_
     assert multipart_uploads(s3, races_bucket, upload.s3_key) == []
 
 
+def test_an_abort_during_a_completion_waits_and_is_refused_the_file_intact(
+        coordinator, gate, side, alice, s3, races_bucket, db_engine, service_metadata):
+    api = coordinator.stub
+    upload = ready_to_complete(api, alice)
+    with gate.hold(*COMPLETE, after_forwarding=True) as held:
+        completing = side(complete, api, alice, upload)
+        held.wait_arrived()
+        aborting = side(api.AbortUpload, upload_pb2.AbortUploadRequest(
+            file_id=upload.file_id, upload_id=upload.upload_id), metadata=alice.metadata)
+        wait_blocked(db_engine, aborting, "the abort to wait for the completion")
+    assert outcome(completing) is None
+    assert outcome(aborting) == grpc.StatusCode.FAILED_PRECONDITION  # complete: delete it
+    assert_uploaded_once_confirmed(coordinator, service_metadata, db_engine, s3, races_bucket,
+                                   upload)
+
+
 def test_a_delete_during_a_completion_leaves_neither_row_nor_object(
         coordinator, gate, side, alice, s3, races_bucket, db_engine):
     api = coordinator.stub
