@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -138,20 +138,23 @@ class PartUrlResigner:
 class LazyPartUrls:
     """URLs of parts in order: those made already, then those `resigner` makes as they are
     read (every reading makes them again), so that a reply can take them one at a time.
-    `to_resign`: (part number, content length) of each of those."""
+    `to_resign`: the numbers of those parts, `lengths`: each one's content length."""
 
     def __init__(self, made: list[str], resigner: PartUrlResigner | None = None,
-                 to_resign: list[tuple[int, int]] | None = None) -> None:
+                 to_resign: Sequence[int] = (), lengths: Sequence[int] = ()) -> None:
         if to_resign and resigner is None:
             raise ValueError("parts to re-sign need a resigner")
+        if len(lengths) != len(to_resign):
+            raise ValueError("one length per part to re-sign is needed")
         self._made = made
         self._resigner = resigner
-        self._to_resign = to_resign or []
+        self._to_resign = to_resign
+        self._lengths = lengths
 
     def __len__(self) -> int:
         return len(self._made) + len(self._to_resign)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._made
-        for number, length in self._to_resign:
+        for number, length in zip(self._to_resign, self._lengths):
             yield self._resigner.url(number, {"content-length": str(length)})

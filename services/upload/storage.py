@@ -170,7 +170,7 @@ class Storage:
                 self.presign_part(key, upload_id=upload_id, part_number=number, length=length,
                                   ttl=ttl)
                 for number, length in zip(numbers[1:], lengths[1:])])
-        return LazyPartUrls([first], resigner, list(zip(numbers[1:], lengths[1:])))
+        return LazyPartUrls([first], resigner, numbers[1:], lengths[1:])
 
     def _reference_url(self, key: str, *, upload_id: str, numbers: list[int], length: int,
                        ttl: int, first_checksum: tuple[ChecksumAlgorithm, str] | None
