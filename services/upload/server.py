@@ -9,7 +9,7 @@ from services.common.grpc_server import AccessPolicy, ServerHandle, build_server
 from services.common.tokens import verifier_for
 
 from .reaper import create_reaper
-from .quota import Quota
+from .quota import Quota, UploadsInProgressLimit
 from .service import Uploads
 from .servicer import UploadInternalServicer, UploadServicer
 from .sessions import UploadSessions
@@ -50,6 +50,7 @@ def create_uploads(settings: UploadSettings) -> Uploads:
         v2_max_file_size=settings.v2_max_file_size_bytes,
         min_part_size=settings.min_part_size_bytes,
         quota=Quota(settings.user_quota_bytes),
+        uploads_limit=UploadsInProgressLimit(settings.max_uploads_in_progress),
     )
 
 
