@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 
+import psycopg2
 import pytest
 
 from dropfile_client import DropfileClient
-from tests.conftest import wait_until
+from tests.conftest import PG_ADMIN_URL, wait_until
 
 from .conftest import PART, file_entry, run_dropfile, uploaded_file_id, write_file
 
@@ -183,3 +186,51 @@ def test_an_upload_the_server_says_is_gone_ends_without_an_abort_and_starts_afre
     assert new_id != file_id
     assert [f["fileId"] for f in listed(cli)] == [new_id]
     assert download(cli, new_id, tmp_path) == data
+
+
+def test_an_upload_outlasts_an_outage_of_its_database(cli, account, tmp_path, fault_proxy,
+                                                     database_url):
+    """As a PostgreSQL restart looks to the services, for this run's own database only: it
+    takes no connection and its open ones are cut, for eight seconds, while the upload is
+    under way. The services answer 503 with Retry-After (or 500, as the gateway did when
+    the issue was measured); the upload must wait it out, not abort."""
+    source = tmp_path / "during the outage.bin"
+    data = write_file(source, 6 * PART + 3)  # seven parts
+    database = database_url.rsplit("/", 1)[1]
+    # Part 1's PUT waits for the outage to begin, so the upload is under way when it does.
+    fault_proxy.hold_part(1)
+    outage_over = threading.Event()
+
+    def outage() -> None:
+        wait_until(lambda: 1 in fault_proxy.arrived, timeout=60, what="the upload to start")
+        admin = psycopg2.connect(PG_ADMIN_URL, connect_timeout=5)
+        admin.autocommit = True
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+                try:
+                    cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE datname = %s AND pid <> pg_backend_pid()",
+                                   (database,))
+                    fault_proxy.release()
+                    # Longer than a client that tries a call three times in a second or
+                    # two would last (as this one did before its retry policy).
+                    time.sleep(8)
+                finally:
+                    cursor.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        finally:
+            admin.close()
+            fault_proxy.release()
+            outage_over.set()
+
+    thread = threading.Thread(target=outage, daemon=True)
+    thread.start()
+    result = cli("upload", str(source), "--parallel", "2", "-v")
+    thread.join(timeout=60)
+
+    assert outage_over.is_set()
+    file_id = uploaded_file_id(result)
+    refused = [s for s in fault_proxy.seen if s.status >= 500 and not s.injected]
+    assert refused, "the outage never reached the client: the test proves nothing"
+    assert not fault_proxy.calls("POST", ABORT)
+    assert download(cli, file_id, tmp_path) == data
