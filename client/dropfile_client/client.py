@@ -423,7 +423,7 @@ class DropfileClient:
                 "checksumAlgorithm": checksum_algorithm})
         except ApiError as exc:
             if exc.status == 409:  # created by a try whose answer was lost
-                plan = self._resumable_upload(resume_key, size, path)
+                plan = self._resumable_upload(resume_key, size, path, file_id=file_id)
                 if plan is not None:
                     return plan
             self._forget(resume_key)
@@ -441,10 +441,12 @@ class DropfileClient:
             raise DropfileError("the server's reply to POST /api/v2/files lacks fileId, "
                                 "uploadId, partSize or partCount") from None
 
-    def _resumable_upload(self, resume_key: str, size: int, path: Path) -> "UploadPlan | None":
-        """The upload this unchanged file started and did not finish, with the parts
-        storage holds; None when there is none to continue."""
-        file_id = self._resumes.get(resume_key) if self._resumes else None
+    def _resumable_upload(self, resume_key: str, size: int, path: Path, *,
+                          file_id: str | None = None) -> "UploadPlan | None":
+        """The upload this unchanged file started and did not finish (`file_id`, else the
+        one on record), with the parts storage holds; None when there is none to continue."""
+        if file_id is None and self._resumes:
+            file_id = self._resumes.get(resume_key)
         if file_id is None:
             return None
         try:
