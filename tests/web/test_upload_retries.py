@@ -164,3 +164,50 @@ def test_an_upload_failing_beyond_the_retries_is_kept_and_resumes_when_picked_ag
     assert aborts == []
     expect(page.locator("li.file")).to_have_count(1)
     assert downloaded(page, data.name) == data.read_bytes()
+
+
+def test_an_upload_the_server_says_is_gone_ends_without_an_abort(page, web_url, storage,
+                                                                 events_server, tmp_path):
+    sign_up(page, web_url)
+    held: list[Route] = []
+
+    def hold_the_first(route: Route, request: Request) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/v2/files/*/parts/batch", hold_the_first)
+    aborts: list[Request] = []
+    page.on("request", lambda request: aborts.append(request)
+            if request.url.endswith(ABORT) else None)
+    data = tmp_path / "deleted meanwhile.bin"
+    data.write_bytes(os.urandom(6 * MiB + 1))  # two parts
+    with page.expect_request("**/api/v2/files") as started:
+        page.set_input_files("#file-input", data)
+    file_id = started.value.post_data_json["fileId"]
+    while not held:
+        page.wait_for_timeout(100)  # a record on its way
+
+    # Deleted elsewhere meanwhile (the same account, another tab): the record is refused 404.
+    deleted = page.request.delete(f"{web_url}/api/files/delete", data={"file_id": file_id})
+    assert deleted.ok, deleted.text()
+    with page.expect_response("**/api/v2/files/*/parts/batch") as refused:
+        held[0].continue_()
+    assert refused.value.status == 404
+
+    expect(page.get_by_role("alert")).to_contain_text(
+        f"The upload of {data.name} failed: part")
+    expect(page.get_by_role("alert")).to_contain_text("file not found")
+    assert aborts == []  # nothing to abort: the server says it is gone
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('dropfile.upload:'))"
+                         ) == []  # picking the file again starts afresh
+    with page.expect_request("**/api/v2/files") as again:
+        page.set_input_files("#file-input", data)
+    new_id = again.value.post_data_json["fileId"]
+    assert new_id != file_id
+    row = page.locator(f'li.file[data-file-id="{new_id}"]')
+    expect(row).to_have_attribute("data-status", "UPLOADED")
+    with page.expect_download() as downloading:
+        row.get_by_role("button", name=f"Download {data.name}").click()
+    assert Path(downloading.value.path()).read_bytes() == data.read_bytes()
