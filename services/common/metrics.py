@@ -25,7 +25,19 @@ EVENT_LAG = Histogram("dropfile_event_lag_seconds",
                       "From the storage event's time to the file being UPLOADED",
                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
 QUEUE_MESSAGES = Counter("dropfile_queue_messages_total", "SQS messages by what became of them",
-                         ["outcome"])  # received, deleted, rejected, transient_failure
+                         ["outcome"])
+# outcome: received, deleted, rejected, failed, transient_failure, deferred (an upload not
+# completed yet), dead_lettered (left undeleted at its queue's maxReceiveCount: SQS moves it
+# to the dead-letter queue), stale_event (records, not messages: an object other than the
+# one completion recorded).
+
+# RSA checks of access tokens by outcome (valid, invalid), and access tokens refused by
+# the check that refused them: claims (read without the key: algorithm, issuer, audience,
+# expiry, missing claims), memory (a signature already found bad), signature, signed_out.
+TOKEN_SIGNATURE_CHECKS = Counter("dropfile_token_signature_checks_total",
+                                 "RSA signature checks of access tokens", ["outcome"])
+TOKENS_REFUSED = Counter("dropfile_access_tokens_refused_total",
+                         "Access tokens refused, by the check that refused them", ["check"])
 REAPER_ACTIONS = Counter("dropfile_reaper_actions_total", "Cleanup actions", ["action"])
 
 

@@ -76,7 +76,7 @@ def test_a_5_tib_upload_starts_and_its_first_and_last_urls_come_without_any_data
         query = parse_qs(urlparse(part.url).query)
         assert part.part_number == number and query["partNumber"] == [str(number)]
         assert query["uploadId"] == [reply.upload_id]
-        assert query["X-Amz-SignedHeaders"] == ["host;x-amz-checksum-sha256"]
+        assert query["X-Amz-SignedHeaders"] == ["content-length;host;x-amz-checksum-sha256"]
         assert dict(part.headers) == {"x-amz-checksum-sha256": checksum}
     assert_code(grpc.StatusCode.INVALID_ARGUMENT, api.GetPartUrls,
                 upload_pb2.GetPartUrlsRequest(file_id=reply.file_id, first_part_number=8193,
@@ -159,7 +159,8 @@ def test_a_whole_upload_with_checked_parts_and_a_whole_file_checksum(
 
     key = f"users/{alice.user_id}/{upload.file_id}"
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
-    internal.ConfirmUpload(upload_pb2.ConfirmUploadRequest(s3_key=key, size=len(data), etag="e"),
+    etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+    internal.ConfirmUpload(upload_pb2.ConfirmUploadRequest(s3_key=key, size=len(data), etag=etag),
                            metadata=service_metadata)
     file = api.GetFile(upload_pb2.GetFileRequest(file_id=upload.file_id),
                        metadata=alice.metadata).file
