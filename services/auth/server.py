@@ -5,9 +5,10 @@ import logging
 
 from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.common import keys
+from services.common.clients import redis_client
 from services.common.db import Database, make_engine
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
-from services.common.readiness import ReadinessWatch, postgresql
+from services.common.readiness import ReadinessWatch, postgresql, redis
 from services.common.tokens import verifier_for
 
 from .passwords import PasswordHasher
@@ -52,10 +53,12 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         policy=AccessPolicy(public_methods=PUBLIC_METHODS),
         register=register,
     )
-    # Not ready while PostgreSQL is unreachable (every auth call needs it).
-    handle.readiness = ReadinessWatch(handle.health, handle.service_names,
-                                      [postgresql(settings.cloud_db_uri)],
-                                      interval=settings.readiness_check_interval_seconds)
+    # Not ready while PostgreSQL (every account and session) or Redis (sign-outs, and the
+    # revocation check of every token, which fails closed) is unreachable.
+    handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
+        postgresql(settings.cloud_db_uri),
+        redis(redis_client(settings.cloud_rd_uri, timeout_seconds=1.0, retries=0)),
+    ], interval=settings.readiness_check_interval_seconds)
     return handle
 
 

@@ -6,7 +6,7 @@ Health service names (grpc.health.v1):
 - "" and each of the server's services: NOT_SERVING while a dependency the process cannot
   serve without is unreachable (the readiness probe, and the gateway's /readyz, ask "").
 - each dependency by name ("postgresql", "redis"): its own state, whether or not the
-  process needs it to serve (the upload coordinator serves without Redis, more slowly).
+  process needs it to serve.
 - "liveness": SERVING as long as the process answers (grpc_server.LIVENESS_SERVICE). The
   liveness probe asks it: a database outage must never get healthy processes restarted."""
 from __future__ import annotations
@@ -47,7 +47,7 @@ def postgresql(uri: str) -> Dependency:
     return Dependency("postgresql", check)
 
 
-def redis(client, *, required: bool) -> Dependency:
+def redis(client, *, required: bool = True) -> Dependency:
     return Dependency("redis", client.ping, required=required)
 
 

@@ -88,13 +88,13 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
     )
     if settings.reaper_enabled:
         handle.workers.append(create_reaper(settings))
-    # Not ready without PostgreSQL; Redis only holds upload sessions, a cache of
-    # PostgreSQL: without it every call is still served (sessions.py), so its outage shows
-    # under the health name "redis" without taking the replica out of service.
+    # Not ready without PostgreSQL, nor without Redis: upload sessions would do without it
+    # (a cache of PostgreSQL), but every caller's token is checked there for a sign-out
+    # (revocations.py), which fails closed.
     handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
         postgresql(settings.cloud_db_uri),
         redis(redis_client(settings.cloud_rd_uri, timeout_seconds=SESSION_CACHE_TIMEOUT_SECONDS,
-                           retries=0), required=False),
+                           retries=0)),
     ], interval=settings.readiness_check_interval_seconds)
     return handle
 

@@ -1,8 +1,8 @@
-"""Readiness follows the dependencies, liveness does not: while PostgreSQL is unreachable
-the coordinator's gRPC health says NOT_SERVING (the readiness probe's question), while
-"liveness" (the liveness probe's) stays SERVING; the gateway's /readyz says 503 and its
-API answers 503 with Retry-After, /healthz stays 200; all recover when PostgreSQL does.
-Redis is a cache to the coordinator: its outage shows under "redis" only."""
+"""Readiness follows the dependencies, liveness does not: while PostgreSQL or Redis is
+unreachable the coordinator's gRPC health says NOT_SERVING (the readiness probe's
+question), while "liveness" (the liveness probe's) stays SERVING; the gateway's /readyz
+says 503 and its API answers 503 with Retry-After, /healthz stays 200; all recover when
+the dependency does."""
 from __future__ import annotations
 
 import httpx
@@ -30,14 +30,18 @@ def test_health_follows_postgresql_and_liveness_does_not(coordinator, own_postgr
     assert upload_service.status("postgresql") == "SERVING"
 
 
-def test_redis_down_shows_without_taking_the_coordinator_out_of_service(coordinator,
-                                                                        own_valkey):
+def test_redis_down_takes_the_coordinator_out_of_service(coordinator, own_valkey):
+    """Every caller's token is checked in Redis for a sign-out (fail closed): without
+    Redis the coordinator serves no user, and says so."""
     upload_service = coordinator()
     own_valkey.stop()
     wait_for_status(upload_service, "NOT_SERVING", service="redis")
-    assert upload_service.status("") == "SERVING"
+    assert upload_service.status("") == "NOT_SERVING"
+    assert upload_service.status("postgresql") == "SERVING"
+    assert upload_service.status("liveness") == "SERVING"
     own_valkey.start()
-    wait_for_status(upload_service, "SERVING", service="redis")
+    wait_for_status(upload_service, "SERVING")
+    assert upload_service.status("redis") == "SERVING"
 
 
 def test_auth_is_not_ready_while_its_database_is_down(common_settings, own_postgres):
