@@ -7,7 +7,6 @@ import threading
 import time
 from contextlib import contextmanager
 
-import grpc
 import psycopg2
 import pytest
 

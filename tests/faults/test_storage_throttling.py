@@ -3,7 +3,6 @@ retried (botocore's standard retries) when it passes, UNAVAILABLE with RetryInfo
 lasts, never INTERNAL; and the same uploads complete once storage answers again."""
 from __future__ import annotations
 
-import grpc
 import pytest
 
 from tests.upload.helpers import PART, completion, error_of, initiate, put_parts, record_parts
