@@ -26,6 +26,16 @@ EVENT_LAG = Histogram("dropfile_event_lag_seconds",
                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
 QUEUE_MESSAGES = Counter("dropfile_queue_messages_total", "SQS messages by what became of them",
                          ["outcome"])  # received, deleted, rejected, transient_failure
+# auth: every bcrypt hash or check run (a sign-in's check, a sign-up's hash), and the
+# sign-ins and sign-ups refused before one: by a limit on attempts, or a full hashing queue.
+PASSWORD_HASHES = Counter("dropfile_auth_password_hashes_total",
+                          "bcrypt operations run", ["operation"])  # hash, check
+PASSWORD_HASHING_REFUSED = Counter("dropfile_auth_hashing_queue_full_total",
+                                   "Sign-ins and sign-ups refused because the hashing queue "
+                                   "was full")
+SIGN_IN_THROTTLED = Counter("dropfile_auth_throttled_total",
+                            "Sign-ins and sign-ups refused by a limit on attempts",
+                            ["kind"])  # sign_in, sign_up
 REAPER_ACTIONS = Counter("dropfile_reaper_actions_total", "Cleanup actions", ["action"])
 
 
