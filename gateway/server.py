@@ -5,6 +5,7 @@ import sys
 
 import uvicorn
 
+from services.common.keys import MissingSecretError
 from services.common.logs import configure_logging
 from services.common.memory import map_large_blocks_apart
 from services.common.metrics import start_metrics_server
@@ -20,7 +21,11 @@ def main() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level)
     tracing = configure_tracing("gateway", settings)  # before the app opens its channels
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except MissingSecretError as exc:
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if tracing is not None:
         tracing.instrument_app(app)
     try:
@@ -38,6 +43,9 @@ def main() -> None:
         log_config=None,  # keep the JSON logging configured above
         access_log=False,  # EdgeMiddleware logs each request with its id
         server_header=False,
+        # The client's address is decided by TRUSTED_PROXY_HOPS (gateway/client_address.py);
+        # uvicorn's rewriting would believe any X-Forwarded-For sent from 127.0.0.1.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
 
