@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -135,7 +134,8 @@ class SignInAttempt:
 
 
 def _retry_after(milliseconds: int) -> float:
-    return float(max(1, math.ceil(milliseconds / 1000)))
+    # Exact over gRPC (RetryInfo); the gateway rounds up to whole seconds for Retry-After.
+    return max(milliseconds, 1) / 1000
 
 
 class AttemptThrottle:
