@@ -65,12 +65,18 @@ return 0
 """
 
 # KEYS[1]: the address's (or device's) counter, forgotten; KEYS[2] (optional): the
-# account's, which gives the successful attempt back.
+# account's, which gives the successful attempt back, and lifts its delay when no more than
+# the free attempts remain (a few concurrent sign-ins of the owner's may have started it;
+# strangers' failures keep it). ARGV[1]: the account's free attempts.
 _SUCCEEDED = """
 redis.call('DEL', KEYS[1])
 if KEYS[2] and redis.call('HGET', KEYS[2], 'n') then
-  if tonumber(redis.call('HINCRBY', KEYS[2], 'n', -1)) < 0 then
+  local count = tonumber(redis.call('HINCRBY', KEYS[2], 'n', -1))
+  if count < 0 then
     redis.call('HSET', KEYS[2], 'n', 0)
+  end
+  if count < tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[2], 'until')
   end
 end
 return 0
@@ -185,7 +191,7 @@ class AttemptThrottle:
     def sign_in_succeeded(self, attempt: SignInAttempt) -> None:
         keys = [k for k in (attempt.own_key, attempt.account_key) if k]
         try:
-            self._succeeded(keys=keys, args=[])
+            self._succeeded(keys=keys, args=[self._policy.account_free_failures])
         except self._errors as exc:
             # The sign-in is done; its failures are forgotten when their window ends.
             log.warning("could not reset sign-in failures (Redis): %s", type(exc).__name__)
