@@ -443,3 +443,34 @@ def test_a_sign_in_flood_does_not_slow_refresh_or_authenticate(common_settings, 
     assert worst["refresh"] < 1.0 and worst["authenticate"] < 1.0, worst
     assert statuses.get("401", 0) >= 5, statuses  # passwords were checked
     assert statuses.get("503", 0) > 0, statuses  # and the queue overflowed
+
+
+# --- Pieces -------------------------------------------------------------------------------
+
+def test_ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4():
+    from services.auth.throttle import address_key
+
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::7") \
+        == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("::ffff:198.18.0.7") == "198.18.0.7"
+    assert address_key("198.18.0.7") == "198.18.0.7"
+
+
+def test_sign_ins_may_not_hold_more_than_half_of_the_rpc_threads(common_settings):
+    with pytest.raises(ValueError, match="BCRYPT_MAX_PENDING"):
+        settings_for(AuthSettings, common_settings, grpc_max_workers=8, bcrypt_max_pending=5)
+    assert settings_for(AuthSettings, common_settings, grpc_max_workers=8,
+                        bcrypt_max_pending=4).bcrypt_max_pending == 4
+
+
+@pytest.mark.parametrize("peer,address", [
+    ("ipv4:127.0.0.1:50312", "127.0.0.1"),
+    ("ipv6:[::1]:50312", "::1"),
+    ("ipv6:[2001:db8::7]:443", "2001:db8::7"),
+    ("unix:/tmp/auth.sock", "unix:/tmp/auth.sock"),
+])
+def test_the_grpc_peer_address_is_read_from_its_peer_string(peer, address):
+    from services.auth.client_address import peer_address
+
+    assert peer_address(peer) == address
