@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # One image for every Dropfile process. Each Kubernetes workload picks its process with
 # `command` (deploy/base): python -m services.auth.server | services.upload.server |
-# services.events.server | gateway | alembic upgrade head | services.setup.
+# services.events.server | gateway | alembic upgrade head | services.setup. The audit
+# (`python -m services.audit [--json] [--repair]`, README) runs from the same image, e.g.
+# `kubectl exec deploy/upload -- python -m services.audit`: it reads upload's settings.
 #
 #   docker build -t dropfile:dev .          (BuildKit, the default builder, is required)
 #
@@ -52,7 +54,8 @@ COPY gateway/ gateway/
 COPY migrations/ migrations/
 # Non-editable: the package (services, gateway, migrations, dropfile.*) lands in site-packages.
 RUN /opt/venv/bin/pip install --no-deps . \
- && /opt/venv/bin/python -c "import dropfile.auth.v1.auth_pb2, services.auth.server, gateway"
+ && /opt/venv/bin/python -c "import dropfile.auth.v1.auth_pb2, services.auth.server, gateway, \
+      services.audit.__main__"
 
 # ---- runtime ----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

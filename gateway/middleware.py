@@ -1,12 +1,14 @@
 """The gateway's one ASGI middleware, around every HTTP request: its request id (taken
 from the caller's X-Request-ID when it is sane, made up otherwise; set for logging,
-passed to backends, echoed in the response), the limit on the request body's size, the
-last-resort answer to an unhandled error, its metrics and its access-log line.
+passed to backends, echoed in the response), the limits on the request body's size and on
+the time it takes to arrive (408, and the connection is closed), the last-resort answer
+to an unhandled error, its metrics and its access-log line.
 
 One middleware, not one per concern: each ASGI layer wraps `send` once more for every
 request, and the layers together cost more of the gateway's CPU than the route itself."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -17,10 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.logs import REQUEST_ID_HEADER, log_fields, request_id_var
 
+from .deadlines import Deadlines
 from .errors import INTERNAL_ERROR, error_response
 from .metrics import observe_request
 
 BODY_TOO_LARGE = "request body too large"
+BODY_TOO_SLOW = "request body took too long to arrive"
+# Closes the connection after the 408: the rest of a trickled body is not waited for.
+_CLOSE = {"Connection": "close"}
 
 log = logging.getLogger("gateway.access")
 errors_log = logging.getLogger("gateway.errors")
@@ -33,15 +39,46 @@ _REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
 _REQUEST_ID_HEADER_NAME = REQUEST_ID_HEADER.lower().encode()
 
 
+class BodyDeadlines:
+    """Ends body reads that outlast their request's deadline: 408 and Connection: close."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._reading: Deadlines[asyncio.Task] = Deadlines(min(1.0, timeout / 4),
+                                                           self._expire)
+        self._expired: set[asyncio.Task] = set()
+
+    async def receive(self, receive: Receive, deadline: float) -> Message:
+        task = asyncio.current_task()
+        self._reading.set_at(task, deadline)
+        try:
+            return await receive()
+        except asyncio.CancelledError:
+            # _expire's cancel lands here: a task is only listed while it waits above.
+            if task not in self._expired:
+                raise
+            self._expired.discard(task)
+            task.uncancel()
+            raise HTTPException(408, BODY_TOO_SLOW, headers=_CLOSE) from None
+        finally:
+            self._reading.clear(task)
+
+    def _expire(self, task: asyncio.Task) -> None:
+        self._expired.add(task)
+        task.cancel()
+
+
 def request_id_of(scope: Scope) -> str:
     """The request id EdgeMiddleware chose (empty outside a request)."""
     return scope.get("state", {}).get("request_id", "")
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int,
+                 body_timeout: float | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_deadlines = None if body_timeout is None else BodyDeadlines(body_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,6 +93,10 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status = 0
         received = 0
+        deadlines = self.body_deadlines
+        body_done = deadlines is None
+        body_deadline = 0.0 if body_done else asyncio.get_running_loop().time() + \
+            deadlines.timeout
 
         async def edge_send(message: Message) -> None:
             nonlocal status
@@ -66,8 +107,11 @@ class EdgeMiddleware:
             await send(message)
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # e.g. a streaming response waiting for the client to hang up
+                return await receive()
+            message = await deadlines.receive(receive, body_deadline)  # a slowloris's trickle
+            body_done = not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self.max_body_bytes:
                 # FastAPI passes HTTPExceptions from body reading on to errors.py's handler.

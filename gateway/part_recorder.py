@@ -7,40 +7,104 @@ the next call, as soon as one returns (no timer: a lone request leaves at once, 
 a time nothing is added). Each record keeps its own access token, which the upload
 coordinator verifies, and gets its own result: a request is answered only once its part is
 committed, or with the error RecordPart would have given it.
+
+The queue is not one line a single caller can block: waiting records are kept per access
+token (one signed-in session) and each call takes them round-robin, one from each session
+in turn, so a session flooding records delays another's by at most about one call per
+waiting session, whatever the size of its flood. A session that already has
+`max_waiting_per_session` records waiting is refused (429, Retry-After) until they leave.
 """
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict, deque
 
 import grpc
+from starlette.exceptions import HTTPException
 
 from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+TOO_MANY_WAITING = "too many parts of this session are waiting to be recorded; retry shortly"
+RETRY_AFTER_SECONDS = 1
+
+_Waiting = tuple[upload_pb2.PartRecord, asyncio.Future]
 
 
 class PartRecorder:
     def __init__(self, stub: upload_pb2_grpc.UploadServiceStub, *, batch_size: int,
-                 batches_in_flight: int, timeout: float) -> None:
+                 batches_in_flight: int, timeout: float,
+                 max_waiting_per_session: int | None = None) -> None:
         self._stub = stub
         self._batch_size = batch_size
         self._batches_in_flight = batches_in_flight
         self._timeout = timeout
-        self._waiting: list[tuple[upload_pb2.PartRecord, asyncio.Future]] = []
+        self._max_waiting = max_waiting_per_session
+        # Each session's waiting records in arrival order; sessions in the order they are
+        # served next (a served session with more waiting goes to the back).
+        self._waiting: OrderedDict[str, deque[_Waiting]] = OrderedDict()
         self._in_flight = 0
         self._tasks: set[asyncio.Task] = set()
 
     async def record(self, part: upload_pb2.RecordPartRequest, *, access_token: str,
                      request_id: str) -> None:
         """Returns once the part is recorded; raises the grpc.aio.AioRpcError a RecordPart
-        call would have raised otherwise."""
+        call would have raised otherwise, or a 429 HTTPException when the session has too
+        many records waiting."""
+        waiting = self._admit(access_token, 1)
         done = asyncio.get_running_loop().create_future()
-        self._waiting.append((upload_pb2.PartRecord(access_token=access_token,
-                                                    request_id=request_id, part=part), done))
+        waiting.append((upload_pb2.PartRecord(access_token=access_token,
+                                              request_id=request_id, part=part), done))
         if self._in_flight < self._batches_in_flight:
             self._start_call()
         # A client that hangs up cancels only its own wait, never the call it shares.
         await done
+
+    async def record_all(self, parts: list[upload_pb2.RecordPartRequest], *,
+                         access_token: str, request_id: str) -> list[BaseException | None]:
+        """Records `parts` together, each as `record` would: their outcomes in order (None
+        or the error). Admitted or refused (429) as a whole: a refused batch records
+        nothing."""
+        if not parts:
+            return []
+        waiting = self._admit(access_token, len(parts))
+        loop = asyncio.get_running_loop()
+        futures = []
+        for part in parts:
+            done = loop.create_future()
+            waiting.append((upload_pb2.PartRecord(access_token=access_token,
+                                                  request_id=request_id, part=part), done))
+            futures.append(done)
+        if self._in_flight < self._batches_in_flight:
+            self._start_call()
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    def _admit(self, access_token: str, count: int) -> deque[_Waiting]:
+        """The session's queue, to append `count` records to; a 429 when it is full. A
+        session with nothing waiting is always admitted, so a batch larger than the limit
+        is not refused for ever."""
+        waiting = self._waiting.get(access_token)
+        if waiting is None:
+            waiting = self._waiting[access_token] = deque()
+        elif self._max_waiting is not None and len(waiting) + count > self._max_waiting:
+            raise HTTPException(429, TOO_MANY_WAITING,
+                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return waiting
+
+    def waiting_of(self, access_token: str) -> int:
+        """Records of this session not yet sent."""
+        return len(self._waiting.get(access_token, ()))
+
+    def _take_batch(self) -> list[_Waiting]:
+        """Up to batch_size waiting records, one from each session in turn."""
+        taken: list[_Waiting] = []
+        waiting = self._waiting
+        while waiting and len(taken) < self._batch_size:
+            session, records = waiting.popitem(last=False)
+            taken.append(records.popleft())
+            if records:
+                waiting[session] = records
+        return taken
 
     def _start_call(self) -> None:
         self._in_flight += 1
@@ -52,8 +116,7 @@ class PartRecorder:
 
     async def _call(self) -> None:
         try:
-            taken, self._waiting = (self._waiting[:self._batch_size],
-                                    self._waiting[self._batch_size:])
+            taken = self._take_batch()
             if taken:
                 await self._send([record for record, _ in taken],
                                  [waiter for _, waiter in taken])

@@ -24,6 +24,22 @@ class GatewaySettings(CorsSettings):
     # wait and leave together in the next (gateway/part_recorder.py), up to the batch size.
     record_part_batches_in_flight: int = Field(default=2, ge=1, le=64)
     record_part_batch_size: int = Field(default=64, ge=1, le=500)
+    # Records of one session (access token) waiting to be sent; beyond it that session's
+    # record requests are answered 429 with Retry-After until they leave. Other sessions'
+    # records are taken in turn with its own, never behind its whole queue.
+    record_part_max_waiting_per_session: int = Field(default=1000, ge=1, le=100_000)
+    # Slow and numerous connections (gateway/http_protocol.py, middleware.py). A request's
+    # headers must arrive within http_header_timeout_seconds of the connection opening or
+    # the previous response (408, connection closed), its body within
+    # http_body_timeout_seconds of its headers (408); headers over http_max_header_bytes
+    # are 431. Beyond http_max_connections open connections (or requests in progress:
+    # every live-status stream holds one), requests are answered 503 at once. An idle
+    # keep-alive connection is closed after http_keep_alive_seconds.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    http_max_header_bytes: int = Field(default=64 * 1024, ge=4096, le=1024 * 1024)
+    http_max_connections: int = Field(default=1000, ge=1, le=100_000)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
     # Deadline of each backend's health check in /readyz (probes must answer quickly).
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     # Largest request body accepted. The biggest v1 body, complete-upload with S3's

@@ -29,6 +29,9 @@ if ! k get secret dropfile-jwt >/dev/null 2>&1; then
     --from-file=PRIVATE_KEY="$keys/private.pem" --from-file=PUBLIC_KEY="$keys/public.pem"
 fi
 
+# The overlay's database, Redis and service credentials: generated once, never committed.
+deploy/kind/secrets.sh
+
 # A Job's pod template cannot change: the new image's migration and setup are new Jobs.
 k delete job migrate setup --ignore-not-found
 k apply -k deploy/overlays/kind

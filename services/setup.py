@@ -105,8 +105,26 @@ def ensure_lifecycle(s3, bucket: str, *, days: int) -> bool:
     return True
 
 
-def ensure_queues(sqs, queue_name: str, max_receive_count: int) -> tuple[str, str]:
-    """Returns (queue_url, queue_arn), creating the queue and its dead-letter queue."""
+def queue_policy(queue_arn: str, bucket: str) -> dict:
+    """Who may send to the queue: S3, for this bucket only (aws:SourceArn), and only as the
+    account that owns it (aws:SourceAccount; the queue's own account, taken from its ARN,
+    where that is an AWS account id). Without the conditions any bucket whose owner points
+    its notifications at this queue could send it events."""
+    _, partition, _, _, account, _ = queue_arn.split(":", 5)
+    conditions: dict = {"ArnEquals": {"aws:SourceArn": f"arn:{partition}:s3:::{bucket}"}}
+    if account.isdigit() and len(account) == 12:
+        conditions["StringEquals"] = {"aws:SourceAccount": account}
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "dropfile-bucket-events-only",
+        "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+        "Action": "sqs:SendMessage", "Resource": queue_arn, "Condition": conditions,
+    }]}
+
+
+def ensure_queues(sqs, queue_name: str, max_receive_count: int, *,
+                  bucket: str) -> tuple[str, str]:
+    """Returns (queue_url, queue_arn), creating the queue and its dead-letter queue; the
+    queue accepts S3's events of `bucket` only (queue_policy)."""
     dlq_url = sqs.create_queue(QueueName=f"{queue_name}-dlq",
                                Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
@@ -117,10 +135,7 @@ def ensure_queues(sqs, queue_name: str, max_receive_count: int) -> tuple[str, st
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
                                      "maxReceiveCount": str(max_receive_count)}),
-        "Policy": json.dumps({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
-            "Action": "sqs:SendMessage", "Resource": queue_arn,
-        }]}),
+        "Policy": json.dumps(queue_policy(queue_arn, bucket)),
     })
     return queue_url, queue_arn
 
@@ -153,7 +168,7 @@ def run_setup(settings: SetupSettings) -> None:
         return
     sqs = aws_client("sqs", region=settings.aws_region, endpoint_url=settings.sqs_endpoint)
     _, queue_arn = ensure_queues(sqs, queue_name_from_url(settings.sqs_queue_url),
-                                 settings.sqs_max_receive_count)
+                                 settings.sqs_max_receive_count, bucket=settings.s3_bucket)
     try:
         ensure_notification(s3, settings.s3_bucket, queue_arn)
     except ClientError as exc:

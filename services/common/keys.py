@@ -10,11 +10,16 @@ from typing import Callable
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .settings import BaseServiceSettings
+from .settings import DEVELOPMENT_MARKS, BaseServiceSettings
 
 PRIVATE_KEY_FILE = "jwt-private.pem"
 PUBLIC_KEY_FILE = "jwt-public.pem"
 SERVICE_TOKEN_FILE = "service-token"
+# Written into everything generated here, so a production process given it refuses to start
+# (settings.BaseServiceSettings). PEM allows explanatory text before "-----BEGIN".
+DEVELOPMENT_MARK = DEVELOPMENT_MARKS[0]
+PEM_MARK_LINE = (f"{DEVELOPMENT_MARK} key: generated for one developer's machine, "
+                 "never for production\n")
 
 
 class MissingSecretError(RuntimeError):
@@ -48,7 +53,7 @@ def _kept_file(directory: Path, name: str, make: Callable[[], bytes]) -> bytes:
 
 def _new_private_key_pem() -> bytes:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
+    return PEM_MARK_LINE.encode() + key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
@@ -60,7 +65,7 @@ def _dev_key_pair(settings: BaseServiceSettings) -> tuple[str, str]:
 
     def public_from_private() -> bytes:
         key = serialization.load_pem_private_key(private_pem, password=None)
-        return key.public_key().public_bytes(
+        return PEM_MARK_LINE.encode() + key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
@@ -90,6 +95,7 @@ def service_token(settings: BaseServiceSettings, configured: str | None) -> str:
     if not settings.development:
         raise MissingSecretError("SERVICE_TOKEN is required outside development")
     token = _kept_file(
-        settings.dropfile_keys_dir, SERVICE_TOKEN_FILE, lambda: secrets.token_urlsafe(32).encode()
+        settings.dropfile_keys_dir, SERVICE_TOKEN_FILE,
+        lambda: f"{DEVELOPMENT_MARK}-{secrets.token_urlsafe(32)}".encode(),
     )
     return token.decode().strip()

@@ -25,7 +25,11 @@ EVENT_LAG = Histogram("dropfile_event_lag_seconds",
                       "From the storage event's time to the file being UPLOADED",
                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
 QUEUE_MESSAGES = Counter("dropfile_queue_messages_total", "SQS messages by what became of them",
-                         ["outcome"])  # received, deleted, rejected, transient_failure
+                         ["outcome"])
+# outcome: received, deleted, rejected, failed, transient_failure, deferred (an upload not
+# completed yet), dead_lettered (left undeleted at its queue's maxReceiveCount: SQS moves it
+# to the dead-letter queue), stale_event (records, not messages: an object other than the
+# one completion recorded).
 # auth: every bcrypt hash or check run (a sign-in's check, a sign-up's hash), and the
 # sign-ins and sign-ups refused before one: by a limit on attempts, or a full hashing queue.
 PASSWORD_HASHES = Counter("dropfile_auth_password_hashes_total",

@@ -5,10 +5,29 @@ import sys
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound="BaseServiceSettings")
+
+# Marks key material made for development (services/common/keys.py writes it into what it
+# generates; the kind overlay's committed placeholders said "dev-only"): production refuses
+# any secret that carries one.
+DEVELOPMENT_MARKS = ("dropfile-development", "dev-only")
+# Secret settings production checks, where a class has them.
+SECRET_FIELDS = ("private_key", "public_key", "service_token")
+
+
+def _normalized(value: str) -> str:
+    return value.replace("\\n", "\n").strip()
+
+
+class ProductionRefusal(ValueError):
+    """A development default given to a production process; `variable` names the setting."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(message)
+        self.variable = variable
 
 
 class BaseServiceSettings(BaseSettings):
@@ -30,6 +49,30 @@ class BaseServiceSettings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.dropfile_env == "development"
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self):
+        if self.development:
+            return self
+        kept = {}  # what a development process generated on this machine
+        if self.dropfile_keys_dir.is_dir():
+            for path in self.dropfile_keys_dir.iterdir():
+                try:
+                    kept[_normalized(path.read_text())] = path
+                except (OSError, UnicodeDecodeError):
+                    continue
+        for name in SECRET_FIELDS:
+            value = getattr(self, name, None)
+            if not value:
+                continue
+            if any(mark in value.lower() for mark in DEVELOPMENT_MARKS):
+                raise ProductionRefusal(name, "is a development key (it is marked as one); "
+                                        "production needs its own secret")
+            if _normalized(value) in kept:
+                raise ProductionRefusal(name, f"is the development key generated in "
+                                        f"{kept[_normalized(value)]}; production needs its "
+                                        "own secret")
+        return self
 
 
 class GrpcServiceSettings(BaseServiceSettings):
@@ -59,8 +102,13 @@ def load_settings(cls: type[S], **overrides) -> S:
         return cls(**overrides)
     except ValidationError as exc:
         for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
-            print(f"configuration error: {name}: {error['msg']}", file=sys.stderr)
+            refusal = (error.get("ctx") or {}).get("error")
+            if isinstance(refusal, ProductionRefusal):  # names its variable itself
+                name, message = refusal.variable.upper(), f"{refusal} (DROPFILE_ENV=production)"
+            else:
+                name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+                message = error["msg"]
+            print(f"configuration error: {name}: {message}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -98,3 +146,14 @@ class CorsSettings(BaseServiceSettings):
     def cors_origin_list(self) -> list[str]:
         return [origin.strip().rstrip("/") for origin in self.cors_origins.split(",")
                 if origin.strip()]
+
+    @model_validator(mode="after")
+    def _own_origins_in_production(self):
+        # The default lists developers' local servers: in production it would let any page
+        # served on a user's localhost call the API with the user's cookies.
+        default = {origin.strip() for origin in DEFAULT_CORS_ORIGINS.split(",")}
+        if not self.development and set(self.cors_origin_list) == default:
+            raise ProductionRefusal("cors_origins", "is the development default (localhost "
+                                    "origins only); set the origins your users' browsers "
+                                    "load Dropfile from")
+        return self

@@ -6,9 +6,17 @@ Messages are received only when a pool slot is free, so during an outage (every 
 retrying) the rest stay in the queue without being received, which would count towards
 the redrive policy's maxReceiveCount. A heartbeat extends the visibility of messages still
 being processed, so a long retry never lets one reappear and be received again.
+
+Dead letters: SQS moves a message to the dead-letter queue when it would be received more
+than the redrive policy's maxReceiveCount times; nobody is told. What this process sees is
+a message received for the maxReceiveCount-th time that it leaves undeleted (rejected,
+failed, deferred or released): that one is counted as dead-lettered
+(`dropfile_queue_messages_total{outcome="dead_lettered"}`). maxReceiveCount is read from
+the queue's RedrivePolicy at start (else SQS_MAX_RECEIVE_COUNT).
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -78,7 +86,10 @@ class QueuePoller:
     def __init__(self, *, sqs, queue_url: str, processor: EventProcessor,
                  stats: ProcessingStats, wait_time_seconds: int, batch_size: int,
                  visibility_timeout_seconds: int, concurrency: int,
+                 max_receive_count: int | None = None,
                  on_stopped: Callable[[], None] | None = None) -> None:
+        """`max_receive_count`: the redrive policy's, when the queue's own cannot be read
+        (None: no dead-letter queue is assumed then)."""
         self._sqs = sqs
         self._queue_url = queue_url
         self._processor = processor
@@ -87,6 +98,7 @@ class QueuePoller:
         self._batch_size = batch_size
         self._visibility = visibility_timeout_seconds
         self._concurrency = concurrency
+        self._max_receive_count = max_receive_count
         self._on_stopped = on_stopped
         self._slots = threading.Semaphore(concurrency)
         self._in_flight = _InFlight()
@@ -112,6 +124,24 @@ class QueuePoller:
         log.info("polling %s (wait %ds, batch %d, concurrency %d)", self._queue_url,
                  self._wait_time, self._batch_size, self._concurrency)
 
+    def _redrive_max_receive_count(self) -> int | None:
+        """The queue's maxReceiveCount (its RedrivePolicy), else the configured one."""
+        try:
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=self._queue_url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+        except SQS_ERRORS as exc:
+            log.warning("could not read the redrive policy of %s (%s); assuming "
+                        "maxReceiveCount %s", self._queue_url, exc, self._max_receive_count)
+            return self._max_receive_count
+        if "RedrivePolicy" not in attributes:
+            log.warning("%s has no redrive policy: a message that keeps failing is never "
+                        "dead-lettered", self._queue_url)
+            return None
+        try:
+            return int(json.loads(attributes["RedrivePolicy"])["maxReceiveCount"])
+        except (ValueError, KeyError, TypeError):
+            return self._max_receive_count
+
     def stop(self) -> None:
         if self._pool is None:
             return
@@ -129,6 +159,8 @@ class QueuePoller:
     # -- receiving ----------------------------------------------------------------------
 
     def _poll_loop(self) -> None:
+        # Here, not in start(): an unreachable queue must not hold up the server's start.
+        self._max_receive_count = self._redrive_max_receive_count()
         failures = RECEIVE_RETRY.delays()
         while not self._stopping.is_set():
             slots = self._take_slots()
@@ -203,6 +235,12 @@ class QueuePoller:
             self._slots.release()
 
     def _carry_out(self, verdict: Verdict, message: QueueMessage, receipt_handle: str) -> None:
+        if verdict is not Verdict.DELETE and self._max_receive_count is not None \
+                and message.receive_count >= self._max_receive_count:
+            self._stats.dead_lettered()
+            log.warning("message %s was received %d times and is left undeleted: SQS moves "
+                        "it to the dead-letter queue", message.message_id,
+                        message.receive_count, extra=log_fields(message_id=message.message_id))
         if verdict is Verdict.DELETE:
             deleted = self._call("delete", message, self._sqs.delete_message,
                                  QueueUrl=self._queue_url, ReceiptHandle=receipt_handle)
@@ -214,8 +252,19 @@ class QueuePoller:
             self._stats.finished(rejected=True)
         elif verdict is Verdict.RETRY_LATER:
             self._stats.finished(failed=True)
+        elif verdict is Verdict.DEFER:
+            self._stats.deferred()
+            self._call("defer", message, self._sqs.change_message_visibility,
+                       QueueUrl=self._queue_url, ReceiptHandle=receipt_handle,
+                       VisibilityTimeout=self._defer_seconds(message.receive_count))
+            self._stats.finished()
         else:  # RELEASE: stopping; another consumer may take it now
             self._make_visible(message, receipt_handle)
+
+    def _defer_seconds(self, receive_count: int) -> int:
+        """2, 4, 8... seconds, at most the visibility timeout: CompleteUpload's commit
+        normally follows storage's event within milliseconds."""
+        return min(2 ** min(receive_count, 16), self._visibility)
 
     def _make_visible(self, message: QueueMessage, receipt_handle: str) -> None:
         self._call("make visible", message, self._sqs.change_message_visibility,

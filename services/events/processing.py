@@ -4,7 +4,12 @@ A message is read (`notifications`), each record of our bucket that created an o
 confirmed through the upload coordinator, and the message gets a verdict the poller carries
 out in the queue. Confirmation is idempotent on the upload side, so duplicate and
 out-of-order events are harmless: the first created event confirms, later ones find the
-file confirmed already; records that are not ours are acknowledged and forgotten.
+file confirmed already; records that are not ours are acknowledged and forgotten. The
+upload side believes an event only for an upload whose CompleteUpload succeeded, and only
+when it names the object completion recorded: a stale or forged one changes nothing and
+is acknowledged; one for an upload not completed (yet) is deferred, since storage's event
+can overtake CompleteUpload's commit, and a message deferred maxReceiveCount times (a
+forged one) ends in the dead-letter queue.
 
 Failures never lose an event: a transient one (upload service or its database down, a
 deadline exceeded) is retried here with exponential backoff while the poller keeps the
@@ -30,6 +35,10 @@ from .upload_client import ConfirmationError, ConfirmationRefused, ConfirmOutcom
 log = logging.getLogger(__name__)
 
 
+# Pauses before asking again about an upload not completed, before deferring its message.
+NOT_COMPLETED_WAITS = (0.25, 0.5, 1.0)
+
+
 class Verdict(enum.Enum):
     # Processed: delete it from the queue.
     DELETE = "delete"
@@ -41,6 +50,9 @@ class Verdict(enum.Enum):
     # The process is stopping while the message waits for a transient failure to pass:
     # leave it undeleted for the next consumer.
     RELEASE = "release"
+    # An upload it names is not completed yet: visible again after a short delay that
+    # grows with its receive count; maxReceiveCount deferrals dead-letter it.
+    DEFER = "defer"
 
 
 @dataclass(frozen=True)
@@ -104,13 +116,14 @@ class EventProcessor:
             log.info("storage test event for bucket %s acknowledged", notification.bucket,
                      extra=log_fields(**fields))
             return Verdict.DELETE
+        deferred = False
         for record in notification:
             if isinstance(record, Ignored):
                 log.info("ignoring %s record: %s", record.event_name, record.reason,
                          extra=log_fields(**fields, s3_key=record.key))
                 continue
             try:
-                outcome = self._confirm(record, message, stopping)
+                outcome = self._confirm_once_completed(record, message, stopping)
             except _Stopped:
                 return Verdict.RELEASE
             except ConfirmationRefused as exc:
@@ -124,7 +137,22 @@ class EventProcessor:
                           extra=log_fields(**fields, s3_key=record.key))
                 return Verdict.RETRY_LATER
             self._report(outcome, record, fields)
-        return Verdict.DELETE
+            deferred = deferred or outcome is ConfirmOutcome.NOT_COMPLETED
+        return Verdict.DEFER if deferred else Verdict.DELETE
+
+    def _confirm_once_completed(self, record: ObjectCreated, message: QueueMessage,
+                                stopping: threading.Event) -> ConfirmOutcome:
+        """_confirm, asked again a few times over about two seconds while the upload is not
+        completed: storage's event usually overtakes CompleteUpload's commit by milliseconds,
+        and waiting here costs no receive of the message (the queue's deferral does)."""
+        outcome = self._confirm(record, message, stopping)
+        for delay in NOT_COMPLETED_WAITS:
+            if outcome is not ConfirmOutcome.NOT_COMPLETED:
+                break
+            if stopping.wait(delay):
+                raise _Stopped()
+            outcome = self._confirm(record, message, stopping)
+        return outcome
 
     def _confirm(self, record: ObjectCreated, message: QueueMessage,
                  stopping: threading.Event) -> ConfirmOutcome:
@@ -155,6 +183,15 @@ class EventProcessor:
         elif outcome is ConfirmOutcome.UNKNOWN_KEY:
             log.warning("no file has key %s (deleted, or not Dropfile's); event acknowledged",
                         record.key, extra=extra)
+        elif outcome is ConfirmOutcome.NOT_COMPLETED:
+            log.warning("the upload of %s is not completed: nothing changed; the message "
+                        "comes back later (receive %d)", record.key, fields["receive_count"],
+                        extra=extra)
+        elif outcome is ConfirmOutcome.STALE:
+            self._stats.stale_event()
+            log.warning("event for %s names an object (size %d, ETag %s) other than the one "
+                        "completion recorded: nothing changed; event acknowledged",
+                        record.key, record.size, record.etag, extra=extra)
         else:
-            log.warning("stored object %s contradicts its file (size %d); the upload "
-                        "service marked it FAILED", record.key, record.size, extra=extra)
+            log.warning("%s belongs to an aborted upload; the upload service removed the "
+                        "object", record.key, extra=extra)

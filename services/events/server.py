@@ -9,7 +9,7 @@ import grpc
 
 from dropfile.events.v1 import events_pb2, events_pb2_grpc
 from services.common import keys
-from services.common.clients import GRPC_CHANNEL_OPTIONS, aws_client
+from services.common.clients import GRPC_CHANNEL_OPTIONS, aws_client, redis_client
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
 from services.common.tokens import TokenVerifier
 
@@ -19,6 +19,7 @@ from .reconciler import Reconciler
 from .servicer import EventsServicer
 from .settings import EventsSettings
 from .stats import ProcessingStats
+from .stream_limits import StreamLimits
 from .upload_client import UploadConfirmer
 from .watch import FileEventHub, feed_client
 
@@ -58,6 +59,7 @@ def create_poller(settings: EventsSettings, *, service_token: str,
         batch_size=settings.sqs_batch_size,
         visibility_timeout_seconds=settings.sqs_visibility_timeout_seconds,
         concurrency=settings.event_concurrency,
+        max_receive_count=settings.sqs_max_receive_count,
         on_stopped=channel.close,
     )
 
@@ -83,7 +85,10 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> Serve
     stats = ProcessingStats()
     token = keys.service_token(settings, settings.service_token)
     hub = FileEventHub(feed_client(settings.cloud_rd_uri),
-                       max_streams=settings.watch_max_streams)
+                       max_streams=settings.watch_max_streams,
+                       limits=StreamLimits(redis_client(settings.cloud_rd_uri),
+                                           per_user=settings.watch_max_streams_per_user,
+                                           lease_seconds=settings.watch_stream_lease_seconds))
 
     def register(server):
         events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(stats, hub), server)

@@ -86,6 +86,6 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                     if not context.is_active():
                         return
                     # The caller reconnects (to any replica) and re-lists what it missed.
-                    raise Unavailable(item.reason, reason="FILE_EVENTS_INTERRUPTED")
+                    raise Unavailable(item.reason, reason=item.error_reason)
                 else:
                     yield _event(item)

@@ -12,6 +12,11 @@ class EventsSettings(GrpcServiceSettings, StorageSettings):
     # WatchFileEvents streams one process serves at once. Each holds a server thread of its
     # own, on top of grpc_max_workers (which the other calls keep).
     watch_max_streams: int = Field(default=256, ge=1, le=10000)
+    # Streams one user holds across every replica (counted in Redis): one more closes that
+    # user's oldest. A replica's streams stop counting watch_stream_lease_seconds after it
+    # stops renewing its lease (crashed, or cut off from Redis).
+    watch_max_streams_per_user: int = Field(default=8, ge=1, le=1000)
+    watch_stream_lease_seconds: int = Field(default=30, ge=3, le=3600)
     # The upload coordinator, whose internal ConfirmUpload RPC marks files UPLOADED.
     upload_service_addr: str = Field(default="127.0.0.1:50052", min_length=1)
     # Deadline of one ConfirmUpload call; exceeding it is retried like an outage.
@@ -22,6 +27,10 @@ class EventsSettings(GrpcServiceSettings, StorageSettings):
     # How long a received message stays hidden from other consumers; extended by a
     # heartbeat while its processing lasts (retries during an outage included).
     sqs_visibility_timeout_seconds: int = Field(default=60, ge=2, le=43200)
+    # The redrive policy's maxReceiveCount (the setup command's variable), used only when
+    # the queue's own policy cannot be read: a message left undeleted at this receive count
+    # is counted as dead-lettered.
+    sqs_max_receive_count: int = Field(default=5, ge=1, le=1000)
     # Messages processed at once.
     event_concurrency: int = Field(default=10, ge=1, le=256)
     # Exponential backoff between retries of a transient failure (with jitter).

@@ -44,6 +44,17 @@ class ProcessingStats:
     def upload_confirmed(self) -> None:
         self._add(uploads_confirmed=1)
 
+    def stale_event(self) -> None:
+        QUEUE_MESSAGES.labels("stale_event").inc()
+
+    def deferred(self) -> None:
+        QUEUE_MESSAGES.labels("deferred").inc()
+
+    def dead_lettered(self) -> None:
+        """A message received maxReceiveCount times is left undeleted: SQS moves it to the
+        dead-letter queue instead of delivering it again."""
+        QUEUE_MESSAGES.labels("dead_lettered").inc()
+
     def finished(self, *, deleted: bool = False, rejected: bool = False,
                  failed: bool = False) -> None:
         """A message's processing ended (whatever happens to it in the queue next)."""

@@ -29,6 +29,8 @@ class ConfirmOutcome(enum.Enum):
     ALREADY_CONFIRMED = "already_confirmed"
     UNKNOWN_KEY = "unknown_key"
     REJECTED = "rejected"
+    NOT_COMPLETED = "not_completed"
+    STALE = "stale"
 
 
 _OUTCOMES = {
@@ -36,6 +38,8 @@ _OUTCOMES = {
     upload_pb2.ConfirmUploadResponse.OUTCOME_ALREADY_CONFIRMED: ConfirmOutcome.ALREADY_CONFIRMED,
     upload_pb2.ConfirmUploadResponse.OUTCOME_UNKNOWN_KEY: ConfirmOutcome.UNKNOWN_KEY,
     upload_pb2.ConfirmUploadResponse.OUTCOME_REJECTED: ConfirmOutcome.REJECTED,
+    upload_pb2.ConfirmUploadResponse.OUTCOME_NOT_COMPLETED: ConfirmOutcome.NOT_COMPLETED,
+    upload_pb2.ConfirmUploadResponse.OUTCOME_STALE: ConfirmOutcome.STALE,
 }
 
 
@@ -77,7 +81,6 @@ class UploadConfirmer:
         if outcome is None:
             raise ConfirmationError(f"ConfirmUpload answered an unknown outcome {reply.outcome}")
         return outcome
-
 
     def pending(self, *, completed_at_least_seconds_ago: int, limit: int
                 ) -> list[upload_pb2.ListPendingConfirmationsResponse.PendingUpload]:

@@ -8,8 +8,9 @@ Ordering rules that keep storage and the database consistent:
   meanwhile: whichever wins the race, no object outlives its file.
 - DeleteFile deletes from storage first: if storage fails, the row stays and the user can
   retry, so no object is ever left without a row that names it.
-- CompleteUpload never changes the status; ConfirmUpload (storage's word) makes a file
-  UPLOADED, and nothing moves an UPLOADED file back.
+- CompleteUpload never changes the status (it records the object's ETag); ConfirmUpload
+  (storage's word, believed only about the object a successful completion recorded) makes
+  a file UPLOADED, and nothing moves an UPLOADED file back.
 """
 from __future__ import annotations
 
@@ -70,6 +71,8 @@ class ConfirmOutcome(enum.Enum):
     ALREADY_CONFIRMED = "ALREADY_CONFIRMED"
     UNKNOWN_KEY = "UNKNOWN_KEY"
     REJECTED = "REJECTED"
+    NOT_COMPLETED = "NOT_COMPLETED"
+    STALE = "STALE"
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,12 @@ def _info(file: File) -> FileInfo:
 
 def _is_complete(file: File) -> bool:
     return file.status is FileStatus.UPLOADED or file.completed_at is not None
+
+
+def _is_recorded_object(file: File, *, size: int, etag: str) -> bool:
+    """Whether storage's word (size, bare ETag) describes the object completion recorded.
+    Rows completed before ETags were recorded have none: their size alone is compared."""
+    return size == file.size and (file.etag is None or etag == file.etag)
 
 
 def _refuse_unless_receiving_parts(file: File) -> None:
@@ -484,9 +493,9 @@ class Uploads(UploadsV2):
         checksums = {number: stored[number].checksum or recorded[number - 1].checksum
                      for number, _ in ordered} if algorithm else None
         try:
-            self._storage.complete_multipart_upload(file.s3_key, upload_id=upload_id,
-                                                    parts=ordered, checksums=checksums,
-                                                    checksum_algorithm=algorithm)
+            etag = self._storage.complete_multipart_upload(
+                file.s3_key, upload_id=upload_id, parts=ordered, checksums=checksums,
+                checksum_algorithm=algorithm)
         except UploadGone:
             return self._settle_vanished_upload(file)
         except CompletionRefused as refused:
@@ -499,7 +508,7 @@ class Uploads(UploadsV2):
                     "the part with its checksum", reason="PART_CHECKSUM_UNKNOWN") from None
             raise FailedPrecondition(f"storage refused the parts ({refused}); upload them "
                                      "again", reason="PARTS_REFUSED") from None
-        self._mark_completed(file, sha256=digest)
+        self._mark_completed(file, sha256=digest, etag=etag)
 
     def abort(self, *, user_id: uuid.UUID, file_id: str, upload_id: str) -> None:
         fid = parse_file_id(file_id)
@@ -559,7 +568,11 @@ class Uploads(UploadsV2):
 
     def confirm(self, *, s3_key: str, size: int, etag: str,
                 event_time: datetime | None = None) -> ConfirmOutcome:
-        """Storage holds an object at `s3_key`. Serialized per file by a row lock, so
+        """Storage says it holds an object at `s3_key` (an event, or a reconciler's HEAD).
+        Events can be stale, duplicated, reordered or forged, so they are believed only for
+        what CompleteUpload itself did: a file is confirmed when its completion succeeded
+        and the object is the one completion recorded (size, and ETag where storage named
+        one). Anything else changes nothing. Serialized per file by a row lock, so
         concurrent duplicate confirmations confirm once."""
         if not s3_key:
             raise InvalidArgument("s3_key is required")
@@ -570,20 +583,21 @@ class Uploads(UploadsV2):
             status_before = file.status if file is not None else None
             if file is None:
                 outcome, why = ConfirmOutcome.UNKNOWN_KEY, "no file has this key"
-            elif file.status is FileStatus.UPLOADED:
-                outcome, why = ConfirmOutcome.ALREADY_CONFIRMED, "already uploaded"
             elif file.status is FileStatus.FAILED:
                 outcome, why = ConfirmOutcome.REJECTED, "the upload was aborted"
-            elif size != file.size:
-                # Possibly before CompleteUpload wrote completed_at: the object's existence
-                # is what counts, so that is no reason to refuse; a wrong size is.
-                file.status = FileStatus.FAILED
-                outcome = ConfirmOutcome.REJECTED
-                why = f"object is {size} bytes but the file declared {file.size}"
+            elif not _is_recorded_object(file, size=size, etag=etag):
+                outcome = ConfirmOutcome.STALE
+                why = (f"object is {size} bytes, ETag {etag or '-'}; completion recorded "
+                       f"{file.size} bytes, ETag {file.etag or '-'}")
+            elif file.status is FileStatus.UPLOADED:
+                outcome, why = ConfirmOutcome.ALREADY_CONFIRMED, "already uploaded"
+            elif file.completed_at is None:
+                # Someone else's object at the key (a forged message, or a PUT by whoever
+                # got at storage), or storage's event overtook CompleteUpload's commit.
+                outcome, why = ConfirmOutcome.NOT_COMPLETED, "CompleteUpload has not succeeded"
             else:
                 file.status = FileStatus.UPLOADED
-                file.size = size
-                file.etag = etag or None
+                file.etag = etag or file.etag
                 file.uploaded_at = _now()
                 outcome, why = ConfirmOutcome.CONFIRMED, "confirmed"
             file_id = file.id if file is not None else None
@@ -601,7 +615,10 @@ class Uploads(UploadsV2):
             if event_time is not None:
                 # Storage's clock may run a little ahead of ours: never a negative lag.
                 EVENT_LAG.observe(max(fields["event_lag_seconds"], 0.0))
-        if outcome is ConfirmOutcome.REJECTED:
+        if outcome in (ConfirmOutcome.NOT_COMPLETED, ConfirmOutcome.STALE):
+            log.warning("upload confirmation refused: nothing changed",
+                        extra=log_fields(**fields))
+        elif outcome is ConfirmOutcome.REJECTED:
             log.warning("upload confirmation rejected", extra=log_fields(**fields))
             # A FAILED file holds no object: the stray one goes (errors propagate, so the
             # event is retried and this runs again).
@@ -658,12 +675,15 @@ class Uploads(UploadsV2):
         if size != expected:
             raise InvalidArgument(f"part {chunk_index} must be {expected} bytes, not {size}")
 
-    def _mark_completed(self, file: File, *, sha256: str | None = None) -> None:
+    def _mark_completed(self, file: File, *, sha256: str | None = None,
+                        etag: str = "") -> None:
+        """`etag`: the completed object's, which confirmation requires events to match."""
         with self._store.locked_owned_file(file.id, file.user_id) as current:
             vanished = current is None or current.status is FileStatus.FAILED
             newly_completed = not vanished and current.completed_at is None
             if newly_completed:
                 current.completed_at = _now()  # status untouched: UPLOADED stays UPLOADED
+                current.etag = etag or None
                 if sha256 and not current.sha256:
                     current.sha256 = sha256
         if vanished:
@@ -679,8 +699,9 @@ class Uploads(UploadsV2):
     def _settle_vanished_upload(self, file: File) -> None:
         """Storage no longer has the multipart upload. If it holds the finished object, an
         earlier completion succeeded (its reply or our row update was lost): record it."""
-        if self._storage.object_size(file.s3_key) == file.size:
-            return self._mark_completed(file)
+        stored = self._storage.stored_object(file.s3_key)
+        if stored is not None and stored[0] == file.size:
+            return self._mark_completed(file, etag=stored[1])
         current = self._store.owned_file(file.id, file.user_id)
         if current is not None and _is_complete(current):
             return None

@@ -29,6 +29,8 @@ _OUTCOME = {
     ConfirmOutcome.ALREADY_CONFIRMED: upload_pb2.ConfirmUploadResponse.OUTCOME_ALREADY_CONFIRMED,
     ConfirmOutcome.UNKNOWN_KEY: upload_pb2.ConfirmUploadResponse.OUTCOME_UNKNOWN_KEY,
     ConfirmOutcome.REJECTED: upload_pb2.ConfirmUploadResponse.OUTCOME_REJECTED,
+    ConfirmOutcome.NOT_COMPLETED: upload_pb2.ConfirmUploadResponse.OUTCOME_NOT_COMPLETED,
+    ConfirmOutcome.STALE: upload_pb2.ConfirmUploadResponse.OUTCOME_STALE,
 }
 _ALGORITHM = {
     ChecksumAlgorithm.SHA256: upload_pb2.CHECKSUM_ALGORITHM_SHA256,

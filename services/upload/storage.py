@@ -205,9 +205,11 @@ class Storage:
     def complete_multipart_upload(self, key: str, *, upload_id: str,
                                   parts: list[tuple[int, str]],
                                   checksums: dict[int, str] | None = None,
-                                  checksum_algorithm: ChecksumAlgorithm | None = None) -> None:
+                                  checksum_algorithm: ChecksumAlgorithm | None = None) -> str:
         """`parts` are (part number, bare ETag) in order. An upload created with a checksum
-        algorithm names each part's checksum too (S3 requires it), where known."""
+        algorithm names each part's checksum too (S3 requires it), where known. Returns the
+        object's bare ETag ("" when the store names none): confirmation checks storage's
+        events against it."""
         listed = []
         for number, etag in parts:
             entry = {"PartNumber": number, "ETag": f'"{etag}"'}
@@ -215,7 +217,7 @@ class Storage:
                 entry[checksum_algorithm.s3_param] = checksums[number]
             listed.append(entry)
         try:
-            self._s3.complete_multipart_upload(
+            reply = self._s3.complete_multipart_upload(
                 Bucket=self._bucket, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": listed},
             )
@@ -226,6 +228,7 @@ class Storage:
             if code in ("InvalidRequest", "InvalidPart", "InvalidPartOrder", "BadDigest"):
                 raise CompletionRefused(code) from None
             raise
+        return normalize_etag(reply.get("ETag", ""))
 
     def abort_multipart_upload(self, key: str, *, upload_id: str) -> None:
         """Aborts; an upload that is already gone is fine."""
@@ -243,6 +246,16 @@ class Storage:
             if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
+
+    def stored_object(self, key: str) -> tuple[int, str] | None:
+        """(size, bare ETag) of the stored object, or None when there is none."""
+        try:
+            head = self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return head["ContentLength"], normalize_etag(head.get("ETag", ""))
 
     def delete_object(self, key: str) -> None:
         """Deletes the object; deleting a missing object succeeds (S3 semantics)."""

@@ -130,7 +130,9 @@ def test_a_killed_upload_of_more_than_1000_parts_resumes_after_flushall_and_toke
         s3 = aws_client("s3", region="us-east-1", endpoint_url=upload.settings.s3_endpoint)
     assert s3.get_object(Bucket=small_parts_stack["bucket"], Key=key)["Body"].read() == data
     upload.internal_stub.ConfirmUpload(  # this store sends no events: confirm as a reconciler
-        upload_pb2.ConfirmUploadRequest(s3_key=key, size=len(data), etag="e"),
+        upload_pb2.ConfirmUploadRequest(
+            s3_key=key, size=len(data),
+            etag=s3.head_object(Bucket=small_parts_stack["bucket"], Key=key)["ETag"]),
         metadata=[("x-dropfile-service-token", service_token)])
     listing = json.loads(run_dropfile(dropfile_bin, "ls", "--json", env=env).out)
     assert [(f["fileId"], f["status"]) for f in listing] == [(file_id, "UPLOADED")]

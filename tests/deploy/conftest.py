@@ -30,8 +30,19 @@ def kubectl() -> Path:
     return KUBECTL
 
 
+def generate_kind_secrets() -> None:
+    """The kind overlay's Secrets come from files deploy/kind/secrets.sh generates (kept once
+    made), as `make deploy-validate` and scripts/kind-up.sh generate them."""
+    result = subprocess.run(["bash", str(DEPLOY / "kind" / "secrets.sh")], capture_output=True,
+                            text=True, timeout=60)
+    if result.returncode != 0:
+        pytest.fail(f"deploy/kind/secrets.sh failed:\n{result.stderr}", pytrace=False)
+
+
 def render(overlay: str) -> list[dict]:
     """`kubectl kustomize deploy/overlays/<overlay>`, parsed."""
+    if overlay == "kind":
+        generate_kind_secrets()
     result = subprocess.run([str(kubectl()), "kustomize", str(DEPLOY / "overlays" / overlay)],
                             capture_output=True, text=True, timeout=120)
     if result.returncode != 0:

@@ -133,3 +133,14 @@ def test_kind_script_is_valid_bash():
     result = subprocess.run(["bash", "-n", str(ROOT / "scripts" / "kind-up.sh")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_audit_command_ships_in_the_image():
+    """`python -m services.audit` is in the package the build installs, and the build
+    imports it, so a broken import fails the build rather than the first audit."""
+    assert (ROOT / "services" / "audit" / "__main__.py").is_file()
+    _, _, build = [stage for stage in stages() if stage[1] == "build"][0]
+    copied = [rest for keyword, rest in build if keyword == "COPY"]
+    assert any(rest.startswith("services/") for rest in copied)
+    runs = " ".join(rest for keyword, rest in build if keyword == "RUN")
+    assert "services.audit.__main__" in runs

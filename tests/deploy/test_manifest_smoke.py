@@ -285,17 +285,21 @@ def _check_metrics(services, local_port, gateway_url, upload, sqs, queue_url) ->
     created = [e for e in services["events"].entries()
                if e.get("outcome") in ("confirmed", "already_confirmed")]
     assert [e["outcome"] for e in created].count("confirmed") == 1, created
+    # An event that overtook CompleteUpload's commit, still not completed after the
+    # processor's short waits, was deferred and received again.
+    deferred = [e for e in services["events"].entries() if e.get("outcome") == "not_completed"]
     events = scrape(local_port("events", "metrics"))
     queue = "dropfile_queue_messages_total"
-    assert metric(events, queue, outcome="received") == 1 + len(created)
+    assert metric(events, queue, outcome="received") == 1 + len(created) + len(deferred)
     wait_until(lambda: metric(scrape(local_port("events", "metrics")), queue,
                               outcome="deleted") == 1 + len(created),
                timeout=10, what="the deletions to be counted")
     for outcome in ("rejected", "failed", "transient_failure"):
         assert f'outcome="{outcome}"' not in events, outcome
     uploads = scrape(local_port("upload", "metrics"))
+    # At least one call per event; more when one asked again while CompleteUpload committed.
     assert metric(uploads, grpc_requests, service="dropfile.upload.v1.UploadInternalService",
-                  method="ConfirmUpload", code="OK") == len(created)
+                  method="ConfirmUpload", code="OK") >= len(created)
 
     gateway = scrape(local_port("gateway", "metrics"))
     routes = {("POST", "/api/auth/signup"): 1, ("POST", "/api/files/get-upload-urls"): 1,

@@ -38,6 +38,7 @@ def test_gateway_metrics_are_not_on_its_public_port(manifests):
     assert ports["metrics"] != ports["http"]
     # With METRICS_PORT set the gateway never answers /metrics on its HTTP port.
     settings = GatewaySettings(_env_file=None, dropfile_env=env["DROPFILE_ENV"],
+                               cors_origins=env["CORS_ORIGINS"],
                                metrics_port=int(env["METRICS_PORT"]))
     assert not serves_metrics_on_http_port(settings)
     for service in manifests.of_kind("Service"):

@@ -1,13 +1,17 @@
-"""What distinguishes the overlays: kind runs everything in the cluster with throwaway
-credentials and publishes the gateway on localhost; aws keeps no secret, no AWS key and no
-database in the cluster, and gives AWS access through IAM roles for service accounts."""
+"""What distinguishes the overlays: kind runs everything in the cluster with credentials
+generated at deploy time (never committed) and publishes the gateway on localhost; aws keeps
+no secret, no AWS key and no database in the cluster, and gives AWS access through IAM roles
+for service accounts."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import yaml
 
-from .conftest import DEPLOY, ROOT, image_repository_name, is_dropfile_image
+from .conftest import (DEPLOY, KUBECTL, ROOT, Manifests, image_repository_name,
+                       is_dropfile_image, render)
 
 AWS_KEY_NAMES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
 IN_CLUSTER_STORES = ("postgres", "redis", "valkey", "moto", "minio")
@@ -32,11 +36,80 @@ def test_no_secret_material_is_committed():
 
 # --- kind -------------------------------------------------------------------------------
 
-def test_kind_secrets_are_marked_dev_only(rendered):
-    for secret in rendered["kind"].of_kind("Secret"):
-        for key in secret.get("data") or {}:
-            value = rendered["kind"].secret_value(secret["metadata"]["name"], key)
-            assert "dev-only" in value, f"{secret['metadata']['name']}.{key} is not marked"
+KIND_SECRETS = {"dropfile-db": ["CLOUD_DB_URI"], "dropfile-redis": ["CLOUD_RD_URI"],
+                "dropfile-service-token": ["SERVICE_TOKEN"],
+                "postgres-dev": ["POSTGRES_PASSWORD"], "redis-dev": ["REDIS_PASSWORD"],
+                "moto-credentials": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]}
+
+
+def tracked_text() -> str:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    texts = []
+    for name in filter(None, listed):
+        try:
+            texts.append((ROOT / name).read_text())
+        except (UnicodeDecodeError, OSError):
+            continue
+    return "\n".join(texts)
+
+
+def generated_secret(manifests, name: str, key: str) -> str | None:
+    """A generated Secret's value; its name carries kustomize's content hash."""
+    for secret in manifests.of_kind("Secret"):
+        full_name = secret["metadata"]["name"]
+        if full_name.rsplit("-", 1)[0] == name:
+            return manifests.secret_value(full_name, key)
+    return None
+
+
+def kind_secret_values(manifests) -> dict[str, str]:
+    return {f"{name}.{key}": generated_secret(manifests, name, key)
+            for name, keys in KIND_SECRETS.items() for key in keys}
+
+
+def test_kind_credentials_are_generated_not_committed(rendered):
+    values = kind_secret_values(rendered["kind"])
+    assert None not in values.values(), values.keys()
+    committed = tracked_text()
+    for where, value in values.items():
+        assert value not in committed, f"{where} is committed"
+    secrets_dir = DEPLOY / "overlays" / "kind" / "secrets"
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(secrets_dir / "db.env")],
+                             cwd=ROOT)
+    assert ignored.returncode == 0, "the generated secrets are not ignored by git"
+    assert secrets_dir.stat().st_mode & 0o077 == 0, "the secrets folder is readable by others"
+
+
+def test_kind_credentials_are_random_and_agree(rendered, tmp_path):
+    """Each clone gets its own values (a second generation elsewhere differs in every one),
+    the services' URIs carry the passwords the stores are given, and the token is one the
+    settings accept (32+ characters)."""
+    values = kind_secret_values(rendered["kind"])
+    db_password = values["postgres-dev.POSTGRES_PASSWORD"]
+    redis_password = values["redis-dev.REDIS_PASSWORD"]
+    assert f":{db_password}@postgres:" in values["dropfile-db.CLOUD_DB_URI"]
+    assert f":{redis_password}@redis:" in values["dropfile-redis.CLOUD_RD_URI"]
+    assert len(db_password) >= 32 and len(redis_password) >= 32
+    assert len(values["dropfile-service-token.SERVICE_TOKEN"]) >= 32
+
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("secrets"))
+    subprocess.run(["bash", str(copy / "kind" / "secrets.sh")], check=True,
+                   capture_output=True)
+    other = Manifests("kind", [doc for doc in yaml.safe_load_all(subprocess.run(
+        [str(KUBECTL), "kustomize", str(copy / "overlays" / "kind")], capture_output=True,
+        text=True, check=True, timeout=120).stdout) if doc])
+    mine, theirs = values, kind_secret_values(other)
+    for where in mine:
+        assert mine[where] != theirs[where], f"{where} is the same in two clones"
+
+
+def test_generating_kind_credentials_again_keeps_them(rendered):
+    before = kind_secret_values(rendered["kind"])
+    subprocess.run(["bash", str(DEPLOY / "kind" / "secrets.sh")], check=True,
+                   capture_output=True)
+    assert kind_secret_values(Manifests("kind", render("kind"))) == before
 
 
 def test_kind_runs_its_stores_in_the_cluster(rendered):

@@ -1,7 +1,11 @@
 """`make run` from a clean clone, with nothing configured: the stack comes up on embedded
 engines (PostgreSQL, Valkey, SeaweedFS), a file goes up with the CLI, is confirmed by the
-reconciler and comes back byte-identical; Ctrl-C stops everything; after a restart the file
-is still there."""
+reconciler and comes back byte-identical; a service and an engine killed with SIGKILL come
+back by themselves; Ctrl-C stops everything; after a restart the file is still there.
+
+The clone sits in a private folder (mode 0700, as under /root) and, as root, the embedded
+PostgreSQL still runs (as `nobody`, from /var/lib/dropfile). Node.js is hidden from PATH, so
+the web app is built with Node.js from PyPI, as on a machine with nothing but Python."""
 from __future__ import annotations
 
 import json
@@ -16,7 +20,11 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tools.engines import (MAX_PORT_OFFSET, S3_PORT, SEAWEED_PORTS, POSTGRES_PORT,
+                           VALKEY_PORT, port_free, root_postgres_home)
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables that would point `make run` at configured backends instead of embedded ones.
@@ -71,7 +79,45 @@ class Stack:
             pytest.fail("`make run` did not stop within 90 s of Ctrl-C")
 
 
-def processes_under(folder: Path) -> list[str]:
+def free_engine_port_offset() -> int:
+    """An offset that moves every embedded engine's port onto a free one, so this test never
+    meets a `make run` on the default ports."""
+    ports = [POSTGRES_PORT, VALKEY_PORT, S3_PORT, *SEAWEED_PORTS.values()]
+    ports += [port + 10000 for port in (S3_PORT, *SEAWEED_PORTS.values())]
+    for offset in range(101, MAX_PORT_OFFSET, 97):
+        if all(port_free(port + offset) for port in ports):
+            return offset
+    pytest.fail("no free range of ports for the embedded engines")
+
+
+def path_without(tmp: Path, hidden: set[str]) -> str:
+    """A PATH with every command of this one but the hidden ones."""
+    folder = tmp / "bin"
+    folder.mkdir()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not directory or not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            target = Path(directory) / name
+            if name in hidden or (folder / name).exists() or not os.access(target, os.X_OK):
+                continue
+            (folder / name).symlink_to(target)
+    return str(folder)
+
+
+def pid_of(clone: Path, needle: str) -> int:
+    matches = [int(line.split(":")[0]) for line in processes_under(clone) if needle in line]
+    assert len(matches) >= 1, f"no process {needle!r} of {clone}"
+    return min(matches)  # the parent: it started first
+
+
+def processes_under(clone: Path) -> list[str]:
+    """Processes of the clone's stack: started from it, or (as root) from the folder under
+    /var/lib/dropfile where its PostgreSQL runs."""
+    return running_from(clone) + running_from(root_postgres_home(clone / ".dropfile"))
+
+
+def running_from(folder: Path) -> list[str]:
     """Command lines of running processes that started from the folder."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -87,16 +133,17 @@ def processes_under(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def clone():
-    # Not under pytest's tmp folder (mode 0700): as root, the embedded PostgreSQL runs as
-    # `nobody`, which must be able to reach the clone.
+    # A private folder (mkdtemp makes it 0700): other users, `nobody` included, cannot
+    # enter it, as under /root.
     base = Path(tempfile.mkdtemp(prefix="dropfile-make-run-", dir="/tmp"))
-    base.chmod(0o755)
+    assert base.stat().st_mode & 0o777 == 0o700
     target = base / "dropfile"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(target)], check=True)
     yield target
     leftovers = processes_under(target)
     for line in leftovers:
         os.kill(int(line.split(":")[0]), signal.SIGKILL)
+    shutil.rmtree(root_postgres_home(target / ".dropfile"), ignore_errors=True)
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -106,6 +153,8 @@ def test_make_run_from_a_clean_clone_on_embedded_engines(clone, tmp_path):
                                             "UPLOAD_GRPC_PORT", "EVENTS_GRPC_PORT")}
     env.update({name: str(port) for name, port in ports.items()})
     env["DROPFILE_CONFIG_DIR"] = str(tmp_path / "cli-config")
+    env["DROPFILE_ENGINE_PORT_OFFSET"] = str(free_engine_port_offset())
+    env["PATH"] = path_without(tmp_path, {"node", "npm", "npx", "corepack"})
     url = f"http://127.0.0.1:{ports['DROPFILE_HTTP_PORT']}"
     dropfile = clone / ".venv" / "bin" / "dropfile"
 
@@ -123,6 +172,14 @@ def test_make_run_from_a_clean_clone_on_embedded_engines(clone, tmp_path):
         first.wait_for(r"Dropfile is running at http://127\.0\.0\.1:\d+", timeout=900)
         for engine in ("postgres", "valkey", "s3"):
             assert any(f"{engine} (embedded) is ready" in line for line in first.lines)
+        # Built with Node.js from PyPI (node was hidden), and served at /.
+        assert (clone / ".venv" / "bin" / "node").exists()
+        index = httpx.get(f"{url}/", timeout=10)
+        assert index.status_code == 200
+        assert index.text == (clone / "web" / "dist" / "index.html").read_text()
+        if os.geteuid() == 0:
+            data = clone / ".dropfile" / "postgres"
+            assert data.is_symlink() and (data / "PG_VERSION").exists()
         twice = subprocess.run(["make", "run"], cwd=clone, env=env, capture_output=True,
                                text=True, timeout=300, stdin=subprocess.DEVNULL)
         assert twice.returncode != 0
@@ -136,6 +193,25 @@ def test_make_run_from_a_clean_clone_on_embedded_engines(clone, tmp_path):
         copy = tmp_path / "copy.bin"
         cli("get", entry["fileId"], str(copy), "--no-progress")
         assert copy.read_bytes() == original.read_bytes()
+
+        # A crash of a service and of an engine: both come back by themselves, and the
+        # stack serves again.
+        os.kill(pid_of(clone, "-m services.upload.server"), signal.SIGKILL)
+        os.kill(pid_of(clone, "pginstall/bin/postgres -D"), signal.SIGKILL)
+        first.wait_for(r"upload was killed by SIGKILL after [\d.]+ s; restarting it in", 30)
+        first.wait_for(r"postgres was killed by SIGKILL after [\d.]+ s; restarting it in", 30)
+        first.wait_for(r"upload restarted \(pid \d+\)", 60)
+        first.wait_for(r"postgres restarted \(pid \d+\)", 120)
+        deadline = time.monotonic() + 120
+        while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the stack never became ready again"
+            time.sleep(0.5)
+        small = tmp_path / "after the crash.txt"
+        small.write_bytes(os.urandom(70_000))
+        cli("upload", str(small), "--no-progress")
+        listed = json.loads(cli("ls", "--json").stdout)
+        assert {f["fileName"]: f["status"] for f in listed}[small.name] == "UPLOADED"
+        assert first.proc.poll() is None, "make run stopped after a crash"
     finally:
         code = first.interrupt()
     assert first.proc.returncode is not None

@@ -25,15 +25,18 @@ class UploadedFile:
     size: int
 
 
-def upload_file(stub, token: str, *, size: int, file_name: str = "report.pdf") -> UploadedFile:
+def upload_file(stub, token: str, *, size: int, file_name: str = "report.pdf",
+                file_id: str | None = None, first_byte: int = 0) -> UploadedFile:
     """Initiates, PUTs every part to its presigned URL, records the parts and completes the
-    multipart upload, as a client does. The file is then UPLOADING until confirmed."""
+    multipart upload, as a client does. The file is then UPLOADING until confirmed. The
+    bytes count up from `first_byte` (another value, other bytes)."""
     metadata = bearer(token)
-    file_id = str(uuid.uuid4())
+    file_id = file_id or str(uuid.uuid4())
     reply = stub.InitiateUpload(upload_pb2.InitiateUploadRequest(
         file_id=file_id, file_name=file_name, mime_type="application/pdf", file_size=size),
         metadata=metadata)
-    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    pattern = bytes((first_byte + i) % 256 for i in range(256))
+    data = pattern * (size // 256) + bytes(size % 256)
     parts = []
     for index, url in enumerate(reply.part_urls):
         chunk = data[index * reply.part_size:(index + 1) * reply.part_size]
@@ -112,3 +115,12 @@ def stats(processor_stub, make_token) -> events_pb2.GetStatsResponse:
 
 def messages_of(caplog, needle: str) -> list[str]:
     return [record.getMessage() for record in caplog.records if needle in record.getMessage()]
+
+
+def dead_lettered_count() -> float:
+    """This process's count of messages left for the dead-letter queue (the Prometheus
+    counter the poller increments)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("dropfile_queue_messages_total",
+                                     {"outcome": "dead_lettered"}) or 0.0

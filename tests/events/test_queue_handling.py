@@ -20,7 +20,8 @@ from services.events.settings import EventsSettings
 from services.setup import ensure_bucket, ensure_notification
 from tests.conftest import settings_for, wait_until
 
-from .helpers import is_empty, messages_of, queue_counts, s3_record, stats
+from .helpers import dead_lettered_count, is_empty, messages_of, queue_counts, s3_record, \
+    stats
 
 
 @pytest.fixture
@@ -92,6 +93,7 @@ def test_unprocessable_messages_reach_the_dead_letter_queue_through_the_redrive_
         sqs, queue, quiet_bucket, start_processor, make_token, caplog):
     caplog.set_level(logging.WARNING, logger="services.events")
     processor = start_processor(sqs_queue_url=queue.url, s3_bucket=quiet_bucket)
+    before = dead_lettered_count()
     not_json = sqs.send_message(QueueUrl=queue.url, MessageBody="this is not json {")
     no_size = sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(
         {"Records": [s3_record(quiet_bucket, "users/x/y", event_name="ObjectCreated:Put",
@@ -107,6 +109,8 @@ def test_unprocessable_messages_reach_the_dead_letter_queue_through_the_redrive_
     assert counters.messages_received == 4
     assert counters.messages_deleted == 0
     assert is_empty(sqs, queue.url)
+    # Left undeleted at their second receive: counted as dead letters, once each.
+    assert dead_lettered_count() == before + 2
     for message_id, reason in ((not_json["MessageId"], "not valid JSON"),
                                (no_size["MessageId"], "Records[0].s3.object.size")):
         lines = messages_of(caplog, f"rejecting message {message_id}")

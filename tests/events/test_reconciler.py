@@ -68,3 +68,27 @@ def test_reconciler_defaults_follow_the_queue(common_settings):
     with_queue = settings_for(EventsSettings, common_settings)
     assert (without_queue.reconcile_every, without_queue.reconcile_after) == (1.0, 0)
     assert with_queue.reconcile_every > 1 and with_queue.reconcile_after > 0
+
+
+def test_an_object_put_at_the_key_of_an_upload_never_completed_is_not_confirmed(
+        start_processor, quiet_upload, quiet_bucket, make_token, s3, service_token):
+    """The reconciler HEADs only completed uploads, and ConfirmUpload believes no HEAD (nor
+    event) for an upload whose CompleteUpload never succeeded, whatever sits at its key."""
+    token = make_token()
+    start_processor(sqs_queue_url=None, s3_bucket=quiet_bucket,
+                    upload_service_addr=quiet_upload.address, reconcile_interval_seconds=0.2)
+    file_id = str(uuid.uuid4())
+    started = quiet_upload.stub.InitiateUpload(upload_pb2.InitiateUploadRequest(
+        file_id=file_id, file_name="victim.txt", file_size=10), metadata=bearer(token))
+    s3.put_object(Bucket=quiet_bucket, Key=started.s3_key, Body=b"0123456789")
+    confirmed = upload_file(quiet_upload.stub, token, size=1024)  # a marker that it ran
+    wait_until(lambda: file_status(quiet_upload.stub, token, confirmed.file_id)
+               == "FILE_STATUS_UPLOADED", timeout=10, what="a reconciliation round")
+    assert file_status(quiet_upload.stub, token, file_id) == "FILE_STATUS_UPLOADING"
+    # What the reconciler would send, were it asked: refused.
+    head = s3.head_object(Bucket=quiet_bucket, Key=started.s3_key)
+    reply = quiet_upload.internal_stub.ConfirmUpload(upload_pb2.ConfirmUploadRequest(
+        s3_key=started.s3_key, size=head["ContentLength"], etag=head["ETag"]),
+        metadata=[("x-dropfile-service-token", service_token)])
+    assert reply.outcome == upload_pb2.ConfirmUploadResponse.OUTCOME_NOT_COMPLETED
+    assert file_status(quiet_upload.stub, token, file_id) == "FILE_STATUS_UPLOADING"

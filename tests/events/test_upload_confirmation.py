@@ -17,11 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
 from dropfile.events.v1 import events_pb2
+from dropfile.upload.v1 import upload_pb2
 from services.events.server import SERVICE_NAME
 from tests.conftest import wait_until
 
-from .helpers import created_event, file_status, is_empty, messages_of, removed_event, \
-    s3_record, stats, upload_file
+from .helpers import bearer, created_event, dead_lettered_count, file_status, is_empty, \
+    messages_of, removed_event, s3_record, stats, upload_file
 
 MIB = 1024 * 1024
 UPLOADED, UPLOADING = "FILE_STATUS_UPLOADED", "FILE_STATUS_UPLOADING"
@@ -166,21 +167,90 @@ def test_creations_in_reverse_sequencer_order_confirm_once(
     assert stats(processor.stub, make_token).uploads_confirmed == 1
 
 
-def test_a_size_that_contradicts_the_file_is_acknowledged_and_the_file_fails(
-        pipeline, quiet_upload, quiet_bucket, make_token, sqs, caplog):
+@pytest.mark.parametrize("lie", ["size", "etag"])
+def test_an_event_naming_another_object_is_acknowledged_and_changes_nothing(
+        lie, pipeline, quiet_upload, quiet_bucket, make_token, s3, sqs, caplog):
     caplog.set_level(logging.INFO, logger="services.events")
     queue, processor = pipeline
     token = make_token(str(uuid.uuid4()))
     uploaded = upload_file(quiet_upload.stub, token, size=4000)
+    etag = s3.head_object(Bucket=quiet_bucket, Key=uploaded.s3_key)["ETag"].strip('"')
+    size, etag = (3999, etag) if lie == "size" else (4000, "0123456789abcdef0123456789abcdef")
+    before = dead_lettered_count()
     sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps({"Records": [s3_record(
-        quiet_bucket, uploaded.s3_key, event_name="ObjectCreated:Put", size=3999,
-        etag="0123456789abcdef0123456789abcdef")]}))
+        quiet_bucket, uploaded.s3_key, event_name="ObjectCreated:Put", size=size,
+        etag=etag)]}))
 
     wait_until(lambda: stats(processor.stub, make_token).messages_deleted == 1,
-               timeout=30, what="the contradicting event acknowledged")
-    assert file_status(quiet_upload.stub, token, uploaded.file_id) == "FILE_STATUS_FAILED"
-    assert messages_of(caplog, f"stored object {uploaded.s3_key} contradicts its file")
+               timeout=30, what="the stale event acknowledged")
+    assert file_status(quiet_upload.stub, token, uploaded.file_id) == UPLOADING
+    assert messages_of(caplog, f"event for {uploaded.s3_key} names an object")
     assert stats(processor.stub, make_token).uploads_confirmed == 0
+    assert s3.head_object(Bucket=quiet_bucket, Key=uploaded.s3_key)["ContentLength"] == 4000
+    assert dead_lettered_count() == before
+    # The true event still confirms it.
+    sqs.send_message(QueueUrl=queue.url,
+                     MessageBody=created_event(s3, quiet_bucket, uploaded.s3_key))
+    wait_until(lambda: file_status(quiet_upload.stub, token, uploaded.file_id) == UPLOADED,
+               timeout=30, what="the file UPLOADED")
+
+
+def test_a_forged_message_for_an_upload_never_completed_changes_nothing_and_is_dead_lettered(
+        pipeline, quiet_upload, quiet_bucket, make_token, s3, sqs, caplog):
+    """Someone who can write to the bucket, or send to the queue, puts an object at the key
+    of an upload still receiving parts and sends the event S3 would send for it."""
+    caplog.set_level(logging.INFO, logger="services.events")
+    queue, processor = pipeline  # maxReceiveCount 2
+    token = make_token(str(uuid.uuid4()))
+    file_id = str(uuid.uuid4())
+    started = quiet_upload.stub.InitiateUpload(upload_pb2.InitiateUploadRequest(
+        file_id=file_id, file_name="victim.bin", file_size=10), metadata=bearer(token))
+    s3.put_object(Bucket=quiet_bucket, Key=started.s3_key, Body=b"0123456789")
+    before = dead_lettered_count()
+    sent = sqs.send_message(QueueUrl=queue.url,
+                            MessageBody=created_event(s3, quiet_bucket, started.s3_key))
+
+    def dead_letters():
+        return sqs.receive_message(QueueUrl=queue.dlq_url, WaitTimeSeconds=0,
+                                   VisibilityTimeout=60).get("Messages")
+
+    [dead] = wait_until(dead_letters, timeout=30, what="the forged message dead-lettered")
+    assert dead["MessageId"] == sent["MessageId"]
+    assert file_status(quiet_upload.stub, token, file_id) == UPLOADING
+    counters = stats(processor.stub, make_token)
+    assert (counters.uploads_confirmed, counters.messages_deleted) == (0, 0)
+    assert counters.messages_received == 2  # deferred on each receive, never deleted
+    assert len(messages_of(caplog, f"the upload of {started.s3_key} is not completed")) == 2
+    assert dead_lettered_count() == before + 1
+    assert is_empty(sqs, queue.url)
+
+
+def test_a_late_event_of_a_deleted_file_whose_id_was_created_again_changes_nothing(
+        pipeline, quiet_upload, quiet_bucket, make_token, s3, sqs, db_engine):
+    queue, processor = pipeline
+    token = make_token(str(uuid.uuid4()))
+    first = upload_file(quiet_upload.stub, token, size=3000)
+    old_event = created_event(s3, quiet_bucket, first.s3_key)
+    sqs.send_message(QueueUrl=queue.url, MessageBody=old_event)
+    wait_until(lambda: file_status(quiet_upload.stub, token, first.file_id) == UPLOADED,
+               timeout=30, what="the first file UPLOADED")
+    quiet_upload.stub.DeleteFile(upload_pb2.DeleteFileRequest(file_id=first.file_id),
+                                 metadata=bearer(token))
+    again = upload_file(quiet_upload.stub, token, size=3000, file_id=first.file_id,
+                        first_byte=7)  # same id, same key, other bytes
+    assert again.s3_key == first.s3_key
+
+    sqs.send_message(QueueUrl=queue.url, MessageBody=old_event)  # late, or redelivered
+    wait_until(lambda: stats(processor.stub, make_token).messages_deleted == 2,
+               timeout=30, what="the late event acknowledged")
+    assert file_status(quiet_upload.stub, token, again.file_id) == UPLOADING
+    assert stats(processor.stub, make_token).uploads_confirmed == 1
+    sqs.send_message(QueueUrl=queue.url,
+                     MessageBody=created_event(s3, quiet_bucket, again.s3_key))
+    wait_until(lambda: file_status(quiet_upload.stub, token, again.file_id) == UPLOADED,
+               timeout=30, what="the new object's own event confirming it")
+    assert stored_etag(db_engine, again.file_id) == s3.head_object(
+        Bucket=quiet_bucket, Key=again.s3_key)["ETag"].strip('"')
 
 
 def test_a_refused_service_credential_is_never_acknowledged(

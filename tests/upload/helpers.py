@@ -3,6 +3,7 @@ record them, complete; small assertions on gRPC errors; and a coordinator starte
 settings of a test's choosing."""
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import uuid
@@ -145,9 +146,19 @@ def upload_file(api, user, data: bytes | int, **kwargs) -> Upload:
     return upload
 
 
-def confirm_request(upload: Upload, *, size: int | None = None) -> upload_pb2.ConfirmUploadRequest:
+def multipart_etag(part_etags: list[str]) -> str:
+    """The ETag S3 (and moto) gives an object completed from these parts: the MD5 of the
+    parts' binary MD5s, then `-<part count>`."""
+    digests = b"".join(bytes.fromhex(etag.strip('"')) for etag in part_etags)
+    return f"{hashlib.md5(digests).hexdigest()}-{len(part_etags)}"
+
+
+def confirm_request(upload: Upload, *, size: int | None = None,
+                    etag: str | None = None) -> upload_pb2.ConfirmUploadRequest:
+    """The confirmation storage's event for the completed `upload` asks for."""
     return upload_pb2.ConfirmUploadRequest(
-        s3_key=upload.s3_key, size=len(upload.data) if size is None else size, etag="e")
+        s3_key=upload.s3_key, size=len(upload.data) if size is None else size,
+        etag=multipart_etag(upload.etags or []) if etag is None else etag)
 
 
 def listed(api, user, file_id: str) -> upload_pb2.File | None:

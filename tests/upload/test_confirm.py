@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 
 import grpc
+import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import text
 
@@ -22,15 +23,20 @@ def status_of(db_engine, file_id: str) -> tuple:
             "from files where id = :id"), {"id": file_id}).one())
 
 
-def test_confirm_then_duplicate(api, internal, alice, db_engine, service_metadata):
+def test_confirm_then_duplicate(api, internal, alice, s3, bucket, db_engine,
+                                service_metadata):
     upload = upload_file(api, alice, 1000)
+    stored_etag = s3.head_object(Bucket=bucket, Key=upload.s3_key)["ETag"].strip('"')
+    # CompleteUpload recorded the object's ETag: events are checked against it.
+    assert status_of(db_engine, upload.file_id) == ("UPLOADING", 1000, stored_etag, False,
+                                                    True)
     event_time = Timestamp()
     event_time.GetCurrentTime()
-    request = upload_pb2.ConfirmUploadRequest(s3_key=upload.s3_key, size=1000,
-                                              etag='"abc-1"', event_time=event_time)
+    request = confirm_request(upload, etag=f'"{stored_etag}"')
+    request.event_time.CopyFrom(event_time)
     assert internal.ConfirmUpload(request, metadata=service_metadata).outcome == \
         Outcome.OUTCOME_CONFIRMED
-    assert status_of(db_engine, upload.file_id) == ("UPLOADED", 1000, "abc-1", True, True)
+    assert status_of(db_engine, upload.file_id) == ("UPLOADED", 1000, stored_etag, True, True)
     assert internal.ConfirmUpload(request, metadata=service_metadata).outcome == \
         Outcome.OUTCOME_ALREADY_CONFIRMED
     # Completing again changes nothing: UPLOADED never moves back.
@@ -44,16 +50,24 @@ def test_unknown_key_is_an_outcome_not_an_error(internal, service_metadata):
     assert reply.outcome == Outcome.OUTCOME_UNKNOWN_KEY
 
 
-def test_a_size_mismatch_rejects_the_file_and_removes_the_object(
-        api, internal, alice, s3, bucket, db_engine, service_metadata):
+@pytest.mark.parametrize("lie", ["size", "etag"])
+def test_an_event_that_does_not_describe_the_completed_object_changes_nothing(
+        lie, api, internal, alice, s3, bucket, db_engine, service_metadata):
     upload = upload_file(api, alice, 1000)
-    reply = internal.ConfirmUpload(confirm_request(upload, size=999), metadata=service_metadata)
-    assert reply.outcome == Outcome.OUTCOME_REJECTED
-    assert status_of(db_engine, upload.file_id)[:2] == ("FAILED", 1000)
-    assert s3.list_objects_v2(Bucket=bucket, Prefix=upload.s3_key)["KeyCount"] == 0
-    # Once rejected, always rejected.
-    reply = internal.ConfirmUpload(confirm_request(upload), metadata=service_metadata)
-    assert reply.outcome == Outcome.OUTCOME_REJECTED
+    before = status_of(db_engine, upload.file_id)
+    request = (confirm_request(upload, size=999) if lie == "size"
+               else confirm_request(upload, etag="0123456789abcdef0123456789abcdef-1"))
+    for _ in range(2):
+        reply = internal.ConfirmUpload(request, metadata=service_metadata)
+        assert reply.outcome == Outcome.OUTCOME_STALE
+    assert status_of(db_engine, upload.file_id) == before  # UPLOADING, completed
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=upload.s3_key)["KeyCount"] == 1
+    # The true event still confirms it; a lie after that changes nothing either.
+    assert internal.ConfirmUpload(confirm_request(upload), metadata=service_metadata
+                                  ).outcome == Outcome.OUTCOME_CONFIRMED
+    assert internal.ConfirmUpload(request, metadata=service_metadata
+                                  ).outcome == Outcome.OUTCOME_STALE
+    assert status_of(db_engine, upload.file_id)[:3] == ("UPLOADED", 1000, before[2])
 
 
 def test_an_aborted_upload_is_rejected(api, internal, alice, db_engine, service_metadata):
@@ -65,11 +79,27 @@ def test_an_aborted_upload_is_rejected(api, internal, alice, db_engine, service_
     assert status_of(db_engine, upload.file_id)[0] == "FAILED"
 
 
-def test_confirmation_before_complete_upload_recorded_completion(
+def test_an_object_at_the_key_of_an_upload_never_completed_confirms_nothing(
         api, internal, alice, s3, bucket, db_engine, service_metadata):
-    """Storage's event can overtake CompleteUpload's reply: the object exists but the row
-    has no completed_at yet. The file is confirmed, and the late completion succeeds
-    without moving it back."""
+    """Whoever can write at the key (a PUT outside Dropfile, or a forged message naming the
+    object's true size and ETag) cannot make an upload that was never completed UPLOADED."""
+    upload = initiate(api, alice, 5000)
+    put_parts(upload)
+    record_parts(api, alice, upload)
+    put = s3.put_object(Bucket=bucket, Key=upload.s3_key, Body=upload.data)
+    forged = confirm_request(upload, etag=put["ETag"])
+    for _ in range(3):
+        assert internal.ConfirmUpload(forged, metadata=service_metadata).outcome == \
+            Outcome.OUTCOME_NOT_COMPLETED
+    assert status_of(db_engine, upload.file_id) == ("UPLOADING", 5000, None, False, False)
+    assert listed(api, alice, upload.file_id).status == upload_pb2.FILE_STATUS_UPLOADING
+
+
+def test_an_event_that_overtakes_the_recorded_completion_confirms_once_it_is_recorded(
+        api, internal, alice, s3, bucket, db_engine, service_metadata):
+    """Storage's event can overtake CompleteUpload's commit: the object exists but the row
+    has no completed_at yet. Nothing changes until completion is recorded; the same event,
+    delivered again, then confirms the file."""
     upload = initiate(api, alice, 5000)
     put_parts(upload)
     record_parts(api, alice, upload)
@@ -78,10 +108,35 @@ def test_confirmation_before_complete_upload_recorded_completion(
                                                              "ETag": upload.etags[0]}]})
     assert status_of(db_engine, upload.file_id)[4] is False  # no completed_at yet
     reply = internal.ConfirmUpload(confirm_request(upload), metadata=service_metadata)
+    assert reply.outcome == Outcome.OUTCOME_NOT_COMPLETED
+    api.CompleteUpload(completion(upload), metadata=alice.metadata)  # finds storage's object
+    assert status_of(db_engine, upload.file_id)[::4] == ("UPLOADING", True)
+    reply = internal.ConfirmUpload(confirm_request(upload), metadata=service_metadata)
     assert reply.outcome == Outcome.OUTCOME_CONFIRMED
-    api.CompleteUpload(completion(upload), metadata=alice.metadata)
-    assert status_of(db_engine, upload.file_id)[0] == "UPLOADED"
     assert listed(api, alice, upload.file_id).status == upload_pb2.FILE_STATUS_UPLOADED
+
+
+def test_an_old_event_for_a_deleted_file_whose_id_was_created_again_changes_nothing(
+        api, internal, alice, s3, bucket, db_engine, service_metadata):
+    first = upload_file(api, alice, 3000)
+    old_event = confirm_request(first)
+    assert internal.ConfirmUpload(old_event, metadata=service_metadata).outcome == \
+        Outcome.OUTCOME_CONFIRMED
+    api.DeleteFile(upload_pb2.DeleteFileRequest(file_id=first.file_id),
+                   metadata=alice.metadata)
+    # The same id again (same key): other bytes of the same size.
+    again = initiate(api, alice, 3000, file_id=first.file_id)
+    assert again.s3_key == first.s3_key
+    assert internal.ConfirmUpload(old_event, metadata=service_metadata).outcome == \
+        Outcome.OUTCOME_NOT_COMPLETED  # while it uploads
+    put_parts(again)
+    record_parts(api, alice, again)
+    api.CompleteUpload(completion(again), metadata=alice.metadata)
+    assert internal.ConfirmUpload(old_event, metadata=service_metadata).outcome == \
+        Outcome.OUTCOME_STALE  # once completed: not this object
+    assert status_of(db_engine, again.file_id)[0] == "UPLOADING"
+    assert internal.ConfirmUpload(confirm_request(again), metadata=service_metadata
+                                  ).outcome == Outcome.OUTCOME_CONFIRMED
 
 
 def test_complete_after_storage_completed_but_the_row_was_not_updated(

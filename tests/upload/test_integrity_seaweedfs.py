@@ -161,3 +161,27 @@ def test_a_part_recorded_with_another_checksum_is_refused_at_completion(on_seawe
         file_id=upload.file_id, chunk_index=0, size=100, etag=upload.etags[1],
         checksum=upload.checksum(1)), metadata=alice.metadata)
     complete(api, alice, upload)
+
+
+def test_the_etag_completion_records_is_the_one_storage_reports(on_seaweedfs, seaweedfs, alice,
+                                                                db_engine, service_token):
+    """Where storage sends no events (SeaweedFS, `make run`), the reconciler confirms with
+    HEAD's ETag: it must be the one CompleteMultipartUpload answered, which completion
+    recorded, or no upload would ever be confirmed there."""
+    from sqlalchemy import text
+
+    api = on_seaweedfs.stub
+    data = os.urandom(5 * MIB + 99)
+    upload = create(api, alice, data)
+    send_parts(api, alice, upload, [1, 2])
+    complete(api, alice, upload)
+    key = f"users/{alice.user_id}/{upload.file_id}"
+    head = seaweedfs.client().head_object(Bucket=on_seaweedfs.settings.s3_bucket, Key=key)
+    with db_engine.connect() as conn:
+        recorded = conn.execute(text("select etag from files where id = :id"),
+                                {"id": upload.file_id}).scalar_one()
+    assert recorded == head["ETag"].strip('"').lower()
+    reply = on_seaweedfs.internal_stub.ConfirmUpload(upload_pb2.ConfirmUploadRequest(
+        s3_key=key, size=head["ContentLength"], etag=head["ETag"]),
+        metadata=[("x-dropfile-service-token", service_token)])
+    assert reply.outcome == upload_pb2.ConfirmUploadResponse.OUTCOME_CONFIRMED

@@ -159,7 +159,8 @@ def test_a_whole_upload_with_checked_parts_and_a_whole_file_checksum(
 
     key = f"users/{alice.user_id}/{upload.file_id}"
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
-    internal.ConfirmUpload(upload_pb2.ConfirmUploadRequest(s3_key=key, size=len(data), etag="e"),
+    etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+    internal.ConfirmUpload(upload_pb2.ConfirmUploadRequest(s3_key=key, size=len(data), etag=etag),
                            metadata=service_metadata)
     file = api.GetFile(upload_pb2.GetFileRequest(file_id=upload.file_id),
                        metadata=alice.metadata).file
