@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 
 import grpc
 
 from services.common.grpc_server import SERVICE_TOKEN_HEADER
 
 CLIENT_ADDRESS_HEADER = "x-dropfile-client-address"
+
+log = logging.getLogger(__name__)
 
 
 def peer_address(peer: str) -> str:
@@ -42,4 +45,9 @@ class ClientAddresses:
                     return str(ipaddress.ip_address(forwarded.strip()))
                 except ValueError:
                     pass  # not an address: the connection's own is used
+            else:
+                # A caller choosing its address, or a gateway whose SERVICE_TOKEN differs
+                # from auth's: then every user would share the gateway's address.
+                log.warning("client address metadata without the service credential: "
+                            "ignored, counting the connection's address")
         return peer_address(context.peer() or "")
