@@ -131,6 +131,11 @@ def _account_tag(email: str) -> str:
     return "{" + hashlib.sha256(email.encode()).hexdigest()[:32] + "}"
 
 
+def sign_up_key(address: str) -> str:
+    """The Redis key counting one client address's sign-ups."""
+    return f"{KEY_PREFIX}:signup:address:{address_key(address)}"
+
+
 @dataclass(frozen=True)
 class SignInAttempt:
     """The counters one admitted sign-in was counted on."""
@@ -198,7 +203,7 @@ class AttemptThrottle:
 
     def admit_sign_up(self, *, address: str) -> None:
         p = self._policy
-        key = f"{KEY_PREFIX}:signup:address:{address_key(address)}"
+        key = sign_up_key(address)
         wait_ms = self._call(self._admit_sign_up, [key], [
             p.signup_per_address, int(p.signup_window_seconds * 1000)])
         if wait_ms > 0:
