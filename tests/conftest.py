@@ -191,8 +191,9 @@ def settings_for(cls, common: dict, **overrides):
 
 @pytest.fixture(scope="session")
 def make_token(key_pair):
-    """Mints access tokens with the stack's private key (claims overridable), for tests
-    of direct gRPC callers and of forged or expired tokens."""
+    """Mints access tokens with the stack's private key (claims overridable; `sid` names a
+    device session of its own, never signed out), for tests of direct gRPC callers and of
+    forged or expired tokens."""
     import jwt
 
     private_pem, _ = key_pair
@@ -201,7 +202,7 @@ def make_token(key_pair):
         now = int(time.time())
         payload = {"sub": user_id or str(uuid.uuid4()), "email": email, "iat": now,
                    "exp": now + 900, "jti": str(uuid.uuid4()), "iss": "dropfile-auth",
-                   "aud": "dropfile"}
+                   "aud": "dropfile", "sid": str(uuid.uuid4())}
         payload.update(claims)
         return jwt.encode({k: v for k, v in payload.items() if v is not None}, private_pem,
                           algorithm="RS256")

@@ -4,28 +4,27 @@ session cookies. One Gateway is shared by every thread of an upload.
 Session cookies are kept here rather than in httpx's cookie jar: the gateway marks them
 Secure outside development, and the CLI must keep and save them whatever the scheme. When
 a call is answered 401 the access token is refreshed (GET /api/auth/refresh) once and the
-call retried. Refreshes are serialized: the refresh token rotates, and presenting an old
+call retried. Calls safe to repeat are retried while the failure is transient (retry.py).
+Refreshes are serialized: the refresh token rotates, and presenting an old
 one ends the session, so parallel parts that all see 401 refresh exactly once."""
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from http.cookies import CookieError, SimpleCookie
 from typing import Any, Callable
 
 import httpx
 
 from ._version import __version__
-from .errors import ApiError, DropfileError, NotSignedIn, ServerUnreachable
-from .retry import RetryPolicy
+from .errors import ApiError, DropfileError, NotSignedIn, RetriesExhausted, ServerUnreachable
+from .parts import Cancelled
+from .retry import RetryPolicy, parse_retry_after, sleep
 from .session import ACCESS_TOKEN, REFRESH_TOKEN, SESSION_COOKIES
 
 log = logging.getLogger("dropfile_client")
 
 USER_AGENT = f"dropfile-cli/{__version__}"
-# Gateway answers that mean "try again shortly" for calls that are safe to repeat.
-_TRANSIENT_STATUS = frozenset({502, 503, 504})
 
 
 def describe_transport_error(exc: httpx.TransportError) -> str:
@@ -51,7 +50,7 @@ class Gateway:
         self._cookie_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._on_cookies_changed = on_cookies_changed
-        self._retry = retry or RetryPolicy(attempts=3)
+        self._retry = retry or RetryPolicy()
         self._http = httpx.Client(base_url=server, transport=transport,
                                   timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                                   headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
@@ -107,24 +106,36 @@ class Gateway:
     # -- calls ---------------------------------------------------------------------------
 
     def call(self, method: str, path: str, *, json: Any = None, auth: bool = True,
-             idempotent: bool = False) -> dict:
-        """One JSON call. `auth` calls refresh the session once on 401; `idempotent`
-        calls are retried (with backoff) on network failures and 502/503/504."""
-        attempts = self._retry.attempts if idempotent else 1
-        for attempt in range(1, attempts + 1):
+             idempotent: bool = False, retry: RetryPolicy | None = None,
+             cancel: threading.Event | None = None) -> dict:
+        """One JSON call. `auth` calls refresh the session once on 401. `idempotent` calls
+        are retried under the retry policy (this gateway's, or `retry`) while they fail in
+        a way time may lift: no connection, a timeout, a dropped connection, 408, 429 or
+        5xx (waiting at least Retry-After). Once the policy is spent the last failure is
+        raised as RetriesExhausted. `cancel` cuts a wait short (raising Cancelled)."""
+        if not idempotent:
+            return self._call_once(method, path, json, auth)
+        backoff = (retry or self._retry).start()
+        while True:
             try:
-                response = self._send_authenticated(method, path, json) if auth else \
-                    self._send(method, path, json)
-            except ServerUnreachable:
-                if attempt == attempts:
+                return self._call_once(method, path, json, auth)
+            except DropfileError as exc:
+                if not exc.transient:
                     raise
-                log.warning("%s %s: server unreachable; retrying", method, path)
-            else:
-                if response.status_code not in _TRANSIENT_STATUS or attempt == attempts:
-                    return self._reply(response, path)
-                log.warning("%s %s: HTTP %s; retrying", method, path, response.status_code)
-            time.sleep(self._retry.delay(attempt))
-        raise AssertionError("unreachable")  # the loop always returns or raises
+                wait = backoff.next_wait(exc.retry_after)
+                if wait is None:
+                    if backoff.tries == 1:
+                        raise  # a policy without retries: the failure as it is
+                    raise RetriesExhausted(exc, backoff.summary()) from exc
+                log.warning("%s %s: %s; retrying in %.1f s (try %d of %d)", method, path,
+                            exc.message, wait, backoff.tries, backoff.policy.attempts)
+            if sleep(wait, cancel):
+                raise Cancelled()
+
+    def _call_once(self, method: str, path: str, json: Any, auth: bool) -> dict:
+        response = self._send_authenticated(method, path, json) if auth else \
+            self._send(method, path, json)
+        return self._reply(response, path)
 
     def _send(self, method: str, path: str, json: Any) -> httpx.Response:
         headers = {}
@@ -186,4 +197,5 @@ class Gateway:
         message = body.get("error") if isinstance(body, dict) else None
         if not isinstance(message, str) or not message:
             message = f"HTTP {response.status_code} {response.reason_phrase}".strip()
-        raise ApiError(response.status_code, message, path=path)
+        raise ApiError(response.status_code, message, path=path,
+                       retry_after=parse_retry_after(response.headers.get("Retry-After")))

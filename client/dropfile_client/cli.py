@@ -2,7 +2,9 @@
 
 Unix habits: results on stdout, errors on stderr as `dropfile: <message>`, exit status 0
 on success, 1 on errors, 2 on usage errors, 130 on Ctrl-C; never a traceback (unless
-asked for with -v, for an unexpected bug)."""
+asked for with -v, for an unexpected bug). Requests that fail in a way time may lift are
+retried (--retries, --retry-deadline); an upload that still fails is kept, and running
+the same command again resumes it. Ctrl-C aborts an upload."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +27,7 @@ from .client import DEFAULT_PARALLEL, DEFAULT_WAIT_TIMEOUT, DropfileClient, File
 from .config import DEFAULT_SERVER, SERVER_ENV
 from .download import TargetExists
 from .errors import DropfileError, NotSignedIn, UploadFailed, UploadInterrupted
+from .retry import DEFAULT_RETRIES, DEFAULT_RETRY_DEADLINE, RetryPolicy
 
 PROG = "dropfile"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -256,6 +259,31 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def retry_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be between 0 and 1000")
+    return value
+
+
+def non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def retry_policy(args: argparse.Namespace) -> RetryPolicy:
+    return RetryPolicy(attempts=getattr(args, "retries", DEFAULT_RETRIES) + 1,
+                       deadline=getattr(args, "retry_deadline", DEFAULT_RETRY_DEADLINE))
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --server and -v are accepted before and after the command.
     common = argparse.ArgumentParser(add_help=False)
@@ -264,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
                              f"or {DEFAULT_SERVER})")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="report retries and refreshes on stderr")
+    common.add_argument("--retries", type=retry_count, default=argparse.SUPPRESS,
+                        metavar="N",
+                        help="retries of a request that failed in a way time may lift (the "
+                             "server down, overloaded or failing, a timeout, a dropped "
+                             f"connection) (default: {DEFAULT_RETRIES})")
+    common.add_argument("--retry-deadline", type=non_negative_seconds,
+                        default=argparse.SUPPRESS, metavar="SECONDS",
+                        help="how long one request keeps being retried (default: "
+                             f"{DEFAULT_RETRY_DEADLINE:g}); an upload that still fails is "
+                             "kept, and running the same command again resumes it")
 
     parser = argparse.ArgumentParser(
         prog=PROG, parents=[common], epilog=EPILOG,
@@ -336,7 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
 def verbose_logging(enabled: bool) -> Iterator[None]:
     logger = logging.getLogger("dropfile_client")
     if not enabled:
-        yield
+        # Retries stay quiet unless asked for: without a handler, logging's last resort
+        # would print every retry's warning on stderr.
+        quiet = logging.NullHandler()
+        logger.addHandler(quiet)
+        try:
+            yield
+        finally:
+            logger.removeHandler(quiet)
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
@@ -359,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     verbose = getattr(args, "verbose", False)
     try:
         with verbose_logging(verbose):
-            with DropfileClient(getattr(args, "server", None)) as client:
+            with DropfileClient(getattr(args, "server", None),
+                                retry=retry_policy(args)) as client:
                 try:
                     return args.handler(client, args)
                 except NotSignedIn as exc:

@@ -17,6 +17,11 @@ without being aborted (a crash, a kill, a server that went away) is resumed when
 unchanged file is uploaded again: only the parts storage does not hold yet are sent, with
 the checksum algorithm the upload was created with.
 
+Every call worth repeating is retried while it fails in a way time may lift (the server
+down, overloaded or failing, a timeout, a dropped connection; retry.py), and an upload
+whose retries run out is kept, not aborted (UploadFailed.resumable): uploading the file
+again resumes it. Only Ctrl-C, or a server that refuses the upload for good, aborts it.
+
 Every method raises a DropfileError (ApiError for the server's refusals, with `status`
 and `message`); an interrupted upload raises UploadInterrupted (a KeyboardInterrupt)."""
 from __future__ import annotations
@@ -43,7 +48,7 @@ from .checksums import (DEFAULT_PART_CHECKSUM, PART_CHECKSUMS, FileHasher,
 from .config import resolve_server, session_path
 from .download import fetch_to, target_path
 from .errors import (ApiError, ConfirmationTimeout, DropfileError, NotSignedIn,
-                     ServerUnreachable, UploadFailed, UploadInterrupted)
+                     ServerUnreachable, StorageError, UploadFailed, UploadInterrupted)
 from .parts import layout
 from .range_download import DEFAULT_RANGE_SIZE
 from .resume import ResumeStore, upload_key
@@ -59,6 +64,8 @@ DEFAULT_PARALLEL = 4
 DEFAULT_WAIT_TIMEOUT = 120.0
 # How long an interrupted or failed upload waits for its part threads before aborting.
 STOP_GRACE_SECONDS = 2.0
+# An abort is retried briefly: it runs when the user is waiting to get their prompt back.
+ABORT_RETRY = RetryPolicy(attempts=3, max_delay=2.0, deadline=10.0)
 
 
 @dataclass(frozen=True)
@@ -127,11 +134,15 @@ def token_email(access_token: str | None) -> str | None:
 class DropfileClient:
     def __init__(self, server: str | None = None, *, session_file: str | os.PathLike | None = None,
                  persist_session: bool = True, retry: RetryPolicy | None = None,
-                 timeout: float = 30.0, transport: httpx.BaseTransport | None = None,
+                 timeout: float = 30.0, storage_timeout: float = 120.0,
+                 transport: httpx.BaseTransport | None = None,
                  storage_transport: httpx.BaseTransport | None = None) -> None:
         """`server` defaults to $DROPFILE_URL, then the saved session's, then
         http://127.0.0.1:8080. The session is read from and saved to `session_file`
         (default: the config folder, see config.py) unless `persist_session` is false.
+        `retry` is the policy of every call worth repeating (an upload's every call;
+        RetryPolicy() retries transient failures for up to two minutes). `timeout` /
+        `storage_timeout` bound one request to the gateway / storage (a timeout is retried).
         `transport` / `storage_transport` replace httpx's for the gateway / storage."""
         self._store = SessionStore(Path(session_file) if session_file else session_path()) \
             if persist_session else None
@@ -145,9 +156,11 @@ class DropfileClient:
         cookies = saved.cookies if saved and saved.server == self.server else {}
         self._retry = retry or RetryPolicy()
         self._storage_transport = storage_transport
+        self._storage_timeout = storage_timeout
         self._save_lock = threading.Lock()
         self._gateway = Gateway(self.server, cookies=cookies, timeout=timeout,
-                                on_cookies_changed=self._save, transport=transport)
+                                retry=self._retry, on_cookies_changed=self._save,
+                                transport=transport)
 
     def __enter__(self) -> "DropfileClient":
         return self
@@ -337,10 +350,9 @@ class DropfileClient:
         resume_key = upload_key(self.server, path, before)
         plan = self._resumable_upload(resume_key, before.st_size, path)
         if plan is None:
-            plan = self._start_upload(name, mime_type, before.st_size, checksum_algorithm)
-            if self._resumes:
-                self._resumes.put(resume_key, plan.file_id)
-        elif plan.finished:
+            plan = self._start_upload(resume_key, path, name, mime_type, before.st_size,
+                                      checksum_algorithm)
+        if plan.finished:
             # A completion whose answer was lost before the record was forgotten.
             self._forget(resume_key)
             return plan.file_id
@@ -351,7 +363,7 @@ class DropfileClient:
             hasher = FileHasher(fd, parts, algorithm=plan.checksum_algorithm,
                                 file_label=str(path))
             progress = ByteCounter(before.st_size, on_progress)
-            with storage_client(connections=parallel,
+            with storage_client(connections=parallel, timeout=self._storage_timeout,
                                 transport=self._storage_transport) as storage:
                 uploader = PartUploader(
                     gateway=self._gateway, storage=storage, fd=fd, file_label=str(path),
@@ -370,10 +382,20 @@ class DropfileClient:
             self._gateway.call("POST", f"/api/v2/files/{file_id}/complete", idempotent=True,
                                json={"uploadId": upload_id, "sha256": sha256})
         except KeyboardInterrupt:
+            # The user cancelled: nothing is kept.
             aborted, why = self._abort(file_id, upload_id)
             self._forget(resume_key, unless_kept=not aborted)
             raise UploadInterrupted(file_id, name, aborted=aborted, abort_error=why) from None
+        except NotSignedIn:
+            raise  # kept: signed in again, the same upload resumes
         except DropfileError as exc:
+            if exc.transient:
+                # The server had a bad moment that outlasted the retries: the parts stored
+                # so far stay, and the resume record with them.
+                raise UploadFailed(name, exc, resumable=True) from exc
+            if isinstance(exc, (ApiError, StorageError)) and exc.status == 404:
+                self._forget(resume_key)  # the server says the upload is gone
+                raise UploadFailed(name, exc, gone=True) from exc
             aborted, why = self._abort(file_id, upload_id)
             self._forget(resume_key, unless_kept=not aborted)
             raise UploadFailed(name, exc, aborted=aborted, abort_error=why) from exc
@@ -387,11 +409,29 @@ class DropfileClient:
         self._forget(resume_key)
         return file_id
 
-    def _start_upload(self, name: str, mime_type: str, size: int,
-                      checksum_algorithm: str) -> "UploadPlan":
-        started = self._gateway.call("POST", "/api/v2/files", json={
-            "fileName": name, "mimeType": mime_type, "size": size,
-            "checksumAlgorithm": checksum_algorithm})
+    def _start_upload(self, resume_key: str, path: Path, name: str, mime_type: str,
+                      size: int, checksum_algorithm: str) -> "UploadPlan":
+        """A new upload under a file id chosen here and noted for resuming before it is
+        asked for: creating it can then be retried like any call, and an upload whose
+        creation answer was lost is found again (a retry is refused 409: the id exists)."""
+        file_id = str(uuid.uuid4())
+        if self._resumes:
+            self._resumes.put(resume_key, file_id)
+        try:
+            started = self._gateway.call("POST", "/api/v2/files", idempotent=True, json={
+                "fileId": file_id, "fileName": name, "mimeType": mime_type, "size": size,
+                "checksumAlgorithm": checksum_algorithm})
+        except ApiError as exc:
+            if exc.status == 409:  # created by a try whose answer was lost
+                plan = self._resumable_upload(resume_key, size, path, file_id=file_id)
+                if plan is not None:
+                    return plan
+            self._forget(resume_key)
+            raise
+        except DropfileError as exc:
+            if not exc.transient:
+                self._forget(resume_key)
+            raise  # transient: the record stays, the next run finds out if it exists
         try:
             return UploadPlan(file_id=str(started["fileId"]), upload_id=str(started["uploadId"]),
                               part_size=int(started["partSize"]),
@@ -401,10 +441,12 @@ class DropfileClient:
             raise DropfileError("the server's reply to POST /api/v2/files lacks fileId, "
                                 "uploadId, partSize or partCount") from None
 
-    def _resumable_upload(self, resume_key: str, size: int, path: Path) -> "UploadPlan | None":
-        """The upload this unchanged file started and did not finish, with the parts
-        storage holds; None when there is none to continue."""
-        file_id = self._resumes.get(resume_key) if self._resumes else None
+    def _resumable_upload(self, resume_key: str, size: int, path: Path, *,
+                          file_id: str | None = None) -> "UploadPlan | None":
+        """The upload this unchanged file started and did not finish (`file_id`, else the
+        one on record), with the parts storage holds; None when there is none to continue."""
+        if file_id is None and self._resumes:
+            file_id = self._resumes.get(resume_key)
         if file_id is None:
             return None
         try:
@@ -449,6 +491,7 @@ class DropfileClient:
         """Aborts the multipart upload so storage keeps none of it; (done, why not)."""
         try:
             self._gateway.call("POST", "/api/files/abort-upload", idempotent=True,
+                               retry=ABORT_RETRY,
                                json={"uploadId": upload_id, "file_id": file_id})
             return True, None
         except DropfileError as exc:

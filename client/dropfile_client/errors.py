@@ -5,9 +5,16 @@ an interrupted upload, which stays a KeyboardInterrupt (UploadInterrupted) so th
 keeps meaning "stop" to any caller."""
 from __future__ import annotations
 
+from .retry import TRANSIENT_STATUS
+
 
 class DropfileError(Exception):
-    """A failure worth one line to a person: `message` says what happened."""
+    """A failure worth one line to a person: `message` says what happened. `transient`:
+    the same request may succeed later (after `retry_after` seconds, when the server
+    said); such failures are retried (retry.py) and never cost an upload its parts."""
+
+    transient = False
+    retry_after: float | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -18,10 +25,16 @@ class ApiError(DropfileError):
     """The server refused a request: `status` is the HTTP status, `message` the server's
     `error` text (for example 404 "file not found", 401 "invalid email or password")."""
 
-    def __init__(self, status: int, message: str, *, path: str = "") -> None:
+    def __init__(self, status: int, message: str, *, path: str = "",
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.path = path
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:  # type: ignore[override]
+        return self.status in TRANSIENT_STATUS
 
     def __repr__(self) -> str:
         return f"ApiError(status={self.status}, message={self.message!r}, path={self.path!r})"
@@ -32,7 +45,10 @@ class NotSignedIn(DropfileError):
 
 
 class ServerUnreachable(DropfileError):
-    """The server could not be reached at all (refused, timed out, DNS, TLS...)."""
+    """The server could not be reached, or the connection broke before its answer
+    (refused, timed out, dropped, DNS, TLS...)."""
+
+    transient = True
 
     def __init__(self, server: str, reason: str) -> None:
         super().__init__(f"cannot reach {server}: {reason}")
@@ -41,22 +57,50 @@ class ServerUnreachable(DropfileError):
 
 
 class StorageError(DropfileError):
-    """Storage refused or kept failing a part upload or a download."""
+    """Storage refused or kept failing a part upload or a download (`status`: its answer,
+    when it gave one; 404 for a part means the multipart upload is gone)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetriesExhausted(DropfileError):
+    """A transient failure that outlasted the retry policy: `cause` is the last one. The
+    work is not lost: an upload stopped by it is kept, and running it again resumes it."""
+
+    transient = True
+
+    def __init__(self, cause: DropfileError, summary: str) -> None:
+        status = getattr(cause, "status", None) if isinstance(cause, ApiError) else None
+        answer = f"HTTP {status}, " if status else ""
+        super().__init__(f"{cause.message} ({answer}still failing after {summary})")
+        self.cause = cause
 
 
 class UploadFailed(DropfileError):
-    """An upload stopped on an error; its multipart upload was aborted (`aborted`) so
-    storage keeps nothing of it. `cause` is the error that stopped it."""
+    """An upload stopped on an error; `cause` is the error that stopped it. After a
+    failure that time may lift (the server down or failing for longer than the retries
+    lasted) the upload is kept (`resumable`): uploading the same file again resumes it.
+    When the server said the upload is gone, there is nothing to keep (`gone`). Any other
+    refusal aborts it (`aborted`) so storage keeps nothing of it."""
 
-    def __init__(self, file_name: str, cause: DropfileError, *, aborted: bool,
-                 abort_error: str | None = None) -> None:
-        if aborted:
+    def __init__(self, file_name: str, cause: DropfileError, *, aborted: bool = False,
+                 abort_error: str | None = None, resumable: bool = False,
+                 gone: bool = False) -> None:
+        if resumable:
+            outcome = ("the upload was kept: run the same command again to resume it")
+        elif gone:
+            outcome = "the upload is gone from the server: uploading again starts afresh"
+        elif aborted:
             outcome = "the partial upload was aborted"
         else:
             outcome = f"aborting the partial upload failed too ({abort_error})"
         super().__init__(f"{file_name}: {cause.message}; {outcome}")
         self.cause = cause
         self.aborted = aborted
+        self.resumable = resumable
+        self.gone = gone
 
 
 class ConfirmationTimeout(DropfileError):

@@ -18,6 +18,7 @@ import os
 import queue
 import re
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -173,11 +174,14 @@ class RangeDownloader:
         """Writes bytes [start, end) of the file at their offset, retrying what is worth it."""
         piece = _Piece(start, end)
         attempt, renewed, pause, failure = 0, False, False, ""
+        started = time.monotonic()
+        deadline = self._retry.deadline
         while True:  # until the range is written (an empty file too: one GET)
             attempt += 1
-            if attempt > self._retry.attempts:
+            late = deadline is not None and attempt > 1 and time.monotonic() - started >= deadline
+            if attempt > self._retry.attempts or late:
                 raise StorageError(f"download of bytes {start}-{end - 1} failed "
-                                   f"{self._retry.attempts} times (last: {failure})")
+                                   f"{attempt - 1} times (last: {failure})")
             if pause and self._cancel.wait(self._retry.delay(attempt - 1)):
                 raise Cancelled()
             url = self._url.current

@@ -1,7 +1,8 @@
 """The saved session: the server and its three session cookies, in a JSON file only the
 user can read (0600, in a 0700 directory), replaced atomically so a crash never leaves half
 a file. The refresh token rotates on every refresh, so the file is rewritten each time: an
-old refresh token is worthless (and presenting it ends the session)."""
+old refresh token is worthless (presenting it ends the session), except for a short grace
+window in which it gets the same new token (two processes refreshing at once both work)."""
 from __future__ import annotations
 
 import json

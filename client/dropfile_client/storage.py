@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 
 from .api import USER_AGENT, describe_transport_error
-from .retry import RETRYABLE_STATUS
+from .retry import TRANSIENT_STATUS, parse_retry_after
 
 _CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
 _MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
@@ -50,6 +50,9 @@ class PutOutcome:
     retryable: bool = False
     # The URL was refused (expired): another attempt needs a fresh URL.
     url_refused: bool = False
+    # Storage's Retry-After, in seconds, when it sent one.
+    retry_after: float | None = None
+    status: int | None = None  # storage's answer, when there was one
 
 
 def classify_put(response: httpx.Response) -> PutOutcome:
@@ -60,8 +63,10 @@ def classify_put(response: httpx.Response) -> PutOutcome:
         return PutOutcome(etag=etag)
     reason = storage_reason(response)
     if response.status_code == 403:
-        return PutOutcome(failure=reason, url_refused=True)
-    return PutOutcome(failure=reason, retryable=response.status_code in RETRYABLE_STATUS)
+        return PutOutcome(failure=reason, url_refused=True, status=403)
+    return PutOutcome(failure=reason, retryable=response.status_code in TRANSIENT_STATUS,
+                      status=response.status_code,
+                      retry_after=parse_retry_after(response.headers.get("Retry-After")))
 
 
 def transport_failure(exc: httpx.TransportError) -> PutOutcome:

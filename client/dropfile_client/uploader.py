@@ -1,8 +1,9 @@
 """The parallel part of an upload: N threads PUT parts straight from disk to their presigned
 URLs (asked for in batches, each signed for its part's checksum, CRC32C or SHA-256, which
 the PUT carries so that storage refuses bytes that changed on the way), skip the parts
-storage already holds (a resumed upload), retry what is worth retrying (network errors, throttling, 5xx) with backoff, fetch
-fresh URLs when storage refuses an expired one (403), and record the stored parts with the
+storage already holds (a resumed upload), retry what is worth retrying (network errors,
+timeouts, throttling, 5xx) under the client's retry policy (retry.py), fetch fresh URLs
+when storage refuses an expired one (403), and record the stored parts with the
 gateway (from a recorder thread, so PUTs never wait for it, in batches: one request for the
 parts stored within a quarter of a second). Completing or aborting the multipart upload is
 the caller's (client.py) job.
@@ -23,7 +24,7 @@ import httpx
 
 from .api import Gateway
 from .checksums import FileHasher
-from .errors import DropfileError, StorageError
+from .errors import DropfileError, RetriesExhausted, StorageError
 from .parts import Cancelled, Part, read_blocks
 from .retry import RetryPolicy
 from .storage import PutOutcome, classify_put, transport_failure
@@ -76,6 +77,8 @@ class PartUrlBook:
         self._batch = max(1, min(batch, MAX_URLS_PER_CALL))
         self._targets: dict[int, PartTarget] = {}
         self._lock = threading.Lock()
+        # Set when the upload is cancelled: a retry's wait for URLs ends then.
+        self.cancel: threading.Event | None = None
 
     def stored_etag(self, part: Part) -> str | None:
         """The ETag of the part when storage already holds these very bytes: the right size,
@@ -123,7 +126,8 @@ class PartUrlBook:
         checksums = [self._hasher.checksum(number) for number in range(first, last + 1)]
         reply = self._gateway.call(
             "POST", f"/api/v2/files/{self._file_id}/part-urls", idempotent=True,
-            json={"first_part": first, "last_part": last, "checksums": checksums})
+            cancel=self.cancel, json={"first_part": first, "last_part": last,
+                                      "checksums": checksums})
         for entry in reply.get("parts", []):
             number = entry.get("partNumber") if isinstance(entry, dict) else None
             if isinstance(number, int) and first <= number <= last \
@@ -166,6 +170,7 @@ class PartUploader:
         self._retry = retry
         self._progress = progress
         self._cancel = threading.Event()
+        urls.cancel = self._cancel
         self._todo: queue.Queue[Part] = queue.Queue()
         self._results: queue.Queue[tuple[int, str] | BaseException] = queue.Queue()
         count = max(1, min(parallel, len(parts)))
@@ -266,6 +271,7 @@ class PartUploader:
             try:
                 self._gateway.call(
                     "POST", f"/api/v2/files/{self._file_id}/parts/batch", idempotent=True,
+                    cancel=self._cancel,
                     json={"parts": [{"partNumber": part.number, "size": part.size,
                                      "etag": etag.strip('"'), "checksum": checksum}
                                     for part, etag, checksum in batch]})
@@ -276,12 +282,11 @@ class PartUploader:
                 self._results.put((part.number, etag))
 
     def _put(self, part: Part) -> tuple[str, str]:
-        """Sends the part; (storage's ETag, the part's checksum)."""
+        """Sends the part; (storage's ETag, the part's checksum). Transient failures are
+        retried under the retry policy; once it is spent, RetriesExhausted."""
         target = self._urls.target(part.number)
-        outcome = PutOutcome()
-        for attempt in range(1, self._retry.attempts + 1):
-            if attempt > 1 and self._cancel.wait(self._retry.delay(attempt - 1)):
-                raise Cancelled()
+        backoff = self._retry.start()
+        while True:
             sent = 0
 
             def on_bytes(count: int) -> None:
@@ -303,14 +308,20 @@ class PartUploader:
             if outcome.etag:
                 return outcome.etag, target.checksum
             self._progress.add(-sent)
+            if not outcome.retryable and not outcome.url_refused:
+                raise StorageError(f"storage refused part {part.number}: {outcome.failure}",
+                                   status=outcome.status)
+            # An expired URL is renewed at once; other failures wait their turn.
+            wait = backoff.next_wait(None if outcome.url_refused else outcome.retry_after)
+            if wait is None:
+                raise RetriesExhausted(
+                    StorageError(f"part {part.number}: {outcome.failure}"), backoff.summary())
             if outcome.url_refused:
                 log.warning("part %d: storage refused its URL (%s); getting a fresh one",
                             part.number, outcome.failure)
                 target = self._urls.renew(part.number, target.url)
-            elif not outcome.retryable:
-                raise StorageError(f"storage refused part {part.number}: {outcome.failure}")
-            elif attempt < self._retry.attempts:
-                log.warning("part %d: %s; retrying (attempt %d of %d)", part.number,
-                            outcome.failure, attempt + 1, self._retry.attempts)
-        raise StorageError(f"part {part.number} failed {self._retry.attempts} times "
-                           f"(last: {outcome.failure})")
+                continue
+            log.warning("part %d: %s; retrying in %.1f s (try %d of %d)", part.number,
+                        outcome.failure, wait, backoff.tries, self._retry.attempts)
+            if self._cancel.wait(wait):
+                raise Cancelled()

@@ -22,13 +22,19 @@ class User(Base):
 
 
 class DeviceSession(Base):
-    """One signed-in device. Only a hash of its current refresh token is kept."""
+    """One signed-in device. Only a hash of its current refresh token is kept, and, for a
+    short grace window after each rotation, a hash of the previous one with the current
+    token sealed under it (tokens.seal_refresh_token): two tabs refreshing with the same
+    token both get the same new one."""
 
     __tablename__ = "device_sessions"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     refresh_token_hash: Mapped[str] = mapped_column(String(64))
+    previous_refresh_token_hash: Mapped[str | None] = mapped_column(String(64))
+    refresh_token_rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sealed_refresh_token: Mapped[str | None] = mapped_column(String(128))
     remember_me: Mapped[bool]
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

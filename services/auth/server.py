@@ -8,7 +8,7 @@ from services.common import keys
 from services.common.clients import redis_client
 from services.common.db import Database, make_engine
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
-from services.common.tokens import TokenVerifier
+from services.common.tokens import verifier_for
 
 from .client_address import ClientAddresses
 from .guard import SignInGuard
@@ -26,6 +26,7 @@ PUBLIC_METHODS = {f"/{SERVICE_NAME}/{m}" for m in ("SignUp", "SignIn", "Refresh"
 def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerHandle:
     db = Database(make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers // 2 or 1))
     public_pem = keys.public_key_pem(settings, settings.public_key)
+    verifier = verifier_for(settings, public_pem)
     service_token = keys.service_token(settings, settings.service_token)
     hasher = PasswordHasher(settings.bcrypt_rounds, threads=settings.bcrypt_threads,
                             niceness=settings.bcrypt_niceness,
@@ -40,6 +41,8 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         ),
         long_session_ttl=settings.long_session_ttl_seconds,
         short_session_ttl=settings.short_session_ttl_seconds,
+        revocations=verifier.revocations,
+        refresh_grace_seconds=settings.refresh_reuse_grace_seconds,
     )
 
     throttle = AttemptThrottle(redis_client(settings.cloud_rd_uri), ThrottlePolicy(
@@ -62,8 +65,7 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         host=settings.dropfile_bind_host,
         port=settings.auth_grpc_port if port is None else port,
         max_workers=settings.grpc_max_workers,
-        verifier=TokenVerifier(public_pem, issuer=settings.jwt_issuer,
-                               audience=settings.jwt_audience),
+        verifier=verifier,
         service_token=service_token,
         policy=AccessPolicy(public_methods=PUBLIC_METHODS),
         register=register,

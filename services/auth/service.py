@@ -12,14 +12,19 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common.db import Database
 from services.common.errors import AlreadyExists, InvalidArgument, Unauthenticated
+from services.common.revocations import RevokedSessions
+from services.common.tokens import LEEWAY_SECONDS
 
 from .models import DeviceSession, User
 from .passwords import MAX_PASSWORD_BYTES, MIN_PASSWORD_LENGTH, PasswordHasher
-from .tokens import AccessTokenIssuer, hash_refresh_token, new_refresh_token
+from .tokens import (AccessTokenIssuer, hash_refresh_token, new_refresh_token,
+                     seal_refresh_token, unseal_refresh_token)
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 BAD_CREDENTIALS = "invalid email or password"
 BAD_REFRESH = "refresh token missing, expired or invalid; sign in again"
+# Revocation marks outlive the session's last access token by this much (clock skew).
+REVOCATION_MARGIN_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -48,12 +53,15 @@ def _parse_uuid(value: str) -> uuid.UUID | None:
 
 class Accounts:
     def __init__(self, *, db: Database, hasher: PasswordHasher, issuer: AccessTokenIssuer,
-                 long_session_ttl: int, short_session_ttl: int) -> None:
+                 long_session_ttl: int, short_session_ttl: int,
+                 revocations: RevokedSessions, refresh_grace_seconds: float) -> None:
         self._db = db
         self._hasher = hasher
         self._issuer = issuer
         self._long_ttl = long_session_ttl
         self._short_ttl = short_session_ttl
+        self._revocations = revocations
+        self._refresh_grace = timedelta(seconds=refresh_grace_seconds)
 
     def sign_up(self, *, email: str, name: str, password: str, remember_me: bool
                 ) -> tuple[str, SessionTokens]:
@@ -102,25 +110,49 @@ class Accounts:
             raise Unauthenticated(BAD_REFRESH, reason="REFRESH_TOKEN_INVALID")
         with self._db.session() as session:
             device = session.get(DeviceSession, session_id, with_for_update=True)
-            if device is None or device.revoked_at is not None or device.expires_at <= _now():
+            now = _now()
+            if device is None or device.revoked_at is not None or device.expires_at <= now:
                 raise Unauthenticated(BAD_REFRESH, reason="REFRESH_TOKEN_INVALID")
             presented = hash_refresh_token(refresh_token)
-            if not hmac.compare_digest(presented, device.refresh_token_hash):
-                # An old (rotated) or forged token: someone may hold a stolen copy, so the
-                # whole device session ends.
-                device.revoked_at = _now()
-                revoked = True
-            else:
-                revoked = False
-                user = session.get(User, device.user_id)
+            if hmac.compare_digest(presented, device.refresh_token_hash):
                 refresh = new_refresh_token()
                 device.refresh_token_hash = hash_refresh_token(refresh)
-                device.last_used_at = _now()
+                device.previous_refresh_token_hash = presented
+                device.refresh_token_rotated_at = now
+                device.sealed_refresh_token = seal_refresh_token(
+                    refresh, previous=refresh_token, device_id=str(device.id))
+            else:
+                # The token just rotated away, again within the grace window (two tabs,
+                # two CLI processes, a retry whose answer was lost): the same new token as
+                # the first caller got, so every holder ends up with one that works. After
+                # the window, or any older or forged token: someone may hold a stolen copy,
+                # so the whole device session ends, its access tokens with it.
+                refresh = self._within_grace(device, refresh_token, presented, now)
+                if refresh is None:
+                    device.revoked_at = now
+                    # Before the commit: if Redis cannot be told, nothing is revoked and
+                    # the caller is answered UNAVAILABLE (every token is refused meanwhile).
+                    self._revoke_access(device)
+            if refresh is not None:
+                user = session.get(User, device.user_id)
+                device.last_used_at = now
                 tokens = self._tokens(user, device, refresh)
-        if revoked:
+        if refresh is None:
             raise Unauthenticated("refresh token was already used; the session is revoked",
                                   reason="REFRESH_TOKEN_REUSED")
         return tokens
+
+    def _within_grace(self, device: DeviceSession, refresh_token: str, presented: str,
+                      now: datetime) -> str | None:
+        """The current refresh token, when `refresh_token` is the one it replaced less
+        than the grace window ago; else None."""
+        if (device.previous_refresh_token_hash is None or device.sealed_refresh_token is None
+                or device.refresh_token_rotated_at is None
+                or not hmac.compare_digest(presented, device.previous_refresh_token_hash)
+                or now - device.refresh_token_rotated_at > self._refresh_grace):
+            return None
+        return unseal_refresh_token(device.sealed_refresh_token, previous=refresh_token,
+                                    device_id=str(device.id))
 
     def sign_out(self, *, device_id: str) -> None:
         session_id = _parse_uuid(device_id)
@@ -130,6 +162,13 @@ class Accounts:
             device = session.get(DeviceSession, session_id, with_for_update=True)
             if device is not None and device.revoked_at is None:
                 device.revoked_at = _now()
+                self._revoke_access(device)  # raises Unavailable (and rolls back) if it cannot
+
+    def _revoke_access(self, device: DeviceSession) -> None:
+        """Every service refuses the session's access tokens from now on (within a second):
+        marked in Redis for as long as the newest of them may still be accepted."""
+        self._revocations.revoke(str(device.id), seconds=self._issuer.ttl_seconds
+                                 + LEEWAY_SECONDS + REVOCATION_MARGIN_SECONDS)
 
     def _open_session(self, session, user: User, remember_me: bool) -> SessionTokens:
         ttl = self._long_ttl if remember_me else self._short_ttl
@@ -144,7 +183,8 @@ class Accounts:
     def _tokens(self, user: User, device: DeviceSession, refresh: str) -> SessionTokens:
         remaining = int((device.expires_at - _now()).total_seconds())
         return SessionTokens(
-            access_token=self._issuer.issue(user_id=str(user.id), email=user.email),
+            access_token=self._issuer.issue(user_id=str(user.id), email=user.email,
+                                            session_id=str(device.id)),
             refresh_token=refresh,
             device_id=str(device.id),
             access_token_expires_in=self._issuer.ttl_seconds,

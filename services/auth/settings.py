@@ -13,6 +13,10 @@ class AuthSettings(GrpcServiceSettings):
     # "Remember me" sessions, and the default one-day sessions.
     long_session_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
     short_session_ttl_seconds: int = Field(default=24 * 3600, ge=300)
+    # A refresh token presented again this soon after it was rotated (two tabs, two CLI
+    # processes, a retry whose answer was lost) gets the same new token instead of ending
+    # the device session; 0 ends it at once.
+    refresh_reuse_grace_seconds: float = Field(default=30.0, ge=0, le=300)
     bcrypt_rounds: int = Field(default=12, ge=10, le=16)
     # Threads hashing passwords (default: one per usable core) and how much they lower
     # their scheduling priority (nice), so that sign-in storms do not stall other requests

@@ -16,8 +16,10 @@ Sign-up: at most `signup_per_address` attempts per address per window.
 
 Redis's clock decides (TIME, inside the scripts), so replicas with skewed clocks agree.
 When Redis cannot be reached, sign-ins and sign-ups are refused UNAVAILABLE (503,
-Retry-After): failing open would leave every account to unlimited guessing while Redis is
-down, and sessions already open keep working (Refresh does not need Redis here)."""
+Retry-After), with a warning logged: failing open would leave every account to unlimited
+guessing while Redis is down (an outage an attacker may have caused), and every service
+refuses access tokens as UNAVAILABLE then anyway (their sessions' revocation is checked
+there), so a session opened meanwhile would be of no use."""
 from __future__ import annotations
 
 import hashlib

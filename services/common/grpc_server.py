@@ -151,6 +151,8 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             current_identity.set(self._verifier.verify(token.strip()))
         except InvalidTokenError as exc:
             _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc), "ACCESS_TOKEN_INVALID")
+        except DomainError as exc:  # whether the session was signed out is unknown (Redis)
+            _abort(context, exc.code, exc.message, exc.reason, exc.retry_after)
 
     def _fail(self, context: grpc.ServicerContext, method: str, exc: Exception):
         if isinstance(exc, DomainError):

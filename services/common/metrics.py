@@ -40,6 +40,14 @@ PASSWORD_HASHING_REFUSED = Counter("dropfile_auth_hashing_queue_full_total",
 SIGN_IN_THROTTLED = Counter("dropfile_auth_throttled_total",
                             "Sign-ins and sign-ups refused by a limit on attempts",
                             ["kind"])  # sign_in, sign_up
+
+# RSA checks of access tokens by outcome (valid, invalid), and access tokens refused by
+# the check that refused them: claims (read without the key: algorithm, issuer, audience,
+# expiry, missing claims), memory (a signature already found bad), signature, signed_out.
+TOKEN_SIGNATURE_CHECKS = Counter("dropfile_token_signature_checks_total",
+                                 "RSA signature checks of access tokens", ["outcome"])
+TOKENS_REFUSED = Counter("dropfile_access_tokens_refused_total",
+                         "Access tokens refused, by the check that refused them", ["check"])
 REAPER_ACTIONS = Counter("dropfile_reaper_actions_total", "Cleanup actions", ["action"])
 
 

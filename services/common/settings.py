@@ -94,6 +94,9 @@ class GrpcServiceSettings(BaseServiceSettings):
     # Redis, shared by every replica: upload sessions and live status (upload, events),
     # sign-in throttling and revoked device sessions (every service verifying tokens).
     cloud_rd_uri: str = Field(default="redis://127.0.0.1:6379/0", min_length=1)
+    # How long a verifier may trust its last answer from Redis on whether a device session
+    # was signed out: a signed-out access token is refused everywhere within this.
+    revocation_check_seconds: float = Field(default=1.0, gt=0, le=1.0)
 
 
 def load_settings(cls: type[S], **overrides) -> S:

@@ -11,7 +11,7 @@ from dropfile.events.v1 import events_pb2, events_pb2_grpc
 from services.common import keys
 from services.common.clients import GRPC_CHANNEL_OPTIONS, aws_client, redis_client
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
-from services.common.tokens import TokenVerifier
+from services.common.tokens import verifier_for
 
 from .poller import QueuePoller
 from .processing import EventProcessor, RetryPolicy
@@ -89,9 +89,11 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> Serve
                        limits=StreamLimits(redis_client(settings.cloud_rd_uri),
                                            per_user=settings.watch_max_streams_per_user,
                                            lease_seconds=settings.watch_stream_lease_seconds))
+    verifier = verifier_for(settings, keys.public_key_pem(settings, settings.public_key))
 
     def register(server):
-        events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(stats, hub), server)
+        events_pb2_grpc.add_EventsServiceServicer_to_server(
+            EventsServicer(stats, hub, verifier.revocations), server)
         return [SERVICE_NAME]
 
     handle = build_server(
@@ -99,8 +101,7 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> Serve
         port=settings.events_grpc_port if port is None else port,
         # Every open WatchFileEvents stream holds a thread: they get threads of their own.
         max_workers=settings.grpc_max_workers + settings.watch_max_streams,
-        verifier=TokenVerifier(keys.public_key_pem(settings, settings.public_key),
-                               issuer=settings.jwt_issuer, audience=settings.jwt_audience),
+        verifier=verifier,
         service_token=token,
         policy=AccessPolicy(),
         register=register,

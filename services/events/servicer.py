@@ -2,18 +2,23 @@
 (watch.py), as protobuf."""
 from __future__ import annotations
 
+import time
 import uuid
 
 from dropfile.events.v1 import events_pb2, events_pb2_grpc
 from services.common.errors import InvalidArgument, Unauthenticated, Unavailable
 from services.common.file_events import FileStatusChange
-from services.common.tokens import current_identity
+from services.common.revocations import RevokedSessions
+from services.common.tokens import SIGNED_OUT, current_identity
 
 from .stats import ProcessingStats
 from .watch import FileEventHub, StreamEnded
 
 DEFAULT_HEARTBEAT_SECONDS = 15
 MAX_HEARTBEAT_SECONDS = 300
+# How often an open stream asks whether its session was signed out (from the verifier's
+# memory, refreshed from Redis once a second at most).
+REVOCATION_CHECK_SECONDS = 0.5
 _HEARTBEAT = events_pb2.WatchFileEventsResponse(heartbeat=events_pb2.Heartbeat())
 _STATUS = {
     "UPLOADING": events_pb2.FILE_EVENT_STATUS_UPLOADING,
@@ -52,9 +57,11 @@ def _event(change: FileStatusChange) -> events_pb2.WatchFileEventsResponse:
 
 
 class EventsServicer(events_pb2_grpc.EventsServiceServicer):
-    def __init__(self, stats: ProcessingStats, hub: FileEventHub) -> None:
+    def __init__(self, stats: ProcessingStats, hub: FileEventHub,
+                 revocations: RevokedSessions) -> None:
         self._stats = stats
         self._hub = hub
+        self._revocations = revocations
 
     def GetStats(self, request, context):
         stats = self._stats.snapshot()
@@ -72,20 +79,29 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
 
     def WatchFileEvents(self, request, context):
         user_id = _caller_id()
+        session_id = current_identity.get().session_id
         interval = _heartbeat_seconds(request.heartbeat_seconds)
         with self._hub.subscribe(user_id) as subscription:
             # Wakes the wait below as soon as the caller hangs up (or the deadline passes).
             if not context.add_callback(lambda: subscription.end("the caller hung up")):
                 return
             yield _HEARTBEAT  # the subscription is live: changes from now on arrive
+            heartbeat_at = time.monotonic() + interval
             while context.is_active():
-                item = subscription.next(timeout=interval)
-                if item is None:
-                    yield _HEARTBEAT
-                elif isinstance(item, StreamEnded):
+                # Wakes often: a signed-out session's stream ends within about a second.
+                item = subscription.next(timeout=max(min(
+                    heartbeat_at - time.monotonic(), REVOCATION_CHECK_SECONDS), 0))
+                if isinstance(item, StreamEnded):
                     if not context.is_active():
                         return
                     # The caller reconnects (to any replica) and re-lists what it missed.
                     raise Unavailable(item.reason, reason=item.error_reason)
-                else:
+                if self._revocations.is_revoked(session_id):
+                    raise Unauthenticated(SIGNED_OUT, reason="SESSION_REVOKED")
+                if item is not None:
                     yield _event(item)
+                elif time.monotonic() < heartbeat_at:
+                    continue
+                else:
+                    yield _HEARTBEAT
+                heartbeat_at = time.monotonic() + interval  # a heartbeat when quiet

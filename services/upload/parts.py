@@ -43,3 +43,10 @@ def choose_part_size(size: int, *, min_part_size: int = MIN_PART_SIZE,
     while part_count(size, part_size) > max_parts:
         part_size *= 2
     return min(part_size, max_part_size)
+
+
+def part_lengths(numbers: range, *, size: int, part_size: int) -> list[int]:
+    """The byte length of each part in `numbers` (1-based): what each part's URL is signed
+    for, so storage takes exactly those bytes and no more."""
+    return [expected_part_size(number - 1, size=size, part_size=part_size)
+            for number in numbers]

@@ -1,8 +1,10 @@
 """Presigning many UploadPart URLs of one multipart upload quickly.
 
 botocore spends ~200 µs per presigned URL (endpoint rules, request serialization, event
-hooks, signing), so 10,000 parts cost ~2 s. The URLs of one upload differ only in
-`partNumber` and in the signature, so botocore presigns the first one (it stays the
+hooks, signing), so 10,000 parts cost ~2 s. Every URL signs its part's exact length
+(`content-length`, so storage refuses a body of any other size) and, for v2, its checksum;
+the URLs of one upload differ only in `partNumber`, in those signed headers' values and in
+the signature, so botocore presigns the first one (it stays the
 reference for the endpoint, the encoding and the credentials) and the others are signed
 again from it: the SigV4 query signature of an S3 URL is an HMAC of a canonical request
 under a signing key that depends only on the secret key, date, region and service, derived
@@ -16,11 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Iterator
+import re
+from typing import Iterator, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Header names this module signs: lowercase tokens (content-length, x-amz-checksum-...).
+_HEADER_NAME = re.compile(r"[a-z0-9-]+")
 
 
 def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
@@ -43,27 +48,31 @@ def _canonical_host(url_parts) -> str:
 
 class PartUrlResigner:
     """Signs URLs that differ from a botocore-presigned UploadPart URL only in partNumber
-    (and, for URLs that sign a part's checksum, in that one signed header's value)."""
+    and in the values of the headers the reference signs besides host (each part's
+    content-length, and its checksum for URLs that sign one)."""
 
     def __init__(self, url: str, pairs: list[tuple[str, str]], key: bytes, scope: str,
-                 amz_date: str, host: str, path: str, header: str | None) -> None:
-        """`pairs`: (name, encoded value) in the URL's order, signature included. Everything
-        but the part number, the header's value and the signature is the same in every
-        URL, so it is laid out once here: url() only fills in the three."""
+                 amz_date: str, host: str, path: str, headers: tuple[str, ...]) -> None:
+        """`pairs`: (name, encoded value) in the URL's order, signature included;
+        `headers`: the signed headers besides host, lowercase. Everything but the part
+        number, those headers' values and the signature is the same in every URL, so it is
+        laid out once here: url() only fills them in."""
         self._key = key
-        self._header = header  # the signed header besides host, lowercase, if any
+        self._headers = headers
         # botocore's canonical query string: the encoded pairs sorted by name (names are
         # unique), the signature left out; split around the part number's value.
         unsigned = sorted((name, value) for name, value in pairs if name != "X-Amz-Signature")
         at = [name for name, _ in unsigned].index("partNumber")
         before = "".join(f"{name}={value}&" for name, value in unsigned[:at])
         after = "".join(f"&{name}={value}" for name, value in unsigned[at + 1:])
-        signed = "host" if header is None else f"host;{header}"
+        # Canonical headers, sorted by name: host's line is fixed, the others' values are
+        # each URL's own (a None stands for them here).
+        names = sorted(("host", *headers))
+        self._lines = [(name, f"host:{host}\n" if name == "host" else None)
+                       for name in names]
         self._request_head = f"PUT\n{path}\n{before}partNumber="
-        # Canonical headers are sorted by name ("host" sorts first): the checksum header,
-        # whose value is the part's, comes last.
-        self._request_middle = f"{after}\nhost:{host}\n" + (f"{header}:" if header else "")
-        self._request_tail = ("\n" if header else "") + f"\n{signed}\nUNSIGNED-PAYLOAD"
+        self._request_middle = f"{after}\n"
+        self._request_tail = f"\n{';'.join(names)}\nUNSIGNED-PAYLOAD"
         self._string_head = f"{ALGORITHM}\n{amz_date}\n{scope}\n"
         # The URL itself keeps botocore's order; braces are doubled for str.format.
         query = "&".join(
@@ -75,24 +84,24 @@ class PartUrlResigner:
 
     @classmethod
     def from_reference(cls, url: str, *, access_key: str, secret_key: str,
-                       token: str | None, header: tuple[str, str] | None = None
+                       token: str | None, headers: Mapping[str, str] | None = None
                        ) -> "PartUrlResigner | None":
         """A resigner for `url` (presigned by botocore for PUT), or None when the URL is not
         the SigV4 query-signed UploadPart URL expected, or is not signed with these
-        credentials. `header`: the (name, value) of the one header the reference signs
-        besides host (a part's checksum), whose value differs from URL to URL."""
+        credentials. `headers`: the headers the reference signs besides host, with its
+        values (content-length, a part's checksum), whose values differ from URL to URL."""
         parts = urlsplit(url)
         pairs = [tuple(item.partition("=")[::2]) for item in parts.query.split("&")]
         params = dict(pairs)
         if len(params) != len(pairs) or "partNumber" not in params:
             return None
-        header_name = header[0].lower() if header else None
-        signed = "host" if header_name is None else f"host%3B{header_name}"
+        values = {name.lower(): value for name, value in (headers or {}).items()}
+        if len(values) != len(headers or {}) or "host" in values \
+                or not all(_HEADER_NAME.fullmatch(name) for name in values):
+            return None
+        signed = "%3B".join(sorted(("host", *values)))
         if params.get("X-Amz-Algorithm") != ALGORITHM \
                 or params.get("X-Amz-SignedHeaders") != signed:
-            return None
-        # Canonical headers are sorted by name: one that sorts before "host" is not handled.
-        if header_name is not None and not (header_name > "host" and header_name.isascii()):
             return None
         credential = unquote(params.get("X-Amz-Credential", "")).split("/")
         if len(credential) != 5 or credential[0] != access_key or credential[4] != "aws4_request":
@@ -103,23 +112,23 @@ class PartUrlResigner:
         _, date, region, service, _ = credential
         resigner = cls(url, pairs, signing_key(secret_key, date, region, service),
                        "/".join(credential[1:]), params.get("X-Amz-Date", ""),
-                       _canonical_host(parts), parts.path, header_name)
+                       _canonical_host(parts), parts.path, tuple(sorted(values)))
         # The reference itself must come out identical, or this is not botocore's scheme.
-        if resigner.url(int(params["partNumber"]), header[1] if header else None) != url:
+        if resigner.url(int(params["partNumber"]), values) != url:
             return None
         return resigner
 
-    def url(self, part_number: int, header_value: str | None = None) -> str:
-        """The URL of part `part_number`; `header_value` is the value of the signed header
-        (the part's checksum) when the reference signs one."""
-        if self._header is None:
-            value = ""
-        elif header_value is None:
-            raise ValueError(f"the {self._header} header's value is needed")
-        else:
-            value = " ".join(header_value.split())  # canonical header values are trimmed
+    def url(self, part_number: int, headers: Mapping[str, str] | None = None) -> str:
+        """The URL of part `part_number`; `headers`: the values of the signed headers besides
+        host (lowercase names), every one of them."""
+        try:
+            lines = "".join(
+                line if line is not None else f"{name}:{' '.join(headers[name].split())}\n"
+                for name, line in self._lines)  # canonical header values are trimmed
+        except (KeyError, TypeError):
+            raise ValueError(f"the values of {', '.join(self._headers)} are needed") from None
         canonical_request = (f"{self._request_head}{part_number}{self._request_middle}"
-                             f"{value}{self._request_tail}")
+                             f"{lines}{self._request_tail}")
         string_to_sign = self._string_head + hashlib.sha256(
             canonical_request.encode()).hexdigest()
         signature = hmac.new(self._key, string_to_sign.encode(), hashlib.sha256).hexdigest()
@@ -128,20 +137,24 @@ class PartUrlResigner:
 
 class LazyPartUrls:
     """URLs of parts in order: those made already, then those `resigner` makes as they are
-    read (every reading makes them again), so that a reply can take them one at a time."""
+    read (every reading makes them again), so that a reply can take them one at a time.
+    `to_resign`: the numbers of those parts, `lengths`: each one's content length."""
 
     def __init__(self, made: list[str], resigner: PartUrlResigner | None = None,
-                 to_resign: list[int] | None = None) -> None:
+                 to_resign: Sequence[int] = (), lengths: Sequence[int] = ()) -> None:
         if to_resign and resigner is None:
             raise ValueError("parts to re-sign need a resigner")
+        if len(lengths) != len(to_resign):
+            raise ValueError("one length per part to re-sign is needed")
         self._made = made
         self._resigner = resigner
-        self._to_resign = to_resign or []
+        self._to_resign = to_resign
+        self._lengths = lengths
 
     def __len__(self) -> int:
         return len(self._made) + len(self._to_resign)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._made
-        for number in self._to_resign:
-            yield self._resigner.url(number)
+        for number, length in zip(self._to_resign, self._lengths):
+            yield self._resigner.url(number, {"content-length": str(length)})

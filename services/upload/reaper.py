@@ -2,8 +2,11 @@
 
 Every round it
 1. marks uploads idle longer than the TTL (no change to the file and no part recorded since)
-   FAILED, after aborting their multipart upload and deleting any object a racing
-   completion left, so a FAILED file holds nothing in storage; and
+   FAILED, after aborting their multipart upload and deleting any object, so a FAILED file
+   holds nothing in storage; except an upload storage completed whose completion was never
+   recorded (the coordinator's reply or commit was lost): its object is the user's file, so
+   the completion is recorded instead and storage's confirmation follows as usual. A
+   completion in progress holds the row (service.py), so it is skipped, never failed; and
 2. lists the bucket's multipart uploads under `users/` and aborts the ones no file expects
    parts for (a crash between creating one and writing its row, a row deleted by hand...)
    once they were initiated longer than the TTL ago: younger ones may belong to an upload
@@ -37,12 +40,14 @@ from .reaper_store import ReaperStore
 from .sessions import UploadSessions
 from .settings import UploadSettings
 from .status_events import StatusEvents, publisher_client
+from .storage import normalize_etag
 
 log = logging.getLogger(__name__)
 
 # Every storage key Dropfile writes starts so (`users/<user_id>/<file_id>`).
 KEY_PREFIX = "users/"
 EXPIRED = "upload_expired"
+COMPLETION_RECOVERED = "completion_recovered"
 ORPHAN_ABORTED = "orphan_aborted"
 ROUND_ERRORS = (SQLAlchemyError, BotoCoreError, ClientError, redis.RedisError)
 
@@ -105,6 +110,16 @@ class BucketUploads:
 
     def delete_object(self, key: str) -> None:
         self._s3.delete_object(Bucket=self._bucket, Key=key)
+
+    def stored_object(self, key: str) -> tuple[int, str] | None:
+        """(size, bare ETag) of the object, or None when there is none."""
+        try:
+            head = self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return head["ContentLength"], normalize_etag(head.get("ETag", ""))
 
 
 @dataclass(frozen=True)
@@ -178,25 +193,34 @@ class Reaper:
         return report
 
     def expire_idle_uploads(self) -> int:
-        """Marks every upload idle past the TTL FAILED, a batch per transaction; returns
-        how many this replica did."""
+        """Marks every upload idle past the TTL FAILED (or completed, when storage holds its
+        object), a batch per transaction; returns how many this replica failed."""
         done = 0
         while not self._stopping.is_set():
             idle_before = self._clock() - self._ttl
-            failed = []
+            failed, recovered = [], []
             with self._store.claim_idle(idle_before=idle_before, limit=self._batch) as claim:
                 for file in claim.files:
                     try:
-                        self._clear_storage(file.s3_key, file.upload_id)
+                        completed_etag = self._settle_storage(file.s3_key, file.upload_id,
+                                                              file.size)
                     except ROUND_ERRORS as exc:
                         # This one stays UPLOADING and comes back next round.
                         log.warning("could not clean up idle upload: %s",
                                     type(exc).__name__, extra=log_fields(file_id=str(file.id)))
                         continue
+                    if completed_etag is not None:
+                        claim.completed(file, etag=completed_etag)
+                        recovered.append(file.id)
+                        continue
                     claim.failed(file)
                     failed.append((file.id, file.user_id, file.size))
                 claimed = len(claim.files)
             # Committed: tell the owners, forget the sessions.
+            for file_id in recovered:
+                REAPER_ACTIONS.labels(COMPLETION_RECOVERED).inc()
+                log.info("idle upload found completed in storage; completion recorded",
+                         extra=log_fields(file_id=str(file_id)))
             for file_id, user_id, size in failed:
                 self._sessions.delete(file_id)
                 self._status_events.changed(user_id=user_id, file_id=file_id, status="FAILED",
@@ -204,17 +228,21 @@ class Reaper:
                 REAPER_ACTIONS.labels(EXPIRED).inc()
                 log.info("idle upload failed", extra=log_fields(file_id=str(file_id)))
             done += len(failed)
-            if claimed < self._batch or not failed:
+            if claimed < self._batch or not (failed or recovered):
                 return done
         return done
 
-    def _clear_storage(self, key: str, upload_id: str | None) -> None:
-        """No parts and no object left under `key`. The object too: a completion that raced
-        this (its row update not yet made) may have produced one, and a FAILED file holds
-        none."""
-        if upload_id:
-            self._uploads.abort(key, upload_id)
+    def _settle_storage(self, key: str, upload_id: str | None, size: int) -> str | None:
+        """The object's ETag when storage completed the upload (no multipart upload left,
+        the object there at the declared size): the user's file, kept. Else None, and no
+        parts and no object are left under `key` (an object of another size is no file of
+        this upload's)."""
+        if upload_id and not self._uploads.abort(key, upload_id):
+            stored = self._uploads.stored_object(key)
+            if stored is not None and stored[0] == size:
+                return stored[1]
         self._uploads.delete_object(key)
+        return None
 
     def abort_orphaned_uploads(self) -> int | None:
         """Aborts the multipart uploads no file expects parts for, initiated longer than the

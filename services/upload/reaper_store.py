@@ -40,6 +40,13 @@ class IdleClaim:
         file.status = FileStatus.FAILED
         self._session.execute(delete(Chunk).where(Chunk.file_id == file.id))
 
+    def completed(self, file: File, *, etag: str) -> None:
+        """Storage completed the upload, its record of it was lost: recorded now with the
+        object's ETag (the status stays UPLOADING until storage's confirmation, as after
+        any completion)."""
+        file.completed_at = func.now()
+        file.etag = etag or None
+
 
 class ReaperStore:
     def __init__(self, db: Database) -> None:

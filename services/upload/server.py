@@ -6,10 +6,10 @@ from services.common import keys
 from services.common.clients import aws_client, redis_client
 from services.common.db import Database, make_engine
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
-from services.common.tokens import TokenVerifier
+from services.common.tokens import verifier_for
 
 from .reaper import create_reaper
-from .quota import Quota
+from .quota import Quota, UploadsInProgressLimit
 from .service import Uploads
 from .servicer import UploadInternalServicer, UploadServicer
 from .sessions import UploadSessions
@@ -50,14 +50,14 @@ def create_uploads(settings: UploadSettings) -> Uploads:
         v2_max_file_size=settings.v2_max_file_size_bytes,
         min_part_size=settings.min_part_size_bytes,
         quota=Quota(settings.user_quota_bytes),
+        uploads_limit=UploadsInProgressLimit(settings.max_uploads_in_progress),
     )
 
 
 def create_server(settings: UploadSettings, *, port: int | None = None) -> ServerHandle:
     uploads = create_uploads(settings)
     public_pem = keys.public_key_pem(settings, settings.public_key)
-    verifier = TokenVerifier(public_pem, issuer=settings.jwt_issuer,
-                             audience=settings.jwt_audience)
+    verifier = verifier_for(settings, public_pem)
 
     def register(server):
         upload_pb2_grpc.add_UploadServiceServicer_to_server(

@@ -3,11 +3,14 @@ moves UPLOADING -> UPLOADED (only when storage confirms it) or -> FAILED.
 
 Ordering rules that keep storage and the database consistent:
 - PostgreSQL is the source of truth; Redis sessions are a cache that may vanish.
-- Abort marks the file FAILED before aborting in storage, and CompleteUpload re-checks the
-  file after completing in storage, deleting the object if the file was aborted or deleted
-  meanwhile: whichever wins the race, no object outlives its file.
-- DeleteFile deletes from storage first: if storage fails, the row stays and the user can
-  retry, so no object is ever left without a row that names it.
+- CompleteUpload completes in storage and records it while holding the file's row lock;
+  Abort, DeleteFile and the reaper take (or skip) that lock, so each sees the upload either
+  before the completion or after it is recorded, never in between (tests/upload/
+  test_races.py): whichever wins, no object outlives its file, and no completed upload is
+  failed.
+- Abort marks the file FAILED before aborting in storage.
+- DeleteFile deletes from storage first, under the row lock: if storage fails, the row
+  stays and the user can retry, so no object is ever left without a row that names it.
 - CompleteUpload never changes the status (it records the object's ETag); ConfirmUpload
   (storage's word, believed only about the object a successful completion recorded) makes
   a file UPLOADED, and nothing moves an UPLOADED file back.
@@ -19,9 +22,10 @@ import logging
 import re
 import unicodedata
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from services.common.errors import (AlreadyExists, DomainError, FailedPrecondition,
                                    InvalidArgument, NotFound)
@@ -31,8 +35,8 @@ from services.common.metrics import (EVENT_LAG, UPLOAD_BYTES, UPLOAD_PARTS, UPLO
 
 from .checksums import ChecksumAlgorithm, clean_part_checksum, clean_sha256_hex
 from .models import File, FileStatus
-from .parts import MAX_PARTS, MIN_PART_SIZE, expected_part_size, part_count
-from .quota import Quota
+from .parts import MAX_PARTS, MIN_PART_SIZE, expected_part_size, part_count, part_lengths
+from .quota import Quota, UploadsInProgressLimit
 from .service_v2 import UploadsV2
 from .sessions import UploadSession, UploadSessions
 from .status_events import StatusEvents
@@ -250,6 +254,16 @@ def _is_recorded_object(file: File, *, size: int, etag: str) -> bool:
     return size == file.size and (file.etag is None or etag == file.etag)
 
 
+def _record_completion(file: File, *, etag: str, sha256: str | None = None) -> None:
+    """Storage completed the upload: the (locked) row says so, with the object's ETag
+    (which confirmation requires events to match); the status is untouched, storage's
+    confirmation makes it UPLOADED."""
+    file.completed_at = _now()
+    file.etag = etag or None
+    if sha256 and not file.sha256:
+        file.sha256 = sha256
+
+
 def _refuse_unless_receiving_parts(file: File) -> None:
     if file.status is FileStatus.FAILED:
         raise FailedPrecondition(UPLOAD_ABORTED, reason="UPLOAD_ABORTED")
@@ -263,13 +277,15 @@ class Uploads(UploadsV2):
                  part_size: int, max_file_size: int, url_ttl_seconds: int,
                  status_events: StatusEvents | None = None,
                  v2_max_file_size: int = 5 * 1024**4, min_part_size: int = MIN_PART_SIZE,
-                 quota: Quota | None = None) -> None:
+                 quota: Quota | None = None,
+                 uploads_limit: UploadsInProgressLimit | None = None) -> None:
         """`part_size`/`max_file_size` are v1's; v2 chooses part sizes from
-        `min_part_size` up, for files up to `v2_max_file_size`. `quota` applies to both
-        (unlimited when None)."""
+        `min_part_size` up, for files up to `v2_max_file_size`. `quota` and `uploads_limit`
+        (uploads in progress per user) apply to both (unlimited when None)."""
         self._v2_max_file_size = v2_max_file_size
         self._min_part_size = min_part_size
         self._quota = quota or Quota(0)
+        self._uploads_limit = uploads_limit or UploadsInProgressLimit(0)
         self._store = store
         self._storage = storage
         self._sessions = sessions
@@ -403,6 +419,7 @@ class Uploads(UploadsV2):
             raise InvalidArgument(f"last_part_number {last_part_number} is beyond this "
                                   f"file's {file.part_count} parts")
         numbers = range(first_part_number, last_part_number + 1)
+        lengths = part_lengths(numbers, size=file.size, part_size=file.part_size)
         self._refuse_checksums_of_v1(file, checksums)
         if file.checksum_algorithm:
             # v2: each URL is signed with its part's checksum; storage checks the bytes.
@@ -415,13 +432,13 @@ class Uploads(UploadsV2):
                        for n, value in zip(numbers, checksums)]
             signed = self._storage.presign_checksummed_parts(
                 file.s3_key, upload_id=file.upload_id or "", part_numbers=numbers,
-                algorithm=algorithm, checksums=cleaned, ttl=self._url_ttl)
+                lengths=lengths, algorithm=algorithm, checksums=cleaned, ttl=self._url_ttl)
             return PartUrls(urls=list(zip(numbers, signed)), expires_in_seconds=self._url_ttl,
                             headers={n: {algorithm.header: value}
                                      for n, value in zip(numbers, cleaned)})
         urls = list(zip(numbers, self._storage.presign_parts(
             file.s3_key, upload_id=file.upload_id or "", part_numbers=numbers,
-            ttl=self._url_ttl)))
+            lengths=lengths, ttl=self._url_ttl)))
         return PartUrls(urls=urls, expires_in_seconds=self._url_ttl)
 
     def complete(self, *, user_id: uuid.UUID, file_id: str, upload_id: str,
@@ -492,23 +509,32 @@ class Uploads(UploadsV2):
             else None
         checksums = {number: stored[number].checksum or recorded[number - 1].checksum
                      for number, _ in ordered} if algorithm else None
-        try:
-            etag = self._storage.complete_multipart_upload(
-                file.s3_key, upload_id=upload_id, parts=ordered, checksums=checksums,
-                checksum_algorithm=algorithm)
-        except UploadGone:
-            return self._settle_vanished_upload(file)
-        except CompletionRefused as refused:
-            unknown = [number for number, value in (checksums or {}).items() if not value]
-            if unknown:
-                # A part stored but never recorded, in a store whose ListParts does not
-                # report checksums (SeaweedFS): its checksum must be recorded.
-                raise FailedPrecondition(
-                    f"part {unknown[0]}: its {algorithm.value} checksum is not known; record "
-                    "the part with its checksum", reason="PART_CHECKSUM_UNKNOWN") from None
-            raise FailedPrecondition(f"storage refused the parts ({refused}); upload them "
-                                     "again", reason="PARTS_REFUSED") from None
-        self._mark_completed(file, sha256=digest, etag=etag)
+        # Storage completes while this file's row is locked, until the completion is recorded
+        # (see _locked_for_completion): nothing can act between the object appearing in
+        # storage and the row saying so.
+        with self._locked_for_completion(file, upload_id) as current:
+            if current is None:
+                return self._completed(file, newly=False)  # another completion was first
+            try:
+                etag = self._storage.complete_multipart_upload(
+                    file.s3_key, upload_id=upload_id, parts=ordered, checksums=checksums,
+                    checksum_algorithm=algorithm)
+            except UploadGone:
+                # An earlier completion whose reply or row update was lost made the object?
+                etag = self._stored_object_etag(current)
+            except CompletionRefused as refused:
+                unknown = [number for number, value in (checksums or {}).items() if not value]
+                if unknown:
+                    # A part stored but never recorded, in a store whose ListParts does not
+                    # report checksums (SeaweedFS): its checksum must be recorded.
+                    raise FailedPrecondition(
+                        f"part {unknown[0]}: its {algorithm.value} checksum is not known; "
+                        "record the part with its checksum",
+                        reason="PART_CHECKSUM_UNKNOWN") from None
+                raise FailedPrecondition(f"storage refused the parts ({refused}); upload them "
+                                         "again", reason="PARTS_REFUSED") from None
+            _record_completion(current, etag=etag, sha256=digest)
+        self._completed(file, newly=True)
 
     def abort(self, *, user_id: uuid.UUID, file_id: str, upload_id: str) -> None:
         fid = parse_file_id(file_id)
@@ -553,15 +579,20 @@ class Uploads(UploadsV2):
 
     def delete(self, *, user_id: uuid.UUID, file_id: str) -> None:
         fid = parse_file_id(file_id)
-        file = self._owned(fid, user_id)
-        if file.status is FileStatus.UPLOADING and file.completed_at is None and file.upload_id:
-            self._storage.abort_multipart_upload(file.s3_key, upload_id=file.upload_id)
-        self._storage.delete_object(file.s3_key)  # storage first: never orphan an object
-        deleted = self._store.delete_file(fid, user_id)
+        # Under the row lock: a completion in progress finishes first (its object is then
+        # deleted here), and a concurrent delete waits, then finds nothing.
+        with self._store.locked_file_deletion(fid, user_id) as deletion:
+            file = deletion.file
+            if file is None:
+                raise NotFound(NO_SUCH_FILE)
+            if file.status is FileStatus.UPLOADING and file.completed_at is None \
+                    and file.upload_id:
+                self._storage.abort_multipart_upload(file.s3_key, upload_id=file.upload_id)
+            self._storage.delete_object(file.s3_key)  # storage first: never orphan an object
+            deletion.delete()
+            size = file.size
         self._sessions.delete(fid)
-        if deleted:  # not when a concurrent delete got there first: it told the owner
-            self._status_events.changed(user_id=user_id, file_id=fid, status="DELETED",
-                                        size=file.size)
+        self._status_events.changed(user_id=user_id, file_id=fid, status="DELETED", size=size)
         log.info("file deleted", extra=log_fields(file_id=str(fid)))
 
     # -- services ----------------------------------------------------------------------
@@ -675,23 +706,39 @@ class Uploads(UploadsV2):
         if size != expected:
             raise InvalidArgument(f"part {chunk_index} must be {expected} bytes, not {size}")
 
-    def _mark_completed(self, file: File, *, sha256: str | None = None,
-                        etag: str = "") -> None:
-        """`etag`: the completed object's, which confirmation requires events to match."""
+    @contextmanager
+    def _locked_for_completion(self, file: File, upload_id: str) -> Iterator[File | None]:
+        """The file's row locked (SELECT ... FOR UPDATE) for the block, in which storage
+        completes the upload and the completion is recorded, committed when the block
+        ends; None when it is complete already. Whoever else would change the upload meets
+        the lock: a second completion waits, then finds it complete; an abort waits, then
+        refuses; RecordPart waits (and the upload takes no more parts); ConfirmUpload
+        waits until the completion is recorded; the reaper skips locked rows, so it never
+        fails, or deletes the object of, an upload being completed. Refused here, before
+        storage is asked, when the upload was aborted, reaped or deleted meanwhile."""
         with self._store.locked_owned_file(file.id, file.user_id) as current:
-            vanished = current is None or current.status is FileStatus.FAILED
-            newly_completed = not vanished and current.completed_at is None
-            if newly_completed:
-                current.completed_at = _now()  # status untouched: UPLOADED stays UPLOADED
-                current.etag = etag or None
-                if sha256 and not current.sha256:
-                    current.sha256 = sha256
-        if vanished:
-            # Aborted or deleted while storage was assembling it: the object goes too.
-            self._storage.delete_object(file.s3_key)
-            raise FailedPrecondition("the upload was aborted or deleted while completing",
-                                     reason="UPLOAD_ABORTED")
-        if newly_completed:
+            if current is None:
+                raise NotFound(NO_SUCH_FILE)
+            if current.upload_id != upload_id:
+                raise InvalidArgument("upload_id is not this file's upload")
+            if current.status is FileStatus.FAILED:
+                raise FailedPrecondition(UPLOAD_ABORTED, reason="UPLOAD_ABORTED")
+            yield None if _is_complete(current) else current
+
+    def _stored_object_etag(self, file: File) -> str:
+        """Storage no longer has the multipart upload: fine when it holds the finished
+        object (a completion went through, its reply or our row update was lost), whose
+        ETag this returns."""
+        stored = self._storage.stored_object(file.s3_key)
+        if stored is None or stored[0] != file.size:
+            raise FailedPrecondition("storage no longer has this upload (expired or aborted); "
+                                     "start a new upload with a new file_id",
+                                     reason="UPLOAD_GONE")
+        return stored[1]
+
+    def _completed(self, file: File, *, newly: bool) -> None:
+        """After the completion is committed."""
+        if newly:
             UPLOADS_COMPLETED.inc()
         self._sessions.delete(file.id)
         log.info("upload completed", extra=log_fields(file_id=str(file.id)))
@@ -699,23 +746,18 @@ class Uploads(UploadsV2):
     def _settle_vanished_upload(self, file: File) -> None:
         """Storage no longer has the multipart upload. If it holds the finished object, an
         earlier completion succeeded (its reply or our row update was lost): record it."""
-        stored = self._storage.stored_object(file.s3_key)
-        if stored is not None and stored[0] == file.size:
-            return self._mark_completed(file, etag=stored[1])
-        current = self._store.owned_file(file.id, file.user_id)
-        if current is not None and _is_complete(current):
-            return None
-        if current is None or current.status is FileStatus.FAILED:
-            raise FailedPrecondition(UPLOAD_ABORTED, reason="UPLOAD_ABORTED")
-        raise FailedPrecondition("storage no longer has this upload (expired or aborted); "
-                                 "start a new upload with a new file_id",
-                                 reason="UPLOAD_GONE")
+        with self._locked_for_completion(file, file.upload_id or "") as current:
+            if current is None:
+                return self._completed(file, newly=False)
+            _record_completion(current, etag=self._stored_object_etag(current))
+        self._completed(file, newly=True)
 
     def _start_upload(self, file: File, *,
                       presign_every_part: bool = False) -> Iterable[str]:
         """Starts the multipart upload of `file` (a new UPLOADING row, all but its upload
-        id) and inserts the row, in one transaction: the id, then (with a quota) the
-        owner's usage under the owner's quota lock, are checked before storage is touched;
+        id) and inserts the row, in one transaction: the id, then (with a quota or a limit
+        of uploads in progress) the owner's usage under the owner's quota lock, are
+        checked before storage is touched;
         the insert commits with the lock, so concurrent starts by one user are decided one
         after the other (each waits for the previous one's storage call). Whatever fails
         after storage has the multipart upload aborts it. `presign_every_part` (v1): the
@@ -725,17 +767,22 @@ class Uploads(UploadsV2):
                      else None)
         key, upload_id, urls = file.s3_key, None, ()
         try:
+            limited = not (self._quota.unlimited and self._uploads_limit.unlimited)
             with self._store.file_creation(file.id, file.user_id,
-                                           with_usage=not self._quota.unlimited) as creation:
+                                           with_usage=limited) as creation:
                 if creation.id_taken:
                     raise AlreadyExists(FILE_ID_TAKEN)
                 if creation.usage is not None:
                     self._quota.admit(creation.usage, file.size)
+                    self._uploads_limit.admit(creation.usage)
                 upload_id = self._storage.create_multipart_upload(
                     key, content_type=file.mime_type, checksum_algorithm=algorithm)
                 if presign_every_part:
+                    numbers = range(1, file.part_count + 1)
                     urls = self._storage.presign_parts_lazily(
-                        key, upload_id=upload_id, part_numbers=range(1, file.part_count + 1),
+                        key, upload_id=upload_id, part_numbers=numbers,
+                        lengths=part_lengths(numbers, size=file.size,
+                                             part_size=file.part_size),
                         ttl=self._url_ttl)
                 file.upload_id = upload_id
                 creation.insert(file)

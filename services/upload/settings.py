@@ -45,6 +45,10 @@ class UploadSettings(GrpcServiceSettings, StorageSettings):
     # Bytes each user may hold: uploads in progress (declared size) and uploaded files.
     # 0 means unlimited.
     user_quota_bytes: int = Field(default=100 * GIB, ge=0)
+    # Uploads each user may have in progress at once (started, not yet confirmed): one more
+    # is refused with RESOURCE_EXHAUSTED + RetryInfo (HTTP 429, TOO_MANY_UPLOADS). 0 means
+    # unlimited.
+    max_uploads_in_progress: int = Field(default=100, ge=0)
 
     @model_validator(mode="after")
     def _max_size_fits_in_parts(self) -> "UploadSettings":

@@ -25,7 +25,8 @@ QUOTA_LOCK_NAMESPACE = 0x0D0F_0001
 
 
 # record_chunk's upsert: the chunk is written only if the file is the caller's, has this
-# upload id and still takes parts; a retried part replaces what was recorded before.
+# upload id and still takes parts; a retried part replaces what was recorded before, and
+# its time too (created_at: when it was last recorded, the reaper's sign of activity).
 _RECORD_CHUNK = PreparedStatement("record_chunk", [
     ("file_id", "uuid"), ("user_id", "uuid"), ("upload_id", "varchar"),
     ("chunk_index", "integer"), ("size", "bigint"), ("etag", "varchar"),
@@ -38,7 +39,7 @@ WHERE files.id = $1 AND files.user_id = $2 AND files.upload_id = $3
 FOR SHARE OF files
 ON CONFLICT (file_id, chunk_index) DO UPDATE
 SET size = excluded.size, etag = excluded.etag, status = excluded.status,
-    checksum = excluded.checksum
+    checksum = excluded.checksum, created_at = now()
 RETURNING chunk_index""")
 
 # record_chunks: many parts in one statement. The records arrive as parallel arrays
@@ -58,7 +59,7 @@ WHERE files.status = 'UPLOADING' AND files.completed_at IS NULL
 FOR SHARE OF files
 ON CONFLICT (file_id, chunk_index) DO UPDATE
 SET size = excluded.size, etag = excluded.etag, status = excluded.status,
-    checksum = excluded.checksum
+    checksum = excluded.checksum, created_at = now()
 RETURNING file_id, chunk_index""")
 
 
@@ -104,7 +105,9 @@ def _id_taken():
 # (as _RECORD_CHUNK): building a statement and its cache key costs CPU on every call.
 _LOCK_QUOTA = select(func.pg_advisory_xact_lock(
     QUOTA_LOCK_NAMESPACE, func.hashtext(bindparam("user_key", type_=String))))
-_USAGE_AND_ID_TAKEN = _usage_query(bindparam("user_id"), None).add_columns(_id_taken())
+# An initiation's decision: the owner's usage, uploads in progress, and whether the id is taken.
+_ADMISSION = _usage_query(bindparam("user_id"), None).add_columns(
+    func.count().filter(File.status == FileStatus.UPLOADING), _id_taken())
 _ID_TAKEN = select(_id_taken())
 _INSERT_FILE = insert(File.__table__)
 _OWNED_FILE = select(File).where(File.id == bindparam("file_id"),
@@ -131,6 +134,19 @@ class FileCreation:
             raise FileIdTaken(str(file.id)) from None
 
 
+class FileDeletion:
+    """UploadStore.locked_file_deletion's file (None when it is not the caller's), and the
+    delete that commits with the block."""
+
+    def __init__(self, session: Session, file: File | None) -> None:
+        self.file = file
+        self._session = session
+
+    def delete(self) -> None:
+        """Deletes the row (its chunks cascade) when the block ends."""
+        self._session.execute(delete(File).where(File.id == self.file.id))
+
+
 class UploadStore:
     def __init__(self, db: Database, *, autocommit: Engine) -> None:
         """`autocommit`: an engine in AUTOCOMMIT mode, without pre-ping, on the same
@@ -145,16 +161,18 @@ class UploadStore:
     def file_creation(self, file_id: uuid.UUID, user_id: uuid.UUID, *,
                       with_usage: bool) -> Iterator[FileCreation]:
         """One transaction (one connection) that creates a file: it tells whether the id is
-        taken and, `with_usage`, the owner's usage read under the per-user quota lock; the
-        block decides, may call storage, then inserts; the insert commits when the block
-        ends, and the lock goes with it. Two concurrent creations by one user are decided
-        one after the other, each seeing the other's file."""
+        taken and, `with_usage`, the owner's usage (bytes and uploads in progress) read
+        under the per-user quota lock; the block decides, may call storage, then inserts;
+        the insert commits when the block ends, and the lock goes with it. Two concurrent
+        creations by one user are decided one after the other, each seeing the other's
+        file."""
         with self._db.session() as session:
             if with_usage:
                 self._lock_quota(session, user_id)
-                used, in_progress, id_taken = session.execute(
-                    _USAGE_AND_ID_TAKEN, {"user_id": user_id, "file_id": file_id}).one()
-                usage = Usage(used_bytes=int(used), uploading_bytes=int(in_progress))
+                used, in_progress, uploads, id_taken = session.execute(
+                    _ADMISSION, {"user_id": user_id, "file_id": file_id}).one()
+                usage = Usage(used_bytes=int(used), uploading_bytes=int(in_progress),
+                              uploads_in_progress=int(uploads))
             else:
                 id_taken, usage = session.scalar(_ID_TAKEN, {"file_id": file_id}), None
             yield FileCreation(session, id_taken=bool(id_taken), usage=usage)
@@ -288,21 +306,22 @@ class UploadStore:
                     index_elements=[Chunk.file_id, Chunk.chunk_index],
                     set_={"size": statement.excluded.size, "etag": statement.excluded.etag,
                           "status": statement.excluded.status,
-                          "checksum": statement.excluded.checksum}))
+                          "checksum": statement.excluded.checksum,
+                          "created_at": func.now()}))
         return True
 
     def delete_chunks(self, file_id: uuid.UUID) -> None:
         with self._db.session() as session:
             session.execute(delete(Chunk).where(Chunk.file_id == file_id))
 
-    def delete_file(self, file_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        """Deletes the row (its chunks cascade). False when it was not there."""
+    @contextmanager
+    def locked_file_deletion(self, file_id: uuid.UUID, user_id: uuid.UUID
+                             ) -> Iterator[FileDeletion]:
+        """The caller's file locked (SELECT ... FOR UPDATE) for the block, to be deleted."""
         with self._db.session() as session:
-            deleted = session.execute(
-                delete(File).where(File.id == file_id, File.user_id == user_id)
-                .returning(File.id)
-            ).first()
-        return deleted is not None
+            yield FileDeletion(session, session.scalar(
+                select(File).where(File.id == file_id, File.user_id == user_id)
+                .with_for_update()))
 
     @contextmanager
     def locked_owned_file(self, file_id: uuid.UUID, user_id: uuid.UUID

@@ -111,7 +111,10 @@ def test_refresh_rotates_and_a_reused_token_revokes_the_session(auth_stub):
                                                         device_id=first.device_id)).tokens
     assert rotated.refresh_token != first.refresh_token
     assert rotated.device_id == first.device_id
-    # The old token again: theft suspected, the session ends...
+    rotated = auth_stub.Refresh(auth_pb2.RefreshRequest(refresh_token=rotated.refresh_token,
+                                                        device_id=first.device_id)).tokens
+    # A token two rotations old (the grace window covers only the last one): theft
+    # suspected, the session ends...
     err = error_of(auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=first.refresh_token,
                                                               device_id=first.device_id))
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED

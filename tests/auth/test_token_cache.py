@@ -6,12 +6,14 @@ import time
 
 import pytest
 
+from services.common.revocations import RevokedSessions, revocation_client
 from services.common.tokens import LEEWAY_SECONDS, InvalidTokenError, TokenVerifier
 
 
 @pytest.fixture
-def verifier(key_pair):
-    return TokenVerifier(key_pair[1], issuer="dropfile-auth", audience="dropfile", cache_size=2)
+def verifier(key_pair, redis_url):
+    return TokenVerifier(key_pair[1], issuer="dropfile-auth", audience="dropfile", cache_size=2,
+                         revocations=RevokedSessions(revocation_client(redis_url)))
 
 
 def test_a_verified_token_is_remembered_until_it_expires(verifier, make_token):

@@ -5,15 +5,19 @@ gateway and to storage, goes through here as an absolute-form request and is for
 its Host header intact (presigned URLs are signed for moto's host). Rules act on part PUTs
 (requests with a `partNumber` query): answer 503 a few times, answer 403 "Request has
 expired" until the client fetched fresh URLs, hold a PUT until released, or flip a bit of
-the bytes forwarded (corruption on the way). Everything forwarded is logged, with the
-checksum header a PUT carried, so tests can see what the client did."""
+the bytes forwarded (corruption on the way). Faults (`fault`) act on any call, gateway's
+or storage's: an error status (with or without Retry-After), a connection dropped before
+forwarding, an answer lost after the server acted on the request, or a stall that outlasts
+the client's timeout. Everything forwarded is logged, with the checksum header a PUT
+carried and when it arrived, so tests can see what the client did."""
 from __future__ import annotations
 
 import http.client
 import json
 import re
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -40,6 +44,8 @@ class Seen:
     injected: bool  # answered by a rule, not forwarded
     checksum_header: str | None = None  # a PUT's x-amz-checksum-<algorithm>, lowercase
     json_body: Any = None  # a POST's JSON body
+    at: float = field(default_factory=time.monotonic)  # when it arrived
+    fault: str | None = None  # the injected fault's kind (see Fault)
 
     @property
     def recorded_parts(self) -> list[int]:
@@ -56,6 +62,28 @@ def _json_or_none(body: bytes) -> Any:
         return json.loads(body) if body else None
     except ValueError:
         return None
+
+
+@dataclass
+class Fault:
+    """What the next `times` matching requests meet. `kind`: "status" (answered `status`,
+    with Retry-After when `retry_after` is set), "drop" (the connection closes, nothing
+    forwarded), "lose-answer" (forwarded, then the connection closes before the answer:
+    the server acted, the client cannot know), "stall" (no answer for `stall` seconds,
+    then the connection closes) or "hold" (forwarded once release() is called)."""
+
+    method: str
+    pattern: str
+    times: int
+    kind: str = "status"
+    status: int = 503
+    retry_after: str | None = None
+    stall: float = 0.0
+    part_number: int | None = None
+
+    def matches(self, method: str, path: str, part_number: int | None) -> bool:
+        return self.times > 0 and method == self.method and bool(re.search(self.pattern, path)) \
+            and (self.part_number is None or self.part_number == part_number)
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -75,6 +103,8 @@ class FaultProxy:
         self.seen: list[Seen] = []
         self._fail: dict[int, tuple[int, int]] = {}  # part -> (remaining, status)
         self._fail_paths: dict[tuple[str, str], int] = {}  # (method, path regex) -> status
+        self._faults: list[Fault] = []  # applied in order, each `times` times
+        self._released = threading.Event()  # ends "hold" faults
         self._corrupt: dict[int, int] = {}  # part -> PUTs still to corrupt
         self._expired: set[int] = set()  # parts whose URLs are expired until refreshed
         self._refused: set[int] = set()  # expired parts whose PUT was refused already
@@ -124,6 +154,23 @@ class FaultProxy:
     def allow_calls(self, method: str, path_pattern: str) -> None:
         with self._lock:
             self._fail_paths.pop((method, path_pattern), None)
+            self._faults = [f for f in self._faults
+                            if (f.method, f.pattern) != (method, path_pattern)]
+
+    def fault(self, method: str, path_pattern: str, *, times: int = 1, kind: str = "status",
+              status: int = 503, retry_after: str | None = None, stall: float = 0.0,
+              part_number: int | None = None) -> None:
+        """The next `times` calls with this method to a path matching `path_pattern` (and,
+        for part PUTs, of part `part_number` when given) meet the fault (see Fault). Faults
+        queue: the next one applies once this one's times are spent."""
+        assert kind in ("status", "drop", "lose-answer", "stall", "hold"), kind
+        with self._lock:
+            self._faults.append(Fault(method, path_pattern, times, kind, status, retry_after,
+                                      stall, part_number))
+
+    def faults_left(self) -> int:
+        with self._lock:
+            return sum(f.times for f in self._faults)
 
     def corrupt_part(self, part_number: int, *, times: int = 1) -> None:
         """The next `times` PUTs of the part are forwarded with one bit of the body flipped."""
@@ -156,6 +203,7 @@ class FaultProxy:
             self._token_rule = [token, replacement, after_part, False]
 
     def release(self) -> None:
+        self._released.set()
         with self._lock:
             events = list(self._held.values())
             if self._barrier:
@@ -182,6 +230,14 @@ class FaultProxy:
             return [s for s in self.seen if s.method == method and pattern.search(s.path)]
 
     # -- serving -------------------------------------------------------------------------
+
+    def _fault_for(self, method: str, path: str, part_number: int | None) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(method, path, part_number):
+                    fault.times -= 1
+                    return fault
+        return None
 
     def _path_rule_for(self, method: str, path: str) -> int | None:
         with self._lock:
@@ -275,6 +331,13 @@ class FaultProxy:
                 numbers = parse_qs(target.query).get("partNumber")
                 part_number = int(numbers[0]) if numbers and self.command == "PUT" else None
 
+                fault = proxy._fault_for(self.command, target.path, part_number)
+                if fault is not None and fault.kind == "hold":
+                    proxy._released.wait(timeout=120)
+                    fault = None  # then forwarded as usual
+                if fault is not None and fault.kind != "lose-answer":
+                    self._inject(fault, part_number)
+                    return
                 refused = proxy._path_rule_for(self.command, target.path)
                 if refused:
                     self._record(part_number, refused, injected=True)
@@ -299,6 +362,12 @@ class FaultProxy:
                     proxy._note_fresh_urls(reply)
                 if part_number is not None and status == 200:
                     proxy._part_stored(part_number)
+                if fault is not None:  # lose-answer: the server acted; its answer is lost
+                    self._record(part_number, status, injected=True, fault=fault.kind,
+                                 json_body=_json_or_none(body) if self.command == "POST"
+                                 else None)
+                    self.close_connection = True
+                    return
                 self._record(part_number, status, injected=False,
                              json_body=_json_or_none(body) if self.command == "POST" else None)
                 self.send_response(status)
@@ -329,12 +398,32 @@ class FaultProxy:
                 finally:
                     connection.close()
 
-            def _record(self, part_number, status, *, injected, json_body=None):
+            def _record(self, part_number, status, *, injected, json_body=None, fault=None):
                 checksum = next((name.lower() for name in self.headers
                                  if name.lower().startswith("x-amz-checksum-")), None)
                 with proxy._lock:
                     proxy.seen.append(Seen(self.command, self.path, status, part_number,
-                                           injected, checksum, json_body))
+                                           injected, checksum, json_body, fault=fault))
+
+            def _inject(self, fault: Fault, part_number):
+                """Meets the request with the fault (nothing is forwarded)."""
+                if fault.kind == "status":
+                    self._record(part_number, fault.status, injected=True, fault="status")
+                    body = UNAVAILABLE_BODY if part_number is not None else \
+                        b'{"error": "injected failure"}'
+                    self.send_response(fault.status)
+                    self.send_header("Content-Type", "application/xml" if part_number
+                                     is not None else "application/json")
+                    if fault.retry_after is not None:
+                        self.send_header("Retry-After", fault.retry_after)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self._record(part_number, 0, injected=True, fault=fault.kind)
+                if fault.kind == "stall":
+                    time.sleep(fault.stall)
+                self.close_connection = True  # closed without a word
 
             def _answer(self, status: int, body: bytes, content_type: str):
                 self.send_response(status)

@@ -190,9 +190,11 @@ def test_server_down(cli, account, monkeypatch):
     session["server"] = down
     cli.session_file.write_text(json.dumps(session))
     monkeypatch.delenv("DROPFILE_URL")
+    # (Retried, as a server restarting is down for a moment: briefly here.)
     for argv in (["ls"], ["get", str(uuid.uuid4())], ["rm", str(uuid.uuid4())]):
-        cli(*argv).assert_one_line_error(f"cannot reach {down}: connection refused")
-    upload = cli("upload", __file__)
+        cli(*argv, "--retries", "1").assert_one_line_error(
+            f"cannot reach {down}: connection refused")
+    upload = cli("upload", __file__, "--retry-deadline", "1")
     upload.assert_one_line_error(f"cannot reach {down}")
 
 

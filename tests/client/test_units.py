@@ -10,6 +10,7 @@ import os
 import random
 import stat
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from dropfile_client.config import (DEFAULT_SERVER, config_dir, normalize_server
 from dropfile_client.download import safe_file_name, target_path
 from dropfile_client.errors import DropfileError
 from dropfile_client.parts import V1_PART_SIZE, Cancelled, Part, layout, read_blocks
-from dropfile_client.retry import RetryPolicy
+from dropfile_client.retry import Backoff, RetryPolicy, parse_retry_after
 from dropfile_client.session import Session, SessionStore
 from tests.upload.v2_helpers import crc32c_b64, sha256_b64
 
@@ -138,13 +139,43 @@ def test_a_file_that_shrinks_is_an_error(tmp_path):
         os.close(fd)
 
 
-def test_backoff_grows_with_jitter_up_to_the_cap():
+def test_backoff_grows_with_full_jitter_up_to_the_cap():
     policy = RetryPolicy(attempts=6, base_delay=0.5, max_delay=4.0)
     rng = random.Random(7)
     for retry, step in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 4.0), (9, 4.0)]:
-        delays = {policy.delay(retry, rng=rng) for _ in range(50)}
-        assert all(step / 2 <= d <= step for d in delays)
-        assert len(delays) > 1  # jittered, not lockstep
+        delays = [policy.delay(retry, rng=rng) for _ in range(200)]
+        assert all(0 <= d <= step for d in delays)
+        # Anywhere from nothing to the whole step: clients that failed together spread out.
+        assert min(delays) < step / 4 and max(delays) > 3 * step / 4
+
+
+def test_a_retry_waits_at_least_what_retry_after_asks():
+    policy = RetryPolicy(base_delay=0.5, max_delay=4.0)
+    assert all(policy.delay(1, retry_after=3.0) >= 3.0 for _ in range(50))
+    assert all(3.0 <= policy.delay(4, retry_after=3.0) <= 4.0 for _ in range(50))
+
+
+def test_a_calls_retries_end_with_its_tries_or_its_deadline():
+    now = [0.0]
+    backoff = Backoff(RetryPolicy(attempts=3, deadline=None), clock=lambda: now[0])
+    assert backoff.next_wait() is not None and backoff.next_wait() is not None
+    assert backoff.next_wait() is None  # three tries in all
+    backoff = Backoff(RetryPolicy(attempts=100, max_delay=1.0, deadline=10.0),
+                      clock=lambda: now[0])
+    now[0] = 9.5
+    assert backoff.next_wait(retry_after=5.0) == 0.5  # one last try, at the deadline
+    now[0] = 10.0
+    assert backoff.next_wait() is None
+    assert backoff.summary() == "2 tries over 10 s"
+
+
+def test_retry_after_in_seconds_or_as_a_date():
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now=now) == 30.0
+    assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now=now) == 0.0
+    for unusable in (None, "", "soon", "nan"):
+        assert parse_retry_after(unusable) is None
 
 
 def test_retry_policies_must_make_sense():
@@ -152,6 +183,8 @@ def test_retry_policies_must_make_sense():
         RetryPolicy(attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(base_delay=2, max_delay=1)
+    with pytest.raises(ValueError):
+        RetryPolicy(deadline=-1)
 
 
 @pytest.mark.parametrize("name,expected", [

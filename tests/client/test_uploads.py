@@ -82,18 +82,19 @@ def test_a_part_that_fails_twice_is_retried_until_it_succeeds(cli, account, tmp_
     assert download(cli, file_id, tmp_path) == data
 
 
-def test_a_part_that_keeps_failing_aborts_the_upload(cli, account, tmp_path, fault_proxy,
-                                                     s3, storage):
+def test_a_part_storage_refuses_for_good_aborts_the_upload(cli, account, tmp_path,
+                                                           fault_proxy, s3, storage):
+    # A refusal that no retry can change (unlike 5xx, kept and resumable: test_retries.py).
     source = tmp_path / "doomed.bin"
     write_file(source, PART + 1)
-    fault_proxy.fail_part(1, times=100, status=500)
+    fault_proxy.fail_part(1, times=100, status=400)
 
     result = cli("upload", str(source))
 
-    line = result.assert_one_line_error("doomed.bin: part 1 failed 5 times",
+    line = result.assert_one_line_error("doomed.bin: storage refused part 1",
                                         "the partial upload was aborted")
-    assert "500" in line
-    assert len(fault_proxy.puts(1)) == 5
+    assert "400" in line
+    assert len(fault_proxy.puts(1)) == 1  # not retried
     assert len(fault_proxy.calls("POST", r"^/api/files/abort-upload$")) == 1
     files = json.loads(cli("ls", "--json").assert_ok().out)
     assert [f["status"] for f in files] == ["FAILED"]

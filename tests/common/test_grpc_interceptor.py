@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 
 from services.common.grpc_server import AccessPolicy, ServiceInterceptor
+from services.common.revocations import RevokedSessions, revocation_client
 from services.common.tokens import TokenVerifier
 
 
@@ -18,7 +19,10 @@ class Details:
 
 
 def _interceptor(key_pair) -> ServiceInterceptor:
-    verifier = TokenVerifier(key_pair[1], issuer="dropfile-auth", audience="dropfile")
+    # Never asked: no call is made (the revocation client connects on first use).
+    revocations = RevokedSessions(revocation_client("redis://127.0.0.1:9/0"))
+    verifier = TokenVerifier(key_pair[1], issuer="dropfile-auth", audience="dropfile",
+                             revocations=revocations)
     return ServiceInterceptor(verifier=verifier, service_token="s" * 32, policy=AccessPolicy())
 
 

@@ -121,8 +121,10 @@ def test_refresh_rotates_the_refresh_token_and_a_reused_one_is_401(api_client):
     assert rotated["device_id"]["value"] == first["device_id"]["value"]
     assert rotated["access_token"]["httponly"] and rotated["refresh_token"]["samesite"] == "Strict"
     assert client.get("/api/auth/authenticate").status_code == 200
+    assert client.get("/api/auth/refresh").status_code == 200
 
-    # A stolen copy of the first refresh token: the session ends, for the thief and owner.
+    # A stolen copy of the first refresh token, two rotations old (the grace window covers
+    # only the last one): the session ends, for the thief and owner.
     thief = api_client(cookies={"refresh_token": first["refresh_token"]["value"],
                                 "device_id": first["device_id"]["value"]})
     reused = thief.get("/api/auth/refresh")

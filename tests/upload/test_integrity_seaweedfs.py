@@ -84,7 +84,7 @@ def test_an_expired_url_is_refused(on_seaweedfs, seaweedfs, alice):
     with aws_credentials(seaweedfs.access_key, seaweedfs.secret_key):
         storage = Storage(seaweedfs.client(), on_seaweedfs.settings.s3_bucket)
         url = storage.presign_part(f"users/{alice.user_id}/{upload.file_id}",
-                                   upload_id=upload.upload_id, part_number=1, ttl=1,
+                                   upload_id=upload.upload_id, part_number=1, length=1000, ttl=1,
                                    checksum=(ChecksumAlgorithm.SHA256, upload.checksum(1)))
     time.sleep(2)
     response = put(upload_pb2.PartUrl(part_number=1, url=url, headers={

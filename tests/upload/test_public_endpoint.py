@@ -43,8 +43,8 @@ def test_urls_are_signed_for_the_public_endpoint_and_work_through_it(
     for url in upload.reply.part_urls:
         parts = urlsplit(url)
         assert f"{parts.scheme}://{parts.netloc}" == front_door  # not the internal endpoint
-        # SigV4 signs the host: the signature is for the address the client connects to.
-        assert parse_qs(parts.query)["X-Amz-SignedHeaders"] == ["host"]
+        # SigV4 signs the host (the address the client connects to) and the part's length.
+        assert parse_qs(parts.query)["X-Amz-SignedHeaders"] == ["content-length;host"]
 
     put_parts(upload)  # through the front door
     record_parts(api, alice, upload)

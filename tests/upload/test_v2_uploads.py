@@ -76,7 +76,7 @@ def test_a_5_tib_upload_starts_and_its_first_and_last_urls_come_without_any_data
         query = parse_qs(urlparse(part.url).query)
         assert part.part_number == number and query["partNumber"] == [str(number)]
         assert query["uploadId"] == [reply.upload_id]
-        assert query["X-Amz-SignedHeaders"] == ["host;x-amz-checksum-sha256"]
+        assert query["X-Amz-SignedHeaders"] == ["content-length;host;x-amz-checksum-sha256"]
         assert dict(part.headers) == {"x-amz-checksum-sha256": checksum}
     assert_code(grpc.StatusCode.INVALID_ARGUMENT, api.GetPartUrls,
                 upload_pb2.GetPartUrlsRequest(file_id=reply.file_id, first_part_number=8193,

@@ -8,17 +8,27 @@
  */
 
 import type { ChecksumAlgorithm } from "./checksum";
+import { parseRetryAfter, type TransientFailure } from "./retry";
+
+/** Answers that say "not now" rather than "never". 500 is among them: a server bug or a
+ * dependency down is not the user's fault, and the retries are bounded (retry.ts). */
+export const TRANSIENT_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+
+/** A call that has not been answered after this long is given up (and retried). */
+const CALL_TIMEOUT_MS = 30_000;
 
 /** A refusal or failure, worded for people (the gateway's `error` field). */
-export class ApiError extends Error {
-  constructor(message: string, readonly status: number) {
+export class ApiError extends Error implements TransientFailure {
+  constructor(message: string, readonly status: number,
+              readonly retryAfterMs: number | null = null) {
     super(message);
     this.name = "ApiError";
   }
 
-  /** Worth another try later: no answer at all, or a backend briefly unavailable. */
+  /** Worth another try later: no answer at all (status 0: unreachable, dropped, timed out),
+   * throttling, or a server error or outage. */
   get transient(): boolean {
-    return this.status === 0 || this.status === 502 || this.status === 503 || this.status === 504;
+    return this.status === 0 || TRANSIENT_STATUS.has(this.status);
   }
 }
 
@@ -44,6 +54,7 @@ async function send(method: string, path: string, body?: unknown): Promise<Respo
       credentials: "include",
       headers: body === undefined ? {} : { "Content-Type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
     });
   } catch {
     throw new ApiError(UNREACHABLE, 0);
@@ -59,8 +70,10 @@ async function readJson(response: Response): Promise<Record<string, unknown>> {
   }
 }
 
-// Concurrent calls that all meet a 401 share one refresh: the refresh token rotates, so a
-// second refresh with the old one would fail (and revoke the session).
+// Concurrent calls that all meet a 401 share one refresh: each refresh rotates the refresh
+// token. Other tabs refreshing at the same moment are fine (the auth service gives a token
+// presented again within its grace window the same new one); after the window, an old token
+// revokes the session.
 let refreshing: Promise<boolean> | null = null;
 
 function refreshSession(): Promise<boolean> {
@@ -90,7 +103,8 @@ export async function call<T>(method: string, path: string, body?: unknown,
   if (!response.ok) {
     const message = typeof reply.error === "string" && reply.error
       ? reply.error : `The server answered ${response.status} ${response.statusText}`.trim();
-    throw new ApiError(message, response.status);
+    throw new ApiError(message, response.status,
+                       parseRetryAfter(response.headers.get("Retry-After")));
   }
   return reply as T;
 }

@@ -3,11 +3,12 @@
  * the parts stored within RECORD_WINDOW_MS leave in one request (at most
  * MAX_PARTS_PER_RECORD), so a 1 GiB upload makes a few dozen record requests, not one per
  * part. A part's PUT never waits for its record; the rest leave at once when the upload
- * has sent every part (flush). The first refusal stops the upload (`failed`), and flush()
- * throws it. Resending a batch is safe: recording a part again changes nothing.
+ * has sent every part (flush). Transient failures are retried (retry.ts); the first refusal
+ * (or failure that outlasts the retries) stops the upload (`failed`), and flush() throws
+ * it. Resending a batch is safe: recording a part again changes nothing.
  */
 import * as api from "./api";
-import { MAX_ATTEMPTS, withRetries } from "./retry";
+import { withRetries } from "./retry";
 
 export const RECORD_WINDOW_MS = 250;
 export const MAX_PARTS_PER_RECORD = 100; // the route's limit
@@ -41,9 +42,7 @@ export class PartRecords {
     const parts = this.waiting;
     this.waiting = [];
     const sending = withRetries(() => api.recordParts(this.fileId, parts), {
-      attempts: MAX_ATTEMPTS,
       signal: this.signal,
-      retryable: (error) => error instanceof api.ApiError && error.transient,
     }).then(() => undefined, (error: unknown) => {
       this.failure ??= error;
       this.failed(error);

@@ -3,18 +3,26 @@
  * XMLHttpRequest because fetch cannot report upload progress. Storage's answer carries the
  * part's ETag (the bucket's CORS rule exposes it), which completing the upload needs.
  */
-import { abortError } from "./retry";
+import { abortError, parseRetryAfter, type TransientFailure } from "./retry";
 
-export class PartError extends Error {
-  constructor(message: string, readonly status: number) {
+/** A PUT that has not been answered after this long is given up (and retried). */
+const PUT_TIMEOUT_MS = 120_000;
+
+export class PartError extends Error implements TransientFailure {
+  constructor(message: string, readonly status: number,
+              readonly retryAfterMs: number | null = null) {
     super(message);
     this.name = "PartError";
   }
 
-  /** No answer (status 0), an expired URL (403), throttling or a storage fault: try again. */
+  /** No answer (status 0: unreachable, dropped, timed out), throttling or a storage fault. */
+  get transient(): boolean {
+    return this.status === 0 || this.status === 408 || this.status === 429 || this.status >= 500;
+  }
+
+  /** Worth another try: a transient failure, or an expired URL (403, renewed first). */
   get retryable(): boolean {
-    return this.status === 0 || this.status === 403 || this.status === 408
-      || this.status === 429 || this.status >= 500;
+    return this.transient || this.status === 403;
   }
 }
 
@@ -26,6 +34,7 @@ export function putPart(url: string, body: Blob, onProgress: (loaded: number) =>
     const cancel = () => xhr.abort();
     const settle = () => signal.removeEventListener("abort", cancel);
     xhr.open("PUT", url);
+    xhr.timeout = PUT_TIMEOUT_MS;
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
     // The part's checksum, signed into the URL: storage checks the bytes against it.
     for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
@@ -33,7 +42,8 @@ export function putPart(url: string, body: Blob, onProgress: (loaded: number) =>
     xhr.onload = () => {
       settle();
       if (xhr.status < 200 || xhr.status > 299) {
-        reject(new PartError(`storage refused the part (HTTP ${xhr.status})`, xhr.status));
+        reject(new PartError(`storage refused the part (HTTP ${xhr.status})`, xhr.status,
+                             parseRetryAfter(xhr.getResponseHeader("Retry-After"))));
         return;
       }
       const etag = xhr.getResponseHeader("ETag");
@@ -44,6 +54,10 @@ export function putPart(url: string, body: Blob, onProgress: (loaded: number) =>
     xhr.onerror = () => {
       settle();
       reject(new PartError("the connection to storage failed", 0));
+    };
+    xhr.ontimeout = () => {
+      settle();
+      reject(new PartError("storage did not answer in time", 0));
     };
     xhr.onabort = () => {
       settle();

@@ -9,16 +9,20 @@
  * A file picked again after a reload (same name, size and modification time) resumes its
  * upload: the parts storage already holds are not sent again (resume.ts remembers the id).
  *
- * Failed part PUTs are retried with backoff, each time with a fresh URL (the old one may have
- * expired). Cancelling stops the transfers, aborts the upload on the server (abort-upload)
- * and deletes the file's record, so nothing is left.
+ * Every call of the upload is retried while it fails in a way time may lift (retry.ts: server
+ * errors, throttling, dropped connections, timeouts); a failed part PUT gets a fresh URL each
+ * time (the old one may have expired). When the retries run out the upload is kept, not
+ * aborted: picking the same file again resumes it. Only a refusal no retry can change aborts
+ * it, and a server saying the upload is gone (404) ends it. Cancelling stops the transfers,
+ * aborts the upload on the server (abort-upload) and deletes the file's record, so nothing
+ * is left.
  */
 import * as api from "./api";
 import { messageOf } from "./api";
 import { type ChecksumAlgorithm, partChecksum, preferredAlgorithm } from "./checksum";
 import { PartRecords } from "./part-records";
 import { forgetUpload, recordUpload, recordedFileId } from "./resume";
-import { MAX_ATTEMPTS, withRetries } from "./retry";
+import { isTransient, withRetries } from "./retry";
 import { PartError, Slots, putPart } from "./transfer";
 
 const PARTS_IN_PARALLEL = 3;
@@ -131,7 +135,9 @@ export class Upload {
       await this.sendParts();
       this.throwIfStopped();
       this.setPhase("finishing");
-      await api.completeUpload(this.fileId, this.uploadId);
+      // A retry of a completion that succeeded succeeds too.
+      await withRetries(() => api.completeUpload(this.fileId, this.uploadId),
+                        { signal: this.stop.signal });
       forgetUpload(this.file);
       this.setPhase("done");
     } catch (error) {
@@ -140,18 +146,36 @@ export class Upload {
       } else {
         this.stop.abort();
         this.error = messageOf(error);
-        await this.abandon();
+        if (isTransient(error)) {
+          // The server had a bad moment longer than the retries: the stored parts stay.
+          this.error += ". The upload was kept: pick the same file again to resume it.";
+        } else if (error instanceof api.ApiError && error.status === 404) {
+          forgetUpload(this.file); // the server says the upload is gone: nothing to keep
+        } else {
+          await this.abandon();
+        }
         this.setPhase("failed");
       }
     }
   }
 
-  /** A new upload under this file id, remembered for a resume after a reload. */
+  /** A new upload under this file id, remembered for a resume (after a reload, or after a
+   * creation whose answer was lost: its retry is refused 409, the id being taken). */
   private async begin(): Promise<Layout> {
-    const started = await api.createUpload({
-      fileId: this.fileId, name: this.file.name, type: this.file.type, size: this.file.size,
-    }, preferredAlgorithm());
     recordUpload(this.file, this.fileId);
+    let started: api.UploadLayout;
+    try {
+      started = await withRetries(() => api.createUpload({
+        fileId: this.fileId, name: this.file.name, type: this.file.type, size: this.file.size,
+      }, preferredAlgorithm()), { signal: this.stop.signal });
+    } catch (error) {
+      if (error instanceof api.ApiError && error.status === 409) {
+        const resumed = await this.resume();
+        if (resumed !== null && resumed !== "complete") return resumed;
+      }
+      if (!isTransient(error)) forgetUpload(this.file);
+      throw error;
+    }
     return { uploadId: started.uploadId, partSize: started.partSize, partCount: started.partCount,
              algorithm: started.checksumAlgorithm, stored: new Map(), checksumUnknown: [] };
   }
@@ -161,7 +185,7 @@ export class Upload {
   private async resume(): Promise<Layout | "complete" | null> {
     let state: api.UploadState;
     try {
-      state = await api.uploadState(this.fileId);
+      state = await withRetries(() => api.uploadState(this.fileId), { signal: this.stop.signal });
     } catch (error) {
       if (error instanceof api.ApiError && error.status === 404) {
         forgetUpload(this.file);
@@ -255,7 +279,6 @@ export class Upload {
         release();
       }
     }, {
-      attempts: MAX_ATTEMPTS,
       signal,
       retryable: (error) => error instanceof PartError && error.retryable,
       beforeRetry: async (error, attempt) => {
@@ -272,11 +295,8 @@ export class Upload {
   /** The part's presigned URL, asked for when the part is about to go (URLs are made lazily,
    * so a huge file starts at once and no URL waits long enough to expire). */
   private async partTarget(number: number, checksum: string): Promise<api.PartTarget> {
-    const target = (await withRetries(() => api.partUrls(this.fileId, number, number, [checksum]), {
-      attempts: MAX_ATTEMPTS,
-      signal: this.stop.signal,
-      retryable: (error) => error instanceof api.ApiError && error.transient,
-    })).get(number);
+    const target = (await withRetries(() => api.partUrls(this.fileId, number, number, [checksum]),
+                                      { signal: this.stop.signal })).get(number);
     if (!target) throw new Error(`the server sent no upload link for part ${number}`);
     return target;
   }
