@@ -71,8 +71,7 @@ def retry_delay(exc: grpc.RpcError) -> float | None:
 def auth_server(common_settings, **overrides) -> Iterator[str]:
     """An auth server of the test's own (cheap bcrypt unless overridden); yields its address."""
     settings = settings_for(AuthSettings, common_settings,
-                            **{"bcrypt_rounds": 10, "signup_per_address": 1_000_000,
-                               **overrides})
+                            **{"bcrypt_rounds": 10, **overrides})
     handle = create_server(settings, port=0)
     handle.start()
     try:
