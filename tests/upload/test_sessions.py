@@ -3,6 +3,8 @@ not fail an upload."""
 from __future__ import annotations
 
 import logging
+from contextlib import closing
+from urllib.parse import urlparse
 
 import grpc
 from sqlalchemy import text
@@ -12,6 +14,7 @@ from dropfile.upload.v1 import upload_pb2
 from .helpers import (PART, completion, error_of, initiate, put_parts, record_parts,
                       running_upload_server)
 from tests.conftest import settings_for
+from tests.tcp_proxy import TcpProxy
 
 
 def _record(api, user, upload, index):
@@ -84,11 +87,16 @@ def test_a_redis_outage_does_not_fail_uploads(common_settings, isolated_bucket, 
                                               caplog):
     from services.upload.settings import UploadSettings
 
-    # Nothing listens on port 1: every Redis call fails at once.
+    # Redis behind a proxy that drops every connection and refuses new ones once cut.
+    target = urlparse(common_settings["cloud_rd_uri"])
+    redis_proxy = TcpProxy(target.hostname, target.port).start()
     settings = settings_for(UploadSettings, common_settings, s3_bucket=isolated_bucket,
-                            cloud_rd_uri="redis://127.0.0.1:1/0")
+                            cloud_rd_uri=f"redis://127.0.0.1:{redis_proxy.port}{target.path}")
     caplog.set_level(logging.WARNING, logger="services.upload.sessions")
-    with running_upload_server(settings) as running:
+    with running_upload_server(settings) as running, closing(redis_proxy):
+        # The caller's session is checked (not signed out) before Redis goes away.
+        running.stub.ListFiles(upload_pb2.ListFilesRequest(), metadata=alice.metadata)
+        redis_proxy.cut()
         upload = initiate(running.stub, alice, PART + 3)
         put_parts(upload)
         record_parts(running.stub, alice, upload)
