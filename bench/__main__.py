@@ -14,14 +14,14 @@ from pathlib import Path
 
 import httpx
 
-from . import control_plane, event_latency, initiation, signin, transfers
+from . import control_plane, event_latency, initiation, many_uploads, signin, transfers
 from .api import api_client, sign_up
 from .config import PROFILES
 from .report import machine, write
 from .stack import DROPFILE_PROCESSES, ROOT, BenchStack, ForeignLoad
 from .stats import Results, Row
 
-SECTIONS = ("upload", "control", "initiation", "events", "signin")
+SECTIONS = ("upload", "control", "initiation", "events", "signin", "load")
 # Above this share of the machine's CPU used by others during a section, say so.
 FOREIGN_WARNING_PERCENT = 5.0
 
@@ -113,6 +113,7 @@ def run(argv: list[str]) -> int:
             ("events", "4. event latency",
              lambda: event_latency.measure(stack, config, results, say)),
             ("signin", "5. sign-in", lambda: signin.measure(stack, config, account, results, say)),
+            ("load", "7. load without loss", lambda: many_uploads.measure(stack, config, results, say)),
         )
         for name, title, step in steps:
             if name in sections:

@@ -34,6 +34,11 @@ class BenchConfig:
     flood_concurrency: int
     # BCRYPT_ROUNDS of the stack (12 is the product's default, measured in the full run).
     bcrypt_rounds: int
+    # 7. Load without loss: small and large uploads at once, every one to UPLOADED.
+    load_small_uploads: int = 200
+    load_large_uploads: int = 20
+    load_large_size: int = 50 * MIB
+    load_rounds: int = 1
 
 
 FULL = BenchConfig(
@@ -53,7 +58,7 @@ SMOKE = replace(
     warmup_seconds=0.1, initiations=(("1 GiB", 205, 2), ("48.8 GiB", 10_000, 1)),
     event_uploads=1, bcrypt_seconds=0.3, storm_seconds=1.0, storm_concurrency=2,
     flood_concurrency=4,
-    bcrypt_rounds=10,
+    bcrypt_rounds=10, load_small_uploads=8, load_large_uploads=2, load_large_size=6 * MIB,
 )
 
 PROFILES = {"full": FULL, "smoke": SMOKE}

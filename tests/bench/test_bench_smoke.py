@@ -28,6 +28,7 @@ ROWS = [
     "event.sqs.p50", "event.sqs.p99", "event.reconciler.p50", "event.reconciler.p99",
     "signin.rate", "signin.bound", "signin.probe.p50", "signin.probe.p99",
     "signin.flood.refresh.p99", "signin.flood.authenticate.p99",
+    "load.small.rate", "load.small.p99", "load.large.rate", "load.large.p99",
     *(f"memory.{name}" for name in ("auth", "upload", "events", "gateway", "upload-sqs",
                                     "events-sqs", "gateway-sqs", "client.dropfile-upload",
                                     "client.dropfile-download")),
