@@ -123,3 +123,10 @@ web: web/dist/index.html
 .PHONY: bench
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The chaos suite in full (tests/chaos; `make test` runs its short profile): 20 concurrent
+# uploads of 0 B to 200 MiB while PostgreSQL, Redis and every process are restarted in turn,
+# and storage fails a tenth of transfers. Prints a table fault by fault (~5 minutes).
+.PHONY: chaos
+chaos: install
+	CHAOS_PROFILE=full $(PY) -m pytest tests/chaos -s -q -p no:logging

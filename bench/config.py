@@ -29,8 +29,16 @@ class BenchConfig:
     bcrypt_seconds: float
     storm_seconds: float
     storm_concurrency: int
+    # Connections of the sign-in flood (accounts that do not exist), beside which refresh
+    # and authenticate are timed; it lasts storm_seconds.
+    flood_concurrency: int
     # BCRYPT_ROUNDS of the stack (12 is the product's default, measured in the full run).
     bcrypt_rounds: int
+    # 7. Load without loss: small and large uploads at once, every one to UPLOADED.
+    load_small_uploads: int = 200
+    load_large_uploads: int = 20
+    load_large_size: int = 50 * MIB
+    load_rounds: int = 1
 
 
 FULL = BenchConfig(
@@ -38,7 +46,8 @@ FULL = BenchConfig(
     load_concurrency=32, load_seconds=5.0, serial_seconds=3.0, warmup_seconds=1.0,
     initiations=(("1 GiB", 205, 15), ("48.8 GiB", 10_000, 5)),
     event_uploads=8,
-    bcrypt_seconds=4.0, storm_seconds=8.0, storm_concurrency=8, bcrypt_rounds=12,
+    bcrypt_seconds=4.0, storm_seconds=8.0, storm_concurrency=8, flood_concurrency=48,
+    bcrypt_rounds=12,
 )
 
 # Tiny sizes: an 11 MiB file (three parts, the last one short), a few requests.
@@ -48,7 +57,8 @@ SMOKE = replace(
     load_seconds=0.5, serial_seconds=0.3,
     warmup_seconds=0.1, initiations=(("1 GiB", 205, 2), ("48.8 GiB", 10_000, 1)),
     event_uploads=1, bcrypt_seconds=0.3, storm_seconds=1.0, storm_concurrency=2,
-    bcrypt_rounds=10,
+    flood_concurrency=4,
+    bcrypt_rounds=10, load_small_uploads=8, load_large_uploads=2, load_large_size=6 * MIB,
 )
 
 PROFILES = {"full": FULL, "smoke": SMOKE}

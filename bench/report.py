@@ -67,6 +67,10 @@ def targets(results: Results, load_concurrency: int = 32) -> list[Target]:
     add("sign-ins / bcrypt bound", r.ratio("signin.rate", "signin.bound"), "≥", 0.9)
     add("record-chunk p99 during the sign-in storm", r.median("signin.probe.p99"), "<", 50.0,
         "ms")
+    add("refresh p99 during the sign-in flood", r.median("signin.flood.refresh.p99"), "<",
+        100.0, "ms")
+    add("authenticate p99 during the sign-in flood",
+        r.median("signin.flood.authenticate.p99"), "<", 100.0, "ms")
     memory = [row for row in r.rows.values() if row.section == "Memory"]
     worst = max(memory, key=lambda row: row.median or 0, default=None)
     add(f"peak RSS of every Dropfile process (largest: {worst.name if worst else '-'})",

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from services.common import keys
 from services.common.gc_tuning import freeze_startup_objects
 from services.common.logs import REQUEST_ID_HEADER
 
@@ -44,6 +45,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = FastAPI(title="Dropfile API", version="1.0", description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.settings = settings
+    # Sent to auth with each client's address (deps.client_call).
+    app.state.service_token = keys.service_token(settings, settings.service_token)
     install_error_handlers(app)
     # FastAPI tries the routers in this order, each one's routes in turn: the routes that
     # record parts come first (trying the auth routes first cost ~6 % of a record-chunk).

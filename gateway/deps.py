@@ -17,6 +17,7 @@ from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.common.clients import GRPC_CHANNEL_OPTIONS
 from services.common.logs import REQUEST_ID_HEADER
 
+from .client_address import client_address
 from .cookies import ACCESS_TOKEN
 from .errors import ApiError
 from .middleware import request_id_of
@@ -116,6 +117,23 @@ async def anonymous_call(request: Request,
                        timeout=settings.grpc_timeout_seconds)
 
 
+# Metadata auth believes only with the service credential (services/auth/client_address.py).
+CLIENT_ADDRESS_HEADER = "x-dropfile-client-address"
+SERVICE_TOKEN_HEADER = "x-dropfile-service-token"
+
+
+async def client_call(request: Request,
+                      settings: Annotated[GatewaySettings, Depends(get_settings)]
+                      ) -> CallOptions:
+    """For sign-up and sign-in, which auth limits per client address: the client's address
+    and the service credential that makes auth believe it."""
+    return CallOptions(metadata=(
+        (REQUEST_ID_HEADER, request_id_of(request.scope)),
+        (CLIENT_ADDRESS_HEADER, client_address(request, settings.trusted_proxy_hops)),
+        (SERVICE_TOKEN_HEADER, request.app.state.service_token),
+    ), timeout=settings.grpc_timeout_seconds)
+
+
 async def user_call(request: Request) -> UserCallOptions:
     """For RPCs made on the signed-in user's behalf. The services verify the token; the
     gateway only refuses a request that has none (or one that cannot be sent).
@@ -140,4 +158,5 @@ async def user_call(request: Request) -> UserCallOptions:
 BackendsDep = Annotated[Backends, Depends(get_backends)]
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 AnonymousCall = Annotated[CallOptions, Depends(anonymous_call)]
+ClientCall = Annotated[CallOptions, Depends(client_call)]
 UserCall = Annotated[UserCallOptions, Depends(user_call)]

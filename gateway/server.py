@@ -7,6 +7,7 @@ import sys
 import uvicorn
 from fastapi import FastAPI
 
+from services.common.keys import MissingSecretError
 from services.common.logs import configure_logging
 from services.common.memory import map_large_blocks_apart
 from services.common.metrics import start_metrics_server
@@ -23,7 +24,11 @@ def main() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level)
     tracing = configure_tracing("gateway", settings)  # before the app opens its channels
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except MissingSecretError as exc:
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if tracing is not None:
         tracing.instrument_app(app)
     try:
@@ -53,6 +58,9 @@ def uvicorn_config(app: FastAPI, settings: GatewaySettings, **options) -> uvicor
         log_config=None,  # keep the JSON logging configured above
         access_log=False,  # EdgeMiddleware logs each request with its id
         server_header=False,
+        # The client's address is decided by TRUSTED_PROXY_HOPS (gateway/client_address.py);
+        # uvicorn's rewriting would believe any X-Forwarded-For sent from 127.0.0.1.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
         **options,
     )

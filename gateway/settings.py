@@ -49,6 +49,14 @@ class GatewaySettings(CorsSettings):
     # development gateway answers /metrics on its HTTP port, a production one nowhere.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_host: str = "127.0.0.1"
+    # Proxies in front of the gateway that each append the address they were reached from
+    # to X-Forwarded-For (a load balancer: 1). The client's address, which sign-in and
+    # sign-up limits count by, is the one that many entries from the end; 0 (no proxy):
+    # the connection's own, and X-Forwarded-For is ignored (anyone can send one).
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+    # Credential the gateway presents to auth with the client's address, so auth believes
+    # the address (x-dropfile-service-token). Generated once in development.
+    service_token: str | None = Field(default=None, min_length=32)
 
     @property
     def secure_cookies(self) -> bool:

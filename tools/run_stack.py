@@ -278,6 +278,11 @@ def start_stack(children: Children) -> str:
     run_step("storage setup", [sys.executable, "-m", "services.setup"])
     # glibc keeps one malloc arena per worker thread; two bound the services' memory.
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    # Every process, auth included (its sign-in limits), has CLOUD_RD_URI: from the
+    # environment or .env, or the embedded Valkey's set above. Every browser here is
+    # 127.0.0.1, whose sign-ups the embedded Valkey counts across restarts: a per-address
+    # limit would only stop the developer.
+    os.environ.setdefault("SIGNUP_PER_ADDRESS", "100000")
     for name, argv in SERVICES:
         children.start(name, argv)
     url = f"http://127.0.0.1:{ports['gateway']}"

@@ -11,23 +11,25 @@ from fastapi.responses import JSONResponse
 from dropfile.auth.v1 import auth_pb2
 
 from ..cookies import DEVICE_ID, REFRESH_TOKEN, clear_session_cookies, set_session_cookies
-from ..deps import AnonymousCall, BackendsDep, SettingsDep, UserCall
+from ..deps import AnonymousCall, BackendsDep, ClientCall, SettingsDep, UserCall
 from ..errors import rpc_error_response
 from ..schemas import ErrorReply, SignInBody, SignUpBody, StatusReply
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 _ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 409, 503)}
+# Sign-up and sign-in are limited per client address and account (Retry-After).
+_LIMITED_ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 409, 429, 503)}
 RefreshTokenCookie = Annotated[str | None, Cookie(alias=REFRESH_TOKEN,
                                                   description="The session's refresh token")]
 DeviceIdCookie = Annotated[str | None, Cookie(alias=DEVICE_ID,
                                               description="The device session's id")]
 
 
-@router.post("/signup", response_model=StatusReply, responses=_ERRORS,
+@router.post("/signup", response_model=StatusReply, responses=_LIMITED_ERRORS,
              summary="Create an account and sign in")
 async def sign_up(body: SignUpBody, response: Response, backends: BackendsDep,
-                  settings: SettingsDep, call: AnonymousCall):
+                  settings: SettingsDep, call: ClientCall):
     reply = await backends.auth.SignUp(auth_pb2.SignUpRequest(
         email=body.user.email, name=body.user.name, password=body.user.password,
         remember_me=bool(body.rememberMe),
@@ -36,12 +38,16 @@ async def sign_up(body: SignUpBody, response: Response, backends: BackendsDep,
     return {"status": "Signed up"}
 
 
-@router.post("/signin", response_model=StatusReply, responses=_ERRORS,
+@router.post("/signin", response_model=StatusReply, responses=_LIMITED_ERRORS,
              summary="Sign in with email and password")
 async def sign_in(body: SignInBody, response: Response, backends: BackendsDep,
-                  settings: SettingsDep, call: AnonymousCall):
+                  settings: SettingsDep, call: ClientCall,
+                  refresh_token: RefreshTokenCookie = None, device_id: DeviceIdCookie = None):
+    # The device's current session, if it has one: auth then counts this attempt against
+    # the device alone, so strangers' failures never lock its owner out.
     reply = await backends.auth.SignIn(auth_pb2.SignInRequest(
         email=body.user.email, password=body.user.password, remember_me=bool(body.rememberMe),
+        device_id=device_id or "", refresh_token=refresh_token or "",
     ), **call.kwargs)
     set_session_cookies(response, reply.tokens, secure=settings.secure_cookies)
     return {"status": "Signed in"}

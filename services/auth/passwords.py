@@ -5,21 +5,34 @@ hashes run in parallel; but a storm of sign-ins would then take every core from 
 services sharing the machine (the gateway, the upload coordinator, PostgreSQL) and stall
 requests that need a millisecond. So hashes run on at most one thread per core, and those
 threads lower their own scheduling priority (a Linux thread's nice value is its own):
-sign-ins still get every idle cycle, other requests go first."""
+sign-ins still get every idle cycle, other requests go first.
+
+The queue in front of those threads is bounded too. A caller waiting for its hash holds one
+of the server's RPC threads; an unbounded queue let a flood of sign-ins hold all of them,
+and Refresh or Authenticate waited seconds for a thread. So at most `max_pending` sign-ins
+and sign-ups are admitted at once (hashing or waiting to); one more is refused at once with
+UNAVAILABLE and Retry-After (`admission()`), before it counts against any limit."""
 from __future__ import annotations
 
 import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator
 
 import bcrypt
+
+from services.common.errors import Unavailable
+from services.common.metrics import PASSWORD_HASHES, PASSWORD_HASHING_REFUSED
 
 log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything longer; refuse rather than truncate
 HASHING_THREAD_NAME = "bcrypt"
+# Sent with a refusal when the queue is full: a few hashes' time.
+BUSY_RETRY_AFTER_SECONDS = 1.0
 
 
 def usable_cores() -> int:
@@ -40,31 +53,60 @@ def _start_hashing_thread(thread_ids: set[int], niceness: int) -> None:
 
 
 class PasswordHasher:
-    def __init__(self, rounds: int, *, threads: int | None = None, niceness: int = 10) -> None:
+    def __init__(self, rounds: int, *, threads: int | None = None, niceness: int = 10,
+                 max_pending: int | None = None) -> None:
         self._rounds = rounds
+        threads = threads or usable_cores()
         # The operating system's ids of the hashing threads (as `top -H` lists them).
         self.thread_ids: set[int] = set()
-        self._pool = ThreadPoolExecutor(max_workers=threads or usable_cores(),
+        # Callers admitted at once (hashing or waiting for a thread); None: no bound.
+        self.max_pending = max_pending
+        self._places = threading.BoundedSemaphore(max_pending) if max_pending else None
+        self._admitted = threading.local()  # whether this thread holds a place already
+        self._pool = ThreadPoolExecutor(max_workers=threads,
                                         thread_name_prefix=HASHING_THREAD_NAME,
                                         initializer=_start_hashing_thread,
                                         initargs=(self.thread_ids, niceness))
         # Compared against when the email is unknown, so both paths cost one bcrypt check
         # and response time does not reveal whether an account exists.
-        self._decoy_hash = self._run(bcrypt.hashpw, b"decoy-password", bcrypt.gensalt(rounds))
+        self._decoy_hash = self._pool.submit(bcrypt.hashpw, b"decoy-password",
+                                             bcrypt.gensalt(rounds)).result()
 
-    def _run(self, function, *args):
-        return self._pool.submit(function, *args).result()
+    @contextmanager
+    def admission(self) -> Iterator[None]:
+        """Holds one of the `max_pending` places for the block (a whole sign-in: its limits
+        are checked and its hash runs inside), or raises Unavailable at once when none is
+        free. Hashes made inside use the place already held."""
+        if self._places is None or getattr(self._admitted, "held", False):
+            yield
+            return
+        if not self._places.acquire(blocking=False):
+            PASSWORD_HASHING_REFUSED.inc()
+            raise Unavailable("too many sign-ins at once; retry shortly", reason="AUTH_BUSY",
+                              retry_after=BUSY_RETRY_AFTER_SECONDS)
+        self._admitted.held = True
+        try:
+            yield
+        finally:
+            self._admitted.held = False
+            self._places.release()
+
+    def _run(self, operation: str, function, *args):
+        with self.admission():
+            result = self._pool.submit(function, *args).result()
+        PASSWORD_HASHES.labels(operation).inc()
+        return result
 
     def hash(self, password: str) -> str:
-        return self._run(bcrypt.hashpw, password.encode(),
+        return self._run("hash", bcrypt.hashpw, password.encode(),
                          bcrypt.gensalt(self._rounds)).decode()
 
     def verify(self, password: str, password_hash: str | None) -> bool:
         candidate = password.encode()[:MAX_PASSWORD_BYTES]
         if password_hash is None:
-            self._run(bcrypt.checkpw, candidate, self._decoy_hash)
+            self._run("check", bcrypt.checkpw, candidate, self._decoy_hash)
             return False
-        return self._run(bcrypt.checkpw, candidate, password_hash.encode())
+        return self._run("check", bcrypt.checkpw, candidate, password_hash.encode())
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -11,10 +11,13 @@ from services.common.grpc_server import AccessPolicy, ServerHandle, build_server
 from services.common.readiness import ReadinessWatch, postgresql, redis
 from services.common.tokens import verifier_for
 
+from .client_address import ClientAddresses
+from .guard import SignInGuard
 from .passwords import PasswordHasher
 from .servicer import AuthServicer
 from .service import Accounts
 from .settings import AuthSettings
+from .throttle import AttemptThrottle, ThrottlePolicy
 from .tokens import AccessTokenIssuer
 
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
@@ -25,10 +28,13 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
     db = Database(make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers // 2 or 1))
     public_pem = keys.public_key_pem(settings, settings.public_key)
     verifier = verifier_for(settings, public_pem)
+    service_token = keys.service_token(settings, settings.service_token)
+    hasher = PasswordHasher(settings.bcrypt_rounds, threads=settings.bcrypt_threads,
+                            niceness=settings.bcrypt_niceness,
+                            max_pending=settings.bcrypt_max_pending)
     accounts = Accounts(
         db=db,
-        hasher=PasswordHasher(settings.bcrypt_rounds, threads=settings.bcrypt_threads,
-                              niceness=settings.bcrypt_niceness),
+        hasher=hasher,
         issuer=AccessTokenIssuer(
             keys.private_key_pem(settings, settings.private_key),
             issuer=settings.jwt_issuer, audience=settings.jwt_audience,
@@ -40,8 +46,20 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         refresh_grace_seconds=settings.refresh_reuse_grace_seconds,
     )
 
+    throttle = AttemptThrottle(redis_client(settings.cloud_rd_uri), ThrottlePolicy(
+        free_failures=settings.signin_free_failures,
+        account_free_failures=settings.signin_account_free_failures,
+        base_delay_seconds=settings.signin_base_delay_seconds,
+        max_delay_seconds=settings.signin_max_delay_seconds,
+        failure_window_seconds=settings.signin_failure_window_seconds,
+        signup_per_address=settings.signup_per_address,
+        signup_window_seconds=settings.signup_window_seconds,
+    ))
+    guard = SignInGuard(accounts=accounts, hasher=hasher, db=db, throttle=throttle)
+
     def register(server):
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), server)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+            AuthServicer(accounts, guard, ClientAddresses(service_token)), server)
         return [SERVICE_NAME]
 
     handle = build_server(
@@ -49,7 +67,7 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         port=settings.auth_grpc_port if port is None else port,
         max_workers=settings.grpc_max_workers,
         verifier=verifier,
-        service_token=keys.service_token(settings, settings.service_token),
+        service_token=service_token,
         policy=AccessPolicy(public_methods=PUBLIC_METHODS),
         register=register,
     )

@@ -5,6 +5,8 @@ from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.common.errors import Unauthenticated
 from services.common.tokens import current_identity
 
+from .client_address import ClientAddresses
+from .guard import DeviceProof, SignInGuard
 from .service import Accounts, SessionTokens
 
 
@@ -19,19 +21,26 @@ def _tokens(tokens: SessionTokens) -> auth_pb2.SessionTokens:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts) -> None:
+    def __init__(self, accounts: Accounts, guard: SignInGuard,
+                 client_addresses: ClientAddresses) -> None:
         self._accounts = accounts
+        self._guard = guard
+        self._client_addresses = client_addresses
 
     def SignUp(self, request, context):
-        user_id, tokens = self._accounts.sign_up(
+        user_id, tokens = self._guard.sign_up(
             email=request.email, name=request.name, password=request.password,
             remember_me=request.remember_me,
+            client_address=self._client_addresses.of(context),
         )
         return auth_pb2.SignUpResponse(user_id=user_id, tokens=_tokens(tokens))
 
     def SignIn(self, request, context):
-        user_id, tokens = self._accounts.sign_in(
-            email=request.email, password=request.password, remember_me=request.remember_me
+        user_id, tokens = self._guard.sign_in(
+            email=request.email, password=request.password, remember_me=request.remember_me,
+            client_address=self._client_addresses.of(context),
+            device=DeviceProof(request.device_id, request.refresh_token)
+            if request.device_id and request.refresh_token else None,
         )
         return auth_pb2.SignInResponse(user_id=user_id, tokens=_tokens(tokens))
 

@@ -1,5 +1,5 @@
 """Settings of the auth service."""
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.common.settings import GrpcServiceSettings
 
@@ -23,3 +23,37 @@ class AuthSettings(GrpcServiceSettings):
     # on the same machine. 0 keeps the priority.
     bcrypt_threads: int | None = Field(default=None, ge=1, le=256)
     bcrypt_niceness: int = Field(default=10, ge=0, le=19)
+    # Sign-ins and sign-ups admitted at once (hashing, or waiting for a hashing thread);
+    # one more is answered UNAVAILABLE (503, Retry-After) at once. At most half of
+    # GRPC_MAX_WORKERS, so that Refresh and every other RPC always find a thread.
+    bcrypt_max_pending: int = Field(default=16, ge=1, le=512)
+
+    # Sign-in throttling, shared by every replica through Redis (CLOUD_RD_URI). Each
+    # attempt counts before its password is checked; a success forgets the failures.
+    # Per account and client address (or per device holding a valid session of the
+    # account): this many attempts are free, then each waits twice as long as the last
+    # (SIGNIN_BASE_DELAY_SECONDS, doubling, at most SIGNIN_MAX_DELAY_SECONDS), answered
+    # 429 with Retry-After.
+    signin_free_failures: int = Field(default=5, ge=1, le=1000)
+    # The same across every address (devices with a session of the account excepted), so
+    # that guessing from many addresses stays as slow.
+    signin_account_free_failures: int = Field(default=6, ge=1, le=10000)
+    signin_base_delay_seconds: float = Field(default=1.0, gt=0, le=3600)
+    signin_max_delay_seconds: float = Field(default=900.0, gt=0, le=86400)
+    # Failures are forgotten after this long without an attempt.
+    signin_failure_window_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    # Sign-ups one client address may attempt per window (IPv6: per /64).
+    signup_per_address: int = Field(default=20, ge=1, le=1_000_000)
+    signup_window_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+
+    @model_validator(mode="after")
+    def _sign_ins_leave_workers(self) -> "AuthSettings":
+        if self.bcrypt_max_pending > self.grpc_max_workers // 2:
+            raise ValueError(
+                f"BCRYPT_MAX_PENDING ({self.bcrypt_max_pending}) must be at most half of "
+                f"GRPC_MAX_WORKERS ({self.grpc_max_workers}): sign-ins waiting for a hash "
+                "would otherwise take the threads other RPCs need")
+        if self.signin_max_delay_seconds < self.signin_base_delay_seconds:
+            raise ValueError("SIGNIN_MAX_DELAY_SECONDS must be at least "
+                             "SIGNIN_BASE_DELAY_SECONDS")
+        return self

@@ -30,6 +30,16 @@ QUEUE_MESSAGES = Counter("dropfile_queue_messages_total", "SQS messages by what 
 # completed yet), dead_lettered (left undeleted at its queue's maxReceiveCount: SQS moves it
 # to the dead-letter queue), stale_event (records, not messages: an object other than the
 # one completion recorded).
+# auth: every bcrypt hash or check run (a sign-in's check, a sign-up's hash), and the
+# sign-ins and sign-ups refused before one: by a limit on attempts, or a full hashing queue.
+PASSWORD_HASHES = Counter("dropfile_auth_password_hashes_total",
+                          "bcrypt operations run", ["operation"])  # hash, check
+PASSWORD_HASHING_REFUSED = Counter("dropfile_auth_hashing_queue_full_total",
+                                   "Sign-ins and sign-ups refused because the hashing queue "
+                                   "was full")
+SIGN_IN_THROTTLED = Counter("dropfile_auth_throttled_total",
+                            "Sign-ins and sign-ups refused by a limit on attempts",
+                            ["kind"])  # sign_in, sign_up
 
 # RSA checks of access tokens by outcome (valid, invalid), and access tokens refused by
 # the check that refused them: claims (read without the key: algorithm, issuer, audience,

@@ -8,9 +8,14 @@ whether a token's session is revoked, remembering the answer for at most
 RecordPart, called per part, costs at most one Redis round trip per session per second per
 process (concurrent checks of one session share the same round trip).
 
-Redis unreachable: the check fails closed. Tokens are refused with UNAVAILABLE (HTTP 503 and
-Retry-After at the gateway), never accepted unchecked and never a 500; a revoked session
-already known to this process stays refused.
+Redis unreachable: a session this process has checked before keeps its last answer (a
+revoked one stays refused). No sign-out can be recorded while Redis is down (auth answers
+503 and the session stays signed in), so that answer is as fresh as any revocation can be,
+but for one made in the last second before the outage; and uploads in progress carry on
+through a Redis restart. A session never checked here fails closed: its tokens are refused
+with UNAVAILABLE (HTTP 503 and Retry-After at the gateway), never accepted unchecked and
+never a 500. A flushed Redis forgets its revocations: those tokens work again until they
+expire (at most ACCESS_TOKEN_TTL_SECONDS).
 """
 from __future__ import annotations
 
@@ -92,7 +97,7 @@ class RevokedSessions:
             if known is not None and (known[0] or now - known[1] < self._max_age):
                 return known[0]
             if now < self._down_until:
-                raise Unavailable(CHECK_UNAVAILABLE, reason="SESSION_CHECK_UNAVAILABLE")
+                return self._last_answer(known)
             check = self._in_flight.get(session_id)
             mine = check is None
             if mine:
@@ -101,8 +106,17 @@ class RevokedSessions:
             self._ask_redis(session_id, check)
         answered = check.done.wait(SHARED_CHECK_WAIT_SECONDS)
         if not answered or check.failed:
-            raise Unavailable(CHECK_UNAVAILABLE, reason="SESSION_CHECK_UNAVAILABLE")
+            with self._lock:
+                known = self._known.get(session_id)
+            return self._last_answer(known)
         return check.revoked
+
+    @staticmethod
+    def _last_answer(known: tuple[bool, float] | None) -> bool:
+        """While Redis cannot be asked: what it said last time, or UNAVAILABLE."""
+        if known is None:
+            raise Unavailable(CHECK_UNAVAILABLE, reason="SESSION_CHECK_UNAVAILABLE")
+        return known[0]
 
     def _ask_redis(self, session_id: str, check: _Check) -> None:
         import redis

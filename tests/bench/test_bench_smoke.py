@@ -27,6 +27,8 @@ ROWS = [
     "init.v1.205.p50", "init.v1.205.p99", "init.v1.10000.p50", "init.v1.10000.p99",
     "event.sqs.p50", "event.sqs.p99", "event.reconciler.p50", "event.reconciler.p99",
     "signin.rate", "signin.bound", "signin.probe.p50", "signin.probe.p99",
+    "signin.flood.refresh.p99", "signin.flood.authenticate.p99",
+    "load.small.rate", "load.small.p99", "load.large.rate", "load.large.p99",
     *(f"memory.{name}" for name in ("auth", "upload", "events", "gateway", "upload-sqs",
                                     "events-sqs", "gateway-sqs", "client.dropfile-upload",
                                     "client.dropfile-download")),
@@ -80,7 +82,7 @@ def test_every_row_is_measured(smoke_run):
 def test_targets_are_checked_from_the_same_run(smoke_run):
     _, _, data = smoke_run
     targets = {t["name"]: t for t in data["targets"]}
-    assert len(targets) == 14
+    assert len(targets) == 16
     for target in targets.values():
         if target["unavailable"]:
             assert target["met"] is None

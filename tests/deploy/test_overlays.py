@@ -179,3 +179,32 @@ def test_aws_grants_storage_access_through_iam_roles(rendered):
     for name in ("auth", "gateway", "migrate"):
         annotations = aws.get("ServiceAccount", name)["metadata"].get("annotations", {})
         assert "eks.amazonaws.com/role-arn" not in annotations, f"{name} needs no AWS role"
+
+
+# --- Sign-in limits (issue #14) ---------------------------------------------------------
+
+def _env_of(manifests, name: str) -> dict[str, str | None]:
+    workload = manifests.workload("Deployment", name)
+    return manifests.env_values(workload.containers[0])
+
+
+def test_the_gateway_believes_x_forwarded_for_only_from_the_aws_load_balancer(rendered):
+    """Behind the ALB (one proxy appending the client's address) exactly one hop is
+    trusted; kind publishes the gateway directly, so none is (a client's header would
+    otherwise choose the address its sign-ins are counted by)."""
+    assert _env_of(rendered["aws"], "gateway")["TRUSTED_PROXY_HOPS"] == "1"
+    assert _env_of(rendered["kind"], "gateway")["TRUSTED_PROXY_HOPS"] == "0"
+
+
+def test_auth_counts_attempts_in_redis_and_the_gateway_vouches_for_addresses(manifests):
+    auth, gateway = _env_of(manifests, "auth"), _env_of(manifests, "gateway")
+    assert "CLOUD_RD_URI" in auth
+    # The same credential on both sides: auth believes the gateway's client address only
+    # with it.
+    for env in (auth, gateway):
+        assert "SERVICE_TOKEN" in env
+    auth_ref, gateway_ref = (
+        next(v["valueFrom"]["secretKeyRef"]["name"] for v in
+             manifests.workload("Deployment", name).containers[0]["env"]
+             if v["name"] == "SERVICE_TOKEN") for name in ("auth", "gateway"))
+    assert auth_ref == gateway_ref
