@@ -71,8 +71,8 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         policy=AccessPolicy(public_methods=PUBLIC_METHODS),
         register=register,
     )
-    # Not ready while PostgreSQL (every account and session) or Redis (sign-outs, and the
-    # revocation check of every token, which fails closed) is unreachable.
+    # Not ready while PostgreSQL (every account and session) or Redis (sign-in and
+    # sign-up throttling and sign-outs, which fail closed) is unreachable.
     handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
         postgresql(settings.cloud_db_uri),
         redis(redis_client(settings.cloud_rd_uri, timeout_seconds=1.0, retries=0)),

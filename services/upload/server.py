@@ -88,13 +88,14 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
     )
     if settings.reaper_enabled:
         handle.workers.append(create_reaper(settings))
-    # Not ready without PostgreSQL, nor without Redis: upload sessions would do without it
-    # (a cache of PostgreSQL), but every caller's token is checked there for a sign-out
-    # (revocations.py), which fails closed.
+    # Not ready without PostgreSQL. Redis's outage shows under "redis" but leaves the
+    # replica in service: upload sessions are a cache of PostgreSQL, and callers whose
+    # sign-out this process checked before keep their last answer (revocations.py), so
+    # the uploads in progress here carry on; out of service, they would stop.
     handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
         postgresql(settings.cloud_db_uri),
         redis(redis_client(settings.cloud_rd_uri, timeout_seconds=SESSION_CACHE_TIMEOUT_SECONDS,
-                           retries=0)),
+                           retries=0), required=False),
     ], interval=settings.readiness_check_interval_seconds)
     return handle
 
