@@ -13,7 +13,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -43,7 +43,7 @@ def make_engine(uri: str, *, pool_size: int = 10, isolation_level: str | None = 
     trips) on every checkout. `pre_ping=False` saves a round trip per checkout; its
     callers must retry (`Database.retrying`) a statement that met a dead connection."""
     options = {"isolation_level": isolation_level} if isolation_level else {}
-    return create_engine(
+    engine = create_engine(
         sqlalchemy_url(uri),
         **options,
         pool_size=pool_size,
@@ -53,6 +53,27 @@ def make_engine(uri: str, *, pool_size: int = 10, isolation_level: str | None = 
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
+    event.listen(engine, "handle_error", _replace_connections_to_a_standby)
+    return engine
+
+
+# SQLSTATE of a write refused by a server that is (now) a read-only standby.
+READ_ONLY_SQL_TRANSACTION = "25006"
+
+
+def on_read_only_server(exc: BaseException) -> bool:
+    """After a failover, the old primary may stay up as a standby: its connections answer
+    every write with this, and a ping does not tell (reads still work)."""
+    return getattr(exc, "pgcode", None) == READ_ONLY_SQL_TRANSACTION
+
+
+def _replace_connections_to_a_standby(context) -> None:
+    """Counts a write refused as read-only as a dropped connection: SQLAlchemy then
+    discards the pool's connections, and a retry (or the caller's next call) connects
+    afresh, to wherever the database's address leads now, instead of meeting the standby
+    on every pooled connection until they are recycled (30 min)."""
+    if on_read_only_server(context.original_exception):
+        context.is_disconnect = True
 
 
 class PreparedStatement:
@@ -96,9 +117,11 @@ class PreparedStatement:
             cursor.execute(self._execute, arguments)
             return cursor.fetchall()
         except dbapi_error as exc:
-            dropped = engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
+            dropped = engine.dialect.is_disconnect(exc, connection.dbapi_connection,
+                                                   cursor) or on_read_only_server(exc)
             if dropped:
-                # A dead connection means the database restarted: so are the pool's others.
+                # A dead connection (or a standby) means the database restarted or failed
+                # over: so did the pool's other connections.
                 connection.invalidate(exc)
                 engine.dispose()
             raise DBAPIError.instance(self._execute, arguments, exc, dbapi_error,
