@@ -1,5 +1,6 @@
-"""Probes: /healthz (the process is up) and /readyz (every backend answers its gRPC
-health check, so requests can be served)."""
+"""Probes: /healthz (the process is up: liveness, whatever the backends) and /readyz
+(every backend answers its gRPC health check SERVING, so requests can be served; a
+backend says NOT_SERVING while a dependency it needs, PostgreSQL, is unreachable)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +11,7 @@ from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2
 
 from ..deps import BackendsDep, SettingsDep
+from ..errors import retry_after_header
 from ..schemas import HealthReply, ReadinessReply
 
 router = APIRouter(tags=["health"])
@@ -41,7 +43,7 @@ async def readyz(backends: BackendsDep, settings: SettingsDep):
     report = dict(zip(names, statuses))
     down = [name for name, status in report.items() if status != "SERVING"]
     if down:
-        return JSONResponse(status_code=503, content={
+        return JSONResponse(status_code=503, headers=retry_after_header(None), content={
             "status": "not ready", "backends": report,
             "error": f"backend not serving: {', '.join(down)}"})
     return {"status": "ready", "backends": report}

@@ -8,6 +8,7 @@ from services.common import keys
 from services.common.clients import redis_client
 from services.common.db import Database, make_engine
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
+from services.common.readiness import ReadinessWatch, postgresql, redis
 from services.common.tokens import verifier_for
 
 from .client_address import ClientAddresses
@@ -61,7 +62,7 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
             AuthServicer(accounts, guard, ClientAddresses(service_token)), server)
         return [SERVICE_NAME]
 
-    return build_server(
+    handle = build_server(
         host=settings.dropfile_bind_host,
         port=settings.auth_grpc_port if port is None else port,
         max_workers=settings.grpc_max_workers,
@@ -70,6 +71,13 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         policy=AccessPolicy(public_methods=PUBLIC_METHODS),
         register=register,
     )
+    # Not ready while PostgreSQL (every account and session) or Redis (sign-in and
+    # sign-up throttling and sign-outs, which fail closed) is unreachable.
+    handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
+        postgresql(settings.cloud_db_uri),
+        redis(redis_client(settings.cloud_rd_uri, timeout_seconds=1.0, retries=0)),
+    ], interval=settings.readiness_check_interval_seconds)
+    return handle
 
 
 def main() -> None:

@@ -38,16 +38,24 @@ GRPC_CHANNEL_OPTIONS: list[tuple[str, object]] = [
 ]
 
 
-def redis_client(url: str) -> redis.Redis:
+def redis_client(url: str, *, timeout_seconds: float = 5.0, retries: int = 1) -> redis.Redis:
+    """Each attempt waits `timeout_seconds` at most (to connect, then to be answered),
+    and `retries` more are made on a connection error or timeout, after a short pause
+    (redis-py applies this both to connecting and to the command: up to (retries + 1)²
+    attempts). Explicit, because redis-py's default is 10 retries: against a Redis that
+    accepts connections but never answers (a failover in progress), one command would
+    take minutes."""
     import redis
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.retry import Retry
 
     return redis.Redis.from_url(
         url,
         decode_responses=True,
-        socket_timeout=5,
-        socket_connect_timeout=5,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
         health_check_interval=30,
-        retry_on_timeout=True,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries),
     )
 
 

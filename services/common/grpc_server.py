@@ -30,7 +30,7 @@ from .logs import REQUEST_ID_HEADER, log_fields, request_id_var
 from .metrics import GRPC_LATENCY, GRPC_REQUESTS, start_metrics_server
 from .tokens import InvalidTokenError, TokenVerifier, current_identity
 from .tracing import configure_tracing
-from .transient import is_transient
+from .transient import caller_gives_up_at, is_transient
 
 log = logging.getLogger(__name__)
 # One line per RPC served, with its request id: a call can be followed through every
@@ -47,6 +47,9 @@ CONNECTION_AGING = [
 ]
 
 SERVICE_TOKEN_HEADER = "x-dropfile-service-token"
+# The health service name the liveness probe asks: SERVING while the process answers,
+# whatever its dependencies (readiness.py: "" and the services follow them).
+LIVENESS_SERVICE = "liveness"
 ERROR_DOMAIN = "dropfile"
 
 
@@ -134,6 +137,8 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         metadata = dict(context.invocation_metadata())
         request_id_var.set(metadata.get(REQUEST_ID_HEADER, ""))
         current_identity.set(None)
+        remaining = context.time_remaining()  # None: the caller set no deadline
+        caller_gives_up_at.set(None if remaining is None else time.monotonic() + remaining)
         if kind in ("public", "per-record"):
             return
         if kind == "internal":
@@ -252,13 +257,19 @@ class ServerHandle:
     health: health.HealthServicer
     service_names: list[str]
     workers: list[Worker] = field(default_factory=list)
+    # Sets the health statuses from the dependencies (readiness.py); None: always SERVING.
+    readiness: Worker | None = None
 
     def start(self) -> None:
+        if self.readiness is not None:
+            self.readiness.start()
         self.server.start()
         for worker in self.workers:
             worker.start()
 
     def stop(self, grace: float | None = None) -> threading.Event:
+        if self.readiness is not None:
+            self.readiness.stop()
         for name in self.service_names + [""]:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         for worker in self.workers:
@@ -287,7 +298,7 @@ def build_server(
     names = list(register(server))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in names + [""]:
+    for name in names + ["", LIVENESS_SERVICE]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -97,6 +97,9 @@ class GrpcServiceSettings(BaseServiceSettings):
     # How long a verifier may trust its last answer from Redis on whether a device session
     # was signed out: a signed-out access token is refused everywhere within this.
     revocation_check_seconds: float = Field(default=1.0, gt=0, le=1.0)
+    # How often the process checks its PostgreSQL and Redis for its readiness (the gRPC
+    # health service's NOT_SERVING while one it needs is unreachable: readiness.py).
+    readiness_check_interval_seconds: float = Field(default=2.0, gt=0, le=300)
 
 
 def load_settings(cls: type[S], **overrides) -> S:

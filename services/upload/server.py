@@ -6,6 +6,7 @@ from services.common import keys
 from services.common.clients import aws_client, redis_client
 from services.common.db import Database, make_engine
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
+from services.common.readiness import ReadinessWatch, postgresql, redis
 from services.common.tokens import verifier_for
 
 from .reaper import create_reaper
@@ -20,12 +21,17 @@ from .store import UploadStore
 
 SERVICE_NAME = upload_pb2.DESCRIPTOR.services_by_name["UploadService"].full_name
 INTERNAL_SERVICE_NAME = upload_pb2.DESCRIPTOR.services_by_name["UploadInternalService"].full_name
+# Upload sessions are a cache of PostgreSQL (sessions.py): a Redis that does not answer
+# within this is treated as absent, at once and without retries, so that a hanging Redis
+# delays a call by about a second, not by redis-py's timeouts times its retries.
+SESSION_CACHE_TIMEOUT_SECONDS = 1.0
 
 
 def create_uploads(settings: UploadSettings) -> Uploads:
     """The domain object with its database, Redis and S3 clients."""
     db = Database(make_engine(settings.cloud_db_uri,
-                              pool_size=settings.grpc_max_workers // 2 or 1))
+                              pool_size=settings.grpc_max_workers // 2 or 1),
+                  retry_seconds=settings.database_retry_seconds)
     # RecordPart's single upsert commits by itself: one round trip, on a pool of its own
     # with a connection per worker thread (a smaller pool would open and close a
     # PostgreSQL connection, a new backend process, per call when every worker records).
@@ -41,7 +47,9 @@ def create_uploads(settings: UploadSettings) -> Uploads:
     return Uploads(
         store=UploadStore(db, autocommit=autocommit),
         storage=Storage(s3, settings.s3_bucket, presigner=presigner),
-        sessions=UploadSessions(redis_client(settings.cloud_rd_uri),
+        sessions=UploadSessions(redis_client(settings.cloud_rd_uri,
+                                             timeout_seconds=SESSION_CACHE_TIMEOUT_SECONDS,
+                                             retries=0),
                                 ttl_seconds=settings.upload_session_ttl_seconds),
         part_size=settings.part_size_bytes,
         max_file_size=settings.max_file_size_bytes,
@@ -80,6 +88,15 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
     )
     if settings.reaper_enabled:
         handle.workers.append(create_reaper(settings))
+    # Not ready without PostgreSQL. Redis's outage shows under "redis" but leaves the
+    # replica in service: upload sessions are a cache of PostgreSQL, and callers whose
+    # sign-out this process checked before keep their last answer (revocations.py), so
+    # the uploads in progress here carry on; out of service, they would stop.
+    handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
+        postgresql(settings.cloud_db_uri),
+        redis(redis_client(settings.cloud_rd_uri, timeout_seconds=SESSION_CACHE_TIMEOUT_SECONDS,
+                           retries=0), required=False),
+    ], interval=settings.readiness_check_interval_seconds)
     return handle
 
 

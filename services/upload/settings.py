@@ -16,6 +16,10 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 class UploadSettings(GrpcServiceSettings, StorageSettings):
     cloud_db_uri: str = Field(default="postgresql://postgres@127.0.0.1:5432/dropfile", min_length=1)
+    # How long a call waits for an unreachable PostgreSQL (a restart, a failover), retrying
+    # what is safe to retry, before it answers UNAVAILABLE: well inside the gateway's
+    # GRPC_TIMEOUT_SECONDS. 0: no retry.
+    database_retry_seconds: float = Field(default=5.0, ge=0, le=60)
     upload_grpc_port: int = Field(default=50052, ge=0, le=65535)
     # The v1 contract's part size: clients slice files into parts of exactly this size.
     part_size_bytes: int = Field(default=5 * MIB, ge=MIN_PART_SIZE, le=MAX_PART_SIZE)

@@ -1,12 +1,17 @@
 """Persistence of files and chunks (PostgreSQL, the source of truth). Every query the
-upload coordinator runs lives here; service.py decides, this module reads and writes."""
+upload coordinator runs lives here; service.py decides, this module reads and writes.
+
+A database that is briefly unreachable (a restart, a failover) is waited for here, for
+up to the Database's retry_seconds: reads and idempotent writes are run again whole; a
+transaction that hands its session to the caller's block is retried only up to the
+yield (its reads and locks). What still fails is a transient error (UNAVAILABLE)."""
 from __future__ import annotations
 
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import String, bindparam, case, delete, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -14,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from services.common.db import Database, PreparedStatement, retry_on_dropped_connection
+from services.common.db import Database, PreparedStatement
 
 from .models import Chunk, ChunkStatus, File, FileStatus
 from .quota import Usage
@@ -22,6 +27,8 @@ from .quota import Usage
 # First key of the per-user advisory lock that serializes quota decisions (the second is
 # a hash of the user id): a namespace of our own among PostgreSQL's advisory locks.
 QUOTA_LOCK_NAMESPACE = 0x0D0F_0001
+
+T = TypeVar("T")
 
 
 # record_chunk's upsert: the chunk is written only if the file is the caller's, has this
@@ -166,28 +173,30 @@ class UploadStore:
         the insert commits when the block ends, and the lock goes with it. Two concurrent
         creations by one user are decided one after the other, each seeing the other's
         file."""
-        with self._db.session() as session:
+        def check(session: Session) -> tuple[bool, Usage | None]:
             if with_usage:
                 self._lock_quota(session, user_id)
                 used, in_progress, uploads, id_taken = session.execute(
                     _ADMISSION, {"user_id": user_id, "file_id": file_id}).one()
-                usage = Usage(used_bytes=int(used), uploading_bytes=int(in_progress),
-                              uploads_in_progress=int(uploads))
-            else:
-                id_taken, usage = session.scalar(_ID_TAKEN, {"file_id": file_id}), None
-            yield FileCreation(session, id_taken=bool(id_taken), usage=usage)
+                return bool(id_taken), Usage(used_bytes=int(used),
+                                             uploading_bytes=int(in_progress),
+                                             uploads_in_progress=int(uploads))
+            return bool(session.scalar(_ID_TAKEN, {"file_id": file_id})), None
+
+        with self._db.session_from(check) as (session, (id_taken, usage)):
+            yield FileCreation(session, id_taken=id_taken, usage=usage)
 
     def usage_of(self, user_id: uuid.UUID, *, excluding: uuid.UUID | None = None) -> Usage:
-        with self._db.session() as session:
-            return self._usage(session, user_id, excluding)
+        return self._read(lambda session: self._usage(session, user_id, excluding))
 
     @contextmanager
     def locked_usage(self, user_id: uuid.UUID, *, excluding: uuid.UUID | None = None
                      ) -> Iterator[Usage]:
         """The user's usage (without the file `excluding`), with the per-user quota lock
         held for the block."""
-        with self._db.session() as session:
-            yield self._locked_usage(session, user_id, excluding)
+        with self._db.session_from(
+                lambda session: self._locked_usage(session, user_id, excluding)) as (_, usage):
+            yield usage
 
     def _locked_usage(self, session, user_id: uuid.UUID,
                       excluding: uuid.UUID | None = None) -> Usage:
@@ -218,26 +227,32 @@ class UploadStore:
             with self._reads() as session:
                 return session.scalar(query, params)
 
-        return retry_on_dropped_connection(read)
+        return self._db.retrying(read, what="a read")
+
+    def _read(self, query: Callable[[Session], T]) -> T:
+        """`query(session)` in a transaction of its own, run again while the database
+        is unreachable."""
+
+        def read() -> T:
+            with self._db.session() as session:
+                return query(session)
+
+        return self._db.retrying(read, what="a read")
 
     def owned_file_by_key(self, s3_key: str, user_id: uuid.UUID) -> File | None:
-        with self._db.session() as session:
-            return session.scalar(select(File).where(File.s3_key == s3_key,
-                                                     File.user_id == user_id))
+        return self._read(lambda session: session.scalar(
+            select(File).where(File.s3_key == s3_key, File.user_id == user_id)))
 
     def files_of(self, user_id: uuid.UUID) -> list[File]:
         """Newest first (ties broken by id, so the order is stable)."""
-        with self._db.session() as session:
-            return list(session.scalars(
-                select(File).where(File.user_id == user_id)
-                .order_by(File.created_at.desc(), File.id.desc())
-            ))
+        return self._read(lambda session: list(session.scalars(
+            select(File).where(File.user_id == user_id)
+            .order_by(File.created_at.desc(), File.id.desc()))))
 
     def chunks_of(self, file_id: uuid.UUID) -> dict[int, Chunk]:
-        with self._db.session() as session:
-            return {chunk.chunk_index: chunk for chunk in session.scalars(
-                select(Chunk).where(Chunk.file_id == file_id,
-                                    Chunk.status == ChunkStatus.COMPLETED))}
+        return self._read(lambda session: {chunk.chunk_index: chunk for chunk in session.scalars(
+            select(Chunk).where(Chunk.file_id == file_id,
+                                Chunk.status == ChunkStatus.COMPLETED))})
 
     def record_chunk(self, *, file_id: uuid.UUID, user_id: uuid.UUID, upload_id: str,
                      chunk_index: int, size: int, etag: str,
@@ -248,12 +263,12 @@ class UploadStore:
         The file row is read FOR SHARE, so a concurrent abort either waits for this
         insert or makes it find the file FAILED: no chunk outlives an abort. One prepared
         statement on an autocommit connection keeps the hot path to a single round trip
-        (that pool pings no connection before use: the upsert is retried once if it met a
-        dead one)."""
+        (that pool pings no connection before use: the upsert, idempotent, is run again
+        if it met a dead connection or an unreachable database)."""
         values = {"file_id": str(file_id), "user_id": str(user_id), "upload_id": upload_id,
                   "chunk_index": chunk_index, "size": size, "etag": etag, "checksum": checksum}
-        return bool(retry_on_dropped_connection(
-            lambda: _RECORD_CHUNK.rows(self._autocommit, values)))
+        return bool(self._db.retrying(lambda: _RECORD_CHUNK.rows(self._autocommit, values),
+                                      what="recording a part"))
 
     def record_chunks(self, records: list[ChunkRecord]) -> set[tuple[uuid.UUID, int]]:
         """record_chunk for many parts in one statement and one commit: the (file id,
@@ -277,15 +292,22 @@ class UploadStore:
                   "etags": [r.etag for r in records],
                   "checksums": [r.checksum for r in records]}
         return {(uuid.UUID(str(file_id)), chunk_index) for file_id, chunk_index in
-                retry_on_dropped_connection(lambda: _RECORD_CHUNKS.rows(self._autocommit,
-                                                                        values))}
+                self._db.retrying(lambda: _RECORD_CHUNKS.rows(self._autocommit, values),
+                                  what="recording parts")}
 
     def reconcile_chunks(self, *, file_id: uuid.UUID, upload_id: str,
                          upserts: list[Chunk], deletes: list[int]) -> bool:
         """Makes the recorded chunks agree with storage: `upserts` recorded (replacing
         what was there), chunk indexes in `deletes` forgotten. Only while the file still
         takes parts of this upload (its row read FOR SHARE, as record_chunk does); False
-        when it no longer does and nothing was changed."""
+        when it no longer does and nothing was changed. The same changes twice are the
+        same changes: run again while the database is unreachable."""
+        return self._db.retrying(lambda: self._reconcile_chunks(
+            file_id=file_id, upload_id=upload_id, upserts=upserts, deletes=deletes),
+            what="reconciling parts")
+
+    def _reconcile_chunks(self, *, file_id: uuid.UUID, upload_id: str,
+                          upserts: list[Chunk], deletes: list[int]) -> bool:
         with self._db.session() as session:
             receiving = session.scalar(
                 select(File.id).where(File.id == file_id, File.upload_id == upload_id,
@@ -311,39 +333,43 @@ class UploadStore:
         return True
 
     def delete_chunks(self, file_id: uuid.UUID) -> None:
-        with self._db.session() as session:
-            session.execute(delete(Chunk).where(Chunk.file_id == file_id))
+        def run() -> None:
+            with self._db.session() as session:
+                session.execute(delete(Chunk).where(Chunk.file_id == file_id))
+
+        self._db.retrying(run, what="deleting parts")
 
     @contextmanager
     def locked_file_deletion(self, file_id: uuid.UUID, user_id: uuid.UUID
                              ) -> Iterator[FileDeletion]:
         """The caller's file locked (SELECT ... FOR UPDATE) for the block, to be deleted."""
-        with self._db.session() as session:
-            yield FileDeletion(session, session.scalar(
+        with self._db.session_from(lambda session: session.scalar(
                 select(File).where(File.id == file_id, File.user_id == user_id)
-                .with_for_update()))
+                .with_for_update())) as (session, file):
+            yield FileDeletion(session, file)
 
     @contextmanager
     def locked_owned_file(self, file_id: uuid.UUID, user_id: uuid.UUID
                           ) -> Iterator[File | None]:
         """The caller's file, locked (SELECT ... FOR UPDATE) for the block; changes made to
         it are committed when the block ends. None when it is not the caller's."""
-        with self._db.session() as session:
-            yield session.scalar(select(File).where(File.id == file_id, File.user_id == user_id)
-                                 .with_for_update())
+        with self._db.session_from(lambda session: session.scalar(
+                select(File).where(File.id == file_id, File.user_id == user_id)
+                .with_for_update())) as (_, file):
+            yield file
 
     def pending_confirmations(self, *, completed_before: datetime, limit: int) -> list[File]:
         """UPLOADING files whose multipart upload was completed before the given moment
         (served by the (status, completed_at) index), oldest first."""
-        with self._db.session() as session:
-            return list(session.scalars(
-                select(File)
-                .where(File.status == FileStatus.UPLOADING, File.completed_at.is_not(None),
-                       File.completed_at <= completed_before)
-                .order_by(File.completed_at).limit(limit)))
+        return self._read(lambda session: list(session.scalars(
+            select(File)
+            .where(File.status == FileStatus.UPLOADING, File.completed_at.is_not(None),
+                   File.completed_at <= completed_before)
+            .order_by(File.completed_at).limit(limit))))
 
     @contextmanager
     def locked_file_by_key(self, s3_key: str) -> Iterator[File | None]:
         """Like locked_owned_file, by storage key and for any owner (internal callers)."""
-        with self._db.session() as session:
-            yield session.scalar(select(File).where(File.s3_key == s3_key).with_for_update())
+        with self._db.session_from(lambda session: session.scalar(
+                select(File).where(File.s3_key == s3_key).with_for_update())) as (_, file):
+            yield file

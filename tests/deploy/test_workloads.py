@@ -94,6 +94,20 @@ def test_grpc_services_use_native_grpc_probes_on_their_grpc_port(manifests):
                     f"check on port {ports['grpc']}")
 
 
+def test_grpc_liveness_asks_a_name_that_no_dependency_outage_fails(manifests):
+    """Readiness ("") follows PostgreSQL/Redis (services/common/readiness.py); liveness
+    must not, or a database outage would get every healthy pod restarted."""
+    from services.common.grpc_server import LIVENESS_SERVICE
+
+    for workload in manifests.workloads():
+        for container in workload.containers:
+            if "grpc" not in container.get("livenessProbe", {}):
+                continue
+            where = f"{manifests.overlay} {workload.name}"
+            assert container["livenessProbe"]["grpc"].get("service") == LIVENESS_SERVICE, where
+            assert container["readinessProbe"]["grpc"].get("service", "") == "", where
+
+
 def test_gateway_probes_are_its_http_endpoints(manifests):
     container = manifests.workload("Deployment", "gateway").containers[0]
     port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
