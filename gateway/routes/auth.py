@@ -2,6 +2,7 @@
 in HttpOnly cookies (see gateway.cookies)."""
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import grpc
@@ -12,7 +13,7 @@ from dropfile.auth.v1 import auth_pb2
 
 from ..cookies import DEVICE_ID, REFRESH_TOKEN, clear_session_cookies, set_session_cookies
 from ..deps import AnonymousCall, BackendsDep, ClientCall, SettingsDep, UserCall
-from ..errors import rpc_error_response
+from ..errors import rpc_error_details, rpc_error_response
 from ..schemas import ErrorReply, SignInBody, SignUpBody, StatusReply
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -26,14 +27,30 @@ DeviceIdCookie = Annotated[str | None, Cookie(alias=DEVICE_ID,
                                               description="The device session's id")]
 
 
+async def _held_back_when_throttled(rpc, delay_cap: float):
+    """Awaits a sign-in or sign-up call. A throttled attempt (429) is answered only after
+    its Retry-After, up to `delay_cap` seconds: a client that ignores Retry-After would
+    otherwise send hundreds of refused attempts a second, each costing this process a
+    request's CPU that other callers wait for; held back, each connection sends at most one
+    a second. A held request costs an open connection (HTTP_MAX_CONNECTIONS bounds them)."""
+    try:
+        return await rpc
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and delay_cap > 0:
+            retry_after = rpc_error_details(exc).retry_after
+            if retry_after is not None:
+                await asyncio.sleep(min(retry_after, delay_cap))
+        raise
+
+
 @router.post("/signup", response_model=StatusReply, responses=_LIMITED_ERRORS,
              summary="Create an account and sign in")
 async def sign_up(body: SignUpBody, response: Response, backends: BackendsDep,
                   settings: SettingsDep, call: ClientCall):
-    reply = await backends.auth.SignUp(auth_pb2.SignUpRequest(
+    reply = await _held_back_when_throttled(backends.auth.SignUp(auth_pb2.SignUpRequest(
         email=body.user.email, name=body.user.name, password=body.user.password,
         remember_me=bool(body.rememberMe),
-    ), **call.kwargs)
+    ), **call.kwargs), settings.throttled_answer_delay_seconds)
     set_session_cookies(response, reply.tokens, secure=settings.secure_cookies)
     return {"status": "Signed up"}
 
@@ -45,10 +62,10 @@ async def sign_in(body: SignInBody, response: Response, backends: BackendsDep,
                   refresh_token: RefreshTokenCookie = None, device_id: DeviceIdCookie = None):
     # The device's current session, if it has one: auth then counts this attempt against
     # the device alone, so strangers' failures never lock its owner out.
-    reply = await backends.auth.SignIn(auth_pb2.SignInRequest(
+    reply = await _held_back_when_throttled(backends.auth.SignIn(auth_pb2.SignInRequest(
         email=body.user.email, password=body.user.password, remember_me=bool(body.rememberMe),
         device_id=device_id or "", refresh_token=refresh_token or "",
-    ), **call.kwargs)
+    ), **call.kwargs), settings.throttled_answer_delay_seconds)
     set_session_cookies(response, reply.tokens, secure=settings.secure_cookies)
     return {"status": "Signed in"}
 

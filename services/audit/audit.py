@@ -27,6 +27,7 @@ from services.common.logs import log_fields
 from services.upload.models import File, FileStatus
 from services.upload.settings import UploadSettings
 from services.upload.status_events import StatusEvents, publisher_client
+from services.upload.storage import stored_object
 
 from .report import Action, Finding, FindingKind, Report
 
@@ -232,12 +233,8 @@ class Auditor:
                 select(*_ROW_COLUMNS).where(File.s3_key.in_(sorted(keys))))}
 
     def _stored_size(self, key: str) -> int | None:
-        try:
-            return self._s3.head_object(Bucket=self._bucket, Key=key)["ContentLength"]
-        except ClientError as exc:
-            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
+        stored = stored_object(self._s3, self._bucket, key)
+        return stored[0] if stored is not None else None
 
     def _multipart_upload_exists(self, key: str, upload_id: str) -> bool:
         try:

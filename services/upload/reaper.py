@@ -40,7 +40,7 @@ from .reaper_store import ReaperStore
 from .sessions import UploadSessions
 from .settings import UploadSettings
 from .status_events import StatusEvents, publisher_client
-from .storage import normalize_etag
+from .storage import stored_object
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +113,7 @@ class BucketUploads:
 
     def stored_object(self, key: str) -> tuple[int, str] | None:
         """(size, bare ETag) of the object, or None when there is none."""
-        try:
-            head = self._s3.head_object(Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-        return head["ContentLength"], normalize_etag(head.get("ETag", ""))
+        return stored_object(self._s3, self._bucket, key)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,17 @@ def _check_lengths(numbers: list[int], lengths: Sequence[int]) -> None:
         raise ValueError("a part's length is 0 or more bytes")
 
 
+def stored_object(s3, bucket: str, key: str) -> tuple[int, str] | None:
+    """(size, bare ETag) of an object (HEAD), or None when there is none."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return head["ContentLength"], normalize_etag(head.get("ETag", ""))
+
+
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -262,24 +273,9 @@ class Storage:
             if _error_code(exc) != "NoSuchUpload":
                 raise
 
-    def object_size(self, key: str) -> int | None:
-        """The stored object's size, or None when there is none."""
-        try:
-            return self._s3.head_object(Bucket=self._bucket, Key=key)["ContentLength"]
-        except ClientError as exc:
-            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-
     def stored_object(self, key: str) -> tuple[int, str] | None:
         """(size, bare ETag) of the stored object, or None when there is none."""
-        try:
-            head = self._s3.head_object(Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-        return head["ContentLength"], normalize_etag(head.get("ETag", ""))
+        return stored_object(self._s3, self._bucket, key)
 
     def delete_object(self, key: str) -> None:
         """Deletes the object; deleting a missing object succeeds (S3 semantics)."""

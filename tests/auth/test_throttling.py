@@ -124,13 +124,15 @@ def guess_over_grpc(stub, email: str, metadata=()) -> grpc.StatusCode:
 
 def test_120_guesses_at_one_account_within_20_s_evaluate_at_most_10(common_settings):
     """The issue's figure, with the product's default limits, through the gateway: the
-    guesses come 8 at a time, so they are counted before bcrypt, not after a failure."""
+    guesses come 24 at a time, so they are counted before bcrypt, not after a failure (and
+    the gateway holds each refusal back a second, so fewer connections could not send 120
+    in 20 s)."""
     with auth_server(common_settings) as address, gateway_for(common_settings, address) as api:
         email = unique_email()
         register(api, email)
         before = checks_run()
         started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=24) as pool:
             answers = list(pool.map(
                 lambda _: api.post("/api/auth/signin",
                                    json=sign_in_body(email, "wrong password")),
@@ -146,6 +148,27 @@ def test_120_guesses_at_one_account_within_20_s_evaluate_at_most_10(common_setti
         if answer.status_code == 429:
             assert int(answer.headers["Retry-After"]) >= 1
             assert answer.json() == {"error": "too many sign-in attempts; retry later"}
+
+
+def test_a_throttled_attempt_is_answered_after_its_retry_after_capped(common_settings):
+    """A client that ignores Retry-After gets each refusal a second late: one connection
+    cannot send hundreds of refused attempts a second at the gateway."""
+    with auth_server(common_settings, signin_free_failures=1,
+                     signin_account_free_failures=1) as address:
+        for cap, slowest in ((1.0, None), (0.0, 0.5)):
+            with gateway_for(common_settings, address,
+                             throttled_answer_delay_seconds=cap) as api:
+                email = unique_email()
+                register(api, email)
+                api.post("/api/auth/signin", json=sign_in_body(email, "wrong password"))
+                started = time.monotonic()
+                answer = api.post("/api/auth/signin", json=sign_in_body(email, "wrong"))
+                took = time.monotonic() - started
+                assert answer.status_code == 429
+                if slowest is None:
+                    assert took >= 0.5, took  # held back: min(Retry-After left, the cap)
+                else:
+                    assert took < slowest, took
 
 
 def test_delays_double_and_an_attacker_honouring_them_gets_few_checks(common_settings):

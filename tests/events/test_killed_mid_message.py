@@ -93,8 +93,9 @@ def test_killed_mid_message_the_message_comes_back_and_confirms_exactly_once(
         orphan, tmp_path, make_queue, quiet_upload, quiet_bucket, start_processor,
         common_settings, database_url, make_token, s3, sqs):
     """`orphan`: what becomes of the ConfirmUpload the killed process left behind in the
-    upload coordinator: its statement cancelled (the redelivered message confirms), or let
-    finish once the lock is gone (the redelivered message finds it confirmed)."""
+    upload coordinator: its statement cancelled (retried by the coordinator, or confirmed
+    by the redelivered message), or let finish once the lock is gone (the redelivered
+    message finds it confirmed). Either way the file is confirmed exactly once."""
     queue = make_queue(max_receive_count=5)
     user_id = str(uuid.uuid4())
     token = make_token(user_id)
@@ -124,9 +125,9 @@ def test_killed_mid_message_the_message_comes_back_and_confirms_exactly_once(
             with observer.cursor() as cur:
                 cur.execute("select pg_cancel_backend(%s)", (waiting,))
         lock.rollback()
-        expected = "FILE_STATUS_UPLOADING" if orphan == "cancelled" else "FILE_STATUS_UPLOADED"
-        wait_until(lambda: file_status(quiet_upload.stub, token, uploaded.file_id) == expected,
-                   what=f"the orphaned confirmation {orphan}")
+        if orphan == "finishes":
+            wait_until(lambda: file_status(quiet_upload.stub, token, uploaded.file_id)
+                       == "FILE_STATUS_UPLOADED", what="the orphaned confirmation to finish")
 
         # Nobody deleted it: after its visibility timeout another processor receives it.
         processor = start_processor(sqs_queue_url=queue.url, s3_bucket=quiet_bucket,
@@ -137,7 +138,13 @@ def test_killed_mid_message_the_message_comes_back_and_confirms_exactly_once(
         assert file_status(quiet_upload.stub, token, uploaded.file_id) == "FILE_STATUS_UPLOADED"
         counters = stats(processor.stub, make_token)
         assert counters.messages_received == 1
-        assert counters.uploads_confirmed == (1 if orphan == "cancelled" else 0)
+        if orphan == "finishes":
+            assert counters.uploads_confirmed == 0  # found it confirmed
+        else:
+            # A cancelled statement is a transient failure the coordinator may retry for
+            # the killed caller: either that retry or the redelivered message confirms;
+            # once only, as the status events below show.
+            assert counters.uploads_confirmed in (0, 1)
         assert is_empty(sqs, queue.url) and is_empty(sqs, queue.dlq_url)
         # A last marker change proves the watcher heard everything published before it.
         marker = upload_file(quiet_upload.stub, token, size=10)

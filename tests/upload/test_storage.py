@@ -41,13 +41,14 @@ def test_a_gone_upload_is_upload_gone_and_aborting_it_again_is_fine(s3, bucket):
     # it with an internal error, so it is not exercised here.)
 
 
-def test_object_size_and_delete(s3, bucket):
+def test_stored_object_and_delete(s3, bucket):
     storage = Storage(s3, bucket)
     s3.put_object(Bucket=bucket, Key="storage-test/object", Body=b"12345")
-    assert storage.object_size("storage-test/object") == 5
+    assert storage.stored_object("storage-test/object") == (
+        5, "827ccb0eea8a706c4c34a16891f84e7b")  # the MD5 of a single-part object
     storage.delete_object("storage-test/object")
     storage.delete_object("storage-test/object")  # deleting what is gone succeeds
-    assert storage.object_size("storage-test/object") is None
+    assert storage.stored_object("storage-test/object") is None
 
 
 def test_normalize_etag():
