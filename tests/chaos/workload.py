@@ -148,13 +148,13 @@ class FaultRecord:
 
 def format_table(records: list[FaultRecord], outcomes: list[Outcome], proxy_counts,
                  extra: dict[str, str]) -> str:
-    lines = ["fault                                   at (s)  outage (s)  uploads in flight",
-             "-" * 76]
+    lines = [f"{'fault':<44} {'at (s)':>7} {'outage (s)':>11} {'uploads in flight':>18}",
+             "-" * 83]
     for record in records:
-        lines.append(f"{record.fault:<38} {record.at:>7.1f} {record.outage:>11.1f} "
+        lines.append(f"{record.fault:<44} {record.at:>7.1f} {record.outage:>11.1f} "
                      f"{record.in_flight:>18}")
     ok = [o for o in outcomes if not o.error]
-    lines += ["-" * 76,
+    lines += ["-" * 83,
               f"uploads finished: {len(ok)} of {len(outcomes)}; failed: "
               f"{len(outcomes) - len(ok)}; bytes uploaded: "
               f"{sum(o.path.stat().st_size for o in ok) / MIB:.0f} MiB",
