@@ -201,7 +201,9 @@ class DropfileClient:
 
     def login(self, email: str, password: str, *, remember: bool = True) -> None:
         self._email = email
-        self._gateway.call("POST", "/api/auth/signin", auth=False, json={
+        # Retried like an upload's calls: a server too busy hashing passwords answers 503
+        # (and a throttled one 429) with Retry-After; signing in twice is harmless.
+        self._gateway.call("POST", "/api/auth/signin", auth=False, idempotent=True, json={
             "user": {"email": email, "password": password}, "rememberMe": remember})
         self._require_session()
 

@@ -234,3 +234,16 @@ def test_an_upload_outlasts_an_outage_of_its_database(cli, account, tmp_path, fa
     assert refused, "the outage never reached the client: the test proves nothing"
     assert not fault_proxy.calls("POST", ABORT)
     assert download(cli, file_id, tmp_path) == data
+
+
+def test_signing_in_waits_out_a_server_too_busy_to_hash_passwords(cli, account, fault_proxy):
+    """Sign-in answers 503 with Retry-After when its hashing queue is full: the CLI waits
+    and signs in, instead of failing the command."""
+    cli("logout").assert_ok()
+    fault_proxy.fault("POST", r"^/api/auth/signin$", status=503, retry_after="1")
+    fault_proxy.fault("POST", r"^/api/auth/signin$", status=503)
+    cli("login", "--email", account.email, "--password-stdin",
+        stdin=account.password + "\n").assert_ok()
+    assert fault_proxy.faults_left() == 0
+    assert [call.status for call in fault_proxy.calls("POST", r"^/api/auth/signin$")] == [
+        503, 503, 200]
