@@ -11,6 +11,7 @@ from dropfile.events.v1 import events_pb2, events_pb2_grpc
 from services.common import keys
 from services.common.clients import GRPC_CHANNEL_OPTIONS, aws_client, redis_client
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
+from services.common.readiness import ReadinessWatch, redis
 from services.common.tokens import verifier_for
 
 from .poller import QueuePoller
@@ -114,6 +115,13 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> Serve
     # Stopped first: open streams end at once (clients reconnect elsewhere) instead of
     # holding the server's graceful stop for its whole grace period.
     handle.workers.insert(0, hub)
+    # Redis's outage shows under "redis" but leaves the replica in service: confirmations
+    # (SQS, the reconciler) go on without it, and only live-status streams need it (they
+    # end with UNAVAILABLE and the web app polls meanwhile).
+    handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
+        redis(redis_client(settings.cloud_rd_uri, timeout_seconds=1.0, retries=0),
+              required=False),
+    ], interval=settings.readiness_check_interval_seconds)
     return handle
 
 

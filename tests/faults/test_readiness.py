@@ -108,3 +108,38 @@ def test_the_gateway_is_not_ready_and_answers_503_while_the_database_is_down(
         wait_until(lambda: client.get("/readyz").status_code == 200, timeout=15,
                    what="/readyz to say 200")
         assert client.get("/api/files/list").status_code == 200
+
+
+def test_the_events_service_shows_a_redis_outage_and_stays_in_service(common_settings,
+                                                                      own_valkey):
+    """Confirmations go on without Redis; only live status needs it."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from services.events.server import create_server
+    from services.events.settings import EventsSettings
+
+    handle = create_server(settings_for(EventsSettings, common_settings,
+                                        cloud_rd_uri=own_valkey.url, sqs_queue_url=None,
+                                        readiness_check_interval_seconds=0.2), port=0)
+    handle.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+
+            def status(service: str = "") -> int:
+                return health.Check(health_pb2.HealthCheckRequest(service=service),
+                                    timeout=5).status
+
+            serving, not_serving = (health_pb2.HealthCheckResponse.SERVING,
+                                    health_pb2.HealthCheckResponse.NOT_SERVING)
+            assert status("redis") == serving
+            own_valkey.stop()
+            wait_until(lambda: status("redis") == not_serving, timeout=15,
+                       what="events to show Redis down")
+            assert status() == serving and status("liveness") == serving
+            own_valkey.start()
+            wait_until(lambda: status("redis") == serving, timeout=15,
+                       what="events to show Redis back")
+    finally:
+        handle.stop(0).wait()
