@@ -14,9 +14,9 @@ class GatewaySettings(CorsSettings):
     events_service_addr: str = Field(default="127.0.0.1:50053", min_length=1)
     # Deadline of every backend call made for a request.
     grpc_timeout_seconds: float = Field(default=30.0, gt=0)
-    # A throttled sign-in or sign-up (429) is answered after its Retry-After, at most this
-    # long: clients ignoring Retry-After cannot flood the gateway with refused attempts.
-    # 0 answers at once.
+    # A throttled sign-in or sign-up (429), or one refused while password hashing is full
+    # (503), is answered after its Retry-After, at most this long: clients ignoring
+    # Retry-After cannot flood the gateway with refused attempts. 0 answers at once.
     throttled_answer_delay_seconds: float = Field(default=1.0, ge=0, le=30)
     # GET /api/v2/events (Server-Sent Events): a comment line this often while nothing
     # happens, so proxies keep a quiet stream open; and how long one stream lasts before the

@@ -27,19 +27,22 @@ DeviceIdCookie = Annotated[str | None, Cookie(alias=DEVICE_ID,
                                               description="The device session's id")]
 
 
-async def _held_back_when_throttled(rpc, delay_cap: float):
-    """Awaits a sign-in or sign-up call. A throttled attempt (429) is answered only after
-    its Retry-After, up to `delay_cap` seconds: a client that ignores Retry-After would
-    otherwise send hundreds of refused attempts a second, each costing this process a
-    request's CPU that other callers wait for; held back, each connection sends at most one
-    a second. A held request costs an open connection (HTTP_MAX_CONNECTIONS bounds them)."""
+async def _held_back_when_refused(rpc, delay_cap: float):
+    """Awaits a sign-in or sign-up call. A throttled attempt (429), or one refused because
+    password hashing is full (503; auth refuses it at once, it never queues), is answered
+    only after its Retry-After, up to `delay_cap` seconds: a client that ignores
+    Retry-After would otherwise send hundreds of refused attempts a second, each costing
+    this process a request's CPU that other callers wait for; held back, each connection
+    sends at most one a second, and a client that honours Retry-After loses nothing. A
+    held request costs an open connection (HTTP_MAX_CONNECTIONS bounds them)."""
     try:
         return await rpc
     except grpc.aio.AioRpcError as exc:
-        if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and delay_cap > 0:
-            retry_after = rpc_error_details(exc).retry_after
-            if retry_after is not None:
-                await asyncio.sleep(min(retry_after, delay_cap))
+        details = rpc_error_details(exc)
+        held = exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED or (
+            exc.code() is grpc.StatusCode.UNAVAILABLE and details.reason == "AUTH_BUSY")
+        if held and delay_cap > 0 and details.retry_after is not None:
+            await asyncio.sleep(min(details.retry_after, delay_cap))
         raise
 
 
@@ -47,7 +50,7 @@ async def _held_back_when_throttled(rpc, delay_cap: float):
              summary="Create an account and sign in")
 async def sign_up(body: SignUpBody, response: Response, backends: BackendsDep,
                   settings: SettingsDep, call: ClientCall):
-    reply = await _held_back_when_throttled(backends.auth.SignUp(auth_pb2.SignUpRequest(
+    reply = await _held_back_when_refused(backends.auth.SignUp(auth_pb2.SignUpRequest(
         email=body.user.email, name=body.user.name, password=body.user.password,
         remember_me=bool(body.rememberMe),
     ), **call.kwargs), settings.throttled_answer_delay_seconds)
@@ -62,7 +65,7 @@ async def sign_in(body: SignInBody, response: Response, backends: BackendsDep,
                   refresh_token: RefreshTokenCookie = None, device_id: DeviceIdCookie = None):
     # The device's current session, if it has one: auth then counts this attempt against
     # the device alone, so strangers' failures never lock its owner out.
-    reply = await _held_back_when_throttled(backends.auth.SignIn(auth_pb2.SignInRequest(
+    reply = await _held_back_when_refused(backends.auth.SignIn(auth_pb2.SignInRequest(
         email=body.user.email, password=body.user.password, remember_me=bool(body.rememberMe),
         device_id=device_id or "", refresh_token=refresh_token or "",
     ), **call.kwargs), settings.throttled_answer_delay_seconds)

@@ -176,6 +176,24 @@ def test_a_throttled_attempt_is_answered_after_its_retry_after_capped(common_set
                     assert took < slowest, took
 
 
+def test_a_busy_refusal_is_answered_after_its_retry_after_capped(common_settings):
+    """Auth refuses a sign-in at once when password hashing is full; the gateway holds
+    that 503 back for its Retry-After (capped), as it does a 429."""
+    with auth_server(common_settings, bcrypt_rounds=14, bcrypt_threads=1,
+                     bcrypt_max_pending=1) as address, \
+            gateway_for(common_settings, address, throttled_answer_delay_seconds=1.0) as api, \
+            stub_of(address) as stub, ThreadPoolExecutor(max_workers=1) as pool:
+        slow = pool.submit(guess_over_grpc, stub, unique_email())
+        time.sleep(0.3)  # it holds the only place (~1 s of hashing at cost 14)
+        started = time.monotonic()
+        busy = api.post("/api/auth/signin", json=sign_in_body(unique_email(), PASSWORD))
+        took = time.monotonic() - started
+        assert slow.result() == grpc.StatusCode.UNAUTHENTICATED
+    assert busy.status_code == 503
+    assert int(busy.headers["Retry-After"]) >= 1
+    assert took >= 0.5, took
+
+
 def test_delays_double_and_an_attacker_honouring_them_gets_few_checks(common_settings):
     """Scaled down (a 0.25 s first delay instead of 1 s): a guesser that waits exactly as
     long as told, over 20 first delays, gets at most 10 checks, and the delays grow."""
