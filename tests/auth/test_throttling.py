@@ -25,11 +25,10 @@ from urllib.parse import urlparse
 import grpc
 import httpx
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
 from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
+from gateway.errors import rpc_error_details
 from gateway.settings import GatewaySettings
 from services.auth.server import create_server
 from services.auth.settings import AuthSettings
@@ -55,16 +54,6 @@ def random_address() -> str:
 def checks_run() -> float:
     return REGISTRY.get_sample_value("dropfile_auth_password_hashes_total",
                                      {"operation": "check"}) or 0.0
-
-
-def retry_delay(exc: grpc.RpcError) -> float | None:
-    status = rpc_status.from_call(exc)
-    for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            return info.retry_delay.ToMilliseconds() / 1000
-    return None
 
 
 @contextmanager
@@ -210,7 +199,7 @@ def test_delays_double_and_an_attacker_honouring_them_gets_few_checks(common_set
                 stub.SignIn(auth_pb2.SignInRequest(email=email, password="wrong password"))
             except grpc.RpcError as exc:
                 if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    delay = retry_delay(exc)
+                    delay = rpc_error_details(exc).retry_after
                     assert delay is not None and delay > 0
                     delays.append(delay)
                     time.sleep(delay)
@@ -391,7 +380,7 @@ def test_a_full_hashing_queue_answers_503_with_retry_after_at_once(common_settin
         assert int(busy.headers["Retry-After"]) >= 1
         assert took < 0.5, f"the refusal took {took:.2f} s"
         assert over_grpc.value.code() is grpc.StatusCode.UNAVAILABLE
-        assert retry_delay(over_grpc.value) is not None
+        assert rpc_error_details(over_grpc.value).retry_after is not None
         assert (REGISTRY.get_sample_value("dropfile_auth_hashing_queue_full_total")
                 - refused_before) == 2
 

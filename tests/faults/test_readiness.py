@@ -6,13 +6,32 @@ the dependency does. A Redis outage shows under "redis"; auth, which can sign no
 without it, is then not ready either."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.upload.server import SERVICE_NAME
 from tests.conftest import settings_for, wait_until
 
 from .conftest import wait_for_status
+
+
+@contextmanager
+def health_of(handle) -> Iterator[Callable[..., int]]:
+    """Starts a server made by create_server; yields status(service="") from its gRPC
+    health service; stops the server afterwards."""
+    handle.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            yield lambda service="": health.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=5).status
+    finally:
+        handle.stop(0).wait()
 
 
 def test_health_follows_postgresql_and_liveness_does_not(coordinator, own_postgres):
@@ -47,9 +66,6 @@ def test_redis_down_shows_but_leaves_the_coordinator_in_service(coordinator, own
 @pytest.mark.parametrize("dependency", ["postgresql", "redis"])
 def test_auth_is_not_ready_while_a_dependency_is_down(common_settings, own_postgres,
                                                       own_valkey, dependency):
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     from services.auth.server import create_server
     from services.auth.settings import AuthSettings
 
@@ -58,26 +74,16 @@ def test_auth_is_not_ready_while_a_dependency_is_down(common_settings, own_postg
                                         cloud_db_uri=own_postgres.url,
                                         cloud_rd_uri=own_valkey.url,
                                         readiness_check_interval_seconds=0.2), port=0)
-    handle.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-
-            def status(service: str = "") -> int:
-                return health.Check(health_pb2.HealthCheckRequest(service=service),
-                                    timeout=5).status
-
-            assert status() == health_pb2.HealthCheckResponse.SERVING
-            engine.stop()
-            wait_until(lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING,
-                       timeout=15, what="auth to be NOT_SERVING")
-            assert status(dependency) == health_pb2.HealthCheckResponse.NOT_SERVING
-            assert status("liveness") == health_pb2.HealthCheckResponse.SERVING
-            engine.start()
-            wait_until(lambda: status() == health_pb2.HealthCheckResponse.SERVING,
-                       timeout=15, what="auth to be SERVING again")
-    finally:
-        handle.stop(0).wait()
+    with health_of(handle) as status:
+        assert status() == health_pb2.HealthCheckResponse.SERVING
+        engine.stop()
+        wait_until(lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING,
+                   timeout=15, what="auth to be NOT_SERVING")
+        assert status(dependency) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert status("liveness") == health_pb2.HealthCheckResponse.SERVING
+        engine.start()
+        wait_until(lambda: status() == health_pb2.HealthCheckResponse.SERVING,
+                   timeout=15, what="auth to be SERVING again")
 
 
 def test_the_gateway_is_not_ready_and_answers_503_while_the_database_is_down(
@@ -113,33 +119,20 @@ def test_the_gateway_is_not_ready_and_answers_503_while_the_database_is_down(
 def test_the_events_service_shows_a_redis_outage_and_stays_in_service(common_settings,
                                                                       own_valkey):
     """Confirmations go on without Redis; only live status needs it."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     from services.events.server import create_server
     from services.events.settings import EventsSettings
 
     handle = create_server(settings_for(EventsSettings, common_settings,
                                         cloud_rd_uri=own_valkey.url, sqs_queue_url=None,
                                         readiness_check_interval_seconds=0.2), port=0)
-    handle.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-
-            def status(service: str = "") -> int:
-                return health.Check(health_pb2.HealthCheckRequest(service=service),
-                                    timeout=5).status
-
-            serving, not_serving = (health_pb2.HealthCheckResponse.SERVING,
-                                    health_pb2.HealthCheckResponse.NOT_SERVING)
-            assert status("redis") == serving
-            own_valkey.stop()
-            wait_until(lambda: status("redis") == not_serving, timeout=15,
-                       what="events to show Redis down")
-            assert status() == serving and status("liveness") == serving
-            own_valkey.start()
-            wait_until(lambda: status("redis") == serving, timeout=15,
-                       what="events to show Redis back")
-    finally:
-        handle.stop(0).wait()
+    with health_of(handle) as status:
+        serving, not_serving = (health_pb2.HealthCheckResponse.SERVING,
+                                health_pb2.HealthCheckResponse.NOT_SERVING)
+        assert status("redis") == serving
+        own_valkey.stop()
+        wait_until(lambda: status("redis") == not_serving, timeout=15,
+                   what="events to show Redis down")
+        assert status() == serving and status("liveness") == serving
+        own_valkey.start()
+        wait_until(lambda: status("redis") == serving, timeout=15,
+                   what="events to show Redis back")

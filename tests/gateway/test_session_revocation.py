@@ -11,12 +11,11 @@ from typing import Iterator
 import grpc
 import httpx
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
 from dropfile.events.v1 import events_pb2, events_pb2_grpc
 from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
+from gateway.errors import rpc_error_details
 from services.auth.server import create_server as create_auth_server
 from services.auth.settings import AuthSettings
 from services.upload.server import create_server as create_upload_server
@@ -235,16 +234,6 @@ def _email_of(client: httpx.Client) -> str:
 
 # -- Redis unreachable: fail closed, never a 500 ------------------------------------------
 
-def _retry_after(exc: grpc.RpcError) -> float | None:
-    status = rpc_status.from_call(exc)
-    for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            return info.retry_delay.ToMilliseconds() / 1000
-    return None
-
-
 def test_without_redis_tokens_are_refused_as_unavailable_and_sign_out_is_503(
         common_settings, gateway_settings, auth_stub, make_token):
     """Whether a session was signed out cannot be known: every token is refused with
@@ -262,7 +251,7 @@ def test_without_redis_tokens_are_refused_as_unavailable_and_sign_out_is_503(
                 upload_pb2_grpc.UploadServiceStub(channel).ListFiles(
                     upload_pb2.ListFilesRequest(), metadata=bearer(make_token()))
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert _retry_after(info.value) is not None
+        assert rpc_error_details(info.value).retry_after is not None
 
         settings = gateway_settings.model_copy(update={
             "upload_service_addr": f"127.0.0.1:{upload.port}",
