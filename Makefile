@@ -12,7 +12,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: install protos run test test-fast setup migrate clean toolchain
+.PHONY: install protos run test test-fast setup migrate clean toolchain lint lint-style
 
 # The virtualenv is rebuilt when the pinned requirements change.
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -25,7 +25,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 # Generated code is build output: gen/ is never edited by hand nor committed.
 gen/.generated: $(VENV)/.installed $(PROTOS)
 	rm -rf gen && mkdir -p gen
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	# Typed stubs for messages and services come from mypy-protobuf's plugins (mypy checks
+	# the servicers against them).
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iprotos --python_out=gen \
+	  --mypy_out=gen --grpc_python_out=gen --mypy_grpc_out=gen $(PROTOS)
 	find gen/dropfile -type d -exec touch {}/__init__.py \;
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
@@ -48,6 +51,14 @@ run: install
 # Every test, the manifests' offline validation (deploy-check's first half) included.
 test: install deploy-validate
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (lint and format, pyproject.toml) and mypy --strict over services/, gateway/, client/.
+lint-style: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+lint: lint-style gen/.generated
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf gen $(VENV) .pytest_cache web/dist web/node_modules

@@ -2,6 +2,7 @@
 starts the bench stack (bench/stack.py), measures every section, stops everything, prints
 the table and writes results.txt, results.json and results.png to the output folder
 (bench/out/ by default, which git ignores)."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--rounds", type=int, help="rounds per row (default: the profile's)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
-    parser.add_argument("--only", action="append", choices=SECTIONS,
-                        help="measure only these sections (repeatable)")
+    parser.add_argument(
+        "--only", action="append", choices=SECTIONS, help="measure only these sections (repeatable)"
+    )
     return parser.parse_args(argv)
 
 
@@ -44,8 +46,15 @@ def memory_rows(results: Results, peaks: dict[str, int]) -> None:
     for name in (*DROPFILE_PROCESSES, *sorted(p for p in peaks if p.startswith("client:"))):
         if name in peaks:
             label = name.replace("client: ", "client process: ")
-            results.add(Row(f"memory.{name.replace('client: ', 'client.')}", "Memory",
-                            f"{label}: peak RSS", "MB", samples=[peaks[name] / 1e6]))
+            results.add(
+                Row(
+                    f"memory.{name.replace('client: ', 'client.')}",
+                    "Memory",
+                    f"{label}: peak RSS",
+                    "MB",
+                    samples=[peaks[name] / 1e6],
+                )
+            )
 
 
 def warm_up(stack: BenchStack, account) -> None:
@@ -54,8 +63,9 @@ def warm_up(stack: BenchStack, account) -> None:
     for gateway in (stack.endpoints.gateway, stack.endpoints.gateway_sqs):
         with api_client(gateway, account) as client, httpx.Client(timeout=60) as storage:
             file_id, _, _ = event_latency.upload_small(client, storage)
-            client.request("DELETE", "/api/files/delete", json={"file_id": file_id}
-                           ).raise_for_status()
+            client.request(
+                "DELETE", "/api/files/delete", json={"file_id": file_id}
+            ).raise_for_status()
 
 
 def _interrupt(*_) -> None:
@@ -76,13 +86,19 @@ def run(argv: list[str]) -> int:
         config = dataclasses.replace(config, rounds=args.rounds)
     sections = set(args.only or SECTIONS)
     started = time.monotonic()
-    meta = {"profile": config.name, "rounds": config.rounds, "machine": machine(),
-            "config": dataclasses.asdict(config)}
+    meta = {
+        "profile": config.name,
+        "rounds": config.rounds,
+        "machine": machine(),
+        "config": dataclasses.asdict(config),
+    }
     results = Results()
     peaks: dict[str, int] = {}
     # Every account is signed up from 127.0.0.1: no per-address sign-up limit here.
-    stack = BenchStack(out_dir=args.out, service_env={"BCRYPT_ROUNDS": str(config.bcrypt_rounds),
-                                                      "SIGNUP_PER_ADDRESS": "100000"})
+    stack = BenchStack(
+        out_dir=args.out,
+        service_env={"BCRYPT_ROUNDS": str(config.bcrypt_rounds), "SIGNUP_PER_ADDRESS": "100000"},
+    )
     # SIGTERM (e.g. a test's timeout) stops the stack as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -97,23 +113,40 @@ def run(argv: list[str]) -> int:
 
         def note_memory(section: str) -> None:
             # VmHWM only grows: the section that raised a process's peak is visible here.
-            memory[section] = {name: round(value / 1e6, 1)
-                               for name, value in stack.peak_rss_bytes().items()}
+            memory[section] = {
+                name: round(value / 1e6, 1) for name, value in stack.peak_rss_bytes().items()
+            }
             if section != "start":
                 foreign[section] = load.percent_since_last()
 
         note_memory("start")
         steps = (
-            ("upload", "1. upload and download throughput",
-             lambda: transfers.measure(stack, config, account, results, peaks, say)),
-            ("control", "2. control plane",
-             lambda: control_plane.measure(stack, config, account, results, say)),
-            ("initiation", "3. initiation",
-             lambda: initiation.measure(stack, config, results, say)),
-            ("events", "4. event latency",
-             lambda: event_latency.measure(stack, config, results, say)),
+            (
+                "upload",
+                "1. upload and download throughput",
+                lambda: transfers.measure(stack, config, account, results, peaks, say),
+            ),
+            (
+                "control",
+                "2. control plane",
+                lambda: control_plane.measure(stack, config, account, results, say),
+            ),
+            (
+                "initiation",
+                "3. initiation",
+                lambda: initiation.measure(stack, config, results, say),
+            ),
+            (
+                "events",
+                "4. event latency",
+                lambda: event_latency.measure(stack, config, results, say),
+            ),
             ("signin", "5. sign-in", lambda: signin.measure(stack, config, account, results, say)),
-            ("load", "7. load without loss", lambda: many_uploads.measure(stack, config, results, say)),
+            (
+                "load",
+                "7. load without loss",
+                lambda: many_uploads.measure(stack, config, results, say),
+            ),
         )
         for name, title, step in steps:
             if name in sections:
@@ -122,8 +155,10 @@ def run(argv: list[str]) -> int:
                 step()
                 note_memory(name)
                 if foreign[name] > FOREIGN_WARNING_PERCENT:
-                    say(f"bench: warning: other processes used {foreign[name]:.0f} % of the "
-                        f"machine's CPU during '{name}': its figures are disturbed")
+                    say(
+                        f"bench: warning: other processes used {foreign[name]:.0f} % of the "
+                        f"machine's CPU during '{name}': its figures are disturbed"
+                    )
         stack.check_alive()
         say("bench: 6. memory")
         peaks.update(stack.peak_rss_bytes())

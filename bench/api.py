@@ -1,5 +1,6 @@
 """What the bench needs from the REST API: accounts, and requests prepared byte for byte for
 the load generator."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,13 @@ def sign_up(gateway: str, label: str) -> Account:
     email = f"{label}-{secrets.token_hex(4)}@bench.example.com"
     password = secrets.token_urlsafe(18)
     with httpx.Client(base_url=gateway, timeout=60) as client:
-        reply = client.post("/api/auth/signup", json={
-            "user": {"email": email, "name": label, "password": password}, "rememberMe": True})
+        reply = client.post(
+            "/api/auth/signup",
+            json={
+                "user": {"email": email, "name": label, "password": password},
+                "rememberMe": True,
+            },
+        )
         reply.raise_for_status()
         return Account(email, password, client.cookies["access_token"])
 
@@ -44,24 +50,35 @@ def api_client(gateway: str, account: Account) -> httpx.Client:
 def initiate(client: httpx.Client, size: int, name: str = "bench.bin") -> tuple[str, dict]:
     """Starts a v1 upload; returns (file_id, reply)."""
     file_id = str(uuid.uuid4())
-    reply = client.post("/api/files/get-upload-urls", json={
-        "file_id": file_id, "file_name": name, "file_type": "application/octet-stream",
-        "file_size": str(size)})
+    reply = client.post(
+        "/api/files/get-upload-urls",
+        json={
+            "file_id": file_id,
+            "file_name": name,
+            "file_type": "application/octet-stream",
+            "file_size": str(size),
+        },
+    )
     reply.raise_for_status()
     return file_id, reply.json()
 
 
 def abort(client: httpx.Client, file_id: str, upload_id: str) -> None:
-    client.post("/api/files/abort-upload", json={"uploadId": upload_id, "file_id": file_id}
-                ).raise_for_status()
+    client.post(
+        "/api/files/abort-upload", json={"uploadId": upload_id, "file_id": file_id}
+    ).raise_for_status()
 
 
 def raw_post(url: str, path: str, body: dict, *, cookie: str | None = None) -> str:
     """An HTTP/1.1 keep-alive POST with a JSON body, as text for the load generator."""
     parsed = urlparse(url)
     payload = json.dumps(body, separators=(",", ":"))
-    headers = [f"POST {path} HTTP/1.1", f"Host: {parsed.hostname}:{parsed.port}",
-               "Content-Type: application/json", f"Content-Length: {len(payload.encode())}"]
+    headers = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {parsed.hostname}:{parsed.port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload.encode())}",
+    ]
     if cookie:
         headers.append(f"Cookie: {cookie}")
     return "\r\n".join(headers) + "\r\n\r\n" + payload
@@ -69,25 +86,52 @@ def raw_post(url: str, path: str, body: dict, *, cookie: str | None = None) -> s
 
 def record_chunk_bodies(file_ids: list[str], parts: int) -> list[dict]:
     """record-chunk bodies spread over files and part indexes (full 5 MiB parts)."""
-    return [{"file_id": file_ids[i % len(file_ids)], "chunk_index": (i // len(file_ids)) % parts,
-             "size": str(PART_SIZE), "etag": "d41d8cd98f00b204e9800998ecf8427e"}
-            for i in range(len(file_ids) * parts)]
+    return [
+        {
+            "file_id": file_ids[i % len(file_ids)],
+            "chunk_index": (i // len(file_ids)) % parts,
+            "size": str(PART_SIZE),
+            "etag": "d41d8cd98f00b204e9800998ecf8427e",
+        }
+        for i in range(len(file_ids) * parts)
+    ]
 
 
 def run_load(workloads: list[dict], timeout: float) -> dict:
     """Runs the load generator in its own process; returns its per-workload results."""
-    result = subprocess.run([sys.executable, "-m", "bench.loadgen"], cwd=ROOT,
-                            input=json.dumps({"workloads": workloads}), capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen"],
+        cwd=ROOT,
+        input=json.dumps({"workloads": workloads}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"load generator failed: {result.stderr.strip()[-2000:]}")
     return json.loads(result.stdout)
 
 
-def http_workload(name: str, url: str, requests: list[str], *, concurrency: int,
-                  duration: float, warmup: float, rate: float | None = None) -> dict:
+def http_workload(
+    name: str,
+    url: str,
+    requests: list[str],
+    *,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    rate: float | None = None,
+) -> dict:
     """`rate`: requests per second per connection (paced); back to back when None."""
     parsed = urlparse(url)
-    return {"name": name, "kind": "http", "host": parsed.hostname, "port": parsed.port,
-            "requests": requests, "concurrency": concurrency, "duration": duration,
-            "warmup": warmup, "rate": rate}
+    return {
+        "name": name,
+        "kind": "http",
+        "host": parsed.hostname,
+        "port": parsed.port,
+        "requests": requests,
+        "concurrency": concurrency,
+        "duration": duration,
+        "warmup": warmup,
+        "rate": rate,
+    }

@@ -1,5 +1,6 @@
 """How much the bench does: the full run of `make bench`, and the tiny smoke run the test
 suite makes of the same code (same rows, tiny sizes, one round, no timing meaning)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -42,23 +43,44 @@ class BenchConfig:
 
 
 FULL = BenchConfig(
-    name="full", rounds=3, file_size=GIB, concurrency=4,
-    load_concurrency=32, load_seconds=5.0, serial_seconds=3.0, warmup_seconds=1.0,
+    name="full",
+    rounds=3,
+    file_size=GIB,
+    concurrency=4,
+    load_concurrency=32,
+    load_seconds=5.0,
+    serial_seconds=3.0,
+    warmup_seconds=1.0,
     initiations=(("1 GiB", 205, 15), ("48.8 GiB", 10_000, 5)),
     event_uploads=8,
-    bcrypt_seconds=4.0, storm_seconds=8.0, storm_concurrency=8, flood_concurrency=48,
+    bcrypt_seconds=4.0,
+    storm_seconds=8.0,
+    storm_concurrency=8,
+    flood_concurrency=48,
     bcrypt_rounds=12,
 )
 
 # Tiny sizes: an 11 MiB file (three parts, the last one short), a few requests.
 SMOKE = replace(
     # Few connections: the smoke test's stack shares the test suite's PostgreSQL server.
-    FULL, name="smoke", rounds=1, file_size=11 * MIB, load_concurrency=4,
-    load_seconds=0.5, serial_seconds=0.3,
-    warmup_seconds=0.1, initiations=(("1 GiB", 205, 2), ("48.8 GiB", 10_000, 1)),
-    event_uploads=1, bcrypt_seconds=0.3, storm_seconds=1.0, storm_concurrency=2,
+    FULL,
+    name="smoke",
+    rounds=1,
+    file_size=11 * MIB,
+    load_concurrency=4,
+    load_seconds=0.5,
+    serial_seconds=0.3,
+    warmup_seconds=0.1,
+    initiations=(("1 GiB", 205, 2), ("48.8 GiB", 10_000, 1)),
+    event_uploads=1,
+    bcrypt_seconds=0.3,
+    storm_seconds=1.0,
+    storm_concurrency=2,
     flood_concurrency=4,
-    bcrypt_rounds=10, load_small_uploads=8, load_large_uploads=2, load_large_size=6 * MIB,
+    bcrypt_rounds=10,
+    load_small_uploads=8,
+    load_large_uploads=2,
+    load_large_size=6 * MIB,
 )
 
 PROFILES = {"full": FULL, "smoke": SMOKE}

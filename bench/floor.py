@@ -7,6 +7,7 @@ httptools, one worker, as the gateway runs) whose POST endpoint makes one health
 over a grpc.aio channel and nothing else. It answers at the gateway's record-chunk path, so
 the load generator sends it exactly the requests it sends the gateway (the body is ignored).
 """
+
 from __future__ import annotations
 
 import signal
@@ -22,8 +23,9 @@ PATH = "/api/files/record-chunk"
 
 
 def serve_grpc(port: int) -> None:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32),
-                         options=[("grpc.so_reuseport", 0)])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=32), options=[("grpc.so_reuseport", 0)]
+    )
     servicer = health.HealthServicer()
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
@@ -66,8 +68,16 @@ def create_app(grpc_address: str):
 def serve_http(port: int, grpc_address: str) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(grpc_address), host="127.0.0.1", port=port, loop="uvloop",
-                http="httptools", workers=1, log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(grpc_address),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        workers=1,
+        log_config=None,
+        access_log=False,
+    )
 
 
 def main(argv: list[str]) -> None:

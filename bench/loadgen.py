@@ -14,6 +14,7 @@ Requests completing in the first `warmup` seconds are not counted; then `duratio
 seconds are measured. With `rate` (requests per second per worker), an HTTP worker paces
 itself instead of sending back to back: a probe that measures latency beside another load
 without taking much CPU from it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -50,10 +51,14 @@ def summary(tally: Tally, seconds: float) -> dict:
     values = sorted(tally.latencies)
     count = len(values)
     return {
-        "count": count, "total": tally.total, "errors": tally.errors,
+        "count": count,
+        "total": tally.total,
+        "errors": tally.errors,
         "first_error": tally.first_error,
-        "seconds": seconds, "rate": count / seconds if seconds > 0 else 0.0,
-        "p50_ms": percentile(values, 50) * 1000, "p99_ms": percentile(values, 99) * 1000,
+        "seconds": seconds,
+        "rate": count / seconds if seconds > 0 else 0.0,
+        "p50_ms": percentile(values, 50) * 1000,
+        "p99_ms": percentile(values, 99) * 1000,
         "mean_ms": (sum(values) / count * 1000) if count else float("nan"),
         "max_ms": values[-1] * 1000 if values else float("nan"),
         "statuses": tally.statuses,
@@ -167,8 +172,9 @@ async def run(spec: dict) -> dict:
         window = Window(workload.get("warmup", 0.0), workload["duration"])
         tally = Tally()
         if workload["kind"] == "http":
-            jobs += [http_worker(workload, i, window, tally)
-                     for i in range(workload["concurrency"])]
+            jobs += [
+                http_worker(workload, i, window, tally) for i in range(workload["concurrency"])
+            ]
         elif workload["kind"] == "grpc-record-part":
             jobs.append(grpc_record_part_workers(workload, window, tally))
         else:

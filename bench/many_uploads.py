@@ -8,6 +8,7 @@ end UPLOADED (any error fails the bench).
 Figures: files per second (all files over the wall time from the first start to the last
 UPLOADED) and the p99 of one file's time from its first request to UPLOADED being
 visible through the API. The main stack: SeaweedFS, confirmed by the reconciler."""
+
 from __future__ import annotations
 
 import os
@@ -54,12 +55,23 @@ def _small_upload(gateway: str, account) -> float:
         if put.status_code != 200:
             raise LoadError(f"storage refused a part: {put.status_code} {put.text[:200]}")
         etag = put.headers["ETag"]
-        client.post("/api/files/record-chunk", json={
-            "file_id": file_id, "chunk_index": 0, "size": str(SMALL),
-            "etag": etag.strip('"')}).raise_for_status()
-        client.post("/api/files/complete-upload", json={
-            "uploadId": reply["uploadId"], "fileId": file_id,
-            "parts": [{"ETag": etag, "PartNumber": 1}]}).raise_for_status()
+        client.post(
+            "/api/files/record-chunk",
+            json={
+                "file_id": file_id,
+                "chunk_index": 0,
+                "size": str(SMALL),
+                "etag": etag.strip('"'),
+            },
+        ).raise_for_status()
+        client.post(
+            "/api/files/complete-upload",
+            json={
+                "uploadId": reply["uploadId"],
+                "fileId": file_id,
+                "parts": [{"ETag": etag, "PartNumber": 1}],
+            },
+        ).raise_for_status()
         _wait_uploaded(client, file_id)
     return time.monotonic() - started
 
@@ -93,16 +105,40 @@ def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> No
     gateway = stack.endpoints.gateway
     accounts = [sign_up(gateway, f"bench-load-{i}") for i in range(ACCOUNTS)]
     rows = {
-        "small": (Row("load.small.rate", "Load", f"{config.load_small_uploads} x 1 KiB at "
-                      "once: files/s", "files/s", chart="Load: files/s"),
-                  Row("load.small.p99", "Load", f"{config.load_small_uploads} x 1 KiB at "
-                      "once: p99 to UPLOADED", "ms", chart="Load: p99 to UPLOADED")),
-        "large": (Row("load.large.rate", "Load", f"{config.load_large_uploads} x "
-                      f"{config.load_large_size >> 20} MiB at once: files/s", "files/s",
-                      chart="Load: files/s"),
-                  Row("load.large.p99", "Load", f"{config.load_large_uploads} x "
-                      f"{config.load_large_size >> 20} MiB at once: p99 to UPLOADED", "ms",
-                      chart="Load: p99 to UPLOADED")),
+        "small": (
+            Row(
+                "load.small.rate",
+                "Load",
+                f"{config.load_small_uploads} x 1 KiB at once: files/s",
+                "files/s",
+                chart="Load: files/s",
+            ),
+            Row(
+                "load.small.p99",
+                "Load",
+                f"{config.load_small_uploads} x 1 KiB at once: p99 to UPLOADED",
+                "ms",
+                chart="Load: p99 to UPLOADED",
+            ),
+        ),
+        "large": (
+            Row(
+                "load.large.rate",
+                "Load",
+                f"{config.load_large_uploads} x "
+                f"{config.load_large_size >> 20} MiB at once: files/s",
+                "files/s",
+                chart="Load: files/s",
+            ),
+            Row(
+                "load.large.p99",
+                "Load",
+                f"{config.load_large_uploads} x "
+                f"{config.load_large_size >> 20} MiB at once: p99 to UPLOADED",
+                "ms",
+                chart="Load: p99 to UPLOADED",
+            ),
+        ),
     }
     for rate, p99 in rows.values():
         results.add(rate)
@@ -116,19 +152,26 @@ def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> No
         for round_number in range(config.load_rounds):
             stack.check_alive()
             n = config.load_small_uploads
-            small = [lambda i=i: _small_upload(gateway, accounts[i % ACCOUNTS])
-                     for i in range(n)]
+            small = [lambda i=i: _small_upload(gateway, accounts[i % ACCOUNTS]) for i in range(n)]
             m = config.load_large_uploads
-            large = [lambda i=i: _large_upload(gateway, accounts[i % ACCOUNTS], big, folder,
-                                               round_number * m + i) for i in range(m)]
+            large = [
+                lambda i=i, first=round_number * m: _large_upload(
+                    gateway, accounts[i % ACCOUNTS], big, folder, first + i
+                )
+                for i in range(m)
+            ]
             for kind, jobs in (("small", small), ("large", large)):
                 seconds, wall, errors = _run_all(jobs, len(jobs))
                 if errors:
-                    raise LoadError(f"{len(errors)} of {len(jobs)} {kind} uploads failed: "
-                                    + "; ".join(errors[:5]))
+                    raise LoadError(
+                        f"{len(errors)} of {len(jobs)} {kind} uploads failed: "
+                        + "; ".join(errors[:5])
+                    )
                 rate, p99 = rows[kind]
                 rate.samples.append(len(jobs) / wall)
                 p99.samples.append(percentile(seconds, 99) * 1000)
                 rate.note = p99.note = "0 errors"
-                say(f"  round {round_number + 1}: {kind}: {len(jobs)} files, 0 errors, "
-                    f"{rate.samples[-1]:.1f} files/s, p99 {p99.samples[-1]:.0f} ms")
+                say(
+                    f"  round {round_number + 1}: {kind}: {len(jobs)} files, 0 errors, "
+                    f"{rate.samples[-1]:.1f} files/s, p99 {p99.samples[-1]:.0f} ms"
+                )

@@ -1,5 +1,6 @@
 """The bench's output: the targets checked against the rows, one plain-text table, the same
 figures as JSON, and a PNG chart (matplotlib, headless)."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ import math
 import os
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .stats import Results, Row, Target
@@ -25,56 +26,112 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024 ** 3
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False, cwd=Path(__file__).parent).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
     except OSError:
         commit = ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_gib, 1),
-            "kernel": platform.release(), "python": platform.python_version(),
-            "load_average_at_start": os.getloadavg()[0], "commit": commit or None,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_gib, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average_at_start": os.getloadavg()[0],
+        "commit": commit or None,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def targets(results: Results, load_concurrency: int = 32) -> list[Target]:
     r = results
     found = []
 
-    def add(name: str, measured: float | None, comparison: str, threshold: float,
-            unit: str = "", unavailable: str | None = None) -> None:
+    def add(
+        name: str,
+        measured: float | None,
+        comparison: str,
+        threshold: float,
+        unit: str = "",
+        unavailable: str | None = None,
+    ) -> None:
         found.append(Target(name, measured, threshold, comparison, unit, unavailable))
 
     add("upload: Dropfile / boto3 (a/b)", r.ratio("upload.dropfile", "upload.boto3"), "≥", 0.95)
-    add("upload: Dropfile / browser algorithm (a/c)",
-        r.ratio("upload.dropfile", "upload.browser"), "≥", 2.0)
+    add(
+        "upload: Dropfile / browser algorithm (a/c)",
+        r.ratio("upload.dropfile", "upload.browser"),
+        "≥",
+        2.0,
+    )
     add("download: Dropfile / boto3", r.ratio("download.dropfile", "download.boto3"), "≥", 0.95)
-    add("control plane: gateway / floor calls/s (a/c)",
-        r.ratio("control.gateway.rate", "control.floor.rate"), "≥", 0.5)
-    add(f"control plane: gateway p99 / floor p99 at concurrency {load_concurrency}",
-        r.ratio("control.gateway.p99", "control.floor.p99"), "≤", 1.5)
-    add("control plane: gateway p50 one at a time", r.median("control.gateway.serial_p50"),
-        "<", 2.0, "ms")
+    add(
+        "control plane: gateway / floor calls/s (a/c)",
+        r.ratio("control.gateway.rate", "control.floor.rate"),
+        "≥",
+        0.5,
+    )
+    add(
+        f"control plane: gateway p99 / floor p99 at concurrency {load_concurrency}",
+        r.ratio("control.gateway.p99", "control.floor.p99"),
+        "≤",
+        1.5,
+    )
+    add(
+        "control plane: gateway p50 one at a time",
+        r.median("control.gateway.serial_p50"),
+        "<",
+        2.0,
+        "ms",
+    )
     for parts, limit in ((205, 60.0), (10_000, 1000.0)):
-        add(f"initiation: v1 {parts:,} URLs p50", r.median(f"init.v1.{parts}.p50"), "<", limit,
-            "ms")
+        add(
+            f"initiation: v1 {parts:,} URLs p50", r.median(f"init.v1.{parts}.p50"), "<", limit, "ms"
+        )
     v2 = r.rows.get("init.v2.5tib.p50")
-    add("initiation: v2 5 TiB p50", r.median("init.v2.5tib.p50"), "<", 20.0, "ms",
-        v2.unavailable if v2 else None)
+    add(
+        "initiation: v2 5 TiB p50",
+        r.median("init.v2.5tib.p50"),
+        "<",
+        20.0,
+        "ms",
+        v2.unavailable if v2 else None,
+    )
     add("event → UPLOADED p99, SQS path", r.median("event.sqs.p99"), "<", 1000.0, "ms")
-    add("event → UPLOADED p99, reconciler path", r.median("event.reconciler.p99"), "<", 2000.0,
-        "ms")
+    add(
+        "event → UPLOADED p99, reconciler path", r.median("event.reconciler.p99"), "<", 2000.0, "ms"
+    )
     add("sign-ins / bcrypt bound", r.ratio("signin.rate", "signin.bound"), "≥", 0.9)
-    add("record-chunk p99 during the sign-in storm", r.median("signin.probe.p99"), "<", 50.0,
-        "ms")
-    add("refresh p99 during the sign-in flood", r.median("signin.flood.refresh.p99"), "<",
-        100.0, "ms")
-    add("authenticate p99 during the sign-in flood",
-        r.median("signin.flood.authenticate.p99"), "<", 100.0, "ms")
+    add("record-chunk p99 during the sign-in storm", r.median("signin.probe.p99"), "<", 50.0, "ms")
+    add(
+        "refresh p99 during the sign-in flood",
+        r.median("signin.flood.refresh.p99"),
+        "<",
+        100.0,
+        "ms",
+    )
+    add(
+        "authenticate p99 during the sign-in flood",
+        r.median("signin.flood.authenticate.p99"),
+        "<",
+        100.0,
+        "ms",
+    )
     memory = [row for row in r.rows.values() if row.section == "Memory"]
     worst = max(memory, key=lambda row: row.median or 0, default=None)
-    add(f"peak RSS of every Dropfile process (largest: {worst.name if worst else '-'})",
-        worst.median if worst else None, "<", MEMORY_LIMIT_MB, "MB")
+    add(
+        f"peak RSS of every Dropfile process (largest: {worst.name if worst else '-'})",
+        worst.median if worst else None,
+        "<",
+        MEMORY_LIMIT_MB,
+        "MB",
+    )
     return found
 
 
@@ -90,13 +147,17 @@ def _number(value: float | None) -> str:
 
 def table(results: Results, checks: list[Target], meta: dict) -> str:
     m = meta["machine"]
-    lines = [f"Dropfile bench ({meta['profile']}, {meta['rounds']} round(s), "
-             f"{meta['duration_seconds']:.0f} s) on {m['cores']} cores {m['cpu']}, "
-             f"{m['memory_gib']} GiB, Python {m['python']}, {m['date']}"]
+    lines = [
+        f"Dropfile bench ({meta['profile']}, {meta['rounds']} round(s), "
+        f"{meta['duration_seconds']:.0f} s) on {m['cores']} cores {m['cpu']}, "
+        f"{m['memory_gib']} GiB, Python {m['python']}, {m['date']}"
+    ]
     foreign = meta.get("foreign_cpu_percent_by_section") or {}
     if foreign:
-        lines.append("CPU used by other processes during each section (disturbance): " +
-                     ", ".join(f"{name} {value:.0f} %" for name, value in foreign.items()))
+        lines.append(
+            "CPU used by other processes during each section (disturbance): "
+            + ", ".join(f"{name} {value:.0f} %" for name, value in foreign.items())
+        )
     lines.append("")
     header = f"{'section':<18} {'row':<66} {'median':>9} {'min':>9} {'max':>9}  unit"
     lines += [header, "-" * len(header)]
@@ -107,8 +168,10 @@ def table(results: Results, checks: list[Target], meta: dict) -> str:
         if row.unavailable:
             lines.append(f"{label:<18} {row.name:<66} {row.unavailable:>29}  {row.unit}")
             continue
-        lines.append(f"{label:<18} {row.name:<66} {_number(row.median):>9} "
-                     f"{_number(row.low):>9} {_number(row.high):>9}  {row.unit}")
+        lines.append(
+            f"{label:<18} {row.name:<66} {_number(row.median):>9} "
+            f"{_number(row.low):>9} {_number(row.high):>9}  {row.unit}"
+        )
     lines += ["", "Targets (medians of the same run)", "-" * len(header)]
     for check in checks:
         unit = f" {check.unit}" if check.unit else ""
@@ -123,8 +186,11 @@ def table(results: Results, checks: list[Target], meta: dict) -> str:
 
 
 def to_json(results: Results, checks: list[Target], meta: dict) -> dict:
-    return {**meta, "rows": [row.to_json() for row in results.rows.values()],
-            "targets": [check.to_json() for check in checks]}
+    return {
+        **meta,
+        "rows": [row.to_json() for row in results.rows.values()],
+        "targets": [check.to_json() for check in checks],
+    }
 
 
 def chart(results: Results, meta: dict, path: Path) -> None:
@@ -140,30 +206,45 @@ def chart(results: Results, meta: dict, path: Path) -> None:
         if row.samples:
             groups.setdefault(row.chart or f"{row.section} ({row.unit})", []).append(row)
     heights = [0.8 + 0.32 * len(rows) for rows in groups.values()]
-    figure, axes = plt.subplots(len(groups), 1, figsize=(12, 0.8 + sum(heights)),
-                                gridspec_kw={"height_ratios": heights}, squeeze=False)
+    figure, axes = plt.subplots(
+        len(groups),
+        1,
+        figsize=(12, 0.8 + sum(heights)),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
     for axis, (title, rows) in zip(axes.flat, groups.items()):
         names = [_short(row.name, 70) for row in rows][::-1]
         medians = [row.median for row in rows][::-1]
         lows = [row.median - row.low for row in rows][::-1]
         highs = [row.high - row.median for row in rows][::-1]
-        axis.barh(names, medians, xerr=[lows, highs], color="#4c78a8", ecolor="#555555",
-                  capsize=3, height=0.6)
+        axis.barh(
+            names,
+            medians,
+            xerr=[lows, highs],
+            color="#4c78a8",
+            ecolor="#555555",
+            capsize=3,
+            height=0.6,
+        )
         for y, (value, high) in enumerate(zip(medians, highs)):
             axis.text(value + high, y, f"  {_number(value)}", va="center", fontsize=8)
         axis.set_title(title, fontsize=10, loc="left")
         axis.tick_params(axis="both", labelsize=8)
         axis.margins(x=0.15)
     m = meta["machine"]
-    figure.suptitle(f"Dropfile bench: medians of {meta['rounds']} round(s), whiskers min-max "
-                    f"({m['cores']} cores, {m['cpu']}, {m['date'][:10]})", fontsize=11)
+    figure.suptitle(
+        f"Dropfile bench: medians of {meta['rounds']} round(s), whiskers min-max "
+        f"({m['cores']} cores, {m['cpu']}, {m['date'][:10]})",
+        fontsize=11,
+    )
     figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (0.8 + sum(heights))))
     figure.savefig(path, dpi=80)
     plt.close(figure)
 
 
 def _short(name: str, limit: int = 60) -> str:
-    return name if len(name) <= limit else name[:limit - 1] + "…"
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def write(results: Results, meta: dict, out_dir: Path) -> tuple[str, dict]:

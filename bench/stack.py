@@ -12,6 +12,7 @@ Engines come from tools/engines.py (the ones `make run` uses) on free ports, wit
 data in a temporary folder that is removed at the end. A PostgreSQL server or Redis named
 in BENCH_PG_URL / BENCH_REDIS_URL is used instead of the embedded one (the smoke test uses
 the test suite's). Every process's output goes to a log file under the output folder."""
+
 from __future__ import annotations
 
 import json
@@ -42,12 +43,19 @@ V1_PART_SIZE = 5 * MIB
 V1_MAX_FILE_SIZE = 10_000 * V1_PART_SIZE
 # The per-user quota of the bench stack (the default, 100 GiB, is less than the 5 TiB file
 # of the v2 initiation row).
-BENCH_QUOTA = 8 * 1024 ** 4
+BENCH_QUOTA = 8 * 1024**4
 # moto's fixed account; its queue URLs are http://host:port/<account>/<name>.
 MOTO_ACCOUNT = "123456789012"
 # The Dropfile processes whose peak memory the bench reports.
-DROPFILE_PROCESSES = ("auth", "upload", "events", "gateway",
-                      "upload-sqs", "events-sqs", "gateway-sqs")
+DROPFILE_PROCESSES = (
+    "auth",
+    "upload",
+    "events",
+    "gateway",
+    "upload-sqs",
+    "events-sqs",
+    "gateway-sqs",
+)
 
 
 class StackError(RuntimeError):
@@ -69,8 +77,9 @@ def free_port(*, twin_offset: int | None = None) -> int:
         if port in _SEAWEED_DEFAULTS or (twin_offset and port + twin_offset in _SEAWEED_DEFAULTS):
             continue
         # Ports are only claimed when the processes start: never hand one out twice.
-        if port not in _handed_out and (twin_offset is None or
-                                        port + twin_offset not in _handed_out):
+        if port not in _handed_out and (
+            twin_offset is None or port + twin_offset not in _handed_out
+        ):
             _handed_out.update({port} if twin_offset is None else {port, port + twin_offset})
             return port
     raise StackError("no free port found")
@@ -140,9 +149,16 @@ class BenchStack:
         self._start_moto()
         db_main = self._create_database(pg_admin, "dropfile_bench")
         db_sqs = self._create_database(pg_admin, "dropfile_bench_sqs")
-        self._run_steps([("migrate", ["-m", "alembic", "-c", str(ROOT / "alembic.ini"),
-                                      "upgrade", "head"], {"CLOUD_DB_URI": db}) for db in
-                         (db_main, db_sqs)])
+        self._run_steps(
+            [
+                (
+                    "migrate",
+                    ["-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+                    {"CLOUD_DB_URI": db},
+                )
+                for db in (db_main, db_sqs)
+            ]
+        )
         self._setup_storage()
         self._start_services(db_main, db_sqs, redis_url)
         return self.endpoints
@@ -150,36 +166,64 @@ class BenchStack:
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The environment of a child: this one's, less anything that would point a
         process at other backends, plus the bench's settings."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AWS_", "CLOUD_", "SQS_", "S3_", "DROPFILE_"))
-               and k not in ("PRIVATE_KEY", "PUBLIC_KEY", "SERVICE_TOKEN", "MAX_FILE_SIZE_BYTES",
-                             "USER_QUOTA_BYTES")}
-        env.update({"DROPFILE_ENV": "development", "PYTHONUNBUFFERED": "1",
-                    # As the image and `make run` set it: bounds glibc's per-thread arenas.
-                    "MALLOC_ARENA_MAX": "2",
-                    "DROPFILE_KEYS_DIR": str(self._state / "keys"),
-                    "AWS_EC2_METADATA_DISABLED": "true",
-                    # The bench's own modules (floor, loadgen) run from the checkout.
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                                env.get("PYTHONPATH")]))})
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AWS_", "CLOUD_", "SQS_", "S3_", "DROPFILE_"))
+            and k
+            not in (
+                "PRIVATE_KEY",
+                "PUBLIC_KEY",
+                "SERVICE_TOKEN",
+                "MAX_FILE_SIZE_BYTES",
+                "USER_QUOTA_BYTES",
+            )
+        }
+        env.update(
+            {
+                "DROPFILE_ENV": "development",
+                "PYTHONUNBUFFERED": "1",
+                # As the image and `make run` set it: bounds glibc's per-thread arenas.
+                "MALLOC_ARENA_MAX": "2",
+                "DROPFILE_KEYS_DIR": str(self._state / "keys"),
+                "AWS_EC2_METADATA_DISABLED": "true",
+                # The bench's own modules (floor, loadgen) run from the checkout.
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+            }
+        )
         env.update(self.service_env)
         env.update(extra or {})
         return env
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str], *,
-               user: str | None = None, stop_signal: int = signal.SIGTERM,
-               dropfile: bool = False) -> Process:
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        *,
+        user: str | None = None,
+        stop_signal: int = signal.SIGTERM,
+        dropfile: bool = False,
+    ) -> Process:
         log = self.logs / f"{name}.log"
         handle = open(log, "ab")
         extra = {}
         if user:
             import pwd
+
             extra = {"user": user, "group": pwd.getpwnam(user).pw_gid}
             os.chown(log, pwd.getpwnam(user).pw_uid, -1)
         # cwd is the state folder: a developer's .env in the checkout must not leak in.
-        popen = subprocess.Popen(argv, cwd=self._state, env=env, stdout=handle,
-                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, **extra)
+        popen = subprocess.Popen(
+            argv,
+            cwd=self._state,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            **extra,
+        )
         handle.close()
         process = Process(name, popen, log, stop_signal, dropfile)
         self.processes.append(process)
@@ -187,8 +231,9 @@ class BenchStack:
 
     def _start_engine(self, engine: Engine) -> None:
         engine.prepare()
-        process = self._spawn(engine.name, engine.argv, self._env(), user=engine.user,
-                              stop_signal=engine.stop_signal)
+        process = self._spawn(
+            engine.name, engine.argv, self._env(), user=engine.user, stop_signal=engine.stop_signal
+        )
         try:
             wait_ready(engine, timeout=90, alive=lambda: process.popen.poll() is None)
         except Exception as exc:
@@ -206,11 +251,12 @@ class BenchStack:
             engine = valkey(self._state, port=free_port())
             engines.append(engine)
             redis_url = engine.env["CLOUD_RD_URI"]
-        weed_ports = {name: free_port(twin_offset=10000) for name in
-                      ("master.port", "volume.port", "filer.port", "admin.port")}
+        weed_ports = {
+            name: free_port(twin_offset=10000)
+            for name in ("master.port", "volume.port", "filer.port", "admin.port")
+        }
         weed_ports.update({"s3.port.iceberg": free_port(), "s3.port.lance": free_port()})
-        weed = seaweedfs(self._state, s3_port=free_port(twin_offset=10000),
-                         other_ports=weed_ports)
+        weed = seaweedfs(self._state, s3_port=free_port(twin_offset=10000), other_ports=weed_ports)
         engines.append(weed)
         for engine in engines:
             self._start_engine(engine)
@@ -221,8 +267,11 @@ class BenchStack:
 
     def _start_moto(self) -> None:
         port = free_port()
-        self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                             "-p", str(port)], self._env())
+        self._spawn(
+            "moto",
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            self._env(),
+        )
         url = f"http://127.0.0.1:{port}"
         self._wait_http(f"{url}/moto-api/", "moto")
         self.endpoints.moto_endpoint = url
@@ -242,9 +291,10 @@ class BenchStack:
 
     def _run_steps(self, steps: list[tuple[str, list[str], dict[str, str]]]) -> None:
         """One-shot commands, run side by side; each must succeed."""
-        running = [(name, self._spawn(f"{name}-{index}", [sys.executable, *argv],
-                                      self._env(extra)))
-                   for index, (name, argv, extra) in enumerate(steps)]
+        running = [
+            (name, self._spawn(f"{name}-{index}", [sys.executable, *argv], self._env(extra)))
+            for index, (name, argv, extra) in enumerate(steps)
+        ]
         for name, process in running:
             if process.popen.wait(timeout=180) != 0:
                 raise StackError(f"{name} failed; see {process.log}")
@@ -252,79 +302,155 @@ class BenchStack:
 
     def _setup_storage(self) -> None:
         e = self.endpoints
-        self._run_steps([
-            ("setup-s3", ["-m", "services.setup"], self._s3_env()),
-            ("setup-sqs", ["-m", "services.setup"],
-             {**self._moto_env(), "SQS_QUEUE_URL": e.moto_queue_url}),
-        ])
+        self._run_steps(
+            [
+                ("setup-s3", ["-m", "services.setup"], self._s3_env()),
+                (
+                    "setup-sqs",
+                    ["-m", "services.setup"],
+                    {**self._moto_env(), "SQS_QUEUE_URL": e.moto_queue_url},
+                ),
+            ]
+        )
 
     def _s3_env(self) -> dict[str, str]:
         e = self.endpoints
-        return {"AWS_ENDPOINT_URL": e.s3_endpoint, "AWS_ACCESS_KEY_ID": e.s3_access_key,
-                "AWS_SECRET_ACCESS_KEY": e.s3_secret_key, "AWS_REGION": e.region,
-                "S3_BUCKET": e.s3_bucket}
+        return {
+            "AWS_ENDPOINT_URL": e.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": e.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": e.s3_secret_key,
+            "AWS_REGION": e.region,
+            "S3_BUCKET": e.s3_bucket,
+        }
 
     def _moto_env(self) -> dict[str, str]:
         e = self.endpoints
-        return {"AWS_ENDPOINT_URL": e.moto_endpoint, "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": e.region,
-                "S3_BUCKET": e.moto_bucket}
+        return {
+            "AWS_ENDPOINT_URL": e.moto_endpoint,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": e.region,
+            "S3_BUCKET": e.moto_bucket,
+        }
 
     def _start_services(self, db_main: str, db_sqs: str, redis_url: str) -> None:
-        ports = {name: free_port() for name in
-                 ("auth", "upload", "events", "gateway", "upload-sqs", "events-sqs",
-                  "gateway-sqs", "floor-grpc", "floor-http")}
+        ports = {
+            name: free_port()
+            for name in (
+                "auth",
+                "upload",
+                "events",
+                "gateway",
+                "upload-sqs",
+                "events-sqs",
+                "gateway-sqs",
+                "floor-grpc",
+                "floor-http",
+            )
+        }
         python = sys.executable
         auth_addr = f"127.0.0.1:{ports['auth']}"
-        common = {"CLOUD_RD_URI": redis_url, "MAX_FILE_SIZE_BYTES": str(V1_MAX_FILE_SIZE),
-                  # Room for the 5 TiB v2 initiation; the quota is still checked.
-                  "USER_QUOTA_BYTES": str(BENCH_QUOTA)}
+        common = {
+            "CLOUD_RD_URI": redis_url,
+            "MAX_FILE_SIZE_BYTES": str(V1_MAX_FILE_SIZE),
+            # Room for the 5 TiB v2 initiation; the quota is still checked.
+            "USER_QUOTA_BYTES": str(BENCH_QUOTA),
+        }
 
         def gateway_env(upload: str, events: str) -> dict[str, str]:
-            return {"AUTH_SERVICE_ADDR": auth_addr, "UPLOAD_SERVICE_ADDR": upload,
-                    "EVENTS_SERVICE_ADDR": events}
+            return {
+                "AUTH_SERVICE_ADDR": auth_addr,
+                "UPLOAD_SERVICE_ADDR": upload,
+                "EVENTS_SERVICE_ADDR": events,
+            }
 
         main = {**common, **self._s3_env(), "CLOUD_DB_URI": db_main}
-        sqs = {**common, **self._moto_env(), "CLOUD_DB_URI": db_sqs,
-               "SQS_QUEUE_URL": self.endpoints.moto_queue_url,
-               # A long poll returns as soon as a message arrives whatever its wait; a
-               # short one only lets the poller stop quickly when the bench ends.
-               "SQS_WAIT_TIME_SECONDS": "2"}
-        upload, upload_sqs = (f"127.0.0.1:{ports['upload']}",
-                              f"127.0.0.1:{ports['upload-sqs']}")
+        sqs = {
+            **common,
+            **self._moto_env(),
+            "CLOUD_DB_URI": db_sqs,
+            "SQS_QUEUE_URL": self.endpoints.moto_queue_url,
+            # A long poll returns as soon as a message arrives whatever its wait; a
+            # short one only lets the poller stop quickly when the bench ends.
+            "SQS_WAIT_TIME_SECONDS": "2",
+        }
+        upload, upload_sqs = (f"127.0.0.1:{ports['upload']}", f"127.0.0.1:{ports['upload-sqs']}")
         specs = [
-            ("auth", ["-m", "services.auth.server"],
-             {**main, "AUTH_GRPC_PORT": str(ports["auth"])}),
-            ("upload", ["-m", "services.upload.server"],
-             {**main, "UPLOAD_GRPC_PORT": str(ports["upload"])}),
-            ("events", ["-m", "services.events.server"],
-             {**main, "EVENTS_GRPC_PORT": str(ports["events"]), "UPLOAD_SERVICE_ADDR": upload}),
-            ("gateway", ["-m", "gateway"],
-             {"DROPFILE_HTTP_PORT": str(ports["gateway"]),
-              **gateway_env(upload, f"127.0.0.1:{ports['events']}")}),
-            ("upload-sqs", ["-m", "services.upload.server"],
-             {**sqs, "UPLOAD_GRPC_PORT": str(ports["upload-sqs"])}),
-            ("events-sqs", ["-m", "services.events.server"],
-             {**sqs, "EVENTS_GRPC_PORT": str(ports["events-sqs"]),
-              "UPLOAD_SERVICE_ADDR": upload_sqs}),
-            ("gateway-sqs", ["-m", "gateway"],
-             {"DROPFILE_HTTP_PORT": str(ports["gateway-sqs"]),
-              **gateway_env(upload_sqs, f"127.0.0.1:{ports['events-sqs']}")}),
+            (
+                "auth",
+                ["-m", "services.auth.server"],
+                {**main, "AUTH_GRPC_PORT": str(ports["auth"])},
+            ),
+            (
+                "upload",
+                ["-m", "services.upload.server"],
+                {**main, "UPLOAD_GRPC_PORT": str(ports["upload"])},
+            ),
+            (
+                "events",
+                ["-m", "services.events.server"],
+                {**main, "EVENTS_GRPC_PORT": str(ports["events"]), "UPLOAD_SERVICE_ADDR": upload},
+            ),
+            (
+                "gateway",
+                ["-m", "gateway"],
+                {
+                    "DROPFILE_HTTP_PORT": str(ports["gateway"]),
+                    **gateway_env(upload, f"127.0.0.1:{ports['events']}"),
+                },
+            ),
+            (
+                "upload-sqs",
+                ["-m", "services.upload.server"],
+                {**sqs, "UPLOAD_GRPC_PORT": str(ports["upload-sqs"])},
+            ),
+            (
+                "events-sqs",
+                ["-m", "services.events.server"],
+                {
+                    **sqs,
+                    "EVENTS_GRPC_PORT": str(ports["events-sqs"]),
+                    "UPLOAD_SERVICE_ADDR": upload_sqs,
+                },
+            ),
+            (
+                "gateway-sqs",
+                ["-m", "gateway"],
+                {
+                    "DROPFILE_HTTP_PORT": str(ports["gateway-sqs"]),
+                    **gateway_env(upload_sqs, f"127.0.0.1:{ports['events-sqs']}"),
+                },
+            ),
         ]
         for name, argv, extra in specs:
             self._spawn(name, [python, *argv], self._env(extra), dropfile=True)
-        self._spawn("floor-grpc", [python, "-m", "bench.floor", "grpc", str(ports["floor-grpc"])],
-                    self._env())
-        self._spawn("floor-http", [python, "-m", "bench.floor", "http", str(ports["floor-http"]),
-                                   f"127.0.0.1:{ports['floor-grpc']}"], self._env())
+        self._spawn(
+            "floor-grpc",
+            [python, "-m", "bench.floor", "grpc", str(ports["floor-grpc"])],
+            self._env(),
+        )
+        self._spawn(
+            "floor-http",
+            [
+                python,
+                "-m",
+                "bench.floor",
+                "http",
+                str(ports["floor-http"]),
+                f"127.0.0.1:{ports['floor-grpc']}",
+            ],
+            self._env(),
+        )
         e = self.endpoints
         e.gateway = f"http://127.0.0.1:{ports['gateway']}"
         e.gateway_sqs = f"http://127.0.0.1:{ports['gateway-sqs']}"
         e.upload_grpc = upload
         e.floor_http = f"http://127.0.0.1:{ports['floor-http']}"
-        for url, name in ((f"{e.gateway}/readyz", "gateway"),
-                          (f"{e.gateway_sqs}/readyz", "gateway-sqs"),
-                          (f"{e.floor_http}/healthz", "floor-http")):
+        for url, name in (
+            (f"{e.gateway}/readyz", "gateway"),
+            (f"{e.gateway_sqs}/readyz", "gateway-sqs"),
+            (f"{e.floor_http}/healthz", "floor-http"),
+        ):
             self._wait_http(url, name)
 
     def _wait_http(self, url: str, name: str, timeout: float = 90) -> None:
@@ -332,8 +458,10 @@ class BenchStack:
         while time.monotonic() < deadline:
             for process in self.processes:
                 if process.popen.poll() is not None:
-                    raise StackError(f"{process.name} exited with code "
-                                     f"{process.popen.returncode}; see {process.log}")
+                    raise StackError(
+                        f"{process.name} exited with code "
+                        f"{process.popen.returncode}; see {process.log}"
+                    )
             try:
                 if httpx.get(url, timeout=2).status_code == 200:
                     return
@@ -352,8 +480,9 @@ class BenchStack:
     def check_alive(self) -> None:
         for process in self.processes:
             if process.popen.poll() is not None:
-                raise StackError(f"{process.name} exited with code "
-                                 f"{process.popen.returncode}; see {process.log}")
+                raise StackError(
+                    f"{process.name} exited with code {process.popen.returncode}; see {process.log}"
+                )
 
     def peak_rss_bytes(self) -> dict[str, int]:
         """Each Dropfile process's peak resident memory so far (VmHWM)."""
@@ -424,8 +553,9 @@ def _drop_database(admin_url: str, name: str) -> None:
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                        .format(sql.Identifier(name)))
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
     finally:
         conn.close()
 
@@ -436,7 +566,7 @@ class ForeignLoad:
     disturbed. The bench's own CPU is its stack's, its own and its finished children's
     (transfers, load generators)."""
 
-    def __init__(self, stack: "BenchStack") -> None:
+    def __init__(self, stack: BenchStack) -> None:
         self._stack = stack
         self._last = self._reading()
 

@@ -1,5 +1,6 @@
 """Rows of the result: each the median of several rounds with min and max, and the targets
 checked against them (ratios from the same run, or latencies)."""
+
 from __future__ import annotations
 
 import statistics
@@ -43,10 +44,20 @@ class Row:
         return max(self.samples) if self.samples else None
 
     def to_json(self) -> dict:
-        return {"id": self.id, "section": self.section, "name": self.name, "unit": self.unit,
-                "median": self.median, "min": self.low, "max": self.high,
-                "rounds": len(self.samples), "samples": self.samples,
-                "unavailable": self.unavailable, "note": self.note, "details": self.details}
+        return {
+            "id": self.id,
+            "section": self.section,
+            "name": self.name,
+            "unit": self.unit,
+            "median": self.median,
+            "min": self.low,
+            "max": self.high,
+            "rounds": len(self.samples),
+            "samples": self.samples,
+            "unavailable": self.unavailable,
+            "note": self.note,
+            "details": self.details,
+        }
 
 
 @dataclass
@@ -71,9 +82,15 @@ class Target:
         return self.measured < self.threshold
 
     def to_json(self) -> dict:
-        return {"name": self.name, "measured": self.measured, "threshold": self.threshold,
-                "comparison": self.comparison, "unit": self.unit, "met": self.met,
-                "unavailable": self.unavailable}
+        return {
+            "name": self.name,
+            "measured": self.measured,
+            "threshold": self.threshold,
+            "comparison": self.comparison,
+            "unit": self.unit,
+            "met": self.met,
+            "unavailable": self.unavailable,
+        }
 
 
 class Results:

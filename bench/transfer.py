@@ -15,6 +15,7 @@ Methods:
 - boto3-download: boto3's `download_file` with the same concurrency.
 Signing in happens before the clock starts; completing and the storage confirmation are
 not waited for beyond complete-upload (the event rows measure confirmation)."""
+
 from __future__ import annotations
 
 import json
@@ -38,18 +39,29 @@ def _s3(spec: dict):
     from botocore.config import Config
 
     return boto3.session.Session().client(
-        "s3", endpoint_url=spec["s3_endpoint"], region_name=spec["region"],
-        aws_access_key_id=spec["access_key"], aws_secret_access_key=spec["secret_key"],
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                      max_pool_connections=max(10, spec["concurrency"])))
+        "s3",
+        endpoint_url=spec["s3_endpoint"],
+        region_name=spec["region"],
+        aws_access_key_id=spec["access_key"],
+        aws_secret_access_key=spec["secret_key"],
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            max_pool_connections=max(10, spec["concurrency"]),
+        ),
+    )
 
 
 def _transfer_config(spec: dict):
     from boto3.s3.transfer import TransferConfig
 
     part_size = spec.get("part_size", PART_SIZE)
-    return TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
-                          max_concurrency=spec["concurrency"], use_threads=True)
+    return TransferConfig(
+        multipart_threshold=part_size,
+        multipart_chunksize=part_size,
+        max_concurrency=spec["concurrency"],
+        use_threads=True,
+    )
 
 
 def _sdk(spec: dict):
@@ -71,8 +83,7 @@ def dropfile_upload(spec: dict) -> dict:
 def dropfile_download(spec: dict) -> dict:
     with _sdk(spec) as client:
         started = time.perf_counter()
-        client.download(spec["file_id"], spec["dest"], overwrite=True,
-                        parallel=spec["concurrency"])
+        client.download(spec["file_id"], spec["dest"], overwrite=True, parallel=spec["concurrency"])
         seconds = time.perf_counter() - started
     return {"seconds": seconds}
 
@@ -99,29 +110,44 @@ def browser_upload(spec: dict) -> dict:
     path, size = spec["path"], os.path.getsize(spec["path"])
     api = httpx.Client(base_url=spec["gateway"], timeout=120)
     storage = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=BROWSER_BATCH))
-    reply = api.post("/api/auth/signin", json={
-        "user": {"email": spec["email"], "password": spec["password"]}, "rememberMe": True})
+    reply = api.post(
+        "/api/auth/signin",
+        json={"user": {"email": spec["email"], "password": spec["password"]}, "rememberMe": True},
+    )
     reply.raise_for_status()
     fd = os.open(path, os.O_RDONLY)
     try:
         started = time.perf_counter()
         file_id = str(uuid.uuid4())
-        reply = api.post("/api/files/get-upload-urls", json={
-            "file_id": file_id, "file_name": Path(path).name,
-            "file_type": "application/octet-stream", "file_size": str(size)})
+        reply = api.post(
+            "/api/files/get-upload-urls",
+            json={
+                "file_id": file_id,
+                "file_name": Path(path).name,
+                "file_type": "application/octet-stream",
+                "file_size": str(size),
+            },
+        )
         reply.raise_for_status()
         started_upload = reply.json()
         urls = started_upload["presignedUrls"]
 
         def send(index: int) -> dict:
             part = os.pread(fd, PART_SIZE, index * PART_SIZE)
-            put = storage.put(urls[index], content=part,
-                              headers={"Content-Type": "application/octet-stream"})
+            put = storage.put(
+                urls[index], content=part, headers={"Content-Type": "application/octet-stream"}
+            )
             put.raise_for_status()
             etag = put.headers["ETag"]
-            recorded = api.post("/api/files/record-chunk", json={
-                "file_id": file_id, "chunk_index": index, "size": str(len(part)),
-                "etag": etag.strip('"')})
+            recorded = api.post(
+                "/api/files/record-chunk",
+                json={
+                    "file_id": file_id,
+                    "chunk_index": index,
+                    "size": str(len(part)),
+                    "etag": etag.strip('"'),
+                },
+            )
             recorded.raise_for_status()
             return {"ETag": etag, "PartNumber": index + 1}
 
@@ -130,8 +156,10 @@ def browser_upload(spec: dict) -> dict:
             for first in range(0, len(urls), BROWSER_BATCH):
                 batch = range(first, min(first + BROWSER_BATCH, len(urls)))
                 parts += list(pool.map(send, batch))  # Promise.all of the batch
-        reply = api.post("/api/files/complete-upload", json={
-            "uploadId": started_upload["uploadId"], "fileId": file_id, "parts": parts})
+        reply = api.post(
+            "/api/files/complete-upload",
+            json={"uploadId": started_upload["uploadId"], "fileId": file_id, "parts": parts},
+        )
         reply.raise_for_status()
         seconds = time.perf_counter() - started
     finally:
@@ -150,9 +178,13 @@ def _peak_rss_bytes() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-METHODS = {"dropfile-upload": dropfile_upload, "boto3-upload": boto3_upload,
-           "browser-upload": browser_upload, "dropfile-download": dropfile_download,
-           "boto3-download": boto3_download}
+METHODS = {
+    "dropfile-upload": dropfile_upload,
+    "boto3-upload": boto3_upload,
+    "browser-upload": browser_upload,
+    "dropfile-download": dropfile_download,
+    "boto3-download": boto3_download,
+}
 
 
 def main() -> None:

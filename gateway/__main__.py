@@ -1,4 +1,5 @@
 """`python -m gateway`."""
+
 from .server import main
 
 main()

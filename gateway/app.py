@@ -1,5 +1,6 @@
 """The gateway's FastAPI application: routes, error handling, CORS, request ids, and the
 backend channels opened once for the life of the process."""
+
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
@@ -20,8 +21,7 @@ from .routes import auth, events, files, health, v2, v2_uploads
 from .settings import GatewaySettings
 from .static import mount_web_app
 
-ROUTERS = (files.router, v2_uploads.router, v2.router, events.router, auth.router,
-           health.router)
+ROUTERS = (files.router, v2_uploads.router, v2.router, events.router, auth.router, health.router)
 
 DESCRIPTION = """Dropfile's REST API: v1 (`/api/auth`, `/api/files`) as existing browser and
 script clients speak it, and v2 (`/api/v2`) beside it: files up to 5 TiB in parts the server
@@ -42,8 +42,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         finally:
             await app.state.backends.close()
 
-    app = FastAPI(title="Dropfile API", version="1.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(title="Dropfile API", version="1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     # Sent to auth with each client's address (deps.client_call).
     app.state.service_token = keys.service_token(settings, settings.service_token)
@@ -57,8 +56,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     install_metrics_route(app, settings)  # /metrics in development
     # Request id, body limits, last-resort 500, metrics and access log: one layer.
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_request_body_bytes,
-                       body_timeout=settings.http_body_timeout_seconds)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.max_request_body_bytes,
+        body_timeout=settings.http_body_timeout_seconds,
+    )
     # Added last, so outermost: CORS sees every response, errors too.
     app.add_middleware(
         CORSMiddleware,

@@ -4,6 +4,7 @@ Without proxies it is the TCP peer. Behind N trusted proxies, each appending the
 was reached from to X-Forwarded-For, it is the Nth entry from the end: the entries before
 it were written by the client and prove nothing. Uvicorn's own proxy-header rewriting is
 off (gateway/server.py), so the peer seen here is the connection's."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -24,9 +25,12 @@ def client_address(request: Request, trusted_hops: int) -> str:
     peer = request.client.host if request.client else ""
     if trusted_hops <= 0:
         return peer
-    hops = [entry.strip()
-            for header in request.headers.getlist(FORWARDED_FOR)
-            for entry in header.split(",") if entry.strip()]
+    hops = [
+        entry.strip()
+        for header in request.headers.getlist(FORWARDED_FOR)
+        for entry in header.split(",")
+        if entry.strip()
+    ]
     if len(hops) < trusted_hops:
         # Fewer entries than proxies: the request did not come through all of them.
         return peer

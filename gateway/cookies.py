@@ -1,5 +1,6 @@
 """The session cookies of the v1 contract: `access_token`, `refresh_token` and `device_id`,
 all HttpOnly, SameSite=Strict, Path=/, and Secure outside development."""
+
 from __future__ import annotations
 
 from fastapi import Response
@@ -12,16 +13,20 @@ DEVICE_ID = "device_id"
 SESSION_COOKIES = (ACCESS_TOKEN, REFRESH_TOKEN, DEVICE_ID)
 
 
-def set_session_cookies(response: Response, tokens: auth_pb2.SessionTokens, *,
-                        secure: bool) -> None:
+def set_session_cookies(
+    response: Response, tokens: auth_pb2.SessionTokens, *, secure: bool
+) -> None:
     """All three live as long as the device session, so a browser keeps presenting the
     refresh token (and the expired access token is answered 401, prompting a refresh)."""
     lifetime = max(int(tokens.session_expires_in_seconds), 0)
-    for name, value in ((ACCESS_TOKEN, tokens.access_token),
-                        (REFRESH_TOKEN, tokens.refresh_token),
-                        (DEVICE_ID, tokens.device_id)):
-        response.set_cookie(name, value, max_age=lifetime, path="/", secure=secure,
-                            httponly=True, samesite="Strict")
+    for name, value in (
+        (ACCESS_TOKEN, tokens.access_token),
+        (REFRESH_TOKEN, tokens.refresh_token),
+        (DEVICE_ID, tokens.device_id),
+    ):
+        response.set_cookie(
+            name, value, max_age=lifetime, path="/", secure=secure, httponly=True, samesite="Strict"
+        )
 
 
 def clear_session_cookies(response: Response, *, secure: bool) -> None:

@@ -6,10 +6,12 @@ it here: every request would pay that twice, some 4 % of a record-chunk's time i
 gateway. One timer per list, armed only while something is listed, calls `on_expiry` for
 what is overdue, at most `interval` seconds late.
 """
+
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Generic, Hashable, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 

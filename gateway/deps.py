@@ -1,6 +1,7 @@
 """What routes depend on: the backend stubs (one set of gRPC channels per process), and
 the per-request call options: the caller's access token from its cookie as `authorization`
 metadata, the request id as `x-request-id`, and the deadline."""
+
 from __future__ import annotations
 
 import re
@@ -41,22 +42,29 @@ class Backends:
     start (they reconnect by themselves when a backend restarts)."""
 
     def __init__(self, settings: GatewaySettings) -> None:
-        addresses = {"auth": settings.auth_service_addr,
-                     "upload": settings.upload_service_addr,
-                     "events": settings.events_service_addr}
-        self._channels = {name: grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
-                          for name, address in addresses.items()}
+        addresses = {
+            "auth": settings.auth_service_addr,
+            "upload": settings.upload_service_addr,
+            "events": settings.events_service_addr,
+        }
+        self._channels = {
+            name: grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            for name, address in addresses.items()
+        }
         self.auth = auth_pb2_grpc.AuthServiceStub(self._channels["auth"])
         self.upload = upload_pb2_grpc.UploadServiceStub(self._channels["upload"])
         self.events = events_pb2_grpc.EventsServiceStub(self._channels["events"])
         # Readiness asks each backend's standard gRPC health service.
-        self.health = {name: health_pb2_grpc.HealthStub(channel)
-                       for name, channel in self._channels.items()}
+        self.health = {
+            name: health_pb2_grpc.HealthStub(channel) for name, channel in self._channels.items()
+        }
         self.part_recorder = PartRecorder(
-            self.upload, batch_size=settings.record_part_batch_size,
+            self.upload,
+            batch_size=settings.record_part_batch_size,
             batches_in_flight=settings.record_part_batches_in_flight,
             timeout=settings.grpc_timeout_seconds,
-            max_waiting_per_session=settings.record_part_max_waiting_per_session)
+            max_waiting_per_session=settings.record_part_max_waiting_per_session,
+        )
 
     async def close(self) -> None:
         await self.part_recorder.close()
@@ -99,22 +107,27 @@ class UserCallOptions(CallOptions):
 
     async def record_part(self, part: upload_pb2.RecordPartRequest) -> None:
         """RecordPart, sent together with concurrent ones (part_recorder.py)."""
-        await self.backends.part_recorder.record(part, access_token=self.access_token,
-                                                 request_id=self.request_id)
+        await self.backends.part_recorder.record(
+            part, access_token=self.access_token, request_id=self.request_id
+        )
 
-    async def record_parts(self, parts: list[upload_pb2.RecordPartRequest]
-                           ) -> list[BaseException | None]:
+    async def record_parts(
+        self, parts: list[upload_pb2.RecordPartRequest]
+    ) -> list[BaseException | None]:
         """RecordPart for each, sent together; each one's outcome (None or its error)."""
         return await self.backends.part_recorder.record_all(
-            parts, access_token=self.access_token, request_id=self.request_id)
+            parts, access_token=self.access_token, request_id=self.request_id
+        )
 
 
-async def anonymous_call(request: Request,
-                         settings: Annotated[GatewaySettings, Depends(get_settings)]
-                         ) -> CallOptions:
+async def anonymous_call(
+    request: Request, settings: Annotated[GatewaySettings, Depends(get_settings)]
+) -> CallOptions:
     """For RPCs that need no access token (sign up, sign in, refresh, sign out)."""
-    return CallOptions(metadata=((REQUEST_ID_HEADER, request_id_of(request.scope)),),
-                       timeout=settings.grpc_timeout_seconds)
+    return CallOptions(
+        metadata=((REQUEST_ID_HEADER, request_id_of(request.scope)),),
+        timeout=settings.grpc_timeout_seconds,
+    )
 
 
 # Metadata auth believes only with the service credential (services/auth/client_address.py).
@@ -122,16 +135,19 @@ CLIENT_ADDRESS_HEADER = "x-dropfile-client-address"
 SERVICE_TOKEN_HEADER = "x-dropfile-service-token"
 
 
-async def client_call(request: Request,
-                      settings: Annotated[GatewaySettings, Depends(get_settings)]
-                      ) -> CallOptions:
+async def client_call(
+    request: Request, settings: Annotated[GatewaySettings, Depends(get_settings)]
+) -> CallOptions:
     """For sign-up and sign-in, which auth limits per client address: the client's address
     and the service credential that makes auth believe it."""
-    return CallOptions(metadata=(
-        (REQUEST_ID_HEADER, request_id_of(request.scope)),
-        (CLIENT_ADDRESS_HEADER, client_address(request, settings.trusted_proxy_hops)),
-        (SERVICE_TOKEN_HEADER, request.app.state.service_token),
-    ), timeout=settings.grpc_timeout_seconds)
+    return CallOptions(
+        metadata=(
+            (REQUEST_ID_HEADER, request_id_of(request.scope)),
+            (CLIENT_ADDRESS_HEADER, client_address(request, settings.trusted_proxy_hops)),
+            (SERVICE_TOKEN_HEADER, request.app.state.service_token),
+        ),
+        timeout=settings.grpc_timeout_seconds,
+    )
 
 
 async def user_call(request: Request) -> UserCallOptions:
@@ -151,7 +167,9 @@ async def user_call(request: Request) -> UserCallOptions:
     return UserCallOptions(
         metadata=(("authorization", f"Bearer {access_token}"), (REQUEST_ID_HEADER, request_id)),
         timeout=state.settings.grpc_timeout_seconds,
-        backends=state.backends, access_token=access_token, request_id=request_id,
+        backends=state.backends,
+        access_token=access_token,
+        request_id=request_id,
     )
 
 

@@ -4,19 +4,21 @@ in middleware.py.
 
 Bodies follow the v1 contract: `{"error": msg}`, plus `"success": false` on file endpoints.
 No traceback or backend detail (addresses, exception text) ever reaches a response."""
+
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("gateway.errors")
@@ -97,8 +99,9 @@ def error_body(path: str, message: str) -> dict[str, Any]:
     return {"error": message}
 
 
-def error_response(path: str, status: int, message: str,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    path: str, status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(error_body(path, message), status_code=status, headers=headers)
 
 
@@ -106,22 +109,40 @@ def rpc_error_response(request: Request, exc: grpc.aio.AioRpcError) -> JSONRespo
     code = exc.code()
     status = HTTP_STATUS_OF.get(code)
     if status is None:
-        log.error("backend call for %s %s failed: %s %s", request.method, request.url.path,
-                  code.name, exc.details())
+        log.error(
+            "backend call for %s %s failed: %s %s",
+            request.method,
+            request.url.path,
+            code.name,
+            exc.details(),
+        )
         return error_response(request.url.path, 500, INTERNAL_ERROR)
     details = rpc_error_details(exc)
     if code in _TRANSPORT_MESSAGES:
-        log.warning("backend call for %s %s failed: %s %s", request.method, request.url.path,
-                    code.name, exc.details())
+        log.warning(
+            "backend call for %s %s failed: %s %s",
+            request.method,
+            request.url.path,
+            code.name,
+            exc.details(),
+        )
         # A service's own refusal is worded for the caller; the transport's is not.
         message = exc.details() if details.reason else _TRANSPORT_MESSAGES[code]
-        return error_response(request.url.path, status, message or _TRANSPORT_MESSAGES[code],
-                              headers=retry_after_header(details.retry_after))
+        return error_response(
+            request.url.path,
+            status,
+            message or _TRANSPORT_MESSAGES[code],
+            headers=retry_after_header(details.retry_after),
+        )
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED and details.retry_after is not None:
         # A limit that time lifts (sign-in attempts, uploads in progress): 429, not a
         # quota's 413.
-        return error_response(request.url.path, 429, exc.details() or "too many requests",
-                              headers=retry_after_header(details.retry_after))
+        return error_response(
+            request.url.path,
+            429,
+            exc.details() or "too many requests",
+            headers=retry_after_header(details.retry_after),
+        )
     return error_response(request.url.path, status, exc.details() or code.name.lower())
 
 

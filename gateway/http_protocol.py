@@ -10,6 +10,7 @@ at a time held its connection, and a slot of the connection limit, for ever. Her
 - a head larger than `max_header_bytes` is answered 431 and the connection closed;
 - the connection limit's 503 is JSON with Retry-After, as every gateway error is.
 (The body's deadline is the middleware's: gateway/middleware.py.)"""
+
 from __future__ import annotations
 
 import json
@@ -29,15 +30,17 @@ def edge_protocol(*, header_timeout: float, max_header_bytes: int) -> type[HttpT
     """The protocol class to give uvicorn (Config(http=...)) with these limits; one per
     server, as its deadlines belong to the server's event loop."""
     heads = Deadlines(min(1.0, header_timeout / 4), EdgeHttpProtocol.head_too_slow)
-    return type("EdgeHttpProtocol", (EdgeHttpProtocol,), {
-        "header_timeout": header_timeout, "max_header_bytes": max_header_bytes,
-        "heads": heads})
+    return type(
+        "EdgeHttpProtocol",
+        (EdgeHttpProtocol,),
+        {"header_timeout": header_timeout, "max_header_bytes": max_header_bytes, "heads": heads},
+    )
 
 
 class EdgeHttpProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     max_header_bytes = 64 * 1024
-    heads: Deadlines["EdgeHttpProtocol"]  # connections waiting for a request's head
+    heads: Deadlines[EdgeHttpProtocol]  # connections waiting for a request's head
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -132,20 +135,32 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             return
         self._refused = True
         body = json.dumps({"error": message}).encode()
-        self.transport.write(b"".join([
-            STATUS_LINE[status],
-            b"content-type: application/json\r\n",
-            b"content-length: %d\r\n" % len(body),
-            b"connection: close\r\n\r\n",
-            body]))
+        self.transport.write(
+            b"".join(
+                [
+                    STATUS_LINE[status],
+                    b"content-type: application/json\r\n",
+                    b"content-length: %d\r\n" % len(body),
+                    b"connection: close\r\n\r\n",
+                    body,
+                ]
+            )
+        )
         self.transport.close()
 
 
 async def _busy(scope, receive, send) -> None:
     body = json.dumps({"error": BUSY}).encode()
-    await send({"type": "http.response.start", "status": 503, "headers": [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(BUSY_RETRY_AFTER_SECONDS).encode()),
-        (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(BUSY_RETRY_AFTER_SECONDS).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

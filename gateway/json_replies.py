@@ -8,6 +8,7 @@ batch at a time into the body, so the body is the only whole copy. pydantic dump
 part, so the bytes and headers are those FastAPI sends for the same content (compact JSON,
 UTF-8, `application/json`); the route keeps its response model for the API's
 documentation."""
+
 from __future__ import annotations
 
 import io

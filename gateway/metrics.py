@@ -11,6 +11,7 @@ that it is not public: the HTTP port is what the NodePort or Ingress exposes. Wi
 METRICS_PORT, a development gateway also answers /metrics on its HTTP port; a production
 one does not serve metrics at all (like the gRPC services without METRICS_PORT).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -35,8 +36,9 @@ def route_label(scope: Scope) -> str:
     route = scope.get("route")
     if route is None:
         return UNMATCHED_ROUTE
-    return (getattr(route, "path_format", None) or getattr(route, "path", None)
-            or type(route).__name__)
+    return (
+        getattr(route, "path_format", None) or getattr(route, "path", None) or type(route).__name__
+    )
 
 
 def observe_request(scope: Scope, status: int, seconds: float) -> None:

@@ -6,6 +6,7 @@ to an unhandled error, its metrics and its access-log line.
 
 One middleware, not one per concern: each ASGI layer wraps `send` once more for every
 request, and the layers together cost more of the gateway's CPU than the route itself."""
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,7 @@ class BodyDeadlines:
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._reading: Deadlines[asyncio.Task] = Deadlines(min(1.0, timeout / 4),
-                                                           self._expire)
+        self._reading: Deadlines[asyncio.Task] = Deadlines(min(1.0, timeout / 4), self._expire)
         self._expired: set[asyncio.Task] = set()
 
     async def receive(self, receive: Receive, deadline: float) -> Message:
@@ -74,8 +74,9 @@ def request_id_of(scope: Scope) -> str:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int,
-                 body_timeout: float | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, body_timeout: float | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_deadlines = None if body_timeout is None else BodyDeadlines(body_timeout)
@@ -95,15 +96,16 @@ class EdgeMiddleware:
         received = 0
         deadlines = self.body_deadlines
         body_done = deadlines is None
-        body_deadline = 0.0 if body_done else asyncio.get_running_loop().time() + \
-            deadlines.timeout
+        body_deadline = 0.0 if body_done else asyncio.get_running_loop().time() + deadlines.timeout
 
         async def edge_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()),
-                                      (_REQUEST_ID_HEADER_NAME, encoded_id)]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (_REQUEST_ID_HEADER_NAME, encoded_id),
+                ]
             await send(message)
 
         async def limited_receive() -> Message:
@@ -122,8 +124,7 @@ class EdgeMiddleware:
             declared = headers.get(b"content-length", b"")
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 # Refused at once when Content-Length says so, else while a route reads.
-                await error_response(scope["path"], 413, BODY_TOO_LARGE)(scope, receive,
-                                                                           edge_send)
+                await error_response(scope["path"], 413, BODY_TOO_LARGE)(scope, receive, edge_send)
             else:
                 await self.app(scope, limited_receive, edge_send)
         except Exception:  # noqa: BLE001 - logged here, never shown to the client
@@ -131,15 +132,23 @@ class EdgeMiddleware:
             # Once the response has started it is too late for a clean answer: the server
             # closes the connection.
             if status == 0:
-                await error_response(scope["path"], 500, INTERNAL_ERROR)(scope, receive,
-                                                                          edge_send)
+                await error_response(scope["path"], 500, INTERNAL_ERROR)(scope, receive, edge_send)
         finally:
             elapsed = time.perf_counter() - started
             # What the client sees if the app failed before answering: 500.
             observe_request(scope, status or 500, elapsed)
             level = logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO
             if log.isEnabledFor(level):
-                log.log(level, "%s %s %d", scope["method"], scope["path"], status,
-                        extra=log_fields(method=scope["method"], path=scope["path"],
-                                         status=status,
-                                         duration_ms=round(elapsed * 1000, 1)))
+                log.log(
+                    level,
+                    "%s %s %d",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra=log_fields(
+                        method=scope["method"],
+                        path=scope["path"],
+                        status=status,
+                        duration_ms=round(elapsed * 1000, 1),
+                    ),
+                )

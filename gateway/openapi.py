@@ -1,9 +1,11 @@
 """The API's OpenAPI document, where FastAPI's own would mislead: invalid requests are
 answered 400, not 422, and the routes that act for the signed-in user say that they need
 the `access_token` cookie (deps.user_call reads it itself, so FastAPI does not see it)."""
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
@@ -18,9 +20,13 @@ ACCESS_COOKIE_SCHEME = "accessTokenCookie"
 def adjust_openapi(app: FastAPI, routers: Iterable[APIRouter]) -> None:
     """Makes `app.openapi()` return the adjusted document (built once, on first use)."""
     generate = app.openapi
-    signed_in = {(method.lower(), route.path) for router in routers for route in router.routes
-                 if isinstance(route, APIRoute) and _depends_on(route.dependant, user_call)
-                 for method in route.methods}
+    signed_in = {
+        (method.lower(), route.path)
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and _depends_on(route.dependant, user_call)
+        for method in route.methods
+    }
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -46,10 +52,12 @@ def _answer_400_not_422(schema: dict[str, Any]) -> None:
 
 
 def _require_access_cookie(schema: dict[str, Any], operations: set[tuple[str, str]]) -> None:
-    schema.setdefault("components", {}).setdefault("securitySchemes", {})[
-        ACCESS_COOKIE_SCHEME] = {
-            "type": "apiKey", "in": "cookie", "name": ACCESS_TOKEN,
-            "description": "The session's access token (set by sign-in and refresh)"}
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})[ACCESS_COOKIE_SCHEME] = {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": ACCESS_TOKEN,
+        "description": "The session's access token (set by sign-in and refresh)",
+    }
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
             if (method, path) in operations:

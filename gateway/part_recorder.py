@@ -14,6 +14,7 @@ in turn, so a session flooding records delays another's by at most about one cal
 waiting session, whatever the size of its flood. A session that already has
 `max_waiting_per_session` records waiting is refused (429, Retry-After) until they leave.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,9 +33,15 @@ _Waiting = tuple[upload_pb2.PartRecord, asyncio.Future]
 
 
 class PartRecorder:
-    def __init__(self, stub: upload_pb2_grpc.UploadServiceStub, *, batch_size: int,
-                 batches_in_flight: int, timeout: float,
-                 max_waiting_per_session: int | None = None) -> None:
+    def __init__(
+        self,
+        stub: upload_pb2_grpc.UploadServiceStub,
+        *,
+        batch_size: int,
+        batches_in_flight: int,
+        timeout: float,
+        max_waiting_per_session: int | None = None,
+    ) -> None:
         self._stub = stub
         self._batch_size = batch_size
         self._batches_in_flight = batches_in_flight
@@ -46,22 +53,28 @@ class PartRecorder:
         self._in_flight = 0
         self._tasks: set[asyncio.Task] = set()
 
-    async def record(self, part: upload_pb2.RecordPartRequest, *, access_token: str,
-                     request_id: str) -> None:
+    async def record(
+        self, part: upload_pb2.RecordPartRequest, *, access_token: str, request_id: str
+    ) -> None:
         """Returns once the part is recorded; raises the grpc.aio.AioRpcError a RecordPart
         call would have raised otherwise, or a 429 HTTPException when the session has too
         many records waiting."""
         waiting = self._admit(access_token, 1)
         done = asyncio.get_running_loop().create_future()
-        waiting.append((upload_pb2.PartRecord(access_token=access_token,
-                                              request_id=request_id, part=part), done))
+        waiting.append(
+            (
+                upload_pb2.PartRecord(access_token=access_token, request_id=request_id, part=part),
+                done,
+            )
+        )
         if self._in_flight < self._batches_in_flight:
             self._start_call()
         # A client that hangs up cancels only its own wait, never the call it shares.
         await done
 
-    async def record_all(self, parts: list[upload_pb2.RecordPartRequest], *,
-                         access_token: str, request_id: str) -> list[BaseException | None]:
+    async def record_all(
+        self, parts: list[upload_pb2.RecordPartRequest], *, access_token: str, request_id: str
+    ) -> list[BaseException | None]:
         """Records `parts` together, each as `record` would: their outcomes in order (None
         or the error). Admitted or refused (429) as a whole: a refused batch records
         nothing."""
@@ -72,8 +85,14 @@ class PartRecorder:
         futures = []
         for part in parts:
             done = loop.create_future()
-            waiting.append((upload_pb2.PartRecord(access_token=access_token,
-                                                  request_id=request_id, part=part), done))
+            waiting.append(
+                (
+                    upload_pb2.PartRecord(
+                        access_token=access_token, request_id=request_id, part=part
+                    ),
+                    done,
+                )
+            )
             futures.append(done)
         if self._in_flight < self._batches_in_flight:
             self._start_call()
@@ -87,8 +106,9 @@ class PartRecorder:
         if waiting is None:
             waiting = self._waiting[access_token] = deque()
         elif self._max_waiting is not None and len(waiting) + count > self._max_waiting:
-            raise HTTPException(429, TOO_MANY_WAITING,
-                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+            raise HTTPException(
+                429, TOO_MANY_WAITING, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+            )
         return waiting
 
     def waiting_of(self, access_token: str) -> int:
@@ -118,18 +138,19 @@ class PartRecorder:
         try:
             taken = self._take_batch()
             if taken:
-                await self._send([record for record, _ in taken],
-                                 [waiter for _, waiter in taken])
+                await self._send([record for record, _ in taken], [waiter for _, waiter in taken])
         finally:
             self._in_flight -= 1
             if self._waiting and self._in_flight < self._batches_in_flight:
                 self._start_call()
 
-    async def _send(self, records: list[upload_pb2.PartRecord],
-                    waiters: list[asyncio.Future]) -> None:
+    async def _send(
+        self, records: list[upload_pb2.PartRecord], waiters: list[asyncio.Future]
+    ) -> None:
         try:
             reply = await self._stub.RecordParts(
-                upload_pb2.RecordPartsRequest(records=records), timeout=self._timeout)
+                upload_pb2.RecordPartsRequest(records=records), timeout=self._timeout
+            )
         except grpc.aio.AioRpcError as exc:
             for waiter in waiters:
                 _settle(waiter, exc)
@@ -140,15 +161,19 @@ class PartRecorder:
                 _settle(waiter, error)
             raise
         if len(reply.results) != len(waiters):
-            error = rpc_error(grpc.StatusCode.INTERNAL,
-                               "RecordParts answered for a different number of records")
+            error = rpc_error(
+                grpc.StatusCode.INTERNAL, "RecordParts answered for a different number of records"
+            )
             for waiter in waiters:
                 _settle(waiter, error)
             return
         for waiter, result in zip(waiters, reply.results):
-            _settle(waiter, None if result.code == 0 else
-                    rpc_error(_CODES.get(result.code, grpc.StatusCode.UNKNOWN),
-                               result.message))
+            _settle(
+                waiter,
+                None
+                if result.code == 0
+                else rpc_error(_CODES.get(result.code, grpc.StatusCode.UNKNOWN), result.message),
+            )
 
     async def close(self) -> None:
         """Waits for the calls in flight (their requests are being answered)."""
@@ -168,5 +193,4 @@ def _settle(waiter: asyncio.Future, error: BaseException | None) -> None:
 def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     """The error a RecordPart call with this status would have raised, so the gateway
     answers a refused record exactly as it answers a refused call."""
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                details=details)
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)

@@ -4,13 +4,22 @@
 Only the shape is checked here: the services decide what values are acceptable. What
 protobuf itself cannot carry (integers beyond int32/int64, text that is not valid
 Unicode or holds NUL) is refused here, because it could not even be sent."""
+
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, Strict,
-                      StrictBool, WithJsonSchema)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    StrictBool,
+    WithJsonSchema,
+)
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -43,8 +52,11 @@ def _byte_count(value: Any) -> int:
 
 
 Text = Annotated[str, Strict(), AfterValidator(_text)]
-ByteCount = Annotated[int, PlainValidator(_byte_count), WithJsonSchema(
-    {"type": "string", "pattern": "^[0-9]{1,19}$", "examples": ["15728640"]})]
+ByteCount = Annotated[
+    int,
+    PlainValidator(_byte_count),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]{1,19}$", "examples": ["15728640"]}),
+]
 ChunkIndex = Annotated[int, Strict(), Field(ge=0, le=INT32_MAX - 1)]
 PartNumberValue = Annotated[int, Strict(), Field(ge=1, le=INT32_MAX)]
 
@@ -54,6 +66,7 @@ class RequestBody(BaseModel):
 
 
 # --- auth ---------------------------------------------------------------------------------
+
 
 class SignUpUser(RequestBody):
     email: Text
@@ -86,6 +99,7 @@ class ErrorReply(BaseModel):
 
 
 # --- files --------------------------------------------------------------------------------
+
 
 class UploadUrlsBody(RequestBody):
     file_id: Text = Field(description="A UUID the client made for the new file")

@@ -1,5 +1,6 @@
 """The gateway process: `python -m gateway` serves HTTP with uvicorn (uvloop, httptools,
 and gateway/http_protocol.py's limits on slow request heads)."""
+
 from __future__ import annotations
 
 import sys
@@ -36,8 +37,9 @@ def main() -> None:
     except OSError as exc:
         print(f"gateway: cannot start: metrics port: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    config = uvicorn_config(app, settings, host=settings.dropfile_http_host,
-                            port=settings.dropfile_http_port)
+    config = uvicorn_config(
+        app, settings, host=settings.dropfile_http_host, port=settings.dropfile_http_port
+    )
     uvicorn.Server(config).run()
 
 
@@ -48,8 +50,10 @@ def uvicorn_config(app: FastAPI, settings: GatewaySettings, **options) -> uvicor
     return uvicorn.Config(
         app,
         loop="uvloop",
-        http=edge_protocol(header_timeout=settings.http_header_timeout_seconds,
-                           max_header_bytes=settings.http_max_header_bytes),
+        http=edge_protocol(
+            header_timeout=settings.http_header_timeout_seconds,
+            max_header_bytes=settings.http_max_header_bytes,
+        ),
         # Beyond this many connections (or requests in progress), requests are answered
         # 503 at once instead of exhausting the process.
         limit_concurrency=settings.http_max_connections,
@@ -64,6 +68,7 @@ def uvicorn_config(app: FastAPI, settings: GatewaySettings, **options) -> uvicor
         timeout_graceful_shutdown=10,
         **options,
     )
+
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
 """Settings of the REST gateway."""
+
 from __future__ import annotations
 
 from pydantic import Field, model_validator
@@ -68,9 +69,11 @@ class GatewaySettings(CorsSettings):
         return not self.development
 
     @model_validator(mode="after")
-    def _no_wildcard_origin(self) -> "GatewaySettings":
+    def _no_wildcard_origin(self) -> GatewaySettings:
         # Credentials are sent cross-origin, so "*" would let any site act as the user.
         if "*" in self.cors_origin_list:
-            raise ValueError("CORS_ORIGINS must list origins explicitly; '*' is refused "
-                             "because requests carry credentials")
+            raise ValueError(
+                "CORS_ORIGINS must list origins explicitly; '*' is refused "
+                "because requests carry credentials"
+            )
         return self

@@ -6,6 +6,7 @@ page of the app, answered with index.html. The API's own paths (/api, the docs, 
 probes) are never served from here: the route declines them, so their 404 and 405
 answers stay the API's JSON errors. Without a build, `/` answers a JSON 404 saying how to
 make one; the API works either way."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,9 +31,11 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     # Scripts and styles come from this origin only; uploads go to storage's origin,
     # which this process does not know, hence connect-src allows any http(s) origin.
-    "Content-Security-Policy": ("default-src 'self'; connect-src 'self' https: http:; "
-                                "img-src 'self' data:; object-src 'none'; base-uri 'self'; "
-                                "form-action 'self'; frame-ancestors 'none'"),
+    "Content-Security-Policy": (
+        "default-src 'self'; connect-src 'self' https: http:; "
+        "img-src 'self' data:; object-src 'none'; base-uri 'self'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
 }
 
 
@@ -57,8 +60,11 @@ class WebAppRoute(BaseRoute):
         self.dist_dir = dist_dir.resolve()
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if (scope["type"] == "http" and scope["method"] in ("GET", "HEAD")
-                and not _is_reserved(scope["path"])):
+        if (
+            scope["type"] == "http"
+            and scope["method"] in ("GET", "HEAD")
+            and not _is_reserved(scope["path"])
+        ):
             return Match.FULL, {}
         return Match.NONE, {}
 
@@ -86,8 +92,9 @@ class WebAppRoute(BaseRoute):
         if candidate.name == "index.html":
             return FileResponse(candidate, media_type="text/html", headers=_PAGE_HEADERS)
         cache = _IMMUTABLE if relative.startswith("assets/") else "no-cache"
-        return FileResponse(candidate, headers={"Cache-Control": cache,
-                                                "X-Content-Type-Options": "nosniff"})
+        return FileResponse(
+            candidate, headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
+        )
 
 
 def mount_web_app(app: FastAPI, dist_dir: Path | None = None) -> None:

@@ -1,5 +1,6 @@
 """Alembic environment: one history for the tables of every service (each service owns
 its own tables; none references another's)."""
+
 from alembic import context
 from sqlalchemy import create_engine, pool
 
@@ -20,8 +21,9 @@ def database_url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=sqlalchemy_url(database_url()), target_metadata=target_metadata,
-                      literal_binds=True)
+    context.configure(
+        url=sqlalchemy_url(database_url()), target_metadata=target_metadata, literal_binds=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

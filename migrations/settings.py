@@ -1,4 +1,5 @@
 """Settings of the migration command (the Kubernetes migration Job runs it too)."""
+
 from pydantic import Field
 
 from services.common.settings import BaseServiceSettings

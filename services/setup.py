@@ -3,6 +3,7 @@ the bucket, its CORS rule (exposing ETag to browsers), its lifecycle rule aborti
 multipart uploads left incomplete, the queue with its dead-letter queue, and the bucket's
 ObjectCreated notification to the queue. On AWS these are infrastructure;
 the command still works there with sufficient rights, and skips what the store lacks."""
+
 from __future__ import annotations
 
 import json
@@ -52,19 +53,31 @@ def ensure_bucket(s3, bucket: str, region: str) -> None:
 
 
 def ensure_cors(s3, bucket: str, origins: list[str]) -> None:
-    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [{
-        "AllowedOrigins": origins,
-        "AllowedMethods": ["GET", "PUT", "HEAD"],
-        "AllowedHeaders": ["*"],
-        "ExposeHeaders": ["ETag"],
-        "MaxAgeSeconds": 3600,
-    }]})
+    s3.put_bucket_cors(
+        Bucket=bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedOrigins": origins,
+                    "AllowedMethods": ["GET", "PUT", "HEAD"],
+                    "AllowedHeaders": ["*"],
+                    "ExposeHeaders": ["ETag"],
+                    "MaxAgeSeconds": 3600,
+                }
+            ]
+        },
+    )
 
 
 LIFECYCLE_RULE_ID = "dropfile-abort-incomplete-multipart-uploads"
 # Where a store has no lifecycle support (answers of S3-compatible servers vary).
-_LIFECYCLE_UNSUPPORTED = {"NotImplemented", "NotImplementedError", "UnsupportedOperation",
-                          "MethodNotAllowed", "XNotImplemented"}
+_LIFECYCLE_UNSUPPORTED = {
+    "NotImplemented",
+    "NotImplementedError",
+    "UnsupportedOperation",
+    "MethodNotAllowed",
+    "XNotImplemented",
+}
 
 
 def lifecycle_days(idle_ttl_seconds: int) -> int:
@@ -84,22 +97,33 @@ def ensure_lifecycle(s3, bucket: str, *, days: int) -> bool:
         rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
     except ClientError as exc:
         if _error_code(exc) in _LIFECYCLE_UNSUPPORTED:
-            log.warning("storage has no lifecycle rules (%s): incomplete multipart uploads "
-                        "are left to the reaper alone", _error_code(exc))
+            log.warning(
+                "storage has no lifecycle rules (%s): incomplete multipart uploads "
+                "are left to the reaper alone",
+                _error_code(exc),
+            )
             return False
         if _error_code(exc) != "NoSuchLifecycleConfiguration":
             raise
         rules = []
-    ours = {"ID": LIFECYCLE_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": "users/"},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days}}
+    ours = {
+        "ID": LIFECYCLE_RULE_ID,
+        "Status": "Enabled",
+        "Filter": {"Prefix": "users/"},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days},
+    }
     rules = [rule for rule in rules if rule.get("ID") != LIFECYCLE_RULE_ID] + [ours]
     try:
-        s3.put_bucket_lifecycle_configuration(Bucket=bucket,
-                                              LifecycleConfiguration={"Rules": rules})
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration={"Rules": rules}
+        )
     except ClientError as exc:
         if _error_code(exc) in _LIFECYCLE_UNSUPPORTED:
-            log.warning("storage has no lifecycle rules (%s): incomplete multipart uploads "
-                        "are left to the reaper alone", _error_code(exc))
+            log.warning(
+                "storage has no lifecycle rules (%s): incomplete multipart uploads "
+                "are left to the reaper alone",
+                _error_code(exc),
+            )
             return False
         raise
     return True
@@ -114,40 +138,59 @@ def queue_policy(queue_arn: str, bucket: str) -> dict:
     conditions: dict = {"ArnEquals": {"aws:SourceArn": f"arn:{partition}:s3:::{bucket}"}}
     if account.isdigit() and len(account) == 12:
         conditions["StringEquals"] = {"aws:SourceAccount": account}
-    return {"Version": "2012-10-17", "Statement": [{
-        "Sid": "dropfile-bucket-events-only",
-        "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
-        "Action": "sqs:SendMessage", "Resource": queue_arn, "Condition": conditions,
-    }]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "dropfile-bucket-events-only",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": conditions,
+            }
+        ],
+    }
 
 
-def ensure_queues(sqs, queue_name: str, max_receive_count: int, *,
-                  bucket: str) -> tuple[str, str]:
+def ensure_queues(sqs, queue_name: str, max_receive_count: int, *, bucket: str) -> tuple[str, str]:
     """Returns (queue_url, queue_arn), creating the queue and its dead-letter queue; the
     queue accepts S3's events of `bucket` only (queue_policy)."""
-    dlq_url = sqs.create_queue(QueueName=f"{queue_name}-dlq",
-                               Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
+    dlq_url = sqs.create_queue(
+        QueueName=f"{queue_name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"}
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
-                                     "maxReceiveCount": str(max_receive_count)}),
-        "Policy": json.dumps(queue_policy(queue_arn, bucket)),
-    })
+        "Attributes"
+    ]["QueueArn"]
+    sqs.set_queue_attributes(
+        QueueUrl=queue_url,
+        Attributes={
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+            ),
+            "Policy": json.dumps(queue_policy(queue_arn, bucket)),
+        },
+    )
     return queue_url, queue_arn
 
 
 def ensure_notification(s3, bucket: str, queue_arn: str) -> None:
-    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
-        "QueueConfigurations": [{
-            "Id": "dropfile-object-created",
-            "QueueArn": queue_arn,
-            "Events": ["s3:ObjectCreated:*"],
-        }],
-    })
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": "dropfile-object-created",
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                }
+            ],
+        },
+    )
 
 
 def run_setup(settings: SetupSettings) -> None:
@@ -158,17 +201,25 @@ def run_setup(settings: SetupSettings) -> None:
     except ClientError as exc:
         log.warning("bucket CORS not set (%s); browsers cannot read ETags", exc)
     try:
-        ensure_lifecycle(s3, settings.s3_bucket,
-                         days=lifecycle_days(settings.upload_idle_ttl_seconds))
+        ensure_lifecycle(
+            s3, settings.s3_bucket, days=lifecycle_days(settings.upload_idle_ttl_seconds)
+        )
     except ClientError as exc:
-        log.warning("bucket lifecycle rule not set (%s); the reaper still aborts incomplete "
-                    "multipart uploads", exc)
+        log.warning(
+            "bucket lifecycle rule not set (%s); the reaper still aborts incomplete "
+            "multipart uploads",
+            exc,
+        )
     if not settings.sqs_queue_url:
         log.info("SQS_QUEUE_URL not set: no queue or event notification")
         return
     sqs = aws_client("sqs", region=settings.aws_region, endpoint_url=settings.sqs_endpoint)
-    _, queue_arn = ensure_queues(sqs, queue_name_from_url(settings.sqs_queue_url),
-                                 settings.sqs_max_receive_count, bucket=settings.s3_bucket)
+    _, queue_arn = ensure_queues(
+        sqs,
+        queue_name_from_url(settings.sqs_queue_url),
+        settings.sqs_max_receive_count,
+        bucket=settings.s3_bucket,
+    )
     try:
         ensure_notification(s3, settings.s3_bucket, queue_arn)
     except ClientError as exc:

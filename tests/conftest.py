@@ -1,6 +1,7 @@
 """Fixtures shared by every test: a database of its own for this run (migrated with
 Alembic), a Redis database of its own, moto's server over HTTP for S3 and SQS, a key pair,
 and settings objects pointing at all of them. Service fixtures live in tests/fixtures/."""
+
 from __future__ import annotations
 
 import os
@@ -32,10 +33,14 @@ REDIS_BASE_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 REGION = "us-east-1"
 
 # The AWS SDK must never reach a real account from a test.
-os.environ.update({
-    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION,
-})
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }
+)
 for leaked in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS"):
     os.environ.pop(leaked, None)
 
@@ -115,10 +120,14 @@ def moto_endpoint():
 @pytest.fixture(scope="session")
 def key_pair() -> tuple[str, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private_pem, public_pem
 
 
@@ -136,14 +145,25 @@ def storage(moto_endpoint):
     bucket = f"dropfile-test-{secrets.token_hex(4)}"
     queue_name = f"dropfile-events-{secrets.token_hex(4)}"
     queue_url = f"{moto_endpoint}/123456789012/{queue_name}"
-    settings = SetupSettings(_env_file=None, aws_endpoint_url=moto_endpoint, aws_region=REGION,
-                             s3_bucket=bucket, sqs_queue_url=queue_url, sqs_max_receive_count=2)
+    settings = SetupSettings(
+        _env_file=None,
+        aws_endpoint_url=moto_endpoint,
+        aws_region=REGION,
+        s3_bucket=bucket,
+        sqs_queue_url=queue_url,
+        sqs_max_receive_count=2,
+    )
     run_setup(settings)
     sqs = aws_client("sqs", region=REGION, endpoint_url=moto_endpoint)
     real_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     dlq_url = sqs.get_queue_url(QueueName=f"{queue_name}-dlq")["QueueUrl"]
-    return {"bucket": bucket, "queue_url": real_url, "dlq_url": dlq_url,
-            "endpoint": moto_endpoint, "region": REGION}
+    return {
+        "bucket": bucket,
+        "queue_url": real_url,
+        "dlq_url": dlq_url,
+        "endpoint": moto_endpoint,
+        "region": REGION,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -204,12 +224,20 @@ def make_token(key_pair):
 
     def mint(user_id: str | None = None, email: str = "someone@example.com", **claims) -> str:
         now = int(time.time())
-        payload = {"sub": user_id or str(uuid.uuid4()), "email": email, "iat": now,
-                   "exp": now + 900, "jti": str(uuid.uuid4()), "iss": "dropfile-auth",
-                   "aud": "dropfile", "sid": str(uuid.uuid4())}
+        payload = {
+            "sub": user_id or str(uuid.uuid4()),
+            "email": email,
+            "iat": now,
+            "exp": now + 900,
+            "jti": str(uuid.uuid4()),
+            "iss": "dropfile-auth",
+            "aud": "dropfile",
+            "sid": str(uuid.uuid4()),
+        }
         payload.update(claims)
-        return jwt.encode({k: v for k, v in payload.items() if v is not None}, private_pem,
-                          algorithm="RS256")
+        return jwt.encode(
+            {k: v for k, v in payload.items() if v is not None}, private_pem, algorithm="RS256"
+        )
 
     return mint
 

@@ -11,19 +11,30 @@ through. Real HTTP on 127.0.0.1 both ways; nothing in the code under test is rep
         ...the other side acts...
     # leaving the block releases it (held.release() does it earlier)
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import httpx
 
 # Headers of one hop only, or that httpx sets again itself.
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "content-length",
-               "host", "proxy-connection", "te", "upgrade", "content-encoding"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "expect",
+    "content-length",
+    "host",
+    "proxy-connection",
+    "te",
+    "upgrade",
+    "content-encoding",
+}
 HOLD_TIMEOUT_SECONDS = 60
 
 
@@ -42,7 +53,8 @@ class Hold:
 
     def wait_arrived(self, timeout: float = 30) -> None:
         assert self.arrived.wait(timeout), (
-            f"no {self.method} ...?{self.query_part} request reached storage")
+            f"no {self.method} ...?{self.query_part} request reached storage"
+        )
 
     def release(self) -> None:
         self.released.set()
@@ -71,9 +83,10 @@ class StorageGate:
         self._server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
 
-    def start(self) -> "StorageGate":
-        threading.Thread(target=self._server.serve_forever, name="storage-gate",
-                         daemon=True).start()
+    def start(self) -> StorageGate:
+        threading.Thread(
+            target=self._server.serve_forever, name="storage-gate", daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -85,8 +98,7 @@ class StorageGate:
         self._http.close()
 
     @contextmanager
-    def hold(self, method: str, query_part: str, *, after_forwarding: bool
-             ) -> Iterator[Hold]:
+    def hold(self, method: str, query_part: str, *, after_forwarding: bool) -> Iterator[Hold]:
         """Holds the `method` requests whose query contains `query_part` until released
         (at the latest when the block ends): before they reach storage, or
         `after_forwarding`, once storage answered and before the caller hears it."""
@@ -121,10 +133,12 @@ class StorageGate:
         hold = self._matching(method, path)
         if hold is not None and not hold.after_forwarding:
             self._wait(hold)
-        headers = [(name, value) for name, value in handler.headers.items()
-                   if name.lower() not in _HOP_BY_HOP]
-        upstream = self._http.request(method, self._target + path, headers=headers,
-                                      content=body)
+        headers = [
+            (name, value)
+            for name, value in handler.headers.items()
+            if name.lower() not in _HOP_BY_HOP
+        ]
+        upstream = self._http.request(method, self._target + path, headers=headers, content=body)
         if hold is not None and hold.after_forwarding:
             self._wait(hold)
         content = upstream.content
@@ -133,8 +147,10 @@ class StorageGate:
             if name.lower() not in _HOP_BY_HOP:
                 handler.send_header(name, value)
         # HEAD answers carry the object's length, and no body.
-        handler.send_header("Content-Length", upstream.headers.get("Content-Length", "0")
-                            if method == "HEAD" else str(len(content)))
+        handler.send_header(
+            "Content-Length",
+            upstream.headers.get("Content-Length", "0") if method == "HEAD" else str(len(content)),
+        )
         handler.end_headers()
         if method != "HEAD":
             handler.wfile.write(content)

@@ -1,6 +1,7 @@
 """A TCP proxy for tests that need a dependency to go away and come back: `cut()` drops
 every open connection and refuses new ones (accepted, then closed at once, as a crashed
 server would) until `restore()`. Listens on 127.0.0.1 only."""
+
 from __future__ import annotations
 
 import socket
@@ -20,10 +21,9 @@ class TcpProxy:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
-        self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
 
-    def start(self) -> "TcpProxy":
+    def start(self) -> TcpProxy:
         self._thread.start()
         return self
 
@@ -48,7 +48,7 @@ class TcpProxy:
         while not self._closed.is_set():
             try:
                 client, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -65,8 +65,9 @@ class TcpProxy:
             with self._lock:
                 self._sockets.update((client, upstream))
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True,
-                                 name="tcp-proxy-pump").start()
+                threading.Thread(
+                    target=self._pump, args=(source, sink), daemon=True, name="tcp-proxy-pump"
+                ).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:

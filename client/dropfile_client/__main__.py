@@ -1,4 +1,5 @@
 """`python -m dropfile_client ...` runs the `dropfile` command line."""
+
 import sys
 
 from .cli import main

@@ -7,12 +7,14 @@ a call is answered 401 the access token is refreshed (GET /api/auth/refresh) onc
 call retried. Calls safe to repeat are retried while the failure is transient (retry.py).
 Refreshes are serialized: the refresh token rotates, and presenting an old
 one ends the session, so parallel parts that all see 401 refresh exactly once."""
+
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -41,20 +43,29 @@ def describe_transport_error(exc: httpx.TransportError) -> str:
 
 
 class Gateway:
-    def __init__(self, server: str, *, cookies: dict[str, str] | None = None,
-                 on_cookies_changed: Callable[[dict[str, str]], None] | None = None,
-                 timeout: float = 30.0, retry: RetryPolicy | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        *,
+        cookies: dict[str, str] | None = None,
+        on_cookies_changed: Callable[[dict[str, str]], None] | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.server = server
         self._cookies = {k: v for k, v in (cookies or {}).items() if k in SESSION_COOKIES}
         self._cookie_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._on_cookies_changed = on_cookies_changed
         self._retry = retry or RetryPolicy()
-        self._http = httpx.Client(base_url=server, transport=transport,
-                                  timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                                  headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-                                  follow_redirects=False)
+        self._http = httpx.Client(
+            base_url=server,
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -79,8 +90,11 @@ class Gateway:
 
     def _cookie_header(self) -> str:
         with self._cookie_lock:
-            return "; ".join(f"{name}={self._cookies[name]}" for name in SESSION_COOKIES
-                             if self._cookies.get(name))
+            return "; ".join(
+                f"{name}={self._cookies[name]}"
+                for name in SESSION_COOKIES
+                if self._cookies.get(name)
+            )
 
     def _absorb_cookies(self, response: httpx.Response) -> None:
         changed = False
@@ -105,9 +119,17 @@ class Gateway:
 
     # -- calls ---------------------------------------------------------------------------
 
-    def call(self, method: str, path: str, *, json: Any = None, auth: bool = True,
-             idempotent: bool = False, retry: RetryPolicy | None = None,
-             cancel: threading.Event | None = None) -> dict:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        auth: bool = True,
+        idempotent: bool = False,
+        retry: RetryPolicy | None = None,
+        cancel: threading.Event | None = None,
+    ) -> dict:
         """One JSON call. `auth` calls refresh the session once on 401. `idempotent` calls
         are retried under the retry policy (this gateway's, or `retry`) while they fail in
         a way time may lift: no connection, a timeout, a dropped connection, 408, 429 or
@@ -127,14 +149,22 @@ class Gateway:
                     if backoff.tries == 1:
                         raise  # a policy without retries: the failure as it is
                     raise RetriesExhausted(exc, backoff.summary()) from exc
-                log.warning("%s %s: %s; retrying in %.1f s (try %d of %d)", method, path,
-                            exc.message, wait, backoff.tries, backoff.policy.attempts)
+                log.warning(
+                    "%s %s: %s; retrying in %.1f s (try %d of %d)",
+                    method,
+                    path,
+                    exc.message,
+                    wait,
+                    backoff.tries,
+                    backoff.policy.attempts,
+                )
             if sleep(wait, cancel):
                 raise Cancelled()
 
     def _call_once(self, method: str, path: str, json: Any, auth: bool) -> dict:
-        response = self._send_authenticated(method, path, json) if auth else \
-            self._send(method, path, json)
+        response = (
+            self._send_authenticated(method, path, json) if auth else self._send(method, path, json)
+        )
         return self._reply(response, path)
 
     def _send(self, method: str, path: str, json: Any) -> httpx.Response:
@@ -169,8 +199,10 @@ class Gateway:
         """New access token (and rotated refresh token). With `stale_access_token`, a
         refresh another thread made since that token was presented is reused."""
         with self._refresh_lock:
-            if stale_access_token is not None and \
-                    self.cookies.get(ACCESS_TOKEN) != stale_access_token:
+            if (
+                stale_access_token is not None
+                and self.cookies.get(ACCESS_TOKEN) != stale_access_token
+            ):
                 return  # another thread refreshed already
             log.info("access token refused; refreshing the session")
             response = self._send("GET", "/api/auth/refresh", None)
@@ -190,12 +222,18 @@ class Gateway:
             body = None
         if response.is_success:
             if not isinstance(body, dict):
-                raise DropfileError(f"unexpected reply from the server to {path} "
-                                    f"(HTTP {response.status_code}, not a JSON object); "
-                                    "is this a Dropfile server?")
+                raise DropfileError(
+                    f"unexpected reply from the server to {path} "
+                    f"(HTTP {response.status_code}, not a JSON object); "
+                    "is this a Dropfile server?"
+                )
             return body
         message = body.get("error") if isinstance(body, dict) else None
         if not isinstance(message, str) or not message:
             message = f"HTTP {response.status_code} {response.reason_phrase}".strip()
-        raise ApiError(response.status_code, message, path=path,
-                       retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        raise ApiError(
+            response.status_code,
+            message,
+            path=path,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )

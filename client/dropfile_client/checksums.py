@@ -11,6 +11,7 @@ SHA-256 parts every byte is hashed twice, which on a machine whose store is CPU-
 upload throughput lost.
 
 A download's SHA-256 is computed as its ranges land in the file (PrefixHasher)."""
+
 from __future__ import annotations
 
 import base64
@@ -44,8 +45,7 @@ def part_checksum_algorithm(name: str) -> str:
     """`name` ("crc32c", "SHA256"...) as the API spells it; ValueError for another."""
     algorithm = str(name).upper().replace("-", "")
     if algorithm not in PART_CHECKSUMS:
-        raise ValueError(f"unknown part checksum {name!r}: use one of "
-                         f"{', '.join(PART_CHECKSUMS)}")
+        raise ValueError(f"unknown part checksum {name!r}: use one of {', '.join(PART_CHECKSUMS)}")
     return algorithm
 
 
@@ -99,7 +99,7 @@ class FileHasher:
         if self._thread is not threading.current_thread():
             self._thread.join()
 
-    def __enter__(self) -> "FileHasher":
+    def __enter__(self) -> FileHasher:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -123,8 +123,11 @@ class FileHasher:
         try:
             for part in self._parts:
                 with self._changed:
-                    self._changed.wait_for(lambda: self._closed or
-                                           part.offset < self._wanted_end + READ_AHEAD)
+                    self._changed.wait_for(
+                        lambda offset=part.offset: (
+                            self._closed or offset < self._wanted_end + READ_AHEAD
+                        )
+                    )
                     if self._closed:
                         return
                 checksum = self._hash(part)
@@ -218,8 +221,7 @@ class PrefixHasher:
                 while position < end:
                     if self._stopped:
                         return
-                    count = os.preadv(self._fd, [view[:min(READ_SIZE, end - position)]],
-                                      position)
+                    count = os.preadv(self._fd, [view[: min(READ_SIZE, end - position)]], position)
                     if not count:
                         raise DropfileError("the download's temporary file got shorter")
                     self._digest.update(view[:count])

@@ -5,6 +5,7 @@ on success, 1 on errors, 2 on usage errors, 130 on Ctrl-C; never a traceback (un
 asked for with -v, for an unexpected bug). Requests that fail in a way time may lift are
 retried (--retries, --retry-deadline); an upload that still fails is kept, and running
 the same command again resumes it. Ctrl-C aborts an upload."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,12 +15,18 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                           TimeRemainingColumn, TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from ._version import __version__
 from .checksums import DEFAULT_PART_CHECKSUM, PART_CHECKSUMS
@@ -55,6 +62,7 @@ def human_size(size: int) -> str:
 
 # -- progress ------------------------------------------------------------------------------
 
+
 class Bars:
     """Rich progress bars on stderr (bytes, rate and ETA), or nothing when disabled."""
 
@@ -65,9 +73,15 @@ class Bars:
     def bar(self, label: str, total: int) -> Iterator[Callable[[int, int], None]]:
         """One bar for one transfer; yields the (done, total) progress callback."""
         progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-            TransferSpeedColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True), disable=not self._enabled, transient=False)
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=not self._enabled,
+            transient=False,
+        )
         task = progress.add_task(label, total=max(total, 1))
 
         def update(done: int, _total: int) -> None:
@@ -84,6 +98,7 @@ def progress_enabled(args: argparse.Namespace) -> bool:
 
 
 # -- credentials ---------------------------------------------------------------------------
+
 
 def ask(label: str) -> str:
     if not sys.stdin.isatty():
@@ -107,10 +122,12 @@ def read_password(args: argparse.Namespace, *, confirm: bool) -> str:
 
 # -- commands ------------------------------------------------------------------------------
 
+
 def cmd_signup(client: DropfileClient, args: argparse.Namespace) -> int:
     email = args.email or ask("Email")
-    name = args.name or (ask("Name") if sys.stdin.isatty() and not args.password_stdin
-                         else email.split("@")[0])
+    name = args.name or (
+        ask("Name") if sys.stdin.isatty() and not args.password_stdin else email.split("@")[0]
+    )
     client.signup(email, read_password(args, confirm=True), name, remember=args.remember)
     print(f"signed up and signed in as {email} on {client.server}")
     return EXIT_OK
@@ -161,8 +178,13 @@ def cmd_upload(client: DropfileClient, args: argparse.Namespace) -> int:
         label = os.path.basename(path) or path
         try:
             with bars.bar(f"up {label}", _size_or_zero(path)) as update:
-                info = client.upload(path, on_progress=update, parallel=args.parallel,
-                                     wait=False, checksum_algorithm=args.checksum)
+                info = client.upload(
+                    path,
+                    on_progress=update,
+                    parallel=args.parallel,
+                    wait=False,
+                    checksum_algorithm=args.checksum,
+                )
         except NotSignedIn:
             raise
         except UploadFailed as exc:  # its message names the file
@@ -177,8 +199,10 @@ def cmd_upload(client: DropfileClient, args: argparse.Namespace) -> int:
             try:
                 info = client.wait_until_uploaded(info.file_id, timeout=args.wait_timeout)
             except KeyboardInterrupt:
-                fail(f"interrupted while waiting for storage to confirm {info.file_id}; "
-                     "the upload itself is complete")
+                fail(
+                    f"interrupted while waiting for storage to confirm {info.file_id}; "
+                    "the upload itself is complete"
+                )
                 return EXIT_INTERRUPTED
             except DropfileError as exc:
                 fail(f"{label}: {exc.message}")
@@ -207,15 +231,22 @@ def cmd_ls(client: DropfileClient, args: argparse.Namespace) -> int:
     print(f"{'ID':36}  {'SIZE':>10}  {'STATUS':9}  {'CREATED (UTC)':16}  NAME")
     for info in files:
         created = info.created_at.strftime("%Y-%m-%d %H:%M") if info.created_at else "-"
-        print(f"{info.file_id:36}  {human_size(info.size):>10}  {info.status:9}  "
-              f"{created:16}  {info.name}")
+        print(
+            f"{info.file_id:36}  {human_size(info.size):>10}  {info.status:9}  "
+            f"{created:16}  {info.name}"
+        )
     return EXIT_OK
 
 
 def _file_json(info: FileInfo) -> dict:
-    return {"fileId": info.file_id, "fileName": info.name, "mimeType": info.mime_type,
-            "size": info.size, "status": info.status,
-            "createdAt": info.created_at.isoformat() if info.created_at else None}
+    return {
+        "fileId": info.file_id,
+        "fileName": info.name,
+        "mimeType": info.mime_type,
+        "size": info.size,
+        "status": info.status,
+        "createdAt": info.created_at.isoformat() if info.created_at else None,
+    }
 
 
 def cmd_get(client: DropfileClient, args: argparse.Namespace) -> int:
@@ -223,8 +254,13 @@ def cmd_get(client: DropfileClient, args: argparse.Namespace) -> int:
     bars = Bars(progress_enabled(args))
     try:
         with bars.bar(f"down {info.name}", info.size) as update:
-            path = client.download(info.file_id, args.path, overwrite=args.force,
-                                   on_progress=update, parallel=args.parallel)
+            path = client.download(
+                info.file_id,
+                args.path,
+                overwrite=args.force,
+                on_progress=update,
+                parallel=args.parallel,
+            )
     except TargetExists as exc:
         raise CommandError(f"{exc.path} already exists (use --force to replace it)") from None
     print(f"saved {info.name} ({human_size(info.size)}) to {path}")
@@ -238,6 +274,7 @@ def cmd_rm(client: DropfileClient, args: argparse.Namespace) -> int:
 
 
 # -- parsing -------------------------------------------------------------------------------
+
 
 def positive_int(text: str) -> int:
     try:
@@ -280,76 +317,121 @@ def non_negative_seconds(text: str) -> float:
 
 
 def retry_policy(args: argparse.Namespace) -> RetryPolicy:
-    return RetryPolicy(attempts=getattr(args, "retries", DEFAULT_RETRIES) + 1,
-                       deadline=getattr(args, "retry_deadline", DEFAULT_RETRY_DEADLINE))
+    return RetryPolicy(
+        attempts=getattr(args, "retries", DEFAULT_RETRIES) + 1,
+        deadline=getattr(args, "retry_deadline", DEFAULT_RETRY_DEADLINE),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     # --server and -v are accepted before and after the command.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--server", metavar="URL", default=argparse.SUPPRESS,
-                        help=f"the Dropfile server (default: ${SERVER_ENV}, the session's, "
-                             f"or {DEFAULT_SERVER})")
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="report retries and refreshes on stderr")
-    common.add_argument("--retries", type=retry_count, default=argparse.SUPPRESS,
-                        metavar="N",
-                        help="retries of a request that failed in a way time may lift (the "
-                             "server down, overloaded or failing, a timeout, a dropped "
-                             f"connection) (default: {DEFAULT_RETRIES})")
-    common.add_argument("--retry-deadline", type=non_negative_seconds,
-                        default=argparse.SUPPRESS, metavar="SECONDS",
-                        help="how long one request keeps being retried (default: "
-                             f"{DEFAULT_RETRY_DEADLINE:g}); an upload that still fails is "
-                             "kept, and running the same command again resumes it")
+    common.add_argument(
+        "--server",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"the Dropfile server (default: ${SERVER_ENV}, the session's, or {DEFAULT_SERVER})",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="report retries and refreshes on stderr",
+    )
+    common.add_argument(
+        "--retries",
+        type=retry_count,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="retries of a request that failed in a way time may lift (the "
+        "server down, overloaded or failing, a timeout, a dropped "
+        f"connection) (default: {DEFAULT_RETRIES})",
+    )
+    common.add_argument(
+        "--retry-deadline",
+        type=non_negative_seconds,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="how long one request keeps being retried (default: "
+        f"{DEFAULT_RETRY_DEADLINE:g}); an upload that still fails is "
+        "kept, and running the same command again resumes it",
+    )
 
     parser = argparse.ArgumentParser(
-        prog=PROG, parents=[common], epilog=EPILOG,
+        prog=PROG,
+        parents=[common],
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Store large files on a Dropfile server.")
+        description="Store large files on a Dropfile server.",
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, parents=[common], help=help_text,
-                                  description=help_text)
+        sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
         return sub
 
     def credentials(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--email", help="account email (asked when omitted)")
-        sub.add_argument("--password-stdin", action="store_true",
-                         help="read the password from the first line of stdin")
-        sub.add_argument("--remember", action=argparse.BooleanOptionalAction, default=True,
-                         help="a long-lived session (days) rather than one day "
-                              "(default: remember)")
+        sub.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from the first line of stdin",
+        )
+        sub.add_argument(
+            "--remember",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="a long-lived session (days) rather than one day (default: remember)",
+        )
 
     def progress(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                         help="show a progress bar (default: when stderr is a terminal)")
+        sub.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="show a progress bar (default: when stderr is a terminal)",
+        )
 
     signup = command("signup", cmd_signup, "create an account and sign in")
     credentials(signup)
     signup.add_argument("--name", help="your name (default: asked, or the email's user part)")
     credentials(command("login", cmd_login, "sign in"))
     command("logout", cmd_logout, "sign out and forget the session")
-    command("status", cmd_status, "show the server, whether it is reachable, and who is "
-                                  "signed in")
+    command("status", cmd_status, "show the server, whether it is reachable, and who is signed in")
 
     upload = command("upload", cmd_upload, "upload files")
     upload.add_argument("files", nargs="+", metavar="FILE")
-    upload.add_argument("--parallel", type=positive_int, default=DEFAULT_PARALLEL, metavar="N",
-                        help=f"parts uploaded at a time (default: {DEFAULT_PARALLEL})")
-    upload.add_argument("--checksum", choices=[name.lower() for name in PART_CHECKSUMS],
-                        default=DEFAULT_PART_CHECKSUM.lower(),
-                        help="each part's checksum, which storage verifies (default: "
-                             f"{DEFAULT_PART_CHECKSUM.lower()}; a resumed upload keeps its "
-                             "own)")
-    upload.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
-                        help="wait until storage confirms each file (default: wait)")
-    upload.add_argument("--wait-timeout", type=positive_seconds, default=DEFAULT_WAIT_TIMEOUT,
-                        metavar="SECONDS",
-                        help=f"how long to wait (default: {DEFAULT_WAIT_TIMEOUT:g})")
+    upload.add_argument(
+        "--parallel",
+        type=positive_int,
+        default=DEFAULT_PARALLEL,
+        metavar="N",
+        help=f"parts uploaded at a time (default: {DEFAULT_PARALLEL})",
+    )
+    upload.add_argument(
+        "--checksum",
+        choices=[name.lower() for name in PART_CHECKSUMS],
+        default=DEFAULT_PART_CHECKSUM.lower(),
+        help="each part's checksum, which storage verifies (default: "
+        f"{DEFAULT_PART_CHECKSUM.lower()}; a resumed upload keeps its "
+        "own)",
+    )
+    upload.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait until storage confirms each file (default: wait)",
+    )
+    upload.add_argument(
+        "--wait-timeout",
+        type=positive_seconds,
+        default=DEFAULT_WAIT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait (default: {DEFAULT_WAIT_TIMEOUT:g})",
+    )
     progress(upload)
 
     ls = command("ls", cmd_ls, "list your files, newest first")
@@ -357,12 +439,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     get = command("get", cmd_get, "download a file")
     get.add_argument("file_id", metavar="FILE_ID")
-    get.add_argument("path", nargs="?", metavar="PATH",
-                     help="where to save it (a file or a directory; default: its name in "
-                          "the current directory)")
+    get.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="where to save it (a file or a directory; default: its name in the current directory)",
+    )
     get.add_argument("-f", "--force", action="store_true", help="replace an existing file")
-    get.add_argument("--parallel", type=positive_int, default=DEFAULT_PARALLEL, metavar="N",
-                     help=f"ranges downloaded at a time (default: {DEFAULT_PARALLEL})")
+    get.add_argument(
+        "--parallel",
+        type=positive_int,
+        default=DEFAULT_PARALLEL,
+        metavar="N",
+        help=f"ranges downloaded at a time (default: {DEFAULT_PARALLEL})",
+    )
     progress(get)
 
     rm = command("rm", cmd_rm, "delete a file")
@@ -404,8 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = getattr(args, "verbose", False)
     try:
         with verbose_logging(verbose):
-            with DropfileClient(getattr(args, "server", None),
-                                retry=retry_policy(args)) as client:
+            with DropfileClient(getattr(args, "server", None), retry=retry_policy(args)) as client:
                 try:
                     return args.handler(client, args)
                 except NotSignedIn as exc:
@@ -416,8 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         if exc.aborted:
             fail(f"interrupted; aborted the upload of {exc.file_name} (nothing was kept)")
         else:
-            fail(f"interrupted; could not abort the upload of {exc.file_name} "
-                 f"(file id {exc.file_id}): {exc.abort_error}")
+            fail(
+                f"interrupted; could not abort the upload of {exc.file_name} "
+                f"(file id {exc.file_id}): {exc.abort_error}"
+            )
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         fail("interrupted")

@@ -24,6 +24,7 @@ again resumes it. Only Ctrl-C, or a server that refuses the upload for good, abo
 
 Every method raises a DropfileError (ApiError for the server's refusals, with `status`
 and `message`); an interrupted upload raises UploadInterrupted (a KeyboardInterrupt)."""
+
 from __future__ import annotations
 
 import base64
@@ -43,12 +44,19 @@ from urllib.parse import quote
 import httpx
 
 from .api import Gateway
-from .checksums import (DEFAULT_PART_CHECKSUM, PART_CHECKSUMS, FileHasher,
-                        part_checksum_algorithm)
+from .checksums import DEFAULT_PART_CHECKSUM, PART_CHECKSUMS, FileHasher, part_checksum_algorithm
 from .config import resolve_server, session_path
 from .download import fetch_to, target_path
-from .errors import (ApiError, ConfirmationTimeout, DropfileError, NotSignedIn,
-                     ServerUnreachable, StorageError, UploadFailed, UploadInterrupted)
+from .errors import (
+    ApiError,
+    ConfirmationTimeout,
+    DropfileError,
+    NotSignedIn,
+    ServerUnreachable,
+    StorageError,
+    UploadFailed,
+    UploadInterrupted,
+)
 from .parts import layout
 from .range_download import DEFAULT_RANGE_SIZE
 from .resume import ResumeStore, upload_key
@@ -81,17 +89,22 @@ class FileInfo:
     sha256: str | None = None
 
     @classmethod
-    def from_json(cls, entry: dict) -> "FileInfo":
+    def from_json(cls, entry: dict) -> FileInfo:
         created = entry.get("createdAt")
         try:
             created_at = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
         except ValueError:
             created_at = None
-        return cls(file_id=str(entry.get("fileId", "")), name=str(entry.get("fileName", "")),
-                   mime_type=str(entry.get("mimeType", "")), size=int(entry.get("size", 0)),
-                   s3_key=str(entry.get("s3Key", "")), status=str(entry.get("status", "")),
-                   created_at=created_at,
-                   sha256=entry["sha256"] if isinstance(entry.get("sha256"), str) else None)
+        return cls(
+            file_id=str(entry.get("fileId", "")),
+            name=str(entry.get("fileName", "")),
+            mime_type=str(entry.get("mimeType", "")),
+            size=int(entry.get("size", 0)),
+            s3_key=str(entry.get("s3Key", "")),
+            status=str(entry.get("status", "")),
+            created_at=created_at,
+            sha256=entry["sha256"] if isinstance(entry.get("sha256"), str) else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -132,11 +145,18 @@ def token_email(access_token: str | None) -> str | None:
 
 
 class DropfileClient:
-    def __init__(self, server: str | None = None, *, session_file: str | os.PathLike | None = None,
-                 persist_session: bool = True, retry: RetryPolicy | None = None,
-                 timeout: float = 30.0, storage_timeout: float = 120.0,
-                 transport: httpx.BaseTransport | None = None,
-                 storage_transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        server: str | None = None,
+        *,
+        session_file: str | os.PathLike | None = None,
+        persist_session: bool = True,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        storage_timeout: float = 120.0,
+        transport: httpx.BaseTransport | None = None,
+        storage_transport: httpx.BaseTransport | None = None,
+    ) -> None:
         """`server` defaults to $DROPFILE_URL, then the saved session's, then
         http://127.0.0.1:8080. The session is read from and saved to `session_file`
         (default: the config folder, see config.py) unless `persist_session` is false.
@@ -144,11 +164,13 @@ class DropfileClient:
         RetryPolicy() retries transient failures for up to two minutes). `timeout` /
         `storage_timeout` bound one request to the gateway / storage (a timeout is retried).
         `transport` / `storage_transport` replace httpx's for the gateway / storage."""
-        self._store = SessionStore(Path(session_file) if session_file else session_path()) \
-            if persist_session else None
+        self._store = (
+            SessionStore(Path(session_file) if session_file else session_path())
+            if persist_session
+            else None
+        )
         # Uploads that may be resumed are noted beside the session (resume.py).
-        self._resumes = ResumeStore(self._store.path.parent / RESUME_FILE) \
-            if self._store else None
+        self._resumes = ResumeStore(self._store.path.parent / RESUME_FILE) if self._store else None
         saved = self._store.load() if self._store else None
         self.server = resolve_server(server, saved.server if saved else None)
         # A session belongs to its server: another server's cookies are never sent.
@@ -158,11 +180,16 @@ class DropfileClient:
         self._storage_transport = storage_transport
         self._storage_timeout = storage_timeout
         self._save_lock = threading.Lock()
-        self._gateway = Gateway(self.server, cookies=cookies, timeout=timeout,
-                                retry=self._retry, on_cookies_changed=self._save,
-                                transport=transport)
+        self._gateway = Gateway(
+            self.server,
+            cookies=cookies,
+            timeout=timeout,
+            retry=self._retry,
+            on_cookies_changed=self._save,
+            transport=transport,
+        )
 
-    def __enter__(self) -> "DropfileClient":
+    def __enter__(self) -> DropfileClient:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -194,17 +221,28 @@ class DropfileClient:
     def signup(self, email: str, password: str, name: str, *, remember: bool = True) -> None:
         """Creates an account and signs in. `remember` asks for a long-lived session."""
         self._email = email
-        self._gateway.call("POST", "/api/auth/signup", auth=False, json={
-            "user": {"email": email, "name": name, "password": password},
-            "rememberMe": remember})
+        self._gateway.call(
+            "POST",
+            "/api/auth/signup",
+            auth=False,
+            json={
+                "user": {"email": email, "name": name, "password": password},
+                "rememberMe": remember,
+            },
+        )
         self._require_session()
 
     def login(self, email: str, password: str, *, remember: bool = True) -> None:
         self._email = email
         # Retried like an upload's calls: a server too busy hashing passwords answers 503
         # (and a throttled one 429) with Retry-After; signing in twice is harmless.
-        self._gateway.call("POST", "/api/auth/signin", auth=False, idempotent=True, json={
-            "user": {"email": email, "password": password}, "rememberMe": remember})
+        self._gateway.call(
+            "POST",
+            "/api/auth/signin",
+            auth=False,
+            idempotent=True,
+            json={"user": {"email": email, "password": password}, "rememberMe": remember},
+        )
         self._require_session()
 
     def _require_session(self) -> None:
@@ -233,13 +271,25 @@ class DropfileClient:
             self._gateway.call("GET", "/readyz", auth=False)
             ready, problem = True, None
         except ServerUnreachable as exc:
-            return ServerStatus(self.server, reachable=False, ready=None, problem=exc.reason,
-                                signed_in=None if self.signed_in else False, email=self.email)
+            return ServerStatus(
+                self.server,
+                reachable=False,
+                ready=None,
+                problem=exc.reason,
+                signed_in=None if self.signed_in else False,
+                email=self.email,
+            )
         except ApiError as exc:
             ready, problem = False, exc.message
         except DropfileError as exc:
-            return ServerStatus(self.server, reachable=True, ready=False, problem=exc.message,
-                                signed_in=None, email=self.email)
+            return ServerStatus(
+                self.server,
+                reachable=True,
+                ready=False,
+                problem=exc.message,
+                signed_in=None,
+                email=self.email,
+            )
         signed_in: bool | None = False
         if self.signed_in:
             try:
@@ -249,21 +299,29 @@ class DropfileClient:
                 signed_in = False
             except DropfileError:
                 signed_in = None
-        return ServerStatus(self.server, reachable=True, ready=ready, problem=problem,
-                            signed_in=signed_in, email=self.email if signed_in else None)
+        return ServerStatus(
+            self.server,
+            reachable=True,
+            ready=ready,
+            problem=problem,
+            signed_in=signed_in,
+            email=self.email if signed_in else None,
+        )
 
     # -- files ---------------------------------------------------------------------------
 
     def list(self) -> list[FileInfo]:
         """The caller's files, newest first."""
         reply = self._gateway.call("GET", "/api/files/list", idempotent=True)
-        return [FileInfo.from_json(entry) for entry in reply.get("files", [])
-                if isinstance(entry, dict)]
+        return [
+            FileInfo.from_json(entry) for entry in reply.get("files", []) if isinstance(entry, dict)
+        ]
 
     def get_file(self, file_id: str) -> FileInfo:
         """One of the caller's files; ApiError 404 when there is no such file."""
-        reply = self._gateway.call("GET", f"/api/v2/files/{quote(file_id, safe='')}",
-                                   idempotent=True)
+        reply = self._gateway.call(
+            "GET", f"/api/v2/files/{quote(file_id, safe='')}", idempotent=True
+        )
         entry = reply.get("file")
         if not isinstance(entry, dict):
             raise DropfileError("the server's reply about the file is malformed")
@@ -272,10 +330,16 @@ class DropfileClient:
     def delete(self, file_id: str) -> None:
         self._gateway.call("DELETE", "/api/files/delete", json={"file_id": file_id})
 
-    def download(self, file_id: str, dest: str | os.PathLike | None = None, *,
-                 overwrite: bool = False, on_progress: ProgressCallback | None = None,
-                 parallel: int = DEFAULT_PARALLEL, range_size: int = DEFAULT_RANGE_SIZE
-                 ) -> Path:
+    def download(
+        self,
+        file_id: str,
+        dest: str | os.PathLike | None = None,
+        *,
+        overwrite: bool = False,
+        on_progress: ProgressCallback | None = None,
+        parallel: int = DEFAULT_PARALLEL,
+        range_size: int = DEFAULT_RANGE_SIZE,
+    ) -> Path:
         """Saves the file at `dest` (a path, or a directory to save it in under its own
         name; default: its name in the current directory). Returns the path written.
         Ranges of `range_size` bytes are fetched `parallel` at a time;
@@ -286,26 +350,42 @@ class DropfileClient:
             raise ValueError("range_size must be 1 or more")
         info = self.get_file(file_id)
         target = target_path(dest, info.name, info.file_id)
-        fetch_to(self._download_url(info.s3_key), target, size=info.size,
-                 overwrite=overwrite, on_progress=on_progress,
-                 transport=self._storage_transport, sha256=info.sha256, parallel=parallel,
-                 range_size=range_size, retry=self._retry,
-                 renew_url=lambda: self._download_url(info.s3_key))
+        fetch_to(
+            self._download_url(info.s3_key),
+            target,
+            size=info.size,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            transport=self._storage_transport,
+            sha256=info.sha256,
+            parallel=parallel,
+            range_size=range_size,
+            retry=self._retry,
+            renew_url=lambda: self._download_url(info.s3_key),
+        )
         return target
 
     def _download_url(self, s3_key: str) -> str:
-        reply = self._gateway.call("POST", "/api/files/get-download-url", idempotent=True,
-                                   json={"s3_key": s3_key})
+        reply = self._gateway.call(
+            "POST", "/api/files/get-download-url", idempotent=True, json={"s3_key": s3_key}
+        )
         url = reply.get("url")
         if not isinstance(url, str) or not url:
             raise DropfileError("the server sent no download URL")
         return url
 
-    def upload(self, path: str | os.PathLike, *, name: str | None = None,
-               mime_type: str | None = None, on_progress: ProgressCallback | None = None,
-               parallel: int = DEFAULT_PARALLEL, wait: bool = True,
-               wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
-               checksum_algorithm: str = DEFAULT_PART_CHECKSUM) -> FileInfo:
+    def upload(
+        self,
+        path: str | os.PathLike,
+        *,
+        name: str | None = None,
+        mime_type: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        parallel: int = DEFAULT_PARALLEL,
+        wait: bool = True,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        checksum_algorithm: str = DEFAULT_PART_CHECKSUM,
+    ) -> FileInfo:
         """Uploads one file in parts, `parallel` at a time, streamed from disk.
         `on_progress(done_bytes, total_bytes)` is called from the upload threads. With
         `wait`, returns once storage has confirmed the file (status UPLOADED).
@@ -317,18 +397,24 @@ class DropfileClient:
         path = Path(path)
         fd = _open_regular_file(path)
         try:
-            file_id = self._upload_open_file(fd, path, name=name or path.name,
-                                             mime_type=mime_type, on_progress=on_progress,
-                                             parallel=parallel,
-                                             checksum_algorithm=checksum_algorithm)
+            file_id = self._upload_open_file(
+                fd,
+                path,
+                name=name or path.name,
+                mime_type=mime_type,
+                on_progress=on_progress,
+                parallel=parallel,
+                checksum_algorithm=checksum_algorithm,
+            )
         finally:
             os.close(fd)
         if wait:
             return self.wait_until_uploaded(file_id, timeout=wait_timeout)
         return self.get_file(file_id)
 
-    def wait_until_uploaded(self, file_id: str, *,
-                            timeout: float = DEFAULT_WAIT_TIMEOUT) -> FileInfo:
+    def wait_until_uploaded(
+        self, file_id: str, *, timeout: float = DEFAULT_WAIT_TIMEOUT
+    ) -> FileInfo:
         """Polls the list until storage has confirmed the file (UPLOADED)."""
         deadline = time.monotonic() + timeout
         pause = 0.2
@@ -343,17 +429,26 @@ class DropfileClient:
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 1.5, 2.0)
 
-    def _upload_open_file(self, fd: int, path: Path, *, name: str, mime_type: str | None,
-                          on_progress: ProgressCallback | None, parallel: int,
-                          checksum_algorithm: str) -> str:
+    def _upload_open_file(
+        self,
+        fd: int,
+        path: Path,
+        *,
+        name: str,
+        mime_type: str | None,
+        on_progress: ProgressCallback | None,
+        parallel: int,
+        checksum_algorithm: str,
+    ) -> str:
         before = os.fstat(fd)
         if mime_type is None:
             mime_type = mimetypes.guess_type(name)[0] or ""
         resume_key = upload_key(self.server, path, before)
         plan = self._resumable_upload(resume_key, before.st_size, path)
         if plan is None:
-            plan = self._start_upload(resume_key, path, name, mime_type, before.st_size,
-                                      checksum_algorithm)
+            plan = self._start_upload(
+                resume_key, path, name, mime_type, before.st_size, checksum_algorithm
+            )
         if plan.finished:
             # A completion whose answer was lost before the record was forgotten.
             self._forget(resume_key)
@@ -362,17 +457,32 @@ class DropfileClient:
         hasher: FileHasher | None = None
         try:
             parts = layout(before.st_size, plan.part_count, plan.part_size)
-            hasher = FileHasher(fd, parts, algorithm=plan.checksum_algorithm,
-                                file_label=str(path))
+            hasher = FileHasher(fd, parts, algorithm=plan.checksum_algorithm, file_label=str(path))
             progress = ByteCounter(before.st_size, on_progress)
-            with storage_client(connections=parallel, timeout=self._storage_timeout,
-                                transport=self._storage_transport) as storage:
+            with storage_client(
+                connections=parallel,
+                timeout=self._storage_timeout,
+                transport=self._storage_transport,
+            ) as storage:
                 uploader = PartUploader(
-                    gateway=self._gateway, storage=storage, fd=fd, file_label=str(path),
-                    file_id=file_id, parts=parts, parallel=parallel, retry=self._retry,
-                    progress=progress, urls=PartUrlBook(
-                        self._gateway, file_id, parts, hasher, stored=plan.stored,
-                        batch=max(8, 4 * parallel)))
+                    gateway=self._gateway,
+                    storage=storage,
+                    fd=fd,
+                    file_label=str(path),
+                    file_id=file_id,
+                    parts=parts,
+                    parallel=parallel,
+                    retry=self._retry,
+                    progress=progress,
+                    urls=PartUrlBook(
+                        self._gateway,
+                        file_id,
+                        parts,
+                        hasher,
+                        stored=plan.stored,
+                        batch=max(8, 4 * parallel),
+                    ),
+                )
                 try:
                     uploader.run()
                 finally:
@@ -381,8 +491,12 @@ class DropfileClient:
             after = os.fstat(fd)
             if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                 raise DropfileError(f"{path} changed while it was being uploaded")
-            self._gateway.call("POST", f"/api/v2/files/{file_id}/complete", idempotent=True,
-                               json={"uploadId": upload_id, "sha256": sha256})
+            self._gateway.call(
+                "POST",
+                f"/api/v2/files/{file_id}/complete",
+                idempotent=True,
+                json={"uploadId": upload_id, "sha256": sha256},
+            )
         except KeyboardInterrupt:
             # The user cancelled: nothing is kept.
             aborted, why = self._abort(file_id, upload_id)
@@ -411,8 +525,15 @@ class DropfileClient:
         self._forget(resume_key)
         return file_id
 
-    def _start_upload(self, resume_key: str, path: Path, name: str, mime_type: str,
-                      size: int, checksum_algorithm: str) -> "UploadPlan":
+    def _start_upload(
+        self,
+        resume_key: str,
+        path: Path,
+        name: str,
+        mime_type: str,
+        size: int,
+        checksum_algorithm: str,
+    ) -> UploadPlan:
         """A new upload under a file id chosen here and noted for resuming before it is
         asked for: creating it can then be retried like any call, and an upload whose
         creation answer was lost is found again (a retry is refused 409: the id exists)."""
@@ -420,9 +541,18 @@ class DropfileClient:
         if self._resumes:
             self._resumes.put(resume_key, file_id)
         try:
-            started = self._gateway.call("POST", "/api/v2/files", idempotent=True, json={
-                "fileId": file_id, "fileName": name, "mimeType": mime_type, "size": size,
-                "checksumAlgorithm": checksum_algorithm})
+            started = self._gateway.call(
+                "POST",
+                "/api/v2/files",
+                idempotent=True,
+                json={
+                    "fileId": file_id,
+                    "fileName": name,
+                    "mimeType": mime_type,
+                    "size": size,
+                    "checksumAlgorithm": checksum_algorithm,
+                },
+            )
         except ApiError as exc:
             if exc.status == 409:  # created by a try whose answer was lost
                 plan = self._resumable_upload(resume_key, size, path, file_id=file_id)
@@ -435,16 +565,23 @@ class DropfileClient:
                 self._forget(resume_key)
             raise  # transient: the record stays, the next run finds out if it exists
         try:
-            return UploadPlan(file_id=str(started["fileId"]), upload_id=str(started["uploadId"]),
-                              part_size=int(started["partSize"]),
-                              part_count=int(started["partCount"]), stored={},
-                              checksum_algorithm=checksum_algorithm)
+            return UploadPlan(
+                file_id=str(started["fileId"]),
+                upload_id=str(started["uploadId"]),
+                part_size=int(started["partSize"]),
+                part_count=int(started["partCount"]),
+                stored={},
+                checksum_algorithm=checksum_algorithm,
+            )
         except (KeyError, TypeError, ValueError):
-            raise DropfileError("the server's reply to POST /api/v2/files lacks fileId, "
-                                "uploadId, partSize or partCount") from None
+            raise DropfileError(
+                "the server's reply to POST /api/v2/files lacks fileId, "
+                "uploadId, partSize or partCount"
+            ) from None
 
-    def _resumable_upload(self, resume_key: str, size: int, path: Path, *,
-                          file_id: str | None = None) -> "UploadPlan | None":
+    def _resumable_upload(
+        self, resume_key: str, size: int, path: Path, *, file_id: str | None = None
+    ) -> UploadPlan | None:
         """The upload this unchanged file started and did not finish (`file_id`, else the
         one on record), with the parts storage holds; None when there is none to continue."""
         if file_id is None and self._resumes:
@@ -452,8 +589,7 @@ class DropfileClient:
         if file_id is None:
             return None
         try:
-            state = self._gateway.call("GET", f"/api/v2/files/{file_id}/upload",
-                                       idempotent=True)
+            state = self._gateway.call("GET", f"/api/v2/files/{file_id}/upload", idempotent=True)
         except ApiError as exc:
             if exc.status in (400, 404, 409):  # gone, or not resumable: start afresh
                 self._forget(resume_key)
@@ -461,26 +597,50 @@ class DropfileClient:
             raise
         file = state.get("file") if isinstance(state.get("file"), dict) else {}
         if state.get("state") in ("COMPLETED", "UPLOADED") and file.get("size") == size:
-            return UploadPlan(file_id=file_id, upload_id=str(state.get("uploadId", "")),
-                              part_size=0, part_count=0, stored={}, finished=True)
-        if state.get("state") != "RECEIVING_PARTS" or file.get("size") != size \
-                or state.get("checksumAlgorithm") not in PART_CHECKSUMS:
+            return UploadPlan(
+                file_id=file_id,
+                upload_id=str(state.get("uploadId", "")),
+                part_size=0,
+                part_count=0,
+                stored={},
+                finished=True,
+            )
+        if (
+            state.get("state") != "RECEIVING_PARTS"
+            or file.get("size") != size
+            or state.get("checksumAlgorithm") not in PART_CHECKSUMS
+        ):
             self._forget(resume_key)  # not resumable by this client: start afresh
             return None
         try:
-            stored = {int(entry["partNumber"]): StoredPart(
-                etag=str(entry["etag"]), size=int(entry["size"]),
-                checksum=entry.get("checksum") if isinstance(entry.get("checksum"), str)
-                else None) for entry in state.get("storedParts", [])}
-            plan = UploadPlan(file_id=file_id, upload_id=str(state["uploadId"]),
-                              part_size=int(state["partSize"]),
-                              part_count=int(state["partCount"]), stored=stored,
-                              checksum_algorithm=state["checksumAlgorithm"])
+            stored = {
+                int(entry["partNumber"]): StoredPart(
+                    etag=str(entry["etag"]),
+                    size=int(entry["size"]),
+                    checksum=entry.get("checksum")
+                    if isinstance(entry.get("checksum"), str)
+                    else None,
+                )
+                for entry in state.get("storedParts", [])
+            }
+            plan = UploadPlan(
+                file_id=file_id,
+                upload_id=str(state["uploadId"]),
+                part_size=int(state["partSize"]),
+                part_count=int(state["partCount"]),
+                stored=stored,
+                checksum_algorithm=state["checksumAlgorithm"],
+            )
         except (KeyError, TypeError, ValueError):
-            raise DropfileError("the server's reply about the upload to resume is "
-                                "malformed") from None
-        log.info("resuming the upload of %s: %d of %d parts are stored already", path,
-                 len(stored), plan.part_count)
+            raise DropfileError(
+                "the server's reply about the upload to resume is malformed"
+            ) from None
+        log.info(
+            "resuming the upload of %s: %d of %d parts are stored already",
+            path,
+            len(stored),
+            plan.part_count,
+        )
         return plan
 
     def _forget(self, resume_key: str, *, unless_kept: bool = False) -> None:
@@ -492,9 +652,13 @@ class DropfileClient:
     def _abort(self, file_id: str, upload_id: str) -> tuple[bool, str | None]:
         """Aborts the multipart upload so storage keeps none of it; (done, why not)."""
         try:
-            self._gateway.call("POST", "/api/files/abort-upload", idempotent=True,
-                               retry=ABORT_RETRY,
-                               json={"uploadId": upload_id, "file_id": file_id})
+            self._gateway.call(
+                "POST",
+                "/api/files/abort-upload",
+                idempotent=True,
+                retry=ABORT_RETRY,
+                json={"uploadId": upload_id, "file_id": file_id},
+            )
             return True, None
         except DropfileError as exc:
             return False, exc.message

@@ -3,6 +3,7 @@
 The session lives in `$DROPFILE_CONFIG_DIR`, else `$XDG_CONFIG_HOME/dropfile`, else
 `~/.config/dropfile`. The server is `--server`, else `$DROPFILE_URL`, else the saved
 session's, else the local default."""
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,9 @@ def normalize_server(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
-def resolve_server(explicit: str | None, saved: str | None,
-                   environ: dict[str, str] | None = None) -> str:
+def resolve_server(
+    explicit: str | None, saved: str | None, environ: dict[str, str] | None = None
+) -> str:
     env = os.environ if environ is None else environ
     for candidate in (explicit, env.get(SERVER_ENV), saved):
         if candidate:

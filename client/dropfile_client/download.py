@@ -2,13 +2,14 @@
 beside the target (range_download.py), checked against the expected size and the SHA-256
 its uploader declared (hashed as the ranges land), then moved into place. An existing file
 is replaced only when asked; a failed or interrupted download leaves nothing behind."""
+
 from __future__ import annotations
 
 import os
 import secrets
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -31,8 +32,9 @@ class TargetExists(DropfileError):
 def safe_file_name(name: str, fallback: str) -> str:
     """The stored name as a single path component: separators and control characters
     become `_`, so a name like "../../.bashrc" cannot escape the target directory."""
-    cleaned = "".join("_" if ch in "/\\" or unicodedata.category(ch) in ("Cc", "Cf")
-                      else ch for ch in name).strip()
+    cleaned = "".join(
+        "_" if ch in "/\\" or unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in name
+    ).strip()
     if cleaned in ("", ".", ".."):
         return fallback
     return cleaned
@@ -51,12 +53,20 @@ class ChecksumMismatch(StorageError):
     """The downloaded bytes are not the ones uploaded (their SHA-256 differs)."""
 
 
-def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
-             on_progress: ProgressCallback | None = None,
-             transport: httpx.BaseTransport | None = None, sha256: str | None = None,
-             parallel: int = 4, range_size: int = DEFAULT_RANGE_SIZE,
-             retry: RetryPolicy | None = None,
-             renew_url: Callable[[], str] | None = None) -> None:
+def fetch_to(
+    url: str,
+    target: Path,
+    *,
+    size: int,
+    overwrite: bool,
+    on_progress: ProgressCallback | None = None,
+    transport: httpx.BaseTransport | None = None,
+    sha256: str | None = None,
+    parallel: int = 4,
+    range_size: int = DEFAULT_RANGE_SIZE,
+    retry: RetryPolicy | None = None,
+    renew_url: Callable[[], str] | None = None,
+) -> None:
     """Downloads `size` bytes from `url` into `target`, `parallel` ranges of `range_size`
     bytes at a time (range_download.py). `sha256`: the whole file's (hex); the download is
     refused, and nothing kept, when the bytes received do not have it. `renew_url` gives a
@@ -78,10 +88,16 @@ def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
         hasher = PrefixHasher(fd, size) if sha256 else None
         with getters(url, connections=parallel, transport=transport) as new_getter:
             downloader = RangeDownloader(
-                getters=new_getter, url=DownloadUrl(url, renew_url), fd=fd, size=size,
-                range_size=range_size, parallel=parallel, retry=retry or RetryPolicy(),
+                getters=new_getter,
+                url=DownloadUrl(url, renew_url),
+                fd=fd,
+                size=size,
+                range_size=range_size,
+                parallel=parallel,
+                retry=retry or RetryPolicy(),
                 progress=ByteCounter(size, on_progress),
-                on_written=hasher.written if hasher else None)
+                on_written=hasher.written if hasher else None,
+            )
             try:
                 downloader.run()
             finally:
@@ -89,9 +105,11 @@ def fetch_to(url: str, target: Path, *, size: int, overwrite: bool,
         digest = hasher.hexdigest() if hasher else None
         os.fsync(fd)
         if digest and digest != sha256.lower():
-            raise ChecksumMismatch(f"download corrupted: its SHA-256 is {digest}, "
-                                   f"not the uploaded file's {sha256.lower()}; nothing was "
-                                   "saved")
+            raise ChecksumMismatch(
+                f"download corrupted: its SHA-256 is {digest}, "
+                f"not the uploaded file's {sha256.lower()}; nothing was "
+                "saved"
+            )
         _move_into_place(temporary, target, overwrite=overwrite)
     except BaseException:
         temporary.unlink(missing_ok=True)

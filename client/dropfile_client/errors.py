@@ -3,6 +3,7 @@
 Every failure the SDK reports is a DropfileError with a one-line, human `message`, except
 an interrupted upload, which stays a KeyboardInterrupt (UploadInterrupted) so that Ctrl-C
 keeps meaning "stop" to any caller."""
+
 from __future__ import annotations
 
 from .retry import TRANSIENT_STATUS
@@ -25,8 +26,9 @@ class ApiError(DropfileError):
     """The server refused a request: `status` is the HTTP status, `message` the server's
     `error` text (for example 404 "file not found", 401 "invalid email or password")."""
 
-    def __init__(self, status: int, message: str, *, path: str = "",
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, path: str = "", retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.path = path
@@ -85,11 +87,18 @@ class UploadFailed(DropfileError):
     When the server said the upload is gone, there is nothing to keep (`gone`). Any other
     refusal aborts it (`aborted`) so storage keeps nothing of it."""
 
-    def __init__(self, file_name: str, cause: DropfileError, *, aborted: bool = False,
-                 abort_error: str | None = None, resumable: bool = False,
-                 gone: bool = False) -> None:
+    def __init__(
+        self,
+        file_name: str,
+        cause: DropfileError,
+        *,
+        aborted: bool = False,
+        abort_error: str | None = None,
+        resumable: bool = False,
+        gone: bool = False,
+    ) -> None:
         if resumable:
-            outcome = ("the upload was kept: run the same command again to resume it")
+            outcome = "the upload was kept: run the same command again to resume it"
         elif gone:
             outcome = "the upload is gone from the server: uploading again starts afresh"
         elif aborted:
@@ -108,8 +117,10 @@ class ConfirmationTimeout(DropfileError):
     file is not lost: it may still become UPLOADED; `dropfile ls` shows it."""
 
     def __init__(self, file_id: str, seconds: float, status: str) -> None:
-        super().__init__(f"upload {file_id} completed but storage has not confirmed it after "
-                         f"{seconds:g} s (status {status}); check later with `dropfile ls`")
+        super().__init__(
+            f"upload {file_id} completed but storage has not confirmed it after "
+            f"{seconds:g} s (status {status}); check later with `dropfile ls`"
+        )
         self.file_id = file_id
         self.status = status
 
@@ -118,8 +129,9 @@ class UploadInterrupted(KeyboardInterrupt):
     """Ctrl-C during an upload. The multipart upload was aborted when `aborted` is true
     (otherwise `abort_error` says why not). Still a KeyboardInterrupt for callers."""
 
-    def __init__(self, file_id: str, file_name: str, *, aborted: bool,
-                 abort_error: str | None = None) -> None:
+    def __init__(
+        self, file_id: str, file_name: str, *, aborted: bool, abort_error: str | None = None
+    ) -> None:
         super().__init__(file_id)
         self.file_id = file_id
         self.file_name = file_name

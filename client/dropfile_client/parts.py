@@ -1,11 +1,12 @@
 """How a file splits into parts, and how a part is read from disk: in small blocks, so a
 part is never held in memory whole (memory stays bounded by parallel uploads x block)."""
+
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from .errors import DropfileError
 
@@ -39,18 +40,30 @@ def layout(size: int, url_count: int, part_size: int = V1_PART_SIZE) -> list[Par
     if url_count != part_count(size, part_size):
         raise DropfileError(
             f"the server asked for {url_count} parts for {size} bytes, but this client "
-            f"uploads parts of {part_size // MIB} MiB ({part_count(size, part_size)} parts)")
-    return [Part(number=index + 1, offset=index * part_size,
-                 size=min(part_size, size - index * part_size))
-            for index in range(url_count)]
+            f"uploads parts of {part_size // MIB} MiB ({part_count(size, part_size)} parts)"
+        )
+    return [
+        Part(
+            number=index + 1,
+            offset=index * part_size,
+            size=min(part_size, size - index * part_size),
+        )
+        for index in range(url_count)
+    ]
 
 
 class Cancelled(Exception):
     """The upload was cancelled while this part was being sent."""
 
 
-def read_blocks(fd: int, part: Part, *, cancel: threading.Event,
-                on_bytes: Callable[[int], None], file_label: str) -> Iterator[bytes]:
+def read_blocks(
+    fd: int,
+    part: Part,
+    *,
+    cancel: threading.Event,
+    on_bytes: Callable[[int], None],
+    file_label: str,
+) -> Iterator[bytes]:
     """The part's bytes from `fd` (positional reads: threads share the descriptor), in
     blocks, reporting each block to `on_bytes`; stops between blocks when cancelled."""
     offset, remaining = part.offset, part.size

@@ -11,6 +11,7 @@ short, throttling and 5xx, with backoff, from the byte where the attempt stopped
 byte is counted twice. A refused URL (403: expired) is replaced once by a fresh one when
 the caller can get one; otherwise, or when the fresh one is refused too, it is final. The
 first failure stops every thread at its next block."""
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,8 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import DropfileError, StorageError
 from .parts import MIB, Cancelled
@@ -77,10 +78,19 @@ class _Retry(Exception):
 
 
 class RangeDownloader:
-    def __init__(self, *, getters: Callable[[], Getter], url: DownloadUrl, fd: int,
-                 size: int, range_size: int, parallel: int, retry: RetryPolicy,
-                 progress: ByteCounter,
-                 on_written: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        getters: Callable[[], Getter],
+        url: DownloadUrl,
+        fd: int,
+        size: int,
+        range_size: int,
+        parallel: int,
+        retry: RetryPolicy,
+        progress: ByteCounter,
+        on_written: Callable[[int, int], None] | None = None,
+    ) -> None:
         """`getters` makes each thread's Getter (storage_get.py); `on_written(offset,
         length)` hears of every block written."""
         if range_size < 1:
@@ -92,8 +102,9 @@ class RangeDownloader:
         self._retry = retry
         self._progress = progress
         self._on_written = on_written
-        self._todo = deque((start, min(start + range_size, size))
-                           for start in range(0, max(size, 1), range_size))
+        self._todo = deque(
+            (start, min(start + range_size, size)) for start in range(0, max(size, 1), range_size)
+        )
         self._lock = threading.Lock()
         self._first_taken = False
         # Set once the first answer told whether storage serves ranges (or on a failure):
@@ -108,8 +119,10 @@ class RangeDownloader:
         self._closed = False
         self._results: queue.Queue[BaseException | None] = queue.Queue()
         count = max(1, min(parallel, len(self._todo)))
-        self._threads = [threading.Thread(target=self._work, name=f"dropfile-range-{i}",
-                                          daemon=True) for i in range(count)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"dropfile-range-{i}", daemon=True)
+            for i in range(count)
+        ]
 
     def run(self) -> None:
         """Downloads every range; raises the first failure (then call stop())."""
@@ -127,8 +140,7 @@ class RangeDownloader:
             else:
                 raise item
         if self._received != self._size:
-            raise StorageError(f"download incomplete: got {self._received} of "
-                               f"{self._size} bytes")
+            raise StorageError(f"download incomplete: got {self._received} of {self._size} bytes")
 
     def stop(self) -> None:
         """Cancels the threads (each stops at its next block) and returns once none is
@@ -180,14 +192,15 @@ class RangeDownloader:
             attempt += 1
             late = deadline is not None and attempt > 1 and time.monotonic() - started >= deadline
             if attempt > self._retry.attempts or late:
-                raise StorageError(f"download of bytes {start}-{end - 1} failed "
-                                   f"{attempt - 1} times (last: {failure})")
+                raise StorageError(
+                    f"download of bytes {start}-{end - 1} failed "
+                    f"{attempt - 1} times (last: {failure})"
+                )
             if pause and self._cancel.wait(self._retry.delay(attempt - 1)):
                 raise Cancelled()
             url = self._url.current
             whole_file = piece.position == 0 and piece.end == self._size
-            headers = {} if whole_file else {
-                "Range": f"bytes={piece.position}-{piece.end - 1}"}
+            headers = {} if whole_file else {"Range": f"bytes={piece.position}-{piece.end - 1}"}
             try:
                 with getter.get(url, headers) as answer:
                     if answer.status == 403:
@@ -197,8 +210,9 @@ class RangeDownloader:
                     skip = self._check(answer, piece, whole_file)
                     self._copy(answer, piece, skip)
                 if piece.position < piece.end:
-                    raise _Retry(f"storage sent {piece.end - piece.position} bytes fewer than "
-                                 "asked for")
+                    raise _Retry(
+                        f"storage sent {piece.end - piece.position} bytes fewer than asked for"
+                    )
                 return
             except (TransportFailure, _Retry) as exc:
                 failure = str(exc)
@@ -206,15 +220,23 @@ class RangeDownloader:
             if self._cancel.is_set():
                 raise Cancelled()
             if attempt < self._retry.attempts:
-                log.warning("bytes %d-%d: %s; retrying from byte %d (attempt %d of %d)",
-                            start, piece.end - 1, failure, piece.position, attempt + 1,
-                            self._retry.attempts)
+                log.warning(
+                    "bytes %d-%d: %s; retrying from byte %d (attempt %d of %d)",
+                    start,
+                    piece.end - 1,
+                    failure,
+                    piece.position,
+                    attempt + 1,
+                    self._retry.attempts,
+                )
 
     def _refused(self, reason: str, url: str, renewed: bool) -> None:
         """Storage refused the URL (403, expired): returns when a fresh one is there."""
         if renewed or self._url.renew(url) is None:
-            raise StorageError(f"storage refused the download: {reason} (the download URL "
-                               "expired or is not valid; ask for the download again)")
+            raise StorageError(
+                f"storage refused the download: {reason} (the download URL "
+                "expired or is not valid; ask for the download again)"
+            )
 
     def _check(self, answer: Answer, piece: _Piece, whole_file: bool) -> int:
         """Whether the answer brings what was asked: returns how many bytes of its body to
@@ -242,8 +264,10 @@ class RangeDownloader:
                 if self._one_stream:
                     piece.end = self._size
                     return piece.position  # (a retry) what was written already is skipped
-            raise StorageError("storage answered a ranged request with the whole file (200 "
-                               "instead of 206) after answering others with ranges")
+            raise StorageError(
+                "storage answered a ranged request with the whole file (200 "
+                "instead of 206) after answering others with ranges"
+            )
         reason = answer.error_reason()
         if status in RETRYABLE_STATUS:
             raise _Retry(reason)
@@ -252,18 +276,22 @@ class RangeDownloader:
     def _check_content_range(self, value: str, piece: _Piece) -> None:
         match = _CONTENT_RANGE.match(value.strip())
         if not match:
-            raise StorageError(f"storage answered a ranged request with an unreadable "
-                               f"Content-Range: {value[:100]!r}")
+            raise StorageError(
+                f"storage answered a ranged request with an unreadable "
+                f"Content-Range: {value[:100]!r}"
+            )
         first, last, total = match.groups()
         if total != "*" and int(total) != self._size:
             raise self._size_differs(int(total))
         if (int(first), int(last)) != (piece.position, piece.end - 1):
-            raise StorageError(f"storage sent bytes {first}-{last} when asked for "
-                               f"{piece.position}-{piece.end - 1}")
+            raise StorageError(
+                f"storage sent bytes {first}-{last} when asked for {piece.position}-{piece.end - 1}"
+            )
 
     def _size_differs(self, stored: int) -> StorageError:
-        return StorageError(f"the file in storage is {stored} bytes, not the {self._size} "
-                            "recorded for it")
+        return StorageError(
+            f"the file in storage is {stored} bytes, not the {self._size} recorded for it"
+        )
 
     def _copy(self, answer: Answer, piece: _Piece, skip: int) -> None:
         """Writes the body at the piece's position onwards, after skipping `skip` bytes of
@@ -278,9 +306,11 @@ class RangeDownloader:
                     continue
             length = len(chunk)
             if length > piece.end - piece.position:
-                raise StorageError(f"storage sent more than the {self._size} bytes recorded "
-                                   "for the file" if piece.end == self._size else
-                                   "storage sent more bytes than asked for")
+                raise StorageError(
+                    f"storage sent more than the {self._size} bytes recorded for the file"
+                    if piece.end == self._size
+                    else "storage sent more bytes than asked for"
+                )
             self._write(chunk, piece.position)
             piece.position += length
             with self._lock:

@@ -6,6 +6,7 @@ stopped; any change to the file starts a new one.
 A record is written when an upload starts and removed when it completes or is aborted,
 so what stays behind is exactly what was interrupted without an abort (a crash, a kill,
 a server that went away). A damaged file only means starting afresh."""
+
 from __future__ import annotations
 
 import hashlib
@@ -36,12 +37,18 @@ class ResumeStore:
     def get(self, key: str) -> str | None:
         """The file id of the upload this file started, if any."""
         entry = self._load().get(key)
-        return entry.get("fileId") if isinstance(entry, dict) and \
-            isinstance(entry.get("fileId"), str) else None
+        return (
+            entry.get("fileId")
+            if isinstance(entry, dict) and isinstance(entry.get("fileId"), str)
+            else None
+        )
 
     def put(self, key: str, file_id: str) -> None:
-        self._update(lambda records: records.__setitem__(
-            key, {"fileId": file_id, "savedAt": int(time.time())}))
+        self._update(
+            lambda records: records.__setitem__(
+                key, {"fileId": file_id, "savedAt": int(time.time())}
+            )
+        )
 
     def forget(self, key: str) -> None:
         self._update(lambda records: records.pop(key, None))
@@ -61,9 +68,11 @@ class ResumeStore:
             records = self._load()
             change(records)
             now = time.time()
-            records = {key: entry for key, entry in records.items()
-                       if isinstance(entry, dict)
-                       and now - entry.get("savedAt", 0) < MAX_AGE_SECONDS}
+            records = {
+                key: entry
+                for key, entry in records.items()
+                if isinstance(entry, dict) and now - entry.get("savedAt", 0) < MAX_AGE_SECONDS
+            }
             try:
                 self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
                 temporary = self.path.parent / f".{self.path.name}.{secrets.token_hex(4)}.tmp"

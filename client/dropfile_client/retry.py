@@ -4,15 +4,17 @@ throttling) must never cost the user the work already done, so every call of an 
 is retried the same way: exponential backoff with full jitter (clients and parts that
 failed together spread out instead of coming back in lockstep), a wait of at least what
 Retry-After asks for, and a bound on both the tries and the time spent on one call."""
+
 from __future__ import annotations
 
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -46,8 +48,9 @@ class RetryPolicy:
         if self.deadline is not None and self.deadline < 0:
             raise ValueError("deadline must be 0 or more")
 
-    def delay(self, retry: int, *, retry_after: float | None = None,
-              rng: random.Random | None = None) -> float:
+    def delay(
+        self, retry: int, *, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
         """Seconds to wait before retry number `retry` (1 for the first retry): anything
         from 0 to the exponential step ("full jitter"), but never less than the server's
         Retry-After."""
@@ -55,7 +58,7 @@ class RetryPolicy:
         wait = (rng or random).uniform(0, step)
         return max(wait, retry_after) if retry_after is not None else wait
 
-    def start(self) -> "Backoff":
+    def start(self) -> Backoff:
         """The retry state of one call."""
         return Backoff(self)
 
@@ -105,8 +108,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         except (TypeError, ValueError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     # A server asking for hours is not obeyed blindly: the deadline bounds the wait anyway.
     return max(0.0, min(seconds, 3600.0)) if seconds == seconds else None
 

@@ -3,6 +3,7 @@ user can read (0600, in a 0700 directory), replaced atomically so a crash never 
 a file. The refresh token rotates on every refresh, so the file is rewritten each time: an
 old refresh token is worthless (presenting it ends the session), except for a short grace
 window in which it gets the same new token (two processes refreshing at once both work)."""
+
 from __future__ import annotations
 
 import json
@@ -32,19 +33,29 @@ class Session:
         return bool(self.cookies.get(REFRESH_TOKEN) or self.cookies.get(ACCESS_TOKEN))
 
     def to_json(self) -> dict:
-        return {"server": self.server, "email": self.email,
-                "cookies": {name: self.cookies[name] for name in SESSION_COOKIES
-                            if self.cookies.get(name)}}
+        return {
+            "server": self.server,
+            "email": self.email,
+            "cookies": {
+                name: self.cookies[name] for name in SESSION_COOKIES if self.cookies.get(name)
+            },
+        }
 
     @classmethod
-    def from_json(cls, data: object) -> "Session | None":
+    def from_json(cls, data: object) -> Session | None:
         if not isinstance(data, dict) or not isinstance(data.get("server"), str):
             return None
         cookies = data.get("cookies") if isinstance(data.get("cookies"), dict) else {}
         email = data.get("email") if isinstance(data.get("email"), str) else None
-        return cls(server=data["server"], email=email,
-                   cookies={name: value for name, value in cookies.items()
-                            if name in SESSION_COOKIES and isinstance(value, str) and value})
+        return cls(
+            server=data["server"],
+            email=email,
+            cookies={
+                name: value
+                for name, value in cookies.items()
+                if name in SESSION_COOKIES and isinstance(value, str) and value
+            },
+        )
 
 
 class SessionStore:
@@ -83,12 +94,14 @@ class SessionStore:
                 temporary.unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise DropfileError(f"cannot save the session in {self.path}: "
-                                f"{exc.strerror or exc}") from None
+            raise DropfileError(
+                f"cannot save the session in {self.path}: {exc.strerror or exc}"
+            ) from None
 
     def clear(self) -> None:
         try:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
-            raise DropfileError(f"cannot remove the session file {self.path}: "
-                                f"{exc.strerror or exc}") from None
+            raise DropfileError(
+                f"cannot remove the session file {self.path}: {exc.strerror or exc}"
+            ) from None

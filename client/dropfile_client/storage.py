@@ -1,5 +1,6 @@
 """Talking to storage directly through presigned URLs: PUT a part, GET a file. Failures
 are classified here: what is worth retrying, what means the URL expired, what is final."""
+
 from __future__ import annotations
 
 import re
@@ -14,14 +15,17 @@ _CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
 _MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
 
 
-def storage_client(*, connections: int, timeout: float = 120.0,
-                   transport: httpx.BaseTransport | None = None) -> httpx.Client:
+def storage_client(
+    *, connections: int, timeout: float = 120.0, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
     """No cookies, no base URL: presigned URLs carry their own authorization. Proxies
     from the environment (HTTP_PROXY...) apply, as for any HTTP tool."""
-    return httpx.Client(transport=transport, headers={"User-Agent": USER_AGENT},
-                        timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-                        limits=httpx.Limits(max_connections=connections,
-                                            max_keepalive_connections=connections))
+    return httpx.Client(
+        transport=transport,
+        headers={"User-Agent": USER_AGENT},
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
 
 
 def storage_reason(response: httpx.Response) -> str:
@@ -64,9 +68,12 @@ def classify_put(response: httpx.Response) -> PutOutcome:
     reason = storage_reason(response)
     if response.status_code == 403:
         return PutOutcome(failure=reason, url_refused=True, status=403)
-    return PutOutcome(failure=reason, retryable=response.status_code in TRANSIENT_STATUS,
-                      status=response.status_code,
-                      retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    return PutOutcome(
+        failure=reason,
+        retryable=response.status_code in TRANSIENT_STATUS,
+        status=response.status_code,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
 
 
 def transport_failure(exc: httpx.TransportError) -> PutOutcome:

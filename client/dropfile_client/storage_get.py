@@ -11,6 +11,7 @@ download thread, whose `get` yields an Answer):
   honoured as httpx honours them) or the caller gave a transport of its own.
 
 Either way, storage that cannot be reached or an answer cut short is TransportFailure."""
+
 from __future__ import annotations
 
 import functools
@@ -18,8 +19,9 @@ import http.client
 import socket
 import ssl
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 from urllib.parse import SplitResult, urlsplit
 
 import httpx
@@ -41,8 +43,14 @@ class Answer:
     """One answer of storage, while it is read: `blocks` yields its body (raw bytes, as
     storage holds them); each block is valid until the next one is asked for."""
 
-    def __init__(self, status: int, reason_phrase: str, header: Callable[[str], str | None],
-                 blocks: Iterator[bytes | memoryview], read_text: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason_phrase: str,
+        header: Callable[[str], str | None],
+        blocks: Iterator[bytes | memoryview],
+        read_text: Callable[[], str],
+    ) -> None:
         self.status = status
         self.reason_phrase = reason_phrase
         self.header = header
@@ -58,13 +66,13 @@ class Getter(Protocol):
     def get(self, url: str, headers: dict[str, str]):  # a context manager of an Answer
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 @contextmanager
-def getters(url: str, *, connections: int,
-            transport: httpx.BaseTransport | None = None) -> Iterator[Callable[[], Getter]]:
+def getters(
+    url: str, *, connections: int, transport: httpx.BaseTransport | None = None
+) -> Iterator[Callable[[], Getter]]:
     """Makes a Getter for each download thread, for URLs like `url`."""
     if transport is None and not _proxied(url):
         yield DirectGetter
@@ -110,8 +118,13 @@ class DirectGetter:
                 raise TransportFailure(_describe(exc)) from None
         self._kept_alive = False
         try:
-            yield Answer(response.status, response.reason, response.getheader,
-                         self._blocks(response), lambda: _body_text(response))
+            yield Answer(
+                response.status,
+                response.reason,
+                response.getheader,
+                self._blocks(response),
+                lambda: _body_text(response),
+            )
         finally:
             if response.isclosed():  # read to its end: the connection can serve another
                 self._kept_alive = self._connection is not None
@@ -130,10 +143,12 @@ class DirectGetter:
             self.close()
             if parts.scheme == "https":
                 self._connection = http.client.HTTPSConnection(
-                    origin[1], parts.port, timeout=CONNECT_TIMEOUT, context=_tls_context())
+                    origin[1], parts.port, timeout=CONNECT_TIMEOUT, context=_tls_context()
+                )
             elif parts.scheme == "http":
-                self._connection = http.client.HTTPConnection(origin[1], parts.port,
-                                                              timeout=CONNECT_TIMEOUT)
+                self._connection = http.client.HTTPConnection(
+                    origin[1], parts.port, timeout=CONNECT_TIMEOUT
+                )
             else:
                 raise StorageError(f"the download URL is not http(s): {parts.scheme!r}")
             self._origin = origin
@@ -192,9 +207,13 @@ class HttpxGetter:
     def get(self, url: str, headers: dict[str, str]) -> Iterator[Answer]:
         try:
             with self._http.stream("GET", url, headers=headers) as response:
-                yield Answer(response.status_code, response.reason_phrase,
-                             response.headers.get, self._blocks(response),
-                             lambda: _httpx_text(response))
+                yield Answer(
+                    response.status_code,
+                    response.reason_phrase,
+                    response.headers.get,
+                    self._blocks(response),
+                    lambda: _httpx_text(response),
+                )
         except httpx.TransportError as exc:
             raise TransportFailure(describe_transport_error(exc)) from None
 

@@ -11,14 +11,15 @@ the caller's (client.py) job.
 The threads are daemons: on Ctrl-C the main thread stops waiting, cancels them (a part
 being sent stops at its next block) and aborts the upload without waiting for a PUT that
 storage is slow to answer."""
+
 from __future__ import annotations
 
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import httpx
 
@@ -27,7 +28,7 @@ from .checksums import FileHasher
 from .errors import DropfileError, RetriesExhausted, StorageError
 from .parts import Cancelled, Part, read_blocks
 from .retry import RetryPolicy
-from .storage import PutOutcome, classify_put, transport_failure
+from .storage import classify_put, transport_failure
 
 log = logging.getLogger("dropfile_client")
 
@@ -67,8 +68,16 @@ class PartUrlBook:
     huge upload starts at once. When storage refuses a URL (expired), fresh ones come the
     same way, once for all the threads that hit the same expiry."""
 
-    def __init__(self, gateway: Gateway, file_id: str, parts: list[Part], hasher: FileHasher,
-                 *, stored: dict[int, StoredPart] | None = None, batch: int = 16) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        file_id: str,
+        parts: list[Part],
+        hasher: FileHasher,
+        *,
+        stored: dict[int, StoredPart] | None = None,
+        batch: int = 16,
+    ) -> None:
         self._gateway = gateway
         self._file_id = file_id
         self._count = len(parts)
@@ -120,21 +129,29 @@ class PartUrlBook:
     def _fetch(self, first: int) -> None:
         """URLs for `first` and the parts after it that are still to be sent."""
         last = first
-        while last < min(self._count, first + self._batch - 1) \
-                and (last + 1) not in self._stored:
+        while last < min(self._count, first + self._batch - 1) and (last + 1) not in self._stored:
             last += 1
         checksums = [self._hasher.checksum(number) for number in range(first, last + 1)]
         reply = self._gateway.call(
-            "POST", f"/api/v2/files/{self._file_id}/part-urls", idempotent=True,
-            cancel=self.cancel, json={"first_part": first, "last_part": last,
-                                      "checksums": checksums})
+            "POST",
+            f"/api/v2/files/{self._file_id}/part-urls",
+            idempotent=True,
+            cancel=self.cancel,
+            json={"first_part": first, "last_part": last, "checksums": checksums},
+        )
         for entry in reply.get("parts", []):
             number = entry.get("partNumber") if isinstance(entry, dict) else None
-            if isinstance(number, int) and first <= number <= last \
-                    and isinstance(entry.get("url"), str):
+            if (
+                isinstance(number, int)
+                and first <= number <= last
+                and isinstance(entry.get("url"), str)
+            ):
                 headers = entry.get("headers") if isinstance(entry.get("headers"), dict) else {}
-                self._targets[number] = PartTarget(entry["url"], {
-                    str(k): str(v) for k, v in headers.items()}, checksums[number - first])
+                self._targets[number] = PartTarget(
+                    entry["url"],
+                    {str(k): str(v) for k, v in headers.items()},
+                    checksums[number - first],
+                )
         if first not in self._targets:
             raise DropfileError(f"the server sent no URL for part {first}")
 
@@ -157,9 +174,20 @@ class ByteCounter:
 
 
 class PartUploader:
-    def __init__(self, *, gateway: Gateway, storage: httpx.Client, fd: int, file_label: str,
-                 file_id: str, parts: list[Part], urls: PartUrlBook, parallel: int,
-                 retry: RetryPolicy, progress: ByteCounter) -> None:
+    def __init__(
+        self,
+        *,
+        gateway: Gateway,
+        storage: httpx.Client,
+        fd: int,
+        file_label: str,
+        file_id: str,
+        parts: list[Part],
+        urls: PartUrlBook,
+        parallel: int,
+        retry: RetryPolicy,
+        progress: ByteCounter,
+    ) -> None:
         self._gateway = gateway
         self._storage = storage
         self._fd = fd
@@ -179,10 +207,13 @@ class PartUploader:
         # (recorded in between PUTs, that wait was ~9 % of an upload's time).
         self._stored: queue.Queue[tuple[Part, str, str] | None] = queue.Queue()
         self._part_threads = count
-        self._threads = [threading.Thread(target=self._work, name=f"dropfile-part-{i}",
-                                          daemon=True) for i in range(count)]
-        self._threads.append(threading.Thread(target=self._record, name="dropfile-record",
-                                              daemon=True))
+        self._threads = [
+            threading.Thread(target=self._work, name=f"dropfile-part-{i}", daemon=True)
+            for i in range(count)
+        ]
+        self._threads.append(
+            threading.Thread(target=self._record, name="dropfile-record", daemon=True)
+        )
 
     def run(self) -> list[tuple[int, str]]:
         """Uploads and records every part; returns (part number, ETag) in part order.
@@ -198,7 +229,7 @@ class PartUploader:
                 item = self._results.get(timeout=0.2)
             except queue.Empty:
                 if not any(t.is_alive() for t in self._threads) and self._results.empty():
-                    raise DropfileError("the part uploads stopped unexpectedly")
+                    raise DropfileError("the part uploads stopped unexpectedly") from None
                 continue
             if isinstance(item, BaseException):
                 raise item
@@ -270,11 +301,22 @@ class PartUploader:
                 continue
             try:
                 self._gateway.call(
-                    "POST", f"/api/v2/files/{self._file_id}/parts/batch", idempotent=True,
+                    "POST",
+                    f"/api/v2/files/{self._file_id}/parts/batch",
+                    idempotent=True,
                     cancel=self._cancel,
-                    json={"parts": [{"partNumber": part.number, "size": part.size,
-                                     "etag": etag.strip('"'), "checksum": checksum}
-                                    for part, etag, checksum in batch]})
+                    json={
+                        "parts": [
+                            {
+                                "partNumber": part.number,
+                                "size": part.size,
+                                "etag": etag.strip('"'),
+                                "checksum": checksum,
+                            }
+                            for part, etag, checksum in batch
+                        ]
+                    },
+                )
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 self._results.put(exc)
                 return
@@ -294,14 +336,20 @@ class PartUploader:
                 sent += count
                 self._progress.add(count)
 
-            body = read_blocks(self._fd, part, cancel=self._cancel, on_bytes=on_bytes,
-                               file_label=self._label)
+            body = read_blocks(
+                self._fd, part, cancel=self._cancel, on_bytes=on_bytes, file_label=self._label
+            )
             try:
-                response = self._storage.put(target.url, content=body, headers={
-                    "Content-Type": "application/octet-stream",
-                    # Explicit, so the body is not sent chunked (S3 refuses that).
-                    "Content-Length": str(part.size),
-                    **target.headers})
+                response = self._storage.put(
+                    target.url,
+                    content=body,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        # Explicit, so the body is not sent chunked (S3 refuses that).
+                        "Content-Length": str(part.size),
+                        **target.headers,
+                    },
+                )
                 outcome = classify_put(response)
             except httpx.TransportError as exc:
                 outcome = transport_failure(exc)
@@ -309,19 +357,30 @@ class PartUploader:
                 return outcome.etag, target.checksum
             self._progress.add(-sent)
             if not outcome.retryable and not outcome.url_refused:
-                raise StorageError(f"storage refused part {part.number}: {outcome.failure}",
-                                   status=outcome.status)
+                raise StorageError(
+                    f"storage refused part {part.number}: {outcome.failure}", status=outcome.status
+                )
             # An expired URL is renewed at once; other failures wait their turn.
             wait = backoff.next_wait(None if outcome.url_refused else outcome.retry_after)
             if wait is None:
                 raise RetriesExhausted(
-                    StorageError(f"part {part.number}: {outcome.failure}"), backoff.summary())
+                    StorageError(f"part {part.number}: {outcome.failure}"), backoff.summary()
+                )
             if outcome.url_refused:
-                log.warning("part %d: storage refused its URL (%s); getting a fresh one",
-                            part.number, outcome.failure)
+                log.warning(
+                    "part %d: storage refused its URL (%s); getting a fresh one",
+                    part.number,
+                    outcome.failure,
+                )
                 target = self._urls.renew(part.number, target.url)
                 continue
-            log.warning("part %d: %s; retrying in %.1f s (try %d of %d)", part.number,
-                        outcome.failure, wait, backoff.tries, self._retry.attempts)
+            log.warning(
+                "part %d: %s; retrying in %.1f s (try %d of %d)",
+                part.number,
+                outcome.failure,
+                wait,
+                backoff.tries,
+                self._retry.attempts,
+            )
             if self._cancel.wait(wait):
                 raise Cancelled()

@@ -1,5 +1,6 @@
 """`/api/auth`: sign up, sign in, sign out, refresh and authenticate, with the session held
 in HttpOnly cookies (see gateway.cookies)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,10 +22,12 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 _ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 409, 503)}
 # Sign-up and sign-in are limited per client address and account (Retry-After).
 _LIMITED_ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 409, 429, 503)}
-RefreshTokenCookie = Annotated[str | None, Cookie(alias=REFRESH_TOKEN,
-                                                  description="The session's refresh token")]
-DeviceIdCookie = Annotated[str | None, Cookie(alias=DEVICE_ID,
-                                              description="The device session's id")]
+RefreshTokenCookie = Annotated[
+    str | None, Cookie(alias=REFRESH_TOKEN, description="The session's refresh token")
+]
+DeviceIdCookie = Annotated[
+    str | None, Cookie(alias=DEVICE_ID, description="The device session's id")
+]
 
 
 async def _held_back_when_refused(rpc, delay_cap: float):
@@ -40,47 +43,93 @@ async def _held_back_when_refused(rpc, delay_cap: float):
     except grpc.aio.AioRpcError as exc:
         details = rpc_error_details(exc)
         held = exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED or (
-            exc.code() is grpc.StatusCode.UNAVAILABLE and details.reason == "AUTH_BUSY")
+            exc.code() is grpc.StatusCode.UNAVAILABLE and details.reason == "AUTH_BUSY"
+        )
         if held and delay_cap > 0 and details.retry_after is not None:
             await asyncio.sleep(min(details.retry_after, delay_cap))
         raise
 
 
-@router.post("/signup", response_model=StatusReply, responses=_LIMITED_ERRORS,
-             summary="Create an account and sign in")
-async def sign_up(body: SignUpBody, response: Response, backends: BackendsDep,
-                  settings: SettingsDep, call: ClientCall):
-    reply = await _held_back_when_refused(backends.auth.SignUp(auth_pb2.SignUpRequest(
-        email=body.user.email, name=body.user.name, password=body.user.password,
-        remember_me=bool(body.rememberMe),
-    ), **call.kwargs), settings.throttled_answer_delay_seconds)
+@router.post(
+    "/signup",
+    response_model=StatusReply,
+    responses=_LIMITED_ERRORS,
+    summary="Create an account and sign in",
+)
+async def sign_up(
+    body: SignUpBody,
+    response: Response,
+    backends: BackendsDep,
+    settings: SettingsDep,
+    call: ClientCall,
+):
+    reply = await _held_back_when_refused(
+        backends.auth.SignUp(
+            auth_pb2.SignUpRequest(
+                email=body.user.email,
+                name=body.user.name,
+                password=body.user.password,
+                remember_me=bool(body.rememberMe),
+            ),
+            **call.kwargs,
+        ),
+        settings.throttled_answer_delay_seconds,
+    )
     set_session_cookies(response, reply.tokens, secure=settings.secure_cookies)
     return {"status": "Signed up"}
 
 
-@router.post("/signin", response_model=StatusReply, responses=_LIMITED_ERRORS,
-             summary="Sign in with email and password")
-async def sign_in(body: SignInBody, response: Response, backends: BackendsDep,
-                  settings: SettingsDep, call: ClientCall,
-                  refresh_token: RefreshTokenCookie = None, device_id: DeviceIdCookie = None):
+@router.post(
+    "/signin",
+    response_model=StatusReply,
+    responses=_LIMITED_ERRORS,
+    summary="Sign in with email and password",
+)
+async def sign_in(
+    body: SignInBody,
+    response: Response,
+    backends: BackendsDep,
+    settings: SettingsDep,
+    call: ClientCall,
+    refresh_token: RefreshTokenCookie = None,
+    device_id: DeviceIdCookie = None,
+):
     # The device's current session, if it has one: auth then counts this attempt against
     # the device alone, so strangers' failures never lock its owner out.
-    reply = await _held_back_when_refused(backends.auth.SignIn(auth_pb2.SignInRequest(
-        email=body.user.email, password=body.user.password, remember_me=bool(body.rememberMe),
-        device_id=device_id or "", refresh_token=refresh_token or "",
-    ), **call.kwargs), settings.throttled_answer_delay_seconds)
+    reply = await _held_back_when_refused(
+        backends.auth.SignIn(
+            auth_pb2.SignInRequest(
+                email=body.user.email,
+                password=body.user.password,
+                remember_me=bool(body.rememberMe),
+                device_id=device_id or "",
+                refresh_token=refresh_token or "",
+            ),
+            **call.kwargs,
+        ),
+        settings.throttled_answer_delay_seconds,
+    )
     set_session_cookies(response, reply.tokens, secure=settings.secure_cookies)
     return {"status": "Signed in"}
 
 
-@router.get("/signout", response_model=StatusReply, responses=_ERRORS,
-            summary="Revoke this device's session and clear its cookies")
-async def sign_out(request: Request, response: Response, backends: BackendsDep,
-                   settings: SettingsDep, call: AnonymousCall, device_id: DeviceIdCookie = None):
+@router.get(
+    "/signout",
+    response_model=StatusReply,
+    responses=_ERRORS,
+    summary="Revoke this device's session and clear its cookies",
+)
+async def sign_out(
+    request: Request,
+    response: Response,
+    backends: BackendsDep,
+    settings: SettingsDep,
+    call: AnonymousCall,
+    device_id: DeviceIdCookie = None,
+):
     if device_id:  # without a session there is nothing to revoke
         try:
-            await backends.auth.SignOut(auth_pb2.SignOutRequest(device_id=device_id),
-                                        **call.kwargs)
+            await backends.auth.SignOut(auth_pb2.SignOutRequest(device_id=device_id), **call.kwargs)
         except grpc.aio.AioRpcError as exc:
             # The revocation did not happen and the client must know; its cookies go anyway.
             failure = rpc_error_response(request, exc)
@@ -90,14 +139,26 @@ async def sign_out(request: Request, response: Response, backends: BackendsDep,
     return {"status": "Signed out"}
 
 
-@router.get("/refresh", response_model=StatusReply, responses=_ERRORS,
-            summary="Rotate the refresh token and issue a new access token")
-async def refresh(request: Request, response: Response, backends: BackendsDep,
-                  settings: SettingsDep, call: AnonymousCall,
-                  refresh_token: RefreshTokenCookie = None, device_id: DeviceIdCookie = None):
+@router.get(
+    "/refresh",
+    response_model=StatusReply,
+    responses=_ERRORS,
+    summary="Rotate the refresh token and issue a new access token",
+)
+async def refresh(
+    request: Request,
+    response: Response,
+    backends: BackendsDep,
+    settings: SettingsDep,
+    call: AnonymousCall,
+    refresh_token: RefreshTokenCookie = None,
+    device_id: DeviceIdCookie = None,
+):
     try:
-        reply = await backends.auth.Refresh(auth_pb2.RefreshRequest(
-            refresh_token=refresh_token or "", device_id=device_id or ""), **call.kwargs)
+        reply = await backends.auth.Refresh(
+            auth_pb2.RefreshRequest(refresh_token=refresh_token or "", device_id=device_id or ""),
+            **call.kwargs,
+        )
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
             raise
@@ -109,8 +170,12 @@ async def refresh(request: Request, response: Response, backends: BackendsDep,
     return {"status": "Refreshed"}
 
 
-@router.get("/authenticate", response_model=StatusReply, responses=_ERRORS,
-            summary="Check that the access token is valid")
+@router.get(
+    "/authenticate",
+    response_model=StatusReply,
+    responses=_ERRORS,
+    summary="Check that the access token is valid",
+)
 async def authenticate(call: UserCall):
     await call.backends.auth.Authenticate(auth_pb2.AuthenticateRequest(), **call.kwargs)
     return {"status": "Authorized"}

@@ -9,12 +9,13 @@ line every sse_heartbeat_seconds keeps proxies from closing a quiet stream. The 
 after sse_max_stream_seconds (EventSource reconnects by itself, with the cookie's current
 token) or when the backend goes away; changes made while no stream was open are not
 replayed, so a client re-lists its files when a stream opens."""
+
 from __future__ import annotations
 
 import json
 import logging
-from datetime import timezone
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC
 
 import grpc
 from fastapi import APIRouter, Request
@@ -38,25 +39,28 @@ KEEPALIVE = ": keepalive\n\n"
 _STATUS_PREFIX = "FILE_EVENT_STATUS_"
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _DESCRIPTION = (
-    "Server-Sent Events: `event: file` with data `{\"fileId\", \"status\", \"size\", \"at\"}` "
+    'Server-Sent Events: `event: file` with data `{"fileId", "status", "size", "at"}` '
     "for each status change of the caller's files (status UPLOADING, UPLOADED, FAILED or "
-    "DELETED), and a `: keepalive` comment while nothing happens.")
+    "DELETED), and a `: keepalive` comment while nothing happens."
+)
 _RESPONSES = {
-    200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}},
-          "description": _DESCRIPTION},
+    200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}}, "description": _DESCRIPTION},
     401: {"model": ErrorReply},
     503: {"model": ErrorReply},
 }
 
 
 def sse_file_event(event: events_pb2.FileEvent) -> str:
-    at = event.at.ToDatetime(tzinfo=timezone.utc).isoformat(timespec="milliseconds")
-    data = json.dumps({
-        "fileId": event.file_id,
-        "status": events_pb2.FileEventStatus.Name(event.status).removeprefix(_STATUS_PREFIX),
-        "size": event.size,
-        "at": at.replace("+00:00", "Z"),
-    }, separators=(",", ":"))
+    at = event.at.ToDatetime(tzinfo=UTC).isoformat(timespec="milliseconds")
+    data = json.dumps(
+        {
+            "fileId": event.file_id,
+            "status": events_pb2.FileEventStatus.Name(event.status).removeprefix(_STATUS_PREFIX),
+            "size": event.size,
+            "at": at.replace("+00:00", "Z"),
+        },
+        separators=(",", ":"),
+    )
     return f"event: file\ndata: {data}\n\n"
 
 
@@ -84,21 +88,28 @@ async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIter
         stream.cancel()
 
 
-@router.get("/events", response_class=StreamingResponse, responses=_RESPONSES,
-            summary="Live status changes of the caller's files (Server-Sent Events)")
-async def file_events(request: Request, settings: SettingsDep,
-                      call: UserCall):
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses=_RESPONSES,
+    summary="Live status changes of the caller's files (Server-Sent Events)",
+)
+async def file_events(request: Request, settings: SettingsDep, call: UserCall):
     stream = call.backends.events.WatchFileEvents(
         events_pb2.WatchFileEventsRequest(heartbeat_seconds=settings.sse_heartbeat_seconds),
-        metadata=call.metadata, timeout=settings.sse_max_stream_seconds)
+        metadata=call.metadata,
+        timeout=settings.sse_max_stream_seconds,
+    )
     try:
         first = await stream.read()  # a heartbeat, once the subscription is live
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # too many streams there
-            return error_response(request.url.path, 503, exc.details() or "busy; retry",
-                                  headers={"Retry-After": "2"})
+            return error_response(
+                request.url.path, 503, exc.details() or "busy; retry", headers={"Retry-After": "2"}
+            )
         return rpc_error_response(request, exc)
     if first is grpc.aio.EOF:
-        return error_response(request.url.path, 503, "live status ended at once; retry",
-                              headers={"Retry-After": "2"})
+        return error_response(
+            request.url.path, 503, "live status ended at once; retry", headers={"Retry-After": "2"}
+        )
     return StreamingResponse(_relay(stream, first), media_type=EVENT_STREAM, headers=_HEADERS)

@@ -1,6 +1,7 @@
 """Probes: /healthz (the process is up: liveness, whatever the backends) and /readyz
 (every backend answers its gRPC health check SERVING, so requests can be served; a
 backend says NOT_SERVING while a dependency it needs, PostgreSQL, is unreachable)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,23 +28,38 @@ async def _backend_status(stub, timeout: float) -> str:
     try:
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
     except grpc.aio.AioRpcError as exc:
-        return "UNREACHABLE" if exc.code() in (grpc.StatusCode.UNAVAILABLE,
-                                               grpc.StatusCode.DEADLINE_EXCEEDED) else exc.code().name
+        return (
+            "UNREACHABLE"
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            else exc.code().name
+        )
     return SERVING.Name(reply.status)
 
 
-@router.get("/readyz", response_model=ReadinessReply,
-            responses={503: {"description": "A backend is not serving"}},
-            summary="Readiness: auth, upload and events answer their health checks")
+@router.get(
+    "/readyz",
+    response_model=ReadinessReply,
+    responses={503: {"description": "A backend is not serving"}},
+    summary="Readiness: auth, upload and events answer their health checks",
+)
 async def readyz(backends: BackendsDep, settings: SettingsDep):
     names = list(backends.health)
-    statuses = await asyncio.gather(*(
-        _backend_status(backends.health[name], settings.readiness_timeout_seconds)
-        for name in names))
+    statuses = await asyncio.gather(
+        *(
+            _backend_status(backends.health[name], settings.readiness_timeout_seconds)
+            for name in names
+        )
+    )
     report = dict(zip(names, statuses))
     down = [name for name, status in report.items() if status != "SERVING"]
     if down:
-        return JSONResponse(status_code=503, headers=retry_after_header(None), content={
-            "status": "not ready", "backends": report,
-            "error": f"backend not serving: {', '.join(down)}"})
+        return JSONResponse(
+            status_code=503,
+            headers=retry_after_header(None),
+            content={
+                "status": "not ready",
+                "backends": report,
+                "error": f"backend not serving: {', '.join(down)}",
+            },
+        )
     return {"status": "ready", "backends": report}

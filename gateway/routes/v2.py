@@ -4,6 +4,7 @@
 upload in progress: v2 uploads (v2_uploads.py) get their URLs only this way, in batches,
 each signed for its part's checksum; v1 uploads get fresh ones when theirs expired
 mid-upload. Errors have v1's shape and status mapping (gateway.errors): `{"error": "..."}`."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -22,16 +23,35 @@ router = APIRouter(prefix="/api/v2", tags=["v2"])
 _ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 404, 409, 503)}
 
 
-@router.post("/files/{file_id}/part-urls", response_model=PartUrlsReply, responses=_ERRORS,
-             summary="Presigned PUT URLs for parts a..b of an upload in progress")
-async def part_urls(file_id: Annotated[Text, Path(description="The file's id (a UUID)")],
-                    body: PartUrlsBody, call: UserCall):
-    reply = await call.backends.upload.GetPartUrls(upload_pb2.GetPartUrlsRequest(
-        file_id=file_id, first_part_number=body.first_part, last_part_number=body.last_part,
-        checksums=body.checksums,
-    ), **call.kwargs)
+@router.post(
+    "/files/{file_id}/part-urls",
+    response_model=PartUrlsReply,
+    responses=_ERRORS,
+    summary="Presigned PUT URLs for parts a..b of an upload in progress",
+)
+async def part_urls(
+    file_id: Annotated[Text, Path(description="The file's id (a UUID)")],
+    body: PartUrlsBody,
+    call: UserCall,
+):
+    reply = await call.backends.upload.GetPartUrls(
+        upload_pb2.GetPartUrlsRequest(
+            file_id=file_id,
+            first_part_number=body.first_part,
+            last_part_number=body.last_part,
+            checksums=body.checksums,
+        ),
+        **call.kwargs,
+    )
     # Up to 1,000 entries: written as they are read (json_replies.py), the bytes FastAPI
     # would send through PartUrlsReply without validating what the typed reply guarantees.
-    return json_reply({"parts": ({"partNumber": part.part_number, "url": part.url,
-                                  "headers": dict(part.headers)} for part in reply.parts),
-                       "expiresIn": reply.expires_in_seconds}, long_list="parts")
+    return json_reply(
+        {
+            "parts": (
+                {"partNumber": part.part_number, "url": part.url, "headers": dict(part.headers)}
+                for part in reply.parts
+            ),
+            "expiresIn": reply.expires_in_seconds,
+        },
+        long_list="parts",
+    )

@@ -14,9 +14,10 @@ parts storage holds, and each user's quota.
 
 Listing, downloading, aborting and deleting are v1's routes (/api/files/...). Errors are
 `{"error": "..."}` with v1's status mapping (gateway/errors.py); over quota is 413."""
+
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 from typing import Annotated
 
 import grpc
@@ -27,84 +28,144 @@ from dropfile.upload.v1 import upload_pb2
 from ..deps import UserCall
 from ..part_recorder import rpc_error
 from ..schemas import ErrorReply, Text
-from ..schemas_v2 import (CompleteBody, CompleteReply, CreateUploadBody, CreateUploadReply,
-                          FileReply, QuotaReply, RecordPartBody, RecordPartReply,
-                          RecordPartsBody, RecordPartsReply, UploadReply)
+from ..schemas_v2 import (
+    CompleteBody,
+    CompleteReply,
+    CreateUploadBody,
+    CreateUploadReply,
+    FileReply,
+    QuotaReply,
+    RecordPartBody,
+    RecordPartReply,
+    RecordPartsBody,
+    RecordPartsReply,
+    UploadReply,
+)
 
 router = APIRouter(prefix="/api/v2", tags=["v2"])
 
 _ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 404, 409, 413, 503)}
 FileIdPath = Annotated[Text, Path(description="The file's id (a UUID)")]
-_ALGORITHM = {"SHA256": upload_pb2.CHECKSUM_ALGORITHM_SHA256,
-              "CRC32C": upload_pb2.CHECKSUM_ALGORITHM_CRC32C}
+_ALGORITHM = {
+    "SHA256": upload_pb2.CHECKSUM_ALGORITHM_SHA256,
+    "CRC32C": upload_pb2.CHECKSUM_ALGORITHM_CRC32C,
+}
 _ALGORITHM_NAME = {value: name for name, value in _ALGORITHM.items()}
 _STATE_PREFIX = "STATE_"
 _STATUS_PREFIX = "FILE_STATUS_"
 
 
 def file_v2(file: upload_pb2.File) -> dict:
-    created = file.created_at.ToDatetime(tzinfo=timezone.utc)
+    created = file.created_at.ToDatetime(tzinfo=UTC)
     return {
-        "fileId": file.file_id, "fileName": file.file_name, "mimeType": file.mime_type,
-        "size": file.size, "s3Key": file.s3_key,
+        "fileId": file.file_id,
+        "fileName": file.file_name,
+        "mimeType": file.mime_type,
+        "size": file.size,
+        "s3Key": file.s3_key,
         "status": upload_pb2.FileStatus.Name(file.status).removeprefix(_STATUS_PREFIX),
         "createdAt": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "sha256": file.sha256 or None,
     }
 
 
-@router.post("/files", status_code=201, response_model=CreateUploadReply, responses=_ERRORS,
-             summary="Start an upload; the server chooses the part size (no URL yet)")
+@router.post(
+    "/files",
+    status_code=201,
+    response_model=CreateUploadReply,
+    responses=_ERRORS,
+    summary="Start an upload; the server chooses the part size (no URL yet)",
+)
 async def create_upload(body: CreateUploadBody, call: UserCall):
-    reply = await call.backends.upload.CreateUpload(upload_pb2.CreateUploadRequest(
-        file_id=body.fileId or "", file_name=body.fileName, mime_type=body.mimeType,
-        file_size=body.size, checksum_algorithm=_ALGORITHM[body.checksumAlgorithm],
-        sha256=body.sha256 or ""), **call.kwargs)
-    return {"fileId": reply.file_id, "uploadId": reply.upload_id, "partSize": reply.part_size,
-            "partCount": reply.part_count,
-            "checksumAlgorithm": _ALGORITHM_NAME[reply.checksum_algorithm]}
+    reply = await call.backends.upload.CreateUpload(
+        upload_pb2.CreateUploadRequest(
+            file_id=body.fileId or "",
+            file_name=body.fileName,
+            mime_type=body.mimeType,
+            file_size=body.size,
+            checksum_algorithm=_ALGORITHM[body.checksumAlgorithm],
+            sha256=body.sha256 or "",
+        ),
+        **call.kwargs,
+    )
+    return {
+        "fileId": reply.file_id,
+        "uploadId": reply.upload_id,
+        "partSize": reply.part_size,
+        "partCount": reply.part_count,
+        "checksumAlgorithm": _ALGORITHM_NAME[reply.checksum_algorithm],
+    }
 
 
-@router.get("/files/{file_id}", response_model=FileReply, responses=_ERRORS,
-            summary="One of the caller's files, with its whole-file SHA-256")
+@router.get(
+    "/files/{file_id}",
+    response_model=FileReply,
+    responses=_ERRORS,
+    summary="One of the caller's files, with its whole-file SHA-256",
+)
 async def get_file(file_id: FileIdPath, call: UserCall):
-    reply = await call.backends.upload.GetFile(upload_pb2.GetFileRequest(file_id=file_id),
-                                          **call.kwargs)
+    reply = await call.backends.upload.GetFile(
+        upload_pb2.GetFileRequest(file_id=file_id), **call.kwargs
+    )
     return {"file": file_v2(reply.file)}
 
 
-@router.get("/files/{file_id}/upload", response_model=UploadReply, responses=_ERRORS,
-            summary="Where an upload stands, and the parts storage already holds (resume)")
+@router.get(
+    "/files/{file_id}/upload",
+    response_model=UploadReply,
+    responses=_ERRORS,
+    summary="Where an upload stands, and the parts storage already holds (resume)",
+)
 async def get_upload(file_id: FileIdPath, call: UserCall):
-    reply = await call.backends.upload.GetUpload(upload_pb2.GetUploadRequest(file_id=file_id),
-                                            **call.kwargs)
+    reply = await call.backends.upload.GetUpload(
+        upload_pb2.GetUploadRequest(file_id=file_id), **call.kwargs
+    )
     return {
-        "state": upload_pb2.GetUploadResponse.State.Name(reply.state).removeprefix(
-            _STATE_PREFIX),
-        "file": file_v2(reply.file), "uploadId": reply.upload_id,
-        "partSize": reply.part_size, "partCount": reply.part_count,
+        "state": upload_pb2.GetUploadResponse.State.Name(reply.state).removeprefix(_STATE_PREFIX),
+        "file": file_v2(reply.file),
+        "uploadId": reply.upload_id,
+        "partSize": reply.part_size,
+        "partCount": reply.part_count,
         "checksumAlgorithm": _ALGORITHM_NAME.get(reply.checksum_algorithm),
-        "storedParts": [{"partNumber": part.part_number, "size": part.size,
-                         "etag": part.etag, "checksum": part.checksum or None}
-                        for part in reply.stored_parts],
+        "storedParts": [
+            {
+                "partNumber": part.part_number,
+                "size": part.size,
+                "etag": part.etag,
+                "checksum": part.checksum or None,
+            }
+            for part in reply.stored_parts
+        ],
     }
 
 
 def _part_record(file_id: str, part: RecordPartBody) -> upload_pb2.RecordPartRequest:
-    return upload_pb2.RecordPartRequest(file_id=file_id, chunk_index=part.partNumber - 1,
-                                        size=part.size, etag=part.etag,
-                                        checksum=part.checksum or "")
+    return upload_pb2.RecordPartRequest(
+        file_id=file_id,
+        chunk_index=part.partNumber - 1,
+        size=part.size,
+        etag=part.etag,
+        checksum=part.checksum or "",
+    )
 
 
-@router.post("/files/{file_id}/parts", response_model=RecordPartReply, responses=_ERRORS,
-             summary="Record a part storage accepted")
+@router.post(
+    "/files/{file_id}/parts",
+    response_model=RecordPartReply,
+    responses=_ERRORS,
+    summary="Record a part storage accepted",
+)
 async def record_part(file_id: FileIdPath, body: RecordPartBody, call: UserCall):
     await call.record_part(_part_record(file_id, body))
     return {"partNumber": body.partNumber}
 
 
-@router.post("/files/{file_id}/parts/batch", response_model=RecordPartsReply,
-             responses=_ERRORS, summary="Record several parts storage accepted, in one request")
+@router.post(
+    "/files/{file_id}/parts/batch",
+    response_model=RecordPartsReply,
+    responses=_ERRORS,
+    summary="Record several parts storage accepted, in one request",
+)
 async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCall):
     """Each part is recorded as POST .../parts records it, and every one is tried. When
     some are refused, the answer is the first refusal's error, naming its part; the others
@@ -119,20 +180,39 @@ async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCal
     return {"partNumbers": [part.partNumber for part in body.parts]}
 
 
-@router.post("/files/{file_id}/complete", response_model=CompleteReply, responses=_ERRORS,
-             summary="Complete the upload (the file is UPLOADED once storage confirms it)")
+@router.post(
+    "/files/{file_id}/complete",
+    response_model=CompleteReply,
+    responses=_ERRORS,
+    summary="Complete the upload (the file is UPLOADED once storage confirms it)",
+)
 async def complete(file_id: FileIdPath, body: CompleteBody, call: UserCall):
-    await call.backends.upload.CompleteUpload(upload_pb2.CompleteUploadRequest(
-        file_id=file_id, upload_id=body.uploadId or "",
-        parts=[upload_pb2.CompletedPart(part_number=part.partNumber, etag=part.etag)
-               for part in body.parts or []],
-        use_recorded_parts=body.parts is None, sha256=body.sha256 or ""), **call.kwargs)
+    await call.backends.upload.CompleteUpload(
+        upload_pb2.CompleteUploadRequest(
+            file_id=file_id,
+            upload_id=body.uploadId or "",
+            parts=[
+                upload_pb2.CompletedPart(part_number=part.partNumber, etag=part.etag)
+                for part in body.parts or []
+            ],
+            use_recorded_parts=body.parts is None,
+            sha256=body.sha256 or "",
+        ),
+        **call.kwargs,
+    )
     return {"fileId": file_id, "state": "COMPLETED"}
 
 
-@router.get("/quota", response_model=QuotaReply, responses=_ERRORS,
-            summary="The caller's storage quota and what counts against it")
+@router.get(
+    "/quota",
+    response_model=QuotaReply,
+    responses=_ERRORS,
+    summary="The caller's storage quota and what counts against it",
+)
 async def quota(call: UserCall):
     reply = await call.backends.upload.GetQuota(upload_pb2.GetQuotaRequest(), **call.kwargs)
-    return {"usedBytes": reply.used_bytes, "uploadingBytes": reply.uploading_bytes,
-            "limitBytes": reply.limit_bytes or None}
+    return {
+        "usedBytes": reply.used_bytes,
+        "uploadingBytes": reply.uploading_bytes,
+        "limitBytes": reply.limit_bytes or None,
+    }

@@ -3,24 +3,30 @@
 Revision ID: 0003_refresh_grace
 Revises: 0002_checksums_quota
 """
-from typing import Sequence, Union
+
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_refresh_grace"
-down_revision: Union[str, None] = "0002_checksums_quota"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | None = "0002_checksums_quota"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("device_sessions", sa.Column("previous_refresh_token_hash",
-                                               sa.String(length=64), nullable=True))
-    op.add_column("device_sessions", sa.Column("refresh_token_rotated_at",
-                                               sa.DateTime(timezone=True), nullable=True))
-    op.add_column("device_sessions", sa.Column("sealed_refresh_token", sa.String(length=128),
-                                               nullable=True))
+    op.add_column(
+        "device_sessions",
+        sa.Column("previous_refresh_token_hash", sa.String(length=64), nullable=True),
+    )
+    op.add_column(
+        "device_sessions",
+        sa.Column("refresh_token_rotated_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.add_column(
+        "device_sessions", sa.Column("sealed_refresh_token", sa.String(length=128), nullable=True)
+    )
 
 
 def downgrade() -> None:

@@ -10,12 +10,13 @@ Only Dropfile's key space is audited (`users/`, where every file's object lives)
 keys in the bucket are none of its business. The listing of objects and the rows' keys are
 held in memory (a key and a size each), which bounds the audit to what one process holds.
 """
+
 from __future__ import annotations
 
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from botocore.exceptions import ClientError
 from sqlalchemy import select, update
@@ -41,7 +42,8 @@ DEFAULT_MULTIPART_MIN_AGE_SECONDS = 60
 UNKNOWN_OBJECT_LEFT = (
     "left in place: no row names it, but PostgreSQL may be the side that is wrong (restored "
     "from a backup older than the object, or a row being created), and a deleted object "
-    "cannot come back; delete it by hand once you know nobody wants it")
+    "cannot come back; delete it by hand once you know nobody wants it"
+)
 
 
 @dataclass(frozen=True)
@@ -55,16 +57,30 @@ class _Row:
     completed_at: datetime | None
 
     def expects_parts_of(self, upload_id: str) -> bool:
-        return (self.status is FileStatus.UPLOADING and self.completed_at is None
-                and self.upload_id == upload_id)
+        return (
+            self.status is FileStatus.UPLOADING
+            and self.completed_at is None
+            and self.upload_id == upload_id
+        )
 
 
-_ROW_COLUMNS = (File.id, File.user_id, File.s3_key, File.status, File.size, File.upload_id,
-                File.completed_at)
+_ROW_COLUMNS = (
+    File.id,
+    File.user_id,
+    File.s3_key,
+    File.status,
+    File.size,
+    File.upload_id,
+    File.completed_at,
+)
 
 
-def run_audit(settings: UploadSettings, *, repair: bool = False,
-              multipart_min_age_seconds: int = DEFAULT_MULTIPART_MIN_AGE_SECONDS) -> Report:
+def run_audit(
+    settings: UploadSettings,
+    *,
+    repair: bool = False,
+    multipart_min_age_seconds: int = DEFAULT_MULTIPART_MIN_AGE_SECONDS,
+) -> Report:
     """Audits the upload coordinator's database and bucket (its settings name both) and,
     with `repair`, makes the safe repairs. Returns the Report (`report.clean`: nothing
     found)."""
@@ -75,15 +91,23 @@ def run_audit(settings: UploadSettings, *, repair: bool = False,
             s3=aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_endpoint),
             bucket=settings.s3_bucket,
             status_events=StatusEvents(publisher_client(settings.cloud_rd_uri)),
-            multipart_min_age=timedelta(seconds=multipart_min_age_seconds))
+            multipart_min_age=timedelta(seconds=multipart_min_age_seconds),
+        )
         return auditor.run(repair=repair)
     finally:
         engine.dispose()
 
 
 class Auditor:
-    def __init__(self, *, engine: Engine, s3, bucket: str, status_events: StatusEvents,
-                 multipart_min_age: timedelta) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        s3,
+        bucket: str,
+        status_events: StatusEvents,
+        multipart_min_age: timedelta,
+    ) -> None:
         self._engine = engine
         self._s3 = s3
         self._bucket = bucket
@@ -109,18 +133,26 @@ class Auditor:
 
     # -- first pass -----------------------------------------------------------------------
 
-    def _suspects(self, objects: dict[str, int], rows: dict[str, _Row],
-                  uploads: list[tuple[str, str, datetime]]) -> list[tuple[str, str | None]]:
+    def _suspects(
+        self,
+        objects: dict[str, int],
+        rows: dict[str, _Row],
+        uploads: list[tuple[str, str, datetime]],
+    ) -> list[tuple[str, str | None]]:
         """(key, multipart upload id or None) of what may be wrong."""
         suspects: list[tuple[str, str | None]] = []
         for key, size in objects.items():
             row = rows.get(key)
             if row is None or (row.status is FileStatus.UPLOADED and row.size != size):
                 suspects.append((key, None))
-        suspects.extend((row.s3_key, None) for row in rows.values()
-                        if row.status is FileStatus.UPLOADED and row.s3_key not in objects
-                        and row.s3_key.startswith(USERS_PREFIX))
-        old_enough = datetime.now(timezone.utc) - self._min_age
+        suspects.extend(
+            (row.s3_key, None)
+            for row in rows.values()
+            if row.status is FileStatus.UPLOADED
+            and row.s3_key not in objects
+            and row.s3_key.startswith(USERS_PREFIX)
+        )
+        old_enough = datetime.now(UTC) - self._min_age
         for key, upload_id, initiated in uploads:
             row = rows.get(key)
             if (row is None or not row.expects_parts_of(upload_id)) and initiated <= old_enough:
@@ -136,29 +168,49 @@ class Auditor:
                 return None
             if not self._multipart_upload_exists(key, upload_id):
                 return None
-            why = ("no file has this key" if row is None else
-                   f"the file is {row.status.value}"
-                   + (", completed" if row.completed_at is not None else "")
-                   + ("" if row.upload_id == upload_id else ", with another upload"))
-            return Finding(FindingKind.ORPHAN_MULTIPART_UPLOAD, key, f"{why}: no upload "
-                           "expects its parts", file_id=file_id, upload_id=upload_id)
+            why = (
+                "no file has this key"
+                if row is None
+                else f"the file is {row.status.value}"
+                + (", completed" if row.completed_at is not None else "")
+                + ("" if row.upload_id == upload_id else ", with another upload")
+            )
+            return Finding(
+                FindingKind.ORPHAN_MULTIPART_UPLOAD,
+                key,
+                f"{why}: no upload expects its parts",
+                file_id=file_id,
+                upload_id=upload_id,
+            )
         stored = self._stored_size(key)
         if row is None:
             if stored is None:
                 return None
-            return Finding(FindingKind.UNKNOWN_OBJECT, key,
-                           f"{stored} bytes stored; no file has this key", stored_size=stored)
+            return Finding(
+                FindingKind.UNKNOWN_OBJECT,
+                key,
+                f"{stored} bytes stored; no file has this key",
+                stored_size=stored,
+            )
         if row.status is not FileStatus.UPLOADED:
             return None
         if stored is None:
-            return Finding(FindingKind.MISSING_OBJECT, key,
-                           f"file {file_id} is UPLOADED ({row.size} bytes) but storage has no "
-                           "object", file_id=file_id, expected_size=row.size)
+            return Finding(
+                FindingKind.MISSING_OBJECT,
+                key,
+                f"file {file_id} is UPLOADED ({row.size} bytes) but storage has no object",
+                file_id=file_id,
+                expected_size=row.size,
+            )
         if stored != row.size:
-            return Finding(FindingKind.WRONG_SIZE, key,
-                           f"file {file_id} is UPLOADED with {row.size} bytes; the object has "
-                           f"{stored}", file_id=file_id, expected_size=row.size,
-                           stored_size=stored)
+            return Finding(
+                FindingKind.WRONG_SIZE,
+                key,
+                f"file {file_id} is UPLOADED with {row.size} bytes; the object has {stored}",
+                file_id=file_id,
+                expected_size=row.size,
+                stored_size=stored,
+            )
         return None
 
     # -- repairs --------------------------------------------------------------------------
@@ -178,8 +230,9 @@ class Auditor:
         if row is not None and row.expects_parts_of(finding.upload_id or ""):
             return Action(finding, False, "left: an upload expects its parts now")
         try:
-            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=finding.s3_key,
-                                            UploadId=finding.upload_id)
+            self._s3.abort_multipart_upload(
+                Bucket=self._bucket, Key=finding.s3_key, UploadId=finding.upload_id
+            )
         except ClientError as exc:
             if _error_code(exc) != "NoSuchUpload":
                 raise
@@ -191,18 +244,20 @@ class Auditor:
         removes it."""
         file_id = uuid.UUID(finding.file_id or "")
         with self._engine.begin() as conn:
-            locked = conn.execute(select(File.user_id, File.status, File.size)
-                                  .where(File.id == file_id, File.s3_key == finding.s3_key)
-                                  .with_for_update()).first()
+            locked = conn.execute(
+                select(File.user_id, File.status, File.size)
+                .where(File.id == file_id, File.s3_key == finding.s3_key)
+                .with_for_update()
+            ).first()
             if locked is None or locked.status is not FileStatus.UPLOADED:
                 return Action(finding, False, "left: the file changed meanwhile")
             stored = self._stored_size(finding.s3_key)
             if stored == locked.size:
                 return Action(finding, False, "left: storage now holds the right object")
-            conn.execute(update(File).where(File.id == file_id)
-                         .values(status=FileStatus.FAILED))
-        self._status_events.changed(user_id=locked.user_id, file_id=file_id, status="FAILED",
-                                    size=locked.size)
+            conn.execute(update(File).where(File.id == file_id).values(status=FileStatus.FAILED))
+        self._status_events.changed(
+            user_id=locked.user_id, file_id=file_id, status="FAILED", size=locked.size
+        )
         kept = "" if stored is None else " (the object is kept: deleting the file removes it)"
         return Action(finding, True, f"file {file_id} marked FAILED{kept}")
 
@@ -210,15 +265,19 @@ class Auditor:
 
     def _objects(self) -> dict[str, int]:
         paginator = self._s3.get_paginator("list_objects_v2")
-        return {item["Key"]: item["Size"]
-                for page in paginator.paginate(Bucket=self._bucket, Prefix=USERS_PREFIX)
-                for item in page.get("Contents", [])}
+        return {
+            item["Key"]: item["Size"]
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=USERS_PREFIX)
+            for item in page.get("Contents", [])
+        }
 
     def _multipart_uploads(self) -> list[tuple[str, str, datetime]]:
         paginator = self._s3.get_paginator("list_multipart_uploads")
-        return [(item["Key"], item["UploadId"], item["Initiated"])
-                for page in paginator.paginate(Bucket=self._bucket, Prefix=USERS_PREFIX)
-                for item in page.get("Uploads", [])]
+        return [
+            (item["Key"], item["UploadId"], item["Initiated"])
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=USERS_PREFIX)
+            for item in page.get("Uploads", [])
+        ]
 
     def _all_rows(self) -> dict[str, _Row]:
         with self._engine.connect() as conn:
@@ -229,8 +288,10 @@ class Auditor:
         if not keys:
             return {}
         with self._engine.connect() as conn:
-            return {row.s3_key: _Row(*row) for row in conn.execute(
-                select(*_ROW_COLUMNS).where(File.s3_key.in_(sorted(keys))))}
+            return {
+                row.s3_key: _Row(*row)
+                for row in conn.execute(select(*_ROW_COLUMNS).where(File.s3_key.in_(sorted(keys))))
+            }
 
     def _stored_size(self, key: str) -> int | None:
         stored = stored_object(self._s3, self._bucket, key)

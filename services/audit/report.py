@@ -1,4 +1,5 @@
 """What an audit found and did, and how it is shown: text for people, JSON for tools."""
+
 from __future__ import annotations
 
 import enum
@@ -63,16 +64,20 @@ class Report:
             "counts": counts,
             "findings": [finding(item) for item in self.findings],
             "repair": self.repaired,
-            "actions": [{"finding": finding(action.finding), "done": action.done,
-                         "what": action.what} for action in self.actions],
+            "actions": [
+                {"finding": finding(action.finding), "done": action.done, "what": action.what}
+                for action in self.actions
+            ],
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def to_text(self) -> str:
-        lines = [f"audit of bucket {self.bucket} against PostgreSQL: "
-                 + ("clean" if self.clean else f"{len(self.findings)} finding(s)")]
+        lines = [
+            f"audit of bucket {self.bucket} against PostgreSQL: "
+            + ("clean" if self.clean else f"{len(self.findings)} finding(s)")
+        ]
         for kind in FindingKind:
             found = self.of_kind(kind)
             if not found:
@@ -80,8 +85,11 @@ class Report:
             lines.append(f"{kind.value} ({len(found)}):")
             lines.extend(f"  {item.s3_key}: {item.detail}" for item in found)
         if self.repaired:
-            lines.append(f"repair ({sum(a.done for a in self.actions)} of "
-                         f"{len(self.actions)} done):")
-            lines.extend(f"  {'done' if a.done else 'left'}: {a.finding.s3_key}: {a.what}"
-                         for a in self.actions)
+            lines.append(
+                f"repair ({sum(a.done for a in self.actions)} of {len(self.actions)} done):"
+            )
+            lines.extend(
+                f"  {'done' if a.done else 'left'}: {a.finding.s3_key}: {a.what}"
+                for a in self.actions
+            )
         return "\n".join(lines)

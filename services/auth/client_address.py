@@ -4,6 +4,7 @@ The gateway knows the browser's address and sends it as `x-dropfile-client-addre
 metadata, together with the service credential (`x-dropfile-service-token`). Only that pair
 is believed: any other caller could name any address and so escape every per-address
 limit, so without the credential the address is the gRPC connection's own peer."""
+
 from __future__ import annotations
 
 import hmac
@@ -48,6 +49,8 @@ class ClientAddresses:
             else:
                 # A caller choosing its address, or a gateway whose SERVICE_TOKEN differs
                 # from auth's: then every user would share the gateway's address.
-                log.warning("client address metadata without the service credential: "
-                            "ignored, counting the connection's address")
+                log.warning(
+                    "client address metadata without the service credential: "
+                    "ignored, counting the connection's address"
+                )
         return peer_address(context.peer() or "")

@@ -1,12 +1,13 @@
 """Sign-up and sign-in as abuse leaves them: admitted to the hashing queue (or 503 at
 once), counted against the attempt limits (or 429), and only then handed to Accounts, whose
 rules are unchanged."""
+
 from __future__ import annotations
 
 import hmac
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -40,9 +41,12 @@ def _device_of_account(db: Database, email: str, proof: DeviceProof | None) -> s
         row = session.execute(
             select(DeviceSession.refresh_token_hash)
             .join(User, User.id == DeviceSession.user_id)
-            .where(DeviceSession.id == session_id, User.email == email,
-                   DeviceSession.revoked_at.is_(None),
-                   DeviceSession.expires_at > datetime.now(timezone.utc))
+            .where(
+                DeviceSession.id == session_id,
+                User.email == email,
+                DeviceSession.revoked_at.is_(None),
+                DeviceSession.expires_at > datetime.now(UTC),
+            )
         ).first()
     if row is None or not hmac.compare_digest(row[0], hash_refresh_token(proof.refresh_token)):
         return None
@@ -50,31 +54,41 @@ def _device_of_account(db: Database, email: str, proof: DeviceProof | None) -> s
 
 
 class SignInGuard:
-    def __init__(self, *, accounts: Accounts, hasher: PasswordHasher, db: Database,
-                 throttle: AttemptThrottle) -> None:
+    def __init__(
+        self, *, accounts: Accounts, hasher: PasswordHasher, db: Database, throttle: AttemptThrottle
+    ) -> None:
         self._accounts = accounts
         self._hasher = hasher
         self._db = db
         self._throttle = throttle
 
-    def sign_up(self, *, email: str, name: str, password: str, remember_me: bool,
-                client_address: str) -> tuple[str, SessionTokens]:
+    def sign_up(
+        self, *, email: str, name: str, password: str, remember_me: bool, client_address: str
+    ) -> tuple[str, SessionTokens]:
         with self._hasher.admission():
             self._throttle.admit_sign_up(address=client_address)
-            return self._accounts.sign_up(email=email, name=name, password=password,
-                                          remember_me=remember_me)
+            return self._accounts.sign_up(
+                email=email, name=name, password=password, remember_me=remember_me
+            )
 
-    def sign_in(self, *, email: str, password: str, remember_me: bool, client_address: str,
-                device: DeviceProof | None = None) -> tuple[str, SessionTokens]:
+    def sign_in(
+        self,
+        *,
+        email: str,
+        password: str,
+        remember_me: bool,
+        client_address: str,
+        device: DeviceProof | None = None,
+    ) -> tuple[str, SessionTokens]:
         normalized = normalize_email(email)
         if not normalized or not password:  # refused as bad input, no password checked
-            return self._accounts.sign_in(email=email, password=password,
-                                          remember_me=remember_me)
+            return self._accounts.sign_in(email=email, password=password, remember_me=remember_me)
         with self._hasher.admission():
             attempt = self._throttle.admit_sign_in(
-                email=normalized, address=client_address,
-                device_id=_device_of_account(self._db, normalized, device))
-            result = self._accounts.sign_in(email=email, password=password,
-                                            remember_me=remember_me)
+                email=normalized,
+                address=client_address,
+                device_id=_device_of_account(self._db, normalized, device),
+            )
+            result = self._accounts.sign_in(email=email, password=password, remember_me=remember_me)
         self._throttle.sign_in_succeeded(attempt)
         return result

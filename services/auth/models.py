@@ -1,4 +1,5 @@
 """Tables the auth service owns: users and their device sessions."""
+
 from __future__ import annotations
 
 import uuid
@@ -39,6 +40,8 @@ class DeviceSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
     __table_args__ = (Index("ix_device_sessions_user_id", "user_id"),)

@@ -12,14 +12,15 @@ of the server's RPC threads; an unbounded queue let a flood of sign-ins hold all
 and Refresh or Authenticate waited seconds for a thread. So at most `max_pending` sign-ins
 and sign-ups are admitted at once (hashing or waiting to); one more is refused at once with
 UNAVAILABLE and Retry-After (`admission()`), before it counts against any limit."""
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
 
 import bcrypt
 
@@ -36,8 +37,9 @@ BUSY_RETRY_AFTER_SECONDS = 1.0
 
 
 def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
 
 
 def _start_hashing_thread(thread_ids: set[int], niceness: int) -> None:
@@ -53,8 +55,14 @@ def _start_hashing_thread(thread_ids: set[int], niceness: int) -> None:
 
 
 class PasswordHasher:
-    def __init__(self, rounds: int, *, threads: int | None = None, niceness: int = 10,
-                 max_pending: int | None = None) -> None:
+    def __init__(
+        self,
+        rounds: int,
+        *,
+        threads: int | None = None,
+        niceness: int = 10,
+        max_pending: int | None = None,
+    ) -> None:
         self._rounds = rounds
         threads = threads or usable_cores()
         # The operating system's ids of the hashing threads (as `top -H` lists them).
@@ -63,14 +71,17 @@ class PasswordHasher:
         self.max_pending = max_pending
         self._places = threading.BoundedSemaphore(max_pending) if max_pending else None
         self._admitted = threading.local()  # whether this thread holds a place already
-        self._pool = ThreadPoolExecutor(max_workers=threads,
-                                        thread_name_prefix=HASHING_THREAD_NAME,
-                                        initializer=_start_hashing_thread,
-                                        initargs=(self.thread_ids, niceness))
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix=HASHING_THREAD_NAME,
+            initializer=_start_hashing_thread,
+            initargs=(self.thread_ids, niceness),
+        )
         # Compared against when the email is unknown, so both paths cost one bcrypt check
         # and response time does not reveal whether an account exists.
-        self._decoy_hash = self._pool.submit(bcrypt.hashpw, b"decoy-password",
-                                             bcrypt.gensalt(rounds)).result()
+        self._decoy_hash = self._pool.submit(
+            bcrypt.hashpw, b"decoy-password", bcrypt.gensalt(rounds)
+        ).result()
 
     @contextmanager
     def admission(self) -> Iterator[None]:
@@ -82,8 +93,11 @@ class PasswordHasher:
             return
         if not self._places.acquire(blocking=False):
             PASSWORD_HASHING_REFUSED.inc()
-            raise Unavailable("too many sign-ins at once; retry shortly", reason="AUTH_BUSY",
-                              retry_after=BUSY_RETRY_AFTER_SECONDS)
+            raise Unavailable(
+                "too many sign-ins at once; retry shortly",
+                reason="AUTH_BUSY",
+                retry_after=BUSY_RETRY_AFTER_SECONDS,
+            )
         self._admitted.held = True
         try:
             yield
@@ -98,8 +112,9 @@ class PasswordHasher:
         return result
 
     def hash(self, password: str) -> str:
-        return self._run("hash", bcrypt.hashpw, password.encode(),
-                         bcrypt.gensalt(self._rounds)).decode()
+        return self._run(
+            "hash", bcrypt.hashpw, password.encode(), bcrypt.gensalt(self._rounds)
+        ).decode()
 
     def verify(self, password: str, password_hash: str | None) -> bool:
         candidate = password.encode()[:MAX_PASSWORD_BYTES]

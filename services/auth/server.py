@@ -1,7 +1,6 @@
 """The auth service process: `python -m services.auth.server`."""
-from __future__ import annotations
 
-import logging
+from __future__ import annotations
 
 from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.common import keys
@@ -14,8 +13,8 @@ from services.common.tokens import verifier_for
 from .client_address import ClientAddresses
 from .guard import SignInGuard
 from .passwords import PasswordHasher
-from .servicer import AuthServicer
 from .service import Accounts
+from .servicer import AuthServicer
 from .settings import AuthSettings
 from .throttle import AttemptThrottle, ThrottlePolicy
 from .tokens import AccessTokenIssuer
@@ -29,15 +28,19 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
     public_pem = keys.public_key_pem(settings, settings.public_key)
     verifier = verifier_for(settings, public_pem)
     service_token = keys.service_token(settings, settings.service_token)
-    hasher = PasswordHasher(settings.bcrypt_rounds, threads=settings.bcrypt_threads,
-                            niceness=settings.bcrypt_niceness,
-                            max_pending=settings.bcrypt_max_pending)
+    hasher = PasswordHasher(
+        settings.bcrypt_rounds,
+        threads=settings.bcrypt_threads,
+        niceness=settings.bcrypt_niceness,
+        max_pending=settings.bcrypt_max_pending,
+    )
     accounts = Accounts(
         db=db,
         hasher=hasher,
         issuer=AccessTokenIssuer(
             keys.private_key_pem(settings, settings.private_key),
-            issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
             ttl_seconds=settings.access_token_ttl_seconds,
         ),
         long_session_ttl=settings.long_session_ttl_seconds,
@@ -46,20 +49,24 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         refresh_grace_seconds=settings.refresh_reuse_grace_seconds,
     )
 
-    throttle = AttemptThrottle(redis_client(settings.cloud_rd_uri), ThrottlePolicy(
-        free_failures=settings.signin_free_failures,
-        account_free_failures=settings.signin_account_free_failures,
-        base_delay_seconds=settings.signin_base_delay_seconds,
-        max_delay_seconds=settings.signin_max_delay_seconds,
-        failure_window_seconds=settings.signin_failure_window_seconds,
-        signup_per_address=settings.signup_per_address,
-        signup_window_seconds=settings.signup_window_seconds,
-    ))
+    throttle = AttemptThrottle(
+        redis_client(settings.cloud_rd_uri),
+        ThrottlePolicy(
+            free_failures=settings.signin_free_failures,
+            account_free_failures=settings.signin_account_free_failures,
+            base_delay_seconds=settings.signin_base_delay_seconds,
+            max_delay_seconds=settings.signin_max_delay_seconds,
+            failure_window_seconds=settings.signin_failure_window_seconds,
+            signup_per_address=settings.signup_per_address,
+            signup_window_seconds=settings.signup_window_seconds,
+        ),
+    )
     guard = SignInGuard(accounts=accounts, hasher=hasher, db=db, throttle=throttle)
 
     def register(server):
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
-            AuthServicer(accounts, guard, ClientAddresses(service_token)), server)
+            AuthServicer(accounts, guard, ClientAddresses(service_token)), server
+        )
         return [SERVICE_NAME]
 
     handle = build_server(
@@ -73,10 +80,15 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
     )
     # Not ready while PostgreSQL (every account and session) or Redis (sign-in and
     # sign-up throttling and sign-outs, which fail closed) is unreachable.
-    handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
-        postgresql(settings.cloud_db_uri),
-        redis(redis_client(settings.cloud_rd_uri, timeout_seconds=1.0, retries=0)),
-    ], interval=settings.readiness_check_interval_seconds)
+    handle.readiness = ReadinessWatch(
+        handle.health,
+        handle.service_names,
+        [
+            postgresql(settings.cloud_db_uri),
+            redis(redis_client(settings.cloud_rd_uri, timeout_seconds=1.0, retries=0)),
+        ],
+        interval=settings.readiness_check_interval_seconds,
+    )
     return handle
 
 

@@ -1,11 +1,12 @@
 """The rules of identity: accounts, device sessions, refresh-token rotation."""
+
 from __future__ import annotations
 
 import hmac
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -17,8 +18,13 @@ from services.common.tokens import LEEWAY_SECONDS
 
 from .models import DeviceSession, User
 from .passwords import MAX_PASSWORD_BYTES, MIN_PASSWORD_LENGTH, PasswordHasher
-from .tokens import (AccessTokenIssuer, hash_refresh_token, new_refresh_token,
-                     seal_refresh_token, unseal_refresh_token)
+from .tokens import (
+    AccessTokenIssuer,
+    hash_refresh_token,
+    new_refresh_token,
+    seal_refresh_token,
+    unseal_refresh_token,
+)
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 BAD_CREDENTIALS = "invalid email or password"
@@ -37,7 +43,7 @@ class SessionTokens:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def normalize_email(email: str) -> str:
@@ -52,9 +58,17 @@ def _parse_uuid(value: str) -> uuid.UUID | None:
 
 
 class Accounts:
-    def __init__(self, *, db: Database, hasher: PasswordHasher, issuer: AccessTokenIssuer,
-                 long_session_ttl: int, short_session_ttl: int,
-                 revocations: RevokedSessions, refresh_grace_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        hasher: PasswordHasher,
+        issuer: AccessTokenIssuer,
+        long_session_ttl: int,
+        short_session_ttl: int,
+        revocations: RevokedSessions,
+        refresh_grace_seconds: float,
+    ) -> None:
         self._db = db
         self._hasher = hasher
         self._issuer = issuer
@@ -63,12 +77,16 @@ class Accounts:
         self._revocations = revocations
         self._refresh_grace = timedelta(seconds=refresh_grace_seconds)
 
-    def sign_up(self, *, email: str, name: str, password: str, remember_me: bool
-                ) -> tuple[str, SessionTokens]:
+    def sign_up(
+        self, *, email: str, name: str, password: str, remember_me: bool
+    ) -> tuple[str, SessionTokens]:
         email = normalize_email(email)
         name = name.strip()
-        missing = [field for field, value in (("email", email), ("name", name),
-                                              ("password", password)) if not value]
+        missing = [
+            field
+            for field, value in (("email", email), ("name", name), ("password", password))
+            if not value
+        ]
         if missing:
             raise InvalidArgument(f"missing fields: {', '.join(missing)}")
         if len(email) > 320 or not EMAIL_PATTERN.match(email):
@@ -90,8 +108,7 @@ class Accounts:
             raise AlreadyExists("an account with this email already exists") from None
         return str(user.id), tokens
 
-    def sign_in(self, *, email: str, password: str, remember_me: bool
-                ) -> tuple[str, SessionTokens]:
+    def sign_in(self, *, email: str, password: str, remember_me: bool) -> tuple[str, SessionTokens]:
         email = normalize_email(email)
         if not email or not password:
             raise InvalidArgument("missing fields: email and password are required")
@@ -120,7 +137,8 @@ class Accounts:
                 device.previous_refresh_token_hash = presented
                 device.refresh_token_rotated_at = now
                 device.sealed_refresh_token = seal_refresh_token(
-                    refresh, previous=refresh_token, device_id=str(device.id))
+                    refresh, previous=refresh_token, device_id=str(device.id)
+                )
             else:
                 # The token just rotated away, again within the grace window (two tabs,
                 # two CLI processes, a retry whose answer was lost): the same new token as
@@ -138,21 +156,28 @@ class Accounts:
                 device.last_used_at = now
                 tokens = self._tokens(user, device, refresh)
         if refresh is None:
-            raise Unauthenticated("refresh token was already used; the session is revoked",
-                                  reason="REFRESH_TOKEN_REUSED")
+            raise Unauthenticated(
+                "refresh token was already used; the session is revoked",
+                reason="REFRESH_TOKEN_REUSED",
+            )
         return tokens
 
-    def _within_grace(self, device: DeviceSession, refresh_token: str, presented: str,
-                      now: datetime) -> str | None:
+    def _within_grace(
+        self, device: DeviceSession, refresh_token: str, presented: str, now: datetime
+    ) -> str | None:
         """The current refresh token, when `refresh_token` is the one it replaced less
         than the grace window ago; else None."""
-        if (device.previous_refresh_token_hash is None or device.sealed_refresh_token is None
-                or device.refresh_token_rotated_at is None
-                or not hmac.compare_digest(presented, device.previous_refresh_token_hash)
-                or now - device.refresh_token_rotated_at > self._refresh_grace):
+        if (
+            device.previous_refresh_token_hash is None
+            or device.sealed_refresh_token is None
+            or device.refresh_token_rotated_at is None
+            or not hmac.compare_digest(presented, device.previous_refresh_token_hash)
+            or now - device.refresh_token_rotated_at > self._refresh_grace
+        ):
             return None
-        return unseal_refresh_token(device.sealed_refresh_token, previous=refresh_token,
-                                    device_id=str(device.id))
+        return unseal_refresh_token(
+            device.sealed_refresh_token, previous=refresh_token, device_id=str(device.id)
+        )
 
     def sign_out(self, *, device_id: str) -> None:
         session_id = _parse_uuid(device_id)
@@ -167,15 +192,20 @@ class Accounts:
     def _revoke_access(self, device: DeviceSession) -> None:
         """Every service refuses the session's access tokens from now on (within a second):
         marked in Redis for as long as the newest of them may still be accepted."""
-        self._revocations.revoke(str(device.id), seconds=self._issuer.ttl_seconds
-                                 + LEEWAY_SECONDS + REVOCATION_MARGIN_SECONDS)
+        self._revocations.revoke(
+            str(device.id),
+            seconds=self._issuer.ttl_seconds + LEEWAY_SECONDS + REVOCATION_MARGIN_SECONDS,
+        )
 
     def _open_session(self, session, user: User, remember_me: bool) -> SessionTokens:
         ttl = self._long_ttl if remember_me else self._short_ttl
         refresh = new_refresh_token()
         device = DeviceSession(
-            id=uuid.uuid4(), user_id=user.id, refresh_token_hash=hash_refresh_token(refresh),
-            remember_me=remember_me, expires_at=_now() + timedelta(seconds=ttl),
+            id=uuid.uuid4(),
+            user_id=user.id,
+            refresh_token_hash=hash_refresh_token(refresh),
+            remember_me=remember_me,
+            expires_at=_now() + timedelta(seconds=ttl),
         )
         session.add(device)
         return self._tokens(user, device, refresh)
@@ -183,8 +213,9 @@ class Accounts:
     def _tokens(self, user: User, device: DeviceSession, refresh: str) -> SessionTokens:
         remaining = int((device.expires_at - _now()).total_seconds())
         return SessionTokens(
-            access_token=self._issuer.issue(user_id=str(user.id), email=user.email,
-                                            session_id=str(device.id)),
+            access_token=self._issuer.issue(
+                user_id=str(user.id), email=user.email, session_id=str(device.id)
+            ),
             refresh_token=refresh,
             device_id=str(device.id),
             access_token_expires_in=self._issuer.ttl_seconds,

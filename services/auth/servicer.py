@@ -1,4 +1,5 @@
 """AuthService over gRPC: protobuf in, domain call, protobuf out."""
+
 from __future__ import annotations
 
 from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -21,15 +22,18 @@ def _tokens(tokens: SessionTokens) -> auth_pb2.SessionTokens:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts, guard: SignInGuard,
-                 client_addresses: ClientAddresses) -> None:
+    def __init__(
+        self, accounts: Accounts, guard: SignInGuard, client_addresses: ClientAddresses
+    ) -> None:
         self._accounts = accounts
         self._guard = guard
         self._client_addresses = client_addresses
 
     def SignUp(self, request, context):
         user_id, tokens = self._guard.sign_up(
-            email=request.email, name=request.name, password=request.password,
+            email=request.email,
+            name=request.name,
+            password=request.password,
             remember_me=request.remember_me,
             client_address=self._client_addresses.of(context),
         )
@@ -37,10 +41,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     def SignIn(self, request, context):
         user_id, tokens = self._guard.sign_in(
-            email=request.email, password=request.password, remember_me=request.remember_me,
+            email=request.email,
+            password=request.password,
+            remember_me=request.remember_me,
             client_address=self._client_addresses.of(context),
             device=DeviceProof(request.device_id, request.refresh_token)
-            if request.device_id and request.refresh_token else None,
+            if request.device_id and request.refresh_token
+            else None,
         )
         return auth_pb2.SignInResponse(user_id=user_id, tokens=_tokens(tokens))
 

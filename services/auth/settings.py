@@ -1,4 +1,5 @@
 """Settings of the auth service."""
+
 from pydantic import Field, model_validator
 
 from services.common.settings import GrpcServiceSettings
@@ -52,8 +53,8 @@ class AuthSettings(GrpcServiceSettings):
             raise ValueError(
                 f"BCRYPT_MAX_PENDING ({self.bcrypt_max_pending}) must be at most half of "
                 f"GRPC_MAX_WORKERS ({self.grpc_max_workers}): sign-ins waiting for a hash "
-                "would otherwise take the threads other RPCs need")
+                "would otherwise take the threads other RPCs need"
+            )
         if self.signin_max_delay_seconds < self.signin_base_delay_seconds:
-            raise ValueError("SIGNIN_MAX_DELAY_SECONDS must be at least "
-                             "SIGNIN_BASE_DELAY_SECONDS")
+            raise ValueError("SIGNIN_MAX_DELAY_SECONDS must be at least SIGNIN_BASE_DELAY_SECONDS")
         return self

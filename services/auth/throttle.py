@@ -20,6 +20,7 @@ Retry-After), with a warning logged: failing open would leave every account to u
 guessing while Redis is down (an outage an attacker may have caused), and every service
 refuses access tokens as UNAVAILABLE then anyway (their sessions' revocation is checked
 there), so a session opened meanwhile would be of no use."""
+
 from __future__ import annotations
 
 import hashlib
@@ -152,7 +153,7 @@ def _retry_after(milliseconds: int) -> float:
 
 
 class AttemptThrottle:
-    def __init__(self, redis_client: "redis.Redis", policy: ThrottlePolicy) -> None:
+    def __init__(self, redis_client: redis.Redis, policy: ThrottlePolicy) -> None:
         import redis as redis_library
 
         self._errors = (redis_library.RedisError, OSError)
@@ -165,14 +166,18 @@ class AttemptThrottle:
         try:
             return int(script(keys=keys, args=args))
         except self._errors as exc:
-            log.warning("sign-in limits unavailable (Redis): %s; refusing with 503",
-                        type(exc).__name__)
-            raise Unavailable("sign-in is temporarily unavailable; retry shortly",
-                              reason="THROTTLE_UNAVAILABLE",
-                              retry_after=REDIS_DOWN_RETRY_AFTER_SECONDS) from None
+            log.warning(
+                "sign-in limits unavailable (Redis): %s; refusing with 503", type(exc).__name__
+            )
+            raise Unavailable(
+                "sign-in is temporarily unavailable; retry shortly",
+                reason="THROTTLE_UNAVAILABLE",
+                retry_after=REDIS_DOWN_RETRY_AFTER_SECONDS,
+            ) from None
 
-    def admit_sign_in(self, *, email: str, address: str,
-                      device_id: str | None = None) -> SignInAttempt:
+    def admit_sign_in(
+        self, *, email: str, address: str, device_id: str | None = None
+    ) -> SignInAttempt:
         """Counts one attempt at `email`'s account, or raises TooManyRequests. `device_id`:
         a device session of this account the caller proved it holds."""
         p = self._policy
@@ -183,16 +188,27 @@ class AttemptThrottle:
         else:
             attempt = SignInAttempt(
                 f"{KEY_PREFIX}:signin:{tag}:address:{address_key(address)}",
-                f"{KEY_PREFIX}:signin:{tag}:account")
+                f"{KEY_PREFIX}:signin:{tag}:account",
+            )
             frees = [p.free_failures, p.account_free_failures]
         keys = [k for k in (attempt.own_key, attempt.account_key) if k]
-        wait_ms = self._call(self._admit_sign_in, keys, [
-            int(p.base_delay_seconds * 1000), int(p.max_delay_seconds * 1000),
-            int(p.failure_window_seconds * 1000), *frees])
+        wait_ms = self._call(
+            self._admit_sign_in,
+            keys,
+            [
+                int(p.base_delay_seconds * 1000),
+                int(p.max_delay_seconds * 1000),
+                int(p.failure_window_seconds * 1000),
+                *frees,
+            ],
+        )
         if wait_ms > 0:
             SIGN_IN_THROTTLED.labels("sign_in").inc()
-            raise TooManyRequests("too many sign-in attempts; retry later",
-                                  reason="SIGN_IN_THROTTLED", retry_after=_retry_after(wait_ms))
+            raise TooManyRequests(
+                "too many sign-in attempts; retry later",
+                reason="SIGN_IN_THROTTLED",
+                retry_after=_retry_after(wait_ms),
+            )
         return attempt
 
     def sign_in_succeeded(self, attempt: SignInAttempt) -> None:
@@ -206,9 +222,13 @@ class AttemptThrottle:
     def admit_sign_up(self, *, address: str) -> None:
         p = self._policy
         key = sign_up_key(address)
-        wait_ms = self._call(self._admit_sign_up, [key], [
-            p.signup_per_address, int(p.signup_window_seconds * 1000)])
+        wait_ms = self._call(
+            self._admit_sign_up, [key], [p.signup_per_address, int(p.signup_window_seconds * 1000)]
+        )
         if wait_ms > 0:
             SIGN_IN_THROTTLED.labels("sign_up").inc()
-            raise TooManyRequests("too many sign-ups from this address; retry later",
-                                  reason="SIGN_UP_THROTTLED", retry_after=_retry_after(wait_ms))
+            raise TooManyRequests(
+                "too many sign-ups from this address; retry later",
+                reason="SIGN_UP_THROTTLED",
+                retry_after=_retry_after(wait_ms),
+            )

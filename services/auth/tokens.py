@@ -1,4 +1,5 @@
 """Issuing access tokens and refresh secrets."""
+
 from __future__ import annotations
 
 import base64
@@ -56,8 +57,7 @@ def hash_refresh_token(token: str) -> str:
 def _seal_key(previous: str) -> bytes:
     # Derived from the previous token itself, which the server never stores: only a holder
     # of that token can open the seal, and a database leak opens nothing.
-    return HKDF(algorithm=SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(
-        previous.encode())
+    return HKDF(algorithm=SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(previous.encode())
 
 
 def seal_refresh_token(current: str, *, previous: str, device_id: str) -> str:
@@ -71,7 +71,10 @@ def unseal_refresh_token(sealed: str, *, previous: str, device_id: str) -> str |
     """The token seal_refresh_token sealed, or None when `previous` does not open it."""
     try:
         raw = base64.urlsafe_b64decode(sealed.encode())
-        return AESGCM(_seal_key(previous)).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:],
-                                                   device_id.encode()).decode()
+        return (
+            AESGCM(_seal_key(previous))
+            .decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], device_id.encode())
+            .decode()
+        )
     except (InvalidTag, ValueError):
         return None

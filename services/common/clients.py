@@ -4,6 +4,7 @@ botocore's usual chain; settings may name an endpoint explicitly too.
 botocore and redis are imported when a first client is made, not with this module: the
 gateway takes only GRPC_CHANNEL_OPTIONS from here, and would otherwise carry both
 libraries (~18 MB of a process that never uses them)."""
+
 from __future__ import annotations
 
 import json
@@ -76,16 +77,19 @@ def _shared_models():
                     for partition in data.get("partitions", ()):
                         services = partition.get("services", {})
                         partition["services"] = type(services)(
-                            (name, entry) for name, entry in services.items()
-                            if name in AWS_SERVICES)
+                            (name, entry)
+                            for name, entry in services.items()
+                            if name in AWS_SERVICES
+                        )
                 return data
 
         _models = Loader(file_loader=_EndpointTableTrimmer())
     return _models
 
 
-def aws_client(service: str, *, region: str, endpoint_url: str | None = None,
-               max_pool_connections: int = 50):
+def aws_client(
+    service: str, *, region: str, endpoint_url: str | None = None, max_pool_connections: int = 50
+):
     if service not in AWS_SERVICES:
         raise ValueError(f"no endpoint data kept for {service!r}: add it to AWS_SERVICES")
     import botocore.session

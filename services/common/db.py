@@ -8,10 +8,12 @@ that is safe: `Database.retrying` runs an idempotent unit of work again, and
 before the block did anything), with backoff, for up to `retry_seconds` in all. What is
 still failing then, or fails later in a transaction, propagates as a transient error:
 UNAVAILABLE with RetryInfo (services/common/transient.py), never INTERNAL."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -29,15 +31,16 @@ def sqlalchemy_url(uri: str) -> str:
     """Accepts the usual `postgres://` and `postgresql://` forms; psycopg2 is the driver."""
     for prefix in ("postgres://", "postgresql://"):
         if uri.startswith(prefix):
-            return "postgresql+psycopg2://" + uri[len(prefix):]
+            return "postgresql+psycopg2://" + uri[len(prefix) :]
     return uri
 
 
 T = TypeVar("T")
 
 
-def make_engine(uri: str, *, pool_size: int = 10, isolation_level: str | None = None,
-                pre_ping: bool = True) -> Engine:
+def make_engine(
+    uri: str, *, pool_size: int = 10, isolation_level: str | None = None, pre_ping: bool = True
+) -> Engine:
     """`isolation_level="AUTOCOMMIT"` makes an engine for single-statement writes: set once
     per connection, where `execution_options` would set and reset it (two extra round
     trips) on every checkout. `pre_ping=False` saves a round trip per checkout; its
@@ -103,8 +106,9 @@ class PreparedStatement:
             connection = engine.raw_connection()
         except dbapi_error as exc:
             # The pool's connect is not wrapped by SQLAlchemy on this path.
-            raise DBAPIError.instance(None, None, exc, dbapi_error,
-                                      dialect=engine.dialect) from None
+            raise DBAPIError.instance(
+                None, None, exc, dbapi_error, dialect=engine.dialect
+            ) from None
         cursor = None
         try:
             # The connection's info lives as long as its PostgreSQL session, and so do
@@ -117,16 +121,22 @@ class PreparedStatement:
             cursor.execute(self._execute, arguments)
             return cursor.fetchall()
         except dbapi_error as exc:
-            dropped = engine.dialect.is_disconnect(exc, connection.dbapi_connection,
-                                                   cursor) or on_read_only_server(exc)
+            dropped = engine.dialect.is_disconnect(
+                exc, connection.dbapi_connection, cursor
+            ) or on_read_only_server(exc)
             if dropped:
                 # A dead connection (or a standby) means the database restarted or failed
                 # over: so did the pool's other connections.
                 connection.invalidate(exc)
                 engine.dispose()
-            raise DBAPIError.instance(self._execute, arguments, exc, dbapi_error,
-                                      connection_invalidated=dropped,
-                                      dialect=engine.dialect) from None
+            raise DBAPIError.instance(
+                self._execute,
+                arguments,
+                exc,
+                dbapi_error,
+                connection_invalidated=dropped,
+                dialect=engine.dialect,
+            ) from None
         finally:
             if cursor is not None:
                 cursor.close()

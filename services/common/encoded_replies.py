@@ -10,11 +10,12 @@ message (fields in number order), so callers see no difference.
 
 A servicer returns the EncodedReply; the server's interceptor (grpc_server.py) makes every
 method's serializer send one as it is (`passing_encoded`)."""
+
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from google.protobuf.message import Message
 
@@ -61,8 +62,9 @@ def encode_reply(message: Message, field: str, values: Iterable[str]) -> Encoded
     return EncodedReply(out.getvalue())
 
 
-def passing_encoded(serialize: Callable[[Message], bytes] | None
-                    ) -> Callable[[Message | EncodedReply], bytes]:
+def passing_encoded(
+    serialize: Callable[[Message], bytes] | None,
+) -> Callable[[Message | EncodedReply], bytes]:
     """A method handler's response serializer that sends an EncodedReply as it is and
     serializes anything else with `serialize`."""
 

@@ -2,6 +2,7 @@
 
 Every refusal carries a `reason` (google.rpc.ErrorInfo) that clients may branch on; those
 that a retry may cure carry `retry_after` too (google.rpc.RetryInfo)."""
+
 from __future__ import annotations
 
 import grpc
@@ -16,8 +17,9 @@ class DomainError(Exception):
     # the gateway turns into `Retry-After` (429 and 503 answers).
     retry_after: float | None = None
 
-    def __init__(self, message: str, *, reason: str | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, reason: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if reason:

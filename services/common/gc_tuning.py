@@ -6,6 +6,7 @@ gRPC server, the clients) lives as long as the process, yet each full pass walke
 ~35 ms in the gateway, a pause every request in flight waits out, which set the tail of
 its latency. Frozen once started (gc.freeze), those objects are left out of every pass;
 the collector still collects what is made afterwards."""
+
 from __future__ import annotations
 
 import gc

@@ -1,5 +1,6 @@
 """The bootstrap every gRPC service shares: interceptors for request ids, authentication
 and errors; the health and reflection services; graceful stop on SIGTERM."""
+
 from __future__ import annotations
 
 import hmac
@@ -8,13 +9,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
@@ -23,11 +25,10 @@ from .encoded_replies import passing_encoded
 from .errors import DomainError
 from .gc_tuning import freeze_startup_objects
 from .keys import MissingSecretError
-from .logs import configure_logging
+from .logs import REQUEST_ID_HEADER, configure_logging, log_fields, request_id_var
 from .memory import map_large_blocks_apart
-from .settings import GrpcServiceSettings, load_settings
-from .logs import REQUEST_ID_HEADER, log_fields, request_id_var
 from .metrics import GRPC_LATENCY, GRPC_REQUESTS, start_metrics_server
+from .settings import GrpcServiceSettings, load_settings
 from .tokens import InvalidTokenError, TokenVerifier, current_identity
 from .tracing import configure_tracing
 from .transient import caller_gives_up_at, is_transient
@@ -79,8 +80,9 @@ class AccessPolicy:
         return "user"
 
 
-def _status(code: grpc.StatusCode, message: str, reason: str,
-            retry_after: float | None = None) -> status_pb2.Status:
+def _status(
+    code: grpc.StatusCode, message: str, reason: str, retry_after: float | None = None
+) -> status_pb2.Status:
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
     details = [detail]
@@ -93,10 +95,14 @@ def _status(code: grpc.StatusCode, message: str, reason: str,
     return status_pb2.Status(code=code.value[0], message=message, details=details)
 
 
-def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, reason: str,
-           retry_after: float | None = None):
-    context.abort_with_status(rpc_status.to_status(_status(code, message, reason,
-                                                           retry_after)))
+def _abort(
+    context: grpc.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    reason: str,
+    retry_after: float | None = None,
+):
+    context.abort_with_status(rpc_status.to_status(_status(code, message, reason, retry_after)))
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
@@ -124,9 +130,10 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         kind = self._policy.kind(method)
         if handler.unary_unary:
             # A servicer may return an EncodedReply (a reply of many megabytes).
-            return handler._replace(unary_unary=self._wrap(handler.unary_unary, method, kind),
-                                    response_serializer=passing_encoded(
-                                        handler.response_serializer))
+            return handler._replace(
+                unary_unary=self._wrap(handler.unary_unary, method, kind),
+                response_serializer=passing_encoded(handler.response_serializer),
+            )
         if handler.unary_stream:
             return handler._replace(
                 unary_stream=self._wrap_stream(handler.unary_stream, method, kind)
@@ -144,14 +151,22 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         if kind == "internal":
             presented = metadata.get(SERVICE_TOKEN_HEADER, "").encode()
             if not presented or not hmac.compare_digest(presented, self._service_token):
-                _abort(context, grpc.StatusCode.PERMISSION_DENIED,
-                       "this RPC is for Dropfile services only", "SERVICE_CREDENTIAL_REQUIRED")
+                _abort(
+                    context,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "this RPC is for Dropfile services only",
+                    "SERVICE_CREDENTIAL_REQUIRED",
+                )
             return
         authorization = metadata.get("authorization", "")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            _abort(context, grpc.StatusCode.UNAUTHENTICATED,
-                   "missing access token", "ACCESS_TOKEN_MISSING")
+            _abort(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing access token",
+                "ACCESS_TOKEN_MISSING",
+            )
         try:
             current_identity.set(self._verifier.verify(token.strip()))
         except InvalidTokenError as exc:
@@ -164,8 +179,13 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             _abort(context, exc.code, exc.message, exc.reason, exc.retry_after)
         if is_transient(exc):
             log.warning("dependency unavailable in %s: %s", method, type(exc).__name__)
-            _abort(context, grpc.StatusCode.UNAVAILABLE,
-                   "a backend is temporarily unavailable; retry", "BACKEND_UNAVAILABLE", 1.0)
+            _abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "a backend is temporarily unavailable; retry",
+                "BACKEND_UNAVAILABLE",
+                1.0,
+            )
         log.exception("unexpected error in %s", method)
         _abort(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
@@ -175,16 +195,24 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         service, _, name = method.lstrip("/").partition("/")
         # Probes call the health service every few seconds: DEBUG only.
         quiet = service.startswith("grpc.")
-        ok_level = logging.DEBUG if quiet or method in self._policy.frequent_methods \
-            else logging.INFO
+        ok_level = (
+            logging.DEBUG if quiet or method in self._policy.frequent_methods else logging.INFO
+        )
         other_level = logging.DEBUG if quiet else logging.INFO
 
         def record(code: grpc.StatusCode, elapsed: float) -> None:
             GRPC_REQUESTS.labels(service, name, code.name).inc()
             level = ok_level if code is grpc.StatusCode.OK else other_level
             if access_log.isEnabledFor(level):
-                access_log.log(level, "%s %s", method, code.name, extra=log_fields(
-                    method=method, code=code.name, duration_ms=round(elapsed * 1000, 1)))
+                access_log.log(
+                    level,
+                    "%s %s",
+                    method,
+                    code.name,
+                    extra=log_fields(
+                        method=method, code=code.name, duration_ms=round(elapsed * 1000, 1)
+                    ),
+                )
 
         return record
 
@@ -226,8 +254,10 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                         raise
                     self._fail(context, method, exc)
             finally:
-                record(context.code() or _ended_by_caller(context) or grpc.StatusCode.OK,
-                       time.perf_counter() - started)
+                record(
+                    context.code() or _ended_by_caller(context) or grpc.StatusCode.OK,
+                    time.perf_counter() - started,
+                )
 
         return wrapped
 
@@ -291,8 +321,9 @@ def build_server(
     servicers and returns their full service names. Port 0 picks a free port."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[ServiceInterceptor(verifier=verifier, service_token=service_token,
-                                         policy=policy)],
+        interceptors=[
+            ServiceInterceptor(verifier=verifier, service_token=service_token, policy=policy)
+        ],
         options=[("grpc.so_reuseport", 0), *CONNECTION_AGING],
     )
     names = list(register(server))
@@ -301,8 +332,8 @@ def build_server(
     for name in names + ["", LIVENESS_SERVICE]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME],
+        names
+        + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
     bound = server.add_insecure_port(f"{host}:{port}")
@@ -329,8 +360,11 @@ def serve(handle: ServerHandle, *, grace: float) -> None:
     log.info("stopped")
 
 
-def run_service(name: str, settings_cls: type[GrpcServiceSettings],
-                create_server: Callable[[GrpcServiceSettings], ServerHandle]) -> None:
+def run_service(
+    name: str,
+    settings_cls: type[GrpcServiceSettings],
+    create_server: Callable[[GrpcServiceSettings], ServerHandle],
+) -> None:
     """The `main()` of every gRPC service: settings, logging, server, serve until signal."""
     map_large_blocks_apart()
     settings = load_settings(settings_cls)

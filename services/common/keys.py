@@ -1,11 +1,12 @@
 """Key material: from the environment in production; generated once and kept on disk in
 development, so every local process (and every restart) shares the same keys."""
+
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -18,8 +19,9 @@ SERVICE_TOKEN_FILE = "service-token"
 # Written into everything generated here, so a production process given it refuses to start
 # (settings.BaseServiceSettings). PEM allows explanatory text before "-----BEGIN".
 DEVELOPMENT_MARK = DEVELOPMENT_MARKS[0]
-PEM_MARK_LINE = (f"{DEVELOPMENT_MARK} key: generated for one developer's machine, "
-                 "never for production\n")
+PEM_MARK_LINE = (
+    f"{DEVELOPMENT_MARK} key: generated for one developer's machine, never for production\n"
+)
 
 
 class MissingSecretError(RuntimeError):
@@ -95,7 +97,8 @@ def service_token(settings: BaseServiceSettings, configured: str | None) -> str:
     if not settings.development:
         raise MissingSecretError("SERVICE_TOKEN is required outside development")
     token = _kept_file(
-        settings.dropfile_keys_dir, SERVICE_TOKEN_FILE,
+        settings.dropfile_keys_dir,
+        SERVICE_TOKEN_FILE,
         lambda: f"{DEVELOPMENT_MARK}-{secrets.token_urlsafe(32)}".encode(),
     )
     return token.decode().strip()

@@ -1,4 +1,5 @@
 """JSON logs with the request id of the call being served."""
+
 from __future__ import annotations
 
 import contextvars

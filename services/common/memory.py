@@ -14,6 +14,7 @@ block in its own mapping: its pages are back to the system as soon as it is free
 The price: such a block's pages are fresh, zeroed ones each time (~1,200 page faults per
 5 MB), ~10-15 ms on a 10,000-URL initiation (~75 → ~90 ms through the gateway; its
 target is 1 s) for ~20 MB less at the coordinator's peak (bench/README.md)."""
+
 from __future__ import annotations
 
 import ctypes

@@ -9,12 +9,13 @@ Health service names (grpc.health.v1):
   process needs it to serve.
 - "liveness": SERVING as long as the process answers (grpc_server.LIVENESS_SERVICE). The
   liveness probe asks it: a database outage must never get healthy processes restarted."""
+
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from grpc_health.v1 import health, health_pb2
 
@@ -55,8 +56,14 @@ class ReadinessWatch:
     """Checks each dependency every `interval` seconds, on a thread of its own, and sets
     the health statuses (module doc). Starts by checking once, before the server serves."""
 
-    def __init__(self, servicer: health.HealthServicer, service_names: Iterable[str],
-                 dependencies: list[Dependency], *, interval: float) -> None:
+    def __init__(
+        self,
+        servicer: health.HealthServicer,
+        service_names: Iterable[str],
+        dependencies: list[Dependency],
+        *,
+        interval: float,
+    ) -> None:
         self._health = servicer
         self._service_names = [*service_names, ""]
         self._dependencies = dependencies
@@ -79,14 +86,19 @@ class ReadinessWatch:
             if self._stopped.is_set():
                 return ready  # the server is stopping: it reports NOT_SERVING already
             for dependency in self._dependencies:
-                self._health.set(dependency.name,
-                                 NOT_SERVING if dependency.name in down else SERVING)
+                self._health.set(
+                    dependency.name, NOT_SERVING if dependency.name in down else SERVING
+                )
             for name in self._service_names:
                 self._health.set(name, SERVING if ready else NOT_SERVING)
         for name, exc in down.items():
             if name not in self._down:
-                log.warning("%s is unreachable (%s)%s", name, type(exc).__name__,
-                            "" if ready else ": not ready")
+                log.warning(
+                    "%s is unreachable (%s)%s",
+                    name,
+                    type(exc).__name__,
+                    "" if ready else ": not ready",
+                )
         for name in self._down - down.keys():
             log.info("%s is reachable again", name)
         self._down = set(down)

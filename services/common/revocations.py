@@ -17,6 +17,7 @@ with UNAVAILABLE (HTTP 503 and Retry-After at the gateway), never accepted unche
 never a 500. A flushed Redis forgets its revocations: those tokens work again until they
 expire (at most ACCESS_TOKEN_TTL_SECONDS).
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,13 @@ def revocation_client(url: str) -> redis.Redis:
     holding a request for Redis's default five seconds (twice, with its retry)."""
     import redis
 
-    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=1.0,
-                                socket_connect_timeout=1.0, health_check_interval=30)
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+        health_check_interval=30,
+    )
 
 
 class _Check:
@@ -64,8 +70,9 @@ class _Check:
 
 
 class RevokedSessions:
-    def __init__(self, client: redis.Redis, *, max_age_seconds: float = 1.0,
-                 max_sessions: int = 65536) -> None:
+    def __init__(
+        self, client: redis.Redis, *, max_age_seconds: float = 1.0, max_sessions: int = 65536
+    ) -> None:
         self._redis = client
         self._max_age = max_age_seconds
         self._max_sessions = max_sessions
@@ -85,8 +92,10 @@ class RevokedSessions:
             self._redis.set(revocation_key(session_id), "1", ex=max(int(seconds), 1))
         except redis.RedisError as exc:
             log.warning("cannot record a revoked session: %s", type(exc).__name__)
-            raise Unavailable("cannot sign the session out right now; retry shortly",
-                              reason="REVOCATION_UNAVAILABLE") from None
+            raise Unavailable(
+                "cannot sign the session out right now; retry shortly",
+                reason="REVOCATION_UNAVAILABLE",
+            ) from None
         self._remember(session_id, True, time.monotonic())
 
     def is_revoked(self, session_id: str) -> bool:

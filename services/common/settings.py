@@ -1,4 +1,5 @@
 """The typed settings base: one settings object per process, validated at start."""
+
 from __future__ import annotations
 
 import sys
@@ -66,12 +67,17 @@ class BaseServiceSettings(BaseSettings):
             if not value:
                 continue
             if any(mark in value.lower() for mark in DEVELOPMENT_MARKS):
-                raise ProductionRefusal(name, "is a development key (it is marked as one); "
-                                        "production needs its own secret")
+                raise ProductionRefusal(
+                    name,
+                    "is a development key (it is marked as one); production needs its own secret",
+                )
             if _normalized(value) in kept:
-                raise ProductionRefusal(name, f"is the development key generated in "
-                                        f"{kept[_normalized(value)]}; production needs its "
-                                        "own secret")
+                raise ProductionRefusal(
+                    name,
+                    f"is the development key generated in "
+                    f"{kept[_normalized(value)]}; production needs its "
+                    "own secret",
+                )
         return self
 
 
@@ -132,8 +138,9 @@ class StorageSettings(BaseServiceSettings):
     aws_endpoint_url: str | None = None
     aws_endpoint_url_s3: str | None = None
     aws_endpoint_url_sqs: str | None = None
-    s3_bucket: str = Field(default="dropfile", min_length=3, max_length=63,
-                           pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")
+    s3_bucket: str = Field(
+        default="dropfile", min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"
+    )
 
     @property
     def s3_endpoint(self) -> str | None:
@@ -150,8 +157,9 @@ class CorsSettings(BaseServiceSettings):
 
     @property
     def cors_origin_list(self) -> list[str]:
-        return [origin.strip().rstrip("/") for origin in self.cors_origins.split(",")
-                if origin.strip()]
+        return [
+            origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()
+        ]
 
     @model_validator(mode="after")
     def _own_origins_in_production(self):
@@ -159,7 +167,10 @@ class CorsSettings(BaseServiceSettings):
         # served on a user's localhost call the API with the user's cookies.
         default = {origin.strip() for origin in DEFAULT_CORS_ORIGINS.split(",")}
         if not self.development and set(self.cors_origin_list) == default:
-            raise ProductionRefusal("cors_origins", "is the development default (localhost "
-                                    "origins only); set the origins your users' browsers "
-                                    "load Dropfile from")
+            raise ProductionRefusal(
+                "cors_origins",
+                "is the development default (localhost "
+                "origins only); set the origins your users' browsers "
+                "load Dropfile from",
+            )
         return self

@@ -1,4 +1,5 @@
 """Access-token verification, shared by every gRPC service: each verifies callers itself."""
+
 from __future__ import annotations
 
 import contextvars
@@ -58,8 +59,15 @@ class TokenVerifier:
     services.common.errors.Unavailable when whether its session was revoked cannot be
     known (Redis down: see revocations.py)."""
 
-    def __init__(self, public_key_pem: str, *, issuer: str, audience: str,
-                 revocations: RevokedSessions, cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        public_key_pem: str,
+        *,
+        issuer: str,
+        audience: str,
+        revocations: RevokedSessions,
+        cache_size: int = 4096,
+    ) -> None:
         self._key = load_pem_public_key(public_key_pem.encode())
         self._issuer = issuer
         self._audience = audience
@@ -130,8 +138,11 @@ class TokenVerifier:
             raise InvalidTokenError(INVALID)
         audience = claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
-        if any(name not in claims for name in REQUIRED_CLAIMS) \
-                or claims.get("iss") != self._issuer or self._audience not in audiences:
+        if (
+            any(name not in claims for name in REQUIRED_CLAIMS)
+            or claims.get("iss") != self._issuer
+            or self._audience not in audiences
+        ):
             raise InvalidTokenError(INVALID)
         expires = claims.get("exp")
         if not isinstance(expires, (int, float)) or isinstance(expires, bool):
@@ -159,16 +170,25 @@ class TokenVerifier:
             raise InvalidTokenError(INVALID) from None
         _VALID_SIGNATURE.inc()
         # Cached until exp plus the same leeway jwt.decode allows.
-        return (Identity(user_id=str(claims["sub"]), email=str(claims["email"]),
-                         session_id=str(claims["sid"])),
-                float(claims["exp"]) + LEEWAY_SECONDS)
+        return (
+            Identity(
+                user_id=str(claims["sub"]),
+                email=str(claims["email"]),
+                session_id=str(claims["sid"]),
+            ),
+            float(claims["exp"]) + LEEWAY_SECONDS,
+        )
 
 
 def verifier_for(settings, public_key_pem: str) -> TokenVerifier:
     """The verifier of a gRPC service (GrpcServiceSettings): its issuer, audience and
     Redis of revoked sessions."""
-    return TokenVerifier(public_key_pem, issuer=settings.jwt_issuer,
-                         audience=settings.jwt_audience,
-                         revocations=RevokedSessions(
-                             revocation_client(settings.cloud_rd_uri),
-                             max_age_seconds=settings.revocation_check_seconds))
+    return TokenVerifier(
+        public_key_pem,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        revocations=RevokedSessions(
+            revocation_client(settings.cloud_rd_uri),
+            max_age_seconds=settings.revocation_check_seconds,
+        ),
+    )

@@ -10,6 +10,7 @@ no exporter, no instrumentor, no cost.
 Call it before any gRPC server or channel is created: the instrumentors patch the
 `grpc.server` and channel constructors, so objects made earlier stay untraced.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,17 +34,20 @@ UNTRACED_HTTP_PATHS = "/healthz,/readyz,/metrics"
 class Tracing:
     """The installed tracer provider, for what comes after setup."""
 
-    provider: "TracerProvider"
+    provider: TracerProvider
 
-    def instrument_app(self, app: "FastAPI") -> None:
+    def instrument_app(self, app: FastAPI) -> None:
         """Traces the gateway's HTTP requests (call before the app serves), and flushes
         buffered spans when the app shuts down: uvicorn ends the process by re-raising
         SIGTERM, so exit handlers would never run."""
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-        FastAPIInstrumentor.instrument_app(app, tracer_provider=self.provider,
-                                           excluded_urls=UNTRACED_HTTP_PATHS,
-                                           exclude_spans=["receive", "send"])
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=self.provider,
+            excluded_urls=UNTRACED_HTTP_PATHS,
+            exclude_spans=["receive", "send"],
+        )
         serve = app.router.lifespan_context
 
         @asynccontextmanager
@@ -70,9 +74,12 @@ def configure_tracing(service: str, settings: BaseServiceSettings) -> Tracing | 
     # Imported only here: a process without tracing never loads the SDK.
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.instrumentation.grpc import (GrpcAioInstrumentorClient,
-                                                    GrpcInstrumentorClient,
-                                                    GrpcInstrumentorServer, filters)
+    from opentelemetry.instrumentation.grpc import (
+        GrpcAioInstrumentorClient,
+        GrpcInstrumentorClient,
+        GrpcInstrumentorServer,
+        filters,
+    )
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor

@@ -4,14 +4,16 @@ connection refused, dropped or refused while the server starts, stops or is read
 throttling. Callers retry what is safe to retry (`retry_transient`); whatever is left
 becomes UNAVAILABLE with RetryInfo in the shared interceptor (grpc_server.py), 503 with
 Retry-After at the gateway, never INTERNAL."""
+
 from __future__ import annotations
 
 import logging
 import random
 import sys
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +24,11 @@ T = TypeVar("T")
 # raised): importing them just to name their exceptions would cost a process that uses
 # none of some (auth: redis and botocore, ~10 MB; events: SQLAlchemy, ~10 MB).
 _TRANSIENT_BY_MODULE = {
-    "sqlalchemy.exc": ("OperationalError", "InterfaceError",
-                       "TimeoutError"),  # TimeoutError: the pool is exhausted
+    "sqlalchemy.exc": (
+        "OperationalError",
+        "InterfaceError",
+        "TimeoutError",
+    ),  # TimeoutError: the pool is exhausted
     # psycopg2's own, as raised where SQLAlchemy does not wrap them (a pool's connect
     # under Engine.raw_connection): refused, reset, "the database system is shutting
     # down" / "is starting up" (all OperationalError), a closed connection
@@ -31,8 +36,7 @@ _TRANSIENT_BY_MODULE = {
     "psycopg2": ("OperationalError", "InterfaceError"),
     "psycopg2.errors": ("ReadOnlySqlTransaction",),
     # BusyLoadingError (a restarted server reading its data) is a ConnectionError.
-    "redis.exceptions": ("ConnectionError", "TimeoutError", "ReadOnlyError",
-                         "TryAgainError"),
+    "redis.exceptions": ("ConnectionError", "TimeoutError", "ReadOnlyError", "TryAgainError"),
     # Connection refused, reset, closed, timed out (every one of botocore's connection
     # failures derives from one of these two).
     "botocore.exceptions": ("ConnectionError", "HTTPClientError"),
@@ -40,13 +44,26 @@ _TRANSIENT_BY_MODULE = {
 
 # Error codes with which S3 and SQS ask to be called again later (botocore's standard
 # retry mode retries them too, a few times, before they reach us).
-_RETRYABLE_AWS_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException",
-    "RequestThrottled", "RequestThrottledException", "TooManyRequestsException",
-    "RequestLimitExceeded", "BandwidthLimitExceeded", "ProvisionedThroughputExceededException",
-    "PriorRequestNotComplete", "RequestTimeout", "RequestTimeoutException", "InternalError",
-    "ServiceUnavailable", "InternalFailure",
-})
+_RETRYABLE_AWS_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "PriorRequestNotComplete",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "InternalFailure",
+    }
+)
 
 
 def _transient_types() -> tuple[type[BaseException], ...]:
@@ -91,8 +108,9 @@ FIRST_BACKOFF_SECONDS = 0.05
 MAX_BACKOFF_SECONDS = 1.0
 
 
-def retry_transient(run: Callable[[], T], *, deadline_seconds: float,
-                    what: str = "a statement") -> T:
+def retry_transient(
+    run: Callable[[], T], *, deadline_seconds: float, what: str = "a statement"
+) -> T:
     """Runs `run` (safe to run more than once) until it succeeds, retrying transient
     failures with backoff for up to `deadline_seconds` in all, and never past the moment
     the RPC's caller gives up; then the last failure propagates (the interceptor answers
@@ -115,12 +133,20 @@ def retry_transient(run: Callable[[], T], *, deadline_seconds: float,
                 raise
             # One line per attempt only at DEBUG: an outage would otherwise log one per
             # attempt of every call (readiness.py and the interceptor report it).
-            log.debug("%s met an unavailable dependency (%s), retrying (attempt %d)",
-                      what, type(exc).__name__, attempt + 1)
+            log.debug(
+                "%s met an unavailable dependency (%s), retrying (attempt %d)",
+                what,
+                type(exc).__name__,
+                attempt + 1,
+            )
         else:
             if attempt > 1:
-                log.info("%s succeeded after %d attempts (%.1f s): a dependency was briefly "
-                         "unavailable", what, attempt, time.monotonic() - started)
+                log.info(
+                    "%s succeeded after %d attempts (%.1f s): a dependency was briefly unavailable",
+                    what,
+                    attempt,
+                    time.monotonic() - started,
+                )
             return result
         time.sleep(pause)
         backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)

@@ -7,11 +7,12 @@ confirm or an `Ignored` with the reason. A body we can never act on raises
 `UnprocessableMessage`, whose message says why (it is logged, then the queue's redrive
 policy dead-letters the message).
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -100,13 +101,21 @@ def _read_record(raw: Any, index: int, bucket: str) -> Record:
     record_bucket = _string(_object(s3, "bucket", f"{where}.s3"), "name", f"{where}.s3.bucket")
     if record_bucket != bucket:
         # Another bucket's events are not ours, however they look inside.
-        return Ignored(event_name=event_name, bucket=record_bucket, key=None,
-                       reason=f"bucket {record_bucket} is not ours")
+        return Ignored(
+            event_name=event_name,
+            bucket=record_bucket,
+            key=None,
+            reason=f"bucket {record_bucket} is not ours",
+        )
     obj = _object(s3, "object", f"{where}.s3")
     key = decode_key(_string(obj, "key", f"{where}.s3.object"))
     if not event_name.startswith(OBJECT_CREATED_PREFIX):
-        return Ignored(event_name=event_name, bucket=record_bucket, key=key,
-                       reason=f"{event_name} does not create an object")
+        return Ignored(
+            event_name=event_name,
+            bucket=record_bucket,
+            key=key,
+            reason=f"{event_name} does not create an object",
+        )
     size = obj.get("size")
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise UnprocessableMessage(f"{where}.s3.object.size is missing or not a whole number")
@@ -115,8 +124,12 @@ def _read_record(raw: Any, index: int, bucket: str) -> Record:
         raise UnprocessableMessage(f"{where}.s3.object.eTag is missing or empty")
     sequencer = obj.get("sequencer")
     return ObjectCreated(
-        event_name=event_name, bucket=record_bucket, key=key, size=size,
-        etag=etag.strip('"'), event_time=_event_time(raw.get("eventTime"), where),
+        event_name=event_name,
+        bucket=record_bucket,
+        key=key,
+        size=size,
+        etag=etag.strip('"'),
+        event_time=_event_time(raw.get("eventTime"), where),
         sequencer=sequencer if isinstance(sequencer, str) else None,
     )
 
@@ -135,9 +148,10 @@ def _event_time(value: Any, where: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise UnprocessableMessage(f"{where}.eventTime is not an ISO-8601 time: {value!r}") \
-            from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        raise UnprocessableMessage(
+            f"{where}.eventTime is not an ISO-8601 time: {value!r}"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _object(parent: dict, name: str, where: str) -> dict:

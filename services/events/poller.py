@@ -14,15 +14,16 @@ failed, deferred or released): that one is counted as dead-lettered
 (`dropfile_queue_messages_total{outcome="dead_lettered"}`). maxReceiveCount is read from
 the queue's RedrivePolicy at start (else SQS_MAX_RECEIVE_COUNT).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -67,9 +68,11 @@ class _InFlight:
         """(receipt handle, message id) of the messages whose visibility ends before
         `moment`."""
         with self._lock:
-            return [(receipt_handle, lease.message_id)
-                    for receipt_handle, lease in self._leases.items()
-                    if lease.visible_until < moment]
+            return [
+                (receipt_handle, lease.message_id)
+                for receipt_handle, lease in self._leases.items()
+                if lease.visible_until < moment
+            ]
 
     def extended(self, receipt_handle: str, visible_until: float) -> None:
         with self._lock:
@@ -83,11 +86,20 @@ class QueuePoller:
     the long-poll wait) and the messages in hand have finished; a message waiting out a
     transient failure is left undeleted."""
 
-    def __init__(self, *, sqs, queue_url: str, processor: EventProcessor,
-                 stats: ProcessingStats, wait_time_seconds: int, batch_size: int,
-                 visibility_timeout_seconds: int, concurrency: int,
-                 max_receive_count: int | None = None,
-                 on_stopped: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        sqs,
+        queue_url: str,
+        processor: EventProcessor,
+        stats: ProcessingStats,
+        wait_time_seconds: int,
+        batch_size: int,
+        visibility_timeout_seconds: int,
+        concurrency: int,
+        max_receive_count: int | None = None,
+        on_stopped: Callable[[], None] | None = None,
+    ) -> None:
         """`max_receive_count`: the redrive policy's, when the queue's own cannot be read
         (None: no dead-letter queue is assumed then)."""
         self._sqs = sqs
@@ -113,29 +125,40 @@ class QueuePoller:
     # -- worker lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=self._concurrency,
-                                        thread_name_prefix="event")
+        self._pool = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="event")
         self._threads = [
             threading.Thread(target=self._poll_loop, name="sqs-poll", daemon=True),
             threading.Thread(target=self._heartbeat_loop, name="sqs-heartbeat", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
-        log.info("polling %s (wait %ds, batch %d, concurrency %d)", self._queue_url,
-                 self._wait_time, self._batch_size, self._concurrency)
+        log.info(
+            "polling %s (wait %ds, batch %d, concurrency %d)",
+            self._queue_url,
+            self._wait_time,
+            self._batch_size,
+            self._concurrency,
+        )
 
     def _redrive_max_receive_count(self) -> int | None:
         """The queue's maxReceiveCount (its RedrivePolicy), else the configured one."""
         try:
             attributes = self._sqs.get_queue_attributes(
-                QueueUrl=self._queue_url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+                QueueUrl=self._queue_url, AttributeNames=["RedrivePolicy"]
+            ).get("Attributes", {})
         except SQS_ERRORS as exc:
-            log.warning("could not read the redrive policy of %s (%s); assuming "
-                        "maxReceiveCount %s", self._queue_url, exc, self._max_receive_count)
+            log.warning(
+                "could not read the redrive policy of %s (%s); assuming maxReceiveCount %s",
+                self._queue_url,
+                exc,
+                self._max_receive_count,
+            )
             return self._max_receive_count
         if "RedrivePolicy" not in attributes:
-            log.warning("%s has no redrive policy: a message that keeps failing is never "
-                        "dead-lettered", self._queue_url)
+            log.warning(
+                "%s has no redrive policy: a message that keeps failing is never dead-lettered",
+                self._queue_url,
+            )
             return None
         try:
             return int(json.loads(attributes["RedrivePolicy"])["maxReceiveCount"])
@@ -177,8 +200,9 @@ class QueuePoller:
             except SQS_ERRORS as exc:
                 self._give_back(slots)
                 delay = next(failures)
-                log.warning("receiving from %s failed (%s); retrying in %.1fs",
-                            self._queue_url, exc, delay)
+                log.warning(
+                    "receiving from %s failed (%s); retrying in %.1fs", self._queue_url, exc, delay
+                )
                 self._stopping.wait(delay)
                 continue
             failures = RECEIVE_RETRY.delays()
@@ -224,8 +248,11 @@ class QueuePoller:
         try:
             verdict = self._processor.process(message, stopping=self._stopping)
         except Exception:  # noqa: BLE001 - a bug must not kill the worker nor lose the event
-            log.exception("processing message %s crashed; SQS will deliver it again",
-                          message.message_id, extra=log_fields(message_id=message.message_id))
+            log.exception(
+                "processing message %s crashed; SQS will deliver it again",
+                message.message_id,
+                extra=log_fields(message_id=message.message_id),
+            )
             verdict = Verdict.RETRY_LATER
         try:
             with self._visibility_lock:
@@ -235,15 +262,27 @@ class QueuePoller:
             self._slots.release()
 
     def _carry_out(self, verdict: Verdict, message: QueueMessage, receipt_handle: str) -> None:
-        if verdict is not Verdict.DELETE and self._max_receive_count is not None \
-                and message.receive_count >= self._max_receive_count:
+        if (
+            verdict is not Verdict.DELETE
+            and self._max_receive_count is not None
+            and message.receive_count >= self._max_receive_count
+        ):
             self._stats.dead_lettered()
-            log.warning("message %s was received %d times and is left undeleted: SQS moves "
-                        "it to the dead-letter queue", message.message_id,
-                        message.receive_count, extra=log_fields(message_id=message.message_id))
+            log.warning(
+                "message %s was received %d times and is left undeleted: SQS moves "
+                "it to the dead-letter queue",
+                message.message_id,
+                message.receive_count,
+                extra=log_fields(message_id=message.message_id),
+            )
         if verdict is Verdict.DELETE:
-            deleted = self._call("delete", message, self._sqs.delete_message,
-                                 QueueUrl=self._queue_url, ReceiptHandle=receipt_handle)
+            deleted = self._call(
+                "delete",
+                message,
+                self._sqs.delete_message,
+                QueueUrl=self._queue_url,
+                ReceiptHandle=receipt_handle,
+            )
             self._stats.finished(deleted=deleted)
         elif verdict is Verdict.REJECT:
             # Visible again at once: each receive brings it closer to maxReceiveCount, and
@@ -254,9 +293,14 @@ class QueuePoller:
             self._stats.finished(failed=True)
         elif verdict is Verdict.DEFER:
             self._stats.deferred()
-            self._call("defer", message, self._sqs.change_message_visibility,
-                       QueueUrl=self._queue_url, ReceiptHandle=receipt_handle,
-                       VisibilityTimeout=self._defer_seconds(message.receive_count))
+            self._call(
+                "defer",
+                message,
+                self._sqs.change_message_visibility,
+                QueueUrl=self._queue_url,
+                ReceiptHandle=receipt_handle,
+                VisibilityTimeout=self._defer_seconds(message.receive_count),
+            )
             self._stats.finished()
         else:  # RELEASE: stopping; another consumer may take it now
             self._make_visible(message, receipt_handle)
@@ -267,8 +311,14 @@ class QueuePoller:
         return min(2 ** min(receive_count, 16), self._visibility)
 
     def _make_visible(self, message: QueueMessage, receipt_handle: str) -> None:
-        self._call("make visible", message, self._sqs.change_message_visibility,
-                   QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0)
+        self._call(
+            "make visible",
+            message,
+            self._sqs.change_message_visibility,
+            QueueUrl=self._queue_url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=0,
+        )
 
     def _call(self, what: str, message: QueueMessage, operation, **params) -> bool:
         try:
@@ -277,8 +327,13 @@ class QueuePoller:
         except SQS_ERRORS as exc:
             # Not fatal: the message reappears after its visibility timeout and is
             # processed again, which confirmation's idempotency makes harmless.
-            log.warning("could not %s message %s: %s", what, message.message_id, exc,
-                        extra=log_fields(message_id=message.message_id))
+            log.warning(
+                "could not %s message %s: %s",
+                what,
+                message.message_id,
+                exc,
+                extra=log_fields(message_id=message.message_id),
+            )
             return False
 
     # -- heartbeat ----------------------------------------------------------------------
@@ -297,21 +352,30 @@ class QueuePoller:
         with self._visibility_lock:
             expiring = self._in_flight.expiring_before(time.monotonic() + self._visibility / 2)
             for start in range(0, len(expiring), MAX_BATCH_ENTRIES):
-                chunk = expiring[start:start + MAX_BATCH_ENTRIES]
+                chunk = expiring[start : start + MAX_BATCH_ENTRIES]
                 visible_until = time.monotonic() + self._visibility - 1
                 try:
                     response = self._sqs.change_message_visibility_batch(
                         QueueUrl=self._queue_url,
-                        Entries=[{"Id": str(index), "ReceiptHandle": receipt,
-                                  "VisibilityTimeout": self._visibility}
-                                 for index, (receipt, _) in enumerate(chunk)],
+                        Entries=[
+                            {
+                                "Id": str(index),
+                                "ReceiptHandle": receipt,
+                                "VisibilityTimeout": self._visibility,
+                            }
+                            for index, (receipt, _) in enumerate(chunk)
+                        ],
                     )
                 except SQS_ERRORS as exc:
-                    log.warning("could not extend the visibility of %d message(s): %s",
-                                len(chunk), exc)
+                    log.warning(
+                        "could not extend the visibility of %d message(s): %s", len(chunk), exc
+                    )
                     continue
                 for entry in response.get("Successful", []):
                     self._in_flight.extended(chunk[int(entry["Id"])][0], visible_until)
                 for entry in response.get("Failed", []):
-                    log.warning("could not extend the visibility of message %s: %s",
-                                chunk[int(entry["Id"])][1], entry.get("Message", entry))
+                    log.warning(
+                        "could not extend the visibility of message %s: %s",
+                        chunk[int(entry["Id"])][1],
+                        entry.get("Message", entry),
+                    )

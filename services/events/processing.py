@@ -15,22 +15,33 @@ Failures never lose an event: a transient one (upload service or its database do
 deadline exceeded) is retried here with exponential backoff while the poller keeps the
 message in flight, until it succeeds or the process stops.
 """
+
 from __future__ import annotations
 
 import enum
 import logging
 import random
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from services.common.logs import log_fields, request_id_var
 
-from .notifications import Ignored, ObjectCreated, StorageTestEvent, UnprocessableMessage, \
-    read_message
+from .notifications import (
+    Ignored,
+    ObjectCreated,
+    StorageTestEvent,
+    UnprocessableMessage,
+    read_message,
+)
 from .stats import ProcessingStats
-from .upload_client import ConfirmationError, ConfirmationRefused, ConfirmOutcome, \
-    TransientConfirmationError
+from .upload_client import (
+    ConfirmationError,
+    ConfirmationRefused,
+    ConfirmOutcome,
+    TransientConfirmationError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +98,9 @@ class _Stopped(Exception):
 
 
 class EventProcessor:
-    def __init__(self, *, bucket: str, confirmer: Confirmer, stats: ProcessingStats,
-                 retry: RetryPolicy) -> None:
+    def __init__(
+        self, *, bucket: str, confirmer: Confirmer, stats: ProcessingStats, retry: RetryPolicy
+    ) -> None:
         self._bucket = bucket
         self._confirmer = confirmer
         self._stats = stats
@@ -108,40 +120,61 @@ class EventProcessor:
         try:
             notification = read_message(message.body, bucket=self._bucket)
         except UnprocessableMessage as exc:
-            log.warning("rejecting message %s (receive %d): %s; leaving it for the "
-                        "dead-letter queue", message.message_id, message.receive_count, exc,
-                        extra=log_fields(**fields, reason=str(exc)))
+            log.warning(
+                "rejecting message %s (receive %d): %s; leaving it for the dead-letter queue",
+                message.message_id,
+                message.receive_count,
+                exc,
+                extra=log_fields(**fields, reason=str(exc)),
+            )
             return Verdict.REJECT
         if isinstance(notification, StorageTestEvent):
-            log.info("storage test event for bucket %s acknowledged", notification.bucket,
-                     extra=log_fields(**fields))
+            log.info(
+                "storage test event for bucket %s acknowledged",
+                notification.bucket,
+                extra=log_fields(**fields),
+            )
             return Verdict.DELETE
         deferred = False
         for record in notification:
             if isinstance(record, Ignored):
-                log.info("ignoring %s record: %s", record.event_name, record.reason,
-                         extra=log_fields(**fields, s3_key=record.key))
+                log.info(
+                    "ignoring %s record: %s",
+                    record.event_name,
+                    record.reason,
+                    extra=log_fields(**fields, s3_key=record.key),
+                )
                 continue
             try:
                 outcome = self._confirm_once_completed(record, message, stopping)
             except _Stopped:
                 return Verdict.RELEASE
             except ConfirmationRefused as exc:
-                log.warning("rejecting message %s: the upload service refused %s: %s; "
-                            "leaving it for the dead-letter queue", message.message_id,
-                            record.key, exc, extra=log_fields(**fields, s3_key=record.key))
+                log.warning(
+                    "rejecting message %s: the upload service refused %s: %s; "
+                    "leaving it for the dead-letter queue",
+                    message.message_id,
+                    record.key,
+                    exc,
+                    extra=log_fields(**fields, s3_key=record.key),
+                )
                 return Verdict.REJECT
             except ConfirmationError as exc:
-                log.error("confirming %s failed: %s; SQS will deliver message %s again",
-                          record.key, exc, message.message_id,
-                          extra=log_fields(**fields, s3_key=record.key))
+                log.error(
+                    "confirming %s failed: %s; SQS will deliver message %s again",
+                    record.key,
+                    exc,
+                    message.message_id,
+                    extra=log_fields(**fields, s3_key=record.key),
+                )
                 return Verdict.RETRY_LATER
             self._report(outcome, record, fields)
             deferred = deferred or outcome is ConfirmOutcome.NOT_COMPLETED
         return Verdict.DEFER if deferred else Verdict.DELETE
 
-    def _confirm_once_completed(self, record: ObjectCreated, message: QueueMessage,
-                                stopping: threading.Event) -> ConfirmOutcome:
+    def _confirm_once_completed(
+        self, record: ObjectCreated, message: QueueMessage, stopping: threading.Event
+    ) -> ConfirmOutcome:
         """_confirm, asked again a few times over about two seconds while the upload is not
         completed: storage's event usually overtakes CompleteUpload's commit by milliseconds,
         and waiting here costs no receive of the message (the queue's deferral does)."""
@@ -154,8 +187,9 @@ class EventProcessor:
             outcome = self._confirm(record, message, stopping)
         return outcome
 
-    def _confirm(self, record: ObjectCreated, message: QueueMessage,
-                 stopping: threading.Event) -> ConfirmOutcome:
+    def _confirm(
+        self, record: ObjectCreated, message: QueueMessage, stopping: threading.Event
+    ) -> ConfirmOutcome:
         delays = self._retry.delays()
         while True:
             try:
@@ -163,35 +197,62 @@ class EventProcessor:
             except TransientConfirmationError as exc:
                 self._stats.transient_failure()
                 delay = next(delays)
-                log.warning("confirming %s failed transiently (%s); retrying in %.1fs with "
-                            "the message kept in flight", record.key, exc, delay,
-                            extra=log_fields(message_id=message.message_id, s3_key=record.key))
+                log.warning(
+                    "confirming %s failed transiently (%s); retrying in %.1fs with "
+                    "the message kept in flight",
+                    record.key,
+                    exc,
+                    delay,
+                    extra=log_fields(message_id=message.message_id, s3_key=record.key),
+                )
                 if stopping.wait(delay):
-                    log.info("stopping: message %s left undeleted for the next consumer",
-                             message.message_id,
-                             extra=log_fields(message_id=message.message_id, s3_key=record.key))
+                    log.info(
+                        "stopping: message %s left undeleted for the next consumer",
+                        message.message_id,
+                        extra=log_fields(message_id=message.message_id, s3_key=record.key),
+                    )
                     raise _Stopped() from None
 
     def _report(self, outcome: ConfirmOutcome, record: ObjectCreated, fields: dict) -> None:
-        extra = log_fields(**fields, s3_key=record.key, outcome=outcome.value,
-                           size=record.size, event_name=record.event_name)
+        extra = log_fields(
+            **fields,
+            s3_key=record.key,
+            outcome=outcome.value,
+            size=record.size,
+            event_name=record.event_name,
+        )
         if outcome is ConfirmOutcome.CONFIRMED:
             self._stats.upload_confirmed()
             log.info("upload confirmed: %s", record.key, extra=extra)
         elif outcome is ConfirmOutcome.ALREADY_CONFIRMED:
             log.info("duplicate event: %s was confirmed already", record.key, extra=extra)
         elif outcome is ConfirmOutcome.UNKNOWN_KEY:
-            log.warning("no file has key %s (deleted, or not Dropfile's); event acknowledged",
-                        record.key, extra=extra)
+            log.warning(
+                "no file has key %s (deleted, or not Dropfile's); event acknowledged",
+                record.key,
+                extra=extra,
+            )
         elif outcome is ConfirmOutcome.NOT_COMPLETED:
-            log.warning("the upload of %s is not completed: nothing changed; the message "
-                        "comes back later (receive %d)", record.key, fields["receive_count"],
-                        extra=extra)
+            log.warning(
+                "the upload of %s is not completed: nothing changed; the message "
+                "comes back later (receive %d)",
+                record.key,
+                fields["receive_count"],
+                extra=extra,
+            )
         elif outcome is ConfirmOutcome.STALE:
             self._stats.stale_event()
-            log.warning("event for %s names an object (size %d, ETag %s) other than the one "
-                        "completion recorded: nothing changed; event acknowledged",
-                        record.key, record.size, record.etag, extra=extra)
+            log.warning(
+                "event for %s names an object (size %d, ETag %s) other than the one "
+                "completion recorded: nothing changed; event acknowledged",
+                record.key,
+                record.size,
+                record.etag,
+                extra=extra,
+            )
         else:
-            log.warning("%s belongs to an aborted upload; the upload service removed the "
-                        "object", record.key, extra=extra)
+            log.warning(
+                "%s belongs to an aborted upload; the upload service removed the object",
+                record.key,
+                extra=extra,
+            )

@@ -3,6 +3,7 @@ It is the only confirmation path where storage sends no events (SeaweedFS, `make
 embedded engine) and a safety net for lost events where it does. ConfirmUpload is idempotent,
 so the reconciler and the event queue can confirm the same upload without harm, and several
 replicas can run it at once."""
+
 from __future__ import annotations
 
 import logging
@@ -20,9 +21,18 @@ log = logging.getLogger(__name__)
 
 
 class Reconciler:
-    def __init__(self, *, confirmer: UploadConfirmer, s3, bucket: str, interval: float,
-                 grace_seconds: int, batch_size: int, stats: ProcessingStats,
-                 on_stopped=None) -> None:
+    def __init__(
+        self,
+        *,
+        confirmer: UploadConfirmer,
+        s3,
+        bucket: str,
+        interval: float,
+        grace_seconds: int,
+        batch_size: int,
+        stats: ProcessingStats,
+        on_stopped=None,
+    ) -> None:
         self._confirmer = confirmer
         self._s3 = s3
         self._bucket = bucket
@@ -58,8 +68,9 @@ class Reconciler:
     def reconcile_once(self) -> int:
         """Checks one batch of unconfirmed completions; returns how many got confirmed."""
         confirmed = 0
-        for upload in self._confirmer.pending(completed_at_least_seconds_ago=self._grace,
-                                              limit=self._batch):
+        for upload in self._confirmer.pending(
+            completed_at_least_seconds_ago=self._grace, limit=self._batch
+        ):
             if self._stopping.is_set():
                 break
             created = self._stored_object(upload.s3_key)
@@ -70,8 +81,9 @@ class Reconciler:
             if outcome is ConfirmOutcome.CONFIRMED:
                 confirmed += 1
                 self._stats.upload_confirmed()
-            log.info("reconciled upload", extra=log_fields(
-                file_id=upload.file_id, outcome=outcome.value))
+            log.info(
+                "reconciled upload", extra=log_fields(file_id=upload.file_id, outcome=outcome.value)
+            )
         return confirmed
 
     def _stored_object(self, key: str) -> ObjectCreated | None:
@@ -81,6 +93,12 @@ class Reconciler:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return ObjectCreated(event_name="Reconciler:HeadObject", bucket=self._bucket, key=key,
-                             size=head["ContentLength"], etag=head.get("ETag", "").strip('"'),
-                             event_time=head.get("LastModified"), sequencer=None)
+        return ObjectCreated(
+            event_name="Reconciler:HeadObject",
+            bucket=self._bucket,
+            key=key,
+            size=head["ContentLength"],
+            etag=head.get("ETag", "").strip('"'),
+            event_time=head.get("LastModified"),
+            sequencer=None,
+        )

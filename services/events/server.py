@@ -1,6 +1,7 @@
 """The event processor process: `python -m services.events.server`. Serves EventsService
 (plus health and reflection) and runs its workers: the SQS poller, the reconciler and the
 file status hub behind WatchFileEvents."""
+
 from __future__ import annotations
 
 import logging
@@ -38,21 +39,29 @@ CHANNEL_OPTIONS = [
 SERVICE_NAME = events_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name
 
 
-def create_poller(settings: EventsSettings, *, service_token: str,
-                  stats: ProcessingStats) -> QueuePoller:
+def create_poller(
+    settings: EventsSettings, *, service_token: str, stats: ProcessingStats
+) -> QueuePoller:
     """The SQS worker, with its channel to the upload coordinator (closed when it stops)."""
     channel = grpc.insecure_channel(settings.upload_service_addr, options=CHANNEL_OPTIONS)
     processor = EventProcessor(
         bucket=settings.s3_bucket,
-        confirmer=UploadConfirmer(channel, service_token=service_token,
-                                  timeout=settings.upload_rpc_timeout_seconds),
+        confirmer=UploadConfirmer(
+            channel, service_token=service_token, timeout=settings.upload_rpc_timeout_seconds
+        ),
         stats=stats,
-        retry=RetryPolicy(initial_seconds=settings.event_retry_initial_seconds,
-                          max_seconds=settings.event_retry_max_seconds),
+        retry=RetryPolicy(
+            initial_seconds=settings.event_retry_initial_seconds,
+            max_seconds=settings.event_retry_max_seconds,
+        ),
     )
     return QueuePoller(
-        sqs=aws_client("sqs", region=settings.aws_region, endpoint_url=settings.sqs_endpoint,
-                       max_pool_connections=settings.event_concurrency + 4),
+        sqs=aws_client(
+            "sqs",
+            region=settings.aws_region,
+            endpoint_url=settings.sqs_endpoint,
+            max_pool_connections=settings.event_concurrency + 4,
+        ),
         queue_url=settings.sqs_queue_url,
         processor=processor,
         stats=stats,
@@ -65,13 +74,15 @@ def create_poller(settings: EventsSettings, *, service_token: str,
     )
 
 
-def create_reconciler(settings: EventsSettings, *, service_token: str,
-                      stats: ProcessingStats) -> Reconciler:
+def create_reconciler(
+    settings: EventsSettings, *, service_token: str, stats: ProcessingStats
+) -> Reconciler:
     """The storage reconciler, with its own channel to the upload coordinator."""
     channel = grpc.insecure_channel(settings.upload_service_addr, options=CHANNEL_OPTIONS)
     return Reconciler(
-        confirmer=UploadConfirmer(channel, service_token=service_token,
-                                  timeout=settings.upload_rpc_timeout_seconds),
+        confirmer=UploadConfirmer(
+            channel, service_token=service_token, timeout=settings.upload_rpc_timeout_seconds
+        ),
         s3=aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_endpoint),
         bucket=settings.s3_bucket,
         interval=settings.reconcile_every,
@@ -85,16 +96,21 @@ def create_reconciler(settings: EventsSettings, *, service_token: str,
 def create_server(settings: EventsSettings, *, port: int | None = None) -> ServerHandle:
     stats = ProcessingStats()
     token = keys.service_token(settings, settings.service_token)
-    hub = FileEventHub(feed_client(settings.cloud_rd_uri),
-                       max_streams=settings.watch_max_streams,
-                       limits=StreamLimits(redis_client(settings.cloud_rd_uri),
-                                           per_user=settings.watch_max_streams_per_user,
-                                           lease_seconds=settings.watch_stream_lease_seconds))
+    hub = FileEventHub(
+        feed_client(settings.cloud_rd_uri),
+        max_streams=settings.watch_max_streams,
+        limits=StreamLimits(
+            redis_client(settings.cloud_rd_uri),
+            per_user=settings.watch_max_streams_per_user,
+            lease_seconds=settings.watch_stream_lease_seconds,
+        ),
+    )
     verifier = verifier_for(settings, keys.public_key_pem(settings, settings.public_key))
 
     def register(server):
         events_pb2_grpc.add_EventsServiceServicer_to_server(
-            EventsServicer(stats, hub, verifier.revocations), server)
+            EventsServicer(stats, hub, verifier.revocations), server
+        )
         return [SERVICE_NAME]
 
     handle = build_server(
@@ -118,10 +134,16 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> Serve
     # Redis's outage shows under "redis" but leaves the replica in service: confirmations
     # (SQS, the reconciler) go on without it, and only live-status streams need it (they
     # end with UNAVAILABLE and the web app polls meanwhile).
-    handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
-        redis(redis_client(settings.cloud_rd_uri, timeout_seconds=1.0, retries=0),
-              required=False),
-    ], interval=settings.readiness_check_interval_seconds)
+    handle.readiness = ReadinessWatch(
+        handle.health,
+        handle.service_names,
+        [
+            redis(
+                redis_client(settings.cloud_rd_uri, timeout_seconds=1.0, retries=0), required=False
+            ),
+        ],
+        interval=settings.readiness_check_interval_seconds,
+    )
     return handle
 
 

@@ -1,5 +1,6 @@
 """EventsService over gRPC: this process's counters, and the caller's live file status
 (watch.py), as protobuf."""
+
 from __future__ import annotations
 
 import time
@@ -37,8 +38,9 @@ def _caller_id() -> str:
     try:
         return str(uuid.UUID(identity.user_id))
     except ValueError:
-        raise Unauthenticated("the access token's subject is not a Dropfile user",
-                              reason="ACCESS_TOKEN_INVALID") from None
+        raise Unauthenticated(
+            "the access token's subject is not a Dropfile user", reason="ACCESS_TOKEN_INVALID"
+        ) from None
 
 
 def _heartbeat_seconds(requested: int) -> int:
@@ -50,15 +52,19 @@ def _heartbeat_seconds(requested: int) -> int:
 
 
 def _event(change: FileStatusChange) -> events_pb2.WatchFileEventsResponse:
-    reply = events_pb2.WatchFileEventsResponse(file_event=events_pb2.FileEvent(
-        file_id=change.file_id, status=_STATUS[change.status], size=change.size))
+    reply = events_pb2.WatchFileEventsResponse(
+        file_event=events_pb2.FileEvent(
+            file_id=change.file_id, status=_STATUS[change.status], size=change.size
+        )
+    )
     reply.file_event.at.FromDatetime(change.at)
     return reply
 
 
 class EventsServicer(events_pb2_grpc.EventsServiceServicer):
-    def __init__(self, stats: ProcessingStats, hub: FileEventHub,
-                 revocations: RevokedSessions) -> None:
+    def __init__(
+        self, stats: ProcessingStats, hub: FileEventHub, revocations: RevokedSessions
+    ) -> None:
         self._stats = stats
         self._hub = hub
         self._revocations = revocations
@@ -89,8 +95,9 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
             heartbeat_at = time.monotonic() + interval
             while context.is_active():
                 # Wakes often: a signed-out session's stream ends within about a second.
-                item = subscription.next(timeout=max(min(
-                    heartbeat_at - time.monotonic(), REVOCATION_CHECK_SECONDS), 0))
+                item = subscription.next(
+                    timeout=max(min(heartbeat_at - time.monotonic(), REVOCATION_CHECK_SECONDS), 0)
+                )
                 if isinstance(item, StreamEnded):
                     if not context.is_active():
                         return

@@ -1,4 +1,5 @@
 """Settings of the event processor."""
+
 from pydantic import Field
 
 from services.common.settings import GrpcServiceSettings, StorageSettings

@@ -1,10 +1,11 @@
 """Counters of what this process has done, shared by the poller's threads and GetStats,
 and mirrored to the Prometheus counter of queue messages."""
+
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from services.common.metrics import QUEUE_MESSAGES
 
@@ -29,9 +30,13 @@ class ProcessingStats:
 
     def _add(self, **increments: int) -> None:
         with self._lock:
-            self._current = replace(self._current, **{
-                name: getattr(self._current, name) + amount for name, amount in increments.items()
-            })
+            self._current = replace(
+                self._current,
+                **{
+                    name: getattr(self._current, name) + amount
+                    for name, amount in increments.items()
+                },
+            )
 
     def received(self, count: int) -> None:
         self._add(messages_received=count)
@@ -55,8 +60,9 @@ class ProcessingStats:
         dead-letter queue instead of delivering it again."""
         QUEUE_MESSAGES.labels("dead_lettered").inc()
 
-    def finished(self, *, deleted: bool = False, rejected: bool = False,
-                 failed: bool = False) -> None:
+    def finished(
+        self, *, deleted: bool = False, rejected: bool = False, failed: bool = False
+    ) -> None:
         """A message's processing ended (whatever happens to it in the queue next)."""
         with self._lock:
             self._current = replace(
@@ -64,10 +70,9 @@ class ProcessingStats:
                 messages_deleted=self._current.messages_deleted + int(deleted),
                 messages_rejected=self._current.messages_rejected + int(rejected),
                 messages_failed=self._current.messages_failed + int(failed),
-                last_processed_at=datetime.now(timezone.utc),
+                last_processed_at=datetime.now(UTC),
             )
-        for outcome, happened in (("deleted", deleted), ("rejected", rejected),
-                                  ("failed", failed)):
+        for outcome, happened in (("deleted", deleted), ("rejected", rejected), ("failed", failed)):
             if happened:
                 QUEUE_MESSAGES.labels(outcome).inc()
 

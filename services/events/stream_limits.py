@@ -12,6 +12,7 @@ returns them: whoever holds those streams ends them (another replica is told on 
 eviction channel, `eviction_channel_of`). All of it is one script, so replicas registering
 streams of one user at the same time cannot together exceed the limit.
 """
+
 from __future__ import annotations
 
 import logging
@@ -86,8 +87,13 @@ class StreamLimits:
         """Counts the new stream; the user's oldest streams beyond the limit, to end."""
         evicted = self._register(
             keys=[_streams_key(user_id), _counter_key(user_id)],
-            args=[f"{self.replica_id}|{stream_id}", self.per_user, REPLICA_PREFIX,
-                  _whole_seconds(self.lease_seconds)])
+            args=[
+                f"{self.replica_id}|{stream_id}",
+                self.per_user,
+                REPLICA_PREFIX,
+                _whole_seconds(self.lease_seconds),
+            ],
+        )
         return [Evicted(*_text(member).split("|", 1)) for member in evicted]
 
     def release(self, user_id: str, stream_id: str) -> None:

@@ -2,6 +2,7 @@
 called with the service credential and a deadline. gRPC failures become three exceptions
 the processing rules act on: transient (retry), refused (the message's fault) and failed
 (anything else)."""
+
 from __future__ import annotations
 
 import enum
@@ -18,10 +19,15 @@ from .notifications import ObjectCreated
 
 # Worth retrying: the service or its database is unreachable or overloaded right now.
 # CANCELLED is the channel closing under us while the process stops.
-TRANSIENT_CODES = frozenset({
-    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED,
-})
+TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
 
 
 class ConfirmOutcome(enum.Enum):
@@ -66,8 +72,9 @@ class UploadConfirmer:
         self._timeout = timeout
 
     def confirm(self, created: ObjectCreated, *, request_id: str) -> ConfirmOutcome:
-        request = upload_pb2.ConfirmUploadRequest(s3_key=created.key, size=created.size,
-                                                  etag=created.etag)
+        request = upload_pb2.ConfirmUploadRequest(
+            s3_key=created.key, size=created.size, etag=created.etag
+        )
         if created.event_time is not None:
             event_time = timestamp_pb2.Timestamp()
             event_time.FromDatetime(created.event_time)
@@ -82,19 +89,25 @@ class UploadConfirmer:
             raise ConfirmationError(f"ConfirmUpload answered an unknown outcome {reply.outcome}")
         return outcome
 
-    def pending(self, *, completed_at_least_seconds_ago: int, limit: int
-                ) -> list[upload_pb2.ListPendingConfirmationsResponse.PendingUpload]:
+    def pending(
+        self, *, completed_at_least_seconds_ago: int, limit: int
+    ) -> list[upload_pb2.ListPendingConfirmationsResponse.PendingUpload]:
         """Completed uploads the upload service has not seen confirmed yet."""
         request = upload_pb2.ListPendingConfirmationsRequest(
-            completed_at_least_seconds_ago=completed_at_least_seconds_ago, limit=limit)
+            completed_at_least_seconds_ago=completed_at_least_seconds_ago, limit=limit
+        )
         # Every internal call carries a request id, so upload's log line about it can be
         # found; each listing is a request of its own.
         request_id = f"reconcile-{uuid.uuid4().hex}"
         try:
             reply = self._stub.ListPendingConfirmations(
-                request, timeout=self._timeout,
-                metadata=[(SERVICE_TOKEN_HEADER, self._service_token),
-                          (REQUEST_ID_HEADER, request_id)])
+                request,
+                timeout=self._timeout,
+                metadata=[
+                    (SERVICE_TOKEN_HEADER, self._service_token),
+                    (REQUEST_ID_HEADER, request_id),
+                ],
+            )
         except grpc.RpcError as exc:
             raise _classify(exc, "ListPendingConfirmations") from None
         return list(reply.uploads)

@@ -16,6 +16,7 @@ in Redis): one more ends that user's oldest, here at once or on the replica hold
 (which hears of it on its eviction channel). So one user never holds more than that many of
 this process's max_streams, and other users are not refused because of one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,15 +24,19 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import redis
 
 from services.common.errors import ResourceExhausted, Unavailable
-from services.common.file_events import CHANNEL_PATTERN, FileStatusChange, \
-    MalformedFileEvent, user_of_channel
+from services.common.file_events import (
+    CHANNEL_PATTERN,
+    FileStatusChange,
+    MalformedFileEvent,
+    user_of_channel,
+)
 
 from .stream_limits import Evicted, StreamLimits
 
@@ -63,7 +68,8 @@ class Subscription:
         self.user_id = user_id
         self.stream_id = uuid.uuid4().hex
         self._queue: queue.Queue[FileStatusChange | StreamEnded] = queue.Queue(
-            maxsize=MAX_PENDING_PER_STREAM + 1)
+            maxsize=MAX_PENDING_PER_STREAM + 1
+        )
         self._closed = threading.Event()
 
     def next(self, timeout: float) -> FileStatusChange | StreamEnded | None:
@@ -99,8 +105,7 @@ class FileEventHub:
     """A server worker (start/stop) that fans the file-events channels out to
     subscriptions. `subscribe()` is what each WatchFileEvents call holds."""
 
-    def __init__(self, client: redis.Redis, *, max_streams: int,
-                 limits: StreamLimits) -> None:
+    def __init__(self, client: redis.Redis, *, max_streams: int, limits: StreamLimits) -> None:
         self._redis = client
         self._max_streams = max_streams
         self._limits = limits
@@ -190,8 +195,10 @@ class FileEventHub:
             raise Unavailable(FEED_DOWN, reason="FILE_EVENTS_UNAVAILABLE")
         making_way = can_make_way and bool(self._by_user.get(user_id))
         if len(self._by_id) >= self._max_streams and not making_way:
-            raise ResourceExhausted("this server holds as many event streams as it may; "
-                                    "retry", reason="TOO_MANY_STREAMS")
+            raise ResourceExhausted(
+                "this server holds as many event streams as it may; retry",
+                reason="TOO_MANY_STREAMS",
+            )
 
     def _forget(self, subscription: Subscription) -> bool:
         """Stops counting a stream here; False when it was not counted (any more)."""
@@ -212,8 +219,9 @@ class FileEventHub:
             try:
                 self._limits.tell(evicted)
             except redis.RedisError as exc:  # the feed is in trouble too: it ends them all
-                log.warning("could not ask a replica to end an evicted stream (%s)",
-                            type(exc).__name__)
+                log.warning(
+                    "could not ask a replica to end an evicted stream (%s)", type(exc).__name__
+                )
 
     def _end_evicted(self, stream_id: str) -> None:
         with self._lock:
@@ -301,8 +309,8 @@ class FileEventHub:
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
                 failures += 1
                 (log.warning if was_ready or failures == 1 else log.debug)(
-                    "file status feed lost (%s); resubscribing in %.1f s",
-                    type(exc).__name__, delay)
+                    "file status feed lost (%s); resubscribing in %.1f s", type(exc).__name__, delay
+                )
                 self._stopping.wait(delay)
             except Exception:  # noqa: BLE001 - a bug must not end live status for good
                 self._interrupt(INTERRUPTED)
@@ -318,5 +326,10 @@ class FileEventHub:
 def feed_client(url: str) -> redis.Redis:
     """The hub's Redis client: no read timeout of its own (get_message waits with one),
     keepalive and a periodic PING so a dead connection is noticed."""
-    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5,
-                                socket_keepalive=True, health_check_interval=15)
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=15,
+    )

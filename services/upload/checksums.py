@@ -4,6 +4,7 @@ whole file's SHA-256 (lowercase hex) that is recorded and returned with the file
 
 The part checksum is a presigned, signed header: a client cannot send other bytes than
 the ones it declared, and storage answers BadDigest when the bytes do not match."""
+
 from __future__ import annotations
 
 import base64
@@ -46,11 +47,13 @@ def clean_part_checksum(value: str, algorithm: ChecksumAlgorithm, *, what: str) 
     try:
         digest = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidArgument(f"{what} must be base64 (the {algorithm.value} digest, as S3 "
-                              "takes it)") from None
+        raise InvalidArgument(
+            f"{what} must be base64 (the {algorithm.value} digest, as S3 takes it)"
+        ) from None
     if len(digest) != algorithm.digest_bytes or len(text) > MAX_CHECKSUM_CHARS:
-        raise InvalidArgument(f"{what} must be a {algorithm.value} digest "
-                              f"({algorithm.digest_bytes} bytes, base64)")
+        raise InvalidArgument(
+            f"{what} must be a {algorithm.value} digest ({algorithm.digest_bytes} bytes, base64)"
+        )
     return base64.b64encode(digest).decode()  # canonical padding
 
 

@@ -1,4 +1,5 @@
 """Tables the upload coordinator owns: files and their parts (chunks)."""
+
 from __future__ import annotations
 
 import enum
@@ -53,8 +54,10 @@ class File(Base):
     # The whole file's SHA-256 (lowercase hex) as its uploader declared it.
     sha256: Mapped[str | None] = mapped_column(String(64))
 
-    chunks: Mapped[list["Chunk"]] = relationship(
-        back_populates="file", cascade="all, delete-orphan", passive_deletes=True,
+    chunks: Mapped[list[Chunk]] = relationship(
+        back_populates="file",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
         order_by="Chunk.chunk_index",
     )
 

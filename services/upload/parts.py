@@ -1,6 +1,7 @@
 """Part arithmetic of a multipart upload: how many parts a file has and how big each is.
 Parts are `part_size` bytes each except the last, which holds the remainder; a 0-byte file
 is one empty part (S3 completes such an upload into an empty object)."""
+
 from __future__ import annotations
 
 # S3's limits on multipart uploads.
@@ -26,8 +27,13 @@ def expected_part_size(index: int, *, size: int, part_size: int) -> int:
     return size - part_size * (count - 1)
 
 
-def choose_part_size(size: int, *, min_part_size: int = MIN_PART_SIZE,
-                     max_part_size: int = MAX_PART_SIZE, max_parts: int = MAX_PARTS) -> int:
+def choose_part_size(
+    size: int,
+    *,
+    min_part_size: int = MIN_PART_SIZE,
+    max_part_size: int = MAX_PART_SIZE,
+    max_parts: int = MAX_PARTS,
+) -> int:
     """The v2 part size for `size` bytes: the smallest of min_part_size, doubled as often as
     needed, that slices the file into at most `max_parts` parts, capped at max_part_size.
     Doubling from 5 MiB lands exactly on 5 GiB (5 MiB x 2^10), S3's largest part, and keeps
@@ -48,5 +54,4 @@ def choose_part_size(size: int, *, min_part_size: int = MIN_PART_SIZE,
 def part_lengths(numbers: range, *, size: int, part_size: int) -> list[int]:
     """The byte length of each part in `numbers` (1-based): what each part's URL is signed
     for, so storage takes exactly those bytes and no more."""
-    return [expected_part_size(number - 1, size=size, part_size=part_size)
-            for number in numbers]
+    return [expected_part_size(number - 1, size=size, part_size=part_size) for number in numbers]

@@ -14,12 +14,13 @@ Every batch first re-signs the reference URL itself and compares with botocore's
 anything unexpected (another signature version, other signed headers, credentials that
 rotated meanwhile) makes `PartUrlResigner.from_reference` return None, and the caller
 presigns with botocore instead."""
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import re
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -51,8 +52,17 @@ class PartUrlResigner:
     and in the values of the headers the reference signs besides host (each part's
     content-length, and its checksum for URLs that sign one)."""
 
-    def __init__(self, url: str, pairs: list[tuple[str, str]], key: bytes, scope: str,
-                 amz_date: str, host: str, path: str, headers: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        url: str,
+        pairs: list[tuple[str, str]],
+        key: bytes,
+        scope: str,
+        amz_date: str,
+        host: str,
+        path: str,
+        headers: tuple[str, ...],
+    ) -> None:
         """`pairs`: (name, encoded value) in the URL's order, signature included;
         `headers`: the signed headers besides host, lowercase. Everything but the part
         number, those headers' values and the signature is the same in every URL, so it is
@@ -64,28 +74,36 @@ class PartUrlResigner:
         unsigned = sorted((name, value) for name, value in pairs if name != "X-Amz-Signature")
         at = [name for name, _ in unsigned].index("partNumber")
         before = "".join(f"{name}={value}&" for name, value in unsigned[:at])
-        after = "".join(f"&{name}={value}" for name, value in unsigned[at + 1:])
+        after = "".join(f"&{name}={value}" for name, value in unsigned[at + 1 :])
         # Canonical headers, sorted by name: host's line is fixed, the others' values are
         # each URL's own (a None stands for them here).
         names = sorted(("host", *headers))
-        self._lines = [(name, f"host:{host}\n" if name == "host" else None)
-                       for name in names]
+        self._lines = [(name, f"host:{host}\n" if name == "host" else None) for name in names]
         self._request_head = f"PUT\n{path}\n{before}partNumber="
         self._request_middle = f"{after}\n"
         self._request_tail = f"\n{';'.join(names)}\nUNSIGNED-PAYLOAD"
         self._string_head = f"{ALGORITHM}\n{amz_date}\n{scope}\n"
         # The URL itself keeps botocore's order; braces are doubled for str.format.
         query = "&".join(
-            "partNumber={part}" if name == "partNumber" else
-            "X-Amz-Signature={signature}" if name == "X-Amz-Signature" else
-            f"{name}={value}".replace("{", "{{").replace("}", "}}")
-            for name, value in pairs)
+            "partNumber={part}"
+            if name == "partNumber"
+            else "X-Amz-Signature={signature}"
+            if name == "X-Amz-Signature"
+            else f"{name}={value}".replace("{", "{{").replace("}", "}}")
+            for name, value in pairs
+        )
         self._url = url.split("?", 1)[0].replace("{", "{{").replace("}", "}}") + "?" + query
 
     @classmethod
-    def from_reference(cls, url: str, *, access_key: str, secret_key: str,
-                       token: str | None, headers: Mapping[str, str] | None = None
-                       ) -> "PartUrlResigner | None":
+    def from_reference(
+        cls,
+        url: str,
+        *,
+        access_key: str,
+        secret_key: str,
+        token: str | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PartUrlResigner | None:
         """A resigner for `url` (presigned by botocore for PUT), or None when the URL is not
         the SigV4 query-signed UploadPart URL expected, or is not signed with these
         credentials. `headers`: the headers the reference signs besides host, with its
@@ -96,12 +114,17 @@ class PartUrlResigner:
         if len(params) != len(pairs) or "partNumber" not in params:
             return None
         values = {name.lower(): value for name, value in (headers or {}).items()}
-        if len(values) != len(headers or {}) or "host" in values \
-                or not all(_HEADER_NAME.fullmatch(name) for name in values):
+        if (
+            len(values) != len(headers or {})
+            or "host" in values
+            or not all(_HEADER_NAME.fullmatch(name) for name in values)
+        ):
             return None
         signed = "%3B".join(sorted(("host", *values)))
-        if params.get("X-Amz-Algorithm") != ALGORITHM \
-                or params.get("X-Amz-SignedHeaders") != signed:
+        if (
+            params.get("X-Amz-Algorithm") != ALGORITHM
+            or params.get("X-Amz-SignedHeaders") != signed
+        ):
             return None
         credential = unquote(params.get("X-Amz-Credential", "")).split("/")
         if len(credential) != 5 or credential[0] != access_key or credential[4] != "aws4_request":
@@ -110,9 +133,16 @@ class PartUrlResigner:
         if (unquote(presented_token) if presented_token is not None else None) != token:
             return None
         _, date, region, service, _ = credential
-        resigner = cls(url, pairs, signing_key(secret_key, date, region, service),
-                       "/".join(credential[1:]), params.get("X-Amz-Date", ""),
-                       _canonical_host(parts), parts.path, tuple(sorted(values)))
+        resigner = cls(
+            url,
+            pairs,
+            signing_key(secret_key, date, region, service),
+            "/".join(credential[1:]),
+            params.get("X-Amz-Date", ""),
+            _canonical_host(parts),
+            parts.path,
+            tuple(sorted(values)),
+        )
         # The reference itself must come out identical, or this is not botocore's scheme.
         if resigner.url(int(params["partNumber"]), values) != url:
             return None
@@ -124,13 +154,14 @@ class PartUrlResigner:
         try:
             lines = "".join(
                 line if line is not None else f"{name}:{' '.join(headers[name].split())}\n"
-                for name, line in self._lines)  # canonical header values are trimmed
+                for name, line in self._lines
+            )  # canonical header values are trimmed
         except (KeyError, TypeError):
             raise ValueError(f"the values of {', '.join(self._headers)} are needed") from None
-        canonical_request = (f"{self._request_head}{part_number}{self._request_middle}"
-                             f"{lines}{self._request_tail}")
-        string_to_sign = self._string_head + hashlib.sha256(
-            canonical_request.encode()).hexdigest()
+        canonical_request = (
+            f"{self._request_head}{part_number}{self._request_middle}{lines}{self._request_tail}"
+        )
+        string_to_sign = self._string_head + hashlib.sha256(canonical_request.encode()).hexdigest()
         signature = hmac.new(self._key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         return self._url.format(part=part_number, signature=signature)
 
@@ -140,8 +171,13 @@ class LazyPartUrls:
     read (every reading makes them again), so that a reply can take them one at a time.
     `to_resign`: the numbers of those parts, `lengths`: each one's content length."""
 
-    def __init__(self, made: list[str], resigner: PartUrlResigner | None = None,
-                 to_resign: Sequence[int] = (), lengths: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        made: list[str],
+        resigner: PartUrlResigner | None = None,
+        to_resign: Sequence[int] = (),
+        lengths: Sequence[int] = (),
+    ) -> None:
         if to_resign and resigner is None:
             raise ValueError("parts to re-sign need a resigner")
         if len(lengths) != len(to_resign):

@@ -6,6 +6,7 @@ every uploaded file (failed uploads hold nothing). A new upload is admitted when
 its declared size stays within the quota; the decision is made under a per-user lock in
 the transaction that inserts the file (store.py), so concurrent initiations cannot together
 exceed it. Completion checks again with the real size, in case the quota was lowered."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,7 +54,9 @@ class Quota:
             f"storage quota exceeded: this file needs {human_bytes(size)}, but only "
             f"{human_bytes(free)} of your {human_bytes(self.limit_bytes)} quota is free "
             f"({human_bytes(usage.used_bytes)} used, uploads in progress included); "
-            "delete files or abort uploads to make room", reason="QUOTA_EXCEEDED")
+            "delete files or abort uploads to make room",
+            reason="QUOTA_EXCEEDED",
+        )
 
 
 class UploadsInProgressLimit:
@@ -75,4 +78,6 @@ class UploadsInProgressLimit:
         raise TooManyRequests(
             f"too many uploads in progress: you have {usage.uploads_in_progress}, the limit "
             f"is {self.max_uploads}; complete or abort some before starting another",
-            reason="TOO_MANY_UPLOADS", retry_after=UPLOADS_LIMIT_RETRY_AFTER_SECONDS)
+            reason="TOO_MANY_UPLOADS",
+            retry_after=UPLOADS_LIMIT_RETRY_AFTER_SECONDS,
+        )

@@ -17,19 +17,19 @@ orphan scan at a time under an advisory lock), and aborting an upload that is al
 is harmless. The bucket's AbortIncompleteMultipartUpload lifecycle rule (services/setup.py)
 is the backstop where storage supports one.
 """
+
 from __future__ import annotations
 
 import logging
 import random
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterator
-
-from botocore.exceptions import BotoCoreError, ClientError
-from sqlalchemy.exc import SQLAlchemyError
+from datetime import UTC, datetime, timedelta
 
 import redis
+from botocore.exceptions import BotoCoreError, ClientError
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.common.clients import aws_client, redis_client
 from services.common.db import Database, make_engine
@@ -53,7 +53,7 @@ ROUND_ERRORS = (SQLAlchemyError, BotoCoreError, ClientError, redis.RedisError)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _error_code(exc: ClientError) -> str:
@@ -86,14 +86,23 @@ class BucketUploads:
         upload id), which it alone continues correctly from."""
         markers: dict[str, str] = {}
         while True:
-            reply = self._s3.list_multipart_uploads(Bucket=self._bucket, Prefix=prefix,
-                                                    MaxUploads=self._page_size, **markers)
-            yield [PendingMultipart(key=item["Key"], upload_id=item["UploadId"],
-                                    initiated=item["Initiated"])
-                   for item in reply.get("Uploads", [])]
-            following = {name: reply[answer] for name, answer in (
-                ("KeyMarker", "NextKeyMarker"), ("UploadIdMarker", "NextUploadIdMarker"))
-                if reply.get(answer)}
+            reply = self._s3.list_multipart_uploads(
+                Bucket=self._bucket, Prefix=prefix, MaxUploads=self._page_size, **markers
+            )
+            yield [
+                PendingMultipart(
+                    key=item["Key"], upload_id=item["UploadId"], initiated=item["Initiated"]
+                )
+                for item in reply.get("Uploads", [])
+            ]
+            following = {
+                name: reply[answer]
+                for name, answer in (
+                    ("KeyMarker", "NextKeyMarker"),
+                    ("UploadIdMarker", "NextUploadIdMarker"),
+                )
+                if reply.get(answer)
+            }
             if not reply.get("IsTruncated") or not following or following == markers:
                 return  # the end (or a store that would make us go round in circles)
             markers = following
@@ -128,10 +137,19 @@ class RoundReport:
 class Reaper:
     """A server worker (start/stop); `run_once()` is one round, for callers of their own."""
 
-    def __init__(self, *, store: ReaperStore, uploads: BucketUploads, sessions: UploadSessions,
-                 status_events: StatusEvents, idle_ttl_seconds: int, interval_seconds: float,
-                 batch_size: int, clock: Callable[[], datetime] = _now,
-                 on_stopped: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: ReaperStore,
+        uploads: BucketUploads,
+        sessions: UploadSessions,
+        status_events: StatusEvents,
+        idle_ttl_seconds: int,
+        interval_seconds: float,
+        batch_size: int,
+        clock: Callable[[], datetime] = _now,
+        on_stopped: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
         self._uploads = uploads
         self._sessions = sessions
@@ -178,12 +196,16 @@ class Reaper:
         request_id_var.set("reaper")
         expired = self.expire_idle_uploads()
         aborted = self.abort_orphaned_uploads()
-        report = RoundReport(expired=expired, orphans_aborted=aborted or 0,
-                             orphan_scan_skipped=aborted is None)
+        report = RoundReport(
+            expired=expired, orphans_aborted=aborted or 0, orphan_scan_skipped=aborted is None
+        )
         if expired or aborted:
-            log.info("reaper round: %d idle uploads failed, %d orphaned multipart uploads "
-                     "aborted", expired, aborted or 0,
-                     extra=log_fields(expired=expired, orphans_aborted=aborted or 0))
+            log.info(
+                "reaper round: %d idle uploads failed, %d orphaned multipart uploads aborted",
+                expired,
+                aborted or 0,
+                extra=log_fields(expired=expired, orphans_aborted=aborted or 0),
+            )
         return report
 
     def expire_idle_uploads(self) -> int:
@@ -196,12 +218,16 @@ class Reaper:
             with self._store.claim_idle(idle_before=idle_before, limit=self._batch) as claim:
                 for file in claim.files:
                     try:
-                        completed_etag = self._settle_storage(file.s3_key, file.upload_id,
-                                                              file.size)
+                        completed_etag = self._settle_storage(
+                            file.s3_key, file.upload_id, file.size
+                        )
                     except ROUND_ERRORS as exc:
                         # This one stays UPLOADING and comes back next round.
-                        log.warning("could not clean up idle upload: %s",
-                                    type(exc).__name__, extra=log_fields(file_id=str(file.id)))
+                        log.warning(
+                            "could not clean up idle upload: %s",
+                            type(exc).__name__,
+                            extra=log_fields(file_id=str(file.id)),
+                        )
                         continue
                     if completed_etag is not None:
                         claim.completed(file, etag=completed_etag)
@@ -213,12 +239,15 @@ class Reaper:
             # Committed: tell the owners, forget the sessions.
             for file_id in recovered:
                 REAPER_ACTIONS.labels(COMPLETION_RECOVERED).inc()
-                log.info("idle upload found completed in storage; completion recorded",
-                         extra=log_fields(file_id=str(file_id)))
+                log.info(
+                    "idle upload found completed in storage; completion recorded",
+                    extra=log_fields(file_id=str(file_id)),
+                )
             for file_id, user_id, size in failed:
                 self._sessions.delete(file_id)
-                self._status_events.changed(user_id=user_id, file_id=file_id, status="FAILED",
-                                            size=size)
+                self._status_events.changed(
+                    user_id=user_id, file_id=file_id, status="FAILED", size=size
+                )
                 REAPER_ACTIONS.labels(EXPIRED).inc()
                 log.info("idle upload failed", extra=log_fields(file_id=str(file_id)))
             done += len(failed)
@@ -257,13 +286,13 @@ class Reaper:
                     if self._uploads.abort(upload.key, upload.upload_id):
                         aborted += 1
                         REAPER_ACTIONS.labels(ORPHAN_ABORTED).inc()
-                        log.info("orphaned multipart upload aborted",
-                                 extra=log_fields(s3_key=upload.key))
+                        log.info(
+                            "orphaned multipart upload aborted", extra=log_fields(s3_key=upload.key)
+                        )
             return aborted
 
 
-def create_reaper(settings: UploadSettings, *,
-                  clock: Callable[[], datetime] = _now) -> Reaper:
+def create_reaper(settings: UploadSettings, *, clock: Callable[[], datetime] = _now) -> Reaper:
     """A reaper with clients of its own (a small database pool, S3, Redis), closed when it
     stops."""
     engine = make_engine(settings.cloud_db_uri, pool_size=2)
@@ -277,9 +306,10 @@ def create_reaper(settings: UploadSettings, *,
 
     return Reaper(
         store=ReaperStore(Database(engine)),
-        uploads=BucketUploads(aws_client("s3", region=settings.aws_region,
-                                         endpoint_url=settings.s3_endpoint),
-                              settings.s3_bucket),
+        uploads=BucketUploads(
+            aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_endpoint),
+            settings.s3_bucket,
+        ),
         sessions=UploadSessions(sessions_redis, ttl_seconds=settings.upload_session_ttl_seconds),
         status_events=StatusEvents(events_redis),
         idle_ttl_seconds=settings.upload_idle_ttl_seconds,

@@ -5,11 +5,12 @@ SKIP LOCKED, so each is handled by one replica while the others take other rows 
 the orphan scan of storage runs under a transaction-level advisory lock, so one replica at a
 time does it and the others skip that part of their round.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Iterator
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
@@ -59,24 +60,33 @@ class ReaperStore:
         Rows another transaction holds (a reaper elsewhere, a part being recorded) are
         skipped, not waited for."""
         with self._db.session() as session:
-            candidates = list(session.scalars(
-                select(File)
-                .where(File.status == FileStatus.UPLOADING, File.completed_at.is_(None),
-                       File.updated_at < idle_before,
-                       func.coalesce(_last_part_at(File.id), File.updated_at) < idle_before)
-                .order_by(File.updated_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True, of=File)))
+            candidates = list(
+                session.scalars(
+                    select(File)
+                    .where(
+                        File.status == FileStatus.UPLOADING,
+                        File.completed_at.is_(None),
+                        File.updated_at < idle_before,
+                        func.coalesce(_last_part_at(File.id), File.updated_at) < idle_before,
+                    )
+                    .order_by(File.updated_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True, of=File)
+                )
+            )
             if candidates:
                 # Looked again now that the rows are locked: a part recorded just before the
                 # lock (committed after the statement above took its snapshot) counts, and
                 # none can be recorded while the lock is held (RecordPart reads the file
                 # FOR SHARE).
-                recent = set(session.scalars(
-                    select(Chunk.file_id)
-                    .where(Chunk.file_id.in_([file.id for file in candidates]))
-                    .group_by(Chunk.file_id)
-                    .having(func.max(Chunk.created_at) >= idle_before)))
+                recent = set(
+                    session.scalars(
+                        select(Chunk.file_id)
+                        .where(Chunk.file_id.in_([file.id for file in candidates]))
+                        .group_by(Chunk.file_id)
+                        .having(func.max(Chunk.created_at) >= idle_before)
+                    )
+                )
                 candidates = [file for file in candidates if file.id not in recent]
             yield IdleClaim(session, candidates)
 
@@ -86,15 +96,25 @@ class ReaperStore:
         if not keys:
             return set()
         with self._db.session() as session:
-            return {(key, upload_id) for key, upload_id in session.execute(
-                select(File.s3_key, File.upload_id)
-                .where(File.s3_key.in_(keys), File.status == FileStatus.UPLOADING,
-                       File.completed_at.is_(None), File.upload_id.is_not(None)))}
+            return {
+                (key, upload_id)
+                for key, upload_id in session.execute(
+                    select(File.s3_key, File.upload_id).where(
+                        File.s3_key.in_(keys),
+                        File.status == FileStatus.UPLOADING,
+                        File.completed_at.is_(None),
+                        File.upload_id.is_not(None),
+                    )
+                )
+            }
 
     @contextmanager
     def orphan_scan_turn(self) -> Iterator[bool]:
         """True inside the block when this replica holds the orphan scan's lock (until the
         block ends); False when another replica is scanning now."""
         with self._db.session() as session:
-            yield bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"),
-                                      {"key": ORPHAN_SCAN_LOCK}))
+            yield bool(
+                session.scalar(
+                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": ORPHAN_SCAN_LOCK}
+                )
+            )

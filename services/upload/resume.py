@@ -5,6 +5,7 @@ Storage (ListParts) is the truth about parts: a client may have PUT a part and d
 recording it, or recorded it in a database that since lost nothing but whose storage lost
 the part. A stored part counts only with the exact size its number must have; a recorded
 chunk storage does not hold (or holds with another ETag) is corrected."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,14 @@ class Reconciliation:
         return bool(self.upserts or self.deletes)
 
 
-def reconcile(*, stored: dict[int, StoredPart], recorded: dict[int, Chunk], size: int,
-              part_size: int, part_count: int) -> Reconciliation:
+def reconcile(
+    *,
+    stored: dict[int, StoredPart],
+    recorded: dict[int, Chunk],
+    size: int,
+    part_size: int,
+    part_count: int,
+) -> Reconciliation:
     """`stored` by 1-based part number (ListParts), `recorded` by 0-based chunk index."""
     usable: list[ResumablePart] = []
     upserts: list[Chunk] = []
@@ -52,8 +59,9 @@ def reconcile(*, stored: dict[int, StoredPart], recorded: dict[int, Chunk], size
         checksum = part.checksum or (chunk.checksum if same else None)
         usable.append(ResumablePart(number, part.size, part.etag, checksum))
         if not same or (checksum and chunk.checksum != checksum):
-            upserts.append(Chunk(chunk_index=number - 1, size=part.size, etag=part.etag,
-                                 checksum=checksum))
+            upserts.append(
+                Chunk(chunk_index=number - 1, size=part.size, etag=part.etag, checksum=checksum)
+            )
     held = {part.part_number - 1 for part in usable}
     deletes = sorted(index for index in recorded if index not in held)
     return Reconciliation(stored=usable, upserts=upserts, deletes=deletes)

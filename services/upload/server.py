@@ -1,4 +1,5 @@
 """The upload coordinator process: `python -m services.upload.server`."""
+
 from __future__ import annotations
 
 from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
@@ -9,8 +10,8 @@ from services.common.grpc_server import AccessPolicy, ServerHandle, build_server
 from services.common.readiness import ReadinessWatch, postgresql, redis
 from services.common.tokens import verifier_for
 
-from .reaper import create_reaper
 from .quota import Quota, UploadsInProgressLimit
+from .reaper import create_reaper
 from .service import Uploads
 from .servicer import UploadInternalServicer, UploadServicer
 from .sessions import UploadSessions
@@ -29,28 +30,41 @@ SESSION_CACHE_TIMEOUT_SECONDS = 1.0
 
 def create_uploads(settings: UploadSettings) -> Uploads:
     """The domain object with its database, Redis and S3 clients."""
-    db = Database(make_engine(settings.cloud_db_uri,
-                              pool_size=settings.grpc_max_workers // 2 or 1),
-                  retry_seconds=settings.database_retry_seconds)
+    db = Database(
+        make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers // 2 or 1),
+        retry_seconds=settings.database_retry_seconds,
+    )
     # RecordPart's single upsert commits by itself: one round trip, on a pool of its own
     # with a connection per worker thread (a smaller pool would open and close a
     # PostgreSQL connection, a new backend process, per call when every worker records).
-    autocommit = make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers,
-                             isolation_level="AUTOCOMMIT", pre_ping=False)
-    s3 = aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_endpoint,
-                    max_pool_connections=max(settings.grpc_max_workers, 10))
+    autocommit = make_engine(
+        settings.cloud_db_uri,
+        pool_size=settings.grpc_max_workers,
+        isolation_level="AUTOCOMMIT",
+        pre_ping=False,
+    )
+    s3 = aws_client(
+        "s3",
+        region=settings.aws_region,
+        endpoint_url=settings.s3_endpoint,
+        max_pool_connections=max(settings.grpc_max_workers, 10),
+    )
     # Presigning is local signing, no request: a client of its own makes URLs for the
     # address clients use, whatever endpoint this process talks to.
-    presigner = (aws_client("s3", region=settings.aws_region,
-                            endpoint_url=settings.s3_public_endpoint_url)
-                 if settings.s3_public_endpoint_url else None)
+    presigner = (
+        aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_public_endpoint_url)
+        if settings.s3_public_endpoint_url
+        else None
+    )
     return Uploads(
         store=UploadStore(db, autocommit=autocommit),
         storage=Storage(s3, settings.s3_bucket, presigner=presigner),
-        sessions=UploadSessions(redis_client(settings.cloud_rd_uri,
-                                             timeout_seconds=SESSION_CACHE_TIMEOUT_SECONDS,
-                                             retries=0),
-                                ttl_seconds=settings.upload_session_ttl_seconds),
+        sessions=UploadSessions(
+            redis_client(
+                settings.cloud_rd_uri, timeout_seconds=SESSION_CACHE_TIMEOUT_SECONDS, retries=0
+            ),
+            ttl_seconds=settings.upload_session_ttl_seconds,
+        ),
         part_size=settings.part_size_bytes,
         max_file_size=settings.max_file_size_bytes,
         url_ttl_seconds=settings.presigned_url_ttl_seconds,
@@ -69,9 +83,11 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
 
     def register(server):
         upload_pb2_grpc.add_UploadServiceServicer_to_server(
-            UploadServicer(uploads, verifier), server)
+            UploadServicer(uploads, verifier), server
+        )
         upload_pb2_grpc.add_UploadInternalServiceServicer_to_server(
-            UploadInternalServicer(uploads), server)
+            UploadInternalServicer(uploads), server
+        )
         return [SERVICE_NAME, INTERNAL_SERVICE_NAME]
 
     handle = build_server(
@@ -80,10 +96,11 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
         max_workers=settings.grpc_max_workers,
         verifier=verifier,
         service_token=keys.service_token(settings, settings.service_token),
-        policy=AccessPolicy(internal_services={INTERNAL_SERVICE_NAME},
-                            frequent_methods={f"/{SERVICE_NAME}/RecordPart",
-                                              f"/{SERVICE_NAME}/RecordParts"},
-                            per_record_token_methods={f"/{SERVICE_NAME}/RecordParts"}),
+        policy=AccessPolicy(
+            internal_services={INTERNAL_SERVICE_NAME},
+            frequent_methods={f"/{SERVICE_NAME}/RecordPart", f"/{SERVICE_NAME}/RecordParts"},
+            per_record_token_methods={f"/{SERVICE_NAME}/RecordParts"},
+        ),
         register=register,
     )
     if settings.reaper_enabled:
@@ -92,11 +109,20 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
     # replica in service: upload sessions are a cache of PostgreSQL, and callers whose
     # sign-out this process checked before keep their last answer (revocations.py), so
     # the uploads in progress here carry on; out of service, they would stop.
-    handle.readiness = ReadinessWatch(handle.health, handle.service_names, [
-        postgresql(settings.cloud_db_uri),
-        redis(redis_client(settings.cloud_rd_uri, timeout_seconds=SESSION_CACHE_TIMEOUT_SECONDS,
-                           retries=0), required=False),
-    ], interval=settings.readiness_check_interval_seconds)
+    handle.readiness = ReadinessWatch(
+        handle.health,
+        handle.service_names,
+        [
+            postgresql(settings.cloud_db_uri),
+            redis(
+                redis_client(
+                    settings.cloud_rd_uri, timeout_seconds=SESSION_CACHE_TIMEOUT_SECONDS, retries=0
+                ),
+                required=False,
+            ),
+        ],
+        interval=settings.readiness_check_interval_seconds,
+    )
     return handle
 
 

@@ -15,6 +15,7 @@ Ordering rules that keep storage and the database consistent:
   (storage's word, believed only about the object a successful completion recorded) makes
   a file UPLOADED, and nothing moves an UPLOADED file back.
 """
+
 from __future__ import annotations
 
 import enum
@@ -22,16 +23,27 @@ import logging
 import re
 import unicodedata
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 
-from services.common.errors import (AlreadyExists, DomainError, FailedPrecondition,
-                                   InvalidArgument, NotFound)
+from services.common.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from services.common.logs import log_fields
-from services.common.metrics import (EVENT_LAG, UPLOAD_BYTES, UPLOAD_PARTS, UPLOADS_COMPLETED,
-                                     UPLOADS_CONFIRMED, UPLOADS_INITIATED)
+from services.common.metrics import (
+    EVENT_LAG,
+    UPLOAD_BYTES,
+    UPLOAD_PARTS,
+    UPLOADS_COMPLETED,
+    UPLOADS_CONFIRMED,
+    UPLOADS_INITIATED,
+)
 
 from .checksums import ChecksumAlgorithm, clean_part_checksum, clean_sha256_hex
 from .models import File, FileStatus
@@ -61,8 +73,13 @@ MIME_TYPE_PATTERN = re.compile(
 # ETags are opaque but printable ASCII without spaces (S3: hex, optionally "-<parts>").
 ETAG_PATTERN = re.compile(r"^[\x21-\x7e]+$")
 # Invisible characters that could disguise a name ("harmless\u202Eexe.pdf"): bidi controls.
-_BIDI_CONTROLS = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)),
-                  *map(chr, range(0x2066, 0x206A))}
+_BIDI_CONTROLS = {
+    "\u061c",
+    "\u200e",
+    "\u200f",
+    *map(chr, range(0x202A, 0x202F)),
+    *map(chr, range(0x2066, 0x206A)),
+}
 
 UPLOAD_ABORTED = "the upload was aborted; start a new upload with a new file_id"
 FILE_ID_TAKEN = "a file with this file_id already exists; choose a new one"
@@ -148,7 +165,7 @@ class DownloadUrl:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_file_id(value: str) -> uuid.UUID:
@@ -162,9 +179,11 @@ def parse_file_id(value: str) -> uuid.UUID:
 
 def clean_file_name(value: str) -> str:
     """The name without control and bidi characters, NFC-normalized and trimmed."""
-    name = "".join(ch for ch in unicodedata.normalize("NFC", value)
-                   if unicodedata.category(ch) not in ("Cc", "Cs", "Zl", "Zp")
-                   and ch not in _BIDI_CONTROLS).strip()
+    name = "".join(
+        ch
+        for ch in unicodedata.normalize("NFC", value)
+        if unicodedata.category(ch) not in ("Cc", "Cs", "Zl", "Zp") and ch not in _BIDI_CONTROLS
+    ).strip()
     if not name:
         raise InvalidArgument("file_name is required")
     if len(name) > MAX_FILE_NAME_CHARS:
@@ -212,17 +231,18 @@ def ordered_parts(parts: list[PartRef], expected_count: int) -> list[tuple[int, 
     by_number: dict[int, str] = {}
     for part in parts:
         if not 1 <= part.part_number <= expected_count:
-            raise InvalidArgument(
-                f"part number {part.part_number} is outside 1..{expected_count}")
+            raise InvalidArgument(f"part number {part.part_number} is outside 1..{expected_count}")
         if part.part_number in by_number:
             raise InvalidArgument(f"part {part.part_number} is listed more than once")
-        by_number[part.part_number] = clean_etag(part.etag,
-                                                 what=f"the ETag of part {part.part_number}")
+        by_number[part.part_number] = clean_etag(
+            part.etag, what=f"the ETag of part {part.part_number}"
+        )
     missing = [number for number in range(1, expected_count + 1) if number not in by_number]
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
-        raise InvalidArgument(f"parts missing from the request: {shown} "
-                              f"(this file has {expected_count})")
+        raise InvalidArgument(
+            f"parts missing from the request: {shown} (this file has {expected_count})"
+        )
     return sorted(by_number.items())
 
 
@@ -232,16 +252,29 @@ def storage_key(user_id: uuid.UUID, file_id: uuid.UUID) -> str:
 
 
 def _session_of(file: File) -> UploadSession:
-    return UploadSession(file_id=file.id, user_id=file.user_id, upload_id=file.upload_id or "",
-                         s3_key=file.s3_key, part_size=file.part_size,
-                         part_count=file.part_count, size=file.size,
-                         checksum_algorithm=file.checksum_algorithm or "")
+    return UploadSession(
+        file_id=file.id,
+        user_id=file.user_id,
+        upload_id=file.upload_id or "",
+        s3_key=file.s3_key,
+        part_size=file.part_size,
+        part_count=file.part_count,
+        size=file.size,
+        checksum_algorithm=file.checksum_algorithm or "",
+    )
 
 
 def _info(file: File) -> FileInfo:
-    return FileInfo(file_id=str(file.id), file_name=file.file_name, mime_type=file.mime_type,
-                    size=file.size, s3_key=file.s3_key, status=file.status,
-                    created_at=file.created_at, sha256=file.sha256)
+    return FileInfo(
+        file_id=str(file.id),
+        file_name=file.file_name,
+        mime_type=file.mime_type,
+        size=file.size,
+        s3_key=file.s3_key,
+        status=file.status,
+        created_at=file.created_at,
+        sha256=file.sha256,
+    )
 
 
 def _is_complete(file: File) -> bool:
@@ -268,17 +301,27 @@ def _refuse_unless_receiving_parts(file: File) -> None:
     if file.status is FileStatus.FAILED:
         raise FailedPrecondition(UPLOAD_ABORTED, reason="UPLOAD_ABORTED")
     if _is_complete(file):
-        raise FailedPrecondition(f"{ALREADY_COMPLETE}; it takes no more parts",
-                                 reason="UPLOAD_COMPLETE")
+        raise FailedPrecondition(
+            f"{ALREADY_COMPLETE}; it takes no more parts", reason="UPLOAD_COMPLETE"
+        )
 
 
 class Uploads(UploadsV2):
-    def __init__(self, *, store: UploadStore, storage: Storage, sessions: UploadSessions,
-                 part_size: int, max_file_size: int, url_ttl_seconds: int,
-                 status_events: StatusEvents | None = None,
-                 v2_max_file_size: int = 5 * 1024**4, min_part_size: int = MIN_PART_SIZE,
-                 quota: Quota | None = None,
-                 uploads_limit: UploadsInProgressLimit | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: UploadStore,
+        storage: Storage,
+        sessions: UploadSessions,
+        part_size: int,
+        max_file_size: int,
+        url_ttl_seconds: int,
+        status_events: StatusEvents | None = None,
+        v2_max_file_size: int = 5 * 1024**4,
+        min_part_size: int = MIN_PART_SIZE,
+        quota: Quota | None = None,
+        uploads_limit: UploadsInProgressLimit | None = None,
+    ) -> None:
         """`part_size`/`max_file_size` are v1's; v2 chooses part sizes from
         `min_part_size` up, for files up to `v2_max_file_size`. `quota` and `uploads_limit`
         (uploads in progress per user) apply to both (unlimited when None)."""
@@ -297,8 +340,9 @@ class Uploads(UploadsV2):
 
     # -- users -------------------------------------------------------------------------
 
-    def initiate(self, *, user_id: uuid.UUID, file_id: str, file_name: str, mime_type: str,
-                 file_size: int) -> InitiatedUpload:
+    def initiate(
+        self, *, user_id: uuid.UUID, file_id: str, file_name: str, mime_type: str, file_size: int
+    ) -> InitiatedUpload:
         fid = parse_file_id(file_id)
         name = clean_file_name(file_name)
         mime = clean_mime_type(mime_type)
@@ -307,31 +351,61 @@ class Uploads(UploadsV2):
         if file_size > self._max_file_size:
             raise InvalidArgument(
                 f"file_size {file_size} exceeds the limit of {self._max_file_size} bytes "
-                f"({_human_size(self._max_file_size)})", reason="FILE_TOO_LARGE")
+                f"({_human_size(self._max_file_size)})",
+                reason="FILE_TOO_LARGE",
+            )
         count = part_count(file_size, self._part_size)
         if count > MAX_PARTS:  # settings keep this unreachable; storage would refuse it
             raise InvalidArgument(f"file_size needs {count} parts; storage allows {MAX_PARTS}")
-        file = File(id=fid, user_id=user_id, file_name=name, mime_type=mime, size=file_size,
-                    s3_key=storage_key(user_id, fid), part_size=self._part_size,
-                    part_count=count, status=FileStatus.UPLOADING)
+        file = File(
+            id=fid,
+            user_id=user_id,
+            file_name=name,
+            mime_type=mime,
+            size=file_size,
+            s3_key=storage_key(user_id, fid),
+            part_size=self._part_size,
+            part_count=count,
+            status=FileStatus.UPLOADING,
+        )
         urls = self._start_upload(file, presign_every_part=True)
-        log.info("upload initiated", extra=log_fields(file_id=str(fid), size=file_size,
-                                                      parts=count))
-        return InitiatedUpload(upload_id=file.upload_id or "", part_urls=urls,
-                               part_size=self._part_size, s3_key=file.s3_key)
+        log.info(
+            "upload initiated", extra=log_fields(file_id=str(fid), size=file_size, parts=count)
+        )
+        return InitiatedUpload(
+            upload_id=file.upload_id or "",
+            part_urls=urls,
+            part_size=self._part_size,
+            s3_key=file.s3_key,
+        )
 
-    def record_part(self, *, user_id: uuid.UUID, file_id: str, chunk_index: int, size: int,
-                    etag: str, checksum: str = "") -> None:
+    def record_part(
+        self,
+        *,
+        user_id: uuid.UUID,
+        file_id: str,
+        chunk_index: int,
+        size: int,
+        etag: str,
+        checksum: str = "",
+    ) -> None:
         """The hot path: one SQL statement when all is well (the session is cached)."""
         fid = parse_file_id(file_id)
         etag = clean_etag(etag)
         session = self._session_for(fid, user_id)
-        for attempt in range(2):
-            record = self._chunk_record(session, chunk_index=chunk_index, size=size,
-                                        etag=etag, checksum=checksum)
-            if self._store.record_chunk(file_id=fid, user_id=user_id,
-                                        upload_id=record.upload_id, chunk_index=chunk_index,
-                                        size=size, etag=etag, checksum=record.checksum):
+        for _attempt in range(2):
+            record = self._chunk_record(
+                session, chunk_index=chunk_index, size=size, etag=etag, checksum=checksum
+            )
+            if self._store.record_chunk(
+                file_id=fid,
+                user_id=user_id,
+                upload_id=record.upload_id,
+                chunk_index=chunk_index,
+                size=size,
+                etag=etag,
+                checksum=record.checksum,
+            ):
                 UPLOAD_PARTS.inc()
                 UPLOAD_BYTES.inc(size)
                 return
@@ -358,8 +432,12 @@ class Uploads(UploadsV2):
             try:
                 fid = parse_file_id(part.file_id)
                 record = self._chunk_record(
-                    self._session_for(fid, part.user_id), chunk_index=part.chunk_index,
-                    size=part.size, etag=clean_etag(part.etag), checksum=part.checksum)
+                    self._session_for(fid, part.user_id),
+                    chunk_index=part.chunk_index,
+                    size=part.size,
+                    etag=clean_etag(part.etag),
+                    checksum=part.checksum,
+                )
             except DomainError as exc:
                 results[index] = exc
                 continue
@@ -379,29 +457,53 @@ class Uploads(UploadsV2):
         for index in sorted(one_by_one):
             part = parts[index]
             try:
-                self.record_part(user_id=part.user_id, file_id=part.file_id,
-                                 chunk_index=part.chunk_index, size=part.size, etag=part.etag,
-                                 checksum=part.checksum)
+                self.record_part(
+                    user_id=part.user_id,
+                    file_id=part.file_id,
+                    chunk_index=part.chunk_index,
+                    size=part.size,
+                    etag=part.etag,
+                    checksum=part.checksum,
+                )
             except DomainError as exc:
                 results[index] = exc
         return results
 
-    def _chunk_record(self, session: UploadSession, *, chunk_index: int, size: int,
-                      etag: str, checksum: str) -> ChunkRecord:
+    def _chunk_record(
+        self, session: UploadSession, *, chunk_index: int, size: int, etag: str, checksum: str
+    ) -> ChunkRecord:
         """The part as the store records it, once checked against its upload session."""
         self._check_part(session, chunk_index, size)
         if checksum and not session.checksum_algorithm:
-            raise InvalidArgument("checksum: this upload was started without part "
-                                  "checksums (v1)")
-        cleaned = clean_part_checksum(
-            checksum, ChecksumAlgorithm(session.checksum_algorithm),
-            what=f"the checksum of part {chunk_index + 1}") if checksum else None
-        return ChunkRecord(file_id=session.file_id, user_id=session.user_id,
-                           upload_id=session.upload_id, chunk_index=chunk_index, size=size,
-                           etag=etag, checksum=cleaned)
+            raise InvalidArgument("checksum: this upload was started without part checksums (v1)")
+        cleaned = (
+            clean_part_checksum(
+                checksum,
+                ChecksumAlgorithm(session.checksum_algorithm),
+                what=f"the checksum of part {chunk_index + 1}",
+            )
+            if checksum
+            else None
+        )
+        return ChunkRecord(
+            file_id=session.file_id,
+            user_id=session.user_id,
+            upload_id=session.upload_id,
+            chunk_index=chunk_index,
+            size=size,
+            etag=etag,
+            checksum=cleaned,
+        )
 
-    def part_urls(self, *, user_id: uuid.UUID, file_id: str, first_part_number: int,
-                  last_part_number: int, checksums: list[str] | tuple = ()) -> PartUrls:
+    def part_urls(
+        self,
+        *,
+        user_id: uuid.UUID,
+        file_id: str,
+        first_part_number: int,
+        last_part_number: int,
+        checksums: list[str] | tuple = (),
+    ) -> PartUrls:
         """Fresh presigned URLs for parts first..last (1-based, inclusive) of an upload that
         still takes parts. Reads PostgreSQL, not the Redis session: a session may outlive
         an abort for a moment, and this call is rare."""
@@ -412,12 +514,14 @@ class Uploads(UploadsV2):
             raise InvalidArgument("last_part_number must not be less than first_part_number")
         if last_part_number - first_part_number + 1 > MAX_PART_URLS_PER_CALL:
             raise InvalidArgument(
-                f"at most {MAX_PART_URLS_PER_CALL} parts per call; ask again for the rest")
+                f"at most {MAX_PART_URLS_PER_CALL} parts per call; ask again for the rest"
+            )
         file = self._owned(fid, user_id)
         _refuse_unless_receiving_parts(file)
         if last_part_number > file.part_count:
-            raise InvalidArgument(f"last_part_number {last_part_number} is beyond this "
-                                  f"file's {file.part_count} parts")
+            raise InvalidArgument(
+                f"last_part_number {last_part_number} is beyond this file's {file.part_count} parts"
+            )
         numbers = range(first_part_number, last_part_number + 1)
         lengths = part_lengths(numbers, size=file.size, part_size=file.part_size)
         self._refuse_checksums_of_v1(file, checksums)
@@ -425,25 +529,53 @@ class Uploads(UploadsV2):
             # v2: each URL is signed with its part's checksum; storage checks the bytes.
             algorithm = ChecksumAlgorithm(file.checksum_algorithm)
             if len(checksums) != len(numbers):
-                raise InvalidArgument(f"checksums: one {algorithm.value} checksum per part is "
-                                      f"required ({len(numbers)} for parts {first_part_number}"
-                                      f"..{last_part_number}), not {len(checksums)}")
-            cleaned = [clean_part_checksum(value, algorithm, what=f"the checksum of part {n}")
-                       for n, value in zip(numbers, checksums)]
+                raise InvalidArgument(
+                    f"checksums: one {algorithm.value} checksum per part is "
+                    f"required ({len(numbers)} for parts {first_part_number}"
+                    f"..{last_part_number}), not {len(checksums)}"
+                )
+            cleaned = [
+                clean_part_checksum(value, algorithm, what=f"the checksum of part {n}")
+                for n, value in zip(numbers, checksums)
+            ]
             signed = self._storage.presign_checksummed_parts(
-                file.s3_key, upload_id=file.upload_id or "", part_numbers=numbers,
-                lengths=lengths, algorithm=algorithm, checksums=cleaned, ttl=self._url_ttl)
-            return PartUrls(urls=list(zip(numbers, signed)), expires_in_seconds=self._url_ttl,
-                            headers={n: {algorithm.header: value}
-                                     for n, value in zip(numbers, cleaned)})
-        urls = list(zip(numbers, self._storage.presign_parts(
-            file.s3_key, upload_id=file.upload_id or "", part_numbers=numbers,
-            lengths=lengths, ttl=self._url_ttl)))
+                file.s3_key,
+                upload_id=file.upload_id or "",
+                part_numbers=numbers,
+                lengths=lengths,
+                algorithm=algorithm,
+                checksums=cleaned,
+                ttl=self._url_ttl,
+            )
+            return PartUrls(
+                urls=list(zip(numbers, signed)),
+                expires_in_seconds=self._url_ttl,
+                headers={n: {algorithm.header: value} for n, value in zip(numbers, cleaned)},
+            )
+        urls = list(
+            zip(
+                numbers,
+                self._storage.presign_parts(
+                    file.s3_key,
+                    upload_id=file.upload_id or "",
+                    part_numbers=numbers,
+                    lengths=lengths,
+                    ttl=self._url_ttl,
+                ),
+            )
+        )
         return PartUrls(urls=urls, expires_in_seconds=self._url_ttl)
 
-    def complete(self, *, user_id: uuid.UUID, file_id: str, upload_id: str,
-                 parts: list[PartRef], use_recorded_parts: bool = False,
-                 sha256: str = "") -> None:
+    def complete(
+        self,
+        *,
+        user_id: uuid.UUID,
+        file_id: str,
+        upload_id: str,
+        parts: list[PartRef],
+        use_recorded_parts: bool = False,
+        sha256: str = "",
+    ) -> None:
         """`use_recorded_parts` (v2): the recorded chunks are the parts (`parts` empty,
         `upload_id` optional). `sha256`: the whole file's, recorded with it."""
         fid = parse_file_id(file_id)
@@ -461,28 +593,35 @@ class Uploads(UploadsV2):
         if file.status is FileStatus.FAILED:
             raise FailedPrecondition(UPLOAD_ABORTED, reason="UPLOAD_ABORTED")
         if digest and file.sha256 and digest != file.sha256:
-            raise InvalidArgument(f"sha256 {digest} differs from the {file.sha256} declared "
-                                  "when the upload was created")
+            raise InvalidArgument(
+                f"sha256 {digest} differs from the {file.sha256} declared "
+                "when the upload was created"
+            )
         recorded = self._store.chunks_of(fid)
         if use_recorded_parts:
             missing = [n for n in range(1, file.part_count + 1) if n - 1 not in recorded]
             if missing:
                 shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
-                raise FailedPrecondition(f"parts not recorded yet: {shown} (this file has "
-                                         f"{file.part_count})", reason="PART_NOT_RECORDED")
-            parts = [PartRef(part_number=index + 1, etag=chunk.etag)
-                     for index, chunk in recorded.items()]
+                raise FailedPrecondition(
+                    f"parts not recorded yet: {shown} (this file has {file.part_count})",
+                    reason="PART_NOT_RECORDED",
+                )
+            parts = [
+                PartRef(part_number=index + 1, etag=chunk.etag) for index, chunk in recorded.items()
+            ]
         ordered = ordered_parts(parts, file.part_count)
 
         for number, etag in ordered:
             chunk = recorded.get(number - 1)
             if chunk is None:
-                raise FailedPrecondition(f"part {number} was never recorded; record it first",
-                                         reason="PART_NOT_RECORDED")
+                raise FailedPrecondition(
+                    f"part {number} was never recorded; record it first", reason="PART_NOT_RECORDED"
+                )
             if chunk.etag != etag:
                 raise FailedPrecondition(
                     f"part {number}: ETag {etag} differs from the recorded {chunk.etag}",
-                    reason="PART_ETAG_MISMATCH")
+                    reason="PART_ETAG_MISMATCH",
+                )
         try:
             stored = self._storage.list_parts(file.s3_key, upload_id=upload_id)
         except UploadGone:
@@ -491,24 +630,32 @@ class Uploads(UploadsV2):
             part = stored.get(number)
             expected = expected_part_size(number - 1, size=file.size, part_size=file.part_size)
             if part is None:
-                raise FailedPrecondition(f"part {number} is not in storage; upload it again",
-                                         reason="PART_NOT_STORED")
+                raise FailedPrecondition(
+                    f"part {number} is not in storage; upload it again", reason="PART_NOT_STORED"
+                )
             if part.etag != etag:
                 raise FailedPrecondition(
                     f"part {number}: storage holds ETag {part.etag}, not {etag}; upload it again",
-                    reason="PART_ETAG_MISMATCH")
+                    reason="PART_ETAG_MISMATCH",
+                )
             if part.size != expected:
                 raise FailedPrecondition(
                     f"part {number} is {part.size} bytes in storage; expected {expected}",
-                    reason="PART_SIZE_MISMATCH")
+                    reason="PART_SIZE_MISMATCH",
+                )
         total = sum(stored[number].size for number, _ in ordered)
         if total != file.size:  # implied by the sizes above; kept as a last guard
             raise FailedPrecondition(f"parts add up to {total} bytes, not {file.size}")
         self._check_quota_at_completion(file, total)
-        algorithm = ChecksumAlgorithm(file.checksum_algorithm) if file.checksum_algorithm \
+        algorithm = ChecksumAlgorithm(file.checksum_algorithm) if file.checksum_algorithm else None
+        checksums = (
+            {
+                number: stored[number].checksum or recorded[number - 1].checksum
+                for number, _ in ordered
+            }
+            if algorithm
             else None
-        checksums = {number: stored[number].checksum or recorded[number - 1].checksum
-                     for number, _ in ordered} if algorithm else None
+        )
         # Storage completes while this file's row is locked, until the completion is recorded
         # (see _locked_for_completion): nothing can act between the object appearing in
         # storage and the row saying so.
@@ -517,8 +664,12 @@ class Uploads(UploadsV2):
                 return self._completed(file, newly=False)  # another completion was first
             try:
                 etag = self._storage.complete_multipart_upload(
-                    file.s3_key, upload_id=upload_id, parts=ordered, checksums=checksums,
-                    checksum_algorithm=algorithm)
+                    file.s3_key,
+                    upload_id=upload_id,
+                    parts=ordered,
+                    checksums=checksums,
+                    checksum_algorithm=algorithm,
+                )
             except UploadGone:
                 # An earlier completion whose reply or row update was lost made the object?
                 etag = self._stored_object_etag(current)
@@ -530,9 +681,12 @@ class Uploads(UploadsV2):
                     raise FailedPrecondition(
                         f"part {unknown[0]}: its {algorithm.value} checksum is not known; "
                         "record the part with its checksum",
-                        reason="PART_CHECKSUM_UNKNOWN") from None
-                raise FailedPrecondition(f"storage refused the parts ({refused}); upload them "
-                                         "again", reason="PARTS_REFUSED") from None
+                        reason="PART_CHECKSUM_UNKNOWN",
+                    ) from None
+                raise FailedPrecondition(
+                    f"storage refused the parts ({refused}); upload them again",
+                    reason="PARTS_REFUSED",
+                ) from None
             _record_completion(current, etag=etag, sha256=digest)
         self._completed(file, newly=True)
 
@@ -545,8 +699,9 @@ class Uploads(UploadsV2):
             if file.upload_id != upload_id:
                 raise InvalidArgument("upload_id is not this file's upload")
             if _is_complete(file):
-                raise FailedPrecondition(f"{ALREADY_COMPLETE}; delete the file instead",
-                                         reason="UPLOAD_COMPLETE")
+                raise FailedPrecondition(
+                    f"{ALREADY_COMPLETE}; delete the file instead", reason="UPLOAD_COMPLETE"
+                )
             newly_failed = file.status is not FileStatus.FAILED
             file.status = FileStatus.FAILED  # already FAILED: a retry, storage is re-aborted
             key, size = file.s3_key, file.size
@@ -555,8 +710,7 @@ class Uploads(UploadsV2):
         self._store.delete_chunks(fid)
         self._sessions.delete(fid)
         if newly_failed:
-            self._status_events.changed(user_id=user_id, file_id=fid, status="FAILED",
-                                        size=size)
+            self._status_events.changed(user_id=user_id, file_id=fid, status="FAILED", size=size)
         log.info("upload aborted", extra=log_fields(file_id=str(fid)))
 
     def list_files(self, *, user_id: uuid.UUID) -> list[FileInfo]:
@@ -571,10 +725,12 @@ class Uploads(UploadsV2):
         if file.status is FileStatus.UPLOADING:
             raise FailedPrecondition("the file is not uploaded yet", reason="NOT_UPLOADED")
         if file.status is FileStatus.FAILED:
-            raise FailedPrecondition("the upload failed; the file has no content",
-                                     reason="UPLOAD_FAILED")
-        url = self._storage.presign_download(file.s3_key, file_name=file.file_name,
-                                             mime_type=file.mime_type, ttl=self._url_ttl)
+            raise FailedPrecondition(
+                "the upload failed; the file has no content", reason="UPLOAD_FAILED"
+            )
+        url = self._storage.presign_download(
+            file.s3_key, file_name=file.file_name, mime_type=file.mime_type, ttl=self._url_ttl
+        )
         return DownloadUrl(url=url, expires_in_seconds=self._url_ttl)
 
     def delete(self, *, user_id: uuid.UUID, file_id: str) -> None:
@@ -585,8 +741,7 @@ class Uploads(UploadsV2):
             file = deletion.file
             if file is None:
                 raise NotFound(NO_SUCH_FILE)
-            if file.status is FileStatus.UPLOADING and file.completed_at is None \
-                    and file.upload_id:
+            if file.status is FileStatus.UPLOADING and file.completed_at is None and file.upload_id:
                 self._storage.abort_multipart_upload(file.s3_key, upload_id=file.upload_id)
             self._storage.delete_object(file.s3_key)  # storage first: never orphan an object
             deletion.delete()
@@ -597,8 +752,9 @@ class Uploads(UploadsV2):
 
     # -- services ----------------------------------------------------------------------
 
-    def confirm(self, *, s3_key: str, size: int, etag: str,
-                event_time: datetime | None = None) -> ConfirmOutcome:
+    def confirm(
+        self, *, s3_key: str, size: int, etag: str, event_time: datetime | None = None
+    ) -> ConfirmOutcome:
         """Storage says it holds an object at `s3_key` (an event, or a reconciler's HEAD).
         Events can be stale, duplicated, reordered or forged, so they are believed only for
         what CompleteUpload itself did: a file is confirmed when its completion succeeded
@@ -618,8 +774,10 @@ class Uploads(UploadsV2):
                 outcome, why = ConfirmOutcome.REJECTED, "the upload was aborted"
             elif not _is_recorded_object(file, size=size, etag=etag):
                 outcome = ConfirmOutcome.STALE
-                why = (f"object is {size} bytes, ETag {etag or '-'}; completion recorded "
-                       f"{file.size} bytes, ETag {file.etag or '-'}")
+                why = (
+                    f"object is {size} bytes, ETag {etag or '-'}; completion recorded "
+                    f"{file.size} bytes, ETag {file.etag or '-'}"
+                )
             elif file.status is FileStatus.UPLOADED:
                 outcome, why = ConfirmOutcome.ALREADY_CONFIRMED, "already uploaded"
             elif file.completed_at is None:
@@ -632,12 +790,16 @@ class Uploads(UploadsV2):
                 file.uploaded_at = _now()
                 outcome, why = ConfirmOutcome.CONFIRMED, "confirmed"
             file_id = file.id if file is not None else None
-            change = ((file.user_id, file.status, file.size)
-                      if file is not None and file.status is not status_before else None)
+            change = (
+                (file.user_id, file.status, file.size)
+                if file is not None and file.status is not status_before
+                else None
+            )
         if change is not None:  # committed: the owner's live status hears of it now
             owner, status, stored_size = change
-            self._status_events.changed(user_id=owner, file_id=file_id, status=status.value,
-                                        size=stored_size)
+            self._status_events.changed(
+                user_id=owner, file_id=file_id, status=status.value, size=stored_size
+            )
         fields = {"s3_key": s3_key, "outcome": outcome.value, "why": why}
         if event_time is not None:
             fields["event_lag_seconds"] = round((_now() - event_time).total_seconds(), 3)
@@ -647,8 +809,7 @@ class Uploads(UploadsV2):
                 # Storage's clock may run a little ahead of ours: never a negative lag.
                 EVENT_LAG.observe(max(fields["event_lag_seconds"], 0.0))
         if outcome in (ConfirmOutcome.NOT_COMPLETED, ConfirmOutcome.STALE):
-            log.warning("upload confirmation refused: nothing changed",
-                        extra=log_fields(**fields))
+            log.warning("upload confirmation refused: nothing changed", extra=log_fields(**fields))
         elif outcome is ConfirmOutcome.REJECTED:
             log.warning("upload confirmation rejected", extra=log_fields(**fields))
             # A FAILED file holds no object: the stray one goes (errors propagate, so the
@@ -656,13 +817,13 @@ class Uploads(UploadsV2):
             self._storage.delete_object(s3_key)
         else:
             log.info("upload confirmation", extra=log_fields(**fields))
-        if file_id is not None and outcome in (ConfirmOutcome.CONFIRMED,
-                                               ConfirmOutcome.REJECTED):
+        if file_id is not None and outcome in (ConfirmOutcome.CONFIRMED, ConfirmOutcome.REJECTED):
             self._sessions.delete(file_id)
         return outcome
 
-    def pending_confirmations(self, *, completed_at_least_seconds_ago: int, limit: int
-                              ) -> list[PendingConfirmation]:
+    def pending_confirmations(
+        self, *, completed_at_least_seconds_ago: int, limit: int
+    ) -> list[PendingConfirmation]:
         """Completed uploads storage has not confirmed yet, for a reconciler to check."""
         if completed_at_least_seconds_ago < 0:
             raise InvalidArgument("completed_at_least_seconds_ago must be 0 or more")
@@ -670,10 +831,15 @@ class Uploads(UploadsV2):
         if not 1 <= limit <= 1000:
             raise InvalidArgument("limit must be between 1 and 1000")
         before = _now() - timedelta(seconds=completed_at_least_seconds_ago)
-        return [PendingConfirmation(file_id=str(file.id), s3_key=file.s3_key, size=file.size,
-                                    completed_at=file.completed_at)
-                for file in self._store.pending_confirmations(completed_before=before,
-                                                              limit=limit)]
+        return [
+            PendingConfirmation(
+                file_id=str(file.id),
+                s3_key=file.s3_key,
+                size=file.size,
+                completed_at=file.completed_at,
+            )
+            for file in self._store.pending_confirmations(completed_before=before, limit=limit)
+        ]
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -700,9 +866,9 @@ class Uploads(UploadsV2):
     def _check_part(session: UploadSession, chunk_index: int, size: int) -> None:
         if not 0 <= chunk_index < session.part_count:
             raise InvalidArgument(
-                f"chunk_index {chunk_index} is outside 0..{session.part_count - 1}")
-        expected = expected_part_size(chunk_index, size=session.size,
-                                      part_size=session.part_size)
+                f"chunk_index {chunk_index} is outside 0..{session.part_count - 1}"
+            )
+        expected = expected_part_size(chunk_index, size=session.size, part_size=session.part_size)
         if size != expected:
             raise InvalidArgument(f"part {chunk_index} must be {expected} bytes, not {size}")
 
@@ -731,9 +897,11 @@ class Uploads(UploadsV2):
         ETag this returns."""
         stored = self._storage.stored_object(file.s3_key)
         if stored is None or stored[0] != file.size:
-            raise FailedPrecondition("storage no longer has this upload (expired or aborted); "
-                                     "start a new upload with a new file_id",
-                                     reason="UPLOAD_GONE")
+            raise FailedPrecondition(
+                "storage no longer has this upload (expired or aborted); "
+                "start a new upload with a new file_id",
+                reason="UPLOAD_GONE",
+            )
         return stored[1]
 
     def _completed(self, file: File, *, newly: bool) -> None:
@@ -752,8 +920,7 @@ class Uploads(UploadsV2):
             _record_completion(current, etag=self._stored_object_etag(current))
         self._completed(file, newly=True)
 
-    def _start_upload(self, file: File, *,
-                      presign_every_part: bool = False) -> Iterable[str]:
+    def _start_upload(self, file: File, *, presign_every_part: bool = False) -> Iterable[str]:
         """Starts the multipart upload of `file` (a new UPLOADING row, all but its upload
         id) and inserts the row, in one transaction: the id, then (with a quota or a limit
         of uploads in progress) the owner's usage under the owner's quota lock, are
@@ -763,27 +930,28 @@ class Uploads(UploadsV2):
         after storage has the multipart upload aborts it. `presign_every_part` (v1): the
         URLs of every part are returned, all that can fail in making them done before the
         row is committed."""
-        algorithm = (ChecksumAlgorithm(file.checksum_algorithm) if file.checksum_algorithm
-                     else None)
+        algorithm = ChecksumAlgorithm(file.checksum_algorithm) if file.checksum_algorithm else None
         key, upload_id, urls = file.s3_key, None, ()
         try:
             limited = not (self._quota.unlimited and self._uploads_limit.unlimited)
-            with self._store.file_creation(file.id, file.user_id,
-                                           with_usage=limited) as creation:
+            with self._store.file_creation(file.id, file.user_id, with_usage=limited) as creation:
                 if creation.id_taken:
                     raise AlreadyExists(FILE_ID_TAKEN)
                 if creation.usage is not None:
                     self._quota.admit(creation.usage, file.size)
                     self._uploads_limit.admit(creation.usage)
                 upload_id = self._storage.create_multipart_upload(
-                    key, content_type=file.mime_type, checksum_algorithm=algorithm)
+                    key, content_type=file.mime_type, checksum_algorithm=algorithm
+                )
                 if presign_every_part:
                     numbers = range(1, file.part_count + 1)
                     urls = self._storage.presign_parts_lazily(
-                        key, upload_id=upload_id, part_numbers=numbers,
-                        lengths=part_lengths(numbers, size=file.size,
-                                             part_size=file.part_size),
-                        ttl=self._url_ttl)
+                        key,
+                        upload_id=upload_id,
+                        part_numbers=numbers,
+                        lengths=part_lengths(numbers, size=file.size, part_size=file.part_size),
+                        ttl=self._url_ttl,
+                    )
                 file.upload_id = upload_id
                 creation.insert(file)
         except FileIdTaken:
@@ -796,13 +964,17 @@ class Uploads(UploadsV2):
             raise
         self._sessions.put(_session_of(file))
         UPLOADS_INITIATED.inc()
-        self._status_events.changed(user_id=file.user_id, file_id=file.id, status="UPLOADING",
-                                    size=file.size)
+        self._status_events.changed(
+            user_id=file.user_id, file_id=file.id, status="UPLOADING", size=file.size
+        )
         return urls
 
     def _abort_quietly(self, key: str, upload_id: str) -> None:
         try:
             self._storage.abort_multipart_upload(key, upload_id=upload_id)
         except Exception as exc:  # noqa: BLE001 - the original error matters more
-            log.warning("could not abort multipart upload after a failed initiate: %s",
-                        type(exc).__name__, extra=log_fields(s3_key=key))
+            log.warning(
+                "could not abort multipart upload after a failed initiate: %s",
+                type(exc).__name__,
+                extra=log_fields(s3_key=key),
+            )

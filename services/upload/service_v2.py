@@ -6,6 +6,7 @@ enforced before any byte is written.
 Mixed into service.Uploads, whose helpers and collaborators (store, storage, sessions) it
 shares: one domain object serves both API versions, so v1 and v2 uploads of one file id
 follow the same rules once they are started."""
+
 from __future__ import annotations
 
 import logging
@@ -57,10 +58,17 @@ class UploadsV2:
     _min_part_size, _v2_max_file_size, _owned(), _start_upload() and
     _settle_vanished_upload()."""
 
-    def create_upload(self, *, user_id: uuid.UUID, file_id: str, file_name: str,
-                      mime_type: str, file_size: int,
-                      checksum_algorithm: ChecksumAlgorithm | None,
-                      sha256: str = "") -> CreatedUpload:
+    def create_upload(
+        self,
+        *,
+        user_id: uuid.UUID,
+        file_id: str,
+        file_name: str,
+        mime_type: str,
+        file_size: int,
+        checksum_algorithm: ChecksumAlgorithm | None,
+        sha256: str = "",
+    ) -> CreatedUpload:
         fid = v1.parse_file_id(file_id) if file_id else uuid.uuid4()
         name = v1.clean_file_name(file_name)
         mime = v1.clean_mime_type(mime_type)
@@ -71,19 +79,39 @@ class UploadsV2:
         if file_size > self._v2_max_file_size:
             raise InvalidArgument(
                 f"file_size {file_size} exceeds the limit of {self._v2_max_file_size} bytes "
-                f"({human_bytes(self._v2_max_file_size)})", reason="FILE_TOO_LARGE")
+                f"({human_bytes(self._v2_max_file_size)})",
+                reason="FILE_TOO_LARGE",
+            )
         size_of_parts = choose_part_size(file_size, min_part_size=self._min_part_size)
         count = part_count(file_size, size_of_parts)
-        file = File(id=fid, user_id=user_id, file_name=name, mime_type=mime, size=file_size,
-                    s3_key=v1.storage_key(user_id, fid), part_size=size_of_parts,
-                    part_count=count, status=FileStatus.UPLOADING,
-                    checksum_algorithm=algorithm.value, sha256=digest)
+        file = File(
+            id=fid,
+            user_id=user_id,
+            file_name=name,
+            mime_type=mime,
+            size=file_size,
+            s3_key=v1.storage_key(user_id, fid),
+            part_size=size_of_parts,
+            part_count=count,
+            status=FileStatus.UPLOADING,
+            checksum_algorithm=algorithm.value,
+            sha256=digest,
+        )
         self._start_upload(file)
-        log.info("upload created", extra=log_fields(file_id=str(fid), size=file_size,
-                                                    parts=count, part_size=size_of_parts))
-        return CreatedUpload(file_id=str(fid), upload_id=file.upload_id or "",
-                             s3_key=file.s3_key, part_size=size_of_parts, part_count=count,
-                             checksum_algorithm=algorithm)
+        log.info(
+            "upload created",
+            extra=log_fields(
+                file_id=str(fid), size=file_size, parts=count, part_size=size_of_parts
+            ),
+        )
+        return CreatedUpload(
+            file_id=str(fid),
+            upload_id=file.upload_id or "",
+            s3_key=file.s3_key,
+            part_size=size_of_parts,
+            part_count=count,
+            checksum_algorithm=algorithm,
+        )
 
     def upload_view(self, *, user_id: uuid.UUID, file_id: str) -> UploadView:
         """The upload's layout and state; while it takes parts, the parts storage holds
@@ -102,15 +130,28 @@ class UploadsV2:
             # Completed meanwhile (recorded now), or gone for good (an error says so).
             self._settle_vanished_upload(file)
             return UploadView(UploadState.COMPLETED, self._owned(fid, user_id), [])
-        plan = reconcile(stored=stored, recorded=self._store.chunks_of(fid), size=file.size,
-                         part_size=file.part_size, part_count=file.part_count)
+        plan = reconcile(
+            stored=stored,
+            recorded=self._store.chunks_of(fid),
+            size=file.size,
+            part_size=file.part_size,
+            part_count=file.part_count,
+        )
         if plan.changes_anything:
-            applied = self._store.reconcile_chunks(file_id=fid, upload_id=file.upload_id or "",
-                                                   upserts=plan.upserts, deletes=plan.deletes)
+            applied = self._store.reconcile_chunks(
+                file_id=fid,
+                upload_id=file.upload_id or "",
+                upserts=plan.upserts,
+                deletes=plan.deletes,
+            )
             if not applied:  # aborted or completed while we looked: describe that instead
                 return self.upload_view(user_id=user_id, file_id=file_id)
-            log.info("recorded parts reconciled with storage", extra=log_fields(
-                file_id=str(fid), recorded=len(plan.upserts), forgotten=len(plan.deletes)))
+            log.info(
+                "recorded parts reconciled with storage",
+                extra=log_fields(
+                    file_id=str(fid), recorded=len(plan.upserts), forgotten=len(plan.deletes)
+                ),
+            )
         # The Redis session may have been lost (flushed, expired): rebuild it now, so the
         # parts about to be recorded take the fast path.
         self._sessions.put(v1._session_of(file))
@@ -132,6 +173,8 @@ class UploadsV2:
 
     def _refuse_checksums_of_v1(self, file: File, checksums) -> None:
         if checksums and not file.checksum_algorithm:
-            raise FailedPrecondition("this upload was started without part checksums (v1); "
-                                     "ask for its URLs without checksums",
-                                     reason="NO_CHECKSUMS")
+            raise FailedPrecondition(
+                "this upload was started without part checksums (v1); "
+                "ask for its URLs without checksums",
+                reason="NO_CHECKSUMS",
+            )

@@ -11,6 +11,7 @@ needs no Redis round trip after the first. A stale one (the upload aborted or re
 meanwhile, perhaps through another replica) is harmless for the same reason a stale Redis
 session is: RecordPart's upsert checks the upload id and status in PostgreSQL, and on a
 refusal the caller reads the file and replaces the session."""
+
 from __future__ import annotations
 
 import logging
@@ -54,7 +55,8 @@ class UploadSessions:
         self._redis = client
         self._ttl = ttl_seconds
         self._local: TTLCache[uuid.UUID, UploadSession] = TTLCache(
-            maxsize=LOCAL_SESSIONS, ttl=min(ttl_seconds, LOCAL_TTL_SECONDS))
+            maxsize=LOCAL_SESSIONS, ttl=min(ttl_seconds, LOCAL_TTL_SECONDS)
+        )
         self._local_lock = threading.Lock()  # cachetools caches are not thread-safe
 
     def get(self, file_id: uuid.UUID) -> UploadSession | None:
@@ -80,9 +82,12 @@ class UploadSessions:
             return None
         try:
             return UploadSession(
-                file_id=file_id, user_id=uuid.UUID(fields["user_id"]),
-                upload_id=fields["upload_id"], s3_key=fields["s3_key"],
-                part_size=int(fields["part_size"]), part_count=int(fields["part_count"]),
+                file_id=file_id,
+                user_id=uuid.UUID(fields["user_id"]),
+                upload_id=fields["upload_id"],
+                s3_key=fields["s3_key"],
+                part_size=int(fields["part_size"]),
+                part_count=int(fields["part_count"]),
                 size=int(fields["size"]),
                 checksum_algorithm=fields.get("checksum_algorithm", ""),
             )
@@ -97,17 +102,25 @@ class UploadSessions:
             # One round trip; MULTI so the hash never exists without its expiry.
             with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(key)
-                pipe.hset(key, mapping={
-                    "user_id": str(session.user_id), "upload_id": session.upload_id,
-                    "s3_key": session.s3_key, "part_size": session.part_size,
-                    "part_count": session.part_count, "size": session.size,
-                    "checksum_algorithm": session.checksum_algorithm,
-                })
+                pipe.hset(
+                    key,
+                    mapping={
+                        "user_id": str(session.user_id),
+                        "upload_id": session.upload_id,
+                        "s3_key": session.s3_key,
+                        "part_size": session.part_size,
+                        "part_count": session.part_count,
+                        "size": session.size,
+                        "checksum_algorithm": session.checksum_algorithm,
+                    },
+                )
                 pipe.expire(key, self._ttl)
                 pipe.execute()
         except redis.RedisError as exc:
-            log.warning("upload session not stored (the database still has the upload): %s",
-                        type(exc).__name__)
+            log.warning(
+                "upload session not stored (the database still has the upload): %s",
+                type(exc).__name__,
+            )
 
     def delete(self, file_id: uuid.UUID) -> None:
         with self._local_lock:

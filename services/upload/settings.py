@@ -1,4 +1,5 @@
 """Settings of the upload coordinator, validated at start (a bad value stops the process)."""
+
 from __future__ import annotations
 
 from pydantic import Field, model_validator
@@ -55,7 +56,7 @@ class UploadSettings(GrpcServiceSettings, StorageSettings):
     max_uploads_in_progress: int = Field(default=100, ge=0)
 
     @model_validator(mode="after")
-    def _max_size_fits_in_parts(self) -> "UploadSettings":
+    def _max_size_fits_in_parts(self) -> UploadSettings:
         # S3 allows at most 10,000 parts: a larger limit could never be uploaded.
         ceiling = self.part_size_bytes * MAX_PARTS
         if self.max_file_size_bytes > ceiling:

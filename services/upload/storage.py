@@ -1,11 +1,12 @@
 """S3 operations the upload coordinator needs, and the Content-Disposition that makes a
 browser save a download under the file's real name."""
+
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError
@@ -72,8 +73,7 @@ def content_disposition(file_name: str) -> str:
     return f"attachment; filename=\"{ascii_fallback(name)}\"; filename*=UTF-8''{encoded}"
 
 
-def _signed_headers(length: int, checksum: tuple[ChecksumAlgorithm, str] | None
-                    ) -> dict[str, str]:
+def _signed_headers(length: int, checksum: tuple[ChecksumAlgorithm, str] | None) -> dict[str, str]:
     """The headers a part's URL signs besides host, as botocore writes them."""
     headers = {"content-length": str(length)}
     if checksum is not None:
@@ -111,8 +111,9 @@ class Storage:
     address than this process does (S3_PUBLIC_ENDPOINT_URL): a SigV4 signature covers the
     host, so the URL must be signed for the host the client will connect to."""
 
-    def __init__(self, s3, bucket: str, *, presigner=None,
-                 list_parts_page_size: int = 1000) -> None:
+    def __init__(
+        self, s3, bucket: str, *, presigner=None, list_parts_page_size: int = 1000
+    ) -> None:
         self._s3 = s3
         self._presigner = presigner or s3
         self._bucket = bucket
@@ -122,50 +123,86 @@ class Storage:
     def bucket(self) -> str:
         return self._bucket
 
-    def create_multipart_upload(self, key: str, *, content_type: str,
-                                checksum_algorithm: ChecksumAlgorithm | None = None) -> str:
+    def create_multipart_upload(
+        self, key: str, *, content_type: str, checksum_algorithm: ChecksumAlgorithm | None = None
+    ) -> str:
         """With `checksum_algorithm`, every part must carry that checksum (S3 refuses a
         part without it, or whose bytes do not match it)."""
         extra = {"ChecksumAlgorithm": checksum_algorithm.value} if checksum_algorithm else {}
-        reply = self._s3.create_multipart_upload(Bucket=self._bucket, Key=key,
-                                                 ContentType=content_type, **extra)
+        reply = self._s3.create_multipart_upload(
+            Bucket=self._bucket, Key=key, ContentType=content_type, **extra
+        )
         return reply["UploadId"]
 
-    def presign_part(self, key: str, *, upload_id: str, part_number: int, length: int,
-                     ttl: int, checksum: tuple[ChecksumAlgorithm, str] | None = None) -> str:
+    def presign_part(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        part_number: int,
+        length: int,
+        ttl: int,
+        checksum: tuple[ChecksumAlgorithm, str] | None = None,
+    ) -> str:
         """A PUT URL signed for a body of exactly `length` bytes (content-length is a signed
         header: storage refuses any other length, and a chunked body). With `checksum`
         (algorithm, base64 digest), the checksum header is signed too: the PUT must send it
         (checksum_headers) and storage checks the bytes against it."""
-        params = {"Bucket": self._bucket, "Key": key, "UploadId": upload_id,
-                  "PartNumber": part_number, "ContentLength": length}
+        params = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": part_number,
+            "ContentLength": length,
+        }
         if checksum is not None:
             params[checksum[0].s3_param] = checksum[1]
-        return self._presigner.generate_presigned_url("upload_part", Params=params,
-                                                      ExpiresIn=ttl)
+        return self._presigner.generate_presigned_url("upload_part", Params=params, ExpiresIn=ttl)
 
-    def presign_checksummed_parts(self, key: str, *, upload_id: str, part_numbers: range,
-                                  lengths: Sequence[int], algorithm: ChecksumAlgorithm,
-                                  checksums: list[str], ttl: int) -> list[str]:
+    def presign_checksummed_parts(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        part_numbers: range,
+        lengths: Sequence[int],
+        algorithm: ChecksumAlgorithm,
+        checksums: list[str],
+        ttl: int,
+    ) -> list[str]:
         """Presigned PUT URLs whose signatures cover each part's length and checksum header,
         in the order of `part_numbers` (re-signed from botocore's first, as presign_parts)."""
         numbers = list(part_numbers)
         if len(checksums) != len(numbers):
             raise ValueError("one checksum per part is needed")
-        return self._presign_many(key, upload_id=upload_id, numbers=numbers, lengths=lengths,
-                                  ttl=ttl, checksums=[(algorithm, value) for value in checksums])
+        return self._presign_many(
+            key,
+            upload_id=upload_id,
+            numbers=numbers,
+            lengths=lengths,
+            ttl=ttl,
+            checksums=[(algorithm, value) for value in checksums],
+        )
 
-    def presign_parts(self, key: str, *, upload_id: str, part_numbers: range,
-                      lengths: Sequence[int], ttl: int) -> list[str]:
+    def presign_parts(
+        self, key: str, *, upload_id: str, part_numbers: range, lengths: Sequence[int], ttl: int
+    ) -> list[str]:
         """Presigned PUT URLs for many parts of one upload, in the order of `part_numbers`,
         each signed for its part's length (`lengths`, in the same order): botocore signs the
         first, the rest are re-signed from it (presign.py; ~40x faster than botocore per
         URL, and the same URLs)."""
-        return self._presign_many(key, upload_id=upload_id, numbers=list(part_numbers),
-                                  lengths=lengths, ttl=ttl, checksums=None)
+        return self._presign_many(
+            key,
+            upload_id=upload_id,
+            numbers=list(part_numbers),
+            lengths=lengths,
+            ttl=ttl,
+            checksums=None,
+        )
 
-    def presign_parts_lazily(self, key: str, *, upload_id: str, part_numbers: range,
-                             lengths: Sequence[int], ttl: int) -> LazyPartUrls:
+    def presign_parts_lazily(
+        self, key: str, *, upload_id: str, part_numbers: range, lengths: Sequence[int], ttl: int
+    ) -> LazyPartUrls:
         """The URLs presign_parts returns, for a caller that reads them once, in order, into
         a reply: those re-signed from botocore's first are made as they are read, so they
         are never all held at once (10,000 URLs are ~5 MB of strings). Whatever can fail
@@ -174,73 +211,134 @@ class Storage:
         _check_lengths(numbers, lengths)
         if not numbers:
             return LazyPartUrls([])
-        first, resigner = self._reference_url(key, upload_id=upload_id, numbers=numbers,
-                                              length=lengths[0], ttl=ttl, first_checksum=None)
+        first, resigner = self._reference_url(
+            key,
+            upload_id=upload_id,
+            numbers=numbers,
+            length=lengths[0],
+            ttl=ttl,
+            first_checksum=None,
+        )
         if resigner is None:  # botocore signs each one: now, while failing is still allowed
-            return LazyPartUrls([first] + [
-                self.presign_part(key, upload_id=upload_id, part_number=number, length=length,
-                                  ttl=ttl)
-                for number, length in zip(numbers[1:], lengths[1:])])
+            return LazyPartUrls(
+                [first]
+                + [
+                    self.presign_part(
+                        key, upload_id=upload_id, part_number=number, length=length, ttl=ttl
+                    )
+                    for number, length in zip(numbers[1:], lengths[1:])
+                ]
+            )
         return LazyPartUrls([first], resigner, numbers[1:], lengths[1:])
 
-    def _reference_url(self, key: str, *, upload_id: str, numbers: list[int], length: int,
-                       ttl: int, first_checksum: tuple[ChecksumAlgorithm, str] | None
-                       ) -> tuple[str, PartUrlResigner | None]:
+    def _reference_url(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        numbers: list[int],
+        length: int,
+        ttl: int,
+        first_checksum: tuple[ChecksumAlgorithm, str] | None,
+    ) -> tuple[str, PartUrlResigner | None]:
         """botocore's URL of the first part, and a resigner for the others (None when the
         URL cannot be re-signed, or there are no others)."""
-        first = self.presign_part(key, upload_id=upload_id, part_number=numbers[0],
-                                  length=length, ttl=ttl, checksum=first_checksum)
+        first = self.presign_part(
+            key,
+            upload_id=upload_id,
+            part_number=numbers[0],
+            length=length,
+            ttl=ttl,
+            checksum=first_checksum,
+        )
         resigner = None
         # The credentials botocore just signed with (a private attribute: if botocore ever
         # moves it, every URL is presigned by botocore, only slower).
-        credentials = getattr(getattr(self._presigner, "_request_signer", None),
-                              "_credentials", None)
+        credentials = getattr(
+            getattr(self._presigner, "_request_signer", None), "_credentials", None
+        )
         if credentials is not None and len(numbers) > 1:
             frozen = credentials.get_frozen_credentials()
             resigner = PartUrlResigner.from_reference(
-                first, access_key=frozen.access_key, secret_key=frozen.secret_key,
-                token=frozen.token, headers=_signed_headers(length, first_checksum))
+                first,
+                access_key=frozen.access_key,
+                secret_key=frozen.secret_key,
+                token=frozen.token,
+                headers=_signed_headers(length, first_checksum),
+            )
         return first, resigner
 
-    def _presign_many(self, key: str, *, upload_id: str, numbers: list[int],
-                      lengths: Sequence[int], ttl: int,
-                      checksums: list[tuple[ChecksumAlgorithm, str]] | None) -> list[str]:
+    def _presign_many(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        numbers: list[int],
+        lengths: Sequence[int],
+        ttl: int,
+        checksums: list[tuple[ChecksumAlgorithm, str]] | None,
+    ) -> list[str]:
         _check_lengths(numbers, lengths)
         if not numbers:
             return []
         sums = checksums or [None] * len(numbers)
-        first, resigner = self._reference_url(key, upload_id=upload_id, numbers=numbers,
-                                              length=lengths[0], ttl=ttl,
-                                              first_checksum=sums[0])
+        first, resigner = self._reference_url(
+            key,
+            upload_id=upload_id,
+            numbers=numbers,
+            length=lengths[0],
+            ttl=ttl,
+            first_checksum=sums[0],
+        )
         rest = zip(numbers[1:], lengths[1:], sums[1:])
         if resigner is None:
-            return [first] + [self.presign_part(key, upload_id=upload_id, part_number=number,
-                                                length=length, ttl=ttl, checksum=checksum)
-                              for number, length, checksum in rest]
-        return [first] + [resigner.url(number, _signed_headers(length, checksum))
-                          for number, length, checksum in rest]
+            return [first] + [
+                self.presign_part(
+                    key,
+                    upload_id=upload_id,
+                    part_number=number,
+                    length=length,
+                    ttl=ttl,
+                    checksum=checksum,
+                )
+                for number, length, checksum in rest
+            ]
+        return [first] + [
+            resigner.url(number, _signed_headers(length, checksum))
+            for number, length, checksum in rest
+        ]
 
     def list_parts(self, key: str, *, upload_id: str) -> dict[int, StoredPart]:
         """Every part storage holds, by 1-based part number (all pages)."""
         paginator = self._s3.get_paginator("list_parts")
         parts: dict[int, StoredPart] = {}
         try:
-            for page in paginator.paginate(Bucket=self._bucket, Key=key, UploadId=upload_id,
-                                           PaginationConfig={"PageSize": self._page_size}):
+            for page in paginator.paginate(
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload_id,
+                PaginationConfig={"PageSize": self._page_size},
+            ):
                 for part in page.get("Parts", []):
                     checksum = part.get("ChecksumSHA256") or part.get("ChecksumCRC32C")
-                    parts[part["PartNumber"]] = StoredPart(normalize_etag(part["ETag"]),
-                                                           part["Size"], checksum or None)
+                    parts[part["PartNumber"]] = StoredPart(
+                        normalize_etag(part["ETag"]), part["Size"], checksum or None
+                    )
         except ClientError as exc:
             if _error_code(exc) == "NoSuchUpload":
                 raise UploadGone(upload_id) from None
             raise
         return parts
 
-    def complete_multipart_upload(self, key: str, *, upload_id: str,
-                                  parts: list[tuple[int, str]],
-                                  checksums: dict[int, str] | None = None,
-                                  checksum_algorithm: ChecksumAlgorithm | None = None) -> str:
+    def complete_multipart_upload(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        checksums: dict[int, str] | None = None,
+        checksum_algorithm: ChecksumAlgorithm | None = None,
+    ) -> str:
         """`parts` are (part number, bare ETag) in order. An upload created with a checksum
         algorithm names each part's checksum too (S3 requires it), where known. Returns the
         object's bare ETag ("" when the store names none): confirmation checks storage's
@@ -253,7 +351,9 @@ class Storage:
             listed.append(entry)
         try:
             reply = self._s3.complete_multipart_upload(
-                Bucket=self._bucket, Key=key, UploadId=upload_id,
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload_id,
                 MultipartUpload={"Parts": listed},
             )
         except ClientError as exc:
@@ -284,8 +384,11 @@ class Storage:
     def presign_download(self, key: str, *, file_name: str, mime_type: str, ttl: int) -> str:
         return self._presigner.generate_presigned_url(
             "get_object",
-            Params={"Bucket": self._bucket, "Key": key,
-                    "ResponseContentDisposition": content_disposition(file_name),
-                    "ResponseContentType": mime_type},
+            Params={
+                "Bucket": self._bucket,
+                "Key": key,
+                "ResponseContentDisposition": content_disposition(file_name),
+                "ResponseContentType": mime_type,
+            },
             ExpiresIn=ttl,
         )

@@ -5,6 +5,7 @@ does what it says, and a second run finds only what repair said it left.
 
 Each test has a database and a bucket of its own: the audit reads every row of its
 database, and the session database holds other tests' files of other buckets."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,14 @@ from services.audit import FindingKind, run_audit
 from services.common.db import make_engine
 from services.upload.settings import UploadSettings
 from tests.conftest import PG_ADMIN_URL, ROOT, settings_for
-from tests.upload.helpers import confirm_request, initiate, put_parts, record_parts, \
-    running_upload_server, upload_file
+from tests.upload.helpers import (
+    confirm_request,
+    initiate,
+    put_parts,
+    record_parts,
+    running_upload_server,
+    upload_file,
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,13 @@ def stack(common_settings, audit_database_url, s3):
     the audit reads too)."""
     bucket = f"dropfile-audit-{secrets.token_hex(4)}"
     s3.create_bucket(Bucket=bucket)
-    settings = settings_for(UploadSettings, common_settings, cloud_db_uri=audit_database_url,
-                            s3_bucket=bucket, sqs_queue_url=None)
+    settings = settings_for(
+        UploadSettings,
+        common_settings,
+        cloud_db_uri=audit_database_url,
+        s3_bucket=bucket,
+        sqs_queue_url=None,
+    )
     with running_upload_server(settings) as running:
         yield running
 
@@ -73,8 +85,10 @@ def user(make_token) -> User:
 
 def confirmed_file(stack, user, size: int):
     upload = upload_file(stack.stub, user, size)
-    stack.internal_stub.ConfirmUpload(confirm_request(upload), metadata=[
-        ("x-dropfile-service-token", stack.settings.service_token)])
+    stack.internal_stub.ConfirmUpload(
+        confirm_request(upload),
+        metadata=[("x-dropfile-service-token", stack.settings.service_token)],
+    )
     return upload
 
 
@@ -89,19 +103,32 @@ def healthy_state(stack, user):
 
 
 def audit_command(settings: UploadSettings, tmp_path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": ROOT, "CLOUD_DB_URI": settings.cloud_db_uri,
-           "CLOUD_RD_URI": settings.cloud_rd_uri, "S3_BUCKET": settings.s3_bucket,
-           "AWS_ENDPOINT_URL": settings.aws_endpoint_url, "AWS_REGION": settings.aws_region}
-    return subprocess.run([sys.executable, "-m", "services.audit", *args], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": ROOT,
+        "CLOUD_DB_URI": settings.cloud_db_uri,
+        "CLOUD_RD_URI": settings.cloud_rd_uri,
+        "S3_BUCKET": settings.s3_bucket,
+        "AWS_ENDPOINT_URL": settings.aws_endpoint_url,
+        "AWS_REGION": settings.aws_region,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.audit", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def status_of(database_url: str, file_id: str) -> str:
     engine = make_engine(database_url, pool_size=1)
     try:
         with engine.connect() as conn:
-            return conn.execute(text("select status from files where id = :id"),
-                                {"id": file_id}).scalar_one()
+            return conn.execute(
+                text("select status from files where id = :id"), {"id": file_id}
+            ).scalar_one()
     finally:
         engine.dispose()
 
@@ -120,8 +147,9 @@ def test_a_clean_state_has_zero_findings(stack, user, tmp_path):
     assert set(document["counts"].values()) == {0}
 
 
-def test_each_kind_of_finding_is_reported_repaired_and_gone(stack, user, s3, tmp_path,
-                                                            audit_database_url):
+def test_each_kind_of_finding_is_reported_repaired_and_gone(
+    stack, user, s3, tmp_path, audit_database_url
+):
     healthy_state(stack, user)
     bucket = stack.settings.s3_bucket
     # An object no row knows.
@@ -148,8 +176,7 @@ def test_each_kind_of_finding_is_reported_repaired_and_gone(stack, user, s3, tmp
     [orphan] = report.of_kind(FindingKind.ORPHAN_MULTIPART_UPLOAD)
     assert orphan.upload_id == orphan_id
     [wrong] = report.of_kind(FindingKind.WRONG_SIZE)
-    assert (wrong.file_id, wrong.expected_size, wrong.stored_size) == (resized.file_id, 800,
-                                                                      801)
+    assert (wrong.file_id, wrong.expected_size, wrong.stored_size) == (resized.file_id, 800, 801)
 
     run = audit_command(stack.settings, tmp_path, "--json")
     assert run.returncode == 1, run.stderr
@@ -170,8 +197,11 @@ def test_each_kind_of_finding_is_reported_repaired_and_gone(stack, user, s3, tmp
     assert run.returncode == 1, run.stderr
     actions = {a["finding"]["kind"]: a for a in json.loads(run.stdout)["actions"]}
     assert {kind: action["done"] for kind, action in actions.items()} == {
-        "orphan_multipart_upload": True, "missing_object": True, "wrong_size": True,
-        "unknown_object": False}
+        "orphan_multipart_upload": True,
+        "missing_object": True,
+        "wrong_size": True,
+        "unknown_object": False,
+    }
     assert "aborted" in actions["orphan_multipart_upload"]["what"]
     assert "marked FAILED" in actions["missing_object"]["what"]
     assert "left in place" in actions["unknown_object"]["what"]
@@ -184,8 +214,7 @@ def test_each_kind_of_finding_is_reported_repaired_and_gone(stack, user, s3, tmp
 
     # A second run finds only what repair said it left; once an operator removes it, none.
     again = run_audit(stack.settings, repair=True)
-    assert [(f.kind, f.s3_key) for f in again.findings] == [
-        (FindingKind.UNKNOWN_OBJECT, stray)]
+    assert [(f.kind, f.s3_key) for f in again.findings] == [(FindingKind.UNKNOWN_OBJECT, stray)]
     s3.delete_object(Bucket=bucket, Key=stray)
     run = audit_command(stack.settings, tmp_path, "--repair")
     assert run.returncode == 0, run.stdout + run.stderr
@@ -203,8 +232,9 @@ def test_a_multipart_upload_younger_than_the_minimum_age_is_not_judged(stack, us
 
 
 def test_the_command_fails_clearly_when_a_backend_is_unreachable(stack, tmp_path):
-    settings = stack.settings.model_copy(update={
-        "cloud_db_uri": "postgresql://postgres@127.0.0.1:1/nothing"})
+    settings = stack.settings.model_copy(
+        update={"cloud_db_uri": "postgresql://postgres@127.0.0.1:1/nothing"}
+    )
     run = audit_command(settings, tmp_path)
     assert run.returncode == 2
     assert run.stderr.startswith("audit failed: ") and run.stdout == ""

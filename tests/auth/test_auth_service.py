@@ -1,4 +1,5 @@
 """AuthService over gRPC against the real PostgreSQL."""
+
 from __future__ import annotations
 
 import time
@@ -7,10 +8,10 @@ import uuid
 import grpc
 import jwt
 import pytest
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from dropfile.auth.v1 import auth_pb2
-from google.rpc import error_details_pb2
 
 
 def unique_email() -> str:
@@ -19,8 +20,9 @@ def unique_email() -> str:
 
 def signup(stub, email=None, password="correct horse battery", remember_me=False):
     email = email or unique_email()
-    reply = stub.SignUp(auth_pb2.SignUpRequest(email=email, name="Ada", password=password,
-                                               remember_me=remember_me))
+    reply = stub.SignUp(
+        auth_pb2.SignUpRequest(email=email, name="Ada", password=password, remember_me=remember_me)
+    )
     return email, reply
 
 
@@ -36,8 +38,13 @@ def bearer(token: str):
 
 def test_sign_up_issues_a_verified_rs256_token_with_every_claim(auth_stub, key_pair):
     email, reply = signup(auth_stub)
-    claims = jwt.decode(reply.tokens.access_token, key_pair[1], algorithms=["RS256"],
-                        audience="dropfile", issuer="dropfile-auth")
+    claims = jwt.decode(
+        reply.tokens.access_token,
+        key_pair[1],
+        algorithms=["RS256"],
+        audience="dropfile",
+        issuer="dropfile-auth",
+    )
     assert claims["sub"] == reply.user_id
     assert claims["email"] == email
     assert {"iat", "exp", "jti"} <= claims.keys()
@@ -53,10 +60,13 @@ def test_passwords_are_bcrypt_cost_12_and_refresh_tokens_only_hashed(auth_stub, 
 
     email, reply = signup(auth_stub)
     with db_engine.connect() as conn:
-        password_hash = conn.execute(text("select password_hash from users where email=:e"),
-                                     {"e": email}).scalar_one()
-        stored = conn.execute(text("select refresh_token_hash from device_sessions where id=:d"),
-                              {"d": reply.tokens.device_id}).scalar_one()
+        password_hash = conn.execute(
+            text("select password_hash from users where email=:e"), {"e": email}
+        ).scalar_one()
+        stored = conn.execute(
+            text("select refresh_token_hash from device_sessions where id=:d"),
+            {"d": reply.tokens.device_id},
+        ).scalar_one()
     assert password_hash.startswith("$2b$12$")
     assert stored != reply.tokens.refresh_token and len(stored) == 64
 
@@ -67,16 +77,20 @@ def test_duplicate_email_is_already_exists_case_insensitively(auth_stub):
     assert err.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
-@pytest.mark.parametrize("email,name,password,needle", [
-    ("", "Ada", "long enough pw", "email"),
-    ("a@b.co", "", "long enough pw", "name"),
-    ("not-an-email", "Ada", "long enough pw", "email"),
-    ("a@b.co", "Ada", "short", "at least 8"),
-    ("a@b.co", "Ada", "x" * 73, "72 bytes"),
-])
+@pytest.mark.parametrize(
+    "email,name,password,needle",
+    [
+        ("", "Ada", "long enough pw", "email"),
+        ("a@b.co", "", "long enough pw", "name"),
+        ("not-an-email", "Ada", "long enough pw", "email"),
+        ("a@b.co", "Ada", "short", "at least 8"),
+        ("a@b.co", "Ada", "x" * 73, "72 bytes"),
+    ],
+)
 def test_sign_up_rejects_bad_input_with_a_clear_message(auth_stub, email, name, password, needle):
-    err = error_of(auth_stub.SignUp, auth_pb2.SignUpRequest(email=email, name=name,
-                                                            password=password))
+    err = error_of(
+        auth_stub.SignUp, auth_pb2.SignUpRequest(email=email, name=name, password=password)
+    )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert needle in err.details()
     info = error_details_pb2.ErrorInfo()
@@ -86,10 +100,12 @@ def test_sign_up_rejects_bad_input_with_a_clear_message(auth_stub, email, name, 
 
 def test_sign_in_does_not_reveal_whether_the_email_exists(auth_stub):
     email, _ = signup(auth_stub)
-    wrong_password = error_of(auth_stub.SignIn, auth_pb2.SignInRequest(email=email,
-                                                                       password="wrong password"))
-    unknown = error_of(auth_stub.SignIn, auth_pb2.SignInRequest(email=unique_email(),
-                                                                password="wrong password"))
+    wrong_password = error_of(
+        auth_stub.SignIn, auth_pb2.SignInRequest(email=email, password="wrong password")
+    )
+    unknown = error_of(
+        auth_stub.SignIn, auth_pb2.SignInRequest(email=unique_email(), password="wrong password")
+    )
     assert wrong_password.code() == unknown.code() == grpc.StatusCode.UNAUTHENTICATED
     assert wrong_password.details() == unknown.details()
 
@@ -97,8 +113,9 @@ def test_sign_in_does_not_reveal_whether_the_email_exists(auth_stub):
 def test_remember_me_chooses_a_long_session(auth_stub):
     email, _ = signup(auth_stub)
     short = auth_stub.SignIn(auth_pb2.SignInRequest(email=email, password="correct horse battery"))
-    long = auth_stub.SignIn(auth_pb2.SignInRequest(email=email, password="correct horse battery",
-                                                   remember_me=True))
+    long = auth_stub.SignIn(
+        auth_pb2.SignInRequest(email=email, password="correct horse battery", remember_me=True)
+    )
     assert short.tokens.session_expires_in_seconds <= 24 * 3600
     assert long.tokens.session_expires_in_seconds > 7 * 24 * 3600
     assert short.tokens.device_id != long.tokens.device_id
@@ -107,36 +124,46 @@ def test_remember_me_chooses_a_long_session(auth_stub):
 def test_refresh_rotates_and_a_reused_token_revokes_the_session(auth_stub):
     _, reply = signup(auth_stub)
     first = reply.tokens
-    rotated = auth_stub.Refresh(auth_pb2.RefreshRequest(refresh_token=first.refresh_token,
-                                                        device_id=first.device_id)).tokens
+    rotated = auth_stub.Refresh(
+        auth_pb2.RefreshRequest(refresh_token=first.refresh_token, device_id=first.device_id)
+    ).tokens
     assert rotated.refresh_token != first.refresh_token
     assert rotated.device_id == first.device_id
-    rotated = auth_stub.Refresh(auth_pb2.RefreshRequest(refresh_token=rotated.refresh_token,
-                                                        device_id=first.device_id)).tokens
+    rotated = auth_stub.Refresh(
+        auth_pb2.RefreshRequest(refresh_token=rotated.refresh_token, device_id=first.device_id)
+    ).tokens
     # A token two rotations old (the grace window covers only the last one): theft
     # suspected, the session ends...
-    err = error_of(auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=first.refresh_token,
-                                                              device_id=first.device_id))
+    err = error_of(
+        auth_stub.Refresh,
+        auth_pb2.RefreshRequest(refresh_token=first.refresh_token, device_id=first.device_id),
+    )
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
     # ...so even the newest token no longer works.
-    err = error_of(auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=rotated.refresh_token,
-                                                              device_id=first.device_id))
+    err = error_of(
+        auth_stub.Refresh,
+        auth_pb2.RefreshRequest(refresh_token=rotated.refresh_token, device_id=first.device_id),
+    )
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-@pytest.mark.parametrize("token,device", [("", ""), ("x", "not-a-uuid"),
-                                          ("x", str(uuid.uuid4()))])
+@pytest.mark.parametrize("token,device", [("", ""), ("x", "not-a-uuid"), ("x", str(uuid.uuid4()))])
 def test_refresh_with_missing_or_unknown_credentials_is_unauthenticated(auth_stub, token, device):
-    err = error_of(auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=token,
-                                                              device_id=device))
+    err = error_of(
+        auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=token, device_id=device)
+    )
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_sign_out_revokes_the_session_and_never_fails(auth_stub):
     _, reply = signup(auth_stub)
     auth_stub.SignOut(auth_pb2.SignOutRequest(device_id=reply.tokens.device_id))
-    err = error_of(auth_stub.Refresh, auth_pb2.RefreshRequest(
-        refresh_token=reply.tokens.refresh_token, device_id=reply.tokens.device_id))
+    err = error_of(
+        auth_stub.Refresh,
+        auth_pb2.RefreshRequest(
+            refresh_token=reply.tokens.refresh_token, device_id=reply.tokens.device_id
+        ),
+    )
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
     auth_stub.SignOut(auth_pb2.SignOutRequest(device_id=reply.tokens.device_id))
     auth_stub.SignOut(auth_pb2.SignOutRequest(device_id="garbage"))
@@ -145,23 +172,52 @@ def test_sign_out_revokes_the_session_and_never_fails(auth_stub):
 
 def test_authenticate_returns_the_token_identity(auth_stub):
     email, reply = signup(auth_stub)
-    me = auth_stub.Authenticate(auth_pb2.AuthenticateRequest(),
-                                metadata=bearer(reply.tokens.access_token))
+    me = auth_stub.Authenticate(
+        auth_pb2.AuthenticateRequest(), metadata=bearer(reply.tokens.access_token)
+    )
     assert (me.user_id, me.email) == (reply.user_id, email)
 
 
 def test_authenticate_refuses_missing_forged_expired_and_alg_none_tokens(auth_stub, make_token):
-    other_key_token = jwt.encode({"sub": "x", "email": "e", "iat": 1, "exp": 2**31, "jti": "j",
-                                  "iss": "dropfile-auth", "aud": "dropfile"},
-                                 "a-shared-secret-of-at-least-32-bytes!", algorithm="HS256")
-    unsigned = jwt.encode({"sub": "x", "email": "e", "iat": 1, "exp": 2**31, "jti": "j",
-                           "iss": "dropfile-auth", "aud": "dropfile"}, None, algorithm="none")
+    other_key_token = jwt.encode(
+        {
+            "sub": "x",
+            "email": "e",
+            "iat": 1,
+            "exp": 2**31,
+            "jti": "j",
+            "iss": "dropfile-auth",
+            "aud": "dropfile",
+        },
+        "a-shared-secret-of-at-least-32-bytes!",
+        algorithm="HS256",
+    )
+    unsigned = jwt.encode(
+        {
+            "sub": "x",
+            "email": "e",
+            "iat": 1,
+            "exp": 2**31,
+            "jti": "j",
+            "iss": "dropfile-auth",
+            "aud": "dropfile",
+        },
+        None,
+        algorithm="none",
+    )
     expired = make_token(iat=int(time.time()) - 3600, exp=int(time.time()) - 60)
     wrong_audience = make_token(aud="someone-else")
     no_jti = make_token(jti=None)
-    for metadata in ([], [("authorization", "Basic abc")], bearer("not.a.jwt"),
-                     bearer(other_key_token), bearer(unsigned), bearer(expired),
-                     bearer(wrong_audience), bearer(no_jti)):
+    for metadata in (
+        [],
+        [("authorization", "Basic abc")],
+        bearer("not.a.jwt"),
+        bearer(other_key_token),
+        bearer(unsigned),
+        bearer(expired),
+        bearer(wrong_audience),
+        bearer(no_jti),
+    ):
         err = error_of(auth_stub.Authenticate, auth_pb2.AuthenticateRequest(), metadata=metadata)
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED, metadata
     err = error_of(auth_stub.Authenticate, auth_pb2.AuthenticateRequest(), metadata=bearer(expired))
@@ -177,7 +233,8 @@ def test_health_and_reflection_are_served(auth_channel):
         reply = health.Check(health_pb2.HealthCheckRequest(service=service))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     stub = reflection_pb2_grpc.ServerReflectionStub(auth_channel)
-    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
-        list_services="")]))
+    responses = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert "dropfile.auth.v1.AuthService" in names

@@ -1,6 +1,7 @@
 """bcrypt runs on threads of its own, at a lower scheduling priority than the rest of the
 process, and at most one per core unless configured: a sign-in storm must not take the
 CPU from requests that need a millisecond of it."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """TokenVerifier remembers tokens it verified (services/common/tokens.py): only the exact
 token that verified is accepted from memory, and only until it expires."""
+
 from __future__ import annotations
 
 import time
@@ -12,15 +13,21 @@ from services.common.tokens import LEEWAY_SECONDS, InvalidTokenError, TokenVerif
 
 @pytest.fixture
 def verifier(key_pair, redis_url):
-    return TokenVerifier(key_pair[1], issuer="dropfile-auth", audience="dropfile", cache_size=2,
-                         revocations=RevokedSessions(revocation_client(redis_url)))
+    return TokenVerifier(
+        key_pair[1],
+        issuer="dropfile-auth",
+        audience="dropfile",
+        cache_size=2,
+        revocations=RevokedSessions(revocation_client(redis_url)),
+    )
 
 
 def test_a_verified_token_is_remembered_until_it_expires(verifier, make_token):
     # Expired a moment before the leeway ends: valid for a few more seconds (room enough
     # for the two checks below on a loaded machine).
-    token = make_token(user_id="6f4a3e51-1d8c-4c55-9d0c-2f0a6b8c1e11",
-                       exp=int(time.time()) - LEEWAY_SECONDS + 4)
+    token = make_token(
+        user_id="6f4a3e51-1d8c-4c55-9d0c-2f0a6b8c1e11", exp=int(time.time()) - LEEWAY_SECONDS + 4
+    )
     assert verifier.verify(token).user_id == "6f4a3e51-1d8c-4c55-9d0c-2f0a6b8c1e11"
     assert verifier.verify(token).user_id == "6f4a3e51-1d8c-4c55-9d0c-2f0a6b8c1e11"
     time.sleep(5.5)

@@ -3,6 +3,7 @@ of load per row, one round) so that a broken bench fails here. Nothing is timed:
 checks that every row and target is produced, that the table, JSON and chart are written,
 and that the bench leaves no process behind. The bench's stack uses this test run's
 PostgreSQL and Redis database; SeaweedFS and moto are its own."""
+
 from __future__ import annotations
 
 import json
@@ -13,25 +14,55 @@ from pathlib import Path
 
 import pytest
 
-from bench.stats import Results, Row, Target, percentile
 from bench import report
+from bench.stats import Results, Row, Target, percentile
 from tests.conftest import PG_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 
 ROWS = [
-    "upload.dropfile", "upload.boto3", "upload.browser",
-    "download.dropfile", "download.boto3",
-    *(f"control.{mode}.{metric}" for mode in ("gateway", "grpc", "floor")
-      for metric in ("rate", "p50", "p99", "serial_p50")),
-    "init.v1.205.p50", "init.v1.205.p99", "init.v1.10000.p50", "init.v1.10000.p99",
-    "event.sqs.p50", "event.sqs.p99", "event.reconciler.p50", "event.reconciler.p99",
-    "signin.rate", "signin.bound", "signin.probe.p50", "signin.probe.p99",
-    "signin.flood.refresh.p99", "signin.flood.authenticate.p99",
-    "load.small.rate", "load.small.p99", "load.large.rate", "load.large.p99",
-    *(f"memory.{name}" for name in ("auth", "upload", "events", "gateway", "upload-sqs",
-                                    "events-sqs", "gateway-sqs", "client.dropfile-upload",
-                                    "client.dropfile-download")),
+    "upload.dropfile",
+    "upload.boto3",
+    "upload.browser",
+    "download.dropfile",
+    "download.boto3",
+    *(
+        f"control.{mode}.{metric}"
+        for mode in ("gateway", "grpc", "floor")
+        for metric in ("rate", "p50", "p99", "serial_p50")
+    ),
+    "init.v1.205.p50",
+    "init.v1.205.p99",
+    "init.v1.10000.p50",
+    "init.v1.10000.p99",
+    "event.sqs.p50",
+    "event.sqs.p99",
+    "event.reconciler.p50",
+    "event.reconciler.p99",
+    "signin.rate",
+    "signin.bound",
+    "signin.probe.p50",
+    "signin.probe.p99",
+    "signin.flood.refresh.p99",
+    "signin.flood.authenticate.p99",
+    "load.small.rate",
+    "load.small.p99",
+    "load.large.rate",
+    "load.large.p99",
+    *(
+        f"memory.{name}"
+        for name in (
+            "auth",
+            "upload",
+            "events",
+            "gateway",
+            "upload-sqs",
+            "events-sqs",
+            "gateway-sqs",
+            "client.dropfile-upload",
+            "client.dropfile-download",
+        )
+    ),
 ]
 
 
@@ -51,9 +82,14 @@ def processes_mentioning(text: str) -> list[str]:
 def smoke_run(tmp_path_factory, redis_url):
     out = tmp_path_factory.mktemp("bench-out")
     env = {**os.environ, "BENCH_PG_URL": PG_ADMIN_URL, "BENCH_REDIS_URL": redis_url}
-    result = subprocess.run([sys.executable, "-m", "bench", "--profile", "smoke", "--out",
-                             str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=240)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--profile", "smoke", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, f"bench failed:\n{result.stderr[-4000:]}"
     return out, result, json.loads((out / "results.json").read_text())
 
@@ -110,6 +146,7 @@ def test_nothing_is_left_running(smoke_run):
 
 
 # -- the arithmetic, without a stack ---------------------------------------------------------
+
 
 def test_percentiles_are_nearest_rank():
     values = [float(v) for v in range(1, 101)]

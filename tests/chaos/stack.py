@@ -4,6 +4,7 @@ SERVICES), on free ports with their data in a temporary folder, plus moto's SQS 
 queue of S3 events (SeaweedFS sends none; the suite sends them, duplicated and out of
 order). Any process can be killed or restarted by name, and comes back with the same
 command, environment and data."""
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,7 @@ class ChaosStack:
     specs: dict[str, Spec] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     gateway_url: str = ""
-    storage_url: str = ""      # SeaweedFS's S3 API, as the services reach it
+    storage_url: str = ""  # SeaweedFS's S3 API, as the services reach it
     queue_url: str = ""
     s3_env: dict[str, str] = field(default_factory=dict)
     database_url: str = ""
@@ -70,8 +71,10 @@ class ChaosStack:
         os.chmod(self.state / "logs", 0o777)
         pg = postgres(self.state, port=free_port())
         rd = valkey(self.state, port=free_port())
-        weed_ports = {name: free_port(twin_offset=10000) for name in
-                      ("master.port", "volume.port", "filer.port", "admin.port")}
+        weed_ports = {
+            name: free_port(twin_offset=10000)
+            for name in ("master.port", "volume.port", "filer.port", "admin.port")
+        }
         weed_ports.update({"s3.port.iceberg": free_port(), "s3.port.lance": free_port()})
         s3 = seaweedfs(self.state, s3_port=free_port(twin_offset=10000), other_ports=weed_ports)
         for engine in (pg, rd, s3):
@@ -85,37 +88,56 @@ class ChaosStack:
 
         moto_port = free_port()
         moto_url = f"http://127.0.0.1:{moto_port}"
-        self._add(Spec("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                "-p", str(moto_port)], self._env(),
-                       ready=lambda: _http_ok(f"{moto_url}/moto-api/")))
+        self._add(
+            Spec(
+                "moto",
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+                self._env(),
+                ready=lambda: _http_ok(f"{moto_url}/moto-api/"),
+            )
+        )
         self.queue_url = f"{moto_url}/{MOTO_ACCOUNT}/dropfile-chaos-events"
-        self._run("migrate", [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"),
-                              "upgrade", "head"], {"CLOUD_DB_URI": self.database_url})
+        self._run(
+            "migrate",
+            [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+            {"CLOUD_DB_URI": self.database_url},
+        )
         self._run("setup", [sys.executable, "-m", "services.setup"], self.s3_env)
         self._create_queue(moto_url)
 
         ports = {name: free_port() for name, _ in SERVICES}
         addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
         self.gateway_url = f"http://127.0.0.1:{ports['gateway']}"
-        common = {**self.s3_env, "CLOUD_DB_URI": self.database_url,
-                  "CLOUD_RD_URI": self.redis_url,
-                  "AUTH_SERVICE_ADDR": addresses["auth"],
-                  "UPLOAD_SERVICE_ADDR": addresses["upload"],
-                  "EVENTS_SERVICE_ADDR": addresses["events"],
-                  "AUTH_GRPC_PORT": str(ports["auth"]), "UPLOAD_GRPC_PORT": str(ports["upload"]),
-                  "EVENTS_GRPC_PORT": str(ports["events"]),
-                  "DROPFILE_HTTP_PORT": str(ports["gateway"]),
-                  "S3_PUBLIC_ENDPOINT_URL": public_storage_url(self.storage_url),
-                  # The S3 events the suite sends, and the reconciler asking storage (every
-                  # second, as under `make run`): both confirm through one ConfirmUpload.
-                  "SQS_QUEUE_URL": self.queue_url, "AWS_ENDPOINT_URL_SQS": moto_url,
-                  "SQS_WAIT_TIME_SECONDS": "1", "SQS_VISIBILITY_TIMEOUT_SECONDS": "5",
-                  "RECONCILE_INTERVAL_SECONDS": "1", "RECONCILE_GRACE_SECONDS": "0",
-                  "BCRYPT_ROUNDS": "10", **self.service_env}
+        common = {
+            **self.s3_env,
+            "CLOUD_DB_URI": self.database_url,
+            "CLOUD_RD_URI": self.redis_url,
+            "AUTH_SERVICE_ADDR": addresses["auth"],
+            "UPLOAD_SERVICE_ADDR": addresses["upload"],
+            "EVENTS_SERVICE_ADDR": addresses["events"],
+            "AUTH_GRPC_PORT": str(ports["auth"]),
+            "UPLOAD_GRPC_PORT": str(ports["upload"]),
+            "EVENTS_GRPC_PORT": str(ports["events"]),
+            "DROPFILE_HTTP_PORT": str(ports["gateway"]),
+            "S3_PUBLIC_ENDPOINT_URL": public_storage_url(self.storage_url),
+            # The S3 events the suite sends, and the reconciler asking storage (every
+            # second, as under `make run`): both confirm through one ConfirmUpload.
+            "SQS_QUEUE_URL": self.queue_url,
+            "AWS_ENDPOINT_URL_SQS": moto_url,
+            "SQS_WAIT_TIME_SECONDS": "1",
+            "SQS_VISIBILITY_TIMEOUT_SECONDS": "5",
+            "RECONCILE_INTERVAL_SECONDS": "1",
+            "RECONCILE_GRACE_SECONDS": "0",
+            "BCRYPT_ROUNDS": "10",
+            **self.service_env,
+        }
         for name, argv in SERVICES:
             port = ports[name]
-            ready = (lambda: _http_ok(f"{self.gateway_url}/readyz")) if name == "gateway" \
+            ready = (
+                (lambda: _http_ok(f"{self.gateway_url}/readyz"))
+                if name == "gateway"
                 else (lambda p=port: _grpc_serving(p))
+            )
             self._add(Spec(name, argv, self._env(common), ready=ready))
 
     def service_env_for(self, name: str) -> dict[str, str]:
@@ -123,21 +145,49 @@ class ChaosStack:
         return dict(self.specs[name].env)
 
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AWS_", "CLOUD_", "SQS_", "S3_", "DROPFILE_", "HTTP_PROXY",
-                                    "HTTPS_PROXY", "http_proxy", "https_proxy"))
-               and k not in ("PRIVATE_KEY", "PUBLIC_KEY", "SERVICE_TOKEN")}
-        env.update({"DROPFILE_ENV": "development", "PYTHONUNBUFFERED": "1",
-                    "MALLOC_ARENA_MAX": "2", "DROPFILE_KEYS_DIR": str(self.state / "keys"),
-                    "AWS_EC2_METADATA_DISABLED": "true", "NO_PROXY": "*",
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                                env.get("PYTHONPATH")]))})
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(
+                (
+                    "AWS_",
+                    "CLOUD_",
+                    "SQS_",
+                    "S3_",
+                    "DROPFILE_",
+                    "HTTP_PROXY",
+                    "HTTPS_PROXY",
+                    "http_proxy",
+                    "https_proxy",
+                )
+            )
+            and k not in ("PRIVATE_KEY", "PUBLIC_KEY", "SERVICE_TOKEN")
+        }
+        env.update(
+            {
+                "DROPFILE_ENV": "development",
+                "PYTHONUNBUFFERED": "1",
+                "MALLOC_ARENA_MAX": "2",
+                "DROPFILE_KEYS_DIR": str(self.state / "keys"),
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "NO_PROXY": "*",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+            }
+        )
         env.update(extra or {})
         return env
 
     def _add_engine(self, engine: Engine) -> None:
-        self._add(Spec(engine.name, engine.argv, self._env(), ready=engine.ready,
-                       user=engine.user, stop_signal=engine.stop_signal))
+        self._add(
+            Spec(
+                engine.name,
+                engine.argv,
+                self._env(),
+                ready=engine.ready,
+                user=engine.user,
+                stop_signal=engine.stop_signal,
+            )
+        )
 
     def _add(self, spec: Spec) -> None:
         self.specs[spec.name] = spec
@@ -148,11 +198,17 @@ class ChaosStack:
         spec = self.specs[name]
         started = time.monotonic()
         log = open(self.state / "logs" / f"{name}.log", "ab")
-        extra = {"user": spec.user, "group": pwd.getpwnam(spec.user).pw_gid} \
-            if spec.user else {}
+        extra = {"user": spec.user, "group": pwd.getpwnam(spec.user).pw_gid} if spec.user else {}
         self.procs[name] = subprocess.Popen(
-            spec.argv, cwd=self.state, env=spec.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, **extra)
+            spec.argv,
+            cwd=self.state,
+            env=spec.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            **extra,
+        )
         log.close()
         proc = self.procs[name]
         probe = Engine(name=name, argv=spec.argv, env={}, ready=spec.ready, ports=[])
@@ -163,8 +219,9 @@ class ChaosStack:
         return time.monotonic() - started
 
     def _run(self, name: str, argv: list[str], extra: dict[str, str]) -> None:
-        result = subprocess.run(argv, cwd=self.state, env=self._env(extra),
-                                capture_output=True, text=True, timeout=180)
+        result = subprocess.run(
+            argv, cwd=self.state, env=self._env(extra), capture_output=True, text=True, timeout=180
+        )
         if result.returncode != 0:
             raise ChaosStackError(f"{name} failed: {result.stderr[-2000:]}")
 
@@ -185,18 +242,20 @@ class ChaosStack:
     def sqs(self):
         from services.common.clients import aws_client
 
-        return aws_client("sqs", region="us-east-1",
-                          endpoint_url=self.queue_url.rsplit("/", 2)[0])
+        return aws_client("sqs", region="us-east-1", endpoint_url=self.queue_url.rsplit("/", 2)[0])
 
     def s3(self):
         import botocore.session
         from botocore.config import Config
 
         return botocore.session.get_session().create_client(
-            "s3", endpoint_url=self.storage_url, region_name="us-east-1",
+            "s3",
+            endpoint_url=self.storage_url,
+            region_name="us-east-1",
             aws_access_key_id=self.s3_env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=self.s3_env["AWS_SECRET_ACCESS_KEY"],
-            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+        )
 
     # -- faults ----------------------------------------------------------------------------
 
@@ -221,8 +280,9 @@ class ChaosStack:
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                raise ChaosStackError(f"{name} exited with {proc.returncode}: "
-                                      f"{self.log_tail(name)}")
+                raise ChaosStackError(
+                    f"{name} exited with {proc.returncode}: {self.log_tail(name)}"
+                )
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.state / "logs" / f"{name}.log"
@@ -273,7 +333,8 @@ def _grpc_serving(port: int) -> bool:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=2)
+                health_pb2.HealthCheckRequest(service=""), timeout=2
+            )
         except grpc.RpcError:
             return False
     return reply.status == health_pb2.HealthCheckResponse.SERVING

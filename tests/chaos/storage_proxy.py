@@ -5,6 +5,7 @@ forwards each request with its Host header intact, so storage checks the same si
 client was given. A failed request is answered `503 SlowDown` before any byte is forwarded
 (as S3 does under load), or its connection is dropped half-way through the answer: both
 are what a client meets on a real network."""
+
 from __future__ import annotations
 
 import http.client
@@ -14,18 +15,27 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
-               "transfer-encoding", "upgrade"}
-SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-             b"<Message>Please reduce your request rate.</Message></Error>")
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+}
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 CHUNK = 256 * 1024
 
 
 @dataclass
 class Counts:
     forwarded: int = 0
-    refused: int = 0   # answered 503 SlowDown
-    dropped: int = 0   # connection closed in the middle of the answer
+    refused: int = 0  # answered 503 SlowDown
+    dropped: int = 0  # connection closed in the middle of the answer
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, what: str) -> None:
@@ -56,7 +66,7 @@ class StorageFaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> "StorageFaultProxy":
+    def start(self) -> StorageFaultProxy:
         self._thread.start()
         return self
 
@@ -98,8 +108,9 @@ class StorageFaultProxy:
                     return
                 upstream = http.client.HTTPConnection(*proxy._upstream, timeout=120)
                 try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() not in _HOP_BY_HOP}
+                    headers = {
+                        k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP
+                    }
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     answer = upstream.getresponse()
                     if fault == "drop" and self.command == "PUT":

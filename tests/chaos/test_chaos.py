@@ -10,6 +10,7 @@ fault by fault.
 
 `make test` runs the short profile (8 uploads up to 24 MiB); `make chaos` the full one
 (CHAOS_PROFILE=full: 20 uploads from 0 B to 200 MiB)."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,19 @@ import redis
 
 from .stack import BUCKET, ChaosStack
 from .storage_proxy import StorageFaultProxy
-from .workload import (FULL, PASSWORD, SHORT, FaultRecord, Workload, file_sizes,
-                       format_table, make_files, object_created_event, send_events, sha256_of)
+from .workload import (
+    FULL,
+    PASSWORD,
+    SHORT,
+    FaultRecord,
+    Workload,
+    file_sizes,
+    format_table,
+    make_files,
+    object_created_event,
+    send_events,
+    sha256_of,
+)
 
 PROFILE = FULL if os.environ.get("CHAOS_PROFILE") == "full" else SHORT
 pytestmark = pytest.mark.timeout(1800 if PROFILE is FULL else 600)
@@ -57,8 +69,10 @@ def _rows(database_url: str, where: str = "TRUE") -> dict[str, tuple]:
     conn = psycopg2.connect(database_url, connect_timeout=5)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT id::text, status::text, size, etag, s3_key, uploaded_at, "
-                        f"updated_at, user_id::text FROM files WHERE {where}")
+            cur.execute(
+                "SELECT id::text, status::text, size, etag, s3_key, uploaded_at, "
+                f"updated_at, user_id::text FROM files WHERE {where}"
+            )
             return {row[0]: row[1:] for row in cur.fetchall()}
     finally:
         conn.close()
@@ -70,10 +84,12 @@ def _queue_drained(stack: ChaosStack, timeout: float) -> bool:
     while time.monotonic() < deadline:
         attrs = sqs.get_queue_attributes(
             QueueUrl=stack.queue_url,
-            AttributeNames=["ApproximateNumberOfMessages",
-                            "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-        if attrs["ApproximateNumberOfMessages"] == "0" and \
-                attrs["ApproximateNumberOfMessagesNotVisible"] == "0":
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        if (
+            attrs["ApproximateNumberOfMessages"] == "0"
+            and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+        ):
             return True
         time.sleep(0.5)
     return False
@@ -104,7 +120,7 @@ class EventStorm:
         self.before = _rows(self.stack.database_url, "status = 'UPLOADED'")
         records = []
         rng = random.Random(5)
-        for file_id, (_, size, etag, key, *_rest) in uploaded.items():
+        for _file_id, (_, size, etag, key, *_rest) in uploaded.items():
             real = object_created_event(BUCKET, key, size, etag, f"{rng.getrandbits(64):016X}")
             records += [real, real]
             records.append(object_created_event(BUCKET, key, size + 1, etag, "0001"))
@@ -116,7 +132,6 @@ class EventStorm:
         return time.monotonic() - started
 
 
-
 def test_every_upload_survives_every_fault(stack, tmp_path):
     files = make_files(tmp_path, file_sizes(PROFILE))
     users = [f"chaos-{i}-{uuid.uuid4().hex[:8]}@example.com" for i in range(4)]
@@ -126,8 +141,10 @@ def test_every_upload_survives_every_fault(stack, tmp_path):
     records: list[FaultRecord] = []
     rd = redis.Redis.from_url(stack.redis_url)
     faults = [
-        ("PostgreSQL restarted (fast shutdown)",
-         lambda: stack.restart("postgres", sig=signal.SIGINT, down_for=1.0)),
+        (
+            "PostgreSQL restarted (fast shutdown)",
+            lambda: stack.restart("postgres", sig=signal.SIGINT, down_for=1.0),
+        ),
         ("Redis flushed (FLUSHALL)", lambda: (rd.flushall(), 0.0)[1]),
         ("Redis SIGKILLed and restarted", lambda: stack.restart("valkey", down_for=1.0)),
         ("auth SIGKILLed and restarted", lambda: stack.restart("auth", down_for=0.5)),
@@ -177,19 +194,33 @@ def test_every_upload_survives_every_fault(stack, tmp_path):
         assert storm.deleted[0] not in after
 
     # Storage and the database agree: nothing orphaned, nothing missing.
-    audit = subprocess.run([sys.executable, "-m", "services.audit", "--json"],
-                           env=stack.service_env_for("upload"), cwd=stack.state,
-                           capture_output=True, text=True, timeout=300)
+    audit = subprocess.run(
+        [sys.executable, "-m", "services.audit", "--json"],
+        env=stack.service_env_for("upload"),
+        cwd=stack.state,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert audit.returncode == 0, audit.stdout + audit.stderr
     findings = json.loads(audit.stdout)["findings"]
     assert findings == [], findings
 
-    print("\n" + format_table(records, workload.outcomes, stack.proxy.counts, {
-        "profile": f"{PROFILE.name} ({PROFILE.uploads} concurrent uploads, 0 B to "
-                   f"{PROFILE.max_size // (1024 * 1024)} MiB)",
-        "S3 events sent": f"{storm.sent} (each real one twice, shuffled with stale and late ones)",
-        "audit findings": "0",
-    }))
+    print(
+        "\n"
+        + format_table(
+            records,
+            workload.outcomes,
+            stack.proxy.counts,
+            {
+                "profile": f"{PROFILE.name} ({PROFILE.uploads} concurrent uploads, 0 B to "
+                f"{PROFILE.max_size // (1024 * 1024)} MiB)",
+                "S3 events sent": f"{storm.sent} (each real one twice, "
+                "shuffled with stale and late ones)",
+                "audit findings": "0",
+            },
+        )
+    )
 
 
 _emails: dict[str, str] = {}

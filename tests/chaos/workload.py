@@ -1,6 +1,7 @@
 """What the chaos suite does to the stack: uploads through the SDK that keep going while
 faults are caused one after the other, S3 events sent duplicated, shuffled, stale and late,
 and the table of what each fault cost."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,9 +23,9 @@ PASSWORD = "chaos monkey battery"
 @dataclass(frozen=True)
 class Profile:
     name: str
-    uploads: int         # concurrent uploads
-    max_size: int        # the largest file; the others spread from 0 B up to it
-    pause: float         # seconds between two faults
+    uploads: int  # concurrent uploads
+    max_size: int  # the largest file; the others spread from 0 B up to it
+    pause: float  # seconds between two faults
 
 
 SHORT = Profile("short", uploads=8, max_size=24 * MIB, pause=1.5)
@@ -100,8 +101,12 @@ class Workload:
             client.login(self.users[worker % len(self.users)], PASSWORD)
             clients.append(client)
         for worker, ((path, digest), client) in enumerate(zip(self.files, clients)):
-            thread = threading.Thread(target=self._run, args=(worker, client, path, digest),
-                                      name=f"upload-{worker}", daemon=True)
+            thread = threading.Thread(
+                target=self._run,
+                args=(worker, client, path, digest),
+                name=f"upload-{worker}",
+                daemon=True,
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -122,8 +127,12 @@ class Workload:
                 with self._lock:
                     self.in_flight += 1
                 try:
-                    info = client.upload(path, name=f"{path.stem}-{uuid.uuid4().hex[:6]}.bin",
-                                         wait=True, wait_timeout=300)
+                    info = client.upload(
+                        path,
+                        name=f"{path.stem}-{uuid.uuid4().hex[:6]}.bin",
+                        wait=True,
+                        wait_timeout=300,
+                    )
                     outcome.file_id = info.file_id
                     if info.size != path.stat().st_size:
                         outcome.error = f"size {info.size} != {path.stat().st_size}"
@@ -141,38 +150,54 @@ class Workload:
 @dataclass
 class FaultRecord:
     fault: str
-    at: float          # seconds since the workload started
-    outage: float      # seconds the part was unavailable (restart to ready)
-    in_flight: int     # uploads running when it struck
+    at: float  # seconds since the workload started
+    outage: float  # seconds the part was unavailable (restart to ready)
+    in_flight: int  # uploads running when it struck
 
 
-def format_table(records: list[FaultRecord], outcomes: list[Outcome], proxy_counts,
-                 extra: dict[str, str]) -> str:
-    lines = [f"{'fault':<44} {'at (s)':>7} {'outage (s)':>11} {'uploads in flight':>18}",
-             "-" * 83]
+def format_table(
+    records: list[FaultRecord], outcomes: list[Outcome], proxy_counts, extra: dict[str, str]
+) -> str:
+    lines = [f"{'fault':<44} {'at (s)':>7} {'outage (s)':>11} {'uploads in flight':>18}", "-" * 83]
     for record in records:
-        lines.append(f"{record.fault:<44} {record.at:>7.1f} {record.outage:>11.1f} "
-                     f"{record.in_flight:>18}")
+        lines.append(
+            f"{record.fault:<44} {record.at:>7.1f} {record.outage:>11.1f} {record.in_flight:>18}"
+        )
     ok = [o for o in outcomes if not o.error]
-    lines += ["-" * 83,
-              f"uploads finished: {len(ok)} of {len(outcomes)}; failed: "
-              f"{len(outcomes) - len(ok)}; bytes uploaded: "
-              f"{sum(o.path.stat().st_size for o in ok) / MIB:.0f} MiB",
-              f"storage proxy: {proxy_counts.forwarded} forwarded, {proxy_counts.refused} "
-              f"answered 503 SlowDown, {proxy_counts.dropped} connections dropped"]
+    lines += [
+        "-" * 83,
+        f"uploads finished: {len(ok)} of {len(outcomes)}; failed: "
+        f"{len(outcomes) - len(ok)}; bytes uploaded: "
+        f"{sum(o.path.stat().st_size for o in ok) / MIB:.0f} MiB",
+        f"storage proxy: {proxy_counts.forwarded} forwarded, {proxy_counts.refused} "
+        f"answered 503 SlowDown, {proxy_counts.dropped} connections dropped",
+    ]
     lines += [f"{key}: {value}" for key, value in extra.items()]
     return "\n".join(lines)
 
 
-def object_created_event(bucket: str, key: str, size: int, etag: str, sequencer: str,
-                         *, event_time: str = "2026-12-07T00:00:00.000Z") -> dict:
+def object_created_event(
+    bucket: str,
+    key: str,
+    size: int,
+    etag: str,
+    sequencer: str,
+    *,
+    event_time: str = "2026-12-07T00:00:00.000Z",
+) -> dict:
     """One S3 ObjectCreated record, as S3 writes it to SQS."""
-    return {"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-            "eventTime": event_time, "eventName": "ObjectCreated:CompleteMultipartUpload",
-            "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket,
-                                                          "arn": f"arn:aws:s3:::{bucket}"},
-                   "object": {"key": key, "size": size, "eTag": etag.strip('"'),
-                              "sequencer": sequencer}}}
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": event_time,
+        "eventName": "ObjectCreated:CompleteMultipartUpload",
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": key, "size": size, "eTag": etag.strip('"'), "sequencer": sequencer},
+        },
+    }
 
 
 def send_events(sqs, queue_url: str, records: list[dict]) -> int:

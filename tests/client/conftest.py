@@ -2,6 +2,7 @@
 real subprocess (the installed .venv/bin/dropfile), each test with a config folder of its
 own, and accounts signed up through the CLI against the real stack (gateway, auth, upload,
 events over moto's S3/SQS)."""
+
 from __future__ import annotations
 
 import io
@@ -32,7 +33,7 @@ class Result:
     out: str
     err: str
 
-    def assert_ok(self) -> "Result":
+    def assert_ok(self) -> Result:
         assert self.code == 0, f"exit {self.code}\nstdout: {self.out}\nstderr: {self.err}"
         return self
 
@@ -78,8 +79,9 @@ class Cli:
 
     def signup(self, email: str | None = None, password: str = PASSWORD) -> Account:
         email = email or f"cli-{uuid.uuid4().hex[:12]}@example.com"
-        self("signup", "--email", email, "--name", "Ada", "--password-stdin",
-             stdin=password + "\n").assert_ok()
+        self(
+            "signup", "--email", email, "--name", "Ada", "--password-stdin", stdin=password + "\n"
+        ).assert_ok()
         return Account(email, password)
 
 
@@ -96,8 +98,14 @@ def cli(gateway_url, events_server, config_dir, capsys, monkeypatch) -> Cli:
     """`dropfile` in-process against the test stack (DROPFILE_URL), with the events
     processor running so that uploads become UPLOADED."""
     monkeypatch.setenv("DROPFILE_URL", gateway_url)
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
-                 "all_proxy"):
+    for name in (
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)
     return Cli(capsys, monkeypatch, config_dir)
 
@@ -121,8 +129,9 @@ def fault_proxy(monkeypatch):
 @pytest.fixture
 def dropfile_bin() -> Path:
     """The console script `pip install -e .` makes."""
-    assert DROPFILE_BIN.exists(), \
+    assert DROPFILE_BIN.exists(), (
         f"{DROPFILE_BIN} is missing: install the project with `.venv/bin/pip install -e .`"
+    )
     return DROPFILE_BIN
 
 
@@ -130,17 +139,23 @@ def dropfile_bin() -> Path:
 def subprocess_env(gateway_url, config_dir) -> dict[str, str]:
     """The environment of a `dropfile` subprocess: this test's config folder and server,
     no proxy, no terminal."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.lower().endswith("_proxy")}
-    env.update({"DROPFILE_CONFIG_DIR": str(config_dir), "DROPFILE_URL": gateway_url,
-                "PYTHONUNBUFFERED": "1"})
+    env = {key: value for key, value in os.environ.items() if not key.lower().endswith("_proxy")}
+    env.update(
+        {
+            "DROPFILE_CONFIG_DIR": str(config_dir),
+            "DROPFILE_URL": gateway_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
-def run_dropfile(binary: Path, *args: str, env: dict[str, str], stdin: str = "",
-                 timeout: float = 120) -> Result:
-    done = subprocess.run([str(binary), *args], input=stdin, capture_output=True, text=True,
-                          env=env, timeout=timeout)
+def run_dropfile(
+    binary: Path, *args: str, env: dict[str, str], stdin: str = "", timeout: float = 120
+) -> Result:
+    done = subprocess.run(
+        [str(binary), *args], input=stdin, capture_output=True, text=True, env=env, timeout=timeout
+    )
     return Result(done.returncode, done.stdout, done.stderr)
 
 

@@ -10,6 +10,7 @@ or storage's: an error status (with or without Retry-After), a connection droppe
 forwarding, an answer lost after the server acted on the request, or a stall that outlasts
 the client's timeout. Everything forwarded is logged, with the checksum header a PUT
 carried and when it arrived, so tests can see what the client did."""
+
 from __future__ import annotations
 
 import http.client
@@ -18,19 +19,32 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and the proxy's own: never forwarded.
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization",
-               "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+}
 _PART_URLS_PATH = re.compile(r"^/api/v2/files/[^/]+/part-urls$")
 
-EXPIRED_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
-                b"<Message>Request has expired</Message></Error>")
-UNAVAILABLE_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable'
-                    b"</Code><Message>Please reduce your request rate.</Message></Error>")
+EXPIRED_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Request has expired</Message></Error>"
+)
+UNAVAILABLE_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable'
+    b"</Code><Message>Please reduce your request rate.</Message></Error>"
+)
 
 
 @dataclass(frozen=True)
@@ -82,8 +96,12 @@ class Fault:
     part_number: int | None = None
 
     def matches(self, method: str, path: str, part_number: int | None) -> bool:
-        return self.times > 0 and method == self.method and bool(re.search(self.pattern, path)) \
+        return (
+            self.times > 0
+            and method == self.method
+            and bool(re.search(self.pattern, path))
             and (self.part_number is None or self.part_number == part_number)
+        )
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -116,12 +134,13 @@ class FaultProxy:
         # (token, replacement, after part, active): see expire_access_token.
         self._token_rule: list | None = None
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="fault-proxy")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="fault-proxy"
+        )
 
     # -- setup ---------------------------------------------------------------------------
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self._thread.start()
         return self
 
@@ -137,8 +156,7 @@ class FaultProxy:
 
     def env(self) -> dict[str, str]:
         """Environment variables that send a process's HTTP through this proxy."""
-        return {"HTTP_PROXY": self.url, "http_proxy": self.url, "NO_PROXY": "",
-                "no_proxy": ""}
+        return {"HTTP_PROXY": self.url, "http_proxy": self.url, "NO_PROXY": "", "no_proxy": ""}
 
     def fail_part(self, part_number: int, *, times: int, status: int = 503) -> None:
         """The next `times` PUTs of the part are answered `status` (not forwarded)."""
@@ -154,19 +172,30 @@ class FaultProxy:
     def allow_calls(self, method: str, path_pattern: str) -> None:
         with self._lock:
             self._fail_paths.pop((method, path_pattern), None)
-            self._faults = [f for f in self._faults
-                            if (f.method, f.pattern) != (method, path_pattern)]
+            self._faults = [
+                f for f in self._faults if (f.method, f.pattern) != (method, path_pattern)
+            ]
 
-    def fault(self, method: str, path_pattern: str, *, times: int = 1, kind: str = "status",
-              status: int = 503, retry_after: str | None = None, stall: float = 0.0,
-              part_number: int | None = None) -> None:
+    def fault(
+        self,
+        method: str,
+        path_pattern: str,
+        *,
+        times: int = 1,
+        kind: str = "status",
+        status: int = 503,
+        retry_after: str | None = None,
+        stall: float = 0.0,
+        part_number: int | None = None,
+    ) -> None:
         """The next `times` calls with this method to a path matching `path_pattern` (and,
         for part PUTs, of part `part_number` when given) meet the fault (see Fault). Faults
         queue: the next one applies once this one's times are spent."""
         assert kind in ("status", "drop", "lose-answer", "stall", "hold"), kind
         with self._lock:
-            self._faults.append(Fault(method, path_pattern, times, kind, status, retry_after,
-                                      stall, part_number))
+            self._faults.append(
+                Fault(method, path_pattern, times, kind, status, retry_after, stall, part_number)
+            )
 
     def faults_left(self) -> int:
         with self._lock:
@@ -221,8 +250,13 @@ class FaultProxy:
 
     def puts(self, part_number: int | None = None) -> list[Seen]:
         with self._lock:
-            return [s for s in self.seen if s.method == "PUT" and s.part_number is not None
-                    and (part_number is None or s.part_number == part_number)]
+            return [
+                s
+                for s in self.seen
+                if s.method == "PUT"
+                and s.part_number is not None
+                and (part_number is None or s.part_number == part_number)
+            ]
 
     def calls(self, method: str, path_pattern: str) -> list[Seen]:
         pattern = re.compile(path_pattern)
@@ -241,8 +275,14 @@ class FaultProxy:
 
     def _path_rule_for(self, method: str, path: str) -> int | None:
         with self._lock:
-            return next((status for (m, pattern), status in self._fail_paths.items()
-                         if m == method and re.search(pattern, path)), None)
+            return next(
+                (
+                    status
+                    for (m, pattern), status in self._fail_paths.items()
+                    if m == method and re.search(pattern, path)
+                ),
+                None,
+            )
 
     def _rule_for(self, part_number: int) -> tuple[int, bytes] | None:
         """An injected answer for this PUT, or None to forward it."""
@@ -263,7 +303,7 @@ class FaultProxy:
                 return body
             self._corrupt[part_number] = remaining - 1
         middle = len(body) // 2
-        return body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1:]
+        return body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1 :]
 
     def _rewrite_cookie(self, cookie: str) -> str:
         with self._lock:
@@ -357,19 +397,26 @@ class FaultProxy:
                     if part_number is not None:
                         with proxy._lock:
                             proxy._in_flight -= 1
-                if self.command == "POST" and status == 200 and \
-                        _PART_URLS_PATH.match(target.path):
+                if self.command == "POST" and status == 200 and _PART_URLS_PATH.match(target.path):
                     proxy._note_fresh_urls(reply)
                 if part_number is not None and status == 200:
                     proxy._part_stored(part_number)
                 if fault is not None:  # lose-answer: the server acted; its answer is lost
-                    self._record(part_number, status, injected=True, fault=fault.kind,
-                                 json_body=_json_or_none(body) if self.command == "POST"
-                                 else None)
+                    self._record(
+                        part_number,
+                        status,
+                        injected=True,
+                        fault=fault.kind,
+                        json_body=_json_or_none(body) if self.command == "POST" else None,
+                    )
                     self.close_connection = True
                     return
-                self._record(part_number, status, injected=False,
-                             json_body=_json_or_none(body) if self.command == "POST" else None)
+                self._record(
+                    part_number,
+                    status,
+                    injected=False,
+                    json_body=_json_or_none(body) if self.command == "POST" else None,
+                )
                 self.send_response(status)
                 for name, value in headers:
                     if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
@@ -381,13 +428,17 @@ class FaultProxy:
 
             def _upstream(self, target, body: bytes):
                 path = target.path + (f"?{target.query}" if target.query else "")
-                headers = {name: value for name, value in self.headers.items()
-                           if name.lower() not in _HOP_BY_HOP}
+                headers = {
+                    name: value
+                    for name, value in self.headers.items()
+                    if name.lower() not in _HOP_BY_HOP
+                }
                 for name in headers:
                     if name.lower() == "cookie":
                         headers[name] = proxy._rewrite_cookie(headers[name])
-                connection = http.client.HTTPConnection(target.hostname, target.port or 80,
-                                                        timeout=120)
+                connection = http.client.HTTPConnection(
+                    target.hostname, target.port or 80, timeout=120
+                )
                 try:
                     # The Host header travels as the client sent it.
                     connection.request(self.command, path, body=body or None, headers=headers)
@@ -399,21 +450,42 @@ class FaultProxy:
                     connection.close()
 
             def _record(self, part_number, status, *, injected, json_body=None, fault=None):
-                checksum = next((name.lower() for name in self.headers
-                                 if name.lower().startswith("x-amz-checksum-")), None)
+                checksum = next(
+                    (
+                        name.lower()
+                        for name in self.headers
+                        if name.lower().startswith("x-amz-checksum-")
+                    ),
+                    None,
+                )
                 with proxy._lock:
-                    proxy.seen.append(Seen(self.command, self.path, status, part_number,
-                                           injected, checksum, json_body, fault=fault))
+                    proxy.seen.append(
+                        Seen(
+                            self.command,
+                            self.path,
+                            status,
+                            part_number,
+                            injected,
+                            checksum,
+                            json_body,
+                            fault=fault,
+                        )
+                    )
 
             def _inject(self, fault: Fault, part_number):
                 """Meets the request with the fault (nothing is forwarded)."""
                 if fault.kind == "status":
                     self._record(part_number, fault.status, injected=True, fault="status")
-                    body = UNAVAILABLE_BODY if part_number is not None else \
-                        b'{"error": "injected failure"}'
+                    body = (
+                        UNAVAILABLE_BODY
+                        if part_number is not None
+                        else b'{"error": "injected failure"}'
+                    )
                     self.send_response(fault.status)
-                    self.send_header("Content-Type", "application/xml" if part_number
-                                     is not None else "application/json")
+                    self.send_header(
+                        "Content-Type",
+                        "application/xml" if part_number is not None else "application/json",
+                    )
                     if fault.retry_after is not None:
                         self.send_header("Retry-After", fault.retry_after)
                     self.send_header("Content-Length", str(len(body)))

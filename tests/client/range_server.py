@@ -3,6 +3,7 @@
 answer 200 after some 206s, claim another size, refuse a URL as expired, fail a range's
 first attempts, cut a body short, or hold ranges until released. It logs every request,
 so tests can see what the client asked for."""
+
 from __future__ import annotations
 
 import re
@@ -10,10 +11,14 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-EXPIRED_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
-                b"<Message>Request has expired</Message></Error>")
-UNAVAILABLE_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-                    b"<Message>Please reduce your request rate.</Message></Error>")
+EXPIRED_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Request has expired</Message></Error>"
+)
+UNAVAILABLE_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 _RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
 
 
@@ -51,10 +56,14 @@ class RangeServer:
         self._ranged_count = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        kwargs={"poll_interval": 0.05}, name="range-server")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            daemon=True,
+            kwargs={"poll_interval": 0.05},
+            name="range-server",
+        )
 
-    def __enter__(self) -> "RangeServer":
+    def __enter__(self) -> RangeServer:
         self._thread.start()
         return self
 
@@ -105,7 +114,8 @@ class RangeServer:
                 if failing:
                     with server._held_changed:
                         server._held_changed.wait_for(
-                            lambda: server.held >= b.fail_when_held, timeout=30)
+                            lambda: server.held >= b.fail_when_held, timeout=30
+                        )
                     server._log(path, asked, 503)
                     return self._send(503, UNAVAILABLE_BODY, {"Content-Type": "application/xml"})
                 if asked and first and b.hold:
@@ -115,20 +125,28 @@ class RangeServer:
                     b.hold.wait()
                     with server._held_changed:
                         server.held -= 1
-                whole = not asked or b.ignore_range or (
-                    b.whole_file_after is not None and ranged_count > b.whole_file_after)
+                whole = (
+                    not asked
+                    or b.ignore_range
+                    or (b.whole_file_after is not None and ranged_count > b.whole_file_after)
+                )
                 if whole:
                     server._log(path, asked, 200)
                     return self._send(200, server.data, {}, cut=cutting)
                 size = len(server.data)
-                body = server.data[asked[0]:asked[1] + 1]
+                body = server.data[asked[0] : asked[1] + 1]
                 total = b.claimed_size if b.claimed_size is not None else size
                 server._log(path, asked, 206)
-                self._send(206, body, {"Content-Range": f"bytes {asked[0]}-{asked[1]}/{total}"},
-                           cut=cutting)
+                self._send(
+                    206,
+                    body,
+                    {"Content-Range": f"bytes {asked[0]}-{asked[1]}/{total}"},
+                    cut=cutting,
+                )
 
-            def _send(self, status: int, body: bytes, headers: dict[str, str], *,
-                      cut: int = 0) -> None:
+            def _send(
+                self, status: int, body: bytes, headers: dict[str, str], *, cut: int = 0
+            ) -> None:
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -137,7 +155,7 @@ class RangeServer:
                     self.send_header("Connection", "close")
                 self.end_headers()
                 try:
-                    self.wfile.write(body[:len(body) // 2] if cut else body)
+                    self.wfile.write(body[: len(body) // 2] if cut else body)
                 except ConnectionError:
                     pass  # the client gave up: expected in the failure tests
                 if cut:

@@ -1,6 +1,7 @@
 """The `dropfile` CLI, in-process through main(argv), against the real stack: sign up, sign
 in and out, upload, list, download, delete; the session file; and errors as one line on
 stderr with a non-zero exit, never a traceback."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ def mode_of(path) -> int:
 
 def test_signup_keeps_the_session_in_a_file_only_the_user_can_read(cli, gateway_url):
     email = f"mode-{uuid.uuid4().hex[:8]}@example.org"
-    result = cli("signup", "--email", email, "--name", "Ada", "--password-stdin",
-                 stdin=PASSWORD + "\n").assert_ok()
+    result = cli(
+        "signup", "--email", email, "--name", "Ada", "--password-stdin", stdin=PASSWORD + "\n"
+    ).assert_ok()
     assert f"signed in as {email}" in result.out
     assert mode_of(cli.session_file) == 0o600
     assert mode_of(cli.config_dir) == 0o700
@@ -42,12 +44,15 @@ def test_signup_login_ls_get_rm_round_trip(cli, gateway_url, tmp_path, monkeypat
     assert cli("logout").assert_ok().out.startswith("signed out")
     assert not cli.session_file.exists()
     # Revoked on the server too: the old refresh token no longer works.
-    refresh = httpx.get(f"{gateway_url}/api/auth/refresh", headers={"Cookie": "; ".join(
-        f"{name}={value}" for name, value in cookies.items())})
+    refresh = httpx.get(
+        f"{gateway_url}/api/auth/refresh",
+        headers={"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())},
+    )
     assert refresh.status_code == 401
     cli("ls").assert_one_line_error("not signed in", "dropfile login")
-    cli("login", "--email", account.email, "--password-stdin",
-        stdin=account.password + "\n").assert_ok()
+    cli(
+        "login", "--email", account.email, "--password-stdin", stdin=account.password + "\n"
+    ).assert_ok()
     assert mode_of(cli.session_file) == 0o600
 
     source = tmp_path / "Quarterly report.pdf"
@@ -122,7 +127,8 @@ def test_one_missing_file_fails_alone(cli, account, tmp_path):
     result = cli("upload", str(tmp_path / "missing.txt"), str(present))
     assert result.code == 1
     assert result.err.strip().splitlines() == [
-        f"dropfile: missing.txt: {tmp_path / 'missing.txt'}: No such file or directory"]
+        f"dropfile: missing.txt: {tmp_path / 'missing.txt'}: No such file or directory"
+    ]
     assert result.out.startswith("uploaded present.txt")
     assert "Traceback" not in result.err
 
@@ -149,15 +155,21 @@ def test_logout_of_another_server_keeps_this_session(cli, account):
 
 
 def test_wrong_password(cli, account):
-    result = cli("login", "--email", account.email, "--password-stdin",
-                 stdin="not the password\n")
+    result = cli("login", "--email", account.email, "--password-stdin", stdin="not the password\n")
     result.assert_one_line_error("invalid email or password")
     assert result.code == 1
 
 
 def test_signing_up_twice_with_one_email(cli, account):
-    cli("signup", "--email", account.email, "--name", "Eve", "--password-stdin",
-        stdin="another password\n").assert_one_line_error("already exists")
+    cli(
+        "signup",
+        "--email",
+        account.email,
+        "--name",
+        "Eve",
+        "--password-stdin",
+        stdin="another password\n",
+    ).assert_one_line_error("already exists")
 
 
 def test_unknown_file_ids(cli, account):
@@ -172,10 +184,13 @@ def test_server_down(cli, account, monkeypatch):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     down = f"http://127.0.0.1:{port}"
-    for argv in (["login", "--email", account.email, "--password-stdin"],
-                 ["signup", "--email", "x@example.com", "--password-stdin"]):
+    for argv in (
+        ["login", "--email", account.email, "--password-stdin"],
+        ["signup", "--email", "x@example.com", "--password-stdin"],
+    ):
         cli(*argv, "--server", down, stdin="pw\n").assert_one_line_error(
-            f"cannot reach {down}: connection refused")
+            f"cannot reach {down}: connection refused"
+        )
     status = cli("status", "--server", down)
     assert status.code == 1
     assert f"server:    {down}" in status.out
@@ -193,14 +208,14 @@ def test_server_down(cli, account, monkeypatch):
     # (Retried, as a server restarting is down for a moment: briefly here.)
     for argv in (["ls"], ["get", str(uuid.uuid4())], ["rm", str(uuid.uuid4())]):
         cli(*argv, "--retries", "1").assert_one_line_error(
-            f"cannot reach {down}: connection refused")
+            f"cannot reach {down}: connection refused"
+        )
     upload = cli("upload", __file__, "--retry-deadline", "1")
     upload.assert_one_line_error(f"cannot reach {down}")
 
 
 def test_usage_errors_exit_2(cli):
-    for argv in ([], ["upload"], ["frobnicate"], ["upload", "f", "--parallel", "0"],
-                 ["get"]):
+    for argv in ([], ["upload"], ["frobnicate"], ["upload", "f", "--parallel", "0"], ["get"]):
         result = cli(*argv)
         assert result.code == 2, argv
         assert result.err.startswith("usage: dropfile")
@@ -216,7 +231,8 @@ def test_help_and_version_exit_0(cli):
 
 def test_a_bad_server_url_is_a_clear_error(cli):
     cli("status", "--server", "ftp://example.com").assert_one_line_error(
-        "server URL must look like http://host:port")
+        "server URL must look like http://host:port"
+    )
 
 
 def test_a_password_needs_a_terminal_or_stdin(cli, account):

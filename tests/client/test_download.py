@@ -1,6 +1,7 @@
 """Downloads in parallel ranges: through the real stack (moto's S3 answers the ranges), and
 against a real HTTP server on 127.0.0.1 that misbehaves on purpose (range_server.py): what
 is refused, what is retried, and that a failure leaves nothing behind."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,6 @@ import pytest
 
 from dropfile_client import DropfileClient, RetryPolicy, StorageError
 from dropfile_client.download import ChecksumMismatch, fetch_to
-
 from tests.conftest import ROOT, wait_until
 
 from .conftest import PASSWORD, uploaded_file_id, write_file
@@ -38,31 +38,44 @@ def expected_ranges(size: int, range_size: int = RANGE) -> list[tuple[int, int]]
 
 def fetch(server: RangeServer, target: Path, *, sha256: str | None = "", **options) -> None:
     data = server.data
-    fetch_to(options.pop("url", server.url()), target, size=options.pop("size", len(data)),
-             overwrite=False, sha256=hashlib.sha256(data).hexdigest() if sha256 == "" else sha256,
-             range_size=options.pop("range_size", RANGE), retry=QUICK_RETRY, **options)
+    fetch_to(
+        options.pop("url", server.url()),
+        target,
+        size=options.pop("size", len(data)),
+        overwrite=False,
+        sha256=hashlib.sha256(data).hexdigest() if sha256 == "" else sha256,
+        range_size=options.pop("range_size", RANGE),
+        retry=QUICK_RETRY,
+        **options,
+    )
 
 
 # -- through the stack ---------------------------------------------------------------------
 
+
 @pytest.fixture
 def client(gateway_url, events_server, tmp_path):
-    with DropfileClient(gateway_url, session_file=tmp_path / "session.json",
-                        retry=QUICK_RETRY) as client:
+    with DropfileClient(
+        gateway_url, session_file=tmp_path / "session.json", retry=QUICK_RETRY
+    ) as client:
         client.signup(f"ranges-{uuid.uuid4().hex[:12]}@example.com", PASSWORD, "Ranges")
         yield client
 
 
-def test_a_file_of_many_ranges_is_fetched_in_parallel_and_checked(client, tmp_path, s3,
-                                                                   storage):
+def test_a_file_of_many_ranges_is_fetched_in_parallel_and_checked(client, tmp_path, s3, storage):
     source = tmp_path / "many.bin"
     data = write_file(source, 20 * RANGE + 321)  # 21 ranges
     info = client.upload(source)
     assert info.sha256 == hashlib.sha256(data).hexdigest()
     seen: list[tuple[int, int]] = []
 
-    target = client.download(info.file_id, tmp_path / "back.bin", range_size=RANGE,
-                             parallel=4, on_progress=lambda done, total: seen.append((done, total)))
+    target = client.download(
+        info.file_id,
+        tmp_path / "back.bin",
+        range_size=RANGE,
+        parallel=4,
+        on_progress=lambda done, total: seen.append((done, total)),
+    )
 
     assert hashlib.sha256(target.read_bytes()).hexdigest() == info.sha256
     assert target.read_bytes() == data
@@ -90,6 +103,7 @@ def test_the_cli_downloads_with_the_parallel_option(cli, account, tmp_path):
 
 
 # -- against a misbehaving server ----------------------------------------------------------
+
 
 @pytest.fixture(params=["http.client", "httpx"])
 def via(request) -> dict:
@@ -139,8 +153,9 @@ def test_a_200_after_ranges_is_refused_and_nothing_is_left(tmp_path, via):
 def test_a_file_of_another_size_in_storage_is_refused(tmp_path, via):
     data = os.urandom(4 * RANGE)
     with RangeServer(data, Behaviour(claimed_size=len(data) + 1)) as server:
-        with pytest.raises(StorageError, match=f"is {len(data) + 1} bytes, not the "
-                                               f"{len(data)} recorded"):
+        with pytest.raises(
+            StorageError, match=f"is {len(data) + 1} bytes, not the {len(data)} recorded"
+        ):
             fetch(server, tmp_path / "sized.bin", **via)
     with RangeServer(data) as server:  # a small file's plain GET: its Content-Length
         with pytest.raises(StorageError, match=f"is {len(data)} bytes, not the 100 recorded"):
@@ -165,6 +180,7 @@ def test_an_expired_url_is_replaced_once_for_all_ranges(tmp_path, via):
     data = os.urandom(6 * RANGE + 9)
     fresh_urls: list[str] = []
     with RangeServer(data, Behaviour(expired_paths={"/old"})) as server:
+
         def renew() -> str:
             fresh_urls.append(server.url("/new"))
             return fresh_urls[-1]
@@ -172,13 +188,19 @@ def test_an_expired_url_is_replaced_once_for_all_ranges(tmp_path, via):
         fetch(server, tmp_path / "renewed.bin", url=server.url("/old"), renew_url=renew, **via)
         assert (tmp_path / "renewed.bin").read_bytes() == data
         assert len(fresh_urls) == 1
-        assert sorted(r.range for r in server.requests if r.path == "/new") == \
-            expected_ranges(len(data))
+        assert sorted(r.range for r in server.requests if r.path == "/new") == expected_ranges(
+            len(data)
+        )
 
         # A fresh URL refused as well: final.
         with pytest.raises(StorageError, match="Request has expired"):
-            fetch(server, tmp_path / "never.bin", url=server.url("/old"),
-                  renew_url=lambda: server.url("/old"), **via)
+            fetch(
+                server,
+                tmp_path / "never.bin",
+                url=server.url("/old"),
+                renew_url=lambda: server.url("/old"),
+                **via,
+            )
     assert not (tmp_path / "never.bin").exists()
     assert leftovers(tmp_path) == []
 
@@ -188,12 +210,16 @@ def test_a_failing_range_is_retried_from_where_it_stopped(tmp_path, via):
     behaviour = Behaviour(unavailable={2 * RANGE: 2}, cut_short={4 * RANGE: 1})
     seen: list[int] = []
     with RangeServer(data, behaviour) as server:
-        fetch(server, tmp_path / "retried.bin", parallel=3,
-              on_progress=lambda done, total: seen.append(done), **via)
+        fetch(
+            server,
+            tmp_path / "retried.bin",
+            parallel=3,
+            on_progress=lambda done, total: seen.append(done),
+            **via,
+        )
     assert (tmp_path / "retried.bin").read_bytes() == data
     statuses = [(r.range, r.status) for r in server.requests if r.range[0] == 2 * RANGE]
-    assert statuses == [((2 * RANGE, 3 * RANGE - 1), 503)] * 2 + \
-        [((2 * RANGE, 3 * RANGE - 1), 206)]
+    assert statuses == [((2 * RANGE, 3 * RANGE - 1), 503)] * 2 + [((2 * RANGE, 3 * RANGE - 1), 206)]
     # The cut range was asked again from its first missing byte, not from its start.
     assert (4 * RANGE + RANGE // 2, 5 * RANGE - 1) in server.ranges(206)
     assert seen == sorted(seen) and seen[-1] == len(data)  # no byte counted twice
@@ -205,8 +231,11 @@ def test_a_range_failing_every_attempt_stops_the_download_at_once(tmp_path, via)
     # Range 1 keeps failing once two other ranges are held by the server.
     behaviour = Behaviour(unavailable={RANGE: 99}, hold=hold, fail_when_held=2)
     with RangeServer(data, behaviour) as server:
-        with pytest.raises(StorageError, match=r"bytes 65536-131071 failed 3 times "
-                                               r"\(last: 503 SlowDown"):
+        with pytest.raises(
+            StorageError,
+            match=r"bytes 65536-131071 failed 3 times "
+            r"\(last: 503 SlowDown",
+        ):
             fetch(server, tmp_path / "failed.bin", parallel=4, **via)
         # The failure did not wait for the ranges still in flight.
         assert not hold.is_set() and server.held >= 2
@@ -241,9 +270,12 @@ def test_ctrl_c_mid_download_leaves_nothing(tmp_path):
     hold = threading.Event()
     with RangeServer(data, Behaviour(hold=hold)) as server:
         process = subprocess.Popen(
-            [sys.executable, "-c", _FETCH, server.url(), str(tmp_path / "cut.bin"),
-             str(len(data))], cwd=ROOT, stderr=subprocess.PIPE, text=True,
-            env={k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")})
+            [sys.executable, "-c", _FETCH, server.url(), str(tmp_path / "cut.bin"), str(len(data))],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
+        )
         try:
             wait_until(lambda: server.held >= 2, timeout=60, what="ranges in flight")
             assert leftovers(tmp_path) != []  # the temporary file is being written

@@ -5,6 +5,7 @@ minimum part (so a file of more than 1,000 parts is a megabyte) and on a Valkey 
 (so FLUSHALL disturbs nobody), behind a gateway of its own; auth is the session's. The
 command goes through the fault proxy, which sees every part PUT: a resumed upload must
 never send a part storage already holds."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,21 +14,25 @@ import os
 import signal
 import subprocess
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import jwt
 import pytest
 import redis
 
 from dropfile.upload.v1 import upload_pb2
-from services.common.clients import aws_client
 from dropfile_client import DropfileClient, StorageError
 from gateway.settings import GatewaySettings
+from services.common.clients import aws_client
 from services.upload.settings import UploadSettings
 from tests.conftest import settings_for, wait_until
 from tests.fixtures.gateway import serve_gateway
-from tests.fixtures.stores import (SMALL_PART_MIN_SIZE, aws_credentials,  # noqa: F401
-                                   private_valkey, small_parts_moto)
+from tests.fixtures.stores import (  # noqa: F401
+    SMALL_PART_MIN_SIZE,
+    aws_credentials,
+    private_valkey,
+    small_parts_moto,
+)
 from tests.upload.helpers import running_upload_server
 
 from .conftest import PART, PASSWORD, run_dropfile, uploaded_file_id, write_file
@@ -36,40 +41,62 @@ UPLOAD_STATE = r"^/api/v2/files/[^/]+/upload$"
 
 
 @pytest.fixture(scope="session")
-def small_parts_stack(common_settings, small_parts_moto, private_valkey, auth_address,
-                      events_server) -> Iterator[dict]:
+def small_parts_stack(
+    common_settings, small_parts_moto, private_valkey, auth_address, events_server
+) -> Iterator[dict]:
     bucket = small_parts_moto.bucket("cli-resume")
-    settings = settings_for(UploadSettings, common_settings, s3_bucket=bucket,
-                            aws_endpoint_url=small_parts_moto.endpoint,
-                            cloud_rd_uri=private_valkey, user_quota_bytes=0,
-                            min_part_size_bytes=SMALL_PART_MIN_SIZE)
+    settings = settings_for(
+        UploadSettings,
+        common_settings,
+        s3_bucket=bucket,
+        aws_endpoint_url=small_parts_moto.endpoint,
+        cloud_rd_uri=private_valkey,
+        user_quota_bytes=0,
+        min_part_size_bytes=SMALL_PART_MIN_SIZE,
+    )
     with aws_credentials("testing", "testing"), running_upload_server(settings) as upload:
-        gateway = settings_for(GatewaySettings, common_settings, auth_service_addr=auth_address,
-                               upload_service_addr=f"127.0.0.1:{upload.port}",
-                               events_service_addr=f"127.0.0.1:{events_server.port}")
+        gateway = settings_for(
+            GatewaySettings,
+            common_settings,
+            auth_service_addr=auth_address,
+            upload_service_addr=f"127.0.0.1:{upload.port}",
+            events_service_addr=f"127.0.0.1:{events_server.port}",
+        )
         with serve_gateway(gateway) as url:
             yield {"url": url, "upload": upload, "bucket": bucket, "redis": private_valkey}
 
 
 def parts_put(proxy, since: int) -> list[int]:
     """Part numbers storage accepted, from the proxy's log entries after `since`."""
-    return [seen.part_number for seen in proxy.seen[since:]
-            if seen.method == "PUT" and seen.part_number is not None and seen.status == 200]
+    return [
+        seen.part_number
+        for seen in proxy.seen[since:]
+        if seen.method == "PUT" and seen.part_number is not None and seen.status == 200
+    ]
 
 
 def start_upload(dropfile_bin, source, env) -> subprocess.Popen:
-    return subprocess.Popen([str(dropfile_bin), "upload", str(source), "--parallel", "4",
-                             "--no-wait"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [str(dropfile_bin), "upload", str(source), "--parallel", "4", "--no-wait"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_once_stored(process: subprocess.Popen, proxy, count: int) -> None:
     """SIGKILL (no chance to abort) once storage accepted `count` part PUTs in all."""
     try:
-        wait_until(lambda: len(parts_put(proxy, 0)) >= count or process.poll() is not None,
-                   timeout=120, what=f"{count} parts to be stored")
-        assert process.poll() is None, ("the upload ended before it could be killed",
-                                        process.communicate())
+        wait_until(
+            lambda: len(parts_put(proxy, 0)) >= count or process.poll() is not None,
+            timeout=120,
+            what=f"{count} parts to be stored",
+        )
+        assert process.poll() is None, (
+            "the upload ended before it could be killed",
+            process.communicate(),
+        )
         process.send_signal(signal.SIGKILL)
     finally:
         process.communicate(timeout=60)
@@ -78,15 +105,32 @@ def kill_once_stored(process: subprocess.Popen, proxy, count: int) -> None:
 
 
 def test_a_killed_upload_of_more_than_1000_parts_resumes_after_flushall_and_token_expiry(
-        dropfile_bin, small_parts_stack, fault_proxy, config_dir, tmp_path, make_token,
-        service_token):
-    env = {key: value for key, value in os.environ.items()
-           if not key.lower().endswith("_proxy")}
-    env.update({"DROPFILE_CONFIG_DIR": str(config_dir), "DROPFILE_URL": small_parts_stack["url"],
-                "PYTHONUNBUFFERED": "1", **fault_proxy.env()})
+    dropfile_bin, small_parts_stack, fault_proxy, config_dir, tmp_path, make_token, service_token
+):
+    env = {key: value for key, value in os.environ.items() if not key.lower().endswith("_proxy")}
+    env.update(
+        {
+            "DROPFILE_CONFIG_DIR": str(config_dir),
+            "DROPFILE_URL": small_parts_stack["url"],
+            "PYTHONUNBUFFERED": "1",
+            **fault_proxy.env(),
+        }
+    )
     email = f"resume-{time.time_ns()}@example.com"
-    assert run_dropfile(dropfile_bin, "signup", "--email", email, "--name", "Ada",
-                        "--password-stdin", stdin=PASSWORD + "\n", env=env).code == 0
+    assert (
+        run_dropfile(
+            dropfile_bin,
+            "signup",
+            "--email",
+            email,
+            "--name",
+            "Ada",
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
+            env=env,
+        ).code
+        == 0
+    )
     source = tmp_path / "many-parts.bin"
     data = write_file(source, 1100 * 1024 + 77)  # 1,101 parts of 1 KiB
 
@@ -109,8 +153,9 @@ def test_a_killed_upload_of_more_than_1000_parts_resumes_after_flushall_and_toke
     session = json.loads((config_dir / "session.json").read_text())
     claims = jwt.decode(session["cookies"]["access_token"], options={"verify_signature": False})
     now = int(time.time())
-    session["cookies"]["access_token"] = make_token(user_id=claims["sub"], email=email,
-                                                    iat=now - 3600, exp=now - 60)
+    session["cookies"]["access_token"] = make_token(
+        user_id=claims["sub"], email=email, iat=now - 3600, exp=now - 60
+    )
     (config_dir / "session.json").write_text(json.dumps(session))
     mark = len(fault_proxy.seen)
     done = run_dropfile(dropfile_bin, "upload", str(source), "--no-wait", env=env)
@@ -131,9 +176,12 @@ def test_a_killed_upload_of_more_than_1000_parts_resumes_after_flushall_and_toke
     assert s3.get_object(Bucket=small_parts_stack["bucket"], Key=key)["Body"].read() == data
     upload.internal_stub.ConfirmUpload(  # this store sends no events: confirm as a reconciler
         upload_pb2.ConfirmUploadRequest(
-            s3_key=key, size=len(data),
-            etag=s3.head_object(Bucket=small_parts_stack["bucket"], Key=key)["ETag"]),
-        metadata=[("x-dropfile-service-token", service_token)])
+            s3_key=key,
+            size=len(data),
+            etag=s3.head_object(Bucket=small_parts_stack["bucket"], Key=key)["ETag"],
+        ),
+        metadata=[("x-dropfile-service-token", service_token)],
+    )
     listing = json.loads(run_dropfile(dropfile_bin, "ls", "--json", env=env).out)
     assert [(f["fileId"], f["status"]) for f in listing] == [(file_id, "UPLOADED")]
     target = tmp_path / "back.bin"
@@ -149,7 +197,8 @@ def client(gateway_url, events_server, tmp_path):
 
 
 def test_the_whole_file_checksum_is_recorded_and_a_corrupted_download_is_refused(
-        client, tmp_path, s3, storage, cli, monkeypatch):
+    client, tmp_path, s3, storage, cli, monkeypatch
+):
     source = tmp_path / "precious.bin"
     data = write_file(source, PART + 123)
     info = client.upload(source)
@@ -157,8 +206,7 @@ def test_the_whole_file_checksum_is_recorded_and_a_corrupted_download_is_refused
     assert client.download(info.file_id, tmp_path / "ok.bin").read_bytes() == data
 
     # Storage hands back other bytes of the same size (bit rot, a wrong object).
-    s3.put_object(Bucket=storage["bucket"], Key=info.s3_key,
-                  Body=bytes([data[0] ^ 1]) + data[1:])
+    s3.put_object(Bucket=storage["bucket"], Key=info.s3_key, Body=bytes([data[0] ^ 1]) + data[1:])
     with pytest.raises(StorageError, match="download corrupted"):
         client.download(info.file_id, tmp_path / "bad.bin")
     assert not (tmp_path / "bad.bin").exists()
@@ -166,8 +214,7 @@ def test_the_whole_file_checksum_is_recorded_and_a_corrupted_download_is_refused
 
     # The command says so in one line.
     monkeypatch.setenv("DROPFILE_CONFIG_DIR", str(tmp_path))
-    cli("get", info.file_id, str(tmp_path / "cli.bin")).assert_one_line_error(
-        "download corrupted")
+    cli("get", info.file_id, str(tmp_path / "cli.bin")).assert_one_line_error("download corrupted")
 
 
 def test_an_upload_that_was_aborted_or_changed_starts_afresh(client, tmp_path):

@@ -7,6 +7,7 @@ it, a stall past the client's timeout. The upload must finish byte-exact, with n
 Failures that outlast the retry budget leave the upload resumable (running the command
 again sends only the missing parts); a server that says the upload is gone (404) ends it
 without an abort, and running again starts afresh."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,12 @@ PART_PUT = r"."  # any storage PUT (part_number narrows it to one part)
 RECORD = r"^/api/v2/files/[^/]+/parts/batch$"
 COMPLETE = r"^/api/v2/files/[^/]+/complete$"
 ABORT = r"^/api/files/abort-upload$"
-GATEWAY_CALLS = {"create": ("POST", CREATE), "part-urls": ("POST", PART_URLS),
-                 "record": ("POST", RECORD), "complete": ("POST", COMPLETE)}
+GATEWAY_CALLS = {
+    "create": ("POST", CREATE),
+    "part-urls": ("POST", PART_URLS),
+    "record": ("POST", RECORD),
+    "complete": ("POST", COMPLETE),
+}
 RESUME_HINT = "the upload was kept: run the same command again to resume it"
 
 
@@ -59,23 +64,26 @@ def listed(cli) -> list[dict]:
 
 @pytest.mark.parametrize("call", ["create", "part-urls", "part-put", "record", "complete"])
 def test_each_call_of_an_upload_survives_errors_throttling_and_dropped_connections(
-        cli, account, tmp_path, fault_proxy, call):
+    cli, account, tmp_path, fault_proxy, call
+):
     source = tmp_path / f"{call}.bin"
     data = write_file(source, 2 * PART + 4321)  # three parts
-    add_faults(fault_proxy, call,
-               {"status": 500},
-               {"status": 503, "retry_after": "2"},
-               {"status": 429},
-               {"kind": "drop"},  # the connection closes before the request is forwarded
-               {"kind": "lose-answer"})  # the server acts; its answer never arrives
+    add_faults(
+        fault_proxy,
+        call,
+        {"status": 500},
+        {"status": 503, "retry_after": "2"},
+        {"status": 429},
+        {"kind": "drop"},  # the connection closes before the request is forwarded
+        {"kind": "lose-answer"},
+    )  # the server acts; its answer never arrives
 
     result = cli("upload", str(source), "-v")
 
     file_id = uploaded_file_id(result)
     assert fault_proxy.faults_left() == 0, "the client gave up before every fault was met"
     attempts = calls_to(fault_proxy, call)
-    assert [a.fault for a in attempts[:5]] == ["status", "status", "status", "drop",
-                                               "lose-answer"]
+    assert [a.fault for a in attempts[:5]] == ["status", "status", "status", "drop", "lose-answer"]
     assert attempts[5].status in (200, 201, 409)  # 409: create's retry finds its upload
     # Retry-After: 2 was honoured (the jittered backoff alone waits at most a second).
     assert attempts[2].at - attempts[1].at >= 1.9
@@ -92,8 +100,7 @@ def test_calls_that_time_out_are_retried(cli, account, tmp_path, fault_proxy):
     for call in ("create", "part-urls", "part-put", "record", "complete"):
         add_faults(fault_proxy, call, {"kind": "stall", "stall": 2.5, "times": 2})
 
-    with DropfileClient(session_file=cli.session_file, timeout=1.0,
-                        storage_timeout=1.0) as client:
+    with DropfileClient(session_file=cli.session_file, timeout=1.0, storage_timeout=1.0) as client:
         info = client.upload(source, wait=False)
 
     assert fault_proxy.faults_left() == 0
@@ -106,27 +113,42 @@ def test_calls_that_time_out_are_retried(cli, account, tmp_path, fault_proxy):
 
 def stored_parts(fault_proxy, since: int) -> set[int]:
     """Parts storage accepted (forwarded, 200) among the requests after `since`."""
-    return {seen.part_number for seen in fault_proxy.seen[since:]
-            if seen.method == "PUT" and seen.part_number is not None and seen.status == 200
-            and not seen.injected}
+    return {
+        seen.part_number
+        for seen in fault_proxy.seen[since:]
+        if seen.method == "PUT"
+        and seen.part_number is not None
+        and seen.status == 200
+        and not seen.injected
+    }
 
 
-@pytest.mark.parametrize("persistent", [
-    {"call": "part-put", "status": 500},
-    {"call": "record", "status": 503, "retry_after": "1"},
-])
+@pytest.mark.parametrize(
+    "persistent",
+    [
+        {"call": "part-put", "status": 500},
+        {"call": "record", "status": 503, "retry_after": "1"},
+    ],
+)
 def test_a_failure_beyond_the_budget_keeps_the_upload_and_running_again_resumes_it(
-        cli, account, tmp_path, fault_proxy, config_dir, persistent):
+    cli, account, tmp_path, fault_proxy, config_dir, persistent
+):
     source = tmp_path / "kept.bin"
     data = write_file(source, 3 * PART + 99)  # four parts
     call = persistent["call"]
     method, pattern = ("PUT", PART_PUT) if call == "part-put" else GATEWAY_CALLS[call]
-    fault_proxy.fault(method, pattern, times=10_000, status=persistent["status"],
-                      retry_after=persistent.get("retry_after"),
-                      part_number=3 if call == "part-put" else None)
+    fault_proxy.fault(
+        method,
+        pattern,
+        times=10_000,
+        status=persistent["status"],
+        retry_after=persistent.get("retry_after"),
+        part_number=3 if call == "part-put" else None,
+    )
 
-    failed = cli("upload", str(source), "--parallel", "1", "--retries", "3",
-                 "--retry-deadline", "4")
+    failed = cli(
+        "upload", str(source), "--parallel", "1", "--retries", "3", "--retry-deadline", "4"
+    )
 
     line = failed.assert_one_line_error("kept.bin: ", "still failing after", RESUME_HINT)
     assert str(persistent["status"]) in line
@@ -151,19 +173,29 @@ def test_a_failure_beyond_the_budget_keeps_the_upload_and_running_again_resumes_
 
 
 def test_an_upload_the_server_says_is_gone_ends_without_an_abort_and_starts_afresh(
-        dropfile_bin, subprocess_env, cli, account, tmp_path, fault_proxy, config_dir):
+    dropfile_bin, subprocess_env, cli, account, tmp_path, fault_proxy, config_dir
+):
     source = tmp_path / "deleted meanwhile.bin"
     data = write_file(source, 2 * PART + 10)
     fault_proxy.fault("POST", RECORD, kind="hold")  # the first record waits
     env = {**subprocess_env, **fault_proxy.env()}
-    process = subprocess.Popen([str(dropfile_bin), "upload", str(source), "--parallel", "1"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [str(dropfile_bin), "upload", str(source), "--parallel", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        wait_until(lambda: fault_proxy.faults_left() == 0 or process.poll() is not None,
-                   timeout=60, what="a record to be on its way")
-        [file_id] = [entry["fileId"] for entry in
-                     json.loads((config_dir / "uploads.json").read_text()).values()]
+        wait_until(
+            lambda: fault_proxy.faults_left() == 0 or process.poll() is not None,
+            timeout=60,
+            what="a record to be on its way",
+        )
+        [file_id] = [
+            entry["fileId"]
+            for entry in json.loads((config_dir / "uploads.json").read_text()).values()
+        ]
         # Deleted elsewhere meanwhile: the record that arrives then is refused 404.
         with DropfileClient(session_file=cli.session_file) as other:
             other.delete(file_id)
@@ -175,8 +207,10 @@ def test_an_upload_the_server_says_is_gone_ends_without_an_abort_and_starts_afre
             process.communicate()
 
     assert process.returncode == 1, err
-    assert err == ("dropfile: deleted meanwhile.bin: part 1: file not found; the upload is "
-                   "gone from the server: uploading again starts afresh\n")
+    assert err == (
+        "dropfile: deleted meanwhile.bin: part 1: file not found; the upload is "
+        "gone from the server: uploading again starts afresh\n"
+    )
     assert [c.status for c in fault_proxy.calls("POST", RECORD)] == [404]  # not retried
     assert not fault_proxy.calls("POST", ABORT)
     assert json.loads((config_dir / "uploads.json").read_text()) == {}
@@ -188,8 +222,9 @@ def test_an_upload_the_server_says_is_gone_ends_without_an_abort_and_starts_afre
     assert download(cli, new_id, tmp_path) == data
 
 
-def test_an_upload_outlasts_an_outage_of_its_database(cli, account, tmp_path, fault_proxy,
-                                                     database_url):
+def test_an_upload_outlasts_an_outage_of_its_database(
+    cli, account, tmp_path, fault_proxy, database_url
+):
     """As a PostgreSQL restart looks to the services, for this run's own database only: it
     takes no connection and its open ones are cut, for eight seconds, while the upload is
     under way. The services answer 503 with Retry-After (or 500, as the gateway did when
@@ -209,9 +244,11 @@ def test_an_upload_outlasts_an_outage_of_its_database(cli, account, tmp_path, fa
             with admin.cursor() as cursor:
                 cursor.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
                 try:
-                    cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                   "WHERE datname = %s AND pid <> pg_backend_pid()",
-                                   (database,))
+                    cursor.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()",
+                        (database,),
+                    )
                     fault_proxy.release()
                     # Longer than a client that tries a call three times in a second or
                     # two would last (as this one did before its retry policy).
@@ -242,8 +279,12 @@ def test_signing_in_waits_out_a_server_too_busy_to_hash_passwords(cli, account, 
     cli("logout").assert_ok()
     fault_proxy.fault("POST", r"^/api/auth/signin$", status=503, retry_after="1")
     fault_proxy.fault("POST", r"^/api/auth/signin$", status=503)
-    cli("login", "--email", account.email, "--password-stdin",
-        stdin=account.password + "\n").assert_ok()
+    cli(
+        "login", "--email", account.email, "--password-stdin", stdin=account.password + "\n"
+    ).assert_ok()
     assert fault_proxy.faults_left() == 0
     assert [call.status for call in fault_proxy.calls("POST", r"^/api/auth/signin$")] == [
-        503, 503, 200]
+        503,
+        503,
+        200,
+    ]

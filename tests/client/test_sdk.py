@@ -1,6 +1,7 @@
 """DropfileClient used from a script, against the real stack: results as objects, errors as
 ApiError with the server's status and message, progress callbacks, and sessions that stay
 where they belong."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ def test_upload_list_download_delete(client, tmp_path):
     data = write_file(source, 2 * PART + 1)
     seen: list[tuple[int, int]] = []
 
-    info = client.upload(source, on_progress=lambda done, total: seen.append((done, total)),
-                         parallel=2)
+    info = client.upload(
+        source, on_progress=lambda done, total: seen.append((done, total)), parallel=2
+    )
 
     assert info.status == "UPLOADED"
     assert (info.name, info.size, info.mime_type) == ("data.csv", len(data), "text/csv")
@@ -57,8 +59,9 @@ def test_a_wrong_password_is_a_401(gateway_url, client):
     assert refused.value.message == "invalid email or password"
 
 
-def test_an_interrupted_upload_is_aborted_and_stays_a_keyboard_interrupt(client, tmp_path,
-                                                                         s3, storage):
+def test_an_interrupted_upload_is_aborted_and_stays_a_keyboard_interrupt(
+    client, tmp_path, s3, storage
+):
     source = tmp_path / "stop.bin"
     write_file(source, 2 * PART)
 
@@ -71,12 +74,12 @@ def test_an_interrupted_upload_is_aborted_and_stays_a_keyboard_interrupt(client,
     assert interrupted.value.aborted
     [failed] = client.list()
     assert failed.status == "FAILED"
-    assert "Uploads" not in s3.list_multipart_uploads(Bucket=storage["bucket"],
-                                                      Prefix=failed.s3_key)
+    assert "Uploads" not in s3.list_multipart_uploads(
+        Bucket=storage["bucket"], Prefix=failed.s3_key
+    )
 
 
-def test_a_session_is_only_sent_to_its_own_server(gateway_url, client, tmp_path,
-                                                   monkeypatch):
+def test_a_session_is_only_sent_to_its_own_server(gateway_url, client, tmp_path, monkeypatch):
     monkeypatch.delenv("DROPFILE_URL", raising=False)
     session_file = tmp_path / "session.json"
     assert json.loads(session_file.read_text())["server"] == gateway_url
@@ -89,8 +92,7 @@ def test_a_session_is_only_sent_to_its_own_server(gateway_url, client, tmp_path,
         assert same.list() == []
 
 
-def test_persist_session_false_writes_nothing(gateway_url, events_server, tmp_path,
-                                              monkeypatch):
+def test_persist_session_false_writes_nothing(gateway_url, events_server, tmp_path, monkeypatch):
     monkeypatch.setenv("DROPFILE_CONFIG_DIR", str(tmp_path / "config"))
     with DropfileClient(gateway_url, persist_session=False) as client:
         client.signup(f"mem-{uuid.uuid4().hex[:12]}@example.com", PASSWORD, "Mem")

@@ -1,6 +1,7 @@
 """The installed `dropfile` command (.venv/bin/dropfile, from `pip install -e .`) as a real
 subprocess: a whole session, Ctrl-C in the middle of an upload, and memory that stays
 bounded by the parts in flight rather than the file's size."""
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,22 @@ from tests.conftest import wait_until
 from .conftest import MIB, PART, PASSWORD, run_dropfile, uploaded_file_id, write_file
 
 
-def test_a_whole_session_through_the_installed_command(dropfile_bin, subprocess_env,
-                                                       config_dir, tmp_path):
+def test_a_whole_session_through_the_installed_command(
+    dropfile_bin, subprocess_env, config_dir, tmp_path
+):
     env = subprocess_env
     email = f"proc-{os.getpid()}-{os.urandom(3).hex()}@example.com"
-    signup = run_dropfile(dropfile_bin, "signup", "--email", email, "--name", "Ada",
-                          "--password-stdin", stdin=PASSWORD + "\n", env=env)
+    signup = run_dropfile(
+        dropfile_bin,
+        "signup",
+        "--email",
+        email,
+        "--name",
+        "Ada",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+        env=env,
+    )
     assert signup.code == 0, signup.err
     assert stat.S_IMODE((config_dir / "session.json").stat().st_mode) == 0o600
 
@@ -50,20 +61,32 @@ def test_a_whole_session_through_the_installed_command(dropfile_bin, subprocess_
     assert not (config_dir / "session.json").exists()
 
 
-def test_ctrl_c_mid_upload_aborts_it(dropfile_bin, subprocess_env, cli, account, tmp_path,
-                                     fault_proxy, s3, storage):
+def test_ctrl_c_mid_upload_aborts_it(
+    dropfile_bin, subprocess_env, cli, account, tmp_path, fault_proxy, s3, storage
+):
     source = tmp_path / "interrupted.bin"
     write_file(source, 3 * PART)
     fault_proxy.hold_part(2)  # part 2 is in flight, unanswered, when Ctrl-C comes
     env = {**subprocess_env, **fault_proxy.env()}
-    process = subprocess.Popen([str(dropfile_bin), "upload", str(source), "--parallel", "1"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [str(dropfile_bin), "upload", str(source), "--parallel", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        wait_until(lambda: any(c.status == 200 for c in
-                               fault_proxy.calls("POST", r"^/api/v2/files/[^/]+/parts/batch$"))
-                   and 2 in fault_proxy.arrived, timeout=60,
-                   what="part 1 to be recorded and part 2 to be on its way")
+        wait_until(
+            lambda: (
+                any(
+                    c.status == 200
+                    for c in fault_proxy.calls("POST", r"^/api/v2/files/[^/]+/parts/batch$")
+                )
+                and 2 in fault_proxy.arrived
+            ),
+            timeout=60,
+            what="part 1 to be recorded and part 2 to be on its way",
+        )
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
     finally:
@@ -72,13 +95,15 @@ def test_ctrl_c_mid_upload_aborts_it(dropfile_bin, subprocess_env, cli, account,
             process.communicate()
 
     assert process.returncode == 130, err
-    assert err == ("dropfile: interrupted; aborted the upload of interrupted.bin "
-                   "(nothing was kept)\n")
+    assert err == (
+        "dropfile: interrupted; aborted the upload of interrupted.bin (nothing was kept)\n"
+    )
     assert out == ""
     assert len(fault_proxy.calls("POST", r"^/api/files/abort-upload$")) == 1
     # Storage keeps nothing of it, and the file is FAILED.
-    user_id = jwt.decode(cli.session()["cookies"]["access_token"],
-                         options={"verify_signature": False})["sub"]
+    user_id = jwt.decode(
+        cli.session()["cookies"]["access_token"], options={"verify_signature": False}
+    )["sub"]
     uploads = s3.list_multipart_uploads(Bucket=storage["bucket"], Prefix=f"users/{user_id}/")
     assert "Uploads" not in uploads
     files = json.loads(cli("ls", "--json").assert_ok().out)
@@ -98,21 +123,27 @@ with open(sys.argv[1], "w") as report:
 def _max_rss_bytes(binary, *args: str, env: dict[str, str], cwd) -> tuple[int, int]:
     """Runs the command; (exit code, its peak resident memory in bytes)."""
     report = cwd / "rss.txt"
-    subprocess.run([sys.executable, "-c", _MEASURE, str(report), str(binary), *args],
-                   env=env, check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(report), str(binary), *args],
+        env=env,
+        check=True,
+        timeout=300,
+    )
     code, kib = report.read_text().split()
     return int(code), int(kib) * 1024  # Linux reports KiB
 
 
-def test_memory_is_bounded_by_the_parts_in_flight_not_the_file(dropfile_bin, subprocess_env,
-                                                               account, tmp_path):
+def test_memory_is_bounded_by_the_parts_in_flight_not_the_file(
+    dropfile_bin, subprocess_env, account, tmp_path
+):
     size = 48 * MIB
     source = tmp_path / "large.bin"
     write_file(source, size)
     code, baseline = _max_rss_bytes(dropfile_bin, "status", env=subprocess_env, cwd=tmp_path)
     assert code == 0
-    code, peak = _max_rss_bytes(dropfile_bin, "upload", str(source), "--parallel", "2",
-                                env=subprocess_env, cwd=tmp_path)
+    code, peak = _max_rss_bytes(
+        dropfile_bin, "upload", str(source), "--parallel", "2", env=subprocess_env, cwd=tmp_path
+    )
     assert code == 0
     # The promise is "bounded by parallel x part size" (10 MiB here; the blocks streamed
     # from disk actually need far less): holding the file would add 48 MiB.

@@ -1,6 +1,7 @@
 """The SDK's pure parts, without servers: where the session lives and how it is written,
 which server is used, how a file splits into parts and is hashed, backoff, and download
 names."""
+
 from __future__ import annotations
 
 import base64
@@ -10,16 +11,19 @@ import os
 import random
 import stat
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from dropfile_client.checksums import (DEFAULT_PART_CHECKSUM, READ_AHEAD, FileHasher,
-                                       part_checksum_algorithm)
+from dropfile_client.checksums import (
+    DEFAULT_PART_CHECKSUM,
+    READ_AHEAD,
+    FileHasher,
+    part_checksum_algorithm,
+)
 from dropfile_client.client import token_email
-from dropfile_client.config import (DEFAULT_SERVER, config_dir, normalize_server,
-                                    resolve_server)
+from dropfile_client.config import DEFAULT_SERVER, config_dir, normalize_server, resolve_server
 from dropfile_client.download import safe_file_name, target_path
 from dropfile_client.errors import DropfileError
 from dropfile_client.parts import V1_PART_SIZE, Cancelled, Part, layout, read_blocks
@@ -39,8 +43,7 @@ def test_config_dir_prefers_the_override_then_xdg_then_home(monkeypatch, tmp_pat
 
 def test_the_server_is_the_flag_then_the_environment_then_the_session_then_local():
     env = {"DROPFILE_URL": "http://env:1/"}
-    assert resolve_server("https://flag.example", "http://saved:3", env) == \
-        "https://flag.example"
+    assert resolve_server("https://flag.example", "http://saved:3", env) == "https://flag.example"
     assert resolve_server(None, "http://saved:3", env) == "http://env:1"
     assert resolve_server(None, "http://saved:3/", {}) == "http://saved:3"
     assert resolve_server(None, None, {}) == DEFAULT_SERVER
@@ -56,14 +59,22 @@ def test_the_session_file_is_0600_in_a_0700_folder_even_with_a_lax_umask(tmp_pat
     store = SessionStore(tmp_path / "conf" / "session.json")
     previous = os.umask(0)
     try:
-        store.save(Session("http://h:1", {"access_token": "a", "refresh_token": "r",
-                                          "device_id": "d", "other": "x"}, "a@b.c"))
+        store.save(
+            Session(
+                "http://h:1",
+                {"access_token": "a", "refresh_token": "r", "device_id": "d", "other": "x"},
+                "a@b.c",
+            )
+        )
     finally:
         os.umask(previous)
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(store.path.parent.stat().st_mode) == 0o700
     assert json.loads(store.path.read_text())["cookies"] == {
-        "access_token": "a", "refresh_token": "r", "device_id": "d"}
+        "access_token": "a",
+        "refresh_token": "r",
+        "device_id": "d",
+    }
     loaded = store.load()
     assert (loaded.server, loaded.email, loaded.signed_in) == ("http://h:1", "a@b.c", True)
 
@@ -96,8 +107,12 @@ def test_clear_forgets_the_session(tmp_path):
 def test_layout_of_four_parts_and_a_short_one():
     parts = layout(4 * PART + 10, 5)
     assert [(p.number, p.offset, p.size) for p in parts] == [
-        (1, 0, PART), (2, PART, PART), (3, 2 * PART, PART), (4, 3 * PART, PART),
-        (5, 4 * PART, 10)]
+        (1, 0, PART),
+        (2, PART, PART),
+        (3, 2 * PART, PART),
+        (4, 3 * PART, PART),
+        (5, 4 * PART, 10),
+    ]
     assert [p.index for p in parts] == [0, 1, 2, 3, 4]
 
 
@@ -118,8 +133,15 @@ def test_parts_are_read_in_small_blocks(tmp_path):
     fd = os.open(path, os.O_RDONLY)
     try:
         counted = []
-        blocks = list(read_blocks(fd, Part(2, 100_000, 600_000), cancel=threading.Event(),
-                                  on_bytes=counted.append, file_label="f"))
+        blocks = list(
+            read_blocks(
+                fd,
+                Part(2, 100_000, 600_000),
+                cancel=threading.Event(),
+                on_bytes=counted.append,
+                file_label="f",
+            )
+        )
     finally:
         os.close(fd)
     assert b"".join(blocks) == data[100_000:700_000]
@@ -133,8 +155,15 @@ def test_a_file_that_shrinks_is_an_error(tmp_path):
     fd = os.open(path, os.O_RDONLY)
     try:
         with pytest.raises(DropfileError, match="got shorter"):
-            list(read_blocks(fd, Part(1, 0, 20), cancel=threading.Event(),
-                             on_bytes=lambda n: None, file_label="f"))
+            list(
+                read_blocks(
+                    fd,
+                    Part(1, 0, 20),
+                    cancel=threading.Event(),
+                    on_bytes=lambda n: None,
+                    file_label="f",
+                )
+            )
     finally:
         os.close(fd)
 
@@ -160,8 +189,7 @@ def test_a_calls_retries_end_with_its_tries_or_its_deadline():
     backoff = Backoff(RetryPolicy(attempts=3, deadline=None), clock=lambda: now[0])
     assert backoff.next_wait() is not None and backoff.next_wait() is not None
     assert backoff.next_wait() is None  # three tries in all
-    backoff = Backoff(RetryPolicy(attempts=100, max_delay=1.0, deadline=10.0),
-                      clock=lambda: now[0])
+    backoff = Backoff(RetryPolicy(attempts=100, max_delay=1.0, deadline=10.0), clock=lambda: now[0])
     now[0] = 9.5
     assert backoff.next_wait(retry_after=5.0) == 0.5  # one last try, at the deadline
     now[0] = 10.0
@@ -170,7 +198,7 @@ def test_a_calls_retries_end_with_its_tries_or_its_deadline():
 
 
 def test_retry_after_in_seconds_or_as_a_date():
-    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now=now) == 30.0
     assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now=now) == 0.0
@@ -187,14 +215,17 @@ def test_retry_policies_must_make_sense():
         RetryPolicy(deadline=-1)
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("report.pdf", "report.pdf"),
-    ("../../.bashrc", ".._.._.bashrc"),
-    ("a/b\\c", "a_b_c"),
-    ("..", "dropfile-id"),
-    ("", "dropfile-id"),
-    ("tab\there\u202e", "tab_here_"),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("report.pdf", "report.pdf"),
+        ("../../.bashrc", ".._.._.bashrc"),
+        ("a/b\\c", "a_b_c"),
+        ("..", "dropfile-id"),
+        ("", "dropfile-id"),
+        ("tab\there\u202e", "tab_here_"),
+    ],
+)
 def test_download_names_stay_in_their_folder(name, expected):
     assert safe_file_name(name, "dropfile-id") == expected
 
@@ -215,10 +246,10 @@ def test_token_email_reads_the_claim_without_trusting_it():
     assert token_email(None) is None
 
 
-@pytest.mark.parametrize("algorithm, reference", [("CRC32C", crc32c_b64),
-                                                  ("SHA256", sha256_b64)])
-def test_one_pass_makes_each_part_checksum_and_the_whole_files_sha256(tmp_path, algorithm,
-                                                                       reference):
+@pytest.mark.parametrize("algorithm, reference", [("CRC32C", crc32c_b64), ("SHA256", sha256_b64)])
+def test_one_pass_makes_each_part_checksum_and_the_whole_files_sha256(
+    tmp_path, algorithm, reference
+):
     path = tmp_path / "f"
     data = os.urandom(350_000)
     path.write_bytes(data)
@@ -230,7 +261,7 @@ def test_one_pass_makes_each_part_checksum_and_the_whole_files_sha256(tmp_path, 
             whole = hasher.file_sha256()
     finally:
         os.close(fd)
-    assert asked == {p.number: reference(data[p.offset:p.offset + p.size]) for p in parts}
+    assert asked == {p.number: reference(data[p.offset : p.offset + p.size]) for p in parts}
     assert whole == hashlib.sha256(data).hexdigest()
 
 
@@ -247,8 +278,7 @@ def test_a_file_that_shrinks_fails_whoever_waits_for_its_checksums(tmp_path):
     path.write_bytes(b"x" * 150)
     fd = os.open(path, os.O_RDONLY)
     try:
-        with FileHasher(fd, layout(300, 3, 100), algorithm="CRC32C",
-                        file_label="f") as hasher:
+        with FileHasher(fd, layout(300, 3, 100), algorithm="CRC32C", file_label="f") as hasher:
             assert hasher.checksum(1) == crc32c_b64(b"x" * 100)
             for ask in (lambda: hasher.checksum(3), hasher.file_sha256):
                 with pytest.raises(DropfileError, match="f got shorter"):

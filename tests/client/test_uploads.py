@@ -1,6 +1,7 @@
 """Uploads by the in-process CLI through a real, fault-injecting HTTP proxy (HTTP_PROXY):
 parts in parallel, retries of failed part PUTs, fresh URLs for expired ones, and access
 tokens that expire before or during an upload."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,14 @@ RECORD_PARTS = r"^/api/v2/files/[^/]+/parts/batch$"
 
 def recorded_parts(fault_proxy) -> list[int]:
     """The part numbers of every batch the gateway accepted."""
-    return [number for call in fault_proxy.calls("POST", RECORD_PARTS) if call.status == 200
-            for number in call.recorded_parts]
+    return [
+        number
+        for call in fault_proxy.calls("POST", RECORD_PARTS)
+        if call.status == 200
+        for number in call.recorded_parts
+    ]
+
+
 PART_URLS = r"^/api/v2/files/[^/]+/part-urls$"
 REFRESH = r"^/api/auth/refresh$"
 
@@ -48,9 +55,9 @@ def test_parts_go_up_in_parallel_and_arrive_intact(cli, account, tmp_path, fault
     assert download(cli, file_id, tmp_path) == data
 
 
-def test_the_stored_parts_are_recorded_together_and_the_last_at_once(cli, account, tmp_path,
-                                                                      fault_proxy,
-                                                                      monkeypatch):
+def test_the_stored_parts_are_recorded_together_and_the_last_at_once(
+    cli, account, tmp_path, fault_proxy, monkeypatch
+):
     # A window longer than the test's timeout: every part waits for the others, and the
     # batch leaves when the last PUT is done, not when the window ends.
     monkeypatch.setattr(uploader, "RECORD_WINDOW_SECONDS", 3600.0)
@@ -64,8 +71,7 @@ def test_the_stored_parts_are_recorded_together_and_the_last_at_once(cli, accoun
     assert download(cli, file_id, tmp_path) == data
 
 
-def test_a_part_that_fails_twice_is_retried_until_it_succeeds(cli, account, tmp_path,
-                                                               fault_proxy):
+def test_a_part_that_fails_twice_is_retried_until_it_succeeds(cli, account, tmp_path, fault_proxy):
     source = tmp_path / "flaky.bin"
     data = write_file(source, 2 * PART + 99)
     fault_proxy.fail_part(2, times=2, status=503)
@@ -74,16 +80,16 @@ def test_a_part_that_fails_twice_is_retried_until_it_succeeds(cli, account, tmp_
     file_id = uploaded_file_id(result)
 
     attempts = fault_proxy.puts(2)
-    assert [(p.status, p.injected) for p in attempts] == [(503, True), (503, True),
-                                                          (200, False)]
+    assert [(p.status, p.injected) for p in attempts] == [(503, True), (503, True), (200, False)]
     assert [p.status for p in fault_proxy.puts(1) + fault_proxy.puts(3)] == [200, 200]
     assert "part 2: 503 ServiceUnavailable" in result.err  # -v reports the retries
     assert "Traceback" not in result.err
     assert download(cli, file_id, tmp_path) == data
 
 
-def test_a_part_storage_refuses_for_good_aborts_the_upload(cli, account, tmp_path,
-                                                           fault_proxy, s3, storage):
+def test_a_part_storage_refuses_for_good_aborts_the_upload(
+    cli, account, tmp_path, fault_proxy, s3, storage
+):
     # A refusal that no retry can change (unlike 5xx, kept and resumable: test_retries.py).
     source = tmp_path / "doomed.bin"
     write_file(source, PART + 1)
@@ -91,17 +97,20 @@ def test_a_part_storage_refuses_for_good_aborts_the_upload(cli, account, tmp_pat
 
     result = cli("upload", str(source))
 
-    line = result.assert_one_line_error("doomed.bin: storage refused part 1",
-                                        "the partial upload was aborted")
+    line = result.assert_one_line_error(
+        "doomed.bin: storage refused part 1", "the partial upload was aborted"
+    )
     assert "400" in line
     assert len(fault_proxy.puts(1)) == 1  # not retried
     assert len(fault_proxy.calls("POST", r"^/api/files/abort-upload$")) == 1
     files = json.loads(cli("ls", "--json").assert_ok().out)
     assert [f["status"] for f in files] == ["FAILED"]
-    user_id = jwt.decode(cli.session()["cookies"]["access_token"],
-                         options={"verify_signature": False})["sub"]
-    assert "Uploads" not in s3.list_multipart_uploads(Bucket=storage["bucket"],
-                                                      Prefix=f"users/{user_id}/")
+    user_id = jwt.decode(
+        cli.session()["cookies"]["access_token"], options={"verify_signature": False}
+    )["sub"]
+    assert "Uploads" not in s3.list_multipart_uploads(
+        Bucket=storage["bucket"], Prefix=f"users/{user_id}/"
+    )
 
 
 def test_an_expired_url_is_replaced_by_a_fresh_one(cli, account, tmp_path, fault_proxy):
@@ -123,12 +132,12 @@ def expired_copy_of(token: str, make_token) -> str:
     """The same user's access token, signed by the stack's key, expired a minute ago."""
     claims = jwt.decode(token, options={"verify_signature": False})
     now = int(time.time())
-    return make_token(user_id=claims["sub"], email=claims["email"], iat=now - 3600,
-                      exp=now - 60)
+    return make_token(user_id=claims["sub"], email=claims["email"], iat=now - 3600, exp=now - 60)
 
 
-def test_an_expired_access_token_in_the_session_is_refreshed(cli, account, tmp_path,
-                                                             fault_proxy, make_token):
+def test_an_expired_access_token_in_the_session_is_refreshed(
+    cli, account, tmp_path, fault_proxy, make_token
+):
     session = cli.session()
     expired = expired_copy_of(session["cookies"]["access_token"], make_token)
     old_refresh_token = session["cookies"]["refresh_token"]
@@ -148,8 +157,9 @@ def test_an_expired_access_token_in_the_session_is_refreshed(cli, account, tmp_p
     assert download(cli, file_id, tmp_path) == data
 
 
-def test_an_access_token_that_expires_mid_upload_is_refreshed_once(cli, account, tmp_path,
-                                                                   fault_proxy, make_token):
+def test_an_access_token_that_expires_mid_upload_is_refreshed_once(
+    cli, account, tmp_path, fault_proxy, make_token
+):
     token = cli.session()["cookies"]["access_token"]
     fault_proxy.expire_access_token(token, expired_copy_of(token, make_token), after_part=1)
     source = tmp_path / "long.bin"

@@ -1,6 +1,7 @@
 """AWS clients share the services' models (one copy per process) but not credentials:
 each client signs with the credentials in force when it was made, against a store that
 checks them."""
+
 from __future__ import annotations
 
 import secrets
@@ -20,8 +21,10 @@ def test_clients_share_models_and_keep_their_own_credentials(seaweedfs, moto_end
     other_service = aws_client("sqs", region=REGION, endpoint_url=moto_endpoint)
     # One loader, so the S3 model was read once for both S3 clients.
     assert good._loader is wrong._loader is other_service._loader
-    assert good.meta.service_model._service_description is \
-        wrong.meta.service_model._service_description
+    assert (
+        good.meta.service_model._service_description
+        is wrong.meta.service_model._service_description
+    )
     bucket = f"clients-{secrets.token_hex(4)}"
     good.create_bucket(Bucket=bucket)
     assert good.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
@@ -40,8 +43,9 @@ def test_the_endpoint_table_keeps_every_endpoint_of_dropfiles_services():
 
     whole = Loader().load_data("endpoints")
     kept = aws_client("s3", region=REGION)._loader.load_data("endpoints")
-    assert {name for partition in kept["partitions"] for name in partition["services"]} \
-        == AWS_SERVICES
+    assert {
+        name for partition in kept["partitions"] for name in partition["services"]
+    } == AWS_SERVICES
     ours, botocores = EndpointResolver(kept), EndpointResolver(whole)
 
     def resolved(resolver, *args, **options):
@@ -57,8 +61,9 @@ def test_the_endpoint_table_keeps_every_endpoint_of_dropfiles_services():
             for fips in (False, True):
                 for dualstack in (False, True):
                     options = dict(use_fips_endpoint=fips, use_dualstack_endpoint=dualstack)
-                    assert resolved(ours, service, region, **options) == \
-                        resolved(botocores, service, region, **options)
+                    assert resolved(ours, service, region, **options) == resolved(
+                        botocores, service, region, **options
+                    )
 
 
 def test_clients_of_other_services_need_their_endpoints_kept():

@@ -1,6 +1,7 @@
 """Objects made while a process starts are frozen out of the garbage collector's full
 passes (a ~35 ms pause in the gateway, the tail of its latency); what is made afterwards
 is still collected."""
+
 from __future__ import annotations
 
 import asyncio

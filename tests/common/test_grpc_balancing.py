@@ -1,6 +1,7 @@
 """Dropfile's gRPC clients spread calls over every address a service's name resolves to
 (as a headless Kubernetes Service resolves to each pod), and servers age connections out
 so that clients find replicas added later."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -19,8 +20,10 @@ from services.common.grpc_server import CONNECTION_AGING
 def two_replicas():
     """Two servers that answer the same health check differently, telling them apart."""
     servers, ports = [], []
-    for status in (health_pb2.HealthCheckResponse.SERVING,
-                   health_pb2.HealthCheckResponse.NOT_SERVING):
+    for status in (
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    ):
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         servicer = health.HealthServicer()
         servicer.set("replica", status)
@@ -37,9 +40,12 @@ def two_replicas():
 def _answers(target: str, options, calls: int = 20) -> Counter:
     with grpc.insecure_channel(target, options=options) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        return Counter(stub.Check(health_pb2.HealthCheckRequest(service="replica"),
-                                  timeout=10, wait_for_ready=True).status
-                       for _ in range(calls))
+        return Counter(
+            stub.Check(
+                health_pb2.HealthCheckRequest(service="replica"), timeout=10, wait_for_ready=True
+            ).status
+            for _ in range(calls)
+        )
 
 
 def test_calls_are_spread_over_every_replica(two_replicas):

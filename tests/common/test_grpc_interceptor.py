@@ -1,6 +1,7 @@
 """The interceptor every service shares wraps each method's handler once, not on every
 call (gRPC asks it for the handler per call). That it still checks every call's token:
 tests/upload/test_ownership_and_auth.py."""
+
 from __future__ import annotations
 
 import grpc
@@ -21,8 +22,9 @@ class Details:
 def _interceptor(key_pair) -> ServiceInterceptor:
     # Never asked: no call is made (the revocation client connects on first use).
     revocations = RevokedSessions(revocation_client("redis://127.0.0.1:9/0"))
-    verifier = TokenVerifier(key_pair[1], issuer="dropfile-auth", audience="dropfile",
-                             revocations=revocations)
+    verifier = TokenVerifier(
+        key_pair[1], issuer="dropfile-auth", audience="dropfile", revocations=revocations
+    )
     return ServiceInterceptor(verifier=verifier, service_token="s" * 32, policy=AccessPolicy())
 
 
@@ -42,4 +44,3 @@ def test_each_method_is_wrapped_once_and_unknown_methods_are_not_kept(key_pair):
     for _ in range(3):
         assert interceptor.intercept_service(continuation, Details("/pkg.Service/Nope")) is None
     assert looked_up == ["/pkg.Service/Known"] + ["/pkg.Service/Nope"] * 3
-

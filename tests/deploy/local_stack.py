@@ -7,6 +7,7 @@ free local port (so its port settings and every `service:port` naming it follow)
 addresses 0.0.0.0 become 127.0.0.1, the stores whose credentials differ here (PostgreSQL,
 Redis) are replaced by whole local URLs, and the host ports kind publishes (localhost:8080,
 localhost:5000) become local forwarders to what their node ports reach."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,14 @@ from .conftest import DEPLOY, ROOT, Manifests, Workload
 # The image puts its virtualenv first on PATH; here that is the test run's virtualenv, so
 # `python` in a manifest's command is the interpreter with Dropfile installed.
 VENV_BIN = Path(sys.executable).parent
-DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgres": 5432,
-                 "redis": 6379, "rediss": 6379}
+DEFAULT_PORTS = {
+    "http": 80,
+    "https": 443,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "redis": 6379,
+    "rediss": 6379,
+}
 BIND_ALL = "0.0.0.0"
 LOCAL_HOST = "127.0.0.1"
 
@@ -55,8 +62,11 @@ def app_directory(parent: Path) -> Path:
 def kind_published_ports() -> dict[int, int]:
     """host port -> node port, as deploy/kind/cluster.yaml maps them."""
     cluster = yaml.safe_load((DEPLOY / "kind" / "cluster.yaml").read_text())
-    return {mapping["hostPort"]: mapping["containerPort"]
-            for node in cluster["nodes"] for mapping in node.get("extraPortMappings", [])}
+    return {
+        mapping["hostPort"]: mapping["containerPort"]
+        for node in cluster["nodes"]
+        for mapping in node.get("extraPortMappings", [])
+    }
 
 
 @dataclass
@@ -80,8 +90,11 @@ class LocalAddresses:
         """The local form of environment variable `name` of `workload`."""
         if value == BIND_ALL:
             return LOCAL_HOST
-        if (name.endswith("_PORT") and value.isdigit()
-                and (workload, int(value)) in self.container_ports):
+        if (
+            name.endswith("_PORT")
+            and value.isdigit()
+            and (workload, int(value)) in self.container_ports
+        ):
             return str(self.container_ports[(workload, int(value))])
         return ",".join(self._rewrite_address(item) for item in value.split(","))
 
@@ -118,8 +131,9 @@ class LocalAddresses:
         return None
 
 
-def plan_addresses(manifests: Manifests, *, run_here: list[str], external: dict[str, int],
-                   stores: dict[str, str]) -> LocalAddresses:
+def plan_addresses(
+    manifests: Manifests, *, run_here: list[str], external: dict[str, int], stores: dict[str, str]
+) -> LocalAddresses:
     """Free local ports for every container port of the Deployments in `run_here`;
     Services lead to them, or to `external` (Service name -> a local server's port)."""
     addresses = LocalAddresses(stores=dict(stores))
@@ -137,22 +151,28 @@ def plan_addresses(manifests: Manifests, *, run_here: list[str], external: dict[
             for pod in pods:
                 target = pod.container_ports().get(port["targetPort"])
                 if (pod.name, target) in addresses.container_ports:
-                    addresses.services[(name, port["port"])] = \
-                        addresses.container_ports[(pod.name, target)]
+                    addresses.services[(name, port["port"])] = addresses.container_ports[
+                        (pod.name, target)
+                    ]
     return addresses
 
 
 def publish_node_ports(manifests: Manifests, addresses: LocalAddresses) -> list[TcpProxy]:
     """Stands in for kind's host port mappings: a forwarder per published host port to
     what the NodePort Service behind it reaches. The caller closes them."""
-    node_ports = {port["nodePort"]: (service["metadata"]["name"], port["port"])
-                  for service in manifests.of_kind("Service")
-                  for port in service["spec"]["ports"] if "nodePort" in port}
+    node_ports = {
+        port["nodePort"]: (service["metadata"]["name"], port["port"])
+        for service in manifests.of_kind("Service")
+        for port in service["spec"]["ports"]
+        if "nodePort" in port
+    }
     proxies = []
     for host_port, node_port in kind_published_ports().items():
         if node_port not in node_ports:
-            pytest.fail(f"deploy/kind/cluster.yaml maps node port {node_port}, which no "
-                        f"Service of the kind overlay uses")
+            pytest.fail(
+                f"deploy/kind/cluster.yaml maps node port {node_port}, which no "
+                f"Service of the kind overlay uses"
+            )
         target = addresses.services[node_ports[node_port]]
         proxy = TcpProxy(LOCAL_HOST, target).start()
         proxies.append(proxy)
@@ -160,9 +180,15 @@ def publish_node_ports(manifests: Manifests, addresses: LocalAddresses) -> list[
     return proxies
 
 
-def container_env(manifests: Manifests, workload: Workload, container: dict,
-                  addresses: LocalAddresses, *, external_secrets: dict[str, str],
-                  home: Path) -> dict[str, str]:
+def container_env(
+    manifests: Manifests,
+    workload: Workload,
+    container: dict,
+    addresses: LocalAddresses,
+    *,
+    external_secrets: dict[str, str],
+    home: Path,
+) -> dict[str, str]:
     """The container's environment as its pod gets it, addresses made local. Values of
     Secrets created outside the manifests come from `external_secrets`."""
     env = {
@@ -175,8 +201,10 @@ def container_env(manifests: Manifests, workload: Workload, container: dict,
     for name, value in manifests.env_values(container).items():
         if value is None:
             if name not in external_secrets:
-                pytest.fail(f"{workload.name}/{container['name']}: {name} comes from a Secret "
-                            f"the overlay does not render; the test has no value for it")
+                pytest.fail(
+                    f"{workload.name}/{container['name']}: {name} comes from a Secret "
+                    f"the overlay does not render; the test has no value for it"
+                )
             env[name] = external_secrets[name]
         else:
             env[name] = addresses.rewrite(name, value, workload=workload.name)
@@ -185,8 +213,10 @@ def container_env(manifests: Manifests, workload: Workload, container: dict,
 
 def expand(arguments: list[str], env: dict[str, str]) -> list[str]:
     """Kubernetes' $(VAR) expansion in command and args."""
-    return [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), argument)
-            for argument in arguments]
+    return [
+        re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), argument)
+        for argument in arguments
+    ]
 
 
 def container_argv(container: dict, env: dict[str, str]) -> list[str]:
@@ -196,15 +226,22 @@ def container_argv(container: dict, env: dict[str, str]) -> list[str]:
 class LocalProcess:
     """A container's process; its stdout and stderr (the JSON logs) go to a file."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path,
-                 log_dir: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], cwd: Path, log_dir: Path
+    ) -> None:
         self.name = name
         self.argv = argv
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._log,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.popen = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -231,8 +268,10 @@ class LocalProcess:
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.name} ({' '.join(self.argv)}) did not finish within "
-                        f"{timeout}s:\n{self.tail()}")
+            pytest.fail(
+                f"{self.name} ({' '.join(self.argv)}) did not finish within "
+                f"{timeout}s:\n{self.tail()}"
+            )
 
     def terminate(self, timeout: float) -> int:
         """SIGTERM, as the kubelet sends, and the exit status."""
@@ -261,8 +300,10 @@ def wait_for_http(url: str, processes: list[LocalProcess], *, timeout: float) ->
     while time.monotonic() < deadline:
         for process in processes:
             if not process.alive():
-                pytest.fail(f"{process.name} exited with {process.popen.returncode} while "
-                            f"waiting for {url}:\n{process.tail()}")
+                pytest.fail(
+                    f"{process.name} exited with {process.popen.returncode} while "
+                    f"waiting for {url}:\n{process.tail()}"
+                )
         try:
             response = httpx.get(url, timeout=3)
             if response.status_code == 200:

@@ -1,6 +1,7 @@
 """The Dockerfile, read as text (Docker is not available to build it here): pinned bases,
 a non-root final stage without build tools or secrets, and an image that holds every
 module the manifests run."""
+
 from __future__ import annotations
 
 import re
@@ -71,8 +72,9 @@ def test_final_stage_has_no_build_tools_or_secrets():
     assert not re.search(r"apt-get install|build-essential|gcc|grpc_tools|npm ", text)
     for keyword, rest in instructions():
         if keyword in ("ENV", "ARG"):
-            assert not re.search(r"(PASSWORD|SECRET|TOKEN|PRIVATE_KEY|AWS_ACCESS)", rest,
-                                 re.IGNORECASE), rest
+            assert not re.search(
+                r"(PASSWORD|SECRET|TOKEN|PRIVATE_KEY|AWS_ACCESS)", rest, re.IGNORECASE
+            ), rest
 
 
 def test_manifests_run_as_the_images_user(rendered):
@@ -83,16 +85,21 @@ def test_manifests_run_as_the_images_user(rendered):
             for container in workload.all_containers():
                 if is_dropfile_image(container["image"]):
                     user = container.get("securityContext", {}).get(
-                        "runAsUser", workload.spec["securityContext"].get("runAsUser"))
+                        "runAsUser", workload.spec["securityContext"].get("runAsUser")
+                    )
                     assert user == uid, f"{workload.name}/{container['name']}"
 
 
 def test_every_module_the_manifests_run_is_in_the_image(rendered):
-    copied = {rest.split()[0].rstrip("/") for keyword, rest in instructions()
-              if keyword == "COPY" and not rest.startswith("--from")}
-    dependencies = {re.split(r"[\[<>=!~ ]", dep, maxsplit=1)[0].lower() for dep in
-                    tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-                    ["dependencies"]}
+    copied = {
+        rest.split()[0].rstrip("/")
+        for keyword, rest in instructions()
+        if keyword == "COPY" and not rest.startswith("--from")
+    }
+    dependencies = {
+        re.split(r"[\[<>=!~ ]", dep, maxsplit=1)[0].lower()
+        for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
     for manifests in rendered.values():
         for workload in manifests.workloads():
             for container in workload.all_containers():
@@ -104,7 +111,8 @@ def test_every_module_the_manifests_run_is_in_the_image(rendered):
                 if (ROOT / top).is_dir():
                     path = ROOT / module.replace(".", "/")
                     assert path.with_suffix(".py").is_file() or (path / "__main__.py").is_file(), (
-                        f"{workload.name} runs {module}, which is not in the repository")
+                        f"{workload.name} runs {module}, which is not in the repository"
+                    )
                     assert top in copied, f"the Dockerfile does not COPY {top}/"
                 else:
                     assert top in dependencies, f"{module} is neither ours nor a dependency"
@@ -121,8 +129,11 @@ def test_migrations_run_from_the_working_directory():
 
 
 def test_build_context_admits_no_local_state():
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert patterns[0] == "*", "start from nothing and admit what the image needs"
     admitted = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     assert not admitted & {".env", ".venv", "gen", ".dropfile", "tests", ".git"}
@@ -130,8 +141,9 @@ def test_build_context_admits_no_local_state():
 
 
 def test_kind_script_is_valid_bash():
-    result = subprocess.run(["bash", "-n", str(ROOT / "scripts" / "kind-up.sh")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", "-n", str(ROOT / "scripts" / "kind-up.sh")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 

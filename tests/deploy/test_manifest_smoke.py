@@ -10,6 +10,7 @@ place of kind's published host ports. Then one upload goes through the gateway a
 on the host does it (v1 API, parts PUT to presigned URLs), storage's event confirms it, the
 bytes come back, every process's /metrics counted it, a request id sent to the gateway is
 in the logs of every service the call reached, and SIGTERM stops everything cleanly."""
+
 from __future__ import annotations
 
 import re
@@ -30,9 +31,18 @@ from services.auth.throttle import sign_up_key
 from services.common.clients import aws_client
 from tests.conftest import PG_ADMIN_URL, wait_until
 
-from .local_stack import (LOCAL_HOST, LocalProcess, app_directory, container_env,
-                          container_argv, free_port, plan_addresses, publish_node_ports,
-                          run_to_completion, wait_for_http)
+from .local_stack import (
+    LOCAL_HOST,
+    LocalProcess,
+    app_directory,
+    container_argv,
+    container_env,
+    free_port,
+    plan_addresses,
+    publish_node_ports,
+    run_to_completion,
+    wait_for_http,
+)
 
 SERVICES = ["auth", "upload", "events", "gateway"]  # started in this order
 PART_SIZE = 5 * 1024 * 1024  # PART_SIZE_BYTES' default: the kind overlay does not set it
@@ -100,8 +110,9 @@ def logged_request_ids(process: LocalProcess) -> set[str]:
     return {entry["request_id"] for entry in process.entries() if entry.get("request_id")}
 
 
-def test_the_kind_overlay_runs_an_upload_end_to_end(rendered, smoke_database, redis_url,
-                                                     key_pair, tmp_path, started):
+def test_the_kind_overlay_runs_an_upload_end_to_end(
+    rendered, smoke_database, redis_url, key_pair, tmp_path, started
+):
     kind = rendered["kind"]
     private_pem, public_pem = key_pair
     app_dir = app_directory(tmp_path)
@@ -112,12 +123,20 @@ def test_the_kind_overlay_runs_an_upload_end_to_end(rendered, smoke_database, re
 
     # moto stands in for the moto Deployment (S3 and SQS, in memory).
     moto_port = free_port()
-    moto = LocalProcess("moto", [sys.executable, "-m", "moto.server", "-H", LOCAL_HOST,
-                                 "-p", str(moto_port)], {"PATH": "/usr/bin:/bin"},
-                        tmp_path, tmp_path / "logs")
+    moto = LocalProcess(
+        "moto",
+        [sys.executable, "-m", "moto.server", "-H", LOCAL_HOST, "-p", str(moto_port)],
+        {"PATH": "/usr/bin:/bin"},
+        tmp_path,
+        tmp_path / "logs",
+    )
     started.append(moto)
-    addresses = plan_addresses(kind, run_here=SERVICES, external={"moto": moto_port},
-                               stores={"postgres": smoke_database, "redis": redis_url})
+    addresses = plan_addresses(
+        kind,
+        run_here=SERVICES,
+        external={"moto": moto_port},
+        stores={"postgres": smoke_database, "redis": redis_url},
+    )
     proxies = publish_node_ports(kind, addresses)
     try:
         wait_for_http(f"http://{LOCAL_HOST}:{moto_port}/moto-api/", [moto], timeout=30)
@@ -134,13 +153,20 @@ def _run_the_overlay(kind, addresses, app_dir, tmp_path, started, private_pem, p
     in_cluster_address = re.compile(rf"(^|[/@,])({names})(\.[\w.-]+)?:\d")
 
     def start(workload, container, name=None) -> LocalProcess:
-        env = container_env(kind, workload, container, addresses,
-                            external_secrets=external_secrets, home=home)
+        env = container_env(
+            kind, workload, container, addresses, external_secrets=external_secrets, home=home
+        )
         for variable, value in env.items():  # every in-cluster address was made local
             assert not in_cluster_address.search(value), (
-                f"{workload.name}: {variable}={value} still names an in-cluster Service")
-        process = LocalProcess(name or container["name"], container_argv(container, env),
-                               env, app_dir, tmp_path / "logs")
+                f"{workload.name}: {variable}={value} still names an in-cluster Service"
+            )
+        process = LocalProcess(
+            name or container["name"],
+            container_argv(container, env),
+            env,
+            app_dir,
+            tmp_path / "logs",
+        )
         started.append(process)
         return process
 
@@ -166,13 +192,13 @@ def _run_the_overlay(kind, addresses, app_dir, tmp_path, started, private_pem, p
     gateway_url = f"http://{LOCAL_HOST}:{addresses.published[8080]}"
     storage_netloc = f"{LOCAL_HOST}:{addresses.published[5000]}"
     readiness = kind.workload("Deployment", "gateway").containers[0]["readinessProbe"]
-    wait_for_http(gateway_url + readiness["httpGet"]["path"], list(services.values()),
-                  timeout=120)
+    wait_for_http(gateway_url + readiness["httpGet"]["path"], list(services.values()), timeout=120)
 
     upload = _upload_one_file(gateway_url, storage_netloc)
     events_env = services["events"].env
-    sqs = aws_client("sqs", region=events_env["AWS_REGION"],
-                     endpoint_url=events_env["AWS_ENDPOINT_URL"])
+    sqs = aws_client(
+        "sqs", region=events_env["AWS_REGION"], endpoint_url=events_env["AWS_ENDPOINT_URL"]
+    )
     _check_metrics(services, local_port, gateway_url, upload, sqs, events_env["SQS_QUEUE_URL"])
     _check_request_ids(services, upload)
 
@@ -181,8 +207,10 @@ def _run_the_overlay(kind, addresses, app_dir, tmp_path, started, private_pem, p
         if name == "gateway":
             # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught.
             assert status in (0, -signal.SIGTERM), services[name].tail()
-            assert any(e["msg"].startswith("Application shutdown complete")
-                       for e in services[name].entries()), services[name].tail()
+            assert any(
+                e["msg"].startswith("Application shutdown complete")
+                for e in services[name].entries()
+            ), services[name].tail()
         else:
             assert status == 0, f"{name} exited with {status}:\n{services[name].tail()}"
             assert any(e["msg"] == "stopped" for e in services[name].entries()), name
@@ -198,9 +226,17 @@ def _upload_one_file(gateway_url: str, storage_netloc: str) -> dict:
     signup_request_id = f"smoke-signup-{secrets.token_hex(6)}"
     complete_request_id = f"smoke-complete-{secrets.token_hex(6)}"
     client = httpx.Client(base_url=gateway_url, timeout=60)
-    signup = client.post("/api/auth/signup", headers={"X-Request-ID": signup_request_id},
-                         json={"user": {"email": f"smoke-{uuid.uuid4().hex[:10]}@example.com",
-                                        "name": "Smoke", "password": "correct horse battery"}})
+    signup = client.post(
+        "/api/auth/signup",
+        headers={"X-Request-ID": signup_request_id},
+        json={
+            "user": {
+                "email": f"smoke-{uuid.uuid4().hex[:10]}@example.com",
+                "name": "Smoke",
+                "password": "correct horse battery",
+            }
+        },
+    )
     ok(signup)
     assert signup.headers["x-request-id"] == signup_request_id
     client.headers["Cookie"] = session_cookie_header(signup)
@@ -208,9 +244,17 @@ def _upload_one_file(gateway_url: str, storage_netloc: str) -> dict:
     data = secrets.token_bytes(PART_SIZE + 54_321)
     parts = [data[:PART_SIZE], data[PART_SIZE:]]
     file_id = str(uuid.uuid4())
-    started = ok(client.post("/api/files/get-upload-urls", json={
-        "file_id": file_id, "file_name": "smoke.bin", "file_type": "application/octet-stream",
-        "file_size": str(len(data))}))
+    started = ok(
+        client.post(
+            "/api/files/get-upload-urls",
+            json={
+                "file_id": file_id,
+                "file_name": "smoke.bin",
+                "file_type": "application/octet-stream",
+                "file_size": str(len(data)),
+            },
+        )
+    )
     urls = started["presignedUrls"]
     assert len(urls) == len(parts)
     for url in urls:  # signed for S3_PUBLIC_ENDPOINT_URL: the host's view of moto
@@ -221,14 +265,28 @@ def _upload_one_file(gateway_url: str, storage_netloc: str) -> dict:
         assert put.status_code == 200, put.text
         etags.append(put.headers["ETag"])
     for index, (part, etag) in enumerate(zip(parts, etags)):
-        ok(client.post("/api/files/record-chunk", json={
-            "file_id": file_id, "chunk_index": index, "size": str(len(part)),
-            "etag": etag.strip('"')}))
-    completed = client.post("/api/files/complete-upload",
-                            headers={"X-Request-ID": complete_request_id}, json={
-                                "uploadId": started["uploadId"], "fileId": file_id,
-                                "parts": [{"ETag": etag, "PartNumber": number}
-                                          for number, etag in enumerate(etags, start=1)]})
+        ok(
+            client.post(
+                "/api/files/record-chunk",
+                json={
+                    "file_id": file_id,
+                    "chunk_index": index,
+                    "size": str(len(part)),
+                    "etag": etag.strip('"'),
+                },
+            )
+        )
+    completed = client.post(
+        "/api/files/complete-upload",
+        headers={"X-Request-ID": complete_request_id},
+        json={
+            "uploadId": started["uploadId"],
+            "fileId": file_id,
+            "parts": [
+                {"ETag": etag, "PartNumber": number} for number, etag in enumerate(etags, start=1)
+            ],
+        },
+    )
     ok(completed)
     assert completed.headers["x-request-id"] == complete_request_id
 
@@ -236,43 +294,83 @@ def _upload_one_file(gateway_url: str, storage_netloc: str) -> dict:
         files = ok(client.get("/api/files/list"))["files"]
         return next((f for f in files if f["fileId"] == file_id), None)
 
-    wait_until(lambda: (entry() or {}).get("status") == "UPLOADED", timeout=60, interval=0.25,
-               what="the ObjectCreated event to confirm the upload")
-    download = ok(client.post("/api/files/get-download-url",
-                              json={"s3_key": entry()["s3Key"]}))
+    wait_until(
+        lambda: (entry() or {}).get("status") == "UPLOADED",
+        timeout=60,
+        interval=0.25,
+        what="the ObjectCreated event to confirm the upload",
+    )
+    download = ok(client.post("/api/files/get-download-url", json={"s3_key": entry()["s3Key"]}))
     assert urlsplit(download["url"]).netloc == storage_netloc
     fetched = httpx.get(download["url"], timeout=120)
     assert fetched.status_code == 200
     assert fetched.content == data
     client.close()
-    return {"size": len(data), "parts": len(parts), "signup_request_id": signup_request_id,
-            "complete_request_id": complete_request_id}
+    return {
+        "size": len(data),
+        "parts": len(parts),
+        "signup_request_id": signup_request_id,
+        "complete_request_id": complete_request_id,
+    }
 
 
 def queue_is_empty(sqs, queue_url: str) -> bool:
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
     return all(value == "0" for value in attributes.values())
 
 
 def _check_metrics(services, local_port, gateway_url, upload, sqs, queue_url) -> None:
     grpc_requests = "dropfile_grpc_requests_total"
     auth = scrape(local_port("auth", "metrics"))
-    assert metric(auth, grpc_requests, service="dropfile.auth.v1.AuthService",
-                  method="SignUp", code="OK") == 1
+    assert (
+        metric(
+            auth, grpc_requests, service="dropfile.auth.v1.AuthService", method="SignUp", code="OK"
+        )
+        == 1
+    )
 
     uploads = scrape(local_port("upload", "metrics"))
     user_rpcs = {"InitiateUpload": 1, "CompleteUpload": 1, "GetDownloadUrl": 1}
     for method, count in user_rpcs.items():
-        assert metric(uploads, grpc_requests, service="dropfile.upload.v1.UploadService",
-                      method=method, code="OK") == count, method
-        assert metric(uploads, "dropfile_grpc_request_duration_seconds_count",
-                      service="dropfile.upload.v1.UploadService", method=method) == count
+        assert (
+            metric(
+                uploads,
+                grpc_requests,
+                service="dropfile.upload.v1.UploadService",
+                method=method,
+                code="OK",
+            )
+            == count
+        ), method
+        assert (
+            metric(
+                uploads,
+                "dropfile_grpc_request_duration_seconds_count",
+                service="dropfile.upload.v1.UploadService",
+                method=method,
+            )
+            == count
+        )
     # The gateway records parts in RecordParts calls, several parts per call when they
     # arrive together.
-    assert 1 <= metric(uploads, grpc_requests, service="dropfile.upload.v1.UploadService",
-                       method="RecordParts", code="OK") <= upload["parts"]
+    assert (
+        1
+        <= metric(
+            uploads,
+            grpc_requests,
+            service="dropfile.upload.v1.UploadService",
+            method="RecordParts",
+            code="OK",
+        )
+        <= upload["parts"]
+    )
     assert metric(uploads, "dropfile_uploads_initiated_total") == 1
     assert metric(uploads, "dropfile_upload_parts_recorded_total") == upload["parts"]
     assert metric(uploads, "dropfile_upload_bytes_recorded_total") == upload["size"]
@@ -285,10 +383,16 @@ def _check_metrics(services, local_port, gateway_url, upload, sqs, queue_url) ->
     # upload (CompleteMultipartUpload, then Put; S3 sends the first only), and the second
     # finds the file confirmed already. Once the queue is empty, each was received, handled
     # and deleted once.
-    wait_until(lambda: queue_is_empty(sqs, queue_url), timeout=60,
-               what="the event processor to empty the queue")
-    created = [e for e in services["events"].entries()
-               if e.get("outcome") in ("confirmed", "already_confirmed")]
+    wait_until(
+        lambda: queue_is_empty(sqs, queue_url),
+        timeout=60,
+        what="the event processor to empty the queue",
+    )
+    created = [
+        e
+        for e in services["events"].entries()
+        if e.get("outcome") in ("confirmed", "already_confirmed")
+    ]
     assert [e["outcome"] for e in created].count("confirmed") == 1, created
     # An event that overtook CompleteUpload's commit, still not completed after the
     # processor's short waits, was deferred and received again.
@@ -296,28 +400,51 @@ def _check_metrics(services, local_port, gateway_url, upload, sqs, queue_url) ->
     events = scrape(local_port("events", "metrics"))
     queue = "dropfile_queue_messages_total"
     assert metric(events, queue, outcome="received") == 1 + len(created) + len(deferred)
-    wait_until(lambda: metric(scrape(local_port("events", "metrics")), queue,
-                              outcome="deleted") == 1 + len(created),
-               timeout=10, what="the deletions to be counted")
+    wait_until(
+        lambda: (
+            metric(scrape(local_port("events", "metrics")), queue, outcome="deleted")
+            == 1 + len(created)
+        ),
+        timeout=10,
+        what="the deletions to be counted",
+    )
     for outcome in ("rejected", "failed", "transient_failure"):
         assert f'outcome="{outcome}"' not in events, outcome
     uploads = scrape(local_port("upload", "metrics"))
     # At least one call per event; more when one asked again while CompleteUpload committed.
-    assert metric(uploads, grpc_requests, service="dropfile.upload.v1.UploadInternalService",
-                  method="ConfirmUpload", code="OK") >= len(created)
+    assert metric(
+        uploads,
+        grpc_requests,
+        service="dropfile.upload.v1.UploadInternalService",
+        method="ConfirmUpload",
+        code="OK",
+    ) >= len(created)
 
     gateway = scrape(local_port("gateway", "metrics"))
-    routes = {("POST", "/api/auth/signup"): 1, ("POST", "/api/files/get-upload-urls"): 1,
-              ("POST", "/api/files/record-chunk"): upload["parts"],
-              ("POST", "/api/files/complete-upload"): 1,
-              ("POST", "/api/files/get-download-url"): 1}
+    routes = {
+        ("POST", "/api/auth/signup"): 1,
+        ("POST", "/api/files/get-upload-urls"): 1,
+        ("POST", "/api/files/record-chunk"): upload["parts"],
+        ("POST", "/api/files/complete-upload"): 1,
+        ("POST", "/api/files/get-download-url"): 1,
+    }
     for (method, route), count in routes.items():
-        assert metric(gateway, "dropfile_http_requests_total", method=method, route=route,
-                      status="200") == count, route
-        assert metric(gateway, "dropfile_http_request_duration_seconds_count", method=method,
-                      route=route) == count, route
-    assert metric(gateway, "dropfile_http_requests_total", method="GET", route="/readyz",
-                  status="200") >= 1
+        assert (
+            metric(
+                gateway, "dropfile_http_requests_total", method=method, route=route, status="200"
+            )
+            == count
+        ), route
+        assert (
+            metric(
+                gateway, "dropfile_http_request_duration_seconds_count", method=method, route=route
+            )
+            == count
+        ), route
+    assert (
+        metric(gateway, "dropfile_http_requests_total", method="GET", route="/readyz", status="200")
+        >= 1
+    )
     # Metrics stay off the public port: /metrics there is not the registry.
     public = httpx.get(f"{gateway_url}/metrics", timeout=5)
     assert public.status_code == 404
@@ -333,24 +460,35 @@ def _check_request_ids(services, upload) -> None:
             seen = request_id in logged_request_ids(process)
             assert seen == (name in reached), (
                 f"request id {request_id} {'missing from' if not seen else 'unexpected in'} "
-                f"the logs of {name}:\n{process.tail(20)}")
-    gateway_lines = [e for e in services["gateway"].entries()
-                     if e.get("request_id") == complete_id]
-    assert any(e.get("path") == "/api/files/complete-upload" and e.get("status") == 200
-               for e in gateway_lines), gateway_lines
-    assert any(e.get("method") == "/dropfile.upload.v1.UploadService/CompleteUpload"
-               and e.get("code") == "OK" for e in services["upload"].entries()
-               if e.get("request_id") == complete_id)
+                f"the logs of {name}:\n{process.tail(20)}"
+            )
+    gateway_lines = [e for e in services["gateway"].entries() if e.get("request_id") == complete_id]
+    assert any(
+        e.get("path") == "/api/files/complete-upload" and e.get("status") == 200
+        for e in gateway_lines
+    ), gateway_lines
+    assert any(
+        e.get("method") == "/dropfile.upload.v1.UploadService/CompleteUpload"
+        and e.get("code") == "OK"
+        for e in services["upload"].entries()
+        if e.get("request_id") == complete_id
+    )
 
     # The events processor's request id is the SQS message id; it reaches upload with
     # ConfirmUpload, whose log line carries it.
-    confirmed = [e for e in services["events"].entries()
-                 if e.get("outcome") == "confirmed" and e.get("request_id")]
+    confirmed = [
+        e
+        for e in services["events"].entries()
+        if e.get("outcome") == "confirmed" and e.get("request_id")
+    ]
     assert len(confirmed) == 1, services["events"].tail()
     message_id = confirmed[0]["request_id"]
     assert confirmed[0]["message_id"] == message_id
-    assert any(e.get("method") == "/dropfile.upload.v1.UploadInternalService/ConfirmUpload"
-               for e in services["upload"].entries() if e.get("request_id") == message_id)
+    assert any(
+        e.get("method") == "/dropfile.upload.v1.UploadInternalService/ConfirmUpload"
+        for e in services["upload"].entries()
+        if e.get("request_id") == message_id
+    )
     # Every RPC a service served came with a request id (the gateway's, or a service's).
     for name in ("auth", "upload", "events"):
         for e in services[name].entries():

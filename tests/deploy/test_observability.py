@@ -3,6 +3,7 @@ Dropfile process exposes /metrics on a container port named `metrics` that Prome
 through pod annotations, only the `monitoring` namespace may scrape it, the gateway keeps it
 off its public port, and in kind the presigned URLs are signed for moto as the host reaches
 it."""
+
 from __future__ import annotations
 
 from gateway.metrics import serves_metrics_on_http_port
@@ -37,31 +38,42 @@ def test_gateway_metrics_are_not_on_its_public_port(manifests):
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["metrics"] != ports["http"]
     # With METRICS_PORT set the gateway never answers /metrics on its HTTP port.
-    settings = GatewaySettings(_env_file=None, dropfile_env=env["DROPFILE_ENV"],
-                               cors_origins=env["CORS_ORIGINS"],
-                               metrics_port=int(env["METRICS_PORT"]))
+    settings = GatewaySettings(
+        _env_file=None,
+        dropfile_env=env["DROPFILE_ENV"],
+        cors_origins=env["CORS_ORIGINS"],
+        metrics_port=int(env["METRICS_PORT"]),
+    )
     assert not serves_metrics_on_http_port(settings)
     for service in manifests.of_kind("Service"):
         for port in service["spec"]["ports"]:
             assert port.get("targetPort") != "metrics", (
-                f"Service {service['metadata']['name']} exposes metrics")
+                f"Service {service['metadata']['name']} exposes metrics"
+            )
 
 
 def test_only_the_monitoring_namespace_scrapes_metrics(manifests):
     policies = manifests.of_kind("NetworkPolicy")
     for name in LONG_RUNNING:
         pod = manifests.workload("Deployment", name)
-        admitting = [rule for policy in policies
-                     if labels_match(policy["spec"]["podSelector"], pod.labels)
-                     for rule in policy["spec"].get("ingress", [])
-                     if any(p.get("port") in ("metrics", pod.container_ports()["metrics"])
-                            for p in rule.get("ports", []))]
+        admitting = [
+            rule
+            for policy in policies
+            if labels_match(policy["spec"]["podSelector"], pod.labels)
+            for rule in policy["spec"].get("ingress", [])
+            if any(
+                p.get("port") in ("metrics", pod.container_ports()["metrics"])
+                for p in rule.get("ports", [])
+            )
+        ]
         assert admitting, f"{manifests.overlay}: nothing may scrape {name}"
         for rule in admitting:
             peers = rule.get("from", [])
             assert peers and all(
-                peer.get("namespaceSelector", {}).get("matchLabels") ==
-                {"kubernetes.io/metadata.name": "monitoring"} for peer in peers), rule
+                peer.get("namespaceSelector", {}).get("matchLabels")
+                == {"kubernetes.io/metadata.name": "monitoring"}
+                for peer in peers
+            ), rule
 
 
 def test_tracing_is_off_in_the_manifests(manifests):
@@ -76,8 +88,9 @@ def test_kind_presigns_for_moto_as_the_host_reaches_it(rendered):
     (container,) = kind.workload("Deployment", "upload").containers
     public = kind.env_values(container)["S3_PUBLIC_ENDPOINT_URL"]
     moto_node_port = kind.get("Service", "moto")["spec"]["ports"][0]["nodePort"]
-    host_port = next(host for host, node in kind_published_ports().items()
-                     if node == moto_node_port)
+    host_port = next(
+        host for host, node in kind_published_ports().items() if node == moto_node_port
+    )
     assert public == f"http://localhost:{host_port}"
     readme = (DEPLOY / "README.md").read_text()
     assert "/etc/hosts" not in readme

@@ -2,6 +2,7 @@
 generated at deploy time (never committed) and publishes the gateway on localhost; aws keeps
 no secret, no AWS key and no database in the cluster, and gives AWS access through IAM roles
 for service accounts."""
+
 from __future__ import annotations
 
 import re
@@ -10,8 +11,15 @@ import subprocess
 
 import yaml
 
-from .conftest import (DEPLOY, KUBECTL, ROOT, Manifests, image_repository_name,
-                       is_dropfile_image, render)
+from .conftest import (
+    DEPLOY,
+    KUBECTL,
+    ROOT,
+    Manifests,
+    image_repository_name,
+    is_dropfile_image,
+    render,
+)
 
 AWS_KEY_NAMES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
 IN_CLUSTER_STORES = ("postgres", "redis", "valkey", "moto", "minio")
@@ -36,15 +44,22 @@ def test_no_secret_material_is_committed():
 
 # --- kind -------------------------------------------------------------------------------
 
-KIND_SECRETS = {"dropfile-db": ["CLOUD_DB_URI"], "dropfile-redis": ["CLOUD_RD_URI"],
-                "dropfile-service-token": ["SERVICE_TOKEN"],
-                "postgres-dev": ["POSTGRES_PASSWORD"], "redis-dev": ["REDIS_PASSWORD"],
-                "moto-credentials": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]}
+KIND_SECRETS = {
+    "dropfile-db": ["CLOUD_DB_URI"],
+    "dropfile-redis": ["CLOUD_RD_URI"],
+    "dropfile-service-token": ["SERVICE_TOKEN"],
+    "postgres-dev": ["POSTGRES_PASSWORD"],
+    "redis-dev": ["REDIS_PASSWORD"],
+    "moto-credentials": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+}
 
 
 def tracked_text() -> str:
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
-                            check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     texts = []
     for name in filter(None, listed):
         try:
@@ -64,8 +79,11 @@ def generated_secret(manifests, name: str, key: str) -> str | None:
 
 
 def kind_secret_values(manifests) -> dict[str, str]:
-    return {f"{name}.{key}": generated_secret(manifests, name, key)
-            for name, keys in KIND_SECRETS.items() for key in keys}
+    return {
+        f"{name}.{key}": generated_secret(manifests, name, key)
+        for name, keys in KIND_SECRETS.items()
+        for key in keys
+    }
 
 
 def test_kind_credentials_are_generated_not_committed(rendered):
@@ -75,8 +93,7 @@ def test_kind_credentials_are_generated_not_committed(rendered):
     for where, value in values.items():
         assert value not in committed, f"{where} is committed"
     secrets_dir = DEPLOY / "overlays" / "kind" / "secrets"
-    ignored = subprocess.run(["git", "check-ignore", "-q", str(secrets_dir / "db.env")],
-                             cwd=ROOT)
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(secrets_dir / "db.env")], cwd=ROOT)
     assert ignored.returncode == 0, "the generated secrets are not ignored by git"
     assert secrets_dir.stat().st_mode & 0o077 == 0, "the secrets folder is readable by others"
 
@@ -95,11 +112,23 @@ def test_kind_credentials_are_random_and_agree(rendered, tmp_path):
 
     copy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("secrets"))
-    subprocess.run(["bash", str(copy / "kind" / "secrets.sh")], check=True,
-                   capture_output=True)
-    other = Manifests("kind", [doc for doc in yaml.safe_load_all(subprocess.run(
-        [str(KUBECTL), "kustomize", str(copy / "overlays" / "kind")], capture_output=True,
-        text=True, check=True, timeout=120).stdout) if doc])
+    subprocess.run(["bash", str(copy / "kind" / "secrets.sh")], check=True, capture_output=True)
+    other = Manifests(
+        "kind",
+        [
+            doc
+            for doc in yaml.safe_load_all(
+                subprocess.run(
+                    [str(KUBECTL), "kustomize", str(copy / "overlays" / "kind")],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=120,
+                ).stdout
+            )
+            if doc
+        ],
+    )
     mine, theirs = values, kind_secret_values(other)
     for where in mine:
         assert mine[where] != theirs[where], f"{where} is the same in two clones"
@@ -107,8 +136,7 @@ def test_kind_credentials_are_random_and_agree(rendered, tmp_path):
 
 def test_generating_kind_credentials_again_keeps_them(rendered):
     before = kind_secret_values(rendered["kind"])
-    subprocess.run(["bash", str(DEPLOY / "kind" / "secrets.sh")], check=True,
-                   capture_output=True)
+    subprocess.run(["bash", str(DEPLOY / "kind" / "secrets.sh")], check=True, capture_output=True)
     assert kind_secret_values(Manifests("kind", render("kind"))) == before
 
 
@@ -123,8 +151,11 @@ def test_kind_runs_its_stores_in_the_cluster(rendered):
 
 def test_kind_publishes_the_gateway_and_moto_on_localhost(rendered):
     cluster = yaml.safe_load((DEPLOY / "kind" / "cluster.yaml").read_text())
-    mappings = {m["containerPort"]: m for node in cluster["nodes"]
-                for m in node.get("extraPortMappings", [])}
+    mappings = {
+        m["containerPort"]: m
+        for node in cluster["nodes"]
+        for m in node.get("extraPortMappings", [])
+    }
     for service_name, host_port in (("gateway", 8080), ("moto", 5000)):
         service = rendered["kind"].get("Service", service_name)
         assert service["spec"].get("type") == "NodePort", service_name
@@ -136,14 +167,19 @@ def test_kind_publishes_the_gateway_and_moto_on_localhost(rendered):
 
 def test_kind_image_is_the_locally_built_one(rendered):
     script = (ROOT / "scripts" / "kind-up.sh").read_text()
-    images = {c["image"] for w in rendered["kind"].workloads() for c in w.all_containers()
-              if is_dropfile_image(c["image"])}
+    images = {
+        c["image"]
+        for w in rendered["kind"].workloads()
+        for c in w.all_containers()
+        if is_dropfile_image(c["image"])
+    }
     assert images == {"dropfile:dev"}
     assert "IMAGE=dropfile:dev" in script
     assert "deploy/kind/cluster.yaml" in script and "deploy/overlays/kind" in script
 
 
 # --- aws --------------------------------------------------------------------------------
+
 
 def test_aws_holds_no_secret_values(rendered):
     for secret in rendered["aws"].of_kind("Secret"):
@@ -152,7 +188,7 @@ def test_aws_holds_no_secret_values(rendered):
 
 def test_aws_uses_no_static_keys_and_no_local_endpoints(rendered):
     aws = rendered["aws"]
-    for workload, container, env in all_env(aws):
+    for workload, _container, env in all_env(aws):
         assert not AWS_KEY_NAMES & set(env), f"{workload.name}: static AWS keys"
         assert not any(name.startswith("AWS_ENDPOINT_URL") for name in env), workload.name
     for config_map in aws.of_kind("ConfigMap"):
@@ -183,6 +219,7 @@ def test_aws_grants_storage_access_through_iam_roles(rendered):
 
 # --- Sign-in limits (issue #14) ---------------------------------------------------------
 
+
 def _env_of(manifests, name: str) -> dict[str, str | None]:
     workload = manifests.workload("Deployment", name)
     return manifests.env_values(workload.containers[0])
@@ -204,7 +241,11 @@ def test_auth_counts_attempts_in_redis_and_the_gateway_vouches_for_addresses(man
     for env in (auth, gateway):
         assert "SERVICE_TOKEN" in env
     auth_ref, gateway_ref = (
-        next(v["valueFrom"]["secretKeyRef"]["name"] for v in
-             manifests.workload("Deployment", name).containers[0]["env"]
-             if v["name"] == "SERVICE_TOKEN") for name in ("auth", "gateway"))
+        next(
+            v["valueFrom"]["secretKeyRef"]["name"]
+            for v in manifests.workload("Deployment", name).containers[0]["env"]
+            if v["name"] == "SERVICE_TOKEN"
+        )
+        for name in ("auth", "gateway")
+    )
     assert auth_ref == gateway_ref

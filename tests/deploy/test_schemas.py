@@ -1,6 +1,7 @@
 """Every rendered object validates strictly (unknown fields are errors) against the
 Kubernetes OpenAPI schemas kubernetes-validate bundles, for the oldest and newest versions
 the manifests target. An object no schema covers fails too (the command line only warns)."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,9 +19,11 @@ KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_manifests_match_the_kubernetes_schemas(manifests, version):
     if kubernetes_validate is None:
-        pytest.fail("kubernetes-validate is not installed in this virtualenv: run `make "
-                    "deploy-check` or `pip install -r deploy/requirements-dev.txt`",
-                    pytrace=False)
+        pytest.fail(
+            "kubernetes-validate is not installed in this virtualenv: run `make "
+            "deploy-check` or `pip install -r deploy/requirements-dev.txt`",
+            pytrace=False,
+        )
     failures = []
     for doc in manifests.docs:
         where = f"{doc['kind']}/{doc['metadata']['name']}"

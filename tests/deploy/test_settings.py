@@ -1,6 +1,7 @@
 """The manifests configure each process only with names its settings class reads, and with
 values that class accepts: a typo in a variable name, a key missing from a ConfigMap or an
 invalid value fails here instead of in a pod."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,15 +26,24 @@ SETTINGS_BY_MODULE = {
 }
 # Read by boto3 itself (credentials chain, IRSA), not by our settings: allowed for processes
 # that talk to AWS.
-BOTO3_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-             "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME",
-             "AWS_DEFAULT_REGION", "AWS_STS_REGIONAL_ENDPOINTS"}
+BOTO3_ENV = {
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_DEFAULT_REGION",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+}
 # Secrets an overlay expects to exist without rendering them, and a stand-in for each value
 # (the shape the operator's value must have) to check the settings accept it.
 EXTERNAL_SECRETS = {
     "kind": {"dropfile-jwt": "created by scripts/kind-up.sh"},
-    "aws": {name: "created by the operator" for name in
-            ("dropfile-db", "dropfile-redis", "dropfile-jwt", "dropfile-service-token")},
+    "aws": {
+        name: "created by the operator"
+        for name in ("dropfile-db", "dropfile-redis", "dropfile-jwt", "dropfile-service-token")
+    },
 }
 STAND_INS = {
     "CLOUD_DB_URI": "postgresql://dropfile:password@db.example.internal:5432/dropfile",
@@ -54,7 +64,8 @@ def dropfile_containers(manifests):
 def settings_class(workload, container):
     module = python_module(container)
     assert module in SETTINGS_BY_MODULE, (
-        f"{workload.name}/{container['name']} runs {module!r}: add its settings class here")
+        f"{workload.name}/{container['name']} runs {module!r}: add its settings class here"
+    )
     return SETTINGS_BY_MODULE[module]
 
 
@@ -67,8 +78,13 @@ def allowed_names(cls) -> set[str]:
 
 def test_every_dropfile_container_runs_a_known_process(manifests):
     modules = {python_module(c) for _, c in dropfile_containers(manifests)}
-    assert {"services.auth.server", "services.upload.server", "services.events.server",
-            "gateway", "alembic"} <= modules
+    assert {
+        "services.auth.server",
+        "services.upload.server",
+        "services.events.server",
+        "gateway",
+        "alembic",
+    } <= modules
     for workload, container in dropfile_containers(manifests):
         settings_class(workload, container)
 
@@ -88,10 +104,11 @@ def test_env_names_are_settings_of_the_process(manifests):
                     assert ref[kind]["key"] == var["name"], f"{where}: {var['name']}"
         for source in container.get("envFrom", []):
             config = source.get("configMapRef") or source.get("secretRef")
-            obj = manifests.get("ConfigMap" if "configMapRef" in source else "Secret",
-                                config["name"])
+            obj = manifests.get(
+                "ConfigMap" if "configMapRef" in source else "Secret", config["name"]
+            )
             assert obj is not None, f"{where}: envFrom {config['name']} is not rendered"
-            for key in (obj.get("data") or {}):
+            for key in obj.get("data") or {}:
                 assert key in allowed, f"{where}: {config['name']} key {key} is not a setting"
 
 
@@ -105,16 +122,20 @@ def test_referenced_keys_exist(manifests):
                 if "configMapKeyRef" in ref:
                     name, key = ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"]
                     assert manifests.config_value(name, key) is not None, (
-                        f"{where}: ConfigMap {name} has no key {key}")
+                        f"{where}: ConfigMap {name} has no key {key}"
+                    )
                 if "secretKeyRef" in ref:
                     name, key = ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"]
                     assert not ref["secretKeyRef"].get("optional"), where
                     if manifests.get("Secret", name) is None:
-                        assert name in external, f"{where}: Secret {name} is neither rendered " \
-                                                 f"nor documented as created outside"
+                        assert name in external, (
+                            f"{where}: Secret {name} is neither rendered "
+                            f"nor documented as created outside"
+                        )
                     else:
                         assert manifests.secret_value(name, key) is not None, (
-                            f"{where}: Secret {name} has no key {key}")
+                            f"{where}: Secret {name} has no key {key}"
+                        )
 
 
 def test_every_config_key_is_read_by_someone(manifests):
@@ -148,8 +169,10 @@ def test_the_settings_accept_the_values(manifests):
         try:
             cls(_env_file=None, **fields)
         except Exception as exc:  # noqa: BLE001 - reported with the pod it concerns
-            pytest.fail(f"{manifests.overlay} {workload.name}/{container['name']}: "
-                        f"{cls.__name__} rejects the manifest's values: {exc}")
+            pytest.fail(
+                f"{manifests.overlay} {workload.name}/{container['name']}: "
+                f"{cls.__name__} rejects the manifest's values: {exc}"
+            )
 
 
 def test_servers_listen_on_all_interfaces_and_their_declared_ports(manifests):

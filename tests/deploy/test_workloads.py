@@ -1,6 +1,7 @@
 """Invariants of every rendered workload: hardened containers with resources, probes that
 match the ports, Services that reach a named port, and the objects each service needs
 (ServiceAccount, PodDisruptionBudget, HorizontalPodAutoscaler, migration ordering)."""
+
 from __future__ import annotations
 
 import pytest
@@ -69,7 +70,8 @@ def test_every_container_has_requests_and_limits(manifests):
                 for resource in ("cpu", "memory"):
                     assert resource in resources.get(bound, {}), (
                         f"{manifests.overlay} {workload.name}/{container['name']}: "
-                        f"no {bound}.{resource}")
+                        f"no {bound}.{resource}"
+                    )
 
 
 def test_every_long_running_container_has_readiness_and_liveness_probes(manifests):
@@ -91,7 +93,8 @@ def test_grpc_services_use_native_grpc_probes_on_their_grpc_port(manifests):
             for probe in ("readinessProbe", "livenessProbe"):
                 assert container[probe].get("grpc", {}).get("port") == ports["grpc"], (
                     f"{manifests.overlay} {workload.name}: {probe} is not a gRPC health "
-                    f"check on port {ports['grpc']}")
+                    f"check on port {ports['grpc']}"
+                )
 
 
 def test_grpc_liveness_asks_a_name_that_no_dependency_outage_fails(manifests):
@@ -127,7 +130,8 @@ def test_services_target_a_named_container_port(manifests):
             assert isinstance(target, str), f"Service {name}: targetPort must be a port name"
             for pod in pods:
                 assert target in pod.container_ports(), (
-                    f"Service {name}: no container port named {target} in {pod.name}")
+                    f"Service {name}: no container port named {target} in {pod.name}"
+                )
             if name in SERVICES:
                 assert port["name"] == SERVICES[name]
 
@@ -137,8 +141,7 @@ def test_every_deployment_has_its_own_service_account(manifests):
         account = workload.spec.get("serviceAccountName")
         assert account and account != "default", workload.name
         assert manifests.get("ServiceAccount", account), f"no ServiceAccount {account}"
-        assert manifests.get("ServiceAccount", account).get(
-            "automountServiceAccountToken") is False
+        assert manifests.get("ServiceAccount", account).get("automountServiceAccountToken") is False
 
 
 def test_services_have_disruption_budgets(manifests):
@@ -171,19 +174,29 @@ def test_the_migration_job_runs_alembic_upgrade_head(manifests):
 
 def test_services_using_the_database_wait_for_the_migration(manifests):
     for workload in manifests.workloads():
-        if workload.kind == "Job" or not any(is_dropfile_image(c["image"])
-                                             for c in workload.containers):
+        if workload.kind == "Job" or not any(
+            is_dropfile_image(c["image"]) for c in workload.containers
+        ):
             continue
         if not any("CLOUD_DB_URI" in manifests.env_values(c) for c in workload.containers):
             continue
-        waits = [c for c in workload.init_containers if python_module(c) == "alembic"
-                 and "alembic current" in c["command"][-1] and "(head)" in c["command"][-1]]
+        waits = [
+            c
+            for c in workload.init_containers
+            if python_module(c) == "alembic"
+            and "alembic current" in c["command"][-1]
+            and "(head)" in c["command"][-1]
+        ]
         assert waits, f"{workload.name} reads CLOUD_DB_URI but does not wait for the schema"
 
 
 def test_dropfile_workloads_run_the_one_image(manifests):
-    images = {c["image"] for w in manifests.workloads() for c in w.all_containers()
-              if is_dropfile_image(c["image"])}
+    images = {
+        c["image"]
+        for w in manifests.workloads()
+        for c in w.all_containers()
+        if is_dropfile_image(c["image"])
+    }
     assert len(images) == 1, images
 
 

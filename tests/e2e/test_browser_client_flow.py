@@ -5,6 +5,7 @@ processor) to confirm the upload; list; download; delete.
 
 Storage events arrive late in real life; here the queue delays them a few seconds, so the
 test can see that completing an upload does not by itself mark it UPLOADED."""
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,12 @@ def api_ok(response: httpx.Response) -> dict:
 
 
 def put_part(url: str, part: bytes) -> str:
-    response = httpx.put(url, content=part, timeout=120, headers={
-        "Content-Type": "application/octet-stream", "Origin": ORIGIN})
+    response = httpx.put(
+        url,
+        content=part,
+        timeout=120,
+        headers={"Content-Type": "application/octet-stream", "Origin": ORIGIN},
+    )
     assert response.status_code == 200, response.text
     # The bucket's CORS rule lets the page's script read the ETag.
     assert response.headers["access-control-allow-origin"] == ORIGIN
@@ -65,23 +70,39 @@ def status_of(client: httpx.Client, file_id: str) -> str | None:
     return next((f["status"] for f in files if f["fileId"] == file_id), None)
 
 
-def test_browser_client_flow(gateway_url, events_server, events_stub, make_token, storage,
-                             sqs, s3, db_engine):
+def test_browser_client_flow(
+    gateway_url, events_server, events_stub, make_token, storage, sqs, s3, db_engine
+):
     client = browser(gateway_url)
-    signup = client.post("/api/auth/signup", json={"user": {
-        "email": f"e2e-{uuid.uuid4().hex[:10]}@example.com", "name": "Ada",
-        "password": "correct horse battery"}})
+    signup = client.post(
+        "/api/auth/signup",
+        json={
+            "user": {
+                "email": f"e2e-{uuid.uuid4().hex[:10]}@example.com",
+                "name": "Ada",
+                "password": "correct horse battery",
+            }
+        },
+    )
     assert api_ok(signup)["status"]
     assert {"access_token", "refresh_token", "device_id"} <= set(client.cookies.keys())
     assert api_ok(client.get("/api/auth/authenticate")) == {"status": "Authorized"}
 
     data = os.urandom(3 * PART_SIZE + 123_457)
-    parts = [data[start:start + PART_SIZE] for start in range(0, len(data), PART_SIZE)]
+    parts = [data[start : start + PART_SIZE] for start in range(0, len(data), PART_SIZE)]
     assert [len(p) for p in parts] == [PART_SIZE] * 3 + [123_457]
     file_id = str(uuid.uuid4())
-    started = api_ok(client.post("/api/files/get-upload-urls", json={
-        "file_id": file_id, "file_name": FILE_NAME, "file_type": "application/pdf",
-        "file_size": str(len(data))}))
+    started = api_ok(
+        client.post(
+            "/api/files/get-upload-urls",
+            json={
+                "file_id": file_id,
+                "file_name": FILE_NAME,
+                "file_type": "application/pdf",
+                "file_size": str(len(data)),
+            },
+        )
+    )
     assert started["success"] is True
     urls, upload_id = started["presignedUrls"], started["uploadId"]
     assert len(urls) == len(parts)
@@ -89,24 +110,46 @@ def test_browser_client_flow(gateway_url, events_server, events_stub, make_token
     with ThreadPoolExecutor(max_workers=3) as pool:  # three parts in flight at a time
         etags = list(pool.map(put_part, urls, parts))
     for index, (part, etag) in enumerate(zip(parts, etags)):
-        recorded = api_ok(client.post("/api/files/record-chunk", json={
-            "file_id": file_id, "chunk_index": index, "size": str(len(part)),
-            "etag": etag.strip('"')}))
+        recorded = api_ok(
+            client.post(
+                "/api/files/record-chunk",
+                json={
+                    "file_id": file_id,
+                    "chunk_index": index,
+                    "size": str(len(part)),
+                    "etag": etag.strip('"'),
+                },
+            )
+        )
         assert recorded == {"success": True}
 
     stats_metadata = [("authorization", f"Bearer {make_token()}")]
-    confirmed_before = events_stub.GetStats(events_pb2.GetStatsRequest(),
-                                            metadata=stats_metadata).uploads_confirmed
+    confirmed_before = events_stub.GetStats(
+        events_pb2.GetStatsRequest(), metadata=stats_metadata
+    ).uploads_confirmed
     with delayed_storage_events(sqs, storage["queue_url"], EVENT_DELAY_SECONDS):
-        completed = api_ok(client.post("/api/files/complete-upload", json={
-            "uploadId": upload_id, "fileId": file_id,
-            "parts": [{"ETag": etag, "PartNumber": number}
-                      for number, etag in enumerate(etags, start=1)]}))
+        completed = api_ok(
+            client.post(
+                "/api/files/complete-upload",
+                json={
+                    "uploadId": upload_id,
+                    "fileId": file_id,
+                    "parts": [
+                        {"ETag": etag, "PartNumber": number}
+                        for number, etag in enumerate(etags, start=1)
+                    ],
+                },
+            )
+        )
         assert completed["success"] is True
         # Completion alone must not mark it: only storage's event does.
         assert status_of(client, file_id) == "UPLOADING"
-        wait_until(lambda: status_of(client, file_id) == "UPLOADED", timeout=60,
-                   interval=0.25, what="the ObjectCreated event to confirm the upload")
+        wait_until(
+            lambda: status_of(client, file_id) == "UPLOADED",
+            timeout=60,
+            interval=0.25,
+            what="the ObjectCreated event to confirm the upload",
+        )
     stats = events_stub.GetStats(events_pb2.GetStatsRequest(), metadata=stats_metadata)
     assert stats.uploads_confirmed > confirmed_before  # the event processor confirmed it
 
@@ -118,8 +161,7 @@ def test_browser_client_flow(gateway_url, events_server, events_stub, make_token
     assert entry["status"] == "UPLOADED"
     assert entry["createdAt"].endswith("Z")
 
-    download = api_ok(client.post("/api/files/get-download-url",
-                                  json={"s3_key": entry["s3Key"]}))
+    download = api_ok(client.post("/api/files/get-download-url", json={"s3_key": entry["s3Key"]}))
     fetched = httpx.get(download["url"], timeout=120)
     assert fetched.status_code == 200
     assert fetched.content == data
@@ -134,10 +176,12 @@ def test_browser_client_flow(gateway_url, events_server, events_stub, make_token
         s3.head_object(Bucket=storage["bucket"], Key=entry["s3Key"])
     assert gone.value.response["Error"]["Code"] in ("404", "NoSuchKey")
     with db_engine.connect() as conn:
-        rows = conn.execute(text("select count(*) from files where id = :id"),
-                            {"id": file_id}).scalar_one()
-        chunks = conn.execute(text("select count(*) from chunks where file_id = :id"),
-                              {"id": file_id}).scalar_one()
+        rows = conn.execute(
+            text("select count(*) from files where id = :id"), {"id": file_id}
+        ).scalar_one()
+        chunks = conn.execute(
+            text("select count(*) from chunks where file_id = :id"), {"id": file_id}
+        ).scalar_one()
     assert (rows, chunks) == (0, 0)
 
     assert api_ok(client.get("/api/auth/signout"))["status"]

@@ -6,6 +6,7 @@ back by themselves; Ctrl-C stops everything; after a restart the file is still t
 The clone sits in a private folder (mode 0700, as under /root) and, as root, the embedded
 PostgreSQL still runs (as `nobody`, from /var/lib/dropfile). Node.js is hidden from PATH, so
 the web app is built with Node.js from PyPI, as on a machine with nothing but Python."""
+
 from __future__ import annotations
 
 import json
@@ -23,14 +24,32 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tools.engines import (MAX_PORT_OFFSET, S3_PORT, SEAWEED_PORTS, POSTGRES_PORT,
-                           VALKEY_PORT, port_free, root_postgres_home)
+from tools.engines import (
+    MAX_PORT_OFFSET,
+    POSTGRES_PORT,
+    S3_PORT,
+    SEAWEED_PORTS,
+    VALKEY_PORT,
+    port_free,
+    root_postgres_home,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables that would point `make run` at configured backends instead of embedded ones.
-CONFIGURED = ("CLOUD_DB_URI", "CLOUD_RD_URI", "SQS_QUEUE_URL", "S3_BUCKET", "AWS_ENDPOINT_URL",
-              "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_ACCESS_KEY_ID",
-              "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "DROPFILE_ENV")
+CONFIGURED = (
+    "CLOUD_DB_URI",
+    "CLOUD_RD_URI",
+    "SQS_QUEUE_URL",
+    "S3_BUCKET",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "DROPFILE_ENV",
+)
 
 
 def free_port() -> int:
@@ -44,9 +63,16 @@ class Stack:
 
     def __init__(self, clone: Path, env: dict[str, str]) -> None:
         self.lines: list[str] = []
-        self.proc = subprocess.Popen(["make", "run"], cwd=clone, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["make", "run"],
+            cwd=clone,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -64,8 +90,10 @@ class Stack:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.2)
-        pytest.fail(f"`make run` never printed {pattern!r}; its output ends with:\n"
-                    + "\n".join(self.lines[-40:]))
+        pytest.fail(
+            f"`make run` never printed {pattern!r}; its output ends with:\n"
+            + "\n".join(self.lines[-40:])
+        )
 
     def interrupt(self, timeout: float = 90) -> int:
         """Ctrl-C: SIGINT to the foreground process group, as a terminal sends it."""
@@ -149,8 +177,10 @@ def clone():
 
 def test_make_run_from_a_clean_clone_on_embedded_engines(clone, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in CONFIGURED}
-    ports = {name: free_port() for name in ("DROPFILE_HTTP_PORT", "AUTH_GRPC_PORT",
-                                            "UPLOAD_GRPC_PORT", "EVENTS_GRPC_PORT")}
+    ports = {
+        name: free_port()
+        for name in ("DROPFILE_HTTP_PORT", "AUTH_GRPC_PORT", "UPLOAD_GRPC_PORT", "EVENTS_GRPC_PORT")
+    }
     env.update({name: str(port) for name, port in ports.items()})
     env["DROPFILE_CONFIG_DIR"] = str(tmp_path / "cli-config")
     env["DROPFILE_ENGINE_PORT_OFFSET"] = str(free_engine_port_offset())
@@ -159,8 +189,14 @@ def test_make_run_from_a_clean_clone_on_embedded_engines(clone, tmp_path):
     dropfile = clone / ".venv" / "bin" / "dropfile"
 
     def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(dropfile), "--server", url, *args], env=env, input=stdin,
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [str(dropfile), "--server", url, *args],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, f"dropfile {' '.join(args)}: {result.stderr}"
         return result
 
@@ -180,12 +216,26 @@ def test_make_run_from_a_clean_clone_on_embedded_engines(clone, tmp_path):
         if os.geteuid() == 0:
             data = clone / ".dropfile" / "postgres"
             assert data.is_symlink() and (data / "PG_VERSION").exists()
-        twice = subprocess.run(["make", "run"], cwd=clone, env=env, capture_output=True,
-                               text=True, timeout=300, stdin=subprocess.DEVNULL)
+        twice = subprocess.run(
+            ["make", "run"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
         assert twice.returncode != 0
         assert "already running" in twice.stderr
-        cli("signup", "--email", "newcomer@example.com", "--name", "New Comer",
-            "--password-stdin", stdin="a good long password\n")
+        cli(
+            "signup",
+            "--email",
+            "newcomer@example.com",
+            "--name",
+            "New Comer",
+            "--password-stdin",
+            stdin="a good long password\n",
+        )
         cli("upload", str(original), "--no-progress")  # waits until storage confirms
         listed = json.loads(cli("ls", "--json").stdout)
         [entry] = [f for f in listed if f["fileName"] == original.name]

@@ -1,11 +1,12 @@
 """What the event processor's integration tests share: uploading a file as a user would,
 building the S3 events storage sends, and reading queues and stats."""
+
 from __future__ import annotations
 
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote_plus
 
 import httpx
@@ -25,31 +26,45 @@ class UploadedFile:
     size: int
 
 
-def upload_file(stub, token: str, *, size: int, file_name: str = "report.pdf",
-                file_id: str | None = None, first_byte: int = 0) -> UploadedFile:
+def upload_file(
+    stub,
+    token: str,
+    *,
+    size: int,
+    file_name: str = "report.pdf",
+    file_id: str | None = None,
+    first_byte: int = 0,
+) -> UploadedFile:
     """Initiates, PUTs every part to its presigned URL, records the parts and completes the
     multipart upload, as a client does. The file is then UPLOADING until confirmed. The
     bytes count up from `first_byte` (another value, other bytes)."""
     metadata = bearer(token)
     file_id = file_id or str(uuid.uuid4())
-    reply = stub.InitiateUpload(upload_pb2.InitiateUploadRequest(
-        file_id=file_id, file_name=file_name, mime_type="application/pdf", file_size=size),
-        metadata=metadata)
+    reply = stub.InitiateUpload(
+        upload_pb2.InitiateUploadRequest(
+            file_id=file_id, file_name=file_name, mime_type="application/pdf", file_size=size
+        ),
+        metadata=metadata,
+    )
     pattern = bytes((first_byte + i) % 256 for i in range(256))
     data = pattern * (size // 256) + bytes(size % 256)
     parts = []
     for index, url in enumerate(reply.part_urls):
-        chunk = data[index * reply.part_size:(index + 1) * reply.part_size]
+        chunk = data[index * reply.part_size : (index + 1) * reply.part_size]
         response = httpx.put(url, content=chunk, timeout=30)
         response.raise_for_status()
         etag = response.headers["ETag"]
-        stub.RecordPart(upload_pb2.RecordPartRequest(file_id=file_id, chunk_index=index,
-                                                     size=len(chunk), etag=etag),
-                        metadata=metadata)
+        stub.RecordPart(
+            upload_pb2.RecordPartRequest(
+                file_id=file_id, chunk_index=index, size=len(chunk), etag=etag
+            ),
+            metadata=metadata,
+        )
         parts.append(upload_pb2.CompletedPart(part_number=index + 1, etag=etag))
-    stub.CompleteUpload(upload_pb2.CompleteUploadRequest(upload_id=reply.upload_id,
-                                                         file_id=file_id, parts=parts),
-                        metadata=metadata)
+    stub.CompleteUpload(
+        upload_pb2.CompleteUploadRequest(upload_id=reply.upload_id, file_id=file_id, parts=parts),
+        metadata=metadata,
+    )
     return UploadedFile(file_id=file_id, s3_key=reply.s3_key, size=size)
 
 
@@ -60,8 +75,15 @@ def file_status(stub, token: str, file_id: str) -> str:
     return upload_pb2.FileStatus.Name(match.status)
 
 
-def s3_record(bucket: str, key: str, *, event_name: str, size: int | None = None,
-              etag: str | None = None, sequencer: str | None = None) -> dict:
+def s3_record(
+    bucket: str,
+    key: str,
+    *,
+    event_name: str,
+    size: int | None = None,
+    etag: str | None = None,
+    sequencer: str | None = None,
+) -> dict:
     """One record as S3 writes it (key URL-encoded with `+` for spaces)."""
     obj: dict = {"key": quote_plus(key, safe="/")}  # as AWS: "/" kept, " " is "+"
     if size is not None:
@@ -71,28 +93,54 @@ def s3_record(bucket: str, key: str, *, event_name: str, size: int | None = None
     if sequencer is not None:
         obj["sequencer"] = sequencer
     return {
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "eventName": event_name,
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "dropfile-object-created",
-               "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-               "object": obj},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "dropfile-object-created",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": obj,
+        },
     }
 
 
-def created_event(s3, bucket: str, key: str, *, sequencer: str | None = None,
-                  event_name: str = "ObjectCreated:CompleteMultipartUpload") -> str:
+def created_event(
+    s3,
+    bucket: str,
+    key: str,
+    *,
+    sequencer: str | None = None,
+    event_name: str = "ObjectCreated:CompleteMultipartUpload",
+) -> str:
     """The ObjectCreated event storage would send for the object now at `key`."""
     head = s3.head_object(Bucket=bucket, Key=key)
-    return json.dumps({"Records": [s3_record(
-        bucket, key, event_name=event_name, size=head["ContentLength"],
-        etag=head["ETag"].strip('"'), sequencer=sequencer)]})
+    return json.dumps(
+        {
+            "Records": [
+                s3_record(
+                    bucket,
+                    key,
+                    event_name=event_name,
+                    size=head["ContentLength"],
+                    etag=head["ETag"].strip('"'),
+                    sequencer=sequencer,
+                )
+            ]
+        }
+    )
 
 
 def removed_event(bucket: str, key: str, *, sequencer: str | None = None) -> str:
-    return json.dumps({"Records": [s3_record(bucket, key, event_name="ObjectRemoved:Delete",
-                                             sequencer=sequencer)]})
+    return json.dumps(
+        {
+            "Records": [
+                s3_record(bucket, key, event_name="ObjectRemoved:Delete", sequencer=sequencer)
+            ]
+        }
+    )
 
 
 def queue_counts(sqs, queue_url: str) -> tuple[int, int]:
@@ -101,8 +149,10 @@ def queue_counts(sqs, queue_url: str) -> tuple[int, int]:
         QueueUrl=queue_url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    return (int(attributes["ApproximateNumberOfMessages"]),
-            int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )
 
 
 def is_empty(sqs, queue_url: str) -> bool:
@@ -122,5 +172,7 @@ def dead_lettered_count() -> float:
     counter the poller increments)."""
     from prometheus_client import REGISTRY
 
-    return REGISTRY.get_sample_value("dropfile_queue_messages_total",
-                                     {"outcome": "dead_lettered"}) or 0.0
+    return (
+        REGISTRY.get_sample_value("dropfile_queue_messages_total", {"outcome": "dead_lettered"})
+        or 0.0
+    )

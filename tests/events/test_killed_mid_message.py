@@ -3,6 +3,7 @@
 paused inside ConfirmUpload by a row lock this test holds on the file, then killed -9. The
 message comes back after its visibility timeout, another processor takes it, and the file
 is confirmed exactly once: UPLOADED once, one status event."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ from .helpers import created_event, file_status, is_empty, queue_counts, stats, 
 VISIBILITY_SECONDS = 3
 
 
-def start_events_process(tmp_path, *, queue_url: str, bucket: str, upload_address: str,
-                         common_settings: dict) -> subprocess.Popen:
+def start_events_process(
+    tmp_path, *, queue_url: str, bucket: str, upload_address: str, common_settings: dict
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "PYTHONPATH": ROOT,
@@ -48,17 +50,23 @@ def start_events_process(tmp_path, *, queue_url: str, bucket: str, upload_addres
         "RECONCILE_GRACE_SECONDS": "86400",
         "RECONCILE_INTERVAL_SECONDS": "3600",
     }
-    return subprocess.Popen([sys.executable, "-m", "services.events.server"], env=env,
-                            cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=open(tmp_path / "events.log", "wb"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.events.server"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "events.log", "wb"),
+    )
 
 
 def confirmations_waiting_for_a_lock(conn, file_id: str) -> list[int]:
     """Backend pids of statements waiting for a lock on the file's row (ConfirmUpload)."""
     with conn.cursor() as cur:
-        cur.execute("select pid from pg_stat_activity where datname = current_database() "
-                    "and wait_event_type = 'Lock' and query ilike '%%FROM files%%' "
-                    "and pid <> pg_backend_pid()")
+        cur.execute(
+            "select pid from pg_stat_activity where datname = current_database() "
+            "and wait_event_type = 'Lock' and query ilike '%%FROM files%%' "
+            "and pid <> pg_backend_pid()"
+        )
         return [row[0] for row in cur.fetchall()]
 
 
@@ -90,8 +98,18 @@ class StatusEvents:
 
 @pytest.mark.parametrize("orphan", ["cancelled", "finishes"])
 def test_killed_mid_message_the_message_comes_back_and_confirms_exactly_once(
-        orphan, tmp_path, make_queue, quiet_upload, quiet_bucket, start_processor,
-        common_settings, database_url, make_token, s3, sqs):
+    orphan,
+    tmp_path,
+    make_queue,
+    quiet_upload,
+    quiet_bucket,
+    start_processor,
+    common_settings,
+    database_url,
+    make_token,
+    s3,
+    sqs,
+):
     """`orphan`: what becomes of the ConfirmUpload the killed process left behind in the
     upload coordinator: its statement cancelled (retried by the coordinator, or confirmed
     by the redelivered message), or let finish once the lock is gone (the redelivered
@@ -108,14 +126,21 @@ def test_killed_mid_message_the_message_comes_back_and_confirms_exactly_once(
     try:
         with lock.cursor() as cur:  # ConfirmUpload blocks on this row until we let go
             cur.execute("select id from files where id = %s for update", (uploaded.file_id,))
-        process = start_events_process(tmp_path, queue_url=queue.url, bucket=quiet_bucket,
-                                       upload_address=quiet_upload.address,
-                                       common_settings=common_settings)
-        sqs.send_message(QueueUrl=queue.url,
-                         MessageBody=created_event(s3, quiet_bucket, uploaded.s3_key))
-        [waiting] = wait_until(lambda: confirmations_waiting_for_a_lock(
-            observer, uploaded.file_id), timeout=30,
-            what="the events process's ConfirmUpload blocked on the row")
+        process = start_events_process(
+            tmp_path,
+            queue_url=queue.url,
+            bucket=quiet_bucket,
+            upload_address=quiet_upload.address,
+            common_settings=common_settings,
+        )
+        sqs.send_message(
+            QueueUrl=queue.url, MessageBody=created_event(s3, quiet_bucket, uploaded.s3_key)
+        )
+        [waiting] = wait_until(
+            lambda: confirmations_waiting_for_a_lock(observer, uploaded.file_id),
+            timeout=30,
+            what="the events process's ConfirmUpload blocked on the row",
+        )
         assert queue_counts(sqs, queue.url) == (0, 1)  # in flight, in the process's hands
 
         process.send_signal(signal.SIGKILL)
@@ -126,15 +151,26 @@ def test_killed_mid_message_the_message_comes_back_and_confirms_exactly_once(
                 cur.execute("select pg_cancel_backend(%s)", (waiting,))
         lock.rollback()
         if orphan == "finishes":
-            wait_until(lambda: file_status(quiet_upload.stub, token, uploaded.file_id)
-                       == "FILE_STATUS_UPLOADED", what="the orphaned confirmation to finish")
+            wait_until(
+                lambda: (
+                    file_status(quiet_upload.stub, token, uploaded.file_id)
+                    == "FILE_STATUS_UPLOADED"
+                ),
+                what="the orphaned confirmation to finish",
+            )
 
         # Nobody deleted it: after its visibility timeout another processor receives it.
-        processor = start_processor(sqs_queue_url=queue.url, s3_bucket=quiet_bucket,
-                                    upload_service_addr=quiet_upload.address,
-                                    sqs_visibility_timeout_seconds=VISIBILITY_SECONDS)
-        wait_until(lambda: stats(processor.stub, make_token).messages_deleted == 1,
-                   timeout=30, what="the message redelivered and deleted")
+        processor = start_processor(
+            sqs_queue_url=queue.url,
+            s3_bucket=quiet_bucket,
+            upload_service_addr=quiet_upload.address,
+            sqs_visibility_timeout_seconds=VISIBILITY_SECONDS,
+        )
+        wait_until(
+            lambda: stats(processor.stub, make_token).messages_deleted == 1,
+            timeout=30,
+            what="the message redelivered and deleted",
+        )
         assert file_status(quiet_upload.stub, token, uploaded.file_id) == "FILE_STATUS_UPLOADED"
         counters = stats(processor.stub, make_token)
         assert counters.messages_received == 1
@@ -151,8 +187,10 @@ def test_killed_mid_message_the_message_comes_back_and_confirms_exactly_once(
         wait_until(lambda: watcher.statuses(marker.file_id), what="the marker's event")
         assert watcher.statuses(uploaded.file_id) == ["UPLOADED"]
         with observer.cursor() as cur:
-            cur.execute("select status, uploaded_at is not null from files where id = %s",
-                        (uploaded.file_id,))
+            cur.execute(
+                "select status, uploaded_at is not null from files where id = %s",
+                (uploaded.file_id,),
+            )
             assert cur.fetchone() == ("UPLOADED", True)
     finally:
         if process is not None and process.poll() is None:

@@ -2,6 +2,7 @@
 bucket owner's account; a message that keeps failing is dead-lettered after
 SQS_MAX_RECEIVE_COUNT receives. Read back from moto's SQS (which stores the policy but does
 not enforce it, so the document itself is what is checked)."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,14 @@ def test_the_queue_accepts_only_its_bucket_as_its_account(sqs, moto_endpoint):
     # (the browser tests delay the session queue's messages), real SQS does not.
     name = f"dropfile-policy-{secrets.token_hex(4)}"
     bucket = f"dropfile-policy-{secrets.token_hex(4)}"
-    run_setup(SetupSettings(_env_file=None, aws_endpoint_url=moto_endpoint, s3_bucket=bucket,
-                            sqs_queue_url=f"{moto_endpoint}/{ACCOUNT}/{name}"))
+    run_setup(
+        SetupSettings(
+            _env_file=None,
+            aws_endpoint_url=moto_endpoint,
+            s3_bucket=bucket,
+            sqs_queue_url=f"{moto_endpoint}/{ACCOUNT}/{name}",
+        )
+    )
     found = attributes(sqs, sqs.get_queue_url(QueueName=name)["QueueUrl"])
     [statement] = json.loads(found["Policy"])["Statement"]
     assert statement["Effect"] == "Allow"
@@ -39,12 +46,15 @@ def test_the_redrive_policy_uses_the_setting_and_defaults_to_five(sqs, moto_endp
     assert SetupSettings(_env_file=None).sqs_max_receive_count == 5
     name = f"dropfile-policy-{secrets.token_hex(4)}"
     bucket = f"dropfile-policy-{secrets.token_hex(4)}"
-    settings = SetupSettings(_env_file=None, aws_endpoint_url=moto_endpoint, s3_bucket=bucket,
-                             sqs_queue_url=f"{moto_endpoint}/{ACCOUNT}/{name}")
+    settings = SetupSettings(
+        _env_file=None,
+        aws_endpoint_url=moto_endpoint,
+        s3_bucket=bucket,
+        sqs_queue_url=f"{moto_endpoint}/{ACCOUNT}/{name}",
+    )
     run_setup(settings)
     url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-    dlq_arn = attributes(sqs, sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"])[
-        "QueueArn"]
+    dlq_arn = attributes(sqs, sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"])["QueueArn"]
     redrive = json.loads(attributes(sqs, url)["RedrivePolicy"])
     assert (str(redrive["maxReceiveCount"]), redrive["deadLetterTargetArn"]) == ("5", dlq_arn)
     # Set up again with another bucket: the policy follows it (the old bucket is refused).
@@ -52,8 +62,7 @@ def test_the_redrive_policy_uses_the_setting_and_defaults_to_five(sqs, moto_endp
     found = attributes(sqs, url)
     assert json.loads(found["RedrivePolicy"])["maxReceiveCount"] in (7, "7")
     [statement] = json.loads(found["Policy"])["Statement"]
-    assert statement["Condition"]["ArnEquals"] == {
-        "aws:SourceArn": f"arn:aws:s3:::{bucket}-moved"}
+    assert statement["Condition"]["ArnEquals"] == {"aws:SourceArn": f"arn:aws:s3:::{bucket}-moved"}
 
 
 def test_a_queue_arn_without_an_account_id_gets_no_account_condition():

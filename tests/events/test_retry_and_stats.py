@@ -1,4 +1,5 @@
 """The retry backoff and the stats counters, which need no servers."""
+
 from __future__ import annotations
 
 import itertools

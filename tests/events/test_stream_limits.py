@@ -2,6 +2,7 @@
 watch_max_streams_per_user streams (8) across every events replica, counted in Redis; one
 more closes that user's oldest, wherever it is; one user never fills a replica for others;
 a crashed replica's streams stop counting once its lease runs out."""
+
 from __future__ import annotations
 
 import time
@@ -23,9 +24,12 @@ PER_USER = 8
 @pytest.fixture
 def start_replica(start_processor, upload_address):
     """An events replica that only serves streams (no queue, no reconciling)."""
+
     def start(**overrides):
-        return start_processor(sqs_queue_url=None, upload_service_addr=upload_address,
-                               **NO_RECONCILING, **overrides)
+        return start_processor(
+            sqs_queue_url=None, upload_service_addr=upload_address, **NO_RECONCILING, **overrides
+        )
+
     return start
 
 
@@ -43,13 +47,17 @@ def watch():
 
 
 def replaced(watcher: Watcher) -> bool:
-    return (watcher.ended.wait(10) and watcher.error is not None
-            and watcher.error.code() == grpc.StatusCode.UNAVAILABLE
-            and watcher.error.details() == REPLACED)
+    return (
+        watcher.ended.wait(10)
+        and watcher.error is not None
+        and watcher.error.code() == grpc.StatusCode.UNAVAILABLE
+        and watcher.error.details() == REPLACED
+    )
 
 
 def test_one_stream_too_many_closes_the_users_oldest_across_two_replicas(
-        start_replica, watch, make_token):
+    start_replica, watch, make_token
+):
     replica_a, replica_b = start_replica(), start_replica()
     alice_id = str(uuid.uuid4())
     alice = make_token(user_id=alice_id)
@@ -63,8 +71,9 @@ def test_one_stream_too_many_closes_the_users_oldest_across_two_replicas(
     assert replaced(streams[1]), streams[1].error
 
     def open_of_alice() -> int:
-        return hub_of(replica_a.handle).streams_of(alice_id) + \
-            hub_of(replica_b.handle).streams_of(alice_id)
+        return hub_of(replica_a.handle).streams_of(alice_id) + hub_of(replica_b.handle).streams_of(
+            alice_id
+        )
 
     wait_until(lambda: open_of_alice() == PER_USER, what="Alice to hold 8 streams")
     time.sleep(0.5)  # nothing else is closed a moment later
@@ -82,8 +91,10 @@ def test_one_user_cannot_fill_a_replica_for_the_others(start_replica, watch, mak
     alice = make_token(user_id=alice_id)
     for _ in range(PER_USER + 4):  # beyond the replica's 10: each closes her oldest instead
         watch(replica.stub, alice).live()
-    wait_until(lambda: hub_of(replica.handle).streams_of(alice_id) == PER_USER,
-               what="Alice's extra streams to be closed")
+    wait_until(
+        lambda: hub_of(replica.handle).streams_of(alice_id) == PER_USER,
+        what="Alice's extra streams to be closed",
+    )
     bob = make_token(user_id=str(uuid.uuid4()))
     watch(replica.stub, bob).live()
     watch(replica.stub, bob).live()

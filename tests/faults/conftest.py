@@ -1,19 +1,20 @@
 """Faults caused for real: upload coordinators (and a gateway) on a PostgreSQL and a Valkey
 of these tests' own (tests/fixtures/engines.py), which the tests stop, restart and flush,
 and on moto, behind a proxy that answers like an overloaded S3 where a test asks it to."""
+
 from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from google.rpc import error_details_pb2
 
 from gateway.settings import GatewaySettings
 from services.upload.settings import UploadSettings
@@ -55,18 +56,24 @@ class Coordinator:
 
 
 @pytest.fixture
-def coordinator(common_settings, own_postgres, own_valkey, fault_bucket
-                ) -> Iterator[Callable[..., Coordinator]]:
+def coordinator(
+    common_settings, own_postgres, own_valkey, fault_bucket
+) -> Iterator[Callable[..., Coordinator]]:
     """Starts upload coordinators on the tests' own PostgreSQL and Valkey (settings
     overridable); each is stopped when the test ends."""
     stack = ExitStack()
 
     def start(**overrides) -> Coordinator:
-        values = {"cloud_db_uri": own_postgres.url, "cloud_rd_uri": own_valkey.url,
-                  "s3_bucket": fault_bucket, "readiness_check_interval_seconds": 0.2,
-                  **overrides}
-        running = stack.enter_context(running_upload_server(
-            settings_for(UploadSettings, common_settings, **values)))
+        values = {
+            "cloud_db_uri": own_postgres.url,
+            "cloud_rd_uri": own_valkey.url,
+            "s3_bucket": fault_bucket,
+            "readiness_check_interval_seconds": 0.2,
+            **overrides,
+        }
+        running = stack.enter_context(
+            running_upload_server(settings_for(UploadSettings, common_settings, **values))
+        )
         channel = stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
         return Coordinator(running, health_pb2_grpc.HealthStub(channel))
 
@@ -75,17 +82,21 @@ def coordinator(common_settings, own_postgres, own_valkey, fault_bucket
 
 
 @pytest.fixture
-def gateway_in_front(common_settings, auth_address, events_server
-                     ) -> Iterator[Callable[[int], str]]:
+def gateway_in_front(
+    common_settings, auth_address, events_server
+) -> Iterator[Callable[[int], str]]:
     """Starts gateways (returns their URLs) in front of an upload coordinator of the
     test's (its port), and the session's auth and events services."""
     stack = ExitStack()
 
     def start(upload_port: int) -> str:
-        settings = settings_for(GatewaySettings, common_settings,
-                                auth_service_addr=auth_address,
-                                upload_service_addr=f"127.0.0.1:{upload_port}",
-                                events_service_addr=f"127.0.0.1:{events_server.port}")
+        settings = settings_for(
+            GatewaySettings,
+            common_settings,
+            auth_service_addr=auth_address,
+            upload_service_addr=f"127.0.0.1:{upload_port}",
+            events_service_addr=f"127.0.0.1:{events_server.port}",
+        )
         return stack.enter_context(serve_gateway(settings))
 
     with stack:
@@ -117,7 +128,11 @@ def assert_unavailable(err: grpc.RpcError) -> float:
     pytest.fail("UNAVAILABLE without RetryInfo")
 
 
-def wait_for_status(coordinator: Coordinator, expected: str, service: str = "",
-                    timeout: float = 15) -> None:
-    wait_until(lambda: coordinator.status(service) == expected, timeout=timeout,
-               what=f"health of {service!r} to be {expected}")
+def wait_for_status(
+    coordinator: Coordinator, expected: str, service: str = "", timeout: float = 15
+) -> None:
+    wait_until(
+        lambda: coordinator.status(service) == expected,
+        timeout=timeout,
+        what=f"health of {service!r} to be {expected}",
+    )

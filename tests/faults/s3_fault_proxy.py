@@ -2,6 +2,7 @@
 S3 does when it is overloaded: 503 SlowDown (or 500 InternalError). A process is pointed
 at it as its S3 endpoint; everything else is forwarded as it came (moto does not check
 the Host a signature covers). Listens on 127.0.0.1 only."""
+
 from __future__ import annotations
 
 import http.client
@@ -11,14 +12,21 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
-               "transfer-encoding", "upgrade"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+}
 
 ERROR_BODIES = {
     503: b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-         b"<Message>Please reduce your request rate.</Message></Error>",
+    b"<Message>Please reduce your request rate.</Message></Error>",
     500: b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
-         b"<Message>We encountered an internal error. Please try again.</Message></Error>",
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>",
 }
 
 
@@ -51,15 +59,14 @@ class S3FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 status = proxy._injected_status(self.command, self.path)
                 if status is not None:
-                    self._send(status, [("Content-Type", "application/xml")],
-                               ERROR_BODIES[status])
+                    self._send(status, [("Content-Type", "application/xml")], ERROR_BODIES[status])
                     return
                 connection = http.client.HTTPConnection(*proxy._upstream, timeout=60)
                 try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() not in _HOP_BY_HOP}
-                    connection.request(self.command, self.path, body=body or None,
-                                       headers=headers)
+                    headers = {
+                        k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP
+                    }
+                    connection.request(self.command, self.path, body=body or None, headers=headers)
                     response = connection.getresponse()
                     reply = response.read()
                     with proxy._lock:
@@ -82,15 +89,16 @@ class S3FaultProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="s3-fault-proxy")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="s3-fault-proxy"
+        )
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "S3FaultProxy":
+    def start(self) -> S3FaultProxy:
         self._thread.start()
         return self
 
@@ -98,8 +106,9 @@ class S3FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def fail(self, method: str, target: str, *, status: int = 503,
-             times: int | None = None) -> None:
+    def fail(
+        self, method: str, target: str, *, status: int = 503, times: int | None = None
+    ) -> None:
         """Requests with `method` whose path and query match `target` (a regex) are
         answered `status` (S3's error body), the next `times` of them or until clear()."""
         with self._lock:
@@ -118,8 +127,7 @@ class S3FaultProxy:
     def _injected_status(self, method: str, target: str) -> int | None:
         with self._lock:
             for rule in self._rules:
-                if rule.method == method and rule.target.search(target) and \
-                        rule.remaining != 0:
+                if rule.method == method and rule.target.search(target) and rule.remaining != 0:
                     if rule.remaining is not None:
                         rule.remaining -= 1
                     self.injected.append((method, target, rule.status))

@@ -2,13 +2,13 @@
 the gateway, and PostgreSQL restarting (immediate shutdown, down a second) once parts are
 being recorded. On main some uploads died with `internal error`; now the coordinator
 waits the restart out and every upload completes byte-exact."""
+
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -23,10 +23,10 @@ SIZE = 25 * MIB  # five 5 MiB parts each
 
 
 def _env(url: str, config_dir: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.lower().endswith("_proxy")}
-    env.update({"DROPFILE_CONFIG_DIR": str(config_dir), "DROPFILE_URL": url,
-                "PYTHONUNBUFFERED": "1"})
+    env = {key: value for key, value in os.environ.items() if not key.lower().endswith("_proxy")}
+    env.update(
+        {"DROPFILE_CONFIG_DIR": str(config_dir), "DROPFILE_URL": url, "PYTHONUNBUFFERED": "1"}
+    )
     return env
 
 
@@ -44,14 +44,27 @@ def _recorded_chunks(url: str) -> int:
 
 
 def test_concurrent_cli_uploads_survive_a_database_restart(
-        coordinator, gateway_in_front, own_postgres, s3, fault_bucket, tmp_path):
+    coordinator, gateway_in_front, own_postgres, s3, fault_bucket, tmp_path
+):
     assert DROPFILE_BIN.exists(), f"{DROPFILE_BIN} is missing: pip install -e ."
     url = gateway_in_front(coordinator().running.port)
     signed_in = tmp_path / "config"
     signup = subprocess.run(
-        [str(DROPFILE_BIN), "signup", "--email", f"faults-{uuid.uuid4().hex[:10]}@example.com",
-         "--name", "Ada", "--password-stdin"], input="correct horse battery\n",
-        capture_output=True, text=True, env=_env(url, signed_in), timeout=60)
+        [
+            str(DROPFILE_BIN),
+            "signup",
+            "--email",
+            f"faults-{uuid.uuid4().hex[:10]}@example.com",
+            "--name",
+            "Ada",
+            "--password-stdin",
+        ],
+        input="correct horse battery\n",
+        capture_output=True,
+        text=True,
+        env=_env(url, signed_in),
+        timeout=60,
+    )
     assert signup.returncode == 0, signup.stderr
     sources, processes = [], []
     for index in range(UPLOADS):
@@ -62,15 +75,26 @@ def test_concurrent_cli_uploads_survive_a_database_restart(
         sources.append(source)
         # --no-wait: no event processor confirms this coordinator's uploads; the bytes
         # are checked in storage instead. Output to files: progress fills a pipe.
-        with open(tmp_path / f"out-{index}", "w") as out, \
-                open(tmp_path / f"err-{index}", "w") as err:
-            processes.append(subprocess.Popen(
-                [str(DROPFILE_BIN), "upload", "--no-wait", str(source)], stdout=out,
-                stderr=err, env=_env(url, config)))
+        with (
+            open(tmp_path / f"out-{index}", "w") as out,
+            open(tmp_path / f"err-{index}", "w") as err,
+        ):
+            processes.append(
+                subprocess.Popen(
+                    [str(DROPFILE_BIN), "upload", "--no-wait", str(source)],
+                    stdout=out,
+                    stderr=err,
+                    env=_env(url, config),
+                )
+            )
 
     before = _recorded_chunks(own_postgres.url)
-    wait_until(lambda: _recorded_chunks(own_postgres.url) > before, timeout=30,
-               interval=0.02, what="a first part to be recorded")
+    wait_until(
+        lambda: _recorded_chunks(own_postgres.url) > before,
+        timeout=30,
+        interval=0.02,
+        what="a first part to be recorded",
+    )
     own_postgres.stop("immediate")
     restart = threading.Timer(1.0, own_postgres.start)
     restart.start()
@@ -80,10 +104,13 @@ def test_concurrent_cli_uploads_survive_a_database_restart(
 
     outputs = [(tmp_path / f"out-{i}").read_text() for i in range(UPLOADS)]
     for index, process in enumerate(processes):
-        assert process.returncode == 0, \
+        assert process.returncode == 0, (
             f"exit {process.returncode}: {(tmp_path / f'err-{index}').read_text()[-2000:]}"
-    keys = {obj["Key"].rsplit("/", 1)[1]: obj["Key"] for obj in
-            s3.list_objects_v2(Bucket=fault_bucket, Prefix="users/").get("Contents", [])}
+        )
+    keys = {
+        obj["Key"].rsplit("/", 1)[1]: obj["Key"]
+        for obj in s3.list_objects_v2(Bucket=fault_bucket, Prefix="users/").get("Contents", [])
+    }
     for source, out in zip(sources, outputs):
         file_id = out.strip().splitlines()[-1].rsplit(" as ", 1)[1]
         stored = s3.get_object(Bucket=fault_bucket, Key=keys[file_id])["Body"].read()

@@ -1,6 +1,7 @@
 """PostgreSQL restarts (fast or immediate shutdown) in the middle of the upload
 coordinator's calls: each call either waits it out (retried) or answers UNAVAILABLE with
 RetryInfo, never INTERNAL, and the same uploads complete byte-exact afterwards."""
+
 from __future__ import annotations
 
 import threading
@@ -11,7 +12,6 @@ import psycopg2
 import pytest
 
 from dropfile.upload.v1 import upload_pb2
-
 from tests.upload.helpers import PART, completion, error_of, initiate, put_parts, record_parts
 
 from .conftest import assert_unavailable
@@ -33,17 +33,35 @@ def database_restarting(postgres, *, mode: str, down_seconds: float = DOWN_SECON
 
 
 def _record(api, user, upload, index):
-    api.RecordPart(upload_pb2.RecordPartRequest(
-        file_id=upload.file_id, chunk_index=index, size=PART,
-        etag=upload.etags[index].strip('"')), metadata=user.metadata)
+    api.RecordPart(
+        upload_pb2.RecordPartRequest(
+            file_id=upload.file_id,
+            chunk_index=index,
+            size=PART,
+            etag=upload.etags[index].strip('"'),
+        ),
+        metadata=user.metadata,
+    )
 
 
 def _record_batch(api, user, upload, indexes):
     token = dict(user.metadata)["authorization"].removeprefix("Bearer ")
-    reply = api.RecordParts(upload_pb2.RecordPartsRequest(records=[
-        upload_pb2.PartRecord(access_token=token, part=upload_pb2.RecordPartRequest(
-            file_id=upload.file_id, chunk_index=index, size=PART,
-            etag=upload.etags[index].strip('"'))) for index in indexes]))
+    reply = api.RecordParts(
+        upload_pb2.RecordPartsRequest(
+            records=[
+                upload_pb2.PartRecord(
+                    access_token=token,
+                    part=upload_pb2.RecordPartRequest(
+                        file_id=upload.file_id,
+                        chunk_index=index,
+                        size=PART,
+                        etag=upload.etags[index].strip('"'),
+                    ),
+                )
+                for index in indexes
+            ]
+        )
+    )
     assert [result.code for result in reply.results] == [0] * len(indexes), reply
 
 
@@ -58,11 +76,19 @@ def _ready_to_complete(api, user, size=2 * PART):
     return upload
 
 
-@pytest.mark.parametrize("operation,mode", [
-    ("initiate", "fast"), ("record", "immediate"), ("record_batch", "fast"),
-    ("complete", "immediate"), ("list", "fast")])
-def test_each_call_waits_out_a_database_restart(coordinator, own_postgres, user, s3,
-                                                fault_bucket, operation, mode):
+@pytest.mark.parametrize(
+    "operation,mode",
+    [
+        ("initiate", "fast"),
+        ("record", "immediate"),
+        ("record_batch", "fast"),
+        ("complete", "immediate"),
+        ("list", "fast"),
+    ],
+)
+def test_each_call_waits_out_a_database_restart(
+    coordinator, own_postgres, user, s3, fault_bucket, operation, mode
+):
     api = coordinator().api
     upload = None
     if operation in ("record", "record_batch"):
@@ -100,7 +126,8 @@ def test_each_call_waits_out_a_database_restart(coordinator, own_postgres, user,
 
 
 def test_an_outage_longer_than_the_retries_is_unavailable_and_loses_nothing(
-        coordinator, own_postgres, user, s3, fault_bucket):
+    coordinator, own_postgres, user, s3, fault_bucket
+):
     api = coordinator(database_retry_seconds=0.3).api
     recording = initiate(api, user, 2 * PART)
     put_parts(recording)
@@ -112,16 +139,27 @@ def test_an_outage_longer_than_the_retries_is_unavailable_and_loses_nothing(
     calls = {
         "initiate": lambda: initiate(api, user, PART, file_id=new_id),
         "record": lambda: _record(api, user, recording, 1),
-        "record_batch": lambda: api.RecordParts(upload_pb2.RecordPartsRequest(records=[
-            upload_pb2.PartRecord(
-                access_token=dict(user.metadata)["authorization"].removeprefix("Bearer "),
-                part=upload_pb2.RecordPartRequest(
-                    file_id=recording.file_id, chunk_index=index, size=PART,
-                    etag=recording.etags[index].strip('"'))) for index in (0, 1)])),
+        "record_batch": lambda: api.RecordParts(
+            upload_pb2.RecordPartsRequest(
+                records=[
+                    upload_pb2.PartRecord(
+                        access_token=dict(user.metadata)["authorization"].removeprefix("Bearer "),
+                        part=upload_pb2.RecordPartRequest(
+                            file_id=recording.file_id,
+                            chunk_index=index,
+                            size=PART,
+                            etag=recording.etags[index].strip('"'),
+                        ),
+                    )
+                    for index in (0, 1)
+                ]
+            )
+        ),
         "complete": lambda: api.CompleteUpload(completion(completing), metadata=user.metadata),
         "list": lambda: api.ListFiles(upload_pb2.ListFilesRequest(), metadata=user.metadata),
-        "get": lambda: api.GetUpload(upload_pb2.GetUploadRequest(file_id=recording.file_id),
-                                     metadata=user.metadata),
+        "get": lambda: api.GetUpload(
+            upload_pb2.GetUploadRequest(file_id=recording.file_id), metadata=user.metadata
+        ),
     }
     for name, call in calls.items():
         delay = assert_unavailable(error_of(call))
@@ -139,9 +177,10 @@ def test_an_outage_longer_than_the_retries_is_unavailable_and_loses_nothing(
         assert _stored(s3, fault_bucket, upload) == upload.data
 
 
-def test_a_database_shutting_down_is_unavailable_not_internal(coordinator, own_postgres,
-                                                             user, s3, fault_bucket):
-    """"the database system is shutting down": what a new connection meets while
+def test_a_database_shutting_down_is_unavailable_not_internal(
+    coordinator, own_postgres, user, s3, fault_bucket
+):
+    """ "the database system is shutting down": what a new connection meets while
     PostgreSQL waits for its sessions to end (a smart shutdown, a held session). A fresh
     coordinator has no connection yet, so its part record (the prepared statement's raw
     connection) must connect, and is refused."""
@@ -175,6 +214,7 @@ def test_retries_end_before_the_caller_stops_waiting(coordinator, own_postgres, 
     api.ListFiles(upload_pb2.ListFilesRequest(), metadata=user.metadata)
     own_postgres.stop("fast")
     started = time.monotonic()
-    assert_unavailable(error_of(api.ListFiles, upload_pb2.ListFilesRequest(),
-                                metadata=user.metadata, timeout=1.5))
+    assert_unavailable(
+        error_of(api.ListFiles, upload_pb2.ListFilesRequest(), metadata=user.metadata, timeout=1.5)
+    )
     assert time.monotonic() - started < 1.5

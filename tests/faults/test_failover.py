@@ -5,6 +5,7 @@ the pool connects afresh. Caused for real: the database's new sessions start rea
 with such sessions, then new sessions are writable again, as if the address now led to
 the new primary: the calls answer UNAVAILABLE meanwhile, and then succeed, because a
 connection that met a standby is discarded with the pool's others."""
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,10 @@ def _set_new_sessions_read_only(postgres, read_only: bool) -> None:
     with closing(psycopg2.connect(postgres.admin_url)) as admin:
         admin.autocommit = True
         with admin.cursor() as cur:
-            cur.execute("ALTER DATABASE dropfile SET default_transaction_read_only = "
-                        + ("on" if read_only else "off"))
+            cur.execute(
+                "ALTER DATABASE dropfile SET default_transaction_read_only = "
+                + ("on" if read_only else "off")
+            )
 
 
 def _until_served(call, *args, timeout: float = 5, **kwargs):
@@ -41,8 +44,7 @@ def _until_served(call, *args, timeout: float = 5, **kwargs):
             time.sleep(0.1)
 
 
-def test_connections_to_a_standby_are_replaced(coordinator, own_postgres, user, s3,
-                                                fault_bucket):
+def test_connections_to_a_standby_are_replaced(coordinator, own_postgres, user, s3, fault_bucket):
     writer = coordinator()
     upload = initiate(writer.api, user, 2 * PART)
     put_parts(upload)

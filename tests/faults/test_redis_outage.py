@@ -5,13 +5,14 @@ coordinator that never checked the caller refuses it UNAVAILABLE with RetryInfo 
 INTERNAL) until Redis is back. Restarted or emptied, Redis loses nothing: a second
 coordinator (a replica without the session in memory) carries on where the first
 started, and the uploads complete byte-exact."""
+
 from __future__ import annotations
 
 import socket
 import threading
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -42,7 +43,8 @@ def _until_served(call, *args, timeout: float = 10, **kwargs):
 
 
 def test_an_upload_in_progress_carries_on_through_a_redis_outage(
-        coordinator, own_valkey, user, s3, fault_bucket):
+    coordinator, own_valkey, user, s3, fault_bucket
+):
     first = coordinator()
     upload = initiate(first.api, user, 4 * PART)
     put_parts(upload)
@@ -106,13 +108,19 @@ def hanging_redis() -> Iterator[str]:
 
 
 def test_a_redis_that_never_answers_costs_a_second_not_a_deadline(
-        coordinator, common_settings, own_postgres, fault_bucket, hanging_redis, user):
+    coordinator, common_settings, own_postgres, fault_bucket, hanging_redis, user
+):
     """With redis-py's defaults a session command waited 20 s (4 attempts of 5 s), and
     a part record on a replica without the session made two: past the gateway's 30 s
     deadline. The coordinator's session cache gives up after a second, unretried, and its
     calls answer UNAVAILABLE in time."""
-    settings = settings_for(UploadSettings, common_settings, cloud_db_uri=own_postgres.url,
-                            cloud_rd_uri=hanging_redis, s3_bucket=fault_bucket)
+    settings = settings_for(
+        UploadSettings,
+        common_settings,
+        cloud_db_uri=own_postgres.url,
+        cloud_rd_uri=hanging_redis,
+        s3_bucket=fault_bucket,
+    )
     sessions = create_uploads(settings)._sessions
     started = time.monotonic()
     assert sessions.get(uuid.uuid4()) is None  # a miss: the caller reads PostgreSQL
@@ -120,7 +128,6 @@ def test_a_redis_that_never_answers_costs_a_second_not_a_deadline(
 
     api = coordinator(cloud_rd_uri=hanging_redis).api
     started = time.monotonic()
-    err = error_of(api.ListFiles, upload_pb2.ListFilesRequest(), metadata=user.metadata,
-                   timeout=15)
+    err = error_of(api.ListFiles, upload_pb2.ListFilesRequest(), metadata=user.metadata, timeout=15)
     assert_unavailable(err)
     assert time.monotonic() - started < 5

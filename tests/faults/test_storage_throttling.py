@@ -1,6 +1,7 @@
 """S3 answering 503 SlowDown (or 500 InternalError) to the upload coordinator's calls:
 retried (botocore's standard retries) when it passes, UNAVAILABLE with RetryInfo when it
 lasts, never INTERNAL; and the same uploads complete once storage answers again."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +23,7 @@ def throttled(coordinator, moto_endpoint):
     directly: the presigned URLs are signed for it)."""
     proxy = S3FaultProxy(moto_endpoint).start()
     try:
-        yield proxy, coordinator(aws_endpoint_url=proxy.url,
-                                 s3_public_endpoint_url=moto_endpoint)
+        yield proxy, coordinator(aws_endpoint_url=proxy.url, s3_public_endpoint_url=moto_endpoint)
     finally:
         proxy.close()
 
@@ -45,7 +45,8 @@ def test_storage_refusing_once_is_retried(throttled, user, s3, fault_bucket, sta
 
 
 def test_storage_slowing_down_for_long_is_unavailable_and_loses_nothing(
-        throttled, user, s3, fault_bucket):
+    throttled, user, s3, fault_bucket
+):
     proxy, upload_service = throttled
     api = upload_service.api
     upload = initiate(api, user, 2 * PART)
@@ -56,12 +57,10 @@ def test_storage_slowing_down_for_long_is_unavailable_and_loses_nothing(
     proxy.fail("POST", CREATE_MULTIPART)
     proxy.fail("GET", LIST_PARTS)
     assert_unavailable(error_of(initiate, api, user, PART, file_id=new_id))
-    assert_unavailable(error_of(api.CompleteUpload, completion(upload),
-                                metadata=user.metadata))
+    assert_unavailable(error_of(api.CompleteUpload, completion(upload), metadata=user.metadata))
     proxy.clear()
     proxy.fail("POST", COMPLETE)
-    assert_unavailable(error_of(api.CompleteUpload, completion(upload),
-                                metadata=user.metadata))
+    assert_unavailable(error_of(api.CompleteUpload, completion(upload), metadata=user.metadata))
     proxy.clear()
 
     api.CompleteUpload(completion(upload), metadata=user.metadata)

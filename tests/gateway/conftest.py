@@ -1,4 +1,5 @@
 """Helpers of the gateway tests: users signed up over HTTP, and cookie inspection."""
+
 from __future__ import annotations
 
 import uuid
@@ -51,42 +52,59 @@ def signed_in(api_client):
 PART_SIZE = 5 * 1024 * 1024
 
 
-def start_upload(client: httpx.Client, data: bytes, name: str = "notes.txt",
-                 file_type: str = "text/plain") -> tuple[str, dict]:
+def start_upload(
+    client: httpx.Client, data: bytes, name: str = "notes.txt", file_type: str = "text/plain"
+) -> tuple[str, dict]:
     """get-upload-urls for `data`; returns (file_id, the reply)."""
     file_id = str(uuid.uuid4())
-    response = client.post("/api/files/get-upload-urls", json={
-        "file_id": file_id, "file_name": name, "file_type": file_type,
-        "file_size": str(len(data))})
+    response = client.post(
+        "/api/files/get-upload-urls",
+        json={
+            "file_id": file_id,
+            "file_name": name,
+            "file_type": file_type,
+            "file_size": str(len(data)),
+        },
+    )
     assert response.status_code == 200, response.text
     return file_id, response.json()
 
 
 def put_part(url: str, part: bytes) -> str:
     """PUTs one part to its presigned URL as a browser does; returns the ETag header."""
-    response = httpx.put(url, content=part, timeout=60,
-                         headers={"Content-Type": "application/octet-stream"})
+    response = httpx.put(
+        url, content=part, timeout=60, headers={"Content-Type": "application/octet-stream"}
+    )
     assert response.status_code == 200, response.text
     return response.headers["ETag"]
 
 
-def upload_file(client: httpx.Client, data: bytes, name: str = "notes.txt",
-                file_type: str = "text/plain") -> tuple[str, str]:
+def upload_file(
+    client: httpx.Client, data: bytes, name: str = "notes.txt", file_type: str = "text/plain"
+) -> tuple[str, str]:
     """The browser client's whole upload: URLs, parts, record-chunk, complete.
     Returns (file_id, upload_id)."""
     file_id, started = start_upload(client, data, name, file_type)
     parts = []
     for index, url in enumerate(started["presignedUrls"]):
-        part = data[index * PART_SIZE:(index + 1) * PART_SIZE]
+        part = data[index * PART_SIZE : (index + 1) * PART_SIZE]
         etag = put_part(url, part)
-        recorded = client.post("/api/files/record-chunk", json={
-            "file_id": file_id, "chunk_index": index, "size": str(len(part)),
-            "etag": etag.strip('"')})
+        recorded = client.post(
+            "/api/files/record-chunk",
+            json={
+                "file_id": file_id,
+                "chunk_index": index,
+                "size": str(len(part)),
+                "etag": etag.strip('"'),
+            },
+        )
         assert recorded.status_code == 200, recorded.text
         assert recorded.json() == {"success": True}
         parts.append({"ETag": etag, "PartNumber": index + 1})
-    completed = client.post("/api/files/complete-upload", json={
-        "uploadId": started["uploadId"], "fileId": file_id, "parts": parts})
+    completed = client.post(
+        "/api/files/complete-upload",
+        json={"uploadId": started["uploadId"], "fileId": file_id, "parts": parts},
+    )
     assert completed.status_code == 200, completed.text
     assert completed.json()["success"] is True
     return file_id, started["uploadId"]
@@ -102,6 +120,9 @@ def wait_until_uploaded(client: httpx.Client, file_id: str) -> dict:
     """The storage event (through SQS and the event processor) confirms the upload."""
     from tests.conftest import wait_until
 
-    return wait_until(lambda: (entry := listed(client, file_id))
-                      and entry["status"] == "UPLOADED" and entry,
-                      timeout=30, interval=0.2, what=f"file {file_id} to become UPLOADED")
+    return wait_until(
+        lambda: (entry := listed(client, file_id)) and entry["status"] == "UPLOADED" and entry,
+        timeout=30,
+        interval=0.2,
+        what=f"file {file_id} to become UPLOADED",
+    )

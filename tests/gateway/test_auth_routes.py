@@ -1,4 +1,5 @@
 """The /api/auth routes over real HTTP against the real auth service."""
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,13 @@ def test_sign_up_answers_status_and_sets_three_strict_httponly_cookies(api_clien
         assert not cookie["secure"], f"{name} must not be Secure in development"
         # A one-day session (no rememberMe): the cookies live as long as it does.
         assert 24 * 3600 - 60 <= int(cookie["max-age"]) <= 24 * 3600, name
-    claims = jwt.decode(cookies["access_token"]["value"], key_pair[1], algorithms=["RS256"],
-                        audience="dropfile", issuer="dropfile-auth")
+    claims = jwt.decode(
+        cookies["access_token"]["value"],
+        key_pair[1],
+        algorithms=["RS256"],
+        audience="dropfile",
+        issuer="dropfile-auth",
+    )
     assert claims["email"] == email
     uuid.UUID(cookies["device_id"]["value"])
 
@@ -60,8 +66,9 @@ def test_sign_up_with_missing_fields_names_them(api_client):
     assert response.status_code == 400
     error = response.json()["error"]
     assert "name" in error and "password" in error
-    response = client.post("/api/auth/signup",
-                           json={"user": {"email": "", "name": "G", "password": PASSWORD}})
+    response = client.post(
+        "/api/auth/signup", json={"user": {"email": "", "name": "G", "password": PASSWORD}}
+    )
     assert response.status_code == 400
     assert "email" in response.json()["error"]
 
@@ -70,15 +77,19 @@ def test_sign_in_sets_cookies_and_remember_me_chooses_a_long_session(api_client)
     email = unique_email()
     assert sign_up(api_client(), email).status_code == 200
     client = api_client()
-    short = client.post("/api/auth/signin", json={"user": {"email": email, "password": PASSWORD},
-                                                  "rememberMe": False})
+    short = client.post(
+        "/api/auth/signin",
+        json={"user": {"email": email, "password": PASSWORD}, "rememberMe": False},
+    )
     assert short.status_code == 200, short.text
     assert isinstance(short.json()["status"], str)
     short_cookies = set_cookies(short)
     assert set(short_cookies) == SESSION_COOKIES
     assert int(short_cookies["refresh_token"]["max-age"]) <= 24 * 3600
-    long = client.post("/api/auth/signin", json={"user": {"email": email, "password": PASSWORD},
-                                                 "rememberMe": True})
+    long = client.post(
+        "/api/auth/signin",
+        json={"user": {"email": email, "password": PASSWORD}, "rememberMe": True},
+    )
     assert long.status_code == 200
     long_cookies = set_cookies(long)
     assert all(int(cookie["max-age"]) > 7 * 24 * 3600 for cookie in long_cookies.values())
@@ -89,10 +100,12 @@ def test_sign_in_failures_are_401_and_do_not_reveal_whether_the_email_exists(api
     email = unique_email()
     assert sign_up(api_client(), email).status_code == 200
     client = api_client()
-    wrong = client.post("/api/auth/signin",
-                        json={"user": {"email": email, "password": "not the password"}})
-    unknown = client.post("/api/auth/signin",
-                          json={"user": {"email": unique_email(), "password": "not the password"}})
+    wrong = client.post(
+        "/api/auth/signin", json={"user": {"email": email, "password": "not the password"}}
+    )
+    unknown = client.post(
+        "/api/auth/signin", json={"user": {"email": unique_email(), "password": "not the password"}}
+    )
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json() == unknown.json()
     assert "error" in wrong.json()
@@ -125,8 +138,12 @@ def test_refresh_rotates_the_refresh_token_and_a_reused_one_is_401(api_client):
 
     # A stolen copy of the first refresh token, two rotations old (the grace window covers
     # only the last one): the session ends, for the thief and owner.
-    thief = api_client(cookies={"refresh_token": first["refresh_token"]["value"],
-                                "device_id": first["device_id"]["value"]})
+    thief = api_client(
+        cookies={
+            "refresh_token": first["refresh_token"]["value"],
+            "device_id": first["device_id"]["value"],
+        }
+    )
     reused = thief.get("/api/auth/refresh")
     assert reused.status_code == 401
     assert "error" in reused.json()
@@ -157,8 +174,12 @@ def test_sign_out_revokes_the_session_and_clears_the_cookies(api_client):
     assert all(cookie["max-age"] == "0" and cookie["httponly"] for cookie in cleared.values())
     assert not client.cookies.get("refresh_token")
     # The revoked session's refresh token no longer works, even presented again.
-    again = api_client(cookies={"refresh_token": issued["refresh_token"]["value"],
-                                "device_id": issued["device_id"]["value"]})
+    again = api_client(
+        cookies={
+            "refresh_token": issued["refresh_token"]["value"],
+            "device_id": issued["device_id"]["value"],
+        }
+    )
     assert again.get("/api/auth/refresh").status_code == 401
 
 
@@ -170,8 +191,15 @@ def test_sign_out_without_cookies_or_with_garbage_is_200(api_client):
 
 def test_forged_expired_and_unsigned_access_tokens_are_401(api_client, make_token):
     now = int(time.time())
-    claims = {"sub": str(uuid.uuid4()), "email": "e@example.com", "iat": now, "exp": now + 600,
-              "jti": "j", "iss": "dropfile-auth", "aud": "dropfile"}
+    claims = {
+        "sub": str(uuid.uuid4()),
+        "email": "e@example.com",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "j",
+        "iss": "dropfile-auth",
+        "aud": "dropfile",
+    }
     forged = jwt.encode(claims, "a-shared-secret-of-at-least-32-bytes!", algorithm="HS256")
     unsigned = jwt.encode(claims, None, algorithm="none")
     expired = make_token(iat=now - 3600, exp=now - 60)
@@ -180,8 +208,9 @@ def test_forged_expired_and_unsigned_access_tokens_are_401(api_client, make_toke
         assert response.status_code == 401, token[:40]
         assert "error" in response.json()
     # Bytes no token has (and gRPC metadata cannot carry), sent as a raw header.
-    response = api_client().get("/api/auth/authenticate",
-                                headers={"Cookie": b"access_token=\xe9\xffabc"})
+    response = api_client().get(
+        "/api/auth/authenticate", headers={"Cookie": b"access_token=\xe9\xffabc"}
+    )
     assert response.status_code == 401
     assert "error" in response.json()
     response = api_client(cookies={"access_token": expired}).get("/api/auth/authenticate")

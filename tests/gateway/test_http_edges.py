@@ -1,5 +1,6 @@
 """What surrounds the routes: CORS for credentialed browser calls, request ids, probes,
 OpenAPI, unknown routes and oversized bodies."""
+
 from __future__ import annotations
 
 import logging
@@ -18,9 +19,14 @@ DEV_ORIGIN = "http://localhost:5173"
 
 
 def test_cors_preflight_from_a_listed_origin_allows_credentials_for_that_origin(api_client):
-    response = api_client().options("/api/files/get-upload-urls", headers={
-        "Origin": DEV_ORIGIN, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"})
+    response = api_client().options(
+        "/api/files/get-upload-urls",
+        headers={
+            "Origin": DEV_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == DEV_ORIGIN
     assert response.headers["access-control-allow-credentials"] == "true"
@@ -38,8 +44,10 @@ def test_cors_actual_request_echoes_the_origin_and_exposes_the_request_id(api_cl
 
 def test_cors_ignores_origins_that_are_not_listed(api_client):
     client = api_client()
-    preflight = client.options("/api/auth/signin", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    preflight = client.options(
+        "/api/auth/signin",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
     assert "access-control-allow-origin" not in preflight.headers
     actual = client.get("/healthz", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in actual.headers
@@ -74,8 +82,11 @@ def test_healthz_answers_while_the_process_is_up(api_client):
 def test_readyz_is_200_when_every_backend_serves(api_client):
     response = api_client().get("/readyz")
     assert response.status_code == 200, response.text
-    assert response.json()["backends"] == {"auth": "SERVING", "upload": "SERVING",
-                                           "events": "SERVING"}
+    assert response.json()["backends"] == {
+        "auth": "SERVING",
+        "upload": "SERVING",
+        "events": "SERVING",
+    }
 
 
 def _closed_port() -> int:
@@ -85,8 +96,12 @@ def _closed_port() -> int:
 
 
 def test_readyz_is_503_naming_the_backend_that_is_down(gateway_settings):
-    broken = gateway_settings.model_copy(update={
-        "upload_service_addr": f"127.0.0.1:{_closed_port()}", "readiness_timeout_seconds": 1.0})
+    broken = gateway_settings.model_copy(
+        update={
+            "upload_service_addr": f"127.0.0.1:{_closed_port()}",
+            "readiness_timeout_seconds": 1.0,
+        }
+    )
     with serve_gateway(broken) as url, httpx.Client(base_url=url, timeout=30) as client:
         response = client.get("/readyz")
         assert response.status_code == 503
@@ -106,29 +121,47 @@ def test_openapi_lists_every_route_and_docs_are_served(api_client):
     client = api_client()
     schema = client.get("/openapi.json").json()
     expected = {
-        ("post", "/api/auth/signup"), ("post", "/api/auth/signin"),
-        ("get", "/api/auth/signout"), ("get", "/api/auth/refresh"),
-        ("get", "/api/auth/authenticate"), ("post", "/api/files/get-upload-urls"),
-        ("post", "/api/files/record-chunk"), ("post", "/api/files/complete-upload"),
-        ("post", "/api/files/abort-upload"), ("post", "/api/files/get-download-url"),
-        ("get", "/api/files/list"), ("delete", "/api/files/delete"),
-        ("get", "/healthz"), ("get", "/readyz"),
+        ("post", "/api/auth/signup"),
+        ("post", "/api/auth/signin"),
+        ("get", "/api/auth/signout"),
+        ("get", "/api/auth/refresh"),
+        ("get", "/api/auth/authenticate"),
+        ("post", "/api/files/get-upload-urls"),
+        ("post", "/api/files/record-chunk"),
+        ("post", "/api/files/complete-upload"),
+        ("post", "/api/files/abort-upload"),
+        ("post", "/api/files/get-download-url"),
+        ("get", "/api/files/list"),
+        ("delete", "/api/files/delete"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
     }
     listed = {(method, path) for path, item in schema["paths"].items() for method in item}
     assert expected <= listed
     # Invalid requests are answered 400, so the docs must not promise 422.
-    assert all("422" not in op["responses"] for item in schema["paths"].values()
-               for op in item.values())
+    assert all(
+        "422" not in op["responses"] for item in schema["paths"].values() for op in item.values()
+    )
     # The routes that act for the signed-in user name the cookie they need; sign-in not.
-    assert schema["components"]["securitySchemes"]["accessTokenCookie"] | {
-        "description": ""} == {"type": "apiKey", "in": "cookie", "name": "access_token",
-                               "description": ""}
-    for method, path in (("post", "/api/files/record-chunk"), ("get", "/api/files/list"),
-                         ("post", "/api/v2/files"), ("get", "/api/v2/events"),
-                         ("get", "/api/auth/authenticate")):
+    assert schema["components"]["securitySchemes"]["accessTokenCookie"] | {"description": ""} == {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "access_token",
+        "description": "",
+    }
+    for method, path in (
+        ("post", "/api/files/record-chunk"),
+        ("get", "/api/files/list"),
+        ("post", "/api/v2/files"),
+        ("get", "/api/v2/events"),
+        ("get", "/api/auth/authenticate"),
+    ):
         assert schema["paths"][path][method]["security"] == [{"accessTokenCookie": []}], path
-    for method, path in (("post", "/api/auth/signin"), ("get", "/api/auth/refresh"),
-                         ("get", "/healthz")):
+    for method, path in (
+        ("post", "/api/auth/signin"),
+        ("get", "/api/auth/refresh"),
+        ("get", "/healthz"),
+    ):
         assert "security" not in schema["paths"][path][method], path
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -149,8 +182,9 @@ def test_unknown_routes_and_methods_are_json_errors(api_client):
 
 def test_a_body_over_the_limit_is_413(api_client, gateway_settings):
     too_big = "x" * (gateway_settings.max_request_body_bytes + 1)
-    response = api_client().post("/api/auth/signin",
-                                 json={"user": {"email": too_big, "password": "p"}})
+    response = api_client().post(
+        "/api/auth/signin", json={"user": {"email": too_big, "password": "p"}}
+    )
     assert response.status_code == 413
     assert "error" in response.json()
 
@@ -165,8 +199,9 @@ def test_a_streamed_body_over_the_limit_is_413(api_client, gateway_settings):
             yield chunk
         yield b'", "password": "p"}}'
 
-    response = api_client().post("/api/auth/signin", content=body(),
-                                 headers={"Content-Type": "application/json"})
+    response = api_client().post(
+        "/api/auth/signin", content=body(), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json() == {"error": "request body too large"}
 
@@ -185,10 +220,16 @@ def test_the_request_id_reaches_the_backends(signed_in):
     logger.setLevel(logging.INFO)
     logger.addHandler(capture)
     try:
-        response = signed_in().post("/api/files/get-upload-urls", headers={
-            "X-Request-ID": "trace-to-backend-1"}, json={
-            "file_id": str(uuid.uuid4()), "file_name": "a.txt", "file_type": "",
-            "file_size": "3"})
+        response = signed_in().post(
+            "/api/files/get-upload-urls",
+            headers={"X-Request-ID": "trace-to-backend-1"},
+            json={
+                "file_id": str(uuid.uuid4()),
+                "file_name": "a.txt",
+                "file_type": "",
+                "file_size": "3",
+            },
+        )
     finally:
         logger.removeHandler(capture)
         logger.setLevel(previous_level)

@@ -1,12 +1,13 @@
 """GET /api/v2/events: live file status as Server-Sent Events, through the gateway, from
 an events replica that is not the one handling storage's events (so the change reaches it
 through Redis, as with several replicas in production)."""
+
 from __future__ import annotations
 
 import json
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import jwt
@@ -56,8 +57,10 @@ class SseStream:
             self.ended.set()
 
     def saw(self, file_id: str, status: str) -> bool:
-        return any(name == "file" and data["fileId"] == file_id and data["status"] == status
-                   for name, data in list(self.events))
+        return any(
+            name == "file" and data["fileId"] == file_id and data["status"] == status
+            for name, data in list(self.events)
+        )
 
     def close(self) -> None:
         self._context.__exit__(None, None, None)
@@ -81,16 +84,22 @@ def open_stream() -> Iterator:
 def streams_only_replica(start_processor, quiet_bucket, upload_address):
     """An events replica that takes no storage events (no queue, no reconciling): it only
     serves streams, so what they show came through Redis."""
-    return start_processor(sqs_queue_url=None, s3_bucket=quiet_bucket,
-                           upload_service_addr=upload_address,
-                           reconcile_interval_seconds=3600)
+    return start_processor(
+        sqs_queue_url=None,
+        s3_bucket=quiet_bucket,
+        upload_service_addr=upload_address,
+        reconcile_interval_seconds=3600,
+    )
 
 
 @pytest.fixture
 def gateway_on_replica(gateway_settings, streams_only_replica) -> Iterator[str]:
-    settings = gateway_settings.model_copy(update={
-        "events_service_addr": f"127.0.0.1:{streams_only_replica.handle.port}",
-        "sse_heartbeat_seconds": 1})
+    settings = gateway_settings.model_copy(
+        update={
+            "events_service_addr": f"127.0.0.1:{streams_only_replica.handle.port}",
+            "sse_heartbeat_seconds": 1,
+        }
+    )
     with serve_gateway(settings) as url:
         yield url
 
@@ -107,7 +116,8 @@ def user_id_of(client: httpx.Client) -> str:
 
 
 def test_a_browser_sees_uploaded_within_a_second_of_the_storage_event(
-        gateway_on_replica, open_stream):
+    gateway_on_replica, open_stream
+):
     client = new_user(gateway_on_replica)
     stream = open_stream(client)
     assert stream.response.status_code == 200
@@ -118,21 +128,35 @@ def test_a_browser_sees_uploaded_within_a_second_of_the_storage_event(
     wait_until(lambda: stream.saw(file_id, "UPLOADING"), what="the UPLOADING event")
     parts = []
     for index, url in enumerate(started["presignedUrls"]):
-        part = data[index * PART_SIZE:(index + 1) * PART_SIZE]
+        part = data[index * PART_SIZE : (index + 1) * PART_SIZE]
         etag = put_part(url, part)
-        assert client.post("/api/files/record-chunk", json={
-            "file_id": file_id, "chunk_index": index, "size": str(len(part)),
-            "etag": etag.strip('"')}).status_code == 200
+        assert (
+            client.post(
+                "/api/files/record-chunk",
+                json={
+                    "file_id": file_id,
+                    "chunk_index": index,
+                    "size": str(len(part)),
+                    "etag": etag.strip('"'),
+                },
+            ).status_code
+            == 200
+        )
         parts.append({"ETag": etag, "PartNumber": index + 1})
 
     # Storage sends its event while completing the upload: the second starts before that.
     sent = time.monotonic()
-    completed = client.post("/api/files/complete-upload", json={
-        "uploadId": started["uploadId"], "fileId": file_id, "parts": parts})
+    completed = client.post(
+        "/api/files/complete-upload",
+        json={"uploadId": started["uploadId"], "fileId": file_id, "parts": parts},
+    )
     assert completed.status_code == 200, completed.text
-    wait_until(lambda: stream.saw(file_id, "UPLOADED"),
-               timeout=max(1.0 - (time.monotonic() - sent), 0.0), interval=0.01,
-               what="UPLOADED on the event stream within a second of the storage event")
+    wait_until(
+        lambda: stream.saw(file_id, "UPLOADED"),
+        timeout=max(1.0 - (time.monotonic() - sent), 0.0),
+        interval=0.01,
+        what="UPLOADED on the event stream within a second of the storage event",
+    )
 
     [(_, event)] = [(n, d) for n, d in stream.events if d["status"] == "UPLOADED"]
     assert event["size"] == len(data) and event["at"].endswith("Z")
@@ -144,8 +168,11 @@ def test_another_users_changes_never_reach_a_stream(gateway_on_replica, open_str
     alices_stream, bobs_stream = open_stream(alice), open_stream(bob)
     alices, _ = upload_file(alice, b"alice's")
     bobs, _ = upload_file(bob, b"bob's")
-    wait_until(lambda: alices_stream.saw(alices, "UPLOADED") and bobs_stream.saw(bobs, "UPLOADED"),
-               timeout=30, what="both uploads confirmed")
+    wait_until(
+        lambda: alices_stream.saw(alices, "UPLOADED") and bobs_stream.saw(bobs, "UPLOADED"),
+        timeout=30,
+        what="both uploads confirmed",
+    )
     assert {data["fileId"] for _, data in alices_stream.events} == {alices}
     assert {data["fileId"] for _, data in bobs_stream.events} == {bobs}
 
@@ -156,8 +183,9 @@ def test_a_quiet_stream_carries_heartbeat_comments(gateway_on_replica, open_stre
     assert stream.comments[0] == "live" and stream.events == []
 
 
-def test_a_browser_going_away_ends_the_backend_subscription(gateway_on_replica,
-                                                            streams_only_replica, open_stream):
+def test_a_browser_going_away_ends_the_backend_subscription(
+    gateway_on_replica, streams_only_replica, open_stream
+):
     hub = next(w for w in streams_only_replica.handle.workers if isinstance(w, FileEventHub))
     client = new_user(gateway_on_replica)
     user_id = user_id_of(client)
@@ -167,8 +195,9 @@ def test_a_browser_going_away_ends_the_backend_subscription(gateway_on_replica,
     wait_until(lambda: hub.streams_of(user_id) == 0, what="the backend stream to end")
 
 
-def test_not_signed_in_is_401_and_a_down_events_service_is_503(gateway_settings, api_client,
-                                                               open_stream):
+def test_not_signed_in_is_401_and_a_down_events_service_is_503(
+    gateway_settings, api_client, open_stream
+):
     response = api_client().get(EVENTS)
     assert response.status_code == 401 and "not signed in" in response.json()["error"]
     settings = gateway_settings.model_copy(update={"events_service_addr": "127.0.0.1:9"})
@@ -180,11 +209,13 @@ def test_not_signed_in_is_401_and_a_down_events_service_is_503(gateway_settings,
         assert "error" in stream.response.json()
 
 
-def test_the_stream_ends_when_its_time_is_up(gateway_settings,
-                                             streams_only_replica, open_stream):
-    settings = gateway_settings.model_copy(update={
-        "events_service_addr": f"127.0.0.1:{streams_only_replica.handle.port}",
-        "sse_max_stream_seconds": 2})
+def test_the_stream_ends_when_its_time_is_up(gateway_settings, streams_only_replica, open_stream):
+    settings = gateway_settings.model_copy(
+        update={
+            "events_service_addr": f"127.0.0.1:{streams_only_replica.handle.port}",
+            "sse_max_stream_seconds": 2,
+        }
+    )
     with serve_gateway(settings) as url:
         stream = open_stream(new_user(url))
         assert stream.response.status_code == 200

@@ -1,5 +1,6 @@
 """`POST /api/v2/files/{file_id}/part-urls` over real HTTP against the real upload service:
 fresh presigned PUT URLs for an upload in progress, with v1's error mapping."""
+
 from __future__ import annotations
 
 import uuid
@@ -18,8 +19,9 @@ def part_urls(client: httpx.Client, file_id: str, body) -> httpx.Response:
 def test_fresh_urls_finish_an_upload(signed_in, upload_settings):
     client = signed_in()
     data = bytes(range(256)) * (PART_SIZE // 256) + b"the short last part"
-    file_id, started = start_upload(client, data, name="fresh.bin",
-                                    file_type="application/octet-stream")
+    file_id, started = start_upload(
+        client, data, name="fresh.bin", file_type="application/octet-stream"
+    )
 
     response = part_urls(client, file_id, {"first_part": 1, "last_part": 2})
     assert response.status_code == 200, response.text
@@ -36,13 +38,21 @@ def test_fresh_urls_finish_an_upload(signed_in, upload_settings):
     parts = []
     for index, (part, piece) in enumerate(zip(body["parts"], pieces)):
         etag = put_part(part["url"], piece)
-        recorded = client.post("/api/files/record-chunk", json={
-            "file_id": file_id, "chunk_index": index, "size": str(len(piece)),
-            "etag": etag.strip('"')})
+        recorded = client.post(
+            "/api/files/record-chunk",
+            json={
+                "file_id": file_id,
+                "chunk_index": index,
+                "size": str(len(piece)),
+                "etag": etag.strip('"'),
+            },
+        )
         assert recorded.status_code == 200, recorded.text
         parts.append({"ETag": etag, "PartNumber": index + 1})
-    completed = client.post("/api/files/complete-upload", json={
-        "uploadId": started["uploadId"], "fileId": file_id, "parts": parts})
+    completed = client.post(
+        "/api/files/complete-upload",
+        json={"uploadId": started["uploadId"], "fileId": file_id, "parts": parts},
+    )
     assert completed.status_code == 200, completed.text
 
     entry = wait_until_uploaded(client, file_id)
@@ -71,16 +81,19 @@ def test_another_users_file_and_an_unknown_file_are_404(signed_in):
     assert listed(alice, file_id)["status"] == "UPLOADING"
 
 
-@pytest.mark.parametrize("body,message", [
-    ({"first_part": 1}, "missing fields: last_part"),
-    ({}, "missing fields: first_part, last_part"),
-    ({"first_part": "1", "last_part": 1}, "first_part"),
-    ({"first_part": 0, "last_part": 1}, "first_part"),
-    ({"first_part": 1, "last_part": 1, "extra": True}, "unknown fields: extra"),
-    ({"first_part": 2, "last_part": 1}, "last_part_number must not be less than first"),
-    ({"first_part": 1, "last_part": 2}, "beyond this file's 1 parts"),
-    ({"first_part": 1, "last_part": 1001}, "at most 1000 parts per call"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"first_part": 1}, "missing fields: last_part"),
+        ({}, "missing fields: first_part, last_part"),
+        ({"first_part": "1", "last_part": 1}, "first_part"),
+        ({"first_part": 0, "last_part": 1}, "first_part"),
+        ({"first_part": 1, "last_part": 1, "extra": True}, "unknown fields: extra"),
+        ({"first_part": 2, "last_part": 1}, "last_part_number must not be less than first"),
+        ({"first_part": 1, "last_part": 2}, "beyond this file's 1 parts"),
+        ({"first_part": 1, "last_part": 1001}, "at most 1000 parts per call"),
+    ],
+)
 def test_bad_bodies_are_400_naming_the_problem(signed_in, body, message):
     client = signed_in()
     file_id, _ = start_upload(client, b"one part")

@@ -2,6 +2,7 @@
 batches signed for each part's checksum, record, resume, complete, the file with its
 whole-file checksum, the quota (413 when exceeded), and the OpenAPI document. v1's
 get-upload-urls keeps its exact shape."""
+
 from __future__ import annotations
 
 import base64
@@ -15,7 +16,7 @@ import pytest
 from .conftest import listed, wait_until_uploaded
 
 MIB = 1024 * 1024
-TIB = 1024 ** 4
+TIB = 1024**4
 
 
 def b64_sha256(data: bytes) -> str:
@@ -26,22 +27,38 @@ def create(client: httpx.Client, size: int, **extra) -> httpx.Response:
     return client.post("/api/v2/files", json={"fileName": "v2.bin", "size": size, **extra})
 
 
-def send(client: httpx.Client, file_id: str, data: bytes, part_size: int,
-         numbers: list[int]) -> None:
-    pieces = {n: data[(n - 1) * part_size:n * part_size] for n in numbers}
-    urls = client.post(f"/api/v2/files/{file_id}/part-urls", json={
-        "first_part": numbers[0], "last_part": numbers[-1],
-        "checksums": [b64_sha256(pieces[n]) for n in numbers]})
+def send(
+    client: httpx.Client, file_id: str, data: bytes, part_size: int, numbers: list[int]
+) -> None:
+    pieces = {n: data[(n - 1) * part_size : n * part_size] for n in numbers}
+    urls = client.post(
+        f"/api/v2/files/{file_id}/part-urls",
+        json={
+            "first_part": numbers[0],
+            "last_part": numbers[-1],
+            "checksums": [b64_sha256(pieces[n]) for n in numbers],
+        },
+    )
     assert urls.status_code == 200, urls.text
     for entry in urls.json()["parts"]:
         number = entry["partNumber"]
         assert entry["headers"] == {"x-amz-checksum-sha256": b64_sha256(pieces[number])}
-        stored = httpx.put(entry["url"], content=pieces[number], timeout=60, headers={
-            "Content-Type": "application/octet-stream", **entry["headers"]})
+        stored = httpx.put(
+            entry["url"],
+            content=pieces[number],
+            timeout=60,
+            headers={"Content-Type": "application/octet-stream", **entry["headers"]},
+        )
         assert stored.status_code == 200, stored.text
-        recorded = client.post(f"/api/v2/files/{file_id}/parts", json={
-            "partNumber": number, "size": len(pieces[number]), "etag": stored.headers["ETag"],
-            "checksum": b64_sha256(pieces[number])})
+        recorded = client.post(
+            f"/api/v2/files/{file_id}/parts",
+            json={
+                "partNumber": number,
+                "size": len(pieces[number]),
+                "etag": stored.headers["ETag"],
+                "checksum": b64_sha256(pieces[number]),
+            },
+        )
         assert recorded.status_code == 200, recorded.text
         assert recorded.json() == {"partNumber": number}
 
@@ -54,8 +71,11 @@ def test_a_v2_upload_from_start_to_download(signed_in):
     assert started.status_code == 201, started.text
     body = started.json()
     assert set(body) == {"fileId", "uploadId", "partSize", "partCount", "checksumAlgorithm"}
-    assert (body["partSize"], body["partCount"], body["checksumAlgorithm"]) == \
-        (5 * MIB, 3, "SHA256")
+    assert (body["partSize"], body["partCount"], body["checksumAlgorithm"]) == (
+        5 * MIB,
+        3,
+        "SHA256",
+    )
     file_id = body["fileId"]
 
     send(client, file_id, data, body["partSize"], [1, 2])
@@ -65,7 +85,7 @@ def test_a_v2_upload_from_start_to_download(signed_in):
     assert state["state"] == "RECEIVING_PARTS"
     assert (state["uploadId"], state["partCount"]) == (body["uploadId"], 3)
     assert [p["partNumber"] for p in state["storedParts"]] == [1, 2]
-    assert state["storedParts"][0]["checksum"] == b64_sha256(data[:5 * MIB])
+    assert state["storedParts"][0]["checksum"] == b64_sha256(data[: 5 * MIB])
     assert state["file"]["status"] == "UPLOADING" and state["file"]["sha256"] is None
 
     send(client, file_id, data, body["partSize"], [3])
@@ -97,38 +117,52 @@ def test_the_quota_route_and_v1_413(signed_in):
     client = signed_in()
     quota = client.get("/api/v2/quota")
     assert quota.status_code == 200
-    assert quota.json() == {"usedBytes": 0, "uploadingBytes": 0,
-                            "limitBytes": 100 * 1024 * MIB}
+    assert quota.json() == {"usedBytes": 0, "uploadingBytes": 0, "limitBytes": 100 * 1024 * MIB}
     # A declared 99.5 GiB (nothing sent) leaves less room than v1's 1 GiB file needs.
     assert create(client, 199 * 512 * MIB).status_code == 201
     assert client.get("/api/v2/quota").json()["usedBytes"] == 199 * 512 * MIB
-    v1 = client.post("/api/files/get-upload-urls", json={
-        "file_id": str(uuid.uuid4()), "file_name": "big", "file_type": "",
-        "file_size": str(1024 * MIB)})
+    v1 = client.post(
+        "/api/files/get-upload-urls",
+        json={
+            "file_id": str(uuid.uuid4()),
+            "file_name": "big",
+            "file_type": "",
+            "file_size": str(1024 * MIB),
+        },
+    )
     assert v1.status_code == 413
     assert v1.json()["success"] is False and "quota" in v1.json()["error"]
 
 
 def test_v1_get_upload_urls_keeps_its_exact_shape(signed_in):
     client = signed_in()
-    reply = client.post("/api/files/get-upload-urls", json={
-        "file_id": str(uuid.uuid4()), "file_name": "a", "file_type": "",
-        "file_size": str(11 * MIB)})
+    reply = client.post(
+        "/api/files/get-upload-urls",
+        json={
+            "file_id": str(uuid.uuid4()),
+            "file_name": "a",
+            "file_type": "",
+            "file_size": str(11 * MIB),
+        },
+    )
     assert reply.status_code == 200
     assert set(reply.json()) == {"success", "presignedUrls", "uploadId"}
     assert len(reply.json()["presignedUrls"]) == 3  # every URL at once, 5 MiB parts
 
 
-@pytest.mark.parametrize("body,status,message", [
-    ({"fileName": "x"}, 400, "missing fields: size"),
-    ({"fileName": "x", "size": "12"}, 400, "size"),
-    ({"fileName": "x", "size": -1}, 400, "size"),
-    ({"fileName": "x", "size": 1, "checksumAlgorithm": "MD5"}, 400, "checksumAlgorithm"),
-    ({"fileName": "x", "size": 1, "fileId": "nope"}, 400, "file_id must be a UUID"),
-    ({"fileName": "x", "size": 1, "sha256": "abc"}, 400, "sha256 must be 64"),
-    ({"fileName": "", "size": 1}, 400, "file_name is required"),
-    ({"fileName": "x", "size": 1, "extra": 1}, 400, "unknown fields: extra"),
-])
+@pytest.mark.parametrize(
+    "body,status,message",
+    [
+        ({"fileName": "x"}, 400, "missing fields: size"),
+        ({"fileName": "x", "size": "12"}, 400, "size"),
+        ({"fileName": "x", "size": -1}, 400, "size"),
+        ({"fileName": "x", "size": 1, "checksumAlgorithm": "MD5"}, 400, "checksumAlgorithm"),
+        ({"fileName": "x", "size": 1, "fileId": "nope"}, 400, "file_id must be a UUID"),
+        ({"fileName": "x", "size": 1, "sha256": "abc"}, 400, "sha256 must be 64"),
+        ({"fileName": "", "size": 1}, 400, "file_name is required"),
+        ({"fileName": "x", "size": 1, "extra": 1}, 400, "unknown fields: extra"),
+    ],
+)
 def test_bad_creations_are_400_naming_the_problem(signed_in, body, status, message):
     response = signed_in().post("/api/v2/files", json=body)
     assert response.status_code == status, response.text
@@ -143,8 +177,12 @@ def test_another_users_upload_is_404_and_signing_in_is_required(signed_in, api_c
         assert bob.get(path).json() == {"error": "file not found"}
         assert api_client().get(path).status_code == 401
     assert bob.post(f"/api/v2/files/{file_id}/complete", json={}).status_code == 404
-    assert bob.post(f"/api/v2/files/{file_id}/parts", json={
-        "partNumber": 1, "size": 10, "etag": "e"}).status_code == 404
+    assert (
+        bob.post(
+            f"/api/v2/files/{file_id}/parts", json={"partNumber": 1, "size": 10, "etag": "e"}
+        ).status_code
+        == 404
+    )
     assert api_client().get("/api/v2/quota").status_code == 401
     assert listed(alice, file_id)["status"] == "UPLOADING"
 
@@ -159,32 +197,51 @@ def test_completing_with_parts_missing_is_409(signed_in):
 
 def test_the_v2_routes_are_documented(api_client):
     paths = api_client().get("/openapi.json").json()["paths"]
-    for path, method in [("/api/v2/files", "post"), ("/api/v2/files/{file_id}", "get"),
-                         ("/api/v2/files/{file_id}/upload", "get"),
-                         ("/api/v2/files/{file_id}/parts", "post"),
-                         ("/api/v2/files/{file_id}/parts/batch", "post"),
-                         ("/api/v2/files/{file_id}/complete", "post"),
-                         ("/api/v2/quota", "get")]:
+    for path, method in [
+        ("/api/v2/files", "post"),
+        ("/api/v2/files/{file_id}", "get"),
+        ("/api/v2/files/{file_id}/upload", "get"),
+        ("/api/v2/files/{file_id}/parts", "post"),
+        ("/api/v2/files/{file_id}/parts/batch", "post"),
+        ("/api/v2/files/{file_id}/complete", "post"),
+        ("/api/v2/quota", "get"),
+    ]:
         operation = paths[path][method]
         assert "422" not in operation["responses"]
         assert {"400", "401", "413"} <= set(operation["responses"]), path
 
 
-def _store_parts(client: httpx.Client, file_id: str, data: bytes, part_size: int,
-                 numbers: list[int]) -> list[dict]:
+def _store_parts(
+    client: httpx.Client, file_id: str, data: bytes, part_size: int, numbers: list[int]
+) -> list[dict]:
     """PUTs the parts to storage; their record entries, as POST .../parts takes them."""
-    pieces = {n: data[(n - 1) * part_size:n * part_size] for n in numbers}
-    urls = client.post(f"/api/v2/files/{file_id}/part-urls", json={
-        "first_part": numbers[0], "last_part": numbers[-1],
-        "checksums": [b64_sha256(pieces[n]) for n in numbers]}).json()["parts"]
+    pieces = {n: data[(n - 1) * part_size : n * part_size] for n in numbers}
+    urls = client.post(
+        f"/api/v2/files/{file_id}/part-urls",
+        json={
+            "first_part": numbers[0],
+            "last_part": numbers[-1],
+            "checksums": [b64_sha256(pieces[n]) for n in numbers],
+        },
+    ).json()["parts"]
     entries = []
     for entry in urls:
         number = entry["partNumber"]
-        stored = httpx.put(entry["url"], content=pieces[number], timeout=60, headers={
-            "Content-Type": "application/octet-stream", **entry["headers"]})
+        stored = httpx.put(
+            entry["url"],
+            content=pieces[number],
+            timeout=60,
+            headers={"Content-Type": "application/octet-stream", **entry["headers"]},
+        )
         assert stored.status_code == 200, stored.text
-        entries.append({"partNumber": number, "size": len(pieces[number]),
-                        "etag": stored.headers["ETag"], "checksum": b64_sha256(pieces[number])})
+        entries.append(
+            {
+                "partNumber": number,
+                "size": len(pieces[number]),
+                "etag": stored.headers["ETag"],
+                "checksum": b64_sha256(pieces[number]),
+            }
+        )
     return entries
 
 
@@ -194,8 +251,9 @@ def test_parts_recorded_in_one_batch_complete_the_upload(signed_in):
     body = create(client, len(data)).json()
     file_id = body["fileId"]
     entries = _store_parts(client, file_id, data, body["partSize"], [1, 2, 3])
-    recorded = client.post(f"/api/v2/files/{file_id}/parts/batch",
-                           json={"parts": [entries[2], entries[0], entries[1]]})
+    recorded = client.post(
+        f"/api/v2/files/{file_id}/parts/batch", json={"parts": [entries[2], entries[0], entries[1]]}
+    )
     assert recorded.status_code == 200, recorded.text
     assert recorded.json() == {"partNumbers": [3, 1, 2]}
     # The same batch again (a client's retry) changes nothing.
@@ -214,8 +272,9 @@ def test_a_refused_part_of_a_batch_is_named_and_the_others_are_recorded(signed_i
     file_id = body["fileId"]
     entries = _store_parts(client, file_id, data, body["partSize"], [1, 2])
     wrong_size = {**entries[1], "size": 6}
-    response = client.post(f"/api/v2/files/{file_id}/parts/batch",
-                           json={"parts": [entries[0], wrong_size]})
+    response = client.post(
+        f"/api/v2/files/{file_id}/parts/batch", json={"parts": [entries[0], wrong_size]}
+    )
     assert response.status_code == 400, response.text
     assert response.json()["error"].startswith("part 2: ")
     # Part 1 was recorded all the same: only part 2 is still missing.
@@ -231,9 +290,12 @@ def test_batches_are_checked_like_single_records(signed_in):
     batch = f"/api/v2/files/{file_id}/parts/batch"
     refused = bob.post(batch, json={"parts": [part]})
     assert (refused.status_code, refused.json()) == (404, {"error": "part 1: file not found"})
-    for bad, message in [({"parts": []}, "parts"), ({"parts": [part] * 101}, "parts"),
-                         ({"parts": [{**part, "partNumber": 0}]}, "parts[0].partNumber"),
-                         ({"part": part}, "missing fields: parts")]:
+    for bad, message in [
+        ({"parts": []}, "parts"),
+        ({"parts": [part] * 101}, "parts"),
+        ({"parts": [{**part, "partNumber": 0}]}, "parts[0].partNumber"),
+        ({"part": part}, "missing fields: parts"),
+    ]:
         response = alice.post(batch, json=bad)
         assert response.status_code == 400, response.text
         assert message in response.json()["error"]

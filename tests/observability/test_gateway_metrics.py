@@ -1,6 +1,7 @@
 """The gateway's metrics: requests counted per route template (never per raw path), and
 /metrics kept off the public HTTP port unless this is a development gateway without
 METRICS_PORT. `python -m gateway` with METRICS_PORT serves them on that port."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,10 @@ REQUESTS = "dropfile_http_requests_total"
 
 
 def counted(method: str, route: str, status: str) -> float:
-    return REGISTRY.get_sample_value(REQUESTS, {"method": method, "route": route,
-                                                "status": status}) or 0.0
+    return (
+        REGISTRY.get_sample_value(REQUESTS, {"method": method, "route": route, "status": status})
+        or 0.0
+    )
 
 
 def test_requests_are_counted_by_route_template(api_client, gateway_url):
@@ -33,12 +36,14 @@ def test_requests_are_counted_by_route_template(api_client, gateway_url):
     template = "/api/v2/files/{file_id}/part-urls"
     before = counted("POST", template, "401")
     file_id = f"metrics-{uuid.uuid4().hex}"
-    response = client.post(f"/api/v2/files/{file_id}/part-urls",
-                           json={"first_part": 1, "last_part": 1})
+    response = client.post(
+        f"/api/v2/files/{file_id}/part-urls", json={"first_part": 1, "last_part": 1}
+    )
     assert response.status_code == 401  # no session: refused by the gateway itself
     assert counted("POST", template, "401") == before + 1
-    latency = REGISTRY.get_sample_value("dropfile_http_request_duration_seconds_count",
-                                        {"method": "POST", "route": template})
+    latency = REGISTRY.get_sample_value(
+        "dropfile_http_request_duration_seconds_count", {"method": "POST", "route": template}
+    )
     assert latency and latency >= 1
 
     page = client.get("/metrics")
@@ -55,9 +60,11 @@ def test_paths_no_route_matched_share_one_label(api_client):
     assert counted("POST", "<unmatched>", "404") == before + 1
 
 
-@pytest.mark.parametrize("overrides", [{"dropfile_env": "production"},
-                                       {"metrics_port": 9}],
-                         ids=["production", "metrics-port-set"])
+@pytest.mark.parametrize(
+    "overrides",
+    [{"dropfile_env": "production"}, {"metrics_port": 9}],
+    ids=["production", "metrics-port-set"],
+)
 def test_metrics_are_not_on_the_http_port(gateway_settings, overrides):
     settings = gateway_settings.model_copy(update=overrides)
     with serve_gateway(settings) as url:
@@ -77,19 +84,31 @@ def _free_port() -> int:
 
 
 def _env(**values: str) -> dict[str, str]:
-    return {"PATH": os.environ["PATH"],
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]), **values}
+    return {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
+        **values,
+    }
 
 
 def test_python_m_gateway_serves_metrics_on_metrics_port(gateway_settings, tmp_path):
     http_port, metrics_port = _free_port(), _free_port()
-    env = _env(DROPFILE_ENV="development", DROPFILE_HTTP_PORT=str(http_port),
-               METRICS_PORT=str(metrics_port),
-               AUTH_SERVICE_ADDR=gateway_settings.auth_service_addr,
-               UPLOAD_SERVICE_ADDR=gateway_settings.upload_service_addr,
-               EVENTS_SERVICE_ADDR=gateway_settings.events_service_addr)
-    process = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = _env(
+        DROPFILE_ENV="development",
+        DROPFILE_HTTP_PORT=str(http_port),
+        METRICS_PORT=str(metrics_port),
+        AUTH_SERVICE_ADDR=gateway_settings.auth_service_addr,
+        UPLOAD_SERVICE_ADDR=gateway_settings.upload_service_addr,
+        EVENTS_SERVICE_ADDR=gateway_settings.events_service_addr,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         base = f"http://127.0.0.1:{http_port}"
 
@@ -105,8 +124,9 @@ def test_python_m_gateway_serves_metrics_on_metrics_port(gateway_settings, tmp_p
         assert httpx.get(f"{base}/metrics", timeout=5).status_code == 404
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
         assert scraped.status_code == 200
-        assert ('dropfile_http_requests_total{method="POST",route="/api/auth/signin",'
-                'status="400"} 1.0') in scraped.text
+        assert (
+            'dropfile_http_requests_total{method="POST",route="/api/auth/signin",status="400"} 1.0'
+        ) in scraped.text
         assert 'route="/readyz",status="200"' in scraped.text
     finally:
         process.send_signal(signal.SIGTERM)
@@ -118,8 +138,14 @@ def test_a_taken_metrics_port_stops_the_gateway(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         env = _env(DROPFILE_HTTP_PORT=str(_free_port()), METRICS_PORT=str(taken.getsockname()[1]))
-        result = subprocess.run([sys.executable, "-m", "gateway"], cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 2
     assert "metrics port" in result.stderr
 

@@ -2,6 +2,7 @@
 on a local port) receives the spans of `python -m gateway` and `python -m
 services.upload.server`, and one gateway request is one trace across both processes. With
 no OTEL_EXPORTER_OTLP_ENDPOINT, nothing of OpenTelemetry is installed."""
+
 from __future__ import annotations
 
 import json
@@ -48,13 +49,21 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):
         with self._lock:
             for resource_spans in request.resource_spans:
-                attributes = {a.key: a.value.string_value
-                              for a in resource_spans.resource.attributes}
+                attributes = {
+                    a.key: a.value.string_value for a in resource_spans.resource.attributes
+                }
                 for scope_spans in resource_spans.scope_spans:
                     for span in scope_spans.spans:
-                        self.spans.append(ReceivedSpan(
-                            attributes.get("service.name", ""), span.name, span.kind,
-                            span.trace_id, span.span_id, span.parent_span_id))
+                        self.spans.append(
+                            ReceivedSpan(
+                                attributes.get("service.name", ""),
+                                span.name,
+                                span.kind,
+                                span.trace_id,
+                                span.span_id,
+                                span.parent_span_id,
+                            )
+                        )
         return trace_service_pb2.ExportTraceServiceResponse()
 
     def received(self) -> list[ReceivedSpan]:
@@ -83,14 +92,24 @@ def _free_port() -> int:
 
 def _base_env(tmp_path: Path) -> dict[str, str]:
     # Nothing inherited: no OTEL_* or AWS_* variable of the test run leaks in.
-    return {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"),
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
-            "PYTHONUNBUFFERED": "1", "DROPFILE_KEYS_DIR": str(tmp_path / "keys")}
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path / "home"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
+        "PYTHONUNBUFFERED": "1",
+        "DROPFILE_KEYS_DIR": str(tmp_path / "keys"),
+    }
 
 
 def _start(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _stop(process: subprocess.Popen, log: Path) -> None:
@@ -105,31 +124,42 @@ def _stop(process: subprocess.Popen, log: Path) -> None:
 
 
 def test_a_gateway_request_is_one_trace_across_gateway_and_upload(
-        collector, tmp_path, database_url, redis_url, storage, key_pair, service_token,
-        make_token):
+    collector, tmp_path, database_url, redis_url, storage, key_pair, service_token, make_token
+):
     servicer, endpoint = collector
     _, public_pem = key_pair
     upload_port, http_port = _free_port(), _free_port()
     upload_env = {
-        **_base_env(tmp_path), "DROPFILE_ENV": "production",
-        "UPLOAD_GRPC_PORT": str(upload_port), "CLOUD_DB_URI": database_url,
-        "CLOUD_RD_URI": redis_url, "AWS_ENDPOINT_URL": storage["endpoint"],
-        "AWS_REGION": storage["region"], "S3_BUCKET": storage["bucket"],
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "PUBLIC_KEY": public_pem, "SERVICE_TOKEN": service_token,
+        **_base_env(tmp_path),
+        "DROPFILE_ENV": "production",
+        "UPLOAD_GRPC_PORT": str(upload_port),
+        "CLOUD_DB_URI": database_url,
+        "CLOUD_RD_URI": redis_url,
+        "AWS_ENDPOINT_URL": storage["endpoint"],
+        "AWS_REGION": storage["region"],
+        "S3_BUCKET": storage["bucket"],
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "PUBLIC_KEY": public_pem,
+        "SERVICE_TOKEN": service_token,
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
     }
     gateway_env = {
-        **_base_env(tmp_path), "DROPFILE_ENV": "development",
+        **_base_env(tmp_path),
+        "DROPFILE_ENV": "development",
         "DROPFILE_HTTP_PORT": str(http_port),
         # upload answers every backend's health check in /readyz.
-        **{f"{name}_SERVICE_ADDR": f"127.0.0.1:{upload_port}"
-           for name in ("AUTH", "UPLOAD", "EVENTS")},
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "gateway-under-test",
+        **{
+            f"{name}_SERVICE_ADDR": f"127.0.0.1:{upload_port}"
+            for name in ("AUTH", "UPLOAD", "EVENTS")
+        },
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_SERVICE_NAME": "gateway-under-test",
     }
     logs = {name: tmp_path / f"{name}.log" for name in ("upload", "gateway")}
-    upload = _start([sys.executable, "-m", "services.upload.server"], upload_env, tmp_path,
-                    logs["upload"])
+    upload = _start(
+        [sys.executable, "-m", "services.upload.server"], upload_env, tmp_path, logs["upload"]
+    )
     gateway = _start([sys.executable, "-m", "gateway"], gateway_env, tmp_path, logs["gateway"])
     try:
         user_id = str(uuid.uuid4())
@@ -138,8 +168,7 @@ def test_a_gateway_request_is_one_trace_across_gateway_and_upload(
 
         def listed():
             if upload.poll() is not None or gateway.poll() is not None:
-                pytest.fail("a process exited:\n" + "\n".join(p.read_text()
-                                                                for p in logs.values()))
+                pytest.fail("a process exited:\n" + "\n".join(p.read_text() for p in logs.values()))
             try:
                 return httpx.get(url, headers=cookie, timeout=5).status_code == 200
             except httpx.TransportError:
@@ -157,8 +186,9 @@ def test_a_gateway_request_is_one_trace_across_gateway_and_upload(
     spans = servicer.received()
     services = {span.service for span in spans}
     assert {"gateway-under-test", "upload"} <= services, spans
-    upload_server = [s for s in spans if s.service == "upload" and s.name == LIST_FILES
-                     and s.kind == SERVER]
+    upload_server = [
+        s for s in spans if s.service == "upload" and s.name == LIST_FILES and s.kind == SERVER
+    ]
     assert upload_server, spans
     # The last (successful) request: its upload span's parent is the gateway's gRPC call.
     served = upload_server[-1]
@@ -194,29 +224,51 @@ print(json.dumps({
 
 
 def _probe(tmp_path: Path, **env: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", PROBE], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60, env={**_base_env(tmp_path), **env})
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_base_env(tmp_path), **env},
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_without_an_endpoint_nothing_is_installed(tmp_path):
-    assert _probe(tmp_path) == {"configured": False, "provider": "ProxyTracerProvider",
-                                "sdk_loaded": False, "exporter_loaded": False,
-                                "grpc_instrumented": False, "aio_instrumented": False}
+    assert _probe(tmp_path) == {
+        "configured": False,
+        "provider": "ProxyTracerProvider",
+        "sdk_loaded": False,
+        "exporter_loaded": False,
+        "grpc_instrumented": False,
+        "aio_instrumented": False,
+    }
 
 
 def test_with_an_endpoint_the_exporter_and_instrumentors_are_installed(tmp_path):
     # Nothing listens there: spans would be dropped, which is all this probe could do.
     found = _probe(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
-    assert found == {"configured": True, "provider": "TracerProvider", "sdk_loaded": True,
-                     "exporter_loaded": True, "grpc_instrumented": True,
-                     "aio_instrumented": True}
+    assert found == {
+        "configured": True,
+        "provider": "TracerProvider",
+        "sdk_loaded": True,
+        "exporter_loaded": True,
+        "grpc_instrumented": True,
+        "aio_instrumented": True,
+    }
 
 
 def test_a_bad_endpoint_stops_the_process_with_a_clear_message(tmp_path):
     env = {**_base_env(tmp_path), "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}
-    result = subprocess.run([sys.executable, "-m", "gateway"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" in result.stderr

@@ -1,6 +1,7 @@
 """`make run`'s restart backoff: 0.5 s, doubling on each quick crash up to 30 s, back to
 0.5 s once the process has run a minute. (A real crash under `make run` is in
 tests/e2e/test_make_run.py.)"""
+
 from __future__ import annotations
 
 import signal
@@ -42,8 +43,10 @@ def test_a_killed_child_is_started_again_and_the_log_says_so(capsys):
             os.kill(pids[-1], signal.SIGKILL)
             killed_at = time.monotonic()
             deadline = killed_at + 10
-            while children.children[0].proc.pid == pids[-1] or \
-                    children.children[0].proc.poll() is not None:
+            while (
+                children.children[0].proc.pid == pids[-1]
+                or children.children[0].proc.poll() is not None
+            ):
                 assert time.monotonic() < deadline, "the child was not restarted"
                 children.supervise()
                 time.sleep(0.05)

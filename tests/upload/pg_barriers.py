@@ -3,10 +3,11 @@
 known statement that needs it; the test waits until exactly the expected calls are blocked
 there (pg_blocking_pids), acts, then lets them go. Races become deterministic, with no
 sleeps and no hooks in the code."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -24,9 +25,12 @@ class HeldLock:
     def waiters(self) -> int:
         """Backends blocked, directly, by this lock's holder."""
         with self._engine.connect() as conn:
-            return conn.execute(text(
-                "select count(*) from pg_stat_activity where :pid = any(pg_blocking_pids(pid))"),
-                {"pid": self.pid}).scalar_one()
+            return conn.execute(
+                text(
+                    "select count(*) from pg_stat_activity where :pid = any(pg_blocking_pids(pid))"
+                ),
+                {"pid": self.pid},
+            ).scalar_one()
 
     def wait_for_waiters(self, count: int, what: str) -> None:
         wait_until(lambda: self.waiters() >= count, timeout=30, what=what)
@@ -48,6 +52,8 @@ def holding(engine: Engine, sql: str, params: dict | None = None) -> Iterator[He
 
 def holding_quota_lock(engine: Engine, user_id: str):
     """The per-user lock under which initiations (and completion's quota check) decide."""
-    return holding(engine, "select pg_advisory_xact_lock(:namespace, hashtext(:user))",
-                   {"namespace": QUOTA_LOCK_NAMESPACE, "user": user_id})
-
+    return holding(
+        engine,
+        "select pg_advisory_xact_lock(:namespace, hashtext(:user))",
+        {"namespace": QUOTA_LOCK_NAMESPACE, "user": user_id},
+    )

@@ -1,6 +1,7 @@
 """Deleting or aborting never leaves parts or objects behind: whatever point of its life a
 file is deleted or aborted at, storage keeps nothing under its key (no multipart upload, so
 no parts; no object), and the database keeps no parts of it."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,22 +14,29 @@ from .helpers import PART, confirm_request, initiate, put_parts, record_parts, u
 
 def leftovers(s3, bucket: str, key: str) -> dict:
     return {
-        "multipart uploads": [item["UploadId"] for item in s3.list_multipart_uploads(
-            Bucket=bucket, Prefix=key).get("Uploads", [])],
-        "objects": [item["Key"] for item in s3.list_objects_v2(
-            Bucket=bucket, Prefix=key).get("Contents", [])],
+        "multipart uploads": [
+            item["UploadId"]
+            for item in s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
+        ],
+        "objects": [
+            item["Key"]
+            for item in s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", [])
+        ],
     }
 
 
 def chunk_count(db_engine, file_id: str) -> int:
     with db_engine.connect() as conn:
-        return conn.execute(text("select count(*) from chunks where file_id = :id"),
-                            {"id": file_id}).scalar_one()
+        return conn.execute(
+            text("select count(*) from chunks where file_id = :id"), {"id": file_id}
+        ).scalar_one()
 
 
 def abort(api, user, upload) -> None:
-    api.AbortUpload(upload_pb2.AbortUploadRequest(upload_id=upload.upload_id,
-                                                  file_id=upload.file_id), metadata=user.metadata)
+    api.AbortUpload(
+        upload_pb2.AbortUploadRequest(upload_id=upload.upload_id, file_id=upload.file_id),
+        metadata=user.metadata,
+    )
 
 
 def delete(api, user, upload) -> None:
@@ -85,12 +93,21 @@ def deleted_after_abort(api, internal, user, service_metadata):
     return upload
 
 
-@pytest.mark.parametrize("life", [
-    aborted_with_parts, deleted_while_uploading, deleted_after_completion_before_confirmation,
-    deleted_after_confirmation, deleted_after_a_stale_confirmation, deleted_after_abort,
-], ids=lambda life: life.__name__)
+@pytest.mark.parametrize(
+    "life",
+    [
+        aborted_with_parts,
+        deleted_while_uploading,
+        deleted_after_completion_before_confirmation,
+        deleted_after_confirmation,
+        deleted_after_a_stale_confirmation,
+        deleted_after_abort,
+    ],
+    ids=lambda life: life.__name__,
+)
 def test_storage_keeps_nothing_of_a_deleted_or_aborted_file(
-        life, api, internal, alice, s3, bucket, db_engine, service_metadata):
+    life, api, internal, alice, s3, bucket, db_engine, service_metadata
+):
     upload = life(api, internal, alice, service_metadata)
     assert leftovers(s3, bucket, upload.s3_key) == {"multipart uploads": [], "objects": []}
     assert chunk_count(db_engine, upload.file_id) == 0

@@ -1,13 +1,20 @@
 """The v2 part arithmetic at every boundary: the server's part size choice (5 MiB doubling
 up to 5 GiB, at most 10,000 parts), the part count and each part's size, and the settings
 that bound them. Pure functions: no server."""
+
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from services.upload.parts import (MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, choose_part_size,
-                                   expected_part_size, part_count)
+from services.upload.parts import (
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    choose_part_size,
+    expected_part_size,
+    part_count,
+)
 from services.upload.settings import UploadSettings
 
 MIB = 1024 * 1024
@@ -15,21 +22,24 @@ GIB = 1024 * MIB
 TIB = 1024 * GIB
 
 
-@pytest.mark.parametrize("size,part_size,count", [
-    (0, 5 * MIB, 1),                                  # an empty file is one empty part
-    (1, 5 * MIB, 1),
-    (5 * MIB, 5 * MIB, 1),                            # exactly one part
-    (5 * MIB + 1, 5 * MIB, 2),                        # one byte over
-    (5 * MIB * MAX_PARTS, 5 * MIB, 10_000),           # exact multiple at the part limit
-    (5 * MIB * MAX_PARTS + 1, 10 * MIB, 5_001),       # one byte over: the next size
-    (10 * MIB * MAX_PARTS, 10 * MIB, 10_000),
-    (10 * MIB * MAX_PARTS + 1, 20 * MIB, 5_001),
-    (1 * TIB, 160 * MIB, 6_554),
-    (5 * TIB, 640 * MIB, 8_192),                      # S3's object limit
-    (5 * TIB + 1, 640 * MIB, 8_193),
-    (MAX_PART_SIZE * MAX_PARTS - 1, 5 * GIB, 10_000),
-    (MAX_PART_SIZE * MAX_PARTS, 5 * GIB, 10_000),     # 48.8 TiB: 10,000 parts of 5 GiB
-])
+@pytest.mark.parametrize(
+    "size,part_size,count",
+    [
+        (0, 5 * MIB, 1),  # an empty file is one empty part
+        (1, 5 * MIB, 1),
+        (5 * MIB, 5 * MIB, 1),  # exactly one part
+        (5 * MIB + 1, 5 * MIB, 2),  # one byte over
+        (5 * MIB * MAX_PARTS, 5 * MIB, 10_000),  # exact multiple at the part limit
+        (5 * MIB * MAX_PARTS + 1, 10 * MIB, 5_001),  # one byte over: the next size
+        (10 * MIB * MAX_PARTS, 10 * MIB, 10_000),
+        (10 * MIB * MAX_PARTS + 1, 20 * MIB, 5_001),
+        (1 * TIB, 160 * MIB, 6_554),
+        (5 * TIB, 640 * MIB, 8_192),  # S3's object limit
+        (5 * TIB + 1, 640 * MIB, 8_193),
+        (MAX_PART_SIZE * MAX_PARTS - 1, 5 * GIB, 10_000),
+        (MAX_PART_SIZE * MAX_PARTS, 5 * GIB, 10_000),  # 48.8 TiB: 10,000 parts of 5 GiB
+    ],
+)
 def test_the_part_size_is_the_smallest_that_needs_at_most_10000_parts(size, part_size, count):
     chosen = choose_part_size(size)
     assert (chosen, part_count(size, chosen)) == (part_size, count)
@@ -67,8 +77,12 @@ def test_the_v2_limits_are_settings_bounded_by_what_10000_parts_hold():
     assert settings.v2_max_file_size_bytes == 5 * TIB
     assert settings.max_file_size_bytes == GIB  # v1 keeps its limit
     assert settings.min_part_size_bytes == 5 * MIB
-    assert UploadSettings(_env_file=None, v2_max_file_size_bytes=MAX_PART_SIZE * MAX_PARTS
-                          ).v2_max_file_size_bytes == MAX_PART_SIZE * MAX_PARTS
+    assert (
+        UploadSettings(
+            _env_file=None, v2_max_file_size_bytes=MAX_PART_SIZE * MAX_PARTS
+        ).v2_max_file_size_bytes
+        == MAX_PART_SIZE * MAX_PARTS
+    )
     with pytest.raises(ValidationError, match="v2_max_file_size_bytes"):
         UploadSettings(_env_file=None, v2_max_file_size_bytes=MAX_PART_SIZE * MAX_PARTS + 1)
     with pytest.raises(ValidationError, match="min_part_size_bytes"):

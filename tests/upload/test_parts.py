@@ -1,4 +1,5 @@
 """Part arithmetic: how a file splits into parts."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,16 +9,19 @@ from services.upload.parts import MAX_PARTS, expected_part_size, part_count
 PART = 5 * 1024 * 1024
 
 
-@pytest.mark.parametrize("size,count", [
-    (0, 1),  # one empty part
-    (1, 1),
-    (PART - 1, 1),
-    (PART, 1),
-    (PART + 1, 2),
-    (3 * PART + 123, 4),
-    (1024 ** 3, 205),  # 1 GiB
-    (PART * MAX_PARTS, MAX_PARTS),
-])
+@pytest.mark.parametrize(
+    "size,count",
+    [
+        (0, 1),  # one empty part
+        (1, 1),
+        (PART - 1, 1),
+        (PART, 1),
+        (PART + 1, 2),
+        (3 * PART + 123, 4),
+        (1024**3, 205),  # 1 GiB
+        (PART * MAX_PARTS, MAX_PARTS),
+    ],
+)
 def test_part_count(size, count):
     assert part_count(size, PART) == count
 

@@ -2,6 +2,7 @@
 coordinator does (a kind cluster's moto is `moto:5000` inside, `localhost:5000` on the
 host). Here a TCP forwarder is that second address: URLs are signed for it, and parts PUT
 and downloads GET through it work, while the coordinator itself talks to storage directly."""
+
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
@@ -29,14 +30,20 @@ def front_door(storage):
 
 @pytest.fixture(scope="module")
 def public_api(common_settings, isolated_bucket, isolated_redis_url, front_door):
-    settings = settings_for(UploadSettings, common_settings, s3_bucket=isolated_bucket,
-                            cloud_rd_uri=isolated_redis_url, s3_public_endpoint_url=front_door)
+    settings = settings_for(
+        UploadSettings,
+        common_settings,
+        s3_bucket=isolated_bucket,
+        cloud_rd_uri=isolated_redis_url,
+        s3_public_endpoint_url=front_door,
+    )
     with running_upload_server(settings) as running:
         yield running
 
 
 def test_urls_are_signed_for_the_public_endpoint_and_work_through_it(
-        public_api, front_door, storage, s3, isolated_bucket, alice, service_metadata):
+    public_api, front_door, storage, s3, isolated_bucket, alice, service_metadata
+):
     api = public_api.stub
     upload = initiate(api, alice, PART + 4321)
     assert len(upload.reply.part_urls) == 2
@@ -52,12 +59,16 @@ def test_urls_are_signed_for_the_public_endpoint_and_work_through_it(
     stored = s3.head_object(Bucket=isolated_bucket, Key=upload.s3_key)
     assert stored["ContentLength"] == len(upload.data)
 
-    confirmed = public_api.internal_stub.ConfirmUpload(upload_pb2.ConfirmUploadRequest(
-        s3_key=upload.s3_key, size=len(upload.data), etag=stored["ETag"]),
-        metadata=service_metadata)
+    confirmed = public_api.internal_stub.ConfirmUpload(
+        upload_pb2.ConfirmUploadRequest(
+            s3_key=upload.s3_key, size=len(upload.data), etag=stored["ETag"]
+        ),
+        metadata=service_metadata,
+    )
     assert confirmed.outcome == upload_pb2.ConfirmUploadResponse.OUTCOME_CONFIRMED
-    download = api.GetDownloadUrl(upload_pb2.GetDownloadUrlRequest(s3_key=upload.s3_key),
-                                  metadata=alice.metadata)
+    download = api.GetDownloadUrl(
+        upload_pb2.GetDownloadUrlRequest(s3_key=upload.s3_key), metadata=alice.metadata
+    )
     assert download.url.startswith(front_door + "/")
     fetched = httpx.get(download.url, timeout=60)
     assert fetched.status_code == 200

@@ -1,11 +1,12 @@
 """Per-user storage quotas over real gRPC and PostgreSQL: an initiation over quota is
 refused before anything reaches storage, concurrent initiations cannot together exceed it
 (v1 and v2 alike), failed uploads free their share, and completion checks again."""
+
 from __future__ import annotations
 
 import threading
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -22,14 +23,20 @@ QUOTA = 10 * MIB
 
 
 def quota_settings(common_settings, bucket, redis_url, quota: int) -> UploadSettings:
-    return settings_for(UploadSettings, common_settings, s3_bucket=bucket,
-                        cloud_rd_uri=redis_url, user_quota_bytes=quota)
+    return settings_for(
+        UploadSettings,
+        common_settings,
+        s3_bucket=bucket,
+        cloud_rd_uri=redis_url,
+        user_quota_bytes=quota,
+    )
 
 
 @pytest.fixture(scope="session")
 def limited(common_settings, isolated_bucket, isolated_redis_url) -> Iterator[RunningUpload]:
-    with running_upload_server(quota_settings(common_settings, isolated_bucket,
-                                              isolated_redis_url, QUOTA)) as running:
+    with running_upload_server(
+        quota_settings(common_settings, isolated_bucket, isolated_redis_url, QUOTA)
+    ) as running:
         yield running
 
 
@@ -44,22 +51,27 @@ def multipart_uploads(s3, bucket, user) -> list[str]:
 
 def file_rows(db_engine, user) -> int:
     with db_engine.connect() as conn:
-        return conn.execute(text("select count(*) from files where user_id = :u"),
-                            {"u": user.user_id}).scalar_one()
+        return conn.execute(
+            text("select count(*) from files where user_id = :u"), {"u": user.user_id}
+        ).scalar_one()
 
 
 def test_an_initiation_over_quota_is_refused_before_anything_is_written(
-        limited, alice, s3, bucket, db_engine):
+    limited, alice, s3, bucket, db_engine
+):
     api = limited.stub
     assert (quota_of(api, alice).used_bytes, quota_of(api, alice).limit_bytes) == (0, QUOTA)
 
     err = assert_code(grpc.StatusCode.RESOURCE_EXHAUSTED, create, api, alice, QUOTA + 1)
     assert "storage quota exceeded" in err.details() and "10 MiB" in err.details()
-    err = assert_code(grpc.StatusCode.RESOURCE_EXHAUSTED, api.InitiateUpload,
-                      upload_pb2.InitiateUploadRequest(file_id=str(uuid.uuid4()),
-                                                       file_name="v1.bin",
-                                                       file_size=QUOTA + 1),
-                      metadata=alice.metadata)
+    err = assert_code(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        api.InitiateUpload,
+        upload_pb2.InitiateUploadRequest(
+            file_id=str(uuid.uuid4()), file_name="v1.bin", file_size=QUOTA + 1
+        ),
+        metadata=alice.metadata,
+    )
     assert "storage quota exceeded" in err.details()
     # Nothing reached storage or the database.
     assert multipart_uploads(s3, bucket, alice) == []
@@ -69,16 +81,18 @@ def test_an_initiation_over_quota_is_refused_before_anything_is_written(
     usage = quota_of(api, alice)
     assert (usage.used_bytes, usage.uploading_bytes) == (QUOTA, QUOTA)
     assert_code(grpc.StatusCode.RESOURCE_EXHAUSTED, create, api, alice, 1)
-    api.AbortUpload(upload_pb2.AbortUploadRequest(file_id=upload.file_id,
-                                                  upload_id=upload.upload_id),
-                    metadata=alice.metadata)
+    api.AbortUpload(
+        upload_pb2.AbortUploadRequest(file_id=upload.file_id, upload_id=upload.upload_id),
+        metadata=alice.metadata,
+    )
     assert quota_of(api, alice).used_bytes == 0  # a failed upload holds nothing
     create(api, alice, 1)
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_concurrent_initiations_cannot_together_exceed_the_quota(
-        limited, new_user, s3, bucket, db_engine, version):
+    limited, new_user, s3, bucket, db_engine, version
+):
     api = limited.stub
     user = new_user()
     size = 3 * MIB  # three fit in 10 MiB, four do not
@@ -91,12 +105,17 @@ def test_concurrent_initiations_cannot_together_exceed_the_quota(
         start.wait()
         try:
             if version == "v2":
-                api.CreateUpload(upload_pb2.CreateUploadRequest(
-                    file_name="race.bin", file_size=size), metadata=user.metadata)
+                api.CreateUpload(
+                    upload_pb2.CreateUploadRequest(file_name="race.bin", file_size=size),
+                    metadata=user.metadata,
+                )
             else:
-                api.InitiateUpload(upload_pb2.InitiateUploadRequest(
-                    file_id=str(uuid.uuid4()), file_name="race.bin", file_size=size),
-                    metadata=user.metadata)
+                api.InitiateUpload(
+                    upload_pb2.InitiateUploadRequest(
+                        file_id=str(uuid.uuid4()), file_name="race.bin", file_size=size
+                    ),
+                    metadata=user.metadata,
+                )
             outcome = None
         except grpc.RpcError as exc:
             outcome = exc.code()
@@ -117,16 +136,17 @@ def test_concurrent_initiations_cannot_together_exceed_the_quota(
     assert len(multipart_uploads(s3, bucket, user)) == 3
 
 
-def test_completion_checks_the_quota_again(limited, common_settings, isolated_bucket,
-                                           isolated_redis_url, alice):
+def test_completion_checks_the_quota_again(
+    limited, common_settings, isolated_bucket, isolated_redis_url, alice
+):
     """Started within the quota, completed after it was lowered: refused, and the upload
     stays there to be completed once there is room (or aborted)."""
     upload = create(limited.stub, alice, 6 * MIB)
     send_parts(limited.stub, alice, upload, [1, 2])
-    with running_upload_server(quota_settings(common_settings, isolated_bucket,
-                                              isolated_redis_url, 5 * MIB)) as lowered:
-        err = assert_code(grpc.StatusCode.RESOURCE_EXHAUSTED, complete, lowered.stub, alice,
-                          upload)
+    with running_upload_server(
+        quota_settings(common_settings, isolated_bucket, isolated_redis_url, 5 * MIB)
+    ) as lowered:
+        err = assert_code(grpc.StatusCode.RESOURCE_EXHAUSTED, complete, lowered.stub, alice, upload)
         assert "storage quota exceeded" in err.details()
     complete(limited.stub, alice, upload)  # within the original quota: fine
     assert quota_of(limited.stub, alice).used_bytes == 6 * MIB

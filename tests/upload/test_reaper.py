@@ -6,15 +6,16 @@ command's lifecycle rule, the reaper's backstop in storage.
 Uploads are made idle by moving their rows' times back (moto cannot age a multipart upload:
 it says every one was initiated in 2010, which makes each orphan old enough). Every test here
 uses a bucket of its own, so the orphan scans touch no other test's uploads."""
+
 from __future__ import annotations
 
 import logging
 import secrets
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import grpc
 import pytest
@@ -48,8 +49,13 @@ def reaper_bucket(s3) -> str:
 
 @pytest.fixture(scope="module")
 def reaper_settings(common_settings, reaper_bucket, isolated_redis_url) -> UploadSettings:
-    return settings_for(UploadSettings, common_settings, s3_bucket=reaper_bucket,
-                        cloud_rd_uri=isolated_redis_url, reaper_batch_size=2)
+    return settings_for(
+        UploadSettings,
+        common_settings,
+        s3_bucket=reaper_bucket,
+        cloud_rd_uri=isolated_redis_url,
+        reaper_batch_size=2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,25 +86,32 @@ def make_idle(db_engine, file_id: str, *, hours: int = 25) -> None:
 
 def status_of(db_engine, file_id: str) -> str:
     with db_engine.connect() as conn:
-        return conn.execute(text("select status from files where id = :id"),
-                            {"id": file_id}).scalar_one()
+        return conn.execute(
+            text("select status from files where id = :id"), {"id": file_id}
+        ).scalar_one()
 
 
 def chunk_count(db_engine, file_id: str) -> int:
     with db_engine.connect() as conn:
-        return conn.execute(text("select count(*) from chunks where file_id = :id"),
-                            {"id": file_id}).scalar_one()
+        return conn.execute(
+            text("select count(*) from chunks where file_id = :id"), {"id": file_id}
+        ).scalar_one()
 
 
 def idle_file_ids(db_engine) -> set[str]:
     """Every upload in the database idle past 24 h: what a round must fail."""
     with db_engine.connect() as conn:
-        return {str(row[0]) for row in conn.execute(text("""
+        return {
+            str(row[0])
+            for row in conn.execute(
+                text("""
             select f.id from files f
             where f.status = 'UPLOADING' and f.completed_at is null
               and coalesce((select max(c.created_at) from chunks c where c.file_id = f.id),
                            f.updated_at) < now() - interval '24 hours'
-              and f.updated_at < now() - interval '24 hours'"""))}
+              and f.updated_at < now() - interval '24 hours'""")
+            )
+        }
 
 
 def multipart_uploads(s3, bucket: str, prefix: str = "") -> set[tuple[str, str]]:
@@ -107,17 +120,21 @@ def multipart_uploads(s3, bucket: str, prefix: str = "") -> set[tuple[str, str]]
 
 
 def objects(s3, bucket: str, prefix: str) -> list[str]:
-    return [item["Key"] for item in
-            s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    return [
+        item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    ]
 
 
 def started_with_a_part(api, user):
     """An upload of two parts, the first PUT and recorded."""
     upload = initiate(api, user, PART + 100)
     etag = put_part(upload.reply.part_urls[0], upload.data[:PART])
-    api.RecordPart(upload_pb2.RecordPartRequest(file_id=upload.file_id, chunk_index=0,
-                                                size=PART, etag=etag.strip('"')),
-                   metadata=user.metadata)
+    api.RecordPart(
+        upload_pb2.RecordPartRequest(
+            file_id=upload.file_id, chunk_index=0, size=PART, etag=etag.strip('"')
+        ),
+        metadata=user.metadata,
+    )
     upload.etags = [etag]
     return upload
 
@@ -141,8 +158,10 @@ def file_events(redis_url: str, user_id: str) -> Iterator[list[FileStatusChange]
     pubsub = client.pubsub()
     pubsub.subscribe(channel_of(user_id))
     # Redis confirms once it delivers to us: publications from then on arrive.
-    wait_until(lambda: (pubsub.get_message(timeout=0.1) or {}).get("type") == "subscribe",
-               what="Redis to confirm the subscription")
+    wait_until(
+        lambda: (pubsub.get_message(timeout=0.1) or {}).get("type") == "subscribe",
+        what="Redis to confirm the subscription",
+    )
     seen: list[FileStatusChange] = []
     try:
         yield seen
@@ -155,7 +174,8 @@ def file_events(redis_url: str, user_id: str) -> Iterator[list[FileStatusChange]
 
 
 def test_an_abandoned_upload_past_its_ttl_ends_failed_with_nothing_left_in_the_bucket(
-        coordinator, reaper, new_user, s3, reaper_bucket, db_engine, isolated_redis_url):
+    coordinator, reaper, new_user, s3, reaper_bucket, db_engine, isolated_redis_url
+):
     user = new_user()
     api = coordinator.stub
     abandoned = started_with_a_part(api, user)
@@ -182,10 +202,14 @@ def test_an_abandoned_upload_past_its_ttl_ends_failed_with_nothing_left_in_the_b
     assert counter(EXPIRED) - expired_before == report.expired
     assert [(e.file_id, e.status) for e in events] == [(abandoned.file_id, "FAILED")]
     # The owner finds it over; nothing more can be added to it.
-    assert_code(grpc.StatusCode.FAILED_PRECONDITION, api.RecordPart,
-                upload_pb2.RecordPartRequest(file_id=abandoned.file_id, chunk_index=0,
-                                             size=PART, etag=abandoned.etags[0].strip('"')),
-                metadata=user.metadata)
+    assert_code(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        api.RecordPart,
+        upload_pb2.RecordPartRequest(
+            file_id=abandoned.file_id, chunk_index=0, size=PART, etag=abandoned.etags[0].strip('"')
+        ),
+        metadata=user.metadata,
+    )
     # The upload still in use is untouched.
     assert status_of(db_engine, active.file_id) == "UPLOADING"
     assert (active.s3_key, active.upload_id) in multipart_uploads(s3, reaper_bucket)
@@ -193,14 +217,18 @@ def test_an_abandoned_upload_past_its_ttl_ends_failed_with_nothing_left_in_the_b
 
 
 def test_a_part_recorded_within_the_ttl_keeps_an_old_upload_alive(
-        coordinator, reaper, new_user, s3, reaper_bucket, db_engine):
+    coordinator, reaper, new_user, s3, reaper_bucket, db_engine
+):
     user = new_user()
     upload = started_with_a_part(api := coordinator.stub, user)
     make_idle(db_engine, upload.file_id)
     etag = put_part(upload.reply.part_urls[1], upload.data[PART:])
-    api.RecordPart(upload_pb2.RecordPartRequest(file_id=upload.file_id, chunk_index=1,
-                                                size=100, etag=etag.strip('"')),
-                   metadata=user.metadata)
+    api.RecordPart(
+        upload_pb2.RecordPartRequest(
+            file_id=upload.file_id, chunk_index=1, size=100, etag=etag.strip('"')
+        ),
+        metadata=user.metadata,
+    )
 
     reaper().run_once()
 
@@ -209,7 +237,8 @@ def test_a_part_recorded_within_the_ttl_keeps_an_old_upload_alive(
 
 
 def test_an_orphaned_multipart_upload_with_no_row_is_aborted(
-        coordinator, reaper, new_user, s3, reaper_bucket, db_engine):
+    coordinator, reaper, new_user, s3, reaper_bucket, db_engine
+):
     user = new_user()
     live = started_with_a_part(coordinator.stub, user)
     key, upload_id = orphan(s3, reaper_bucket)
@@ -232,22 +261,25 @@ def test_an_orphaned_multipart_upload_with_no_row_is_aborted(
 
 
 def test_a_multipart_upload_of_a_failed_file_is_an_orphan_too(
-        coordinator, reaper, new_user, s3, reaper_bucket, db_engine):
+    coordinator, reaper, new_user, s3, reaper_bucket, db_engine
+):
     """A row that no longer expects parts does not protect a multipart upload of its key
     (a crash between marking the file FAILED and aborting in storage)."""
     user = new_user()
     upload = started_with_a_part(coordinator.stub, user)
     with db_engine.begin() as conn:
-        conn.execute(text("update files set status = 'FAILED' where id = :id"),
-                     {"id": upload.file_id})
+        conn.execute(
+            text("update files set status = 'FAILED' where id = :id"), {"id": upload.file_id}
+        )
 
     reaper().abort_orphaned_uploads()
 
     assert multipart_uploads(s3, reaper_bucket, upload.s3_key) == set()
 
 
-def test_two_reapers_at_once_do_no_harm(coordinator, reaper, new_user, s3, reaper_bucket,
-                                        db_engine, isolated_redis_url):
+def test_two_reapers_at_once_do_no_harm(
+    coordinator, reaper, new_user, s3, reaper_bucket, db_engine, isolated_redis_url
+):
     user = new_user()
     idle = [started_with_a_part(coordinator.stub, user) for _ in range(7)]
     for upload in idle:
@@ -289,20 +321,28 @@ def test_two_reapers_at_once_do_no_harm(coordinator, reaper, new_user, s3, reape
     assert (active.s3_key, active.upload_id) in multipart_uploads(s3, reaper_bucket)
 
 
-def test_the_reaper_runs_by_itself_in_the_upload_server(coordinator, reaper_settings, new_user,
-                                                        s3, reaper_bucket, db_engine):
+def test_the_reaper_runs_by_itself_in_the_upload_server(
+    coordinator, reaper_settings, new_user, s3, reaper_bucket, db_engine
+):
     # Made before the server with a reaper starts: moto's multipart uploads all look years
     # old, so a scan between an upload's creation and its row would take it for an orphan.
     upload = started_with_a_part(coordinator.stub, new_user())
     key, upload_id = orphan(s3, reaper_bucket)
     make_idle(db_engine, upload.file_id)
-    settings = reaper_settings.model_copy(update={"reaper_enabled": True,
-                                                  "reaper_interval_seconds": 0.2})
+    settings = reaper_settings.model_copy(
+        update={"reaper_enabled": True, "reaper_interval_seconds": 0.2}
+    )
     with running_upload_server(settings):
-        wait_until(lambda: status_of(db_engine, upload.file_id) == "FAILED", timeout=15,
-                   what="the server's reaper to fail the idle upload")
-        wait_until(lambda: (key, upload_id) not in multipart_uploads(s3, reaper_bucket),
-                   timeout=15, what="the server's reaper to abort the orphan")
+        wait_until(
+            lambda: status_of(db_engine, upload.file_id) == "FAILED",
+            timeout=15,
+            what="the server's reaper to fail the idle upload",
+        )
+        wait_until(
+            lambda: (key, upload_id) not in multipart_uploads(s3, reaper_bucket),
+            timeout=15,
+            what="the server's reaper to abort the orphan",
+        )
     assert multipart_uploads(s3, reaper_bucket, upload.s3_key) == set()
 
 
@@ -310,8 +350,11 @@ def test_reaper_settings_are_validated(common_settings):
     settings = settings_for(UploadSettings, common_settings, reaper_enabled=True)
     assert settings.upload_idle_ttl_seconds == 24 * 3600
     assert settings.reaper_interval_seconds == 300
-    for bad in ({"upload_idle_ttl_seconds": 10}, {"reaper_interval_seconds": 0},
-                {"reaper_batch_size": 0}):
+    for bad in (
+        {"upload_idle_ttl_seconds": 10},
+        {"reaper_interval_seconds": 0},
+        {"reaper_batch_size": 0},
+    ):
         with pytest.raises(ValueError):
             settings_for(UploadSettings, common_settings, **bad)
 
@@ -319,22 +362,37 @@ def test_reaper_settings_are_validated(common_settings):
 def test_setup_installs_the_lifecycle_rule_and_keeps_the_buckets_other_rules(s3, storage):
     # The session's bucket was made by the setup command (tests/conftest.py).
     rules = s3.get_bucket_lifecycle_configuration(Bucket=storage["bucket"])["Rules"]
-    assert [rule for rule in rules if rule["ID"] == LIFECYCLE_RULE_ID] == [{
-        "ID": LIFECYCLE_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": "users/"},
-        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]
+    assert [rule for rule in rules if rule["ID"] == LIFECYCLE_RULE_ID] == [
+        {
+            "ID": LIFECYCLE_RULE_ID,
+            "Status": "Enabled",
+            "Filter": {"Prefix": "users/"},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        }
+    ]
 
     bucket = f"dropfile-lifecycle-{secrets.token_hex(4)}"
     s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
-        {"ID": "archive", "Status": "Enabled", "Filter": {"Prefix": "archive/"},
-         "Expiration": {"Days": 30}}]})
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "archive",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": "archive/"},
+                    "Expiration": {"Days": 30},
+                }
+            ]
+        },
+    )
     assert ensure_lifecycle(s3, bucket, days=lifecycle_days(3 * 24 * 3600 + 1))
     assert ensure_lifecycle(s3, bucket, days=lifecycle_days(3 * 24 * 3600 + 1))
-    rules = {rule["ID"]: rule for rule in
-             s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    rules = {
+        rule["ID"]: rule for rule in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    }
     assert set(rules) == {"archive", LIFECYCLE_RULE_ID}
-    assert rules[LIFECYCLE_RULE_ID]["AbortIncompleteMultipartUpload"] == {
-        "DaysAfterInitiation": 4}
+    assert rules[LIFECYCLE_RULE_ID]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 4}
     assert lifecycle_days(60) == 1 and lifecycle_days(24 * 3600) == 1
 
 
@@ -342,9 +400,11 @@ class _NoLifecycleStore(BaseHTTPRequestHandler):
     """An S3 endpoint without lifecycle support, answering as such stores do."""
 
     def _not_implemented(self) -> None:
-        body = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code>"
-                b"<Message>A header you provided implies functionality that is not "
-                b"implemented</Message></Error>")
+        body = (
+            b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code>"
+            b"<Message>A header you provided implies functionality that is not "
+            b"implemented</Message></Error>"
+        )
         self.send_response(501)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(body)))
@@ -361,12 +421,14 @@ def test_a_store_without_lifecycle_rules_is_skipped_with_a_warning(caplog):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _NoLifecycleStore)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        s3 = aws_client("s3", region="us-east-1",
-                        endpoint_url=f"http://127.0.0.1:{server.server_port}")
+        s3 = aws_client(
+            "s3", region="us-east-1", endpoint_url=f"http://127.0.0.1:{server.server_port}"
+        )
         caplog.set_level(logging.WARNING, logger="setup")
         assert ensure_lifecycle(s3, "any-bucket", days=1) is False
     finally:
         server.shutdown()
         server.server_close()
-    assert any("no lifecycle rules (NotImplemented)" in record.getMessage()
-               for record in caplog.records)
+    assert any(
+        "no lifecycle rules (NotImplemented)" in record.getMessage() for record in caplog.records
+    )

@@ -2,10 +2,11 @@
 dates multipart uploads truly (moto says 2010 for all), pages ListMultipartUploads its own
 way (by upload id, with NextUploadIdMarker only), answers an abort of an aborted upload with
 success, and takes the bucket lifecycle rule the setup command installs."""
+
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -28,11 +29,16 @@ def store_bucket(seaweedfs: S3Store):  # noqa: F811 - the imported fixture
 
 
 def reaper_on(s3, bucket: str, db_engine, *, clock, page_size: int = 1000) -> Reaper:
-    return Reaper(store=ReaperStore(Database(db_engine)),
-                  uploads=BucketUploads(s3, bucket, page_size=page_size),
-                  sessions=UploadSessions(None, ttl_seconds=60),  # unused by the orphan scan
-                  status_events=StatusEvents(), idle_ttl_seconds=int(DAY.total_seconds()),
-                  interval_seconds=300, batch_size=10, clock=clock)
+    return Reaper(
+        store=ReaperStore(Database(db_engine)),
+        uploads=BucketUploads(s3, bucket, page_size=page_size),
+        sessions=UploadSessions(None, ttl_seconds=60),  # unused by the orphan scan
+        status_events=StatusEvents(),
+        idle_ttl_seconds=int(DAY.total_seconds()),
+        interval_seconds=300,
+        batch_size=10,
+        clock=clock,
+    )
 
 
 def orphans(s3, bucket: str, count: int) -> set[tuple[str, str]]:
@@ -47,12 +53,11 @@ def test_a_young_orphan_is_kept_and_an_old_one_aborted(store_bucket, db_engine):
     s3, bucket = store_bucket
     made = orphans(s3, bucket, 2)
 
-    now = reaper_on(s3, bucket, db_engine, clock=lambda: datetime.now(timezone.utc))
+    now = reaper_on(s3, bucket, db_engine, clock=lambda: datetime.now(UTC))
     assert now.abort_orphaned_uploads() == 0  # initiated just now: maybe a row is coming
     assert made <= multipart_uploads(s3, bucket)
 
-    later = reaper_on(s3, bucket, db_engine,
-                      clock=lambda: datetime.now(timezone.utc) + 2 * DAY)
+    later = reaper_on(s3, bucket, db_engine, clock=lambda: datetime.now(UTC) + 2 * DAY)
     assert later.abort_orphaned_uploads() == 2
     assert not made & multipart_uploads(s3, bucket)
 
@@ -64,8 +69,7 @@ def test_the_orphan_scan_reads_every_page(store_bucket, db_engine):
     assert len(pages) >= 3
     assert {(u.key, u.upload_id) for page in pages for u in page} == made
 
-    later = reaper_on(s3, bucket, db_engine, page_size=3,
-                      clock=lambda: datetime.now(timezone.utc) + 2 * DAY)
+    later = reaper_on(s3, bucket, db_engine, page_size=3, clock=lambda: datetime.now(UTC) + 2 * DAY)
     assert later.abort_orphaned_uploads() == 7
     assert multipart_uploads(s3, bucket) == set()
 

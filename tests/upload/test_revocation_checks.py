@@ -3,6 +3,7 @@ Redis goes away, on a Redis-compatible server of the test's own (Valkey) that it
 restarts for real: at most one Redis round trip per session per second per process however
 many calls arrive, and without Redis every token is refused as UNAVAILABLE (with a retry
 hint), never accepted unchecked, until Redis is back."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,8 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 import pytest
@@ -39,9 +40,23 @@ class Valkey:
 
     def start(self) -> None:
         self._process = subprocess.Popen(
-            [self._binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir",
-             str(self._folder), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                self._binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self._folder),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         wait_until(self._answers, timeout=30, what="Valkey to start")
 
     def kill(self) -> None:
@@ -75,8 +90,9 @@ def upload_on(common_settings):
     handles = []
 
     def start(redis_url: str) -> upload_pb2_grpc.UploadServiceStub:
-        handle = create_server(settings_for(UploadSettings, common_settings,
-                                            cloud_rd_uri=redis_url), port=0)
+        handle = create_server(
+            settings_for(UploadSettings, common_settings, cloud_rd_uri=redis_url), port=0
+        )
         handle.start()
         handles.append(handle)
         channel = grpc.insecure_channel(f"127.0.0.1:{handle.port}")
@@ -103,8 +119,7 @@ def code_of(stub, token: str) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-def test_many_calls_of_one_session_cost_one_redis_check_a_second(valkey, upload_on,
-                                                                 make_token):
+def test_many_calls_of_one_session_cost_one_redis_check_a_second(valkey, upload_on, make_token):
     upload = upload_on(valkey.url)
     token = make_token()
     before = valkey.calls_of("exists")
@@ -129,8 +144,9 @@ def test_many_calls_of_one_session_cost_one_redis_check_a_second(valkey, upload_
     assert 1 <= checks <= math.ceil(took) + 1, (checks, took)
 
 
-def test_without_redis_unknown_sessions_are_unavailable_until_it_is_back(valkey, upload_on,
-                                                                         make_token):
+def test_without_redis_unknown_sessions_are_unavailable_until_it_is_back(
+    valkey, upload_on, make_token
+):
     upload = upload_on(valkey.url)
     known, unknown = make_token(), make_token()
     assert code_of(upload, known) == grpc.StatusCode.OK
@@ -148,5 +164,8 @@ def test_without_redis_unknown_sessions_are_unavailable_until_it_is_back(valkey,
     assert dict(info.value.trailing_metadata() or ()).get("grpc-status-details-bin")
     assert "retry" in info.value.details()
     valkey.start()
-    wait_until(lambda: code_of(upload, token) == grpc.StatusCode.OK, timeout=10,
-               what="calls to work again once Redis is back")
+    wait_until(
+        lambda: code_of(upload, token) == grpc.StatusCode.OK,
+        timeout=10,
+        what="calls to work again once Redis is back",
+    )

@@ -1,6 +1,7 @@
 """What a v2 upload client does, for the tests: create an upload, ask for URLs of a batch
 of parts with their checksums, PUT each part with the signed checksum header, record it,
 complete with the recorded parts."""
+
 from __future__ import annotations
 
 import base64
@@ -58,7 +59,7 @@ class V2Upload:
 
     def part(self, number: int) -> bytes:
         size = self.reply.part_size
-        return self.data[(number - 1) * size:number * size]
+        return self.data[(number - 1) * size : number * size]
 
     def checksum(self, number: int) -> str:
         if self.reply.checksum_algorithm == CRC32C:
@@ -66,35 +67,65 @@ class V2Upload:
         return sha256_b64(self.part(number))
 
 
-def create(api, user, data: bytes | int, *, name: str = "data.bin", sha256: str = "",
-           algorithm: int = SHA256, file_id: str | None = None) -> V2Upload:
+def create(
+    api,
+    user,
+    data: bytes | int,
+    *,
+    name: str = "data.bin",
+    sha256: str = "",
+    algorithm: int = SHA256,
+    file_id: str | None = None,
+) -> V2Upload:
     if isinstance(data, int):
         data = os.urandom(data)
-    reply = api.CreateUpload(upload_pb2.CreateUploadRequest(
-        file_id=file_id if file_id is not None else str(uuid.uuid4()), file_name=name,
-        file_size=len(data), checksum_algorithm=algorithm, sha256=sha256),
-        metadata=user.metadata)
+    reply = api.CreateUpload(
+        upload_pb2.CreateUploadRequest(
+            file_id=file_id if file_id is not None else str(uuid.uuid4()),
+            file_name=name,
+            file_size=len(data),
+            checksum_algorithm=algorithm,
+            sha256=sha256,
+        ),
+        metadata=user.metadata,
+    )
     return V2Upload(data=data, reply=reply)
 
 
-def part_urls(api, user, upload: V2Upload, first: int, last: int,
-              checksums: list[str] | None = None) -> dict[int, upload_pb2.PartUrl]:
+def part_urls(
+    api, user, upload: V2Upload, first: int, last: int, checksums: list[str] | None = None
+) -> dict[int, upload_pb2.PartUrl]:
     if checksums is None:
         checksums = [upload.checksum(n) for n in range(first, last + 1)]
-    reply = api.GetPartUrls(upload_pb2.GetPartUrlsRequest(
-        file_id=upload.file_id, first_part_number=first, last_part_number=last,
-        checksums=checksums), metadata=user.metadata)
+    reply = api.GetPartUrls(
+        upload_pb2.GetPartUrlsRequest(
+            file_id=upload.file_id,
+            first_part_number=first,
+            last_part_number=last,
+            checksums=checksums,
+        ),
+        metadata=user.metadata,
+    )
     return {part.part_number: part for part in reply.parts}
 
 
-def put(part: upload_pb2.PartUrl, body: bytes, client: httpx.Client | None = None
-        ) -> httpx.Response:
+def put(
+    part: upload_pb2.PartUrl, body: bytes, client: httpx.Client | None = None
+) -> httpx.Response:
     headers = {"Content-Type": "application/octet-stream", **dict(part.headers)}
     return (client or httpx).put(part.url, content=body, headers=headers, timeout=60)
 
 
-def send_parts(api, user, upload: V2Upload, numbers, *, record: bool = True,
-               client: httpx.Client | None = None, batch: int = 1000) -> None:
+def send_parts(
+    api,
+    user,
+    upload: V2Upload,
+    numbers,
+    *,
+    record: bool = True,
+    client: httpx.Client | None = None,
+    batch: int = 1000,
+) -> None:
     """PUTs (and records) the given parts, asking for URLs in batches of consecutive
     numbers."""
     numbers = sorted(numbers)
@@ -102,23 +133,32 @@ def send_parts(api, user, upload: V2Upload, numbers, *, record: bool = True,
         run = [numbers[0]]
         while len(run) < batch and len(run) < len(numbers) and numbers[len(run)] == run[-1] + 1:
             run.append(numbers[len(run)])
-        numbers = numbers[len(run):]
+        numbers = numbers[len(run) :]
         urls = part_urls(api, user, upload, run[0], run[-1])
         for number in run:
             response = put(urls[number], upload.part(number), client)
             assert response.status_code == 200, response.text
             upload.etags[number] = response.headers["ETag"].strip('"')
             if record:
-                api.RecordPart(upload_pb2.RecordPartRequest(
-                    file_id=upload.file_id, chunk_index=number - 1,
-                    size=len(upload.part(number)), etag=upload.etags[number],
-                    checksum=upload.checksum(number)), metadata=user.metadata)
+                api.RecordPart(
+                    upload_pb2.RecordPartRequest(
+                        file_id=upload.file_id,
+                        chunk_index=number - 1,
+                        size=len(upload.part(number)),
+                        etag=upload.etags[number],
+                        checksum=upload.checksum(number),
+                    ),
+                    metadata=user.metadata,
+                )
 
 
 def complete(api, user, upload: V2Upload, *, sha256: str = "") -> None:
-    api.CompleteUpload(upload_pb2.CompleteUploadRequest(
-        file_id=upload.file_id, use_recorded_parts=True, sha256=sha256),
-        metadata=user.metadata)
+    api.CompleteUpload(
+        upload_pb2.CompleteUploadRequest(
+            file_id=upload.file_id, use_recorded_parts=True, sha256=sha256
+        ),
+        metadata=user.metadata,
+    )
 
 
 def get_upload(api, user, file_id: str) -> upload_pb2.GetUploadResponse:
