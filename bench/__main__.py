@@ -15,14 +15,14 @@ from pathlib import Path
 
 import httpx
 
-from . import control_plane, event_latency, initiation, many_uploads, signin, transfers
+from . import control_plane, event_latency, initiation, many_uploads, signin, transfers, wan
 from .api import api_client, sign_up
 from .config import PROFILES
 from .report import machine, write
 from .stack import DROPFILE_PROCESSES, ROOT, BenchStack, ForeignLoad
 from .stats import Results, Row
 
-SECTIONS = ("upload", "control", "initiation", "events", "signin", "load")
+SECTIONS = ("upload", "control", "initiation", "events", "signin", "load", "wan")
 # Above this share of the machine's CPU used by others during a section, say so.
 FOREIGN_WARNING_PERCENT = 5.0
 
@@ -146,6 +146,11 @@ def run(argv: list[str]) -> int:
                 "load",
                 "7. load without loss",
                 lambda: many_uploads.measure(stack, config, results, say),
+            ),
+            (
+                "wan",
+                "8. upload across a WAN",
+                lambda: wan.measure(stack, config, account, results, say),
             ),
         )
         for name, title, step in steps:

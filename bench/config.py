@@ -40,6 +40,8 @@ class BenchConfig:
     load_large_uploads: int = 20
     load_large_size: int = 50 * MIB
     load_rounds: int = 1
+    # 8. Upload across a WAN (through bench/wan_proxy.py).
+    wan_file_size: int = GIB
 
 
 FULL = BenchConfig(
@@ -81,6 +83,7 @@ SMOKE = replace(
     load_small_uploads=8,
     load_large_uploads=2,
     load_large_size=6 * MIB,
+    wan_file_size=11 * MIB,
 )
 
 PROFILES = {"full": FULL, "smoke": SMOKE}

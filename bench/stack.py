@@ -6,7 +6,11 @@ Two Dropfile stacks share one auth service, one PostgreSQL server and one Redis:
   uploads by asking storage;
 - the SQS stack (upload-sqs, events-sqs, gateway-sqs) stores files on moto's S3, which
   notifies moto's SQS, so uploads are confirmed by storage events.
-Beside them run the floor of one REST-to-gRPC hop (bench/floor.py) and nothing else.
+Beside them run the floor of one REST-to-gRPC hop (bench/floor.py) and the WAN profile: a
+third upload coordinator and gateway on the main stack's database and store (upload-wan,
+gateway-wan) whose presigned URLs name a delaying proxy in front of SeaweedFS, and a second
+proxy in front of gateway-wan (bench/wan_proxy.py, 20 ms round trip, 1 Gbit/s), so that a
+client reaching both through the proxies sees storage and the API across a WAN.
 
 Engines come from tools/engines.py (the ones `make run` uses) on free ports, with their
 data in a temporary folder that is removed at the end. A PostgreSQL server or Redis named
@@ -55,7 +59,12 @@ DROPFILE_PROCESSES = (
     "upload-sqs",
     "events-sqs",
     "gateway-sqs",
+    "upload-wan",
+    "gateway-wan",
 )
+# The WAN profile's link: round trip and rate of each direction (bench/wan_proxy.py).
+WAN_RTT_MS = 20.0
+WAN_MBIT = 1000.0
 
 
 class StackError(RuntimeError):
@@ -125,6 +134,9 @@ class Endpoints:
     moto_bucket: str = "dropfile-sqs"
     moto_queue_url: str = ""
     region: str = "us-east-1"
+    # The WAN profile: gateway-wan and the store, each behind a delaying proxy.
+    gateway_wan: str = ""
+    s3_endpoint_wan: str = ""
 
 
 @dataclass
@@ -134,6 +146,8 @@ class BenchStack:
     service_env: dict[str, str] = field(default_factory=dict)
     endpoints: Endpoints = field(default_factory=Endpoints)
     processes: list[Process] = field(default_factory=list)
+    # Every process's port, by name (the WAN section reaches gateway-wan without its proxy).
+    ports: dict[str, int] = field(default_factory=dict)
     _state: Path | None = None
     _created_databases: list[tuple[str, str]] = field(default_factory=list)
 
@@ -346,8 +360,13 @@ class BenchStack:
                 "gateway-sqs",
                 "floor-grpc",
                 "floor-http",
+                "upload-wan",
+                "gateway-wan",
+                "wan-storage",
+                "wan-gateway",
             )
         }
+        self.ports = ports
         python = sys.executable
         auth_addr = f"127.0.0.1:{ports['auth']}"
         common = {
@@ -421,9 +440,50 @@ class BenchStack:
                     **gateway_env(upload_sqs, f"127.0.0.1:{ports['events-sqs']}"),
                 },
             ),
+            (
+                "upload-wan",
+                ["-m", "services.upload.server"],
+                {
+                    **main,
+                    "UPLOAD_GRPC_PORT": str(ports["upload-wan"]),
+                    "S3_PUBLIC_ENDPOINT_URL": f"http://127.0.0.1:{ports['wan-storage']}",
+                },
+            ),
+            (
+                "gateway-wan",
+                ["-m", "gateway"],
+                {
+                    "DROPFILE_HTTP_PORT": str(ports["gateway-wan"]),
+                    **gateway_env(
+                        f"127.0.0.1:{ports['upload-wan']}", f"127.0.0.1:{ports['events']}"
+                    ),
+                },
+            ),
         ]
         for name, argv, extra in specs:
             self._spawn(name, [python, *argv], self._env(extra), dropfile=True)
+        storage_port = host_port(self.endpoints.s3_endpoint)[1]
+        for name, target in (
+            ("wan-storage", storage_port),
+            ("wan-gateway", ports["gateway-wan"]),
+        ):
+            self._spawn(
+                name,
+                [
+                    python,
+                    "-m",
+                    "bench.wan_proxy",
+                    "--target",
+                    f"127.0.0.1:{target}",
+                    "--port",
+                    str(ports[name]),
+                    "--rtt-ms",
+                    str(WAN_RTT_MS),
+                    "--mbit",
+                    str(WAN_MBIT),
+                ],
+                self._env(),
+            )
         self._spawn(
             "floor-grpc",
             [python, "-m", "bench.floor", "grpc", str(ports["floor-grpc"])],
@@ -446,9 +506,12 @@ class BenchStack:
         e.gateway_sqs = f"http://127.0.0.1:{ports['gateway-sqs']}"
         e.upload_grpc = upload
         e.floor_http = f"http://127.0.0.1:{ports['floor-http']}"
+        e.gateway_wan = f"http://127.0.0.1:{ports['wan-gateway']}"
+        e.s3_endpoint_wan = f"http://127.0.0.1:{ports['wan-storage']}"
         for url, name in (
             (f"{e.gateway}/readyz", "gateway"),
             (f"{e.gateway_sqs}/readyz", "gateway-sqs"),
+            (f"{e.gateway_wan}/readyz", "gateway-wan (through its proxy)"),
             (f"{e.floor_http}/healthz", "floor-http"),
         ):
             self._wait_http(url, name)

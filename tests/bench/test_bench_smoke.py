@@ -24,6 +24,7 @@ ROWS = [
     "upload.dropfile",
     "upload.boto3",
     "upload.browser",
+    "upload.s5cmd",
     "download.dropfile",
     "download.boto3",
     *(
@@ -49,6 +50,13 @@ ROWS = [
     "load.small.p99",
     "load.large.rate",
     "load.large.p99",
+    "wan.proxy.round_trip",
+    "wan.proxy.direct",
+    "wan.proxy.passthrough",
+    "wan.dropfile",
+    "wan.browser",
+    "wan.boto3",
+    "wan.s5cmd",
     *(
         f"memory.{name}"
         for name in (
@@ -59,6 +67,8 @@ ROWS = [
             "upload-sqs",
             "events-sqs",
             "gateway-sqs",
+            "upload-wan",
+            "gateway-wan",
             "client.dropfile-upload",
             "client.dropfile-download",
         )
@@ -118,7 +128,7 @@ def test_every_row_is_measured(smoke_run):
 def test_targets_are_checked_from_the_same_run(smoke_run):
     _, _, data = smoke_run
     targets = {t["name"]: t for t in data["targets"]}
-    assert len(targets) == 16
+    assert len(targets) == 19
     for target in targets.values():
         if target["unavailable"]:
             assert target["met"] is None
