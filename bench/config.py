@@ -40,6 +40,10 @@ class BenchConfig:
     load_large_uploads: int = 20
     load_large_size: int = 50 * MIB
     load_rounds: int = 1
+    # ... and a burst of `load_burst_uploads` x `load_burst_size` at once, beside boto3's
+    # put_object straight to the store at the same concurrency.
+    load_burst_uploads: int = 500
+    load_burst_size: int = MIB
     # 8. Upload across a WAN (through bench/wan_proxy.py).
     wan_file_size: int = GIB
 
@@ -83,6 +87,7 @@ SMOKE = replace(
     load_small_uploads=8,
     load_large_uploads=2,
     load_large_size=6 * MIB,
+    load_burst_uploads=8,
     wan_file_size=11 * MIB,
 )
 

@@ -5,6 +5,10 @@ end UPLOADED (any error fails the bench).
   does: initiate, PUT, record, complete), spread over four accounts.
 - Large: `load_large_uploads` uploads of `load_large_size` at once through the SDK (v2,
   four parts in flight each).
+- Burst: `load_burst_uploads` single-part uploads of `load_burst_size` (1 MiB) at once, as
+  the small ones, over enough accounts that no one passes MAX_UPLOADS_IN_PROGRESS; beside
+  it, boto3's `put_object` of the same objects straight to the store at the same
+  concurrency (no Dropfile at all), whose files per second it is compared with.
 Figures: files per second (all files over the wall time from the first start to the last
 UPLOADED) and the p99 of one file's time from its first request to UPLOADED being
 visible through the API. The main stack: SeaweedFS, confirmed by the reconciler."""
@@ -28,6 +32,8 @@ from .stats import Results, Row, percentile
 SMALL = 1024
 POLL_SECONDS = 0.05
 ACCOUNTS = 4
+# MAX_UPLOADS_IN_PROGRESS's default is 100 per user: the burst spreads over more accounts.
+BURST_UPLOADS_PER_ACCOUNT = 50
 
 
 class LoadError(RuntimeError):
@@ -46,12 +52,12 @@ def _wait_uploaded(client: httpx.Client, file_id: str, timeout: float = 300) -> 
     raise LoadError(f"file {file_id} was not UPLOADED within {timeout:.0f} s")
 
 
-def _small_upload(gateway: str, account) -> float:
-    """One 1 KiB upload to UPLOADED; returns its seconds."""
+def _small_upload(gateway: str, account, size: int = SMALL) -> float:
+    """One single-part upload (1 KiB by default) to UPLOADED; returns its seconds."""
     started = time.monotonic()
     with api_client(gateway, account) as client, httpx.Client(timeout=120) as storage:
-        file_id, reply = initiate(client, SMALL, name=f"load-{uuid.uuid4().hex[:8]}.bin")
-        put = storage.put(reply["presignedUrls"][0], content=os.urandom(SMALL))
+        file_id, reply = initiate(client, size, name=f"load-{uuid.uuid4().hex[:8]}.bin")
+        put = storage.put(reply["presignedUrls"][0], content=os.urandom(size))
         if put.status_code != 200:
             raise LoadError(f"storage refused a part: {put.status_code} {put.text[:200]}")
         etag = put.headers["ETag"]
@@ -60,7 +66,7 @@ def _small_upload(gateway: str, account) -> float:
             json={
                 "file_id": file_id,
                 "chunk_index": 0,
-                "size": str(SMALL),
+                "size": str(size),
                 "etag": etag.strip('"'),
             },
         ).raise_for_status()
@@ -86,6 +92,35 @@ def _large_upload(gateway: str, account, path: Path, folder: Path, index: int) -
         if info.size != path.stat().st_size:
             raise LoadError(f"{info.file_id}: size {info.size}")
     return time.monotonic() - started
+
+
+def _boto3_burst(stack: BenchStack, count: int, size: int) -> float:
+    """`count` put_object calls of `size` bytes at once straight to the store; returns the
+    files per second. The objects are deleted afterwards."""
+    import boto3
+    from botocore.config import Config
+
+    e = stack.endpoints
+    s3 = boto3.session.Session().client(
+        "s3",
+        endpoint_url=e.s3_endpoint,
+        region_name=e.region,
+        aws_access_key_id=e.s3_access_key,
+        aws_secret_access_key=e.s3_secret_key,
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=count),
+    )
+    keys = [f"bench/burst/{uuid.uuid4()}" for _ in range(count)]
+    bodies = [os.urandom(size) for _ in range(count)]
+    jobs = [
+        lambda key=key, body=body: s3.put_object(Bucket=e.s3_bucket, Key=key, Body=body)
+        for key, body in zip(keys, bodies)
+    ]
+    _, wall, errors = _run_all(jobs, count)
+    for key in keys:
+        s3.delete_object(Bucket=e.s3_bucket, Key=key)
+    if errors:
+        raise LoadError(f"{len(errors)} of {count} put_object calls failed: {errors[:3]}")
+    return count / wall
 
 
 def _run_all(jobs, workers: int) -> tuple[list[float], float, list[str]]:
@@ -140,9 +175,40 @@ def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> No
             ),
         ),
     }
+    burst_size = f"{config.load_burst_size >> 20} MiB"
+    rows["burst"] = (
+        Row(
+            "load.burst.rate",
+            "Load",
+            f"{config.load_burst_uploads} x {burst_size} at once: files/s",
+            "files/s",
+            chart="Load: files/s",
+        ),
+        Row(
+            "load.burst.p99",
+            "Load",
+            f"{config.load_burst_uploads} x {burst_size} at once: p99 to UPLOADED",
+            "ms",
+            chart="Load: p99 to UPLOADED",
+        ),
+    )
     for rate, p99 in rows.values():
         results.add(rate)
         results.add(p99)
+    boto3_burst = results.add(
+        Row(
+            "load.burst.boto3.rate",
+            "Load",
+            f"boto3 put_object straight to the store, {config.load_burst_uploads} x "
+            f"{burst_size} at once: files/s",
+            "files/s",
+            chart="Load: files/s",
+        )
+    )
+    burst_accounts = [
+        sign_up(gateway, f"bench-burst-{i}")
+        for i in range(-(-config.load_burst_uploads // BURST_UPLOADS_PER_ACCOUNT))
+    ]
     with tempfile.TemporaryDirectory(prefix="bench-load-") as folder_name:
         folder = Path(folder_name)
         big = folder / "large.bin"
@@ -160,7 +226,13 @@ def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> No
                 )
                 for i in range(m)
             ]
-            for kind, jobs in (("small", small), ("large", large)):
+            burst = [
+                lambda i=i: _small_upload(
+                    gateway, burst_accounts[i % len(burst_accounts)], config.load_burst_size
+                )
+                for i in range(config.load_burst_uploads)
+            ]
+            for kind, jobs in (("small", small), ("large", large), ("burst", burst)):
                 seconds, wall, errors = _run_all(jobs, len(jobs))
                 if errors:
                     raise LoadError(
@@ -175,3 +247,10 @@ def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> No
                     f"  round {round_number + 1}: {kind}: {len(jobs)} files, 0 errors, "
                     f"{rate.samples[-1]:.1f} files/s, p99 {p99.samples[-1]:.0f} ms"
                 )
+            boto3_burst.samples.append(
+                _boto3_burst(stack, config.load_burst_uploads, config.load_burst_size)
+            )
+            say(
+                f"  round {round_number + 1}: boto3 put_object burst: "
+                f"{boto3_burst.samples[-1]:.1f} files/s"
+            )

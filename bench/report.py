@@ -125,6 +125,12 @@ def targets(results: Results, load_concurrency: int = 32) -> list[Target]:
         "ms",
     )
     add(
+        "load: burst files/s / boto3 put_object's at the same concurrency",
+        r.ratio("load.burst.rate", "load.burst.boto3.rate"),
+        "≥",
+        0.5,
+    )
+    add(
         "WAN upload: Dropfile / original browser algorithm (a/b)",
         r.ratio("wan.dropfile", "wan.browser"),
         "≥",

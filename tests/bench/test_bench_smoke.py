@@ -50,6 +50,9 @@ ROWS = [
     "load.small.p99",
     "load.large.rate",
     "load.large.p99",
+    "load.burst.rate",
+    "load.burst.p99",
+    "load.burst.boto3.rate",
     "wan.proxy.round_trip",
     "wan.proxy.direct",
     "wan.proxy.passthrough",
@@ -128,7 +131,7 @@ def test_every_row_is_measured(smoke_run):
 def test_targets_are_checked_from_the_same_run(smoke_run):
     _, _, data = smoke_run
     targets = {t["name"]: t for t in data["targets"]}
-    assert len(targets) == 19
+    assert len(targets) == 20
     for target in targets.values():
         if target["unavailable"]:
             assert target["met"] is None
