@@ -1,9 +1,9 @@
 /**
  * One file's multipart upload through the v2 API: start it (POST /api/v2/files; the server
- * chooses the part size), then for each part compute its checksum, ask for its URL (signed
- * for that checksum, so storage refuses bytes that changed on the way), PUT it straight to
- * storage three at a time; record the stored parts in batches (part-records.ts); then
- * complete. Storage confirms the object later; the file list shows that as the status
+ * chooses the part size), then for each part compute its checksum and ask for its URL (signed
+ * for that checksum, so storage refuses bytes that changed on the way) a few parts ahead, in
+ * batches (part-pipeline.ts), PUT it straight to storage four at a time; record the stored
+ * parts in batches (part-records.ts); then complete. Storage confirms the object later; the file list shows that as the status
  * turning UPLOADED.
  *
  * A file picked again after a reload (same name, size and modification time) resumes its
@@ -20,16 +20,18 @@
 import * as api from "./api";
 import { messageOf } from "./api";
 import { type ChecksumAlgorithm, partChecksum, preferredAlgorithm } from "./checksum";
+import { PartPipeline, type ReadyPart } from "./part-pipeline";
 import { PartRecords } from "./part-records";
 import { forgetUpload, recordUpload, recordedFileId } from "./resume";
 import { isTransient, withRetries } from "./retry";
 import { PartError, Slots, putPart } from "./transfer";
 
-const PARTS_IN_PARALLEL = 3;
+const PARTS_IN_PARALLEL = 4;
 const SPEED_WINDOW_MS = 3_000;
 
-// Shared by every upload on the page: one file goes three parts at a time, several share four.
-const storageSlots = new Slots(4);
+// Shared by every upload on the page: one file goes four parts at a time, several share six
+// (a browser's connections per host).
+const storageSlots = new Slots(6);
 
 export type UploadPhase =
   | "starting" | "uploading" | "finishing" | "done" | "failed" | "cancelling" | "cancelled";
@@ -219,33 +221,41 @@ export class Upload {
   }
 
   /** Every part not stored yet, PARTS_IN_PARALLEL at a time, each recorded once stored;
-   * the first failure (of a part or of a record) stops the rest. */
+   * the first failure (of a part, its URL or its record) stops the rest. */
   private async sendParts(): Promise<void> {
     const layout = this.layout!;
     const todo = Array.from({ length: layout.partCount }, (_, index) => index)
       .filter((index) => !layout.stored.has(index + 1));
-    let next = 0;
     let failure: unknown = null;
     const fail = (error: unknown) => {
       failure ??= error;
       this.stop.abort();
     };
     const records = new PartRecords(this.fileId, this.stop.signal, fail);
-    const worker = async () => {
-      while (next < todo.length && !this.stop.signal.aborted) {
-        const index = todo[next++];
-        try {
-          await this.sendPart(index, records);
-        } catch (error) {
-          fail(error);
-        }
-      }
-    };
     try {
       await this.recordChecksums(layout, records);
     } catch (error) {
       fail(error);
     }
+    const pipeline = new PartPipeline(this.fileId, todo, (index) => this.partBytes(index),
+                                      layout.algorithm, this.stop.signal, fail);
+    const worker = async () => {
+      while (!this.stop.signal.aborted) {
+        let part: ReadyPart | null;
+        try {
+          part = await pipeline.next();
+        } catch (error) {
+          fail(error);
+          return;
+        }
+        if (part === null) return;
+        try {
+          await this.sendPart(part, records);
+        } catch (error) {
+          fail(error);
+        }
+      }
+    };
     await Promise.all(Array.from({ length: Math.min(PARTS_IN_PARALLEL, todo.length) }, worker));
     if (failure === null) {
       await records.flush().catch(fail);
@@ -263,13 +273,10 @@ export class Upload {
     }
   }
 
-  private async sendPart(index: number, records: PartRecords): Promise<void> {
-    const layout = this.layout!;
-    const number = index + 1;
-    const bytes = this.partBytes(index);
+  private async sendPart(part: ReadyPart, records: PartRecords): Promise<void> {
+    const { index, number, bytes, checksum } = part;
     const signal = this.stop.signal;
-    const checksum = await partChecksum(bytes, layout.algorithm);
-    let target = await this.partTarget(number, checksum);
+    let target = part.target;
     const etag = await withRetries(async () => {
       const release = await storageSlots.acquire(signal);
       try {
@@ -292,8 +299,7 @@ export class Upload {
     if (this.note) this.setNote("");
   }
 
-  /** The part's presigned URL, asked for when the part is about to go (URLs are made lazily,
-   * so a huge file starts at once and no URL waits long enough to expire). */
+  /** A part's presigned URL on its own, for a retry (the pipeline asks for them in runs). */
   private async partTarget(number: number, checksum: string): Promise<api.PartTarget> {
     const target = (await withRetries(() => api.partUrls(this.fileId, number, number, [checksum]),
                                       { signal: this.stop.signal })).get(number);
