@@ -15,14 +15,23 @@ from pathlib import Path
 
 import httpx
 
-from . import control_plane, event_latency, initiation, many_uploads, signin, transfers, wan
+from . import (
+    browser,
+    control_plane,
+    event_latency,
+    initiation,
+    many_uploads,
+    signin,
+    transfers,
+    wan,
+)
 from .api import api_client, sign_up
 from .config import PROFILES
 from .report import machine, write
 from .stack import DROPFILE_PROCESSES, ROOT, BenchStack, ForeignLoad
 from .stats import Results, Row
 
-SECTIONS = ("upload", "control", "initiation", "events", "signin", "load", "wan")
+SECTIONS = ("upload", "control", "initiation", "events", "signin", "load", "wan", "browser")
 # Above this share of the machine's CPU used by others during a section, say so.
 FOREIGN_WARNING_PERCENT = 5.0
 
@@ -151,6 +160,11 @@ def run(argv: list[str]) -> int:
                 "wan",
                 "8. upload across a WAN",
                 lambda: wan.measure(stack, config, account, results, say),
+            ),
+            (
+                "browser",
+                "9. uploads from a browser",
+                lambda: browser.measure(stack, config, account, results, say),
             ),
         )
         for name, title, step in steps:

@@ -46,6 +46,8 @@ class BenchConfig:
     load_burst_size: int = MIB
     # 8. Upload across a WAN (through bench/wan_proxy.py).
     wan_file_size: int = GIB
+    # 9. Uploads from a browser (Chromium), loopback and WAN.
+    browser_file_size: int = 256 * MIB
 
 
 FULL = BenchConfig(
@@ -89,6 +91,7 @@ SMOKE = replace(
     load_large_size=6 * MIB,
     load_burst_uploads=8,
     wan_file_size=11 * MIB,
+    browser_file_size=11 * MIB,
 )
 
 PROFILES = {"full": FULL, "smoke": SMOKE}

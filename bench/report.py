@@ -146,6 +146,13 @@ def targets(results: Results, load_concurrency: int = 32) -> list[Target]:
         "≥",
         0.95,
     )
+    for profile, threshold in (("loopback", 1.0), ("wan", 2.0)):
+        add(
+            f"browser, {profile}: web app / original browser algorithm",
+            r.ratio(f"browser.{profile}.webapp", f"browser.{profile}.original"),
+            "≥",
+            threshold,
+        )
     memory = [row for row in r.rows.values() if row.section == "Memory"]
     worst = max(memory, key=lambda row: row.median or 0, default=None)
     add(

@@ -61,6 +61,11 @@ ROWS = [
     "wan.boto3",
     "wan.s5cmd",
     *(
+        f"browser.{profile}.{method}"
+        for profile in ("loopback", "wan")
+        for method in ("webapp", "original", "cli")
+    ),
+    *(
         f"memory.{name}"
         for name in (
             "auth",
@@ -131,7 +136,7 @@ def test_every_row_is_measured(smoke_run):
 def test_targets_are_checked_from_the_same_run(smoke_run):
     _, _, data = smoke_run
     targets = {t["name"]: t for t in data["targets"]}
-    assert len(targets) == 20
+    assert len(targets) == 22
     for target in targets.values():
         if target["unavailable"]:
             assert target["met"] is None
