@@ -7,8 +7,8 @@
 #
 #   docker build -t dropfile:dev .          (BuildKit, the default builder, is required)
 #
-# Stages: `web` builds web/ when it exists, `build` installs the pinned dependencies and the
-# package (with its generated protobuf code) into /opt/venv, `runtime` is the final image:
+# Stages: `web` builds web/ when it exists, `build` installs the locked runtime dependencies
+# and the package (with its generated protobuf code) into /opt/venv, `runtime` is the final image:
 # no compilers, no protoc, no test dependencies, a non-root numeric user.
 #
 # Base images are pinned to a full version. Their multi-platform digests, as recorded when
@@ -34,15 +34,14 @@ FROM ${PYTHON_IMAGE} AS build
 # pip compiles the .pyc files here: at run time the filesystem is read-only.
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY requirements.txt pyproject.toml ./
-# The runtime needs pyproject's dependencies only, at the versions requirements.txt locks
-# (which also pins test tools the image must not carry). Constraints cannot name extras.
-RUN sed -E 's/\[[^]]*\]//' requirements.txt > constraints.txt \
- && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > runtime.in \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install -r runtime.in -c constraints.txt \
+# The server's runtime lock only (requirements/runtime.txt, written by `make lock`): no test,
+# bench, lint or SDK dependency. protoc (the protos group's lock) gets a venv of its own,
+# left behind in this stage.
+COPY requirements/runtime.txt requirements/protos.txt requirements/
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install -r requirements/runtime.txt \
  && python -m venv /opt/protoc \
- && /opt/protoc/bin/pip install grpcio-tools -c constraints.txt
+ && /opt/protoc/bin/pip install -r requirements/protos.txt
 COPY protos/ protos/
 # Same generation as `make protos`: gen/ is build output, never copied from a work tree.
 RUN mkdir gen \
@@ -52,6 +51,7 @@ RUN mkdir gen \
 COPY services/ services/
 COPY gateway/ gateway/
 COPY migrations/ migrations/
+COPY pyproject.toml ./
 # Non-editable: the package (services, gateway, migrations, dropfile.*) lands in site-packages.
 RUN /opt/venv/bin/pip install --no-deps . \
  && /opt/venv/bin/python -c "import dropfile.auth.v1.auth_pb2, services.auth.server, gateway, \

@@ -12,10 +12,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: install protos run test test-fast setup migrate clean toolchain lint lint-style
+.PHONY: install protos run test test-fast setup migrate clean toolchain lint lint-style lock
 
-# The virtualenv is rebuilt when the pinned requirements change.
-$(VENV)/.installed: requirements.txt pyproject.toml
+# The virtualenv is brought up to date when the locks change. requirements.txt is the whole
+# development environment: the locks of requirements/ (the server's runtime, the SDK's
+# dependencies, and the groups protos, test, bench, engines, lint), written by `make lock`.
+$(VENV)/.installed: requirements.txt $(wildcard requirements/*.txt) pyproject.toml
 	@test -x $(PY) || test -n "$(PYTHON)" || { echo "no Python 3.11 or newer found (tried $(PYTHON_CANDIDATES)): install one, or name it with PYTHON=/path/to/python3.X" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -35,8 +37,21 @@ gen/.generated: $(VENV)/.installed $(PROTOS)
 
 protos: gen/.generated
 
-# The Python environment, the generated code and the browser app.
-install: gen/.generated web
+# The SDK and the CLI are a package of their own (client/, `dropfile-client`), installed
+# editable here: .venv/bin/dropfile. After the server's package, whose reinstall removes a
+# `dropfile` script an older version of it installed.
+$(VENV)/.client: client/pyproject.toml gen/.generated
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e ./client
+	touch $@
+
+# The Python environment, the generated code, the SDK and CLI, and the browser app.
+install: gen/.generated $(VENV)/.client web
+
+# Relocks requirements/*.txt from the ranges in pyproject.toml and client/pyproject.toml with
+# the pinned uv (scripts/lock.sh; LOCK_ARGS="--upgrade-package NAME" moves one package).
+lock: $(VENV)/.installed
+	$(PY) -m pip install -q -r requirements/uv.txt
+	UV=$(VENV)/bin/uv LOCK_ARGS="$(LOCK_ARGS)" scripts/lock.sh
 
 # Creates the bucket, CORS rule, queues and event notification where missing.
 setup: install

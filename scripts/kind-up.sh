@@ -29,15 +29,17 @@ if ! k get secret dropfile-jwt >/dev/null 2>&1; then
     --from-file=PRIVATE_KEY="$keys/private.pem" --from-file=PUBLIC_KEY="$keys/public.pem"
 fi
 
-# The overlay's database, Redis and service credentials: generated once, never committed.
+# The overlay's database, Redis, S3 and service credentials: generated once, never committed.
 deploy/kind/secrets.sh
 
 # A Job's pod template cannot change: the new image's migration and setup are new Jobs.
 k delete job migrate setup --ignore-not-found
+# moto was the overlay's S3 and SQS before SeaweedFS: a cluster made then drops it.
+k delete deployment,service,serviceaccount,networkpolicy moto --ignore-not-found
 k apply -k deploy/overlays/kind
 
-for store in postgres redis moto; do
-  k rollout status "deployment/$store" --timeout=180s
+for store in deployment/postgres deployment/redis statefulset/seaweedfs; do
+  k rollout status "$store" --timeout=180s
 done
 # Services wait in their init containers until the schema is at the image's head revision.
 if ! k wait --for=condition=complete job/migrate job/setup --timeout=300s; then
@@ -50,4 +52,4 @@ for service in auth upload events gateway; do
 done
 
 echo "Dropfile is running: http://localhost:8080"
-echo "(browsers upload parts to moto, the local S3, on http://localhost:5000)"
+echo "(browsers upload parts to SeaweedFS, the cluster's S3, on http://localhost:5000)"

@@ -129,7 +129,7 @@ class Gateway:
         idempotent: bool = False,
         retry: RetryPolicy | None = None,
         cancel: threading.Event | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """One JSON call. `auth` calls refresh the session once on 401. `idempotent` calls
         are retried under the retry policy (this gateway's, or `retry`) while they fail in
         a way time may lift: no connection, a timeout, a dropped connection, 408, 429 or
@@ -161,7 +161,7 @@ class Gateway:
             if sleep(wait, cancel):
                 raise Cancelled()
 
-    def _call_once(self, method: str, path: str, json: Any, auth: bool) -> dict:
+    def _call_once(self, method: str, path: str, json: Any, auth: bool) -> dict[str, Any]:
         response = (
             self._send_authenticated(method, path, json) if auth else self._send(method, path, json)
         )
@@ -215,7 +215,7 @@ class Gateway:
             self._reply(response, "/api/auth/refresh")
 
     @staticmethod
-    def _reply(response: httpx.Response, path: str) -> dict:
+    def _reply(response: httpx.Response, path: str) -> dict[str, Any]:
         try:
             body = response.json()
         except ValueError:

@@ -15,10 +15,13 @@ A download's SHA-256 is computed as its ranges land in the file (PrefixHasher)."
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import threading
 import warnings
+from collections.abc import Callable
+from typing import Protocol
 
 from .errors import DropfileError
 from .parts import Cancelled, Part
@@ -49,7 +52,15 @@ def part_checksum_algorithm(name: str) -> str:
     return algorithm
 
 
-def new_part_digest(algorithm: str):
+class PartDigest(Protocol):
+    """What a part checksum uses of a digest: hashlib's and google-crc32c's both have it."""
+
+    def update(self, data: bytes, /) -> object: ...
+
+    def digest(self) -> bytes: ...
+
+
+def new_part_digest(algorithm: str) -> PartDigest:
     """A hashlib-like digest (update, digest) of a part checksum algorithm."""
     return google_crc32c.Checksum() if algorithm == "CRC32C" else hashlib.sha256()
 
@@ -102,10 +113,10 @@ class FileHasher:
     def __enter__(self) -> FileHasher:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _wait(self, end: int, done) -> None:
+    def _wait(self, end: int, done: Callable[[], bool]) -> None:
         with self._changed:
             if end > self._wanted_end:
                 self._wanted_end = end
@@ -123,11 +134,7 @@ class FileHasher:
         try:
             for part in self._parts:
                 with self._changed:
-                    self._changed.wait_for(
-                        lambda offset=part.offset: (
-                            self._closed or offset < self._wanted_end + READ_AHEAD
-                        )
-                    )
+                    self._changed.wait_for(functools.partial(self._may_read, part.offset))
                     if self._closed:
                         return
                 checksum = self._hash(part)
@@ -145,6 +152,9 @@ class FileHasher:
             self._finished = failure is None
             self._failure = failure
             self._changed.notify_all()
+
+    def _may_read(self, offset: int) -> bool:
+        return self._closed or offset < self._wanted_end + READ_AHEAD
 
     def _hash(self, part: Part) -> str:
         digest = new_part_digest(self.algorithm)

@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -238,7 +239,7 @@ def cmd_ls(client: DropfileClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _file_json(info: FileInfo) -> dict:
+def _file_json(info: FileInfo) -> dict[str, Any]:
     return {
         "fileId": info.file_id,
         "fileName": info.name,
@@ -368,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: Callable[[DropfileClient, argparse.Namespace], int], help_text: str
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
         return sub
@@ -496,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         with verbose_logging(verbose):
             with DropfileClient(getattr(args, "server", None), retry=retry_policy(args)) as client:
                 try:
-                    return args.handler(client, args)
+                    status: int = args.handler(client, args)
+                    return status
                 except NotSignedIn as exc:
                     server = "" if client.server == DEFAULT_SERVER else f" --server {client.server}"
                     fail(f"{exc.message}: sign in with `{PROG} login{server}`")

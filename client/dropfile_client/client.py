@@ -39,6 +39,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -89,7 +90,7 @@ class FileInfo:
     sha256: str | None = None
 
     @classmethod
-    def from_json(cls, entry: dict) -> FileInfo:
+    def from_json(cls, entry: dict[str, Any]) -> FileInfo:
         created = entry.get("createdAt")
         try:
             created_at = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
@@ -149,7 +150,7 @@ class DropfileClient:
         self,
         server: str | None = None,
         *,
-        session_file: str | os.PathLike | None = None,
+        session_file: str | os.PathLike[str] | None = None,
         persist_session: bool = True,
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
@@ -192,7 +193,7 @@ class DropfileClient:
     def __enter__(self) -> DropfileClient:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -333,7 +334,7 @@ class DropfileClient:
     def download(
         self,
         file_id: str,
-        dest: str | os.PathLike | None = None,
+        dest: str | os.PathLike[str] | None = None,
         *,
         overwrite: bool = False,
         on_progress: ProgressCallback | None = None,
@@ -376,7 +377,7 @@ class DropfileClient:
 
     def upload(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         *,
         name: str | None = None,
         mime_type: str | None = None,
@@ -595,7 +596,9 @@ class DropfileClient:
                 self._forget(resume_key)
                 return None
             raise
-        file = state.get("file") if isinstance(state.get("file"), dict) else {}
+        file = state.get("file")
+        if not isinstance(file, dict):
+            file = {}
         if state.get("state") in ("COMPLETED", "UPLOADED") and file.get("size") == size:
             return UploadPlan(
                 file_id=file_id,

@@ -40,7 +40,7 @@ def safe_file_name(name: str, fallback: str) -> str:
     return cleaned
 
 
-def target_path(dest: str | os.PathLike | None, file_name: str, file_id: str) -> Path:
+def target_path(dest: str | os.PathLike[str] | None, file_name: str, file_id: str) -> Path:
     """`dest` itself, or the file's own name inside `dest` (a directory) or the cwd."""
     name = safe_file_name(file_name, f"dropfile-{file_id}")
     if dest is None:
@@ -104,7 +104,7 @@ def fetch_to(
                 downloader.stop()  # no thread writes to the file once this returns
         digest = hasher.hexdigest() if hasher else None
         os.fsync(fd)
-        if digest and digest != sha256.lower():
+        if digest and sha256 and digest != sha256.lower():
             raise ChecksumMismatch(
                 f"download corrupted: its SHA-256 is {digest}, "
                 f"not the uploaded file's {sha256.lower()}; nothing was "

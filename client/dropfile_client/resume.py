@@ -15,7 +15,9 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -53,7 +55,7 @@ class ResumeStore:
     def forget(self, key: str) -> None:
         self._update(lambda records: records.pop(key, None))
 
-    def _load(self) -> dict:
+    def _load(self) -> dict[str, Any]:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 records = json.load(handle)
@@ -61,7 +63,7 @@ class ResumeStore:
             return {}
         return records if isinstance(records, dict) else {}
 
-    def _update(self, change) -> None:
+    def _update(self, change: Callable[[dict[str, Any]], object]) -> None:
         """Read, change, replace atomically. Two processes writing at once may lose one
         record: that upload then starts afresh next time, nothing worse."""
         with self._lock:

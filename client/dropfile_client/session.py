@@ -11,6 +11,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import DropfileError
 
@@ -32,7 +33,7 @@ class Session:
     def signed_in(self) -> bool:
         return bool(self.cookies.get(REFRESH_TOKEN) or self.cookies.get(ACCESS_TOKEN))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "server": self.server,
             "email": self.email,
@@ -45,7 +46,9 @@ class Session:
     def from_json(cls, data: object) -> Session | None:
         if not isinstance(data, dict) or not isinstance(data.get("server"), str):
             return None
-        cookies = data.get("cookies") if isinstance(data.get("cookies"), dict) else {}
+        cookies = data.get("cookies")
+        if not isinstance(cookies, dict):
+            cookies = {}
         email = data.get("email") if isinstance(data.get("email"), str) else None
         return cls(
             server=data["server"],

@@ -20,8 +20,8 @@ import socket
 import ssl
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Protocol
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol, cast
 from urllib.parse import SplitResult, urlsplit
 
 import httpx
@@ -63,8 +63,7 @@ class Answer:
 
 
 class Getter(Protocol):
-    def get(self, url: str, headers: dict[str, str]):  # a context manager of an Answer
-        ...
+    def get(self, url: str, headers: dict[str, str]) -> AbstractContextManager[Answer]: ...
 
     def close(self) -> None: ...
 
@@ -154,7 +153,7 @@ class DirectGetter:
             self._origin = origin
         if self._connection.sock is None:  # new, or closed after a `Connection: close`
             self._connection.connect()
-            self._connection.sock.settimeout(READ_TIMEOUT)
+            cast(socket.socket, self._connection.sock).settimeout(READ_TIMEOUT)
         return self._connection
 
     def _blocks(self, response: http.client.HTTPResponse) -> Iterator[memoryview]:

@@ -128,9 +128,9 @@ def fault_proxy(monkeypatch):
 
 @pytest.fixture
 def dropfile_bin() -> Path:
-    """The console script `pip install -e .` makes."""
+    """The console script of client/ (`make install` installs it editable)."""
     assert DROPFILE_BIN.exists(), (
-        f"{DROPFILE_BIN} is missing: install the project with `.venv/bin/pip install -e .`"
+        f"{DROPFILE_BIN} is missing: run `make install` (or `.venv/bin/pip install -e ./client`)"
     )
     return DROPFILE_BIN
 

@@ -1,6 +1,6 @@
-"""The installed `dropfile` command (.venv/bin/dropfile, from `pip install -e .`) as a real
-subprocess: a whole session, Ctrl-C in the middle of an upload, and memory that stays
-bounded by the parts in flight rather than the file's size."""
+"""The installed `dropfile` command (.venv/bin/dropfile: `make install` installs client/
+editable) as a real subprocess: a whole session, Ctrl-C in the middle of an upload, and
+memory that stays bounded by the parts in flight rather than the file's size."""
 
 from __future__ import annotations
 

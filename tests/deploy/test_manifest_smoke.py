@@ -1,24 +1,29 @@
 """The kind overlay, run on this machine: the wiring the manifests describe works.
 
-The rendered overlay's migration Job, setup Job, the auth and upload init containers and
-the four Deployments' containers run as local processes, each with its command and exactly
-its pod's environment (ConfigMap and Secret references resolved from the rendered objects;
-the JWT key pair that scripts/kind-up.sh creates is made here). Only addresses are made
-local (tests/deploy/local_stack.py): free ports, 127.0.0.1, a fresh database, a Redis
-database of this run, a moto server in place of the moto Deployment, and forwarders in
-place of kind's published host ports. Then one upload goes through the gateway as a browser
-on the host does it (v1 API, parts PUT to presigned URLs), storage's event confirms it, the
-bytes come back, every process's /metrics counted it, a request id sent to the gateway is
-in the logs of every service the call reached, and SIGTERM stops everything cleanly."""
+The rendered overlay's SeaweedFS StatefulSet, migration Job, setup Job, the auth and upload
+init containers and the four Deployments' containers run as local processes, each with its
+command and exactly its pod's environment (ConfigMap and Secret references resolved from the
+rendered objects; the JWT key pair that scripts/kind-up.sh creates is made here). SeaweedFS
+runs its container's command line with the `weed` of the same version, its identities from
+the rendered Secret. Only addresses are made local (tests/deploy/local_stack.py): free
+ports, 127.0.0.1, a fresh database, a Redis database of this run, and forwarders in place
+of kind's published host ports. Then one upload goes through the gateway as a browser on the
+host does it (v1 API, parts PUT to presigned URLs that SeaweedFS checks), the event
+processor's reconciler confirms it by asking storage (kind has no queue), the bytes come
+back, every process's /metrics counted it, a request id sent to the gateway is in the logs
+of every service the call reached, and SIGTERM stops everything cleanly."""
 
 from __future__ import annotations
 
 import re
 import secrets
+import shutil
 import signal
-import sys
+import tempfile
+import time
 import uuid
 from http.cookies import SimpleCookie
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,16 +33,16 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.auth.throttle import sign_up_key
-from services.common.clients import aws_client
 from tests.conftest import PG_ADMIN_URL, wait_until
 
 from .local_stack import (
     LOCAL_HOST,
+    VENV_BIN,
     LocalProcess,
     app_directory,
     container_argv,
     container_env,
-    free_port,
+    local_store_argv,
     plan_addresses,
     publish_node_ports,
     run_to_completion,
@@ -46,7 +51,7 @@ from .local_stack import (
 
 SERVICES = ["auth", "upload", "events", "gateway"]  # started in this order
 PART_SIZE = 5 * 1024 * 1024  # PART_SIZE_BYTES' default: the kind overlay does not set it
-STOP_TIMEOUT = 60  # events' long poll (SQS_WAIT_TIME_SECONDS, 20 s) bounds its stop
+STOP_TIMEOUT = 60
 
 
 @pytest.fixture
@@ -110,8 +115,32 @@ def logged_request_ids(process: LocalProcess) -> set[str]:
     return {entry["request_id"] for entry in process.entries() if entry.get("request_id")}
 
 
+@pytest.fixture
+def short_dir():
+    """A folder with a short path: SeaweedFS puts Unix sockets in its /tmp mount, and a
+    socket's path has at most 107 bytes."""
+    folder = tempfile.mkdtemp(prefix="df-sw-")
+    yield Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_seaweedfs(kind, root: Path, log_dir: Path, started) -> int:
+    """The StatefulSet's container as a local process; returns its S3 port here."""
+    workload = kind.workload("StatefulSet", "seaweedfs")
+    (container,) = workload.containers
+    argv, ports = local_store_argv(kind, workload, container, binary=VENV_BIN / "weed", root=root)
+    store = LocalProcess(
+        "seaweedfs", argv, {"PATH": "/usr/bin:/bin", "HOME": str(root)}, root, log_dir
+    )
+    started.append(store)
+    s3_port = ports[workload.container_ports()["s3"]]
+    readiness = container["readinessProbe"]["httpGet"]["path"]
+    wait_for_http(f"http://{LOCAL_HOST}:{s3_port}{readiness}", [store], timeout=90)
+    return s3_port
+
+
 def test_the_kind_overlay_runs_an_upload_end_to_end(
-    rendered, smoke_database, redis_url, key_pair, tmp_path, started
+    rendered, smoke_database, redis_url, key_pair, tmp_path, short_dir, started
 ):
     kind = rendered["kind"]
     private_pem, public_pem = key_pair
@@ -121,29 +150,32 @@ def test_the_kind_overlay_runs_an_upload_end_to_end(
     redis.Redis.from_url(redis_url).delete(sign_up_key(LOCAL_HOST))
     (tmp_path / "logs").mkdir()
 
-    # moto stands in for the moto Deployment (S3 and SQS, in memory).
-    moto_port = free_port()
-    moto = LocalProcess(
-        "moto",
-        [sys.executable, "-m", "moto.server", "-H", LOCAL_HOST, "-p", str(moto_port)],
-        {"PATH": "/usr/bin:/bin"},
-        tmp_path,
-        tmp_path / "logs",
-    )
-    started.append(moto)
+    s3_port = start_seaweedfs(kind, short_dir, tmp_path / "logs", started)
     addresses = plan_addresses(
         kind,
         run_here=SERVICES,
-        external={"moto": moto_port},
+        external={"seaweedfs": s3_port},
         stores={"postgres": smoke_database, "redis": redis_url},
     )
     proxies = publish_node_ports(kind, addresses)
     try:
-        wait_for_http(f"http://{LOCAL_HOST}:{moto_port}/moto-api/", [moto], timeout=30)
         _run_the_overlay(kind, addresses, app_dir, tmp_path, started, private_pem, public_pem)
     finally:
         for proxy in proxies:
             proxy.close()
+
+
+def run_job(start, workload, container, timeout: float) -> None:
+    """A Job's container to completion, run again after a failure as the Job controller
+    does, up to its backoffLimit (setup's waits for storage that is still starting)."""
+    attempts = workload.obj["spec"].get("backoffLimit", 6) + 1
+    for attempt in range(1, attempts + 1):
+        name = container["name"] if attempt == 1 else f"{container['name']}-{attempt}"
+        process = start(workload, container, name)
+        if attempt == attempts or process.wait(timeout) == 0:
+            run_to_completion(process, timeout)
+            return
+        time.sleep(min(2 ** (attempt - 1), 10))
 
 
 def _run_the_overlay(kind, addresses, app_dir, tmp_path, started, private_pem, public_pem):
@@ -170,11 +202,11 @@ def _run_the_overlay(kind, addresses, app_dir, tmp_path, started, private_pem, p
         started.append(process)
         return process
 
-    # The Jobs: the schema, then the bucket, CORS rule, queues and notification.
+    # The Jobs: the schema, then the bucket and its CORS and lifecycle rules.
     for job in ("migrate", "setup"):
         workload = kind.workload("Job", job)
         for container in workload.containers:
-            run_to_completion(start(workload, container), timeout=120)
+            run_job(start, workload, container, timeout=120)
 
     services = {}
     for name in SERVICES:
@@ -188,18 +220,16 @@ def _run_the_overlay(kind, addresses, app_dir, tmp_path, started, private_pem, p
         container_port = kind.workload("Deployment", name).container_ports()[port_name]
         return addresses.local_port_of(name, container_port)
 
-    # The host's view, as kind publishes it: the gateway on localhost:8080, moto on :5000.
+    # The host's view, as kind publishes it: the gateway on localhost:8080, SeaweedFS on
+    # :5000.
     gateway_url = f"http://{LOCAL_HOST}:{addresses.published[8080]}"
     storage_netloc = f"{LOCAL_HOST}:{addresses.published[5000]}"
     readiness = kind.workload("Deployment", "gateway").containers[0]["readinessProbe"]
     wait_for_http(gateway_url + readiness["httpGet"]["path"], list(services.values()), timeout=120)
 
     upload = _upload_one_file(gateway_url, storage_netloc)
-    events_env = services["events"].env
-    sqs = aws_client(
-        "sqs", region=events_env["AWS_REGION"], endpoint_url=events_env["AWS_ENDPOINT_URL"]
-    )
-    _check_metrics(services, local_port, gateway_url, upload, sqs, events_env["SQS_QUEUE_URL"])
+    assert "SQS_QUEUE_URL" not in services["events"].env
+    _check_metrics(services, local_port, gateway_url, upload)
     _check_request_ids(services, upload)
 
     for name in reversed(SERVICES):
@@ -257,7 +287,7 @@ def _upload_one_file(gateway_url: str, storage_netloc: str) -> dict:
     )
     urls = started["presignedUrls"]
     assert len(urls) == len(parts)
-    for url in urls:  # signed for S3_PUBLIC_ENDPOINT_URL: the host's view of moto
+    for url in urls:  # signed for S3_PUBLIC_ENDPOINT_URL: the host's view of SeaweedFS
         assert urlsplit(url).netloc == storage_netloc, url
     etags = []
     for url, part in zip(urls, parts):
@@ -298,7 +328,7 @@ def _upload_one_file(gateway_url: str, storage_netloc: str) -> dict:
         lambda: (entry() or {}).get("status") == "UPLOADED",
         timeout=60,
         interval=0.25,
-        what="the ObjectCreated event to confirm the upload",
+        what="the reconciler to confirm the upload",
     )
     download = ok(client.post("/api/files/get-download-url", json={"s3_key": entry()["s3Key"]}))
     assert urlsplit(download["url"]).netloc == storage_netloc
@@ -311,22 +341,11 @@ def _upload_one_file(gateway_url: str, storage_netloc: str) -> dict:
         "parts": len(parts),
         "signup_request_id": signup_request_id,
         "complete_request_id": complete_request_id,
+        "file_id": file_id,
     }
 
 
-def queue_is_empty(sqs, queue_url: str) -> bool:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    return all(value == "0" for value in attributes.values())
-
-
-def _check_metrics(services, local_port, gateway_url, upload, sqs, queue_url) -> None:
+def _check_metrics(services, local_port, gateway_url, upload) -> None:
     grpc_requests = "dropfile_grpc_requests_total"
     auth = scrape(local_port("auth", "metrics"))
     assert (
@@ -378,47 +397,29 @@ def _check_metrics(services, local_port, gateway_url, upload, sqs, queue_url) ->
     assert metric(uploads, "dropfile_uploads_confirmed_total") == 1
     assert metric(uploads, "dropfile_event_lag_seconds_count") == 1
 
-    # Storage sent an s3:TestEvent when the setup Job configured the notification, then
-    # ObjectCreated events for the upload: moto sends two for one completed multipart
-    # upload (CompleteMultipartUpload, then Put; S3 sends the first only), and the second
-    # finds the file confirmed already. Once the queue is empty, each was received, handled
-    # and deleted once.
-    wait_until(
-        lambda: queue_is_empty(sqs, queue_url),
-        timeout=60,
-        what="the event processor to empty the queue",
-    )
-    created = [
-        e
-        for e in services["events"].entries()
-        if e.get("outcome") in ("confirmed", "already_confirmed")
-    ]
-    assert [e["outcome"] for e in created].count("confirmed") == 1, created
-    # An event that overtook CompleteUpload's commit, still not completed after the
-    # processor's short waits, was deferred and received again.
-    deferred = [e for e in services["events"].entries() if e.get("outcome") == "not_completed"]
+    # No queue: the reconciler found the completed upload in storage and confirmed it, once
+    # (a later round finds nothing pending), and events received no message.
+    def reconciled_uploads() -> list[dict]:
+        return [e for e in services["events"].entries() if e["msg"] == "reconciled upload"]
+
+    # The file reads UPLOADED once upload committed; events logs the outcome just after.
+    wait_until(lambda: reconciled_uploads(), timeout=10, what="the reconciler's log line")
+    reconciled = reconciled_uploads()
+    assert [e["outcome"] for e in reconciled].count("confirmed") == 1, reconciled
+    assert all(e["file_id"] == upload["file_id"] for e in reconciled), reconciled
     events = scrape(local_port("events", "metrics"))
-    queue = "dropfile_queue_messages_total"
-    assert metric(events, queue, outcome="received") == 1 + len(created) + len(deferred)
-    wait_until(
-        lambda: (
-            metric(scrape(local_port("events", "metrics")), queue, outcome="deleted")
-            == 1 + len(created)
-        ),
-        timeout=10,
-        what="the deletions to be counted",
-    )
-    for outcome in ("rejected", "failed", "transient_failure"):
-        assert f'outcome="{outcome}"' not in events, outcome
+    assert "dropfile_queue_messages_total{" not in events
     uploads = scrape(local_port("upload", "metrics"))
-    # At least one call per event; more when one asked again while CompleteUpload committed.
+    internal = "dropfile.upload.v1.UploadInternalService"
     assert metric(
-        uploads,
-        grpc_requests,
-        service="dropfile.upload.v1.UploadInternalService",
-        method="ConfirmUpload",
-        code="OK",
-    ) >= len(created)
+        uploads, grpc_requests, service=internal, method="ConfirmUpload", code="OK"
+    ) == len(reconciled)
+    assert (
+        metric(
+            uploads, grpc_requests, service=internal, method="ListPendingConfirmations", code="OK"
+        )
+        >= 1
+    )
 
     gateway = scrape(local_port("gateway", "metrics"))
     routes = {
@@ -474,7 +475,7 @@ def _check_request_ids(services, upload) -> None:
         if e.get("request_id") == complete_id
     )
 
-    # The events processor's request id is the SQS message id; it reaches upload with
+    # The reconciler's request id names the file it confirmed; it reaches upload with
     # ConfirmUpload, whose log line carries it.
     confirmed = [
         e
@@ -482,12 +483,12 @@ def _check_request_ids(services, upload) -> None:
         if e.get("outcome") == "confirmed" and e.get("request_id")
     ]
     assert len(confirmed) == 1, services["events"].tail()
-    message_id = confirmed[0]["request_id"]
-    assert confirmed[0]["message_id"] == message_id
+    request_id = confirmed[0]["request_id"]
+    assert request_id == f"reconcile-{upload['file_id']}"
     assert any(
         e.get("method") == "/dropfile.upload.v1.UploadInternalService/ConfirmUpload"
         for e in services["upload"].entries()
-        if e.get("request_id") == message_id
+        if e.get("request_id") == request_id
     )
     # Every RPC a service served came with a request id (the gateway's, or a service's).
     for name in ("auth", "upload", "events"):

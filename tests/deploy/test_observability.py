@@ -1,8 +1,8 @@
 """What the manifests say about observability and the host's view of storage: every
 Dropfile process exposes /metrics on a container port named `metrics` that Prometheus finds
 through pod annotations, only the `monitoring` namespace may scrape it, the gateway keeps it
-off its public port, and in kind the presigned URLs are signed for moto as the host reaches
-it."""
+off its public port, and in kind the presigned URLs are signed for SeaweedFS as the host
+reaches it."""
 
 from __future__ import annotations
 
@@ -83,13 +83,13 @@ def test_tracing_is_off_in_the_manifests(manifests):
         assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in manifests.env_values(container)
 
 
-def test_kind_presigns_for_moto_as_the_host_reaches_it(rendered):
+def test_kind_presigns_for_seaweedfs_as_the_host_reaches_it(rendered):
     kind = rendered["kind"]
     (container,) = kind.workload("Deployment", "upload").containers
     public = kind.env_values(container)["S3_PUBLIC_ENDPOINT_URL"]
-    moto_node_port = kind.get("Service", "moto")["spec"]["ports"][0]["nodePort"]
+    storage_node_port = kind.get("Service", "seaweedfs")["spec"]["ports"][0]["nodePort"]
     host_port = next(
-        host for host, node in kind_published_ports().items() if node == moto_node_port
+        host for host, node in kind_published_ports().items() if node == storage_node_port
     )
     assert public == f"http://localhost:{host_port}"
     readme = (DEPLOY / "README.md").read_text()

