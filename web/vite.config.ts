@@ -2,36 +2,33 @@
 // to a gateway (DROPFILE_GATEWAY, default http://127.0.0.1:8080) so that pages and API share
 // one origin, as in production: the session cookies are SameSite=Strict.
 //
-// Three entries: the app (index.html), the Uppy example page (examples/uppy/, served at
-// /examples/uppy), and the Uppy module (uppy/dropfile-uppy.ts), built to a stable name,
-// /uppy/dropfile-uppy.js, with its exports kept, for pages to import.
-import { resolve } from "node:path";
+// Two pages: the app (index.html) and the Uppy example (examples/uppy/, served at
+// /examples/uppy). The Uppy module itself is built on its own, self-contained, by
+// vite.uppy.config.ts (to dist/uppy/dropfile-uppy.js); the example imports it by name, which
+// the build leaves an import of the served file, as on any page that uses it, and the dev
+// server takes from source.
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vite";
 
 const gateway = process.env.DROPFILE_GATEWAY ?? "http://127.0.0.1:8080";
-const UPPY_MODULE = "dropfile-uppy";
+const UPPY_MODULE = "@dropfile/uppy"; // tsconfig.json's paths give it its types
+const UPPY_MODULE_URL = "/uppy/dropfile-uppy.js";
+const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 
-export default defineConfig({
+export default defineConfig(({ command }) => ({
+  resolve: command === "serve" ? { alias: { [UPPY_MODULE]: here("uppy/dropfile-uppy.ts") } } : {},
   build: {
     outDir: "dist",
     emptyOutDir: true,
     target: "es2022",
     rolldownOptions: {
-      input: {
-        main: resolve(import.meta.dirname, "index.html"),
-        "examples/uppy": resolve(import.meta.dirname, "examples/uppy/index.html"),
-        [UPPY_MODULE]: resolve(import.meta.dirname, "uppy/dropfile-uppy.ts"),
-      },
-      // A page's entry exports nothing; the module's exports are its API.
-      preserveEntrySignatures: "exports-only",
-      output: {
-        entryFileNames: (chunk) =>
-          chunk.name === UPPY_MODULE ? `uppy/${UPPY_MODULE}.js` : "assets/[name]-[hash].js",
-      },
+      input: { main: here("index.html"), "examples/uppy": here("examples/uppy/index.html") },
+      external: [UPPY_MODULE],
+      output: { paths: { [UPPY_MODULE]: UPPY_MODULE_URL } },
     },
   },
   server: {
     host: "127.0.0.1",
     proxy: { "/api": { target: gateway, changeOrigin: false } },
   },
-});
+}));

@@ -28,14 +28,16 @@
  * so the page must be served from the gateway's site); an expired access token is refreshed
  * once, and calls failing in a way time may lift are retried (the web app's retry.ts).
  */
-import type { AwsS3Part, AwsS3UploadParameters, UploadResult, UploadResultWithSignal } from "@uppy/aws-s3";
+import type {
+  AwsS3Part, AwsS3UploadParameters, UploadResult, UploadResultWithSignal,
+} from "@uppy/aws-s3";
 import type { Body, Meta, Uppy, UppyFile } from "@uppy/core";
 
 import * as api from "../src/api";
 import { type ChecksumAlgorithm, partChecksum, preferredAlgorithm } from "../src/checksum";
 import { newFileId } from "../src/ids";
 import { PartRecords } from "../src/part-records";
-import { withRetries } from "../src/retry";
+import { isTransient, withRetries } from "../src/retry";
 
 export type { ChecksumAlgorithm };
 
@@ -119,11 +121,11 @@ export function dropfileUppy<M extends Meta, B extends Body>(
     uppy.log(`[Dropfile] ${message}${error === undefined ? "" : `: ${api.messageOf(error)}`}`,
              error === undefined ? undefined : "warning");
 
-  function newRecords(upload: Upload): PartRecords {
+  function newRecords(fileId: string, stop: AbortController): PartRecords {
     // A failed record stops nothing here: completion records every part again (resending a
     // record is safe) and fails with the refusal if it stands.
-    return new PartRecords(upload.fileId, upload.stop.signal,
-                           (error) => log(`recording parts of ${upload.fileId} failed`, error));
+    return new PartRecords(fileId, stop.signal,
+                           (error) => log(`recording parts of ${fileId} failed`, error));
   }
 
   async function start(file: UppyFile<M, B>, data: Blob): Promise<Upload> {
@@ -132,21 +134,26 @@ export function dropfileUppy<M extends Meta, B extends Body>(
     const layout = await withRetries(() => api.createUpload(
       { fileId, name: name ?? "upload", type: file.type ?? "", size: data.size },
       options.checksumAlgorithm ?? preferredAlgorithm(),
-    ), { signal: NEVER }).catch(async (error: unknown) => {
+    ), {
+      signal: NEVER,
+      // Too many uploads in progress (429): only this file's upload fails (Uppy's Retry sends
+      // it later); waiting here would hold back every file of the batch.
+      retryable: (error) =>
+        isTransient(error) && !(error instanceof api.ApiError && error.status === 429),
+    }).catch(async (error: unknown) => {
       // A creation whose answer was lost and was retried is refused (the id is taken).
       if (!(error instanceof api.ApiError && error.status === 409)) throw error;
       const state = await api.uploadState(fileId);
       if (state.state !== "RECEIVING_PARTS" || !state.checksumAlgorithm) throw error;
       return { ...state, fileId, checksumAlgorithm: state.checksumAlgorithm };
     });
-    const upload: Upload = {
+    const stop = new AbortController();
+    return {
       fileId, uploadId: layout.uploadId, size: data.size, partSize: layout.partSize,
       partCount: layout.partCount, algorithm: layout.checksumAlgorithm, data,
-      checksums: new Map(), etags: new Map(), checksumUnknown: new Set(), stop: new AbortController(),
-      completed: false, discarded: null, records: undefined as unknown as PartRecords,
+      checksums: new Map(), etags: new Map(), checksumUnknown: new Set(),
+      records: newRecords(fileId, stop), stop, completed: false, discarded: null,
     };
-    upload.records = newRecords(upload);
-    return upload;
   }
 
   /** Aborts the upload and deletes its file (once, however many ask). */
@@ -227,7 +234,8 @@ export function dropfileUppy<M extends Meta, B extends Body>(
   /** Every part of a completed upload recorded, with its checksum. */
   async function recordAll(upload: Upload, parts: AwsS3Part[]): Promise<void> {
     const checksum = async (number: number) =>
-      upload.checksums.get(number) ?? await partChecksum(partBytes(upload, number), upload.algorithm);
+      upload.checksums.get(number)
+        ?? await partChecksum(partBytes(upload, number), upload.algorithm);
     const etags = new Map(parts.map((part) => [part.PartNumber, part.ETag ?? ""]));
     for (const number of upload.checksumUnknown) {
       upload.records.add({ partNumber: number, size: partSize(upload, number),
@@ -237,7 +245,7 @@ export function dropfileUppy<M extends Meta, B extends Body>(
     try {
       await upload.records.flush();
     } catch {
-      upload.records = newRecords(upload);
+      upload.records = newRecords(upload.fileId, upload.stop);
       for (const part of parts) {
         const number = part.PartNumber ?? 0;
         upload.records.add({ partNumber: number, size: partSize(upload, number),
@@ -258,7 +266,7 @@ export function dropfileUppy<M extends Meta, B extends Body>(
 
     async createMultipartUpload(file) {
       const known = prepared.get(file.id);
-      if (!known) throw new Error("this file's upload was not started (add files before uploading)");
+      if (!known) throw new Error("this file's upload was not started in Dropfile");
       if ("failure" in known) {
         prepared.delete(file.id); // a retry starts it again
         throw known.failure;
@@ -286,7 +294,9 @@ export function dropfileUppy<M extends Meta, B extends Body>(
     async listParts(_file, { uploadId, key, signal }) {
       const upload = uploadOf(key, uploadId);
       const state = await withRetries(() => api.uploadState(key), { signal: signal ?? NEVER });
-      if (state.uploadId !== upload.uploadId) throw new Error(`upload ${key} was started again elsewhere`);
+      if (state.uploadId !== upload.uploadId) {
+        throw new Error(`upload ${key} was started again elsewhere`);
+      }
       if (upload.completed || state.state === "COMPLETED" || state.state === "UPLOADED") {
         // Completed, but Uppy did not hear it (paused while completing): every part is
         // stored, and completing again succeeds at once.

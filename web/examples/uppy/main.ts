@@ -6,11 +6,14 @@ import Dashboard from "@uppy/dashboard";
 import "@uppy/core/css/style.min.css";
 import "@uppy/dashboard/css/style.min.css";
 
-import { dropfileUppy, isSignedIn, type DropfileUploadResult } from "../../uppy/dropfile-uppy";
+// The served module, /uppy/dropfile-uppy.js (vite.config.ts keeps it an import of that URL).
+import { dropfileUppy, isSignedIn, type DropfileUploadResult } from "@dropfile/uppy";
 import "./example.css";
 
 const uppy = new Uppy({ id: "dropfile-example" })
-  .use(Dashboard, { target: "#uppy", inline: true, height: 420, proudlyDisplayPoweredByUppy: false });
+  .use(Dashboard, {
+    target: "#uppy", inline: true, height: 420, proudlyDisplayPoweredByUppy: false,
+  });
 uppy.use(AwsS3, dropfileUppy(uppy));
 
 const uploaded = document.querySelector<HTMLUListElement>("#uploaded")!;
