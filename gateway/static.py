@@ -1,17 +1,20 @@
 """The browser app (web/, built by `make web` into web/dist), served by the gateway at `/`
 so that pages and API share one origin (the session cookies are SameSite=Strict).
 
-A file of the build is served as it is; any other GET path without a file extension is a
-page of the app, answered with index.html. The API's own paths (/api, the docs, the
-probes) are never served from here: the route declines them, so their 404 and 405
-answers stay the API's JSON errors. Without a build, `/` answers a JSON 404 saying how to
-make one; the API works either way."""
+A file of the build is served as it is; a GET path without a file extension is a page: the
+build's own page of that folder where it has one (`/examples/uppy` is
+examples/uppy/index.html, the Uppy example), else the app's, index.html. The API's own
+paths (/api, the docs, the probes) are never served from here: the route declines them, so
+their 404 and 405 answers stay the API's JSON errors. Without a build, `/` answers a JSON
+404 saying how to make one; the API works either way."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.datastructures import URLPath
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
@@ -33,7 +36,8 @@ _PAGE_HEADERS = {
     # which this process does not know, hence connect-src allows any http(s) origin.
     "Content-Security-Policy": (
         "default-src 'self'; connect-src 'self' https: http:; "
-        "img-src 'self' data:; object-src 'none'; base-uri 'self'; "
+        # blob: for the previews Uppy's Dashboard makes of picked images (/examples/uppy).
+        "img-src 'self' data: blob:; object-src 'none'; base-uri 'self'; "
         "form-action 'self'; frame-ancestors 'none'"
     ),
 }
@@ -68,7 +72,7 @@ class WebAppRoute(BaseRoute):
             return Match.FULL, {}
         return Match.NONE, {}
 
-    def url_path_for(self, name: str, /, **path_params):
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         raise NoMatchFound(name, path_params)  # an unnamed route: url_for never means it
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,7 +86,17 @@ class WebAppRoute(BaseRoute):
         relative = path.lstrip("/")
         if relative and "." in relative.rsplit("/", 1)[-1]:
             return self._file(path, relative)
-        return FileResponse(index, media_type="text/html", headers=_PAGE_HEADERS)
+        page = self._own_page(relative)
+        return FileResponse(page or index, media_type="text/html", headers=_PAGE_HEADERS)
+
+    def _own_page(self, relative: str) -> Path | None:
+        """The build's index.html of the folder `relative` names, when it has one."""
+        if not relative.strip("/"):
+            return None
+        candidate = (self.dist_dir / relative / "index.html").resolve()
+        if candidate.is_relative_to(self.dist_dir) and candidate.is_file():
+            return candidate
+        return None
 
     def _file(self, path: str, relative: str) -> Response:
         candidate = (self.dist_dir / relative).resolve()

@@ -1,6 +1,7 @@
 """How the gateway serves the built app (gateway/static.py): pages and assets at `/`, the
 API's paths never shadowed, nothing outside web/dist, and a clear answer when there is no
 build."""
+
 from __future__ import annotations
 
 import http.client
@@ -46,6 +47,27 @@ def test_the_app_and_its_assets_are_served_at_the_root(web_url, web_build):
         assert missing.status_code == 404 and missing.json() == {"error": "no such file"}
 
 
+def test_the_uppy_example_and_module_are_served(web_url, web_build):
+    with httpx.Client(base_url=web_url) as client:
+        app = client.get("/").text
+        example = (web_build / "examples" / "uppy" / "index.html").read_text()
+        for path in ("/examples/uppy", "/examples/uppy/"):
+            page = client.get(path)
+            assert page.status_code == 200
+            assert page.headers["content-type"].startswith("text/html")
+            assert page.text == example != app  # the folder's own page, not the app
+            assert (
+                page.headers["content-security-policy"]
+                == client.get("/").headers["content-security-policy"]
+            )
+        module = client.get("/uppy/dropfile-uppy.js")
+        assert module.status_code == 200
+        assert module.headers["content-type"].startswith("text/javascript")
+        assert module.headers["cache-control"] == "no-cache"  # a stable name: revalidated
+        assert "dropfileUppy" in module.text
+        assert client.get("/examples").text == app  # a folder without a page of its own
+
+
 def test_the_api_paths_are_never_shadowed(web_url):
     with httpx.Client(base_url=web_url) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
@@ -60,11 +82,19 @@ def test_the_api_paths_are_never_shadowed(web_url):
 
 
 def test_nothing_outside_the_build_is_served(web_url):
-    for path in ("/assets/../../package.json", "/../../pyproject.toml",
-                 "/%2e%2e/%2e%2e/pyproject.toml", "/assets/%2e%2e/%2e%2e/package.json"):
+    for path in (
+        "/assets/../../package.json",
+        "/../../pyproject.toml",
+        "/%2e%2e/%2e%2e/pyproject.toml",
+        "/assets/%2e%2e/%2e%2e/package.json",
+    ):
         status, body = raw_get(web_url, path)
         assert status == 404, (path, status, body[:200])
         assert b'"devDependencies"' not in body and b"[project]" not in body
+    # A folder's own page is looked for inside the build only: web/index.html, the app's
+    # source page, is outside it, so this is the built app's page.
+    status, body = raw_get(web_url, "/../../web")
+    assert status == 200 and body == httpx.get(f"{web_url}/").content
 
 
 def test_without_a_build_the_gateway_answers_how_to_make_one(gateway_settings, tmp_path):
