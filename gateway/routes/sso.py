@@ -23,7 +23,7 @@ from ..cookies import (
     set_session_cookies,
 )
 from ..deps import AnonymousCall, BackendsDep, ClientCall, SettingsDep
-from ..errors import rpc_error_answer
+from ..errors import rpc_error_answer, rpc_error_details
 from ..pages import PAGE_HEADERS, message_page
 from ..schemas import ErrorReply
 from ..schemas_v2 import SignInOptionsReply
@@ -158,6 +158,7 @@ async def oidc_callback(
     ] = None,
 ) -> Response:
     response: Response
+    flow_over = True
     try:
         reply = await backends.auth.FinishOidcSignIn(
             auth_pb2.FinishOidcSignInRequest(
@@ -171,9 +172,12 @@ async def oidc_callback(
         )
     except grpc.aio.AioRpcError as exc:
         response = _error_page(request, exc)
+        # A callback that matched no flow (forged, replayed, another browser's) leaves this
+        # browser's own flow, if any, to finish.
+        flow_over = rpc_error_details(exc).reason != "OIDC_FLOW_UNKNOWN"
     else:
         response = RedirectResponse(SIGNED_IN_PATH, status_code=302, headers=PAGE_HEADERS)
         set_session_cookies(response, reply.tokens, secure=settings.secure_cookies)
-    # Used or refused, the flow is over.
-    clear_oidc_flow_cookie(response, secure=settings.secure_cookies)
+    if flow_over:  # used, whether it signed the browser in or was refused
+        clear_oidc_flow_cookie(response, secure=settings.secure_cookies)
     return response

@@ -62,7 +62,7 @@ class AuthSettings(GrpcServiceSettings):
     # How long a sign-in may stay at the issuer (from the button to the callback).
     oidc_flow_ttl_seconds: int = Field(default=600, ge=30, le=3600)
     # How long the discovery document and the issuer's keys (JWKS) are kept; an ID token
-    # signed by an unknown key id fetches the keys again (at most every 10 s).
+    # signed by an unknown key id fetches the keys again (at most once a second).
     oidc_metadata_ttl_seconds: int = Field(default=3600, ge=10, le=7 * 86400)
     # Each request to the issuer (discovery, keys, token exchange, userinfo).
     oidc_http_timeout_seconds: float = Field(default=10.0, gt=0, le=60)

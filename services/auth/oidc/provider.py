@@ -44,8 +44,9 @@ ALLOWED_ALGORITHMS = (
 )
 # An ID token's exp, iat (and auth_time) may be this far off the issuer's clock.
 CLOCK_LEEWAY_SECONDS = 60
-# An unknown key id (the issuer rotated its keys) fetches the JWKS again, at most this often.
-JWKS_REFETCH_SECONDS = 10.0
+# An unknown key id (the issuer rotated its keys) fetches the JWKS again, unless it was
+# fetched less than this long ago (forged key ids cannot make auth hammer the issuer).
+JWKS_REFETCH_SECONDS = 1.0
 # When the issuer cannot be reached, a document or key set fetched before serves this long.
 STALE_FALLBACK_SECONDS = 24 * 3600
 ISSUER_RETRY_AFTER_SECONDS = 5.0
