@@ -48,7 +48,7 @@ _LOGIN_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "to the issuer's authorization endpoint (state, nonce, PKCE S256 "
         "challenge); sets the `oidc_flow` cookie (HttpOnly, SameSite=Lax) for the callback",
     },
-    400: _page("page: the redirect URI is not usable"),
+    400: _page("page: the redirect URI is not usable (a `rememberMe` that is not a boolean: JSON)"),
     404: _page("page: single sign-on is not configured"),
     429: _page("page: too many sign-ins started from this address (Retry-After)"),
     503: _page("page: the issuer or a backend cannot be reached (Retry-After)"),
@@ -149,10 +149,10 @@ async def oidc_callback(
     backends: BackendsDep,
     settings: SettingsDep,
     call: ClientCall,
-    state: str = "",
-    code: str = "",
-    error: str = "",
-    error_description: str = "",
+    state: Annotated[str, Query(description="as the issuer hands it back")] = "",
+    code: Annotated[str, Query(description="the authorization code")] = "",
+    error: Annotated[str, Query(description="the issuer's error, instead of a code")] = "",
+    error_description: Annotated[str, Query(description="the issuer's words for it")] = "",
     flow_secret: Annotated[
         str | None, Cookie(alias=OIDC_FLOW, description="set by the login route")
     ] = None,
