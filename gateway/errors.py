@@ -105,7 +105,18 @@ def error_response(
     return JSONResponse(error_body(path, message), status_code=status, headers=headers)
 
 
-def rpc_error_response(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+@dataclass(frozen=True)
+class RpcErrorAnswer:
+    """What a failed backend call is answered: HTTP status, message, extra headers."""
+
+    status: int
+    message: str
+    headers: dict[str, str] | None = None
+
+
+def rpc_error_answer(request: Request, exc: grpc.aio.AioRpcError) -> RpcErrorAnswer:
+    """The one gRPC -> HTTP mapping, for JSON answers (rpc_error_response) and the pages
+    of browser navigations (gateway/pages.py) alike."""
     code = exc.code()
     status = HTTP_STATUS_OF.get(code)
     if status is None:
@@ -116,7 +127,7 @@ def rpc_error_response(request: Request, exc: grpc.aio.AioRpcError) -> JSONRespo
             code.name,
             exc.details(),
         )
-        return error_response(request.url.path, 500, INTERNAL_ERROR)
+        return RpcErrorAnswer(500, INTERNAL_ERROR)
     details = rpc_error_details(exc)
     if code in _TRANSPORT_MESSAGES:
         log.warning(
@@ -128,22 +139,23 @@ def rpc_error_response(request: Request, exc: grpc.aio.AioRpcError) -> JSONRespo
         )
         # A service's own refusal is worded for the caller; the transport's is not.
         message = exc.details() if details.reason else _TRANSPORT_MESSAGES[code]
-        return error_response(
-            request.url.path,
+        return RpcErrorAnswer(
             status,
             message or _TRANSPORT_MESSAGES[code],
-            headers=retry_after_header(details.retry_after),
+            retry_after_header(details.retry_after),
         )
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED and details.retry_after is not None:
         # A limit that time lifts (sign-in attempts, uploads in progress): 429, not a
         # quota's 413.
-        return error_response(
-            request.url.path,
-            429,
-            exc.details() or "too many requests",
-            headers=retry_after_header(details.retry_after),
+        return RpcErrorAnswer(
+            429, exc.details() or "too many requests", retry_after_header(details.retry_after)
         )
-    return error_response(request.url.path, status, exc.details() or code.name.lower())
+    return RpcErrorAnswer(status, exc.details() or code.name.lower())
+
+
+def rpc_error_response(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+    answer = rpc_error_answer(request, exc)
+    return error_response(request.url.path, answer.status, answer.message, headers=answer.headers)
 
 
 def _field_name(loc: Iterable[Any]) -> str:

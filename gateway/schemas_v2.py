@@ -154,3 +154,15 @@ class QuotaReply(BaseModel):
     usedBytes: int = Field(description="Uploaded files and uploads in progress")
     uploadingBytes: int = Field(description="Of usedBytes, uploads in progress")
     limitBytes: int | None = Field(description="null: unlimited")
+
+
+class OidcOption(BaseModel):
+    name: str = Field(description='The issuer\'s name, for a "Sign in with <name>" button')
+    loginUrl: str = Field(description="Where the browser goes to sign in with it (a GET)")
+
+
+class SignInOptionsReply(BaseModel):
+    password: bool = Field(description="Email and password sign-in (always offered)")
+    oidc: OidcOption | None = Field(
+        description="Single sign-on with OpenID Connect; null when not configured"
+    )

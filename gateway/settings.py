@@ -59,6 +59,11 @@ class GatewaySettings(CorsSettings):
     # sign-up limits count by, is the one that many entries from the end; 0 (no proxy):
     # the connection's own, and X-Forwarded-For is ignored (anyone can send one).
     trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+    # Single sign-on: the callback URL the issuer sends browsers back to, exactly as
+    # registered there. Unset: this gateway's own, as the browser reached it
+    # (<scheme>://<host>/api/v2/auth/oidc/callback); set it behind a proxy that changes the
+    # scheme or host (TLS ended at a load balancer).
+    oidc_redirect_uri: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
     # Credential the gateway presents to auth with the client's address, so auth believes
     # the address (x-dropfile-service-token). Generated once in development.
     service_token: str | None = Field(default=None, min_length=32)

@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.fixtures.upload",
     "tests.fixtures.events",
     "tests.fixtures.gateway",
+    "tests.fixtures.oidc",
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -30,7 +30,7 @@ DeviceIdCookie = Annotated[
 ]
 
 
-async def _held_back_when_refused(rpc, delay_cap: float):
+async def held_back_when_refused(rpc, delay_cap: float):
     """Awaits a sign-in or sign-up call. A throttled attempt (429), or one refused because
     password hashing is full (503; auth refuses it at once, it never queues), is answered
     only after its Retry-After, up to `delay_cap` seconds: a client that ignores
@@ -63,7 +63,7 @@ async def sign_up(
     settings: SettingsDep,
     call: ClientCall,
 ):
-    reply = await _held_back_when_refused(
+    reply = await held_back_when_refused(
         backends.auth.SignUp(
             auth_pb2.SignUpRequest(
                 email=body.user.email,
@@ -96,7 +96,7 @@ async def sign_in(
 ):
     # The device's current session, if it has one: auth then counts this attempt against
     # the device alone, so strangers' failures never lock its owner out.
-    reply = await _held_back_when_refused(
+    reply = await held_back_when_refused(
         backends.auth.SignIn(
             auth_pb2.SignInRequest(
                 email=body.user.email,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.common import keys
 from services.common.clients import redis_client
@@ -12,6 +14,8 @@ from services.common.tokens import verifier_for
 
 from .client_address import ClientAddresses
 from .guard import SignInGuard
+from .oidc.flows import FlowStore
+from .oidc.sign_in import OidcSignIn
 from .passwords import PasswordHasher
 from .service import Accounts
 from .servicer import AuthServicer
@@ -19,8 +23,40 @@ from .settings import AuthSettings
 from .throttle import AttemptThrottle, ThrottlePolicy
 from .tokens import AccessTokenIssuer
 
+if TYPE_CHECKING:
+    from .oidc.provider import OidcProvider
+
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
-PUBLIC_METHODS = {f"/{SERVICE_NAME}/{m}" for m in ("SignUp", "SignIn", "Refresh", "SignOut")}
+PUBLIC_METHODS = {
+    f"/{SERVICE_NAME}/{m}"
+    for m in (
+        "SignUp",
+        "SignIn",
+        "Refresh",
+        "SignOut",
+        "GetSignInOptions",
+        "StartOidcSignIn",
+        "FinishOidcSignIn",
+    )
+}
+
+
+def oidc_provider(settings: AuthSettings) -> OidcProvider | None:
+    """The configured OpenID Connect issuer; its libraries (httpx, Authlib, joserfc) are
+    loaded only when there is one."""
+    if not (settings.oidc_issuer_url and settings.oidc_client_id):
+        return None
+    from .oidc.provider import OidcProvider
+
+    secret = settings.oidc_client_secret
+    return OidcProvider(
+        issuer_url=settings.oidc_issuer_url,
+        client_id=settings.oidc_client_id,
+        client_secret=secret.get_secret_value() if secret else None,
+        scopes=settings.oidc_scopes,
+        metadata_ttl_seconds=settings.oidc_metadata_ttl_seconds,
+        http_timeout_seconds=settings.oidc_http_timeout_seconds,
+    )
 
 
 def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerHandle:
@@ -59,13 +95,22 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
             failure_window_seconds=settings.signin_failure_window_seconds,
             signup_per_address=settings.signup_per_address,
             signup_window_seconds=settings.signup_window_seconds,
+            oidc_starts_per_address=settings.oidc_starts_per_address,
+            oidc_start_window_seconds=settings.oidc_flow_ttl_seconds,
         ),
     )
     guard = SignInGuard(accounts=accounts, hasher=hasher, db=db, throttle=throttle)
+    oidc = OidcSignIn(
+        provider=oidc_provider(settings),
+        provider_name=settings.oidc_provider_name,
+        flows=FlowStore(redis_client(settings.cloud_rd_uri), settings.oidc_flow_ttl_seconds),
+        accounts=accounts,
+        throttle=throttle,
+    )
 
     def register(server):
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
-            AuthServicer(accounts, guard, ClientAddresses(service_token)), server
+            AuthServicer(accounts, guard, ClientAddresses(service_token), oidc), server
         )
         return [SERVICE_NAME]
 

@@ -12,11 +12,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from services.common.db import Database
-from services.common.errors import AlreadyExists, InvalidArgument, Unauthenticated
+from services.common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    Unauthenticated,
+)
 from services.common.revocations import RevokedSessions
 from services.common.tokens import LEEWAY_SECONDS
 
-from .models import DeviceSession, User
+from .models import DeviceSession, OidcIdentity, User
 from .passwords import MAX_PASSWORD_BYTES, MIN_PASSWORD_LENGTH, PasswordHasher
 from .tokens import (
     AccessTokenIssuer,
@@ -40,6 +45,16 @@ class SessionTokens:
     device_id: str
     access_token_expires_in: int
     session_expires_in: int
+
+
+@dataclass(frozen=True)
+class FederatedSignIn:
+    """A sign-in vouched for by an OpenID Connect issuer."""
+
+    user_id: str
+    tokens: SessionTokens
+    created: bool  # the account was created by this sign-in
+    linked: bool  # the issuer's identity was linked to the account by this sign-in
 
 
 def _now() -> datetime:
@@ -120,6 +135,59 @@ class Accounts:
         with self._db.session() as session:
             tokens = self._open_session(session, user, remember_me)
         return str(user.id), tokens
+
+    def sign_in_with_identity(
+        self, *, issuer: str, subject: str, email: str, name: str, remember_me: bool
+    ) -> FederatedSignIn:
+        """Opens a device session for the account linked to `issuer`'s `subject`. The first
+        time, the identity is linked to the account with `email`, or to a new account
+        without a password: the caller has made sure the issuer verified that email.
+        Concurrent first sign-ins of one identity: one links, the other finds its link."""
+        try:
+            return self._sign_in_with_identity(issuer, subject, email, name, remember_me)
+        except IntegrityError:
+            # Another sign-in created the account or the link meanwhile: now it is found.
+            return self._sign_in_with_identity(issuer, subject, email, name, remember_me)
+
+    def _sign_in_with_identity(
+        self, issuer: str, subject: str, email: str, name: str, remember_me: bool
+    ) -> FederatedSignIn:
+        email = normalize_email(email)
+        created = linked = False
+        with self._db.session() as session:
+            identity = session.scalar(
+                select(OidcIdentity).where(
+                    OidcIdentity.issuer == issuer, OidcIdentity.subject == subject
+                )
+            )
+            if identity is not None:  # linked before: the subject decides, not the email
+                user = session.get(User, identity.user_id)
+                identity.last_used_at = _now()
+            else:
+                user = session.scalar(select(User).where(User.email == email))
+                if user is None:
+                    user = User(email=email, name=name, password_hash=None)
+                    session.add(user)
+                    session.flush()
+                    created = True
+                elif session.scalar(
+                    select(OidcIdentity.id).where(
+                        OidcIdentity.user_id == user.id, OidcIdentity.issuer == issuer
+                    )
+                ):
+                    raise FailedPrecondition(
+                        "the Dropfile account with this email is linked to another account "
+                        "at this single sign-on provider",
+                        reason="OIDC_ACCOUNT_LINKED_ELSEWHERE",
+                    )
+                session.add(
+                    OidcIdentity(user_id=user.id, issuer=issuer, subject=subject, email=email)
+                )
+                session.flush()
+                linked = True
+            assert user is not None  # the foreign key keeps the identity's user
+            tokens = self._open_session(session, user, remember_me)
+        return FederatedSignIn(str(user.id), tokens, created=created, linked=linked)
 
     def refresh(self, *, refresh_token: str, device_id: str) -> SessionTokens:
         session_id = _parse_uuid(device_id)

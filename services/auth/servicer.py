@@ -8,6 +8,7 @@ from services.common.tokens import current_identity
 
 from .client_address import ClientAddresses
 from .guard import DeviceProof, SignInGuard
+from .oidc.sign_in import OidcSignIn
 from .service import Accounts, SessionTokens
 
 
@@ -23,11 +24,16 @@ def _tokens(tokens: SessionTokens) -> auth_pb2.SessionTokens:
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def __init__(
-        self, accounts: Accounts, guard: SignInGuard, client_addresses: ClientAddresses
+        self,
+        accounts: Accounts,
+        guard: SignInGuard,
+        client_addresses: ClientAddresses,
+        oidc: OidcSignIn,
     ) -> None:
         self._accounts = accounts
         self._guard = guard
         self._client_addresses = client_addresses
+        self._oidc = oidc
 
     def SignUp(self, request, context):
         user_id, tokens = self._guard.sign_up(
@@ -66,3 +72,36 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if identity is None:  # the interceptor guarantees one; defensive
             raise Unauthenticated("missing access token")
         return auth_pb2.AuthenticateResponse(user_id=identity.user_id, email=identity.email)
+
+    def GetSignInOptions(self, request, context):
+        return auth_pb2.GetSignInOptionsResponse(
+            oidc_enabled=self._oidc.enabled,
+            oidc_display_name=self._oidc.provider_name if self._oidc.enabled else "",
+        )
+
+    def StartOidcSignIn(self, request, context):
+        started = self._oidc.start(
+            redirect_uri=request.redirect_uri,
+            remember_me=request.remember_me,
+            client_address=self._client_addresses.of(context),
+        )
+        return auth_pb2.StartOidcSignInResponse(
+            authorization_url=started.authorization_url,
+            flow_secret=started.flow_secret,
+            expires_in_seconds=started.expires_in_seconds,
+        )
+
+    def FinishOidcSignIn(self, request, context):
+        signed_in = self._oidc.finish(
+            state=request.state,
+            code=request.code,
+            flow_secret=request.flow_secret,
+            error=request.error,
+            error_description=request.error_description,
+        )
+        return auth_pb2.FinishOidcSignInResponse(
+            user_id=signed_in.user_id,
+            tokens=_tokens(signed_in.tokens),
+            created=signed_in.created,
+            linked=signed_in.linked,
+        )

@@ -1,6 +1,6 @@
 """Settings of the auth service."""
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from services.common.settings import GrpcServiceSettings
 
@@ -46,6 +46,46 @@ class AuthSettings(GrpcServiceSettings):
     # Sign-ups one client address may attempt per window (IPv6: per /64).
     signup_per_address: int = Field(default=20, ge=1, le=1_000_000)
     signup_window_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+
+    # Single sign-on with OpenID Connect (services/auth/oidc/): off unless both the issuer
+    # and the client id are set. The issuer's discovery document
+    # (<issuer>/.well-known/openid-configuration) names its endpoints and keys.
+    oidc_issuer_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    oidc_client_id: str | None = Field(default=None, min_length=1, max_length=512)
+    # Unset for a public client (PKCE alone); sent as the issuer's discovery document
+    # prefers (client_secret_basic, else client_secret_post).
+    oidc_client_secret: SecretStr | None = None
+    # The button's "Sign in with <name>".
+    oidc_provider_name: str = Field(default="SSO", min_length=1, max_length=60)
+    # Space-separated; must include openid. email is needed for the account's address.
+    oidc_scopes: str = Field(default="openid email profile", min_length=6, max_length=1000)
+    # How long a sign-in may stay at the issuer (from the button to the callback).
+    oidc_flow_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    # How long the discovery document and the issuer's keys (JWKS) are kept; an ID token
+    # signed by an unknown key id fetches the keys again (at most once a second).
+    oidc_metadata_ttl_seconds: int = Field(default=3600, ge=10, le=7 * 86400)
+    # Each request to the issuer (discovery, keys, token exchange, userinfo).
+    oidc_http_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Sign-ins one client address (IPv6: one /64) may start per OIDC_FLOW_TTL_SECONDS:
+    # each keeps a flow in Redis until it ends or expires.
+    oidc_starts_per_address: int = Field(default=30, ge=1, le=100_000)
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer_url and self.oidc_client_id)
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> "AuthSettings":
+        if bool(self.oidc_issuer_url) != bool(self.oidc_client_id):
+            missing = "OIDC_CLIENT_ID" if self.oidc_issuer_url else "OIDC_ISSUER_URL"
+            raise ValueError(f"single sign-on needs {missing} too (or neither, to turn it off)")
+        if self.oidc_enabled:
+            if "openid" not in self.oidc_scopes.split():
+                raise ValueError("OIDC_SCOPES must include openid")
+            issuer = self.oidc_issuer_url or ""
+            if not self.development and not issuer.startswith("https://"):
+                raise ValueError("OIDC_ISSUER_URL must be https:// outside development")
+        return self
 
     @model_validator(mode="after")
     def _sign_ins_leave_workers(self) -> "AuthSettings":

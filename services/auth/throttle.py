@@ -111,6 +111,8 @@ class ThrottlePolicy:
     failure_window_seconds: float = 3600.0
     signup_per_address: int = 20
     signup_window_seconds: float = 3600.0
+    oidc_starts_per_address: int = 30
+    oidc_start_window_seconds: float = 600.0
 
 
 def address_key(address: str) -> str:
@@ -132,6 +134,11 @@ def _account_tag(email: str) -> str:
     # Keys name a digest, not the address itself; the braces keep an account's keys in
     # one Redis Cluster slot, as a script touching several of them requires.
     return "{" + hashlib.sha256(email.encode()).hexdigest()[:32] + "}"
+
+
+def oidc_start_key(address: str) -> str:
+    """The Redis key counting the single sign-on flows one client address started."""
+    return f"{KEY_PREFIX}:oidc-start:address:{address_key(address)}"
 
 
 def sign_up_key(address: str) -> str:
@@ -230,5 +237,22 @@ class AttemptThrottle:
             raise TooManyRequests(
                 "too many sign-ups from this address; retry later",
                 reason="SIGN_UP_THROTTLED",
+                retry_after=_retry_after(wait_ms),
+            )
+
+    def admit_oidc_start(self, *, address: str) -> None:
+        """Counts one single sign-on flow started from `address` (each keeps a record in
+        Redis until it ends or expires), or raises TooManyRequests."""
+        p = self._policy
+        wait_ms = self._call(
+            self._admit_sign_up,  # the same fixed window, on a key of its own
+            [oidc_start_key(address)],
+            [p.oidc_starts_per_address, int(p.oidc_start_window_seconds * 1000)],
+        )
+        if wait_ms > 0:
+            SIGN_IN_THROTTLED.labels("oidc_start").inc()
+            raise TooManyRequests(
+                "too many single sign-on attempts from this address; retry later",
+                reason="OIDC_START_THROTTLED",
                 retry_after=_retry_after(wait_ms),
             )

@@ -37,7 +37,8 @@ def _loaded_after_importing(module: str) -> set[str]:
     "module,unused",
     [
         ("gateway.app", {"boto3", "botocore", "redis", "sqlalchemy"}),
-        ("services.auth.server", {"boto3", "botocore", "redis"}),
+        # Single sign-on's libraries load only when an issuer is configured.
+        ("services.auth.server", {"boto3", "botocore", "redis", "httpx", "authlib", "joserfc"}),
         ("services.events.server", {"boto3", "sqlalchemy"}),
         ("services.upload.server", {"boto3"}),
     ],

@@ -124,6 +124,17 @@ export function signOut(): Promise<unknown> {
   return call("GET", "/api/auth/signout", undefined, { refresh: false });
 }
 
+export interface SignInOptions {
+  password: boolean;
+  /** Single sign-on with OpenID Connect, when the deployment configured an issuer. */
+  oidc: { name: string; loginUrl: string } | null;
+}
+
+/** The ways of signing in this deployment offers. */
+export function signInOptions(): Promise<SignInOptions> {
+  return call("GET", "/api/v2/auth/options", undefined, { refresh: false });
+}
+
 /** Whether the browser holds a usable session (refreshing it if needed), without side effects. */
 export async function hasSession(): Promise<boolean> {
   const check = () => send("GET", "/api/auth/authenticate");

@@ -8,6 +8,8 @@ const view = byId("auth-view");
 const title = byId("auth-title");
 const signInForm = byId<HTMLFormElement>("sign-in-form");
 const signUpForm = byId<HTMLFormElement>("sign-up-form");
+const sso = byId("sso");
+const ssoLink = byId<HTMLAnchorElement>("sso-sign-in");
 
 type Mode = "sign-in" | "sign-up";
 
@@ -77,6 +79,30 @@ export function setUpAuthView(signedIn: () => void): void {
       password: String(new FormData(signUpForm).get("password")),
     }), signedIn);
   });
+  void offerSingleSignOn();
+}
+
+/**
+ * "Sign in with <name>" when the deployment offers single sign-on: a plain link (the
+ * browser goes to the issuer and comes back signed in), which carries "Keep me signed in".
+ * Without an answer from the server there is no button; the password form still works.
+ */
+async function offerSingleSignOn(): Promise<void> {
+  let options: api.SignInOptions;
+  try {
+    options = await api.signInOptions();
+  } catch {
+    return;
+  }
+  const oidc = options.oidc;
+  if (!oidc) return;
+  ssoLink.textContent = `Sign in with ${oidc.name}`;
+  ssoLink.href = oidc.loginUrl;
+  ssoLink.addEventListener("click", () => {
+    const rememberMe = new FormData(signInForm).get("rememberMe") === "on";
+    ssoLink.href = rememberMe ? `${oidc.loginUrl}?rememberMe=true` : oidc.loginUrl;
+  });
+  sso.hidden = false;
 }
 
 export function showAuthView(): void {

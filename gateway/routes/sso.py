@@ -1,0 +1,183 @@
+"""`/api/v2/auth`: which sign-in methods the deployment offers, and single sign-on with
+OpenID Connect (authorization code with PKCE).
+
+The browser navigates here, so refusals are small HTML pages (gateway/pages.py) with the
+status code the JSON API would answer. Auth does the protocol and decides who signs in
+(services/auth/oidc/); these routes carry the browser's side of it: the redirect to the
+issuer with the flow's cookie, and back, the session cookies a password sign-in sets."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import grpc
+from fastapi import APIRouter, Cookie, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from dropfile.auth.v1 import auth_pb2
+
+from ..cookies import (
+    OIDC_FLOW,
+    clear_oidc_flow_cookie,
+    set_oidc_flow_cookie,
+    set_session_cookies,
+)
+from ..deps import AnonymousCall, BackendsDep, ClientCall, SettingsDep
+from ..errors import rpc_error_answer, rpc_error_details
+from ..pages import PAGE_HEADERS, message_page
+from ..schemas import ErrorReply
+from ..schemas_v2 import SignInOptionsReply
+from .auth import held_back_when_refused
+
+router = APIRouter(prefix="/api/v2/auth", tags=["auth"])
+
+LOGIN_PATH = "/api/v2/auth/oidc/login"
+CALLBACK_PATH = "/api/v2/auth/oidc/callback"
+# Where a browser lands once signed in: the web app.
+SIGNED_IN_PATH = "/"
+# An issuer's parameters are short; anything longer is not one of its answers.
+_MAX_PARAMETER = 4096
+
+
+def _page(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {}}}
+
+
+_LOGIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    302: {
+        "description": "to the issuer's authorization endpoint (state, nonce, PKCE S256 "
+        "challenge); sets the `oidc_flow` cookie (HttpOnly, SameSite=Lax) for the callback",
+    },
+    400: _page("page: the redirect URI is not usable (a `rememberMe` that is not a boolean: JSON)"),
+    404: _page("page: single sign-on is not configured"),
+    429: _page("page: too many sign-ins started from this address (Retry-After)"),
+    503: _page("page: the issuer or a backend cannot be reached (Retry-After)"),
+}
+_CALLBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    302: {
+        "description": "signed in: to the web app (`/`), with the `access_token`, "
+        "`refresh_token` and `device_id` cookies of a password sign-in; `oidc_flow` cleared",
+    },
+    400: _page(
+        "page: unknown, expired or already used sign-in (or one started in another "
+        "browser), or the issuer's error (e.g. access_denied)",
+    ),
+    401: _page("page: the issuer refused the code, or the ID token failed verification"),
+    403: _page("page: the issuer has not verified the email address"),
+    409: _page("page: the account is linked to another identity at this issuer"),
+    503: _page("page: the issuer or a backend cannot be reached (Retry-After)"),
+}
+
+_TITLES = {
+    400: "Sign-in did not complete",
+    401: "Sign-in refused",
+    403: "Sign-in refused",
+    404: "Single sign-on is not available",
+    409: "Sign-in refused",
+    429: "Too many sign-in attempts",
+}
+
+
+def _error_page(request: Request, exc: grpc.aio.AioRpcError) -> HTMLResponse:
+    answer = rpc_error_answer(request, exc)
+    title = _TITLES.get(answer.status, "Single sign-on is unavailable")
+    return message_page(answer.status, title, answer.message, answer.headers)
+
+
+def _parameter(value: str) -> str:
+    return value if len(value) <= _MAX_PARAMETER else ""
+
+
+@router.get(
+    "/options",
+    response_model=SignInOptionsReply,
+    responses={503: {"model": ErrorReply}},
+    summary="The ways of signing in this deployment offers",
+)
+async def sign_in_options(backends: BackendsDep, call: AnonymousCall) -> dict[str, Any]:
+    reply = await backends.auth.GetSignInOptions(auth_pb2.GetSignInOptionsRequest(), **call.kwargs)
+    oidc = {"name": reply.oidc_display_name, "loginUrl": LOGIN_PATH} if reply.oidc_enabled else None
+    return {"password": True, "oidc": oidc}
+
+
+@router.get(
+    "/oidc/login",
+    response_class=RedirectResponse,
+    status_code=302,
+    responses=_LOGIN_RESPONSES,
+    summary="Single sign-on: start (redirects the browser to the issuer)",
+)
+async def oidc_login(
+    request: Request,
+    backends: BackendsDep,
+    settings: SettingsDep,
+    call: ClientCall,
+    remember_me: Annotated[
+        bool, Query(alias="rememberMe", description="a long-lived session, as at sign-in")
+    ] = False,
+) -> Response:
+    redirect_uri = settings.oidc_redirect_uri or str(request.url_for("oidc_callback"))
+    try:
+        reply = await held_back_when_refused(
+            backends.auth.StartOidcSignIn(
+                auth_pb2.StartOidcSignInRequest(redirect_uri=redirect_uri, remember_me=remember_me),
+                **call.kwargs,
+            ),
+            settings.throttled_answer_delay_seconds,
+        )
+    except grpc.aio.AioRpcError as exc:
+        return _error_page(request, exc)
+    response = RedirectResponse(reply.authorization_url, status_code=302, headers=PAGE_HEADERS)
+    set_oidc_flow_cookie(
+        response,
+        reply.flow_secret,
+        max_age=int(reply.expires_in_seconds),
+        secure=settings.secure_cookies,
+    )
+    return response
+
+
+@router.get(
+    "/oidc/callback",
+    response_class=RedirectResponse,
+    status_code=302,
+    responses=_CALLBACK_RESPONSES,
+    summary="Single sign-on: the issuer's redirect back (signs the browser in)",
+)
+async def oidc_callback(
+    request: Request,
+    backends: BackendsDep,
+    settings: SettingsDep,
+    call: ClientCall,
+    state: Annotated[str, Query(description="as the issuer hands it back")] = "",
+    code: Annotated[str, Query(description="the authorization code")] = "",
+    error: Annotated[str, Query(description="the issuer's error, instead of a code")] = "",
+    error_description: Annotated[str, Query(description="the issuer's words for it")] = "",
+    flow_secret: Annotated[
+        str | None, Cookie(alias=OIDC_FLOW, description="set by the login route")
+    ] = None,
+) -> Response:
+    response: Response
+    flow_over = True
+    try:
+        reply = await backends.auth.FinishOidcSignIn(
+            auth_pb2.FinishOidcSignInRequest(
+                state=_parameter(state),
+                code=_parameter(code),
+                flow_secret=_parameter(flow_secret or ""),
+                error=_parameter(error),
+                error_description=_parameter(error_description),
+            ),
+            **call.kwargs,
+        )
+    except grpc.aio.AioRpcError as exc:
+        response = _error_page(request, exc)
+        # A callback that matched no flow (forged, replayed, another browser's) leaves this
+        # browser's own flow, if any, to finish.
+        flow_over = rpc_error_details(exc).reason != "OIDC_FLOW_UNKNOWN"
+    else:
+        response = RedirectResponse(SIGNED_IN_PATH, status_code=302, headers=PAGE_HEADERS)
+        set_session_cookies(response, reply.tokens, secure=settings.secure_cookies)
+    if flow_over:  # used, whether it signed the browser in or was refused
+        clear_oidc_flow_cookie(response, secure=settings.secure_cookies)
+    return response
