@@ -1,5 +1,6 @@
 """Prometheus metrics of every Dropfile process, defined once. Every process serves them
-at /metrics on METRICS_PORT (the gateway: gateway/metrics.py)."""
+at /metrics on METRICS_PORT (the gateway: gateway/metrics.py); the upload coordinator's
+own series are in services/upload/metrics.py."""
 
 from __future__ import annotations
 
@@ -28,18 +29,6 @@ HTTP_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
-UPLOADS_INITIATED = Counter("dropfile_uploads_initiated_total", "Multipart uploads started")
-UPLOADS_COMPLETED = Counter(
-    "dropfile_uploads_completed_total", "Multipart uploads completed in storage"
-)
-UPLOADS_CONFIRMED = Counter("dropfile_uploads_confirmed_total", "Files marked UPLOADED")
-UPLOAD_PARTS = Counter("dropfile_upload_parts_recorded_total", "Parts recorded")
-UPLOAD_BYTES = Counter("dropfile_upload_bytes_recorded_total", "Bytes in recorded parts")
-EVENT_LAG = Histogram(
-    "dropfile_event_lag_seconds",
-    "From the storage event's time to the file being UPLOADED",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
-)
 QUEUE_MESSAGES = Counter(
     "dropfile_queue_messages_total", "SQS messages by what became of them", ["outcome"]
 )
@@ -73,7 +62,6 @@ TOKENS_REFUSED = Counter(
     "Access tokens refused, by the check that refused them",
     ["check"],
 )
-REAPER_ACTIONS = Counter("dropfile_reaper_actions_total", "Cleanup actions", ["action"])
 
 
 def start_metrics_server(port: int | None, host: str = "127.0.0.1") -> None:

@@ -11,6 +11,7 @@ import base64
 import binascii
 import enum
 import re
+from typing import Literal
 
 from services.common.errors import InvalidArgument
 
@@ -27,6 +28,11 @@ class ChecksumAlgorithm(str, enum.Enum):
     def header(self) -> str:
         """The request header that carries the part's checksum."""
         return f"x-amz-checksum-{self.value.lower()}"
+
+    @property
+    def s3_name(self) -> Literal["SHA256", "CRC32C"]:
+        """The name S3 gives the algorithm (CreateMultipartUpload's ChecksumAlgorithm)."""
+        return "SHA256" if self is ChecksumAlgorithm.SHA256 else "CRC32C"
 
     @property
     def s3_param(self) -> str:

@@ -1,4 +1,7 @@
-"""Tables the upload coordinator owns: files and their parts (chunks)."""
+"""Tables the upload coordinator owns: files and their parts.
+
+Parts live in the `chunks` table (the v1 contract's word, kept in the schema): `Part` maps
+it, its `part_index` attribute the `chunk_index` column."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ class FileStatus(str, enum.Enum):
     FAILED = "FAILED"
 
 
-class ChunkStatus(str, enum.Enum):
+class PartStatus(str, enum.Enum):
     PENDING = "PENDING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
@@ -54,11 +57,11 @@ class File(Base):
     # The whole file's SHA-256 (lowercase hex) as its uploader declared it.
     sha256: Mapped[str | None] = mapped_column(String(64))
 
-    chunks: Mapped[list[Chunk]] = relationship(
+    parts: Mapped[list[Part]] = relationship(
         back_populates="file",
         cascade="all, delete-orphan",
         passive_deletes=True,
-        order_by="Chunk.chunk_index",
+        order_by="Part.part_index",
     )
 
     __table_args__ = (
@@ -68,20 +71,20 @@ class File(Base):
     )
 
 
-class Chunk(Base):
+class Part(Base):
     __tablename__ = "chunks"
 
     file_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
     )
-    chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0-based
+    part_index: Mapped[int] = mapped_column("chunk_index", Integer, primary_key=True)  # 0-based
     size: Mapped[int] = mapped_column(BigInteger)
     etag: Mapped[str] = mapped_column(String(200))
-    status: Mapped[ChunkStatus] = mapped_column(
-        Enum(ChunkStatus, name="chunk_status", native_enum=True), default=ChunkStatus.COMPLETED
+    status: Mapped[PartStatus] = mapped_column(
+        Enum(PartStatus, name="chunk_status", native_enum=True), default=PartStatus.COMPLETED
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # v2 uploads: the part's checksum (base64) as storage verified it; None when unknown.
     checksum: Mapped[str | None] = mapped_column(String(64))
 
-    file: Mapped[File] = relationship(back_populates="chunks")
+    file: Mapped[File] = relationship(back_populates="parts")

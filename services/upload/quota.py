@@ -4,7 +4,7 @@ refusal) and the number of uploads a user may have in progress.
 A user's usage is the declared size of every upload in progress plus the stored size of
 every uploaded file (failed uploads hold nothing). A new upload is admitted when usage plus
 its declared size stays within the quota; the decision is made under a per-user lock in
-the transaction that inserts the file (store.py), so concurrent initiations cannot together
+the transaction that inserts the file (store/usage.py), so concurrent initiations cannot together
 exceed it. Completion checks again with the real size, in case the quota was lowered."""
 
 from __future__ import annotations

@@ -6,13 +6,13 @@ Every round it
    holds nothing in storage; except an upload storage completed whose completion was never
    recorded (the coordinator's reply or commit was lost): its object is the user's file, so
    the completion is recorded instead and storage's confirmation follows as usual. A
-   completion in progress holds the row (service.py), so it is skipped, never failed; and
+   completion in progress holds the row (core.py), so it is skipped, never failed; and
 2. lists the bucket's multipart uploads under `users/` and aborts the ones no file expects
    parts for (a crash between creating one and writing its row, a row deleted by hand...)
    once they were initiated longer than the TTL ago: younger ones may belong to an upload
    whose row is being written right now.
 
-Several replicas may run it at once (reaper_store.py: rows claimed with SKIP LOCKED, one
+Several replicas may run it at once (store/reaper.py: rows claimed with SKIP LOCKED, one
 orphan scan at a time under an advisory lock), and aborting an upload that is already gone
 is harmless. The bucket's AbortIncompleteMultipartUpload lifecycle rule (services/setup.py)
 is the backstop where storage supports one.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,13 +34,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.common.clients import aws_client, redis_client
 from services.common.db import Database, make_engine
 from services.common.logs import log_fields, request_id_var
-from services.common.metrics import REAPER_ACTIONS
 
-from .reaper_store import ReaperStore
+from .metrics import REAPER_ACTIONS
 from .sessions import UploadSessions
 from .settings import UploadSettings
 from .status_events import StatusEvents, publisher_client
-from .storage import stored_object
+from .storage import BucketUploads
+from .store import ReaperStore
 
 log = logging.getLogger(__name__)
 
@@ -54,75 +54,6 @@ ROUND_ERRORS = (SQLAlchemyError, BotoCoreError, ClientError, redis.RedisError)
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-@dataclass(frozen=True)
-class PendingMultipart:
-    key: str
-    upload_id: str
-    initiated: datetime
-
-
-class BucketUploads:
-    """The bucket's multipart uploads in progress, as the reaper needs them."""
-
-    def __init__(self, s3, bucket: str, *, page_size: int = 1000) -> None:
-        self._s3 = s3
-        self._bucket = bucket
-        self._page_size = page_size
-
-    @property
-    def bucket(self) -> str:
-        return self._bucket
-
-    def pages(self, prefix: str) -> Iterator[list[PendingMultipart]]:
-        """Every multipart upload under `prefix`, a page at a time: ListMultipartUploads
-        continues from the markers the previous answer gave while it was truncated. S3 gives
-        NextKeyMarker and NextUploadIdMarker; SeaweedFS only the latter (its order is by
-        upload id), which it alone continues correctly from."""
-        markers: dict[str, str] = {}
-        while True:
-            reply = self._s3.list_multipart_uploads(
-                Bucket=self._bucket, Prefix=prefix, MaxUploads=self._page_size, **markers
-            )
-            yield [
-                PendingMultipart(
-                    key=item["Key"], upload_id=item["UploadId"], initiated=item["Initiated"]
-                )
-                for item in reply.get("Uploads", [])
-            ]
-            following = {
-                name: reply[answer]
-                for name, answer in (
-                    ("KeyMarker", "NextKeyMarker"),
-                    ("UploadIdMarker", "NextUploadIdMarker"),
-                )
-                if reply.get(answer)
-            }
-            if not reply.get("IsTruncated") or not following or following == markers:
-                return  # the end (or a store that would make us go round in circles)
-            markers = following
-
-    def abort(self, key: str, upload_id: str) -> bool:
-        """Aborts; False when storage no longer had it (another replica was first)."""
-        try:
-            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
-        except ClientError as exc:
-            if _error_code(exc) == "NoSuchUpload":
-                return False
-            raise
-        return True
-
-    def delete_object(self, key: str) -> None:
-        self._s3.delete_object(Bucket=self._bucket, Key=key)
-
-    def stored_object(self, key: str) -> tuple[int, str] | None:
-        """(size, bare ETag) of the object, or None when there is none."""
-        return stored_object(self._s3, self._bucket, key)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grpc
+
 from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.common import keys
 from services.common.clients import aws_client, redis_client
@@ -10,15 +12,16 @@ from services.common.grpc_server import AccessPolicy, ServerHandle, build_server
 from services.common.readiness import ReadinessWatch, postgresql, redis
 from services.common.tokens import verifier_for
 
+from .core import UploadCore
 from .quota import Quota, UploadsInProgressLimit
 from .reaper import create_reaper
-from .service import Uploads
 from .servicer import UploadInternalServicer, UploadServicer
 from .sessions import UploadSessions
 from .settings import UploadSettings
 from .status_events import StatusEvents, publisher_client
 from .storage import Storage
 from .store import UploadStore
+from .uploads import Uploads, compose
 
 SERVICE_NAME = upload_pb2.DESCRIPTOR.services_by_name["UploadService"].full_name
 INTERNAL_SERVICE_NAME = upload_pb2.DESCRIPTOR.services_by_name["UploadInternalService"].full_name
@@ -29,7 +32,7 @@ SESSION_CACHE_TIMEOUT_SECONDS = 1.0
 
 
 def create_uploads(settings: UploadSettings) -> Uploads:
-    """The domain object with its database, Redis and S3 clients."""
+    """The use cases, composed around a core with its database, Redis and S3 clients."""
     db = Database(
         make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers // 2 or 1),
         retry_seconds=settings.database_retry_seconds,
@@ -56,7 +59,7 @@ def create_uploads(settings: UploadSettings) -> Uploads:
         if settings.s3_public_endpoint_url
         else None
     )
-    return Uploads(
+    core = UploadCore(
         store=UploadStore(db, autocommit=autocommit),
         storage=Storage(s3, settings.s3_bucket, presigner=presigner),
         sessions=UploadSessions(
@@ -65,14 +68,17 @@ def create_uploads(settings: UploadSettings) -> Uploads:
             ),
             ttl_seconds=settings.upload_session_ttl_seconds,
         ),
-        part_size=settings.part_size_bytes,
-        max_file_size=settings.max_file_size_bytes,
         url_ttl_seconds=settings.presigned_url_ttl_seconds,
         status_events=StatusEvents(publisher_client(settings.cloud_rd_uri)),
-        v2_max_file_size=settings.v2_max_file_size_bytes,
-        min_part_size=settings.min_part_size_bytes,
         quota=Quota(settings.user_quota_bytes),
         uploads_limit=UploadsInProgressLimit(settings.max_uploads_in_progress),
+    )
+    return compose(
+        core,
+        part_size=settings.part_size_bytes,
+        max_file_size=settings.max_file_size_bytes,
+        v2_max_file_size=settings.v2_max_file_size_bytes,
+        min_part_size=settings.min_part_size_bytes,
     )
 
 
@@ -81,7 +87,7 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
     public_pem = keys.public_key_pem(settings, settings.public_key)
     verifier = verifier_for(settings, public_pem)
 
-    def register(server):
+    def register(server: grpc.Server) -> list[str]:
         upload_pb2_grpc.add_UploadServiceServicer_to_server(
             UploadServicer(uploads, verifier), server
         )

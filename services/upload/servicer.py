@@ -1,51 +1,35 @@
-"""UploadService and UploadInternalService over gRPC: protobuf in, domain call, protobuf out."""
+"""UploadService and UploadInternalService over gRPC: protobuf in, a use case's call
+(uploads.py), protobuf out. Nothing is decided here."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC
 
-import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
+from grpc import ServicerContext
 
 from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
-from services.common.encoded_replies import encode_reply
+from services.common.encoded_replies import EncodedReply, encode_reply
 from services.common.errors import DomainError, InvalidArgument, Unauthenticated
 from services.common.grpc_server import access_log
 from services.common.logs import log_fields, request_id_var
 from services.common.tokens import Identity, InvalidTokenError, TokenVerifier, current_identity
 
-from .checksums import ChecksumAlgorithm
-from .models import File, FileStatus
-from .service import ConfirmOutcome, FileInfo, PartRef, PartToRecord, Uploads, _info
-from .service_v2 import UploadState
+from .files import file_info
+from .messages import (
+    ALGORITHM,
+    ALGORITHM_OF,
+    OUTCOME,
+    STATE,
+    algorithm_of,
+    file_message,
+    part_record_result,
+)
+from .recording import PartToRecord
+from .uploads import Uploads
+from .validation import PartRef
 
-_STATUS = {
-    FileStatus.UPLOADING: upload_pb2.FILE_STATUS_UPLOADING,
-    FileStatus.UPLOADED: upload_pb2.FILE_STATUS_UPLOADED,
-    FileStatus.FAILED: upload_pb2.FILE_STATUS_FAILED,
-}
-_OUTCOME = {
-    ConfirmOutcome.CONFIRMED: upload_pb2.ConfirmUploadResponse.OUTCOME_CONFIRMED,
-    ConfirmOutcome.ALREADY_CONFIRMED: upload_pb2.ConfirmUploadResponse.OUTCOME_ALREADY_CONFIRMED,
-    ConfirmOutcome.UNKNOWN_KEY: upload_pb2.ConfirmUploadResponse.OUTCOME_UNKNOWN_KEY,
-    ConfirmOutcome.REJECTED: upload_pb2.ConfirmUploadResponse.OUTCOME_REJECTED,
-    ConfirmOutcome.NOT_COMPLETED: upload_pb2.ConfirmUploadResponse.OUTCOME_NOT_COMPLETED,
-    ConfirmOutcome.STALE: upload_pb2.ConfirmUploadResponse.OUTCOME_STALE,
-}
-_ALGORITHM = {
-    ChecksumAlgorithm.SHA256: upload_pb2.CHECKSUM_ALGORITHM_SHA256,
-    ChecksumAlgorithm.CRC32C: upload_pb2.CHECKSUM_ALGORITHM_CRC32C,
-}
 _RECORD_PART = "/dropfile.upload.v1.UploadService/RecordPart"
-_ALGORITHM_OF = {value: key for key, value in _ALGORITHM.items()}
-_STATE = {
-    UploadState.RECEIVING_PARTS: upload_pb2.GetUploadResponse.STATE_RECEIVING_PARTS,
-    UploadState.COMPLETED: upload_pb2.GetUploadResponse.STATE_COMPLETED,
-    UploadState.UPLOADED: upload_pb2.GetUploadResponse.STATE_UPLOADED,
-    UploadState.FAILED: upload_pb2.GetUploadResponse.STATE_FAILED,
-}
-
 
 # RecordParts: records per call. The gateway sends at most its batch size (64 by default).
 MAX_RECORDS_PER_CALL = 500
@@ -69,56 +53,26 @@ def _user_id_of(identity: Identity) -> uuid.UUID:
         ) from None
 
 
-def _result(outcome: DomainError | None) -> upload_pb2.PartRecordResult:
-    if outcome is None:
-        return _RECORDED
-    return upload_pb2.PartRecordResult(
-        code=outcome.code.value[0], message=outcome.message, reason=outcome.reason
-    )
-
-
-_RECORDED = upload_pb2.PartRecordResult(code=grpc.StatusCode.OK.value[0])
-
-
-def _file(info: FileInfo) -> upload_pb2.File:
-    created_at = Timestamp()
-    created_at.FromDatetime(info.created_at)
-    return upload_pb2.File(
-        file_id=info.file_id,
-        file_name=info.file_name,
-        mime_type=info.mime_type,
-        size=info.size,
-        s3_key=info.s3_key,
-        status=_STATUS[info.status],
-        created_at=created_at,
-        sha256=info.sha256 or "",
-    )
-
-
-def _algorithm(file: File) -> int:
-    return (
-        _ALGORITHM[ChecksumAlgorithm(file.checksum_algorithm)]
-        if file.checksum_algorithm
-        else upload_pb2.CHECKSUM_ALGORITHM_UNSPECIFIED
-    )
-
-
 class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
     def __init__(self, uploads: Uploads, verifier: TokenVerifier) -> None:
         self._uploads = uploads
+        self._recording = uploads.recording
         # RecordParts verifies each record's token (the interceptor, the call's).
         self._verifier = verifier
 
-    def InitiateUpload(self, request, context):
-        started = self._uploads.initiate(
+    # The reply is encoded already (up to 10,000 URLs, ~5 MB), never held as a protobuf
+    # message: the server's serializer sends it as it is (encoded_replies.py).
+    def InitiateUpload(  # type: ignore[override]
+        self, request: upload_pb2.InitiateUploadRequest, context: ServicerContext
+    ) -> EncodedReply:
+        started = self._uploads.initiation.initiate(
             user_id=caller_id(),
             file_id=request.file_id,
             file_name=request.file_name,
             mime_type=request.mime_type,
             file_size=request.file_size,
         )
-        # Up to 10,000 URLs (~5 MB), encoded one at a time as each is made: never held as
-        # a list nor as a protobuf message (encoded_replies.py).
+        # Encoded one URL at a time as each is made: never held as a list either.
         return encode_reply(
             upload_pb2.InitiateUploadResponse(
                 upload_id=started.upload_id, part_size=started.part_size, s3_key=started.s3_key
@@ -127,18 +81,22 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
             started.part_urls,
         )
 
-    def RecordPart(self, request, context):
-        self._uploads.record_part(
+    def RecordPart(
+        self, request: upload_pb2.RecordPartRequest, context: ServicerContext
+    ) -> upload_pb2.RecordPartResponse:
+        self._recording.record_part(
             user_id=caller_id(),
             file_id=request.file_id,
-            chunk_index=request.chunk_index,
+            part_index=request.chunk_index,
             size=request.size,
             etag=request.etag,
             checksum=request.checksum,
         )
         return upload_pb2.RecordPartResponse()
 
-    def RecordParts(self, request, context):
+    def RecordParts(
+        self, request: upload_pb2.RecordPartsRequest, context: ServicerContext
+    ) -> upload_pb2.RecordPartsResponse:
         if len(request.records) > MAX_RECORDS_PER_CALL:
             raise InvalidArgument(f"at most {MAX_RECORDS_PER_CALL} records per call")
         outcomes: list[DomainError | None] = [None] * len(request.records)
@@ -155,14 +113,14 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
                 PartToRecord(
                     user_id=user_id,
                     file_id=part.file_id,
-                    chunk_index=part.chunk_index,
+                    part_index=part.chunk_index,
                     size=part.size,
                     etag=part.etag,
                     checksum=part.checksum,
                 )
             )
             positions.append(position)
-        for position, outcome in zip(positions, self._uploads.record_parts(parts)):
+        for position, outcome in zip(positions, self._recording.record_parts(parts)):
             outcomes[position] = outcome
         for record, outcome in zip(request.records, outcomes):
             if outcome is not None:  # logged as the interceptor logs a refused RecordPart
@@ -174,7 +132,7 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
                     extra=log_fields(method=_RECORD_PART, code=outcome.code.name),
                 )
                 request_id_var.reset(with_request_id)
-        return upload_pb2.RecordPartsResponse(results=[_result(o) for o in outcomes])
+        return upload_pb2.RecordPartsResponse(results=[part_record_result(o) for o in outcomes])
 
     def _caller_of(self, access_token: str) -> uuid.UUID:
         if not access_token:
@@ -184,8 +142,10 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
         except InvalidTokenError as exc:
             raise Unauthenticated(str(exc), reason="ACCESS_TOKEN_INVALID") from None
 
-    def GetPartUrls(self, request, context):
-        fresh = self._uploads.part_urls(
+    def GetPartUrls(
+        self, request: upload_pb2.GetPartUrlsRequest, context: ServicerContext
+    ) -> upload_pb2.GetPartUrlsResponse:
+        fresh = self._uploads.part_urls.part_urls(
             user_id=caller_id(),
             file_id=request.file_id,
             first_part_number=request.first_part_number,
@@ -202,8 +162,10 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
             expires_in_seconds=fresh.expires_in_seconds,
         )
 
-    def CompleteUpload(self, request, context):
-        self._uploads.complete(
+    def CompleteUpload(
+        self, request: upload_pb2.CompleteUploadRequest, context: ServicerContext
+    ) -> upload_pb2.CompleteUploadResponse:
+        self._uploads.completion.complete(
             user_id=caller_id(),
             file_id=request.file_id,
             upload_id=request.upload_id,
@@ -213,36 +175,46 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
         )
         return upload_pb2.CompleteUploadResponse()
 
-    def AbortUpload(self, request, context):
-        self._uploads.abort(
+    def AbortUpload(
+        self, request: upload_pb2.AbortUploadRequest, context: ServicerContext
+    ) -> upload_pb2.AbortUploadResponse:
+        self._uploads.removal.abort(
             user_id=caller_id(), file_id=request.file_id, upload_id=request.upload_id
         )
         return upload_pb2.AbortUploadResponse()
 
-    def ListFiles(self, request, context):
-        files = self._uploads.list_files(user_id=caller_id())
-        return upload_pb2.ListFilesResponse(files=[_file(info) for info in files])
+    def ListFiles(
+        self, request: upload_pb2.ListFilesRequest, context: ServicerContext
+    ) -> upload_pb2.ListFilesResponse:
+        files = self._uploads.files.list_files(user_id=caller_id())
+        return upload_pb2.ListFilesResponse(files=[file_message(info) for info in files])
 
-    def GetDownloadUrl(self, request, context):
-        download = self._uploads.download_url(user_id=caller_id(), s3_key=request.s3_key)
+    def GetDownloadUrl(
+        self, request: upload_pb2.GetDownloadUrlRequest, context: ServicerContext
+    ) -> upload_pb2.GetDownloadUrlResponse:
+        download = self._uploads.files.download_url(user_id=caller_id(), s3_key=request.s3_key)
         return upload_pb2.GetDownloadUrlResponse(
             url=download.url, expires_in_seconds=download.expires_in_seconds
         )
 
-    def DeleteFile(self, request, context):
-        self._uploads.delete(user_id=caller_id(), file_id=request.file_id)
+    def DeleteFile(
+        self, request: upload_pb2.DeleteFileRequest, context: ServicerContext
+    ) -> upload_pb2.DeleteFileResponse:
+        self._uploads.removal.delete(user_id=caller_id(), file_id=request.file_id)
         return upload_pb2.DeleteFileResponse()
 
     # -- v2 ------------------------------------------------------------------------------
 
-    def CreateUpload(self, request, context):
-        created = self._uploads.create_upload(
+    def CreateUpload(
+        self, request: upload_pb2.CreateUploadRequest, context: ServicerContext
+    ) -> upload_pb2.CreateUploadResponse:
+        created = self._uploads.creation.create_upload(
             user_id=caller_id(),
             file_id=request.file_id,
             file_name=request.file_name,
             mime_type=request.mime_type,
             file_size=request.file_size,
-            checksum_algorithm=_ALGORITHM_OF.get(request.checksum_algorithm),
+            checksum_algorithm=ALGORITHM_OF.get(request.checksum_algorithm),
             sha256=request.sha256,
         )
         return upload_pb2.CreateUploadResponse(
@@ -251,19 +223,21 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
             s3_key=created.s3_key,
             part_size=created.part_size,
             part_count=created.part_count,
-            checksum_algorithm=_ALGORITHM[created.checksum_algorithm],
+            checksum_algorithm=ALGORITHM[created.checksum_algorithm],
         )
 
-    def GetUpload(self, request, context):
-        view = self._uploads.upload_view(user_id=caller_id(), file_id=request.file_id)
+    def GetUpload(
+        self, request: upload_pb2.GetUploadRequest, context: ServicerContext
+    ) -> upload_pb2.GetUploadResponse:
+        view = self._uploads.resumption.upload_view(user_id=caller_id(), file_id=request.file_id)
         file = view.file
         return upload_pb2.GetUploadResponse(
-            state=_STATE[view.state],
-            file=_file(_info(file)),
+            state=STATE[view.state],
+            file=file_message(file_info(file)),
             upload_id=file.upload_id or "",
             part_size=file.part_size,
             part_count=file.part_count,
-            checksum_algorithm=_algorithm(file),
+            checksum_algorithm=algorithm_of(file),
             stored_parts=[
                 upload_pb2.StoredPart(
                     part_number=part.part_number,
@@ -275,12 +249,16 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
             ],
         )
 
-    def GetFile(self, request, context):
-        file = self._uploads.get_file(user_id=caller_id(), file_id=request.file_id)
-        return upload_pb2.GetFileResponse(file=_file(_info(file)))
+    def GetFile(
+        self, request: upload_pb2.GetFileRequest, context: ServicerContext
+    ) -> upload_pb2.GetFileResponse:
+        file = self._uploads.files.get_file(user_id=caller_id(), file_id=request.file_id)
+        return upload_pb2.GetFileResponse(file=file_message(file_info(file)))
 
-    def GetQuota(self, request, context):
-        usage, quota = self._uploads.quota_of(user_id=caller_id())
+    def GetQuota(
+        self, request: upload_pb2.GetQuotaRequest, context: ServicerContext
+    ) -> upload_pb2.GetQuotaResponse:
+        usage, quota = self._uploads.files.quota_of(user_id=caller_id())
         return upload_pb2.GetQuotaResponse(
             used_bytes=usage.used_bytes,
             limit_bytes=quota.limit_bytes,
@@ -290,19 +268,23 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
 
 class UploadInternalServicer(upload_pb2_grpc.UploadInternalServiceServicer):
     def __init__(self, uploads: Uploads) -> None:
-        self._uploads = uploads
+        self._confirmation = uploads.confirmation
 
-    def ConfirmUpload(self, request, context):
+    def ConfirmUpload(
+        self, request: upload_pb2.ConfirmUploadRequest, context: ServicerContext
+    ) -> upload_pb2.ConfirmUploadResponse:
         event_time = (
             request.event_time.ToDatetime(tzinfo=UTC) if request.HasField("event_time") else None
         )
-        outcome = self._uploads.confirm(
+        outcome = self._confirmation.confirm(
             s3_key=request.s3_key, size=request.size, etag=request.etag, event_time=event_time
         )
-        return upload_pb2.ConfirmUploadResponse(outcome=_OUTCOME[outcome])
+        return upload_pb2.ConfirmUploadResponse(outcome=OUTCOME[outcome])
 
-    def ListPendingConfirmations(self, request, context):
-        pending = self._uploads.pending_confirmations(
+    def ListPendingConfirmations(
+        self, request: upload_pb2.ListPendingConfirmationsRequest, context: ServicerContext
+    ) -> upload_pb2.ListPendingConfirmationsResponse:
+        pending = self._confirmation.pending_confirmations(
             completed_at_least_seconds_ago=request.completed_at_least_seconds_ago,
             limit=request.limit,
         )

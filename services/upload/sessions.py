@@ -40,6 +40,11 @@ class UploadSession:
     checksum_algorithm: str = ""
 
 
+def _text(value: bytes | str) -> str:
+    """A field as the client decodes it (decode_responses: always str already)."""
+    return value if isinstance(value, str) else value.decode()
+
+
 def session_key(file_id: uuid.UUID) -> str:
     return f"{KEY_PREFIX}{file_id}"
 
@@ -83,13 +88,13 @@ class UploadSessions:
         try:
             return UploadSession(
                 file_id=file_id,
-                user_id=uuid.UUID(fields["user_id"]),
-                upload_id=fields["upload_id"],
-                s3_key=fields["s3_key"],
+                user_id=uuid.UUID(_text(fields["user_id"])),
+                upload_id=_text(fields["upload_id"]),
+                s3_key=_text(fields["s3_key"]),
                 part_size=int(fields["part_size"]),
                 part_count=int(fields["part_count"]),
                 size=int(fields["size"]),
-                checksum_algorithm=fields.get("checksum_algorithm", ""),
+                checksum_algorithm=_text(fields.get("checksum_algorithm", "")),
             )
         except (KeyError, ValueError):
             log.warning("ignoring a malformed upload session for %s", file_id)

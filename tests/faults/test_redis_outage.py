@@ -121,7 +121,7 @@ def test_a_redis_that_never_answers_costs_a_second_not_a_deadline(
         cloud_rd_uri=hanging_redis,
         s3_bucket=fault_bucket,
     )
-    sessions = create_uploads(settings)._sessions
+    sessions = create_uploads(settings).core.sessions
     started = time.monotonic()
     assert sessions.get(uuid.uuid4()) is None  # a miss: the caller reads PostgreSQL
     assert time.monotonic() - started < 2.5

@@ -101,7 +101,7 @@ def test_an_expired_url_is_refused(on_seaweedfs, seaweedfs, alice):
     upload = create(api, alice, 1000)
     with aws_credentials(seaweedfs.access_key, seaweedfs.secret_key):
         storage = Storage(seaweedfs.client(), on_seaweedfs.settings.s3_bucket)
-        url = storage.presign_part(
+        url = storage.part_urls.presign_part(
             f"users/{alice.user_id}/{upload.file_id}",
             upload_id=upload.upload_id,
             part_number=1,

@@ -1,6 +1,6 @@
-"""Presigning many UploadPart URLs at once (services/upload/presign.py): the URLs re-signed
-from botocore's first one must be byte-for-byte the URLs botocore makes itself at the same
-second, for every addressing style, with and without a session token, each signed for its
+"""Presigning many UploadPart URLs at once (services/upload/storage/resigning.py): the URLs
+re-signed from botocore's first one must be byte-for-byte the URLs botocore makes itself at
+the same second, for every addressing style, with and without a session token, each signed for its
 own part's length; and anything that does not match the expected scheme falls back to
 botocore."""
 
@@ -10,8 +10,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from services.upload.presign import PartUrlResigner
-from services.upload.storage import Storage
+from services.upload.storage import PartUrlResigner, Storage
 
 KEY = "users/ü ser/a+b%c d"  # characters botocore must encode in the path
 UPLOAD_ID = "up/id+1=="  # and in the query
@@ -64,7 +63,7 @@ def test_urls_are_byte_identical_to_botocores(endpoint, token):
     storage = Storage(client, "my-bucket")
     numbers = [1, 2, 3, 99, 1000, 10_000]
     for _ in range(5):  # botocore stamps each URL with the current second: retry across one
-        urls = storage.presign_parts(
+        urls = storage.part_urls.presign_parts(
             KEY,
             upload_id=UPLOAD_ID,
             part_numbers=range(1, 10_001),
@@ -84,18 +83,18 @@ def test_urls_are_byte_identical_to_botocores(endpoint, token):
 
 def test_a_range_not_starting_at_one_keeps_its_numbers():
     client = _client(endpoint="http://127.0.0.1:38333", token=None)
-    urls = Storage(client, "my-bucket").presign_parts(
+    urls = Storage(client, "my-bucket").part_urls.presign_parts(
         KEY, upload_id=UPLOAD_ID, part_numbers=range(40, 43), lengths=[1, 2, 3], ttl=900
     )
     assert [url.split("partNumber=")[1].split("&")[0] for url in urls] == ["40", "41", "42"]
     assert (
-        Storage(client, "my-bucket").presign_parts(
+        Storage(client, "my-bucket").part_urls.presign_parts(
             KEY, upload_id=UPLOAD_ID, part_numbers=range(5, 5), lengths=[], ttl=900
         )
         == []
     )
     with pytest.raises(ValueError):  # every URL is signed for a length
-        Storage(client, "my-bucket").presign_parts(
+        Storage(client, "my-bucket").part_urls.presign_parts(
             KEY, upload_id=UPLOAD_ID, part_numbers=range(40, 43), lengths=[1, 2], ttl=900
         )
 
@@ -103,7 +102,7 @@ def test_a_range_not_starting_at_one_keeps_its_numbers():
 def test_an_empty_part_is_signed_for_zero_bytes():
     client = _client(endpoint="http://127.0.0.1:38333", token=None)
     for _ in range(5):
-        [url] = Storage(client, "my-bucket").presign_parts(
+        [url] = Storage(client, "my-bucket").part_urls.presign_parts(
             KEY, upload_id=UPLOAD_ID, part_numbers=range(1, 2), lengths=[0], ttl=900
         )
         expected = _botocore_url(client, 1, 0)
@@ -151,14 +150,14 @@ def test_storage_falls_back_to_botocore_without_credentials_it_can_read():
     client = _client(endpoint="http://127.0.0.1:38333", token=None)
 
     class OpaquePresigner:
-        """A presigner whose credentials presign.py cannot see (no _request_signer)."""
+        """A presigner whose credentials resigning.py cannot see (no _request_signer)."""
 
         def generate_presigned_url(self, *args, **kwargs):
             return client.generate_presigned_url(*args, **kwargs)
 
     storage = Storage(client, "my-bucket", presigner=OpaquePresigner())
     for _ in range(5):
-        urls = storage.presign_parts(
+        urls = storage.part_urls.presign_parts(
             KEY, upload_id=UPLOAD_ID, part_numbers=range(1, 4), lengths=[7, 7, 3], ttl=900
         )
         expected = [
@@ -185,7 +184,7 @@ def test_urls_signing_each_parts_checksum_are_byte_identical_to_botocores(algori
         for n in numbers
     ]
     for _ in range(5):
-        urls = storage.presign_checksummed_parts(
+        urls = storage.part_urls.presign_checksummed_parts(
             KEY,
             upload_id=UPLOAD_ID,
             part_numbers=numbers,
@@ -218,7 +217,7 @@ def test_urls_signing_each_parts_checksum_are_byte_identical_to_botocores(algori
     assert [urls[0], urls[1], urls[-1]] == expected
     assert f"content-length%3Bhost%3Bx-amz-checksum-{algorithm.lower()}" in expected[1]
     with pytest.raises(ValueError):
-        storage.presign_checksummed_parts(
+        storage.part_urls.presign_checksummed_parts(
             KEY,
             upload_id=UPLOAD_ID,
             part_numbers=numbers,
@@ -234,14 +233,14 @@ def test_urls_made_as_they_are_read_are_presign_parts_urls(resignable):
     client = _client(endpoint="http://127.0.0.1:38333", token="a-session-token")
 
     class OpaquePresigner:
-        """A presigner whose credentials presign.py cannot see: botocore signs each URL."""
+        """A presigner whose credentials resigning.py cannot see: botocore signs each URL."""
 
         def generate_presigned_url(self, *args, **kwargs):
             return client.generate_presigned_url(*args, **kwargs)
 
     storage = Storage(client, "my-bucket", presigner=None if resignable else OpaquePresigner())
     for _ in range(5):
-        lazy = storage.presign_parts_lazily(
+        lazy = storage.part_urls.presign_parts_lazily(
             KEY,
             upload_id=UPLOAD_ID,
             part_numbers=range(3, 303),
@@ -249,7 +248,7 @@ def test_urls_made_as_they_are_read_are_presign_parts_urls(resignable):
             ttl=900,
         )
         urls = list(lazy)
-        expected = storage.presign_parts(
+        expected = storage.part_urls.presign_parts(
             KEY,
             upload_id=UPLOAD_ID,
             part_numbers=range(3, 303),
@@ -263,7 +262,7 @@ def test_urls_made_as_they_are_read_are_presign_parts_urls(resignable):
     assert list(lazy) == urls  # read again, made again: the same
     assert (
         list(
-            storage.presign_parts_lazily(
+            storage.part_urls.presign_parts_lazily(
                 KEY, upload_id=UPLOAD_ID, part_numbers=range(5, 5), lengths=[], ttl=900
             )
         )

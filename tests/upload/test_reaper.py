@@ -26,8 +26,8 @@ from sqlalchemy import text
 from dropfile.upload.v1 import upload_pb2
 from services.common.clients import aws_client
 from services.common.file_events import FileStatusChange, channel_of
-from services.common.metrics import REAPER_ACTIONS
 from services.setup import LIFECYCLE_RULE_ID, ensure_lifecycle, lifecycle_days
+from services.upload.metrics import REAPER_ACTIONS
 from services.upload.reaper import EXPIRED, ORPHAN_ABORTED, create_reaper
 from services.upload.settings import UploadSettings
 from tests.conftest import settings_for, wait_until

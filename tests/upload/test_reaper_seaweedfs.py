@@ -12,10 +12,11 @@ import pytest
 
 from services.common.db import Database
 from services.setup import LIFECYCLE_RULE_ID, ensure_lifecycle, lifecycle_days
-from services.upload.reaper import BucketUploads, Reaper
-from services.upload.reaper_store import ReaperStore
+from services.upload.reaper import Reaper
 from services.upload.sessions import UploadSessions
 from services.upload.status_events import StatusEvents
+from services.upload.storage import BucketUploads
+from services.upload.store import ReaperStore
 from tests.fixtures.stores import S3Store, seaweedfs  # noqa: F401 - the fixture
 
 from .test_reaper import multipart_uploads

@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from services.common.errors import InvalidArgument
 from services.common.settings import load_settings
-from services.upload.service import (
+from services.upload.settings import UploadSettings
+from services.upload.validation import (
     PartRef,
     clean_etag,
     clean_file_name,
@@ -15,7 +16,6 @@ from services.upload.service import (
     ordered_parts,
     parse_file_id,
 )
-from services.upload.settings import UploadSettings
 
 
 @pytest.mark.parametrize(

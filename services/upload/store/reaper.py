@@ -1,4 +1,4 @@
-"""The reaper's queries (services/upload/reaper.py) on the files and chunks tables.
+"""The reaper's queries (services/upload/reaper.py) on files and their parts.
 
 Several replicas run the reaper at once. Idle uploads are claimed with SELECT ... FOR UPDATE
 SKIP LOCKED, so each is handled by one replica while the others take other rows or none;
@@ -8,24 +8,25 @@ time does it and the others skip that part of their round.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import ScalarSelect, delete, func, select, text
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from services.common.db import Database
 
-from .models import Chunk, File, FileStatus
+from ..models import File, FileStatus, Part
 
 # The advisory lock of the orphan scan: any constant no other Dropfile code uses
 # (the ASCII of "dfreaper").
 ORPHAN_SCAN_LOCK = 0x6466726561706572
 
 
-def _last_part_at(file_id) -> object:
-    return select(func.max(Chunk.created_at)).where(Chunk.file_id == file_id).scalar_subquery()
+def _last_part_at(file_id: InstrumentedAttribute[uuid.UUID]) -> ScalarSelect[datetime]:
+    return select(func.max(Part.created_at)).where(Part.file_id == file_id).scalar_subquery()
 
 
 class IdleClaim:
@@ -39,7 +40,7 @@ class IdleClaim:
     def failed(self, file: File) -> None:
         """The upload is over: FAILED, its recorded parts gone."""
         file.status = FileStatus.FAILED
-        self._session.execute(delete(Chunk).where(Chunk.file_id == file.id))
+        self._session.execute(delete(Part).where(Part.file_id == file.id))
 
     def completed(self, file: File, *, etag: str) -> None:
         """Storage completed the upload, its record of it was lost: recorded now with the
@@ -81,10 +82,10 @@ class ReaperStore:
                 # FOR SHARE).
                 recent = set(
                     session.scalars(
-                        select(Chunk.file_id)
-                        .where(Chunk.file_id.in_([file.id for file in candidates]))
-                        .group_by(Chunk.file_id)
-                        .having(func.max(Chunk.created_at) >= idle_before)
+                        select(Part.file_id)
+                        .where(Part.file_id.in_([file.id for file in candidates]))
+                        .group_by(Part.file_id)
+                        .having(func.max(Part.created_at) >= idle_before)
                     )
                 )
                 candidates = [file for file in candidates if file.id not in recent]
@@ -106,6 +107,7 @@ class ReaperStore:
                         File.upload_id.is_not(None),
                     )
                 )
+                if upload_id is not None  # always: the query asks for uploads with an id
             }
 
     @contextmanager

@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -37,7 +37,7 @@ def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
     return key
 
 
-def _canonical_host(url_parts) -> str:
+def _canonical_host(url_parts: SplitResult) -> str:
     """The `host` header botocore signs: lowercase, without a default port or user info."""
     host = url_parts.hostname or ""
     if ":" in host:  # an IPv6 literal
@@ -109,7 +109,10 @@ class PartUrlResigner:
         credentials. `headers`: the headers the reference signs besides host, with its
         values (content-length, a part's checksum), whose values differ from URL to URL."""
         parts = urlsplit(url)
-        pairs = [tuple(item.partition("=")[::2]) for item in parts.query.split("&")]
+        pairs = [
+            (name, value)
+            for name, _, value in (item.partition("=") for item in parts.query.split("&"))
+        ]
         params = dict(pairs)
         if len(params) != len(pairs) or "partNumber" not in params:
             return None
@@ -151,12 +154,13 @@ class PartUrlResigner:
     def url(self, part_number: int, headers: Mapping[str, str] | None = None) -> str:
         """The URL of part `part_number`; `headers`: the values of the signed headers besides
         host (lowercase names), every one of them."""
+        values: Mapping[str, str] = headers if headers is not None else {}
         try:
             lines = "".join(
-                line if line is not None else f"{name}:{' '.join(headers[name].split())}\n"
+                line if line is not None else f"{name}:{' '.join(values[name].split())}\n"
                 for name, line in self._lines
             )  # canonical header values are trimmed
-        except (KeyError, TypeError):
+        except KeyError:
             raise ValueError(f"the values of {', '.join(self._headers)} are needed") from None
         canonical_request = (
             f"{self._request_head}{part_number}{self._request_middle}{lines}{self._request_tail}"
@@ -192,5 +196,8 @@ class LazyPartUrls:
 
     def __iter__(self) -> Iterator[str]:
         yield from self._made
+        resigner = self._resigner
+        if resigner is None:  # nothing to re-sign (the constructor made sure)
+            return
         for number, length in zip(self._to_resign, self._lengths):
-            yield self._resigner.url(number, {"content-length": str(length)})
+            yield resigner.url(number, {"content-length": str(length)})

@@ -1,0 +1,100 @@
+"""v2's CreateUpload: the server chooses the part size (parts.choose_part_size), files up to
+5 TiB, every part checked against a checksum; no URL is presigned until the client asks
+for a batch (part_urls.py)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from services.common.errors import InvalidArgument
+from services.common.logs import log_fields
+
+from .checksums import ChecksumAlgorithm, clean_sha256_hex
+from .core import UploadCore
+from .models import File, FileStatus
+from .parts import MIN_PART_SIZE, choose_part_size, part_count
+from .quota import human_bytes
+from .validation import clean_file_name, clean_mime_type, parse_file_id, storage_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CreatedUpload:
+    file_id: str
+    upload_id: str
+    s3_key: str
+    part_size: int
+    part_count: int
+    checksum_algorithm: ChecksumAlgorithm
+
+
+class Creation:
+    def __init__(
+        self,
+        core: UploadCore,
+        *,
+        max_file_size: int = 5 * 1024**4,
+        min_part_size: int = MIN_PART_SIZE,
+    ) -> None:
+        """Part sizes are chosen from `min_part_size` up, for files up to `max_file_size`."""
+        self._core = core
+        self._max_file_size = max_file_size
+        self._min_part_size = min_part_size
+
+    def create_upload(
+        self,
+        *,
+        user_id: uuid.UUID,
+        file_id: str,
+        file_name: str,
+        mime_type: str,
+        file_size: int,
+        checksum_algorithm: ChecksumAlgorithm | None,
+        sha256: str = "",
+    ) -> CreatedUpload:
+        fid = parse_file_id(file_id) if file_id else uuid.uuid4()
+        name = clean_file_name(file_name)
+        mime = clean_mime_type(mime_type)
+        digest = clean_sha256_hex(sha256)
+        algorithm = checksum_algorithm or ChecksumAlgorithm.SHA256
+        if file_size < 0:
+            raise InvalidArgument("file_size must be 0 or more bytes")
+        if file_size > self._max_file_size:
+            raise InvalidArgument(
+                f"file_size {file_size} exceeds the limit of {self._max_file_size} bytes "
+                f"({human_bytes(self._max_file_size)})",
+                reason="FILE_TOO_LARGE",
+            )
+        size_of_parts = choose_part_size(file_size, min_part_size=self._min_part_size)
+        count = part_count(file_size, size_of_parts)
+        file = File(
+            id=fid,
+            user_id=user_id,
+            file_name=name,
+            mime_type=mime,
+            size=file_size,
+            s3_key=storage_key(user_id, fid),
+            part_size=size_of_parts,
+            part_count=count,
+            status=FileStatus.UPLOADING,
+            checksum_algorithm=algorithm.value,
+            sha256=digest,
+        )
+        self._core.start(file)
+        log.info(
+            "upload created",
+            extra=log_fields(
+                file_id=str(fid), size=file_size, parts=count, part_size=size_of_parts
+            ),
+        )
+        return CreatedUpload(
+            file_id=str(fid),
+            upload_id=file.upload_id or "",
+            s3_key=file.s3_key,
+            part_size=size_of_parts,
+            part_count=count,
+            checksum_algorithm=algorithm,
+        )
