@@ -239,3 +239,27 @@ def test_deleting_the_file_deletes_its_links(
             text("SELECT count(*) FROM share_links WHERE file_id = :id"), {"id": upload.file_id}
         ).scalar()
     assert left == 0
+
+
+def test_guess_limits_refuse_rather_than_open_up_when_redis_is_unreachable():
+    import socket
+
+    from services.common.clients import redis_client
+    from services.common.errors import Unavailable
+    from services.upload.share_throttle import GuessPolicy, GuessThrottle
+
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    throttle = GuessThrottle(
+        redis_client(f"redis://127.0.0.1:{port}/0", timeout_seconds=0.5, retries=0),
+        GuessPolicy(),
+    )
+    for attempt in (
+        lambda: throttle.check_address("10.0.0.1"),
+        lambda: throttle.failed("10.0.0.1"),
+        lambda: throttle.admit_password(uuid.uuid4(), "10.0.0.1"),
+    ):
+        with pytest.raises(Unavailable) as refused:
+            attempt()
+        assert refused.value.retry_after and refused.value.reason == "THROTTLE_UNAVAILABLE"
