@@ -190,6 +190,7 @@ async def _refusal(exc: grpc.aio.AioRpcError, delay_cap: float) -> Response:
     status_code=200,
     responses=_PAGE_RESPONSES,
     operation_id="openShareLink",
+    response_description="The password form, for a link with a password",
     summary="Open a share link: the file (302), or a password form for a protected link",
 )
 async def open_link(
@@ -204,6 +205,7 @@ async def open_link(
     status_code=200,
     responses=_PAGE_RESPONSES,
     operation_id="unlockShareLink",
+    response_description="The password form again, when no password was given",
     summary="Answer a share link's password form (form field `password`): the file (302)",
     openapi_extra={
         "requestBody": {
