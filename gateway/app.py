@@ -17,7 +17,7 @@ from .errors import install_error_handlers
 from .metrics import install_metrics_route
 from .middleware import EdgeMiddleware
 from .openapi import adjust_openapi
-from .routes import auth, events, files, health, sso, v2, v2_uploads
+from .routes import auth, events, files, health, share_pages, shares, sso, v2, v2_uploads
 from .settings import GatewaySettings
 from .static import mount_web_app
 
@@ -25,16 +25,20 @@ ROUTERS = (
     files.router,
     v2_uploads.router,
     v2.router,
+    shares.router,
     events.router,
     auth.router,
     sso.router,
     health.router,
+    share_pages.router,
 )
 
 DESCRIPTION = """Dropfile's REST API: v1 (`/api/auth`, `/api/files`) as existing browser and
 script clients speak it, and v2 (`/api/v2`) beside it: files up to 5 TiB in parts the server
 sizes, URLs presigned in batches, a checksum on every part, resume, per-user quotas, and
 single sign-on with OpenID Connect (`/api/v2/auth/oidc/login`, where browsers go).
+Share links (`/api/v2/files/{id}/links`) let anyone download one file at `/s/<token>`
+without an account, until they expire, are revoked or run out of downloads.
 Sessions are cookies (`access_token`, `refresh_token`, `device_id`); errors carry `error`
 (v1 file endpoints also `"success": false`). Invalid requests are answered 400; over
 quota, 413."""

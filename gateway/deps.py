@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from dropfile.auth.v1 import auth_pb2_grpc
 from dropfile.events.v1 import events_pb2_grpc
-from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
+from dropfile.upload.v1 import share_pb2_grpc, upload_pb2, upload_pb2_grpc
 from services.common.clients import GRPC_CHANNEL_OPTIONS
 from services.common.logs import REQUEST_ID_HEADER
 
@@ -54,6 +54,9 @@ class Backends:
         self.auth = auth_pb2_grpc.AuthServiceStub(self._channels["auth"])
         self.upload = upload_pb2_grpc.UploadServiceStub(self._channels["upload"])
         self.events = events_pb2_grpc.EventsServiceStub(self._channels["events"])
+        # Share links live in the upload service; ResolveLink needs the service credential.
+        self.share = share_pb2_grpc.ShareServiceStub(self._channels["upload"])
+        self.share_internal = share_pb2_grpc.ShareInternalServiceStub(self._channels["upload"])
         # Readiness asks each backend's standard gRPC health service.
         self.health = {
             name: health_pb2_grpc.HealthStub(channel) for name, channel in self._channels.items()

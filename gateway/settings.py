@@ -67,6 +67,10 @@ class GatewaySettings(CorsSettings):
     # Credential the gateway presents to auth with the client's address, so auth believes
     # the address (x-dropfile-service-token). Generated once in development.
     service_token: str | None = Field(default=None, min_length=32)
+    # Where strangers reach this gateway, for the URLs of share links
+    # (`<public_base_url>/s/<token>`), e.g. https://files.example.com. Unset: the address
+    # each request came to (right on a developer's machine, not behind a proxy).
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
     @property
     def secure_cookies(self) -> bool:

@@ -22,7 +22,17 @@ from starlette.types import Receive, Scope, Send
 from .errors import error_response
 
 # Paths the app never answers for, whatever the build holds.
-RESERVED_PATHS = ("/api", "/docs", "/redoc", "/openapi.json", "/healthz", "/readyz", "/metrics")
+# (/s: share links, routes/share_pages.py.)
+RESERVED_PATHS = (
+    "/api",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/s",
+)
 NOT_BUILT = "the web app is not built: run `make web` (the API is under /api, its docs at /docs)"
 NOT_FOUND = "no such file"
 

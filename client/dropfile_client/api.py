@@ -216,6 +216,8 @@ class Gateway:
 
     @staticmethod
     def _reply(response: httpx.Response, path: str) -> dict[str, Any]:
+        if response.status_code == 204:  # No Content (a revoked link)
+            return {}
         try:
             body = response.json()
         except ValueError:

@@ -29,6 +29,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from . import cli_share
 from ._version import __version__
 from .checksums import DEFAULT_PART_CHECKSUM, PART_CHECKSUMS
 from .client import DEFAULT_PARALLEL, DEFAULT_WAIT_TIMEOUT, DropfileClient, FileInfo
@@ -223,11 +224,15 @@ def _size_or_zero(path: str) -> int:
 
 def cmd_ls(client: DropfileClient, args: argparse.Namespace) -> int:
     files = client.list()
+    # A name filter: every word must appear in the name, whatever the case.
+    words = [word.casefold() for word in [*args.name_words, *(args.name or [])]]
+    if words:
+        files = [info for info in files if all(w in info.name.casefold() for w in words)]
     if args.json:
         print(json.dumps([_file_json(info) for info in files], indent=2))
         return EXIT_OK
     if not files:
-        print("no files")
+        print("no files matching " + " ".join(map(repr, words)) if words else "no files")
         return EXIT_OK
     print(f"{'ID':36}  {'SIZE':>10}  {'STATUS':9}  {'CREATED (UTC)':16}  NAME")
     for info in files:
@@ -438,6 +443,18 @@ def build_parser() -> argparse.ArgumentParser:
     progress(upload)
 
     ls = command("ls", cmd_ls, "list your files, newest first")
+    ls.add_argument(
+        "name_words",
+        nargs="*",
+        metavar="NAME",
+        help="only files whose name contains this (any case; several: all of them)",
+    )
+    ls.add_argument(
+        "--name",
+        action="append",
+        metavar="TEXT",
+        help="only files whose name contains TEXT (any case), as NAME does",
+    )
     ls.add_argument("--json", action="store_true", help="print JSON, for scripts")
 
     get = command("get", cmd_get, "download a file")
@@ -460,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rm = command("rm", cmd_rm, "delete a file")
     rm.add_argument("file_id", metavar="FILE_ID")
+
+    cli_share.add_commands(command)  # share, links, unshare, quota
     return parser
 
 

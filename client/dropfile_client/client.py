@@ -28,6 +28,7 @@ and `message`); an interrupted upload raises UploadInterrupted (a KeyboardInterr
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import logging
 import mimetypes
@@ -44,6 +45,7 @@ from urllib.parse import quote
 
 import httpx
 
+from . import sharing
 from .api import Gateway
 from .checksums import DEFAULT_PART_CHECKSUM, PART_CHECKSUMS, FileHasher, part_checksum_algorithm
 from .config import resolve_server, session_path
@@ -63,6 +65,7 @@ from .range_download import DEFAULT_RANGE_SIZE
 from .resume import ResumeStore, upload_key
 from .retry import RetryPolicy
 from .session import ACCESS_TOKEN, Session, SessionStore
+from .sharing import CreatedLink, Quota, ShareLink
 from .storage import storage_client
 from .uploader import ByteCounter, PartUploader, PartUrlBook, ProgressCallback, StoredPart
 
@@ -330,6 +333,40 @@ class DropfileClient:
 
     def delete(self, file_id: str) -> None:
         self._gateway.call("DELETE", "/api/files/delete", json={"file_id": file_id})
+
+    # -- share links and quota (sharing.py) ----------------------------------------------
+
+    def create_link(
+        self,
+        file_id: str,
+        *,
+        expires_in: int | None = None,
+        password: str | None = None,
+        max_downloads: int | None = None,
+    ) -> CreatedLink:
+        """A share link to one of the caller's uploaded files: anyone with its URL
+        downloads the file without an account, until `expires_in` seconds pass (default:
+        the server's, 7 days), `max_downloads` are served, or it is revoked. Its URL is
+        told only here."""
+        return sharing.create_link(
+            self._gateway,
+            file_id,
+            expires_in=expires_in,
+            password=password,
+            max_downloads=max_downloads,
+        )
+
+    def links(self, file_id: str) -> builtins.list[ShareLink]:
+        """The file's share links, newest first (without their URLs)."""
+        return sharing.links(self._gateway, file_id)
+
+    def revoke_link(self, link_id: str) -> None:
+        """Revokes a share link: it stops working at once."""
+        sharing.revoke_link(self._gateway, link_id)
+
+    def quota(self) -> Quota:
+        """The caller's storage quota and what counts against it."""
+        return sharing.quota(self._gateway)
 
     def download(
         self,

@@ -88,3 +88,27 @@ class Part(Base):
     checksum: Mapped[str | None] = mapped_column(String(64))
 
     file: Mapped[File] = relationship(back_populates="parts")
+
+
+class ShareLink(Base):
+    """A link to one uploaded file that anyone holding it may download (sharing.py).
+    Only the SHA-256 of its token is kept; deleting the file deletes its links (the
+    foreign key cascades)."""
+
+    __tablename__ = "share_links"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), index=True
+    )
+    # The file's owner, who alone lists and revokes the link (no foreign key to auth).
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # Lowercase hex SHA-256 of the token the link's URL carries.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # bcrypt hash of the link's password; None: no password.
+    password_hash: Mapped[str | None] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # None: unlimited downloads.
+    max_downloads: Mapped[int | None] = mapped_column(Integer)
+    download_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

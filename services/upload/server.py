@@ -18,6 +18,7 @@ from .reaper import create_reaper
 from .servicer import UploadInternalServicer, UploadServicer
 from .sessions import UploadSessions
 from .settings import UploadSettings
+from .share_server import SHARE_INTERNAL_SERVICE_NAME, create_sharing, register_sharing
 from .status_events import StatusEvents, publisher_client
 from .storage import Storage
 from .store import UploadStore
@@ -84,6 +85,7 @@ def create_uploads(settings: UploadSettings) -> Uploads:
 
 def create_server(settings: UploadSettings, *, port: int | None = None) -> ServerHandle:
     uploads = create_uploads(settings)
+    sharing = create_sharing(settings)
     public_pem = keys.public_key_pem(settings, settings.public_key)
     verifier = verifier_for(settings, public_pem)
 
@@ -94,7 +96,7 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
         upload_pb2_grpc.add_UploadInternalServiceServicer_to_server(
             UploadInternalServicer(uploads), server
         )
-        return [SERVICE_NAME, INTERNAL_SERVICE_NAME]
+        return [SERVICE_NAME, INTERNAL_SERVICE_NAME, *register_sharing(server, sharing)]
 
     handle = build_server(
         host=settings.dropfile_bind_host,
@@ -103,7 +105,7 @@ def create_server(settings: UploadSettings, *, port: int | None = None) -> Serve
         verifier=verifier,
         service_token=keys.service_token(settings, settings.service_token),
         policy=AccessPolicy(
-            internal_services={INTERNAL_SERVICE_NAME},
+            internal_services={INTERNAL_SERVICE_NAME, SHARE_INTERNAL_SERVICE_NAME},
             frequent_methods={f"/{SERVICE_NAME}/RecordPart", f"/{SERVICE_NAME}/RecordParts"},
             per_record_token_methods={f"/{SERVICE_NAME}/RecordParts"},
         ),

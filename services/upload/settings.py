@@ -54,6 +54,36 @@ class UploadSettings(GrpcServiceSettings, StorageSettings):
     # is refused with RESOURCE_EXHAUSTED + RetryInfo (HTTP 429, TOO_MANY_UPLOADS). 0 means
     # unlimited.
     max_uploads_in_progress: int = Field(default=100, ge=0)
+    # Share links (sharing.py): how long a link lives when its creator says nothing, and
+    # the longest it may be asked to live.
+    share_link_default_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=10 * 365 * 86400)
+    share_link_max_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=10 * 365 * 86400)
+    # The presigned GET a link redirects to: short, as a new one is made per visit.
+    share_download_url_ttl_seconds: int = Field(default=300, ge=10, le=MAX_PRESIGN_SECONDS)
+    # bcrypt cost of link passwords (a check costs ~2^rounds), and how many checks run at
+    # once (one more is refused UNAVAILABLE with RetryInfo, never queued).
+    share_password_bcrypt_rounds: int = Field(default=10, ge=4, le=14)
+    share_password_max_pending: int = Field(default=2, ge=1, le=64)
+    # Guesses at links, counted in Redis (share_throttle.py): per client address, failed
+    # resolutions (unknown, expired, revoked or exhausted tokens; wrong passwords); per link
+    # and address, and per link across addresses, password attempts (counted before the
+    # check). After the free ones, each waits twice as long as the last, from the base
+    # delay up to the maximum (429 with Retry-After); forgotten after the window.
+    share_guess_free_failures: int = Field(default=10, ge=1, le=10_000)
+    share_password_free_failures: int = Field(default=5, ge=1, le=10_000)
+    share_link_password_free_failures: int = Field(default=20, ge=1, le=100_000)
+    share_guess_base_delay_seconds: float = Field(default=1.0, gt=0, le=3600)
+    share_guess_max_delay_seconds: float = Field(default=900.0, gt=0, le=86400)
+    share_guess_window_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+
+    @model_validator(mode="after")
+    def _share_default_within_max(self) -> UploadSettings:
+        if self.share_link_default_ttl_seconds > self.share_link_max_ttl_seconds:
+            raise ValueError(
+                f"share_link_default_ttl_seconds ({self.share_link_default_ttl_seconds}) "
+                f"exceeds share_link_max_ttl_seconds ({self.share_link_max_ttl_seconds})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _max_size_fits_in_parts(self) -> UploadSettings:

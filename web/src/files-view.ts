@@ -15,6 +15,8 @@ import { byId, element } from "./dom";
 import { formatBytes, formatDate, formatSpeed } from "./format";
 import { isLive, startLiveStatus, stopLiveStatus, type FileEvent } from "./live-status";
 import { announce, showError } from "./notices";
+import { hideQuota, refreshQuota } from "./quota-bar";
+import { closeShareDialog, openShareDialog, setUpShareDialog } from "./share-dialog";
 import { Upload, type UploadPhase } from "./upload";
 
 const POLL_INTERVAL_MS = 1_500;
@@ -26,6 +28,8 @@ const dropZone = byId("drop-zone");
 const fileInput = byId<HTMLInputElement>("file-input");
 const list = byId<HTMLUListElement>("file-list");
 const emptyNote = byId("files-empty");
+const search = byId<HTMLInputElement>("file-search");
+const noMatchNote = byId("files-no-match");
 
 let visible = false;
 let listed = false; // the first listing arrived
@@ -44,6 +48,7 @@ interface Row {
   progressText: HTMLElement;
   message: HTMLElement;
   download: HTMLButtonElement;
+  share: HTMLButtonElement;
   remove: HTMLButtonElement;
   cancel: HTMLButtonElement;
 }
@@ -57,6 +62,7 @@ interface RowState {
   message: string;
   failed: boolean;
   canDownload: boolean;
+  canShare: boolean;
   canDelete: boolean;
   canCancel: boolean;
 }
@@ -73,7 +79,8 @@ function describe(file: StoredFile | undefined, upload: Upload | undefined): Row
   const meta = [formatBytes(size), file ? formatDate(file.createdAt) : ""].filter(Boolean).join(" · ");
   const state: RowState = {
     name, meta, status: file?.status ?? "UPLOADING", label: "Uploading", progress: null,
-    message: "", failed: false, canDownload: false, canDelete: true, canCancel: false,
+    message: "", failed: false, canDownload: false, canShare: false, canDelete: true,
+    canCancel: false,
   };
   if (upload?.active) {
     const percent = size ? Math.min(100, (upload.sent / size) * 100) : 100;
@@ -88,7 +95,7 @@ function describe(file: StoredFile | undefined, upload: Upload | undefined): Row
   if (!file) return state;
   switch (file.status) {
     case "UPLOADED":
-      return { ...state, label: "Uploaded", canDownload: true };
+      return { ...state, label: "Uploaded", canDownload: true, canShare: true };
     case "FAILED":
       return { ...state, label: "Failed" };
     default:
@@ -120,12 +127,13 @@ function createRow(fileId: string): Row {
   const message = element("p", "file-message");
   const actions = element("div", "file-actions");
   const download = button("Download", "download", "secondary");
+  const share = button("Share", "share", "secondary");
   const remove = button("Delete", "delete", "danger");
   const cancel = button("Cancel", "cancel", "secondary");
-  actions.append(download, cancel, remove);
+  actions.append(download, share, cancel, remove);
   item.append(main, badge, actions, progressBox, message);
   return { item, name, meta, badge, progressBox, progress, progressText, message, download,
-           remove, cancel };
+           share, remove, cancel };
 }
 
 function updateRow(row: Row, state: RowState): void {
@@ -146,6 +154,8 @@ function updateRow(row: Row, state: RowState): void {
   row.message.classList.toggle("error", state.failed);
   row.download.hidden = !state.canDownload;
   row.download.setAttribute("aria-label", `Download ${state.name}`);
+  row.share.hidden = !state.canShare;
+  row.share.setAttribute("aria-label", `Share ${state.name}`);
   row.remove.hidden = !state.canDelete;
   row.remove.setAttribute("aria-label", `Delete ${state.name}`);
   row.cancel.hidden = !state.canCancel;
@@ -160,9 +170,19 @@ function orderedIds(): string[] {
   return [...pending, ...files.map((file) => file.fileId)];
 }
 
+/** The search box's words: a file is shown when its name holds every one, in any case. */
+function searchWords(): string[] {
+  return search.value.toLocaleLowerCase().split(/\s+/).filter(Boolean);
+}
+
 function render(): void {
   const byIdOf = new Map(files.map((file) => [file.fileId, file]));
-  const ids = orderedIds();
+  const all = orderedIds();
+  const words = searchWords();
+  const nameOf = (id: string) => byIdOf.get(id)?.fileName ?? uploads.get(id)?.file.name ?? "";
+  const ids = words.length
+    ? all.filter((id) => words.every((word) => nameOf(id).toLocaleLowerCase().includes(word)))
+    : all;
   for (const [id, row] of rows) {
     if (!ids.includes(id)) {
       row.item.remove();
@@ -179,7 +199,9 @@ function render(): void {
     // Moving a node blurs what it holds, so only rows out of place move.
     if (list.children[index] !== row.item) list.insertBefore(row.item, list.children[index] ?? null);
   });
-  emptyNote.hidden = !listed || ids.length > 0;
+  emptyNote.hidden = !listed || all.length > 0;
+  noMatchNote.hidden = all.length === 0 || ids.length > 0;
+  noMatchNote.textContent = noMatchNote.hidden ? "" : `No files match “${search.value.trim()}”.`;
 }
 
 let renderQueued = false;
@@ -249,6 +271,7 @@ function applyEvent(event: FileEvent): void {
   forgetSettledUploads();
   render();
   schedulePoll();
+  void refreshQuota(); // an upload that settled or a file that went changes the usage
 }
 
 function liveStatusChanged(connected: boolean): void {
@@ -290,6 +313,7 @@ async function reload(): Promise<void> {
       listed = true;
       forgetSettledUploads();
       render();
+      void refreshQuota();
     } catch (error) {
       // A 401 here means the session ended: the sign-in form says so.
       if (visible && !(error instanceof api.ApiError && error.status === 401)) {
@@ -379,6 +403,10 @@ function onListClick(event: MouseEvent): void {
     const file = files.find((candidate) => candidate.fileId === fileId);
     if (file) void download(file);
   }
+  if (action === "share") {
+    const file = files.find((candidate) => candidate.fileId === fileId);
+    if (file) openShareDialog(file, target);
+  }
 }
 
 function carriesFiles(event: DragEvent): boolean {
@@ -387,6 +415,8 @@ function carriesFiles(event: DragEvent): boolean {
 
 export function setUpFilesView(): void {
   list.addEventListener("click", onListClick);
+  search.addEventListener("input", () => render());
+  setUpShareDialog();
   fileInput.addEventListener("change", () => {
     addFiles(fileInput.files);
     fileInput.value = ""; // choosing the same file again is a new upload
@@ -432,6 +462,10 @@ export function hideFilesView(): void {
   uploads.clear();
   rows.clear();
   list.replaceChildren();
+  search.value = "";
+  noMatchNote.hidden = true;
+  hideQuota();
+  closeShareDialog();
 }
 
 export function activeUploads(): number {
