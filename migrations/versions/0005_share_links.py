@@ -1,7 +1,7 @@
 """share links: a file's expiring, optionally password-protected download links
 
 Revision ID: 0005_share_links
-Revises: 0003_refresh_grace
+Revises: 0004_oidc_identities
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_share_links"
-down_revision: str | None = "0003_refresh_grace"
+down_revision: str | None = "0004_oidc_identities"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
