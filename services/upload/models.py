@@ -91,7 +91,7 @@ class Part(Base):
 
 
 class ShareLink(Base):
-    """A link to one uploaded file that anyone holding it may download (sharing.py).
+    """A link to one uploaded file that anyone holding it may download (sharing/links.py).
     Only the SHA-256 of its token is kept; deleting the file deletes its links (the
     foreign key cascades)."""
 

@@ -18,7 +18,7 @@ from .reaper import create_reaper
 from .servicer import UploadInternalServicer, UploadServicer
 from .sessions import UploadSessions
 from .settings import UploadSettings
-from .share_server import SHARE_INTERNAL_SERVICE_NAME, create_sharing, register_sharing
+from .sharing.server import SHARE_INTERNAL_SERVICE_NAME, create_sharing, register_sharing
 from .status_events import StatusEvents, publisher_client
 from .storage import Storage
 from .store import UploadStore

@@ -54,7 +54,7 @@ class UploadSettings(GrpcServiceSettings, StorageSettings):
     # is refused with RESOURCE_EXHAUSTED + RetryInfo (HTTP 429, TOO_MANY_UPLOADS). 0 means
     # unlimited.
     max_uploads_in_progress: int = Field(default=100, ge=0)
-    # Share links (sharing.py): how long a link lives when its creator says nothing, and
+    # Share links (sharing/links.py): how long a link lives when its creator says nothing, and
     # the longest it may be asked to live.
     share_link_default_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=10 * 365 * 86400)
     share_link_max_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=10 * 365 * 86400)
@@ -64,7 +64,7 @@ class UploadSettings(GrpcServiceSettings, StorageSettings):
     # once (one more is refused UNAVAILABLE with RetryInfo, never queued).
     share_password_bcrypt_rounds: int = Field(default=10, ge=4, le=14)
     share_password_max_pending: int = Field(default=2, ge=1, le=64)
-    # Guesses at links, counted in Redis (share_throttle.py): per client address, failed
+    # Guesses at links, counted in Redis (sharing/throttle.py): per client address, failed
     # resolutions (unknown, expired, revoked or exhausted tokens; wrong passwords); per link
     # and address, and per link across addresses, password attempts (counted before the
     # check). After the free ones, each waits twice as long as the last, from the base

@@ -246,7 +246,7 @@ def test_guess_limits_refuse_rather_than_open_up_when_redis_is_unreachable():
 
     from services.common.clients import redis_client
     from services.common.errors import Unavailable
-    from services.upload.share_throttle import GuessPolicy, GuessThrottle
+    from services.upload.sharing.throttle import GuessPolicy, GuessThrottle
 
     with socket.socket() as unused:  # a port nothing listens on
         unused.bind(("127.0.0.1", 0))

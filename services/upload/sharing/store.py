@@ -1,4 +1,4 @@
-"""Persistence of share links (PostgreSQL). sharing.py decides; this module reads and
+"""Persistence of share links (PostgreSQL). links.py decides; this module reads and
 writes. Validity (not expired, downloads left, the file still UPLOADED) is decided in SQL
 against PostgreSQL's clock, and a download is counted by one conditional UPDATE, so
 concurrent downloads of a link with a limit never serve more than the limit."""
@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from services.common.db import Database
 
-from .models import File, FileStatus, ShareLink
+from ..models import File, FileStatus, ShareLink
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ Rules:
   UPLOADED; deleting the file deletes its links (the foreign key cascades), revoking
   deletes the link. Every way a link can be unusable, a wrong password included, is the
   same NOT_FOUND (`LINK_NOT_FOUND`), so a refusal reveals nothing about which it was.
-- Each download counts once, atomically in PostgreSQL (share_store.count_download).
-- Guesses are limited per client address and per link (share_throttle.py)."""
+- Each download counts once, atomically in PostgreSQL (store.count_download).
+- Guesses are limited per client address and per link (throttle.py)."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ import bcrypt
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.common.logs import log_fields
 
-from .models import FileStatus
-from .share_store import LinkRow, ShareStore
-from .share_throttle import GuessThrottle
+from ..models import FileStatus
+from .store import LinkRow, ShareStore
+from .throttle import GuessThrottle
 
 log = logging.getLogger(__name__)
 

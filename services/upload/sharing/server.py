@@ -10,12 +10,12 @@ from dropfile.upload.v1 import share_pb2, share_pb2_grpc
 from services.common.clients import aws_client, redis_client
 from services.common.db import Database, make_engine
 
-from .settings import UploadSettings
-from .share_servicer import ShareInternalServicer, ShareServicer
-from .share_store import ShareStore
-from .share_throttle import GuessPolicy, GuessThrottle
-from .sharing import LinkPasswords, Sharing
-from .storage import Storage
+from ..settings import UploadSettings
+from ..storage import Storage
+from .links import LinkPasswords, Sharing
+from .servicer import ShareInternalServicer, ShareServicer
+from .store import ShareStore
+from .throttle import GuessPolicy, GuessThrottle
 
 SHARE_SERVICE_NAME = share_pb2.DESCRIPTOR.services_by_name["ShareService"].full_name
 SHARE_INTERNAL_SERVICE_NAME = share_pb2.DESCRIPTOR.services_by_name[

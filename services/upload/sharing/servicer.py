@@ -9,8 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from dropfile.upload.v1 import share_pb2, share_pb2_grpc
 
-from .servicer import caller_id
-from .sharing import LinkInfo, Sharing
+from ..servicer import caller_id
+from .links import LinkInfo, Sharing
 
 
 def _timestamp(moment: datetime) -> Timestamp:
