@@ -25,7 +25,8 @@ from contextlib import contextmanager
 import bcrypt
 
 from services.common.errors import Unavailable
-from services.common.metrics import PASSWORD_HASHES, PASSWORD_HASHING_REFUSED
+
+from .metrics import PASSWORD_HASHES, PASSWORD_HASHING_REFUSED
 
 log = logging.getLogger(__name__)
 

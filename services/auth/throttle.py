@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from services.common.errors import TooManyRequests, Unavailable
-from services.common.metrics import SIGN_IN_THROTTLED
+
+from .metrics import SIGN_IN_THROTTLED
 
 if TYPE_CHECKING:
     import redis
