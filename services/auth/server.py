@@ -10,12 +10,13 @@ from services.common.grpc_server import AccessPolicy, ServerHandle, build_server
 from services.common.readiness import ReadinessWatch, postgresql, redis
 from services.common.tokens import verifier_for
 
+from .accounts import Accounts
 from .client_address import ClientAddresses
 from .guard import SignInGuard
 from .passwords import PasswordHasher
-from .service import Accounts
 from .servicer import AuthServicer
 from .settings import AuthSettings
+from .store import AccountStore
 from .throttle import AttemptThrottle, ThrottlePolicy
 from .tokens import AccessTokenIssuer
 
@@ -24,7 +25,9 @@ PUBLIC_METHODS = {f"/{SERVICE_NAME}/{m}" for m in ("SignUp", "SignIn", "Refresh"
 
 
 def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerHandle:
-    db = Database(make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers // 2 or 1))
+    store = AccountStore(
+        Database(make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers // 2 or 1))
+    )
     public_pem = keys.public_key_pem(settings, settings.public_key)
     verifier = verifier_for(settings, public_pem)
     service_token = keys.service_token(settings, settings.service_token)
@@ -35,7 +38,7 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         max_pending=settings.bcrypt_max_pending,
     )
     accounts = Accounts(
-        db=db,
+        store=store,
         hasher=hasher,
         issuer=AccessTokenIssuer(
             keys.private_key_pem(settings, settings.private_key),
@@ -61,7 +64,7 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
             signup_window_seconds=settings.signup_window_seconds,
         ),
     )
-    guard = SignInGuard(accounts=accounts, hasher=hasher, db=db, throttle=throttle)
+    guard = SignInGuard(accounts=accounts, hasher=hasher, store=store, throttle=throttle)
 
     def register(server):
         auth_pb2_grpc.add_AuthServiceServicer_to_server(

@@ -6,9 +6,9 @@ from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.common.errors import Unauthenticated
 from services.common.tokens import current_identity
 
+from .accounts import Accounts, SessionTokens
 from .client_address import ClientAddresses
 from .guard import DeviceProof, SignInGuard
-from .service import Accounts, SessionTokens
 
 
 def _tokens(tokens: SessionTokens) -> auth_pb2.SessionTokens:
