@@ -70,12 +70,12 @@ def observe_request(scope: Scope, status: int, seconds: float) -> None:
 # Each series' child, looked up once: `labels()` checks and locks on every call. The
 # labels are few (methods, route templates, statuses), so the caches stay small.
 @lru_cache(maxsize=4096)
-def _latency(method: str, route: str):
+def _latency(method: str, route: str) -> Histogram:
     return HTTP_LATENCY.labels(method, route)
 
 
 @lru_cache(maxsize=4096)
-def _requests(method: str, route: str, status: int):
+def _requests(method: str, route: str, status: int) -> Counter:
     return HTTP_REQUESTS.labels(method, route, str(status))
 
 

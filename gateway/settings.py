@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from services.common.settings import CorsSettings
+from services.common.settings import CorsSettings, ServiceToken
 
 
 class GatewaySettings(CorsSettings):
@@ -61,7 +61,7 @@ class GatewaySettings(CorsSettings):
     trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
     # Credential the gateway presents to auth with the client's address, so auth believes
     # the address (x-dropfile-service-token). Generated once in development.
-    service_token: str | None = Field(default=None, min_length=32)
+    service_token: ServiceToken | None = None
 
     @property
     def secure_cookies(self) -> bool:

@@ -17,7 +17,7 @@ target_metadata = Base.metadata
 def database_url() -> str:
     # Tests and tools may pass a URL in the Alembic config; otherwise CLOUD_DB_URI.
     url = config.attributes.get("database_url")
-    return url or load_settings(MigrationSettings).cloud_db_uri
+    return url or str(load_settings(MigrationSettings).cloud_db_uri)
 
 
 def run_migrations_offline() -> None:

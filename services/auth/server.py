@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grpc
+
 from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.common import keys
 from services.common.clients import redis_client
@@ -66,7 +68,7 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
     )
     guard = SignInGuard(accounts=accounts, hasher=hasher, store=store, throttle=throttle)
 
-    def register(server):
+    def register(server: grpc.Server) -> list[str]:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(accounts, guard, ClientAddresses(service_token)), server
         )
