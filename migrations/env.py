@@ -4,8 +4,8 @@ its own tables; none references another's)."""
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import services.auth.models  # noqa: F401 - registers the tables
-import services.upload.models  # noqa: F401
+import services.auth.models  # registers the tables
+import services.upload.models  # noqa: F401 - registers the tables
 from migrations.settings import MigrationSettings
 from services.common.db import Base, sqlalchemy_url
 from services.common.settings import load_settings
