@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from services.common.settings import CorsSettings
+from services.common.settings import CorsSettings, ServiceToken
 
 
 class GatewaySettings(CorsSettings):
@@ -66,7 +66,7 @@ class GatewaySettings(CorsSettings):
     oidc_redirect_uri: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
     # Credential the gateway presents to auth with the client's address, so auth believes
     # the address (x-dropfile-service-token). Generated once in development.
-    service_token: str | None = Field(default=None, min_length=32)
+    service_token: ServiceToken | None = None
     # Where strangers reach this gateway, for the URLs of share links
     # (`<public_base_url>/s/<token>`), e.g. https://files.example.com. Unset: the address
     # each request came to (right on a developer's machine, not behind a proxy).

@@ -4,8 +4,8 @@ its own tables; none references another's)."""
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import services.auth.models  # noqa: F401 - registers the tables
-import services.upload.models  # noqa: F401
+import services.auth.models  # registers the tables
+import services.upload.models  # noqa: F401 - registers the tables
 from migrations.settings import MigrationSettings
 from services.common.db import Base, sqlalchemy_url
 from services.common.settings import load_settings
@@ -17,7 +17,7 @@ target_metadata = Base.metadata
 def database_url() -> str:
     # Tests and tools may pass a URL in the Alembic config; otherwise CLOUD_DB_URI.
     url = config.attributes.get("database_url")
-    return url or load_settings(MigrationSettings).cloud_db_uri
+    return url or str(load_settings(MigrationSettings).cloud_db_uri)
 
 
 def run_migrations_offline() -> None:

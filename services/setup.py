@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import sys
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
@@ -17,13 +18,26 @@ from pydantic import Field
 
 from services.common.clients import aws_client
 from services.common.logs import configure_logging
-from services.common.settings import CorsSettings, StorageSettings, load_settings
+from services.common.settings import (
+    CorsSettings,
+    OptionalHttpUrl,
+    StorageSettings,
+    UrlSetting,
+    load_settings,
+    url_text,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+    from mypy_boto3_s3.type_defs import LifecycleRuleTypeDef
+    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger("setup")
 
 
 class SetupSettings(StorageSettings, CorsSettings):
-    sqs_queue_url: str | None = None
+    sqs_queue_url: OptionalHttpUrl = None
     # Receives after which a message that keeps failing moves to the dead-letter queue.
     sqs_max_receive_count: int = Field(default=5, ge=1, le=1000)
     # The upload coordinator's idle TTL (same variable): storage's lifecycle rule aborts
@@ -31,28 +45,30 @@ class SetupSettings(StorageSettings, CorsSettings):
     upload_idle_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=365 * 24 * 3600)
 
 
-def queue_name_from_url(url: str) -> str:
+def queue_name_from_url(url: str | UrlSetting) -> str:
+    url = url_text(url)
     name = urlparse(url).path.rstrip("/").rsplit("/", 1)[-1]
     if not name:
         raise ValueError(f"SQS_QUEUE_URL has no queue name: {url}")
     return name
 
 
-def ensure_bucket(s3, bucket: str, region: str) -> None:
+def ensure_bucket(s3: S3Client, bucket: str, region: str) -> None:
     try:
         s3.head_bucket(Bucket=bucket)
         return
     except ClientError as exc:
         if exc.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
             raise
-    params = {"Bucket": bucket}
-    if region != "us-east-1":
-        params["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    s3.create_bucket(**params)
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=bucket)
+    else:
+        location = cast("BucketLocationConstraintType", region)  # any region S3 has
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": location})
     log.info("created bucket %s", bucket)
 
 
-def ensure_cors(s3, bucket: str, origins: list[str]) -> None:
+def ensure_cors(s3: S3Client, bucket: str, origins: list[str]) -> None:
     s3.put_bucket_cors(
         Bucket=bucket,
         CORSConfiguration={
@@ -89,12 +105,17 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def ensure_lifecycle(s3, bucket: str, *, days: int) -> bool:
+def ensure_lifecycle(s3: S3Client, bucket: str, *, days: int) -> bool:
     """Storage aborts multipart uploads under `users/` `days` after initiation: the backstop
     of the upload coordinator's reaper. The bucket's other lifecycle rules are kept (ours is
     replaced by its id). False, with a warning, where the store has no lifecycle support."""
+    kept: list[LifecycleRuleTypeDef]
     try:
-        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+        # Given back as they were read: the shape storage answers is the shape it takes.
+        kept = cast(
+            "list[LifecycleRuleTypeDef]",
+            s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", []),
+        )
     except ClientError as exc:
         if _error_code(exc) in _LIFECYCLE_UNSUPPORTED:
             log.warning(
@@ -105,14 +126,14 @@ def ensure_lifecycle(s3, bucket: str, *, days: int) -> bool:
             return False
         if _error_code(exc) != "NoSuchLifecycleConfiguration":
             raise
-        rules = []
-    ours = {
+        kept = []
+    ours: LifecycleRuleTypeDef = {
         "ID": LIFECYCLE_RULE_ID,
         "Status": "Enabled",
         "Filter": {"Prefix": "users/"},
         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days},
     }
-    rules = [rule for rule in rules if rule.get("ID") != LIFECYCLE_RULE_ID] + [ours]
+    rules = [rule for rule in kept if rule.get("ID") != LIFECYCLE_RULE_ID] + [ours]
     try:
         s3.put_bucket_lifecycle_configuration(
             Bucket=bucket, LifecycleConfiguration={"Rules": rules}
@@ -129,13 +150,15 @@ def ensure_lifecycle(s3, bucket: str, *, days: int) -> bool:
     return True
 
 
-def queue_policy(queue_arn: str, bucket: str) -> dict:
+def queue_policy(queue_arn: str, bucket: str) -> dict[str, Any]:
     """Who may send to the queue: S3, for this bucket only (aws:SourceArn), and only as the
     account that owns it (aws:SourceAccount; the queue's own account, taken from its ARN,
     where that is an AWS account id). Without the conditions any bucket whose owner points
     its notifications at this queue could send it events."""
     _, partition, _, _, account, _ = queue_arn.split(":", 5)
-    conditions: dict = {"ArnEquals": {"aws:SourceArn": f"arn:{partition}:s3:::{bucket}"}}
+    conditions: dict[str, dict[str, str]] = {
+        "ArnEquals": {"aws:SourceArn": f"arn:{partition}:s3:::{bucket}"}
+    }
     if account.isdigit() and len(account) == 12:
         conditions["StringEquals"] = {"aws:SourceAccount": account}
     return {
@@ -153,7 +176,9 @@ def queue_policy(queue_arn: str, bucket: str) -> dict:
     }
 
 
-def ensure_queues(sqs, queue_name: str, max_receive_count: int, *, bucket: str) -> tuple[str, str]:
+def ensure_queues(
+    sqs: SQSClient, queue_name: str, max_receive_count: int, *, bucket: str
+) -> tuple[str, str]:
     """Returns (queue_url, queue_arn), creating the queue and its dead-letter queue; the
     queue accepts S3's events of `bucket` only (queue_policy)."""
     dlq_url = sqs.create_queue(
@@ -178,7 +203,7 @@ def ensure_queues(sqs, queue_name: str, max_receive_count: int, *, bucket: str) 
     return queue_url, queue_arn
 
 
-def ensure_notification(s3, bucket: str, queue_arn: str) -> None:
+def ensure_notification(s3: S3Client, bucket: str, queue_arn: str) -> None:
     s3.put_bucket_notification_configuration(
         Bucket=bucket,
         NotificationConfiguration={
@@ -210,7 +235,7 @@ def run_setup(settings: SetupSettings) -> None:
             "multipart uploads",
             exc,
         )
-    if not settings.sqs_queue_url:
+    if settings.sqs_queue_url is None:
         log.info("SQS_QUEUE_URL not set: no queue or event notification")
         return
     sqs = aws_client("sqs", region=settings.aws_region, endpoint_url=settings.sqs_endpoint)
@@ -232,7 +257,7 @@ def main() -> None:
     configure_logging("setup", settings.log_level)
     try:
         run_setup(settings)
-    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
+    except Exception as exc:  # any failure: one clear line, not a traceback
         print(f"setup failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
 

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_audit(
             settings, repair=args.repair, multipart_min_age_seconds=args.multipart_min_age_seconds
         )
-    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
+    except Exception as exc:  # any failure: one clear line, not a traceback
         print(f"audit failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(report.to_json() if args.json else report.to_text())

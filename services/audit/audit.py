@@ -17,6 +17,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 from sqlalchemy import select, update
@@ -31,6 +32,9 @@ from services.upload.status_events import StatusEvents, publisher_client
 from services.upload.storage import stored_object
 
 from .report import Action, Finding, FindingKind, Report
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +107,7 @@ class Auditor:
         self,
         *,
         engine: Engine,
-        s3,
+        s3: S3Client,
         bucket: str,
         status_events: StatusEvents,
         multipart_min_age: timedelta,
@@ -226,12 +230,15 @@ class Auditor:
             return Action(finding, False, f"failed: storage answered {exc}")
 
     def _abort_orphan(self, finding: Finding) -> Action:
+        upload_id = finding.upload_id
+        if upload_id is None:  # every orphan finding names its multipart upload
+            return Action(finding, False, "left: the finding names no multipart upload")
         row = self._rows_by_key({finding.s3_key}).get(finding.s3_key)
-        if row is not None and row.expects_parts_of(finding.upload_id or ""):
+        if row is not None and row.expects_parts_of(upload_id):
             return Action(finding, False, "left: an upload expects its parts now")
         try:
             self._s3.abort_multipart_upload(
-                Bucket=self._bucket, Key=finding.s3_key, UploadId=finding.upload_id
+                Bucket=self._bucket, Key=finding.s3_key, UploadId=upload_id
             )
         except ClientError as exc:
             if _error_code(exc) != "NoSuchUpload":

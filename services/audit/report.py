@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 class FindingKind(str, enum.Enum):
@@ -53,8 +54,8 @@ class Report:
     def of_kind(self, kind: FindingKind) -> list[Finding]:
         return [finding for finding in self.findings if finding.kind is kind]
 
-    def to_dict(self) -> dict:
-        def finding(item: Finding) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        def finding(item: Finding) -> dict[str, Any]:
             return {**asdict(item), "kind": item.kind.value}
 
         counts = {kind.value: len(self.of_kind(kind)) for kind in FindingKind}

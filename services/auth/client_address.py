@@ -13,7 +13,7 @@ import logging
 
 import grpc
 
-from services.common.grpc_server import SERVICE_TOKEN_HEADER
+from services.common.grpc_server import SERVICE_TOKEN_HEADER, metadata_of
 
 CLIENT_ADDRESS_HEADER = "x-dropfile-client-address"
 
@@ -37,7 +37,7 @@ class ClientAddresses:
         self._service_token = service_token.encode()
 
     def of(self, context: grpc.ServicerContext) -> str:
-        metadata = dict(context.invocation_metadata())
+        metadata = metadata_of(context)
         forwarded = metadata.get(CLIENT_ADDRESS_HEADER)
         if forwarded:
             presented = metadata.get(SERVICE_TOKEN_HEADER, "").encode()

@@ -9,13 +9,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-
-from services.common.db import Database
-
-from .models import DeviceSession, User
+from .accounts import Accounts, SessionTokens, normalize_email
 from .passwords import PasswordHasher
-from .service import Accounts, SessionTokens, normalize_email
+from .store import AccountStore
 from .throttle import AttemptThrottle
 from .tokens import hash_refresh_token
 
@@ -28,7 +24,7 @@ class DeviceProof:
     refresh_token: str = field(repr=False)
 
 
-def _device_of_account(db: Database, email: str, proof: DeviceProof | None) -> str | None:
+def _device_of_account(store: AccountStore, email: str, proof: DeviceProof | None) -> str | None:
     """The device session's id when `proof` shows a valid session of `email`'s account
     (its current refresh token, not revoked, not expired); None otherwise."""
     if proof is None or not proof.device_id or not proof.refresh_token:
@@ -37,29 +33,24 @@ def _device_of_account(db: Database, email: str, proof: DeviceProof | None) -> s
         session_id = uuid.UUID(proof.device_id)
     except ValueError:
         return None
-    with db.session() as session:
-        row = session.execute(
-            select(DeviceSession.refresh_token_hash)
-            .join(User, User.id == DeviceSession.user_id)
-            .where(
-                DeviceSession.id == session_id,
-                User.email == email,
-                DeviceSession.revoked_at.is_(None),
-                DeviceSession.expires_at > datetime.now(UTC),
-            )
-        ).first()
-    if row is None or not hmac.compare_digest(row[0], hash_refresh_token(proof.refresh_token)):
+    stored = store.live_refresh_token_hash(email=email, device_id=session_id, now=datetime.now(UTC))
+    if stored is None or not hmac.compare_digest(stored, hash_refresh_token(proof.refresh_token)):
         return None
     return str(session_id)
 
 
 class SignInGuard:
     def __init__(
-        self, *, accounts: Accounts, hasher: PasswordHasher, db: Database, throttle: AttemptThrottle
+        self,
+        *,
+        accounts: Accounts,
+        hasher: PasswordHasher,
+        store: AccountStore,
+        throttle: AttemptThrottle,
     ) -> None:
         self._accounts = accounts
         self._hasher = hasher
-        self._db = db
+        self._store = store
         self._throttle = throttle
 
     def sign_up(
@@ -87,7 +78,7 @@ class SignInGuard:
             attempt = self._throttle.admit_sign_in(
                 email=normalized,
                 address=client_address,
-                device_id=_device_of_account(self._db, normalized, device),
+                device_id=_device_of_account(self._store, normalized, device),
             )
             result = self._accounts.sign_in(email=email, password=password, remember_me=remember_me)
         self._throttle.sign_in_succeeded(attempt)

@@ -18,16 +18,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TypeVar
 
 import bcrypt
 
 from services.common.errors import Unavailable
-from services.common.metrics import PASSWORD_HASHES, PASSWORD_HASHING_REFUSED
+
+from .metrics import PASSWORD_HASHES, PASSWORD_HASHING_REFUSED
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything longer; refuse rather than truncate
@@ -105,7 +108,7 @@ class PasswordHasher:
             self._admitted.held = False
             self._places.release()
 
-    def _run(self, operation: str, function, *args):
+    def _run(self, operation: str, function: Callable[[bytes, bytes], T], *args: bytes) -> T:
         with self.admission():
             result = self._pool.submit(function, *args).result()
         PASSWORD_HASHES.labels(operation).inc()

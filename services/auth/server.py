@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import grpc
+
 from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.common import keys
 from services.common.clients import redis_client
@@ -12,14 +14,15 @@ from services.common.grpc_server import AccessPolicy, ServerHandle, build_server
 from services.common.readiness import ReadinessWatch, postgresql, redis
 from services.common.tokens import verifier_for
 
+from .accounts import Accounts
 from .client_address import ClientAddresses
 from .guard import SignInGuard
 from .oidc.flows import FlowStore
 from .oidc.sign_in import OidcSignIn
 from .passwords import PasswordHasher
-from .service import Accounts
 from .servicer import AuthServicer
 from .settings import AuthSettings
+from .store import AccountStore
 from .throttle import AttemptThrottle, ThrottlePolicy
 from .tokens import AccessTokenIssuer
 
@@ -60,7 +63,9 @@ def oidc_provider(settings: AuthSettings) -> OidcProvider | None:
 
 
 def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerHandle:
-    db = Database(make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers // 2 or 1))
+    store = AccountStore(
+        Database(make_engine(settings.cloud_db_uri, pool_size=settings.grpc_max_workers // 2 or 1))
+    )
     public_pem = keys.public_key_pem(settings, settings.public_key)
     verifier = verifier_for(settings, public_pem)
     service_token = keys.service_token(settings, settings.service_token)
@@ -71,7 +76,7 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         max_pending=settings.bcrypt_max_pending,
     )
     accounts = Accounts(
-        db=db,
+        store=store,
         hasher=hasher,
         issuer=AccessTokenIssuer(
             keys.private_key_pem(settings, settings.private_key),
@@ -99,7 +104,7 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
             oidc_start_window_seconds=settings.oidc_flow_ttl_seconds,
         ),
     )
-    guard = SignInGuard(accounts=accounts, hasher=hasher, db=db, throttle=throttle)
+    guard = SignInGuard(accounts=accounts, hasher=hasher, store=store, throttle=throttle)
     oidc = OidcSignIn(
         provider=oidc_provider(settings),
         provider_name=settings.oidc_provider_name,
@@ -108,7 +113,7 @@ def create_server(settings: AuthSettings, *, port: int | None = None) -> ServerH
         throttle=throttle,
     )
 
-    def register(server):
+    def register(server: grpc.Server) -> list[str]:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(accounts, guard, ClientAddresses(service_token), oidc), server
         )

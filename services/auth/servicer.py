@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import grpc
+
 from dropfile.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.common.errors import Unauthenticated
 from services.common.tokens import current_identity
 
+from .accounts import Accounts, SessionTokens
 from .client_address import ClientAddresses
 from .guard import DeviceProof, SignInGuard
 from .oidc.sign_in import OidcSignIn
-from .service import Accounts, SessionTokens
 
 
 def _tokens(tokens: SessionTokens) -> auth_pb2.SessionTokens:
@@ -35,7 +37,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._client_addresses = client_addresses
         self._oidc = oidc
 
-    def SignUp(self, request, context):
+    def SignUp(
+        self, request: auth_pb2.SignUpRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.SignUpResponse:
         user_id, tokens = self._guard.sign_up(
             email=request.email,
             name=request.name,
@@ -45,7 +49,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
         return auth_pb2.SignUpResponse(user_id=user_id, tokens=_tokens(tokens))
 
-    def SignIn(self, request, context):
+    def SignIn(
+        self, request: auth_pb2.SignInRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.SignInResponse:
         user_id, tokens = self._guard.sign_in(
             email=request.email,
             password=request.password,
@@ -57,17 +63,23 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
         return auth_pb2.SignInResponse(user_id=user_id, tokens=_tokens(tokens))
 
-    def Refresh(self, request, context):
+    def Refresh(
+        self, request: auth_pb2.RefreshRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.RefreshResponse:
         tokens = self._accounts.refresh(
             refresh_token=request.refresh_token, device_id=request.device_id
         )
         return auth_pb2.RefreshResponse(tokens=_tokens(tokens))
 
-    def SignOut(self, request, context):
+    def SignOut(
+        self, request: auth_pb2.SignOutRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.SignOutResponse:
         self._accounts.sign_out(device_id=request.device_id)
         return auth_pb2.SignOutResponse()
 
-    def Authenticate(self, request, context):
+    def Authenticate(
+        self, request: auth_pb2.AuthenticateRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.AuthenticateResponse:
         identity = current_identity.get()
         if identity is None:  # the interceptor guarantees one; defensive
             raise Unauthenticated("missing access token")

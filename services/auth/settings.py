@@ -1,14 +1,17 @@
 """Settings of the auth service."""
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PostgresDsn, SecretStr, model_validator
 
 from services.common.settings import GrpcServiceSettings
 
 
 class AuthSettings(GrpcServiceSettings):
-    cloud_db_uri: str = Field(default="postgresql://postgres@127.0.0.1:5432/dropfile", min_length=1)
+    # Not in reprs: the URL may carry a password.
+    cloud_db_uri: PostgresDsn = Field(
+        default=PostgresDsn("postgresql://postgres@127.0.0.1:5432/dropfile"), repr=False
+    )
     # PEM private key that signs access tokens (literal "\n" sequences are accepted).
-    private_key: str | None = None
+    private_key: SecretStr | None = None
     auth_grpc_port: int = Field(default=50051, ge=0, le=65535)
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=30)
     # "Remember me" sessions, and the default one-day sessions.

@@ -27,13 +27,15 @@ import hashlib
 import ipaddress
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from services.common.errors import TooManyRequests, Unavailable
-from services.common.metrics import SIGN_IN_THROTTLED
+
+from .metrics import SIGN_IN_THROTTLED
 
 if TYPE_CHECKING:
     import redis
+    from redis.commands.core import Script
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +171,7 @@ class AttemptThrottle:
         self._succeeded = redis_client.register_script(_SUCCEEDED)
         self._admit_sign_up = redis_client.register_script(_ADMIT_SIGN_UP)
 
-    def _call(self, script, keys: list[str], args: list) -> int:
+    def _call(self, script: Script, keys: list[str], args: list[Any]) -> int:
         try:
             return int(script(keys=keys, args=args))
         except self._errors as exc:

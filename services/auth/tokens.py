@@ -10,6 +10,7 @@ import uuid
 
 import jwt
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -24,7 +25,10 @@ class AccessTokenIssuer:
     call would cost tens of milliseconds)."""
 
     def __init__(self, private_key_pem: str, *, issuer: str, audience: str, ttl_seconds: int):
-        self._key = load_pem_private_key(private_key_pem.encode(), password=None)
+        key = load_pem_private_key(private_key_pem.encode(), password=None)
+        if not isinstance(key, RSAPrivateKey):
+            raise ValueError("the private key is not an RSA key: RS256 tokens need one")
+        self._key = key
         self._issuer = issuer
         self._audience = audience
         self.ttl_seconds = ttl_seconds

@@ -10,10 +10,15 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
+
+from .settings import UrlSetting, url_text
 
 if TYPE_CHECKING:
     import redis
+    from botocore.loaders import Loader
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 # The AWS services Dropfile makes clients for. botocore's legacy endpoint table lists every
 # region of every AWS service (~7 MB once loaded, in every process with a client); only
@@ -24,7 +29,7 @@ AWS_SERVICES = frozenset({"s3", "sqs"})
 # rules take ~5 MB) are read once per process and shared by every client; without this,
 # each client's session reads its own copy. Sessions stay one per client, so each resolves
 # credentials when it is made.
-_models = None
+_models: Loader | None = None
 _models_lock = threading.Lock()  # guards _models; the loader's cache is a plain dict
 
 
@@ -39,7 +44,9 @@ GRPC_CHANNEL_OPTIONS: list[tuple[str, object]] = [
 ]
 
 
-def redis_client(url: str, *, timeout_seconds: float = 5.0, retries: int = 1) -> redis.Redis:
+def redis_client(
+    url: str | UrlSetting, *, timeout_seconds: float = 5.0, retries: int = 1
+) -> redis.Redis:
     """Each attempt waits `timeout_seconds` at most (to connect, then to be answered),
     and `retries` more are made on a connection error or timeout, after a short pause
     (redis-py applies this both to connecting and to the command: up to (retries + 1)²
@@ -51,7 +58,7 @@ def redis_client(url: str, *, timeout_seconds: float = 5.0, retries: int = 1) ->
     from redis.retry import Retry
 
     return redis.Redis.from_url(
-        url,
+        url_text(url),
         decode_responses=True,
         socket_timeout=timeout_seconds,
         socket_connect_timeout=timeout_seconds,
@@ -60,7 +67,7 @@ def redis_client(url: str, *, timeout_seconds: float = 5.0, retries: int = 1) ->
     )
 
 
-def _shared_models():
+def _shared_models() -> Loader:
     """The process's one botocore loader (call with _models_lock held)."""
     global _models
     if _models is None:
@@ -71,7 +78,7 @@ def _shared_models():
             entries of the legacy endpoint table (`endpoints.json`); every other file,
             and every partition's regions and defaults, as they are."""
 
-            def load_file(self, file_path):
+            def load_file(self, file_path: str) -> Any:
                 data = super().load_file(file_path)
                 if data is not None and os.path.basename(file_path) == "endpoints":
                     for partition in data.get("partitions", ()):
@@ -87,21 +94,43 @@ def _shared_models():
     return _models
 
 
+@overload
 def aws_client(
-    service: str, *, region: str, endpoint_url: str | None = None, max_pool_connections: int = 50
-):
+    service: Literal["s3"],
+    *,
+    region: str,
+    endpoint_url: str | UrlSetting | None = None,
+    max_pool_connections: int = 50,
+) -> S3Client: ...
+@overload
+def aws_client(
+    service: Literal["sqs"],
+    *,
+    region: str,
+    endpoint_url: str | UrlSetting | None = None,
+    max_pool_connections: int = 50,
+) -> SQSClient: ...
+def aws_client(
+    service: Literal["s3", "sqs"],
+    *,
+    region: str,
+    endpoint_url: str | UrlSetting | None = None,
+    max_pool_connections: int = 50,
+) -> S3Client | SQSClient:
+    """botocore's client for `service`, typed as boto3's (the same client class)."""
     if service not in AWS_SERVICES:
         raise ValueError(f"no endpoint data kept for {service!r}: add it to AWS_SERVICES")
     import botocore.session
     from botocore.config import Config
 
+    endpoint = None if endpoint_url is None else url_text(endpoint_url)
     config = Config(
         region_name=region,
         signature_version="s3v4",
         max_pool_connections=max_pool_connections,
         retries={"mode": "standard", "max_attempts": 3},
         # Local stores (moto, SeaweedFS) answer on one host name: path-style addressing.
-        s3={"addressing_style": "path"} if endpoint_url else {},
+        s3={"addressing_style": "path"} if endpoint else {},
         connect_timeout=5,
         read_timeout=30,
     )
@@ -110,4 +139,5 @@ def aws_client(
         core.register_component("data_loader", _shared_models())
         # botocore's own client, as boto3's Session.client makes it: boto3 would only add
         # its S3 transfer manager (s3transfer, multiprocessing) that no service uses.
-        return core.create_client(service, endpoint_url=endpoint_url, config=config)
+        client = core.create_client(service, endpoint_url=endpoint, config=config)
+    return cast("S3Client | SQSClient", client)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from .settings import UrlSetting, url_text
 from .transient import retry_transient
 
 
@@ -27,8 +28,9 @@ class Base(DeclarativeBase):
     """Base of every service's models (one metadata, so one Alembic history)."""
 
 
-def sqlalchemy_url(uri: str) -> str:
+def sqlalchemy_url(uri: str | UrlSetting) -> str:
     """Accepts the usual `postgres://` and `postgresql://` forms; psycopg2 is the driver."""
+    uri = url_text(uri)
     for prefix in ("postgres://", "postgresql://"):
         if uri.startswith(prefix):
             return "postgresql+psycopg2://" + uri[len(prefix) :]
@@ -39,7 +41,11 @@ T = TypeVar("T")
 
 
 def make_engine(
-    uri: str, *, pool_size: int = 10, isolation_level: str | None = None, pre_ping: bool = True
+    uri: str | UrlSetting,
+    *,
+    pool_size: int = 10,
+    isolation_level: str | None = None,
+    pre_ping: bool = True,
 ) -> Engine:
     """`isolation_level="AUTOCOMMIT"` makes an engine for single-statement writes: set once
     per connection, where `execution_options` would set and reset it (two extra round
@@ -70,7 +76,7 @@ def on_read_only_server(exc: BaseException) -> bool:
     return getattr(exc, "pgcode", None) == READ_ONLY_SQL_TRANSACTION
 
 
-def _replace_connections_to_a_standby(context) -> None:
+def _replace_connections_to_a_standby(context: ExceptionContext) -> None:
     """Counts a write refused as read-only as a dropped connection: SQLAlchemy then
     discards the pool's connections, and a retry (or the caller's next call) connects
     afresh, to wherever the database's address leads now, instead of meeting the standby
@@ -99,7 +105,7 @@ class PreparedStatement:
         # psycopg2 sends values as literals: cast, as a list of str is text[] to PostgreSQL.
         self._execute = f"EXECUTE {name} ({', '.join(f'%s::{t}' for t in types)})"
 
-    def rows(self, engine: Engine, values: Mapping[str, Any]) -> list[tuple]:
+    def rows(self, engine: Engine, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         arguments = [values[name] for name in self._names]
         dbapi_error = engine.dialect.loaded_dbapi.Error
         try:
@@ -119,7 +125,8 @@ class PreparedStatement:
                 cursor.execute(self._prepare)
                 prepared.add(self.name)
             cursor.execute(self._execute, arguments)
-            return cursor.fetchall()
+            # psycopg2 answers a list of tuples (the DB-API's type says a sequence).
+            return cast("list[tuple[Any, ...]]", cursor.fetchall())
         except dbapi_error as exc:
             dropped = engine.dialect.is_disconnect(
                 exc, connection.dbapi_connection, cursor

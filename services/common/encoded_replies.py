@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from google.protobuf.message import Message
 
@@ -63,14 +64,14 @@ def encode_reply(message: Message, field: str, values: Iterable[str]) -> Encoded
 
 
 def passing_encoded(
-    serialize: Callable[[Message], bytes] | None,
-) -> Callable[[Message | EncodedReply], bytes]:
+    serialize: Callable[[Any], bytes] | None,
+) -> Callable[[Any], bytes]:
     """A method handler's response serializer that sends an EncodedReply as it is and
-    serializes anything else with `serialize`."""
+    serializes anything else with `serialize` (none: the handler answers bytes)."""
 
-    def serialize_reply(reply):
+    def serialize_reply(reply: Any) -> bytes:
         if isinstance(reply, EncodedReply):
             return reply.data
-        return reply if serialize is None else serialize(reply)
+        return cast(bytes, reply) if serialize is None else serialize(reply)
 
     return serialize_reply

@@ -1,6 +1,8 @@
 """File status changes on Redis pub/sub: the one contract between the upload coordinator,
 which publishes them (it owns file status), and the event processor, which streams them to
-their owners. Written once here so neither service imports the other.
+their owners. Written once here so neither service imports the other: it is the wire
+format alone (a channel per user, a JSON message), no rule of either service, which is why
+services/common, otherwise free of any service's domain, holds it.
 
 Each user has a channel, `dropfile:file-events:<user_id>`; a message is the JSON object
 `{"fileId", "status", "size", "at"}` with `status` one of STATUSES and `at` an ISO-8601 UTC

@@ -9,14 +9,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Protocol
+from types import FrameType
+from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
+from google.rpc.status_pb2 import Status
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
@@ -53,6 +55,27 @@ SERVICE_TOKEN_HEADER = "x-dropfile-service-token"
 LIVENESS_SERVICE = "liveness"
 ERROR_DOMAIN = "dropfile"
 
+S = TypeVar("S", bound=GrpcServiceSettings)
+# A servicer method: its request and context in, its reply (or replies) out.
+Behavior = Callable[[Any, grpc.ServicerContext], Any]
+StreamBehavior = Callable[[Any, grpc.ServicerContext], Iterator[Any]]
+
+
+def metadata_of(context: grpc.ServicerContext) -> dict[str, str]:
+    """The call's text metadata (binary `-bin` entries, which no Dropfile header is, left
+    out)."""
+    return {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
+
+
+class _StatusOf(Protocol):
+    def code(self) -> grpc.StatusCode | None: ...
+
+
+def _status_set(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    """The status the servicer set (abort, set_code), None while it set none: grpc's
+    ServicerContext.code(), which its type stubs lack."""
+    return cast(_StatusOf, context).code()
+
 
 @dataclass
 class AccessPolicy:
@@ -82,7 +105,7 @@ class AccessPolicy:
 
 def _status(
     code: grpc.StatusCode, message: str, reason: str, retry_after: float | None = None
-) -> status_pb2.Status:
+) -> Status:
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
     details = [detail]
@@ -92,7 +115,7 @@ def _status(
         delay.retry_delay.FromMilliseconds(max(int(retry_after * 1000), 0))
         retry.Pack(delay)
         details.append(retry)
-    return status_pb2.Status(code=code.value[0], message=message, details=details)
+    return Status(code=code.value[0], message=message, details=details)
 
 
 def _abort(
@@ -101,20 +124,26 @@ def _abort(
     message: str,
     reason: str,
     retry_after: float | None = None,
-):
+) -> NoReturn:
     context.abort_with_status(rpc_status.to_status(_status(code, message, reason, retry_after)))
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
     """Sets the request id, authenticates the caller and maps errors, for every RPC."""
 
-    def __init__(self, *, verifier: TokenVerifier, service_token: str, policy: AccessPolicy):
+    def __init__(
+        self, *, verifier: TokenVerifier, service_token: str, policy: AccessPolicy
+    ) -> None:
         self._verifier = verifier
         self._service_token = service_token.encode()
         self._policy = policy
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
-    def intercept_service(self, continuation, handler_call_details):
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
         # gRPC asks on every call; a method's handler never changes once the server runs,
         # so each is wrapped once (unknown methods are not kept: callers choose the names).
@@ -126,22 +155,27 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             wrapped = self._wrapped.setdefault(method, self._wrap_handler(handler, method))
         return wrapped
 
-    def _wrap_handler(self, handler, method: str):
+    def _wrap_handler(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         kind = self._policy.kind(method)
         if handler.unary_unary:
             # A servicer may return an EncodedReply (a reply of many megabytes).
-            return handler._replace(
-                unary_unary=self._wrap(handler.unary_unary, method, kind),
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap(handler.unary_unary, method, kind),
+                request_deserializer=handler.request_deserializer,
                 response_serializer=passing_encoded(handler.response_serializer),
             )
         if handler.unary_stream:
-            return handler._replace(
-                unary_stream=self._wrap_stream(handler.unary_stream, method, kind)
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method, kind),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
             )
         return handler
 
     def _enter(self, context: grpc.ServicerContext, kind: str) -> None:
-        metadata = dict(context.invocation_metadata())
+        metadata = metadata_of(context)
         request_id_var.set(metadata.get(REQUEST_ID_HEADER, ""))
         current_identity.set(None)
         remaining = context.time_remaining()  # None: the caller set no deadline
@@ -174,7 +208,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         except DomainError as exc:  # whether the session was signed out is unknown (Redis)
             _abort(context, exc.code, exc.message, exc.reason, exc.retry_after)
 
-    def _fail(self, context: grpc.ServicerContext, method: str, exc: Exception):
+    def _fail(self, context: grpc.ServicerContext, method: str, exc: Exception) -> NoReturn:
         if isinstance(exc, DomainError):
             _abort(context, exc.code, exc.message, exc.reason, exc.retry_after)
         if is_transient(exc):
@@ -189,7 +223,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         log.exception("unexpected error in %s", method)
         _abort(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
-    def _outcome(self, method: str):
+    def _outcome(self, method: str) -> Callable[[grpc.StatusCode, float], None]:
         """What records a call's end: its count by status, and one access-log line (DEBUG
         for health checks and the policy's frequent methods when they succeed)."""
         service, _, name = method.lstrip("/").partition("/")
@@ -216,46 +250,46 @@ class ServiceInterceptor(grpc.ServerInterceptor):
 
         return record
 
-    def _wrap(self, behavior, method: str, kind: str):
+    def _wrap(self, behavior: Behavior, method: str, kind: str) -> Behavior:
         service, _, name = method.lstrip("/").partition("/")
         latency = GRPC_LATENCY.labels(service, name)
         record = self._outcome(method)
 
-        def wrapped(request, context):
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             try:
                 self._enter(context, kind)
                 try:
                     return behavior(request, context)
-                except Exception as exc:  # noqa: BLE001 - mapped to a status, never leaked
-                    if context.code() is not None and not isinstance(exc, DomainError):
+                except Exception as exc:  # any failure: mapped to a status, never leaked
+                    if _status_set(context) is not None and not isinstance(exc, DomainError):
                         raise  # context.abort() already set the status
                     self._fail(context, method, exc)
             finally:
                 elapsed = time.perf_counter() - started
                 latency.observe(elapsed)
-                record(context.code() or grpc.StatusCode.OK, elapsed)
+                record(_status_set(context) or grpc.StatusCode.OK, elapsed)
 
         return wrapped
 
-    def _wrap_stream(self, behavior, method: str, kind: str):
+    def _wrap_stream(self, behavior: StreamBehavior, method: str, kind: str) -> StreamBehavior:
         """As _wrap, for server streams (live status: minutes long), whose duration is not
         a latency: counted and logged when they end, not observed in the histogram."""
         record = self._outcome(method)
 
-        def wrapped(request, context):
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             started = time.perf_counter()
             try:
                 self._enter(context, kind)
                 try:
                     yield from behavior(request, context)
-                except Exception as exc:  # noqa: BLE001
-                    if context.code() is not None and not isinstance(exc, DomainError):
+                except Exception as exc:  # as in _wrap
+                    if _status_set(context) is not None and not isinstance(exc, DomainError):
                         raise
                     self._fail(context, method, exc)
             finally:
                 record(
-                    context.code() or _ended_by_caller(context) or grpc.StatusCode.OK,
+                    _status_set(context) or _ended_by_caller(context) or grpc.StatusCode.OK,
                     time.perf_counter() - started,
                 )
 
@@ -347,7 +381,7 @@ def serve(handle: ServerHandle, *, grace: float) -> None:
     finish within `grace` seconds."""
     stopping = threading.Event()
 
-    def request_stop(signum, _frame):
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         stopping.set()
 
@@ -361,9 +395,7 @@ def serve(handle: ServerHandle, *, grace: float) -> None:
 
 
 def run_service(
-    name: str,
-    settings_cls: type[GrpcServiceSettings],
-    create_server: Callable[[GrpcServiceSettings], ServerHandle],
+    name: str, settings_cls: type[S], create_server: Callable[[S], ServerHandle]
 ) -> None:
     """The `main()` of every gRPC service: settings, logging, server, serve until signal."""
     map_large_blocks_apart()

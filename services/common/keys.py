@@ -10,8 +10,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import SecretStr
 
-from .settings import DEVELOPMENT_MARKS, BaseServiceSettings
+from .settings import DEVELOPMENT_MARKS, BaseServiceSettings, secret_text
 
 PRIVATE_KEY_FILE = "jwt-private.pem"
 PUBLIC_KEY_FILE = "jwt-public.pem"
@@ -75,9 +76,11 @@ def _dev_key_pair(settings: BaseServiceSettings) -> tuple[str, str]:
     return private_pem.decode(), public_pem.decode()
 
 
-def private_key_pem(settings: BaseServiceSettings, configured: str | None) -> str:
-    if configured:
-        return normalize_pem(configured)
+def private_key_pem(settings: BaseServiceSettings, configured: SecretStr | str | None) -> str:
+    """The PEM private key that signs access tokens: `configured` (the PRIVATE_KEY setting),
+    else in development the one generated and kept under DROPFILE_KEYS_DIR."""
+    if secret_text(configured):
+        return normalize_pem(secret_text(configured))
     if not settings.development:
         raise MissingSecretError("PRIVATE_KEY is required outside development")
     return _dev_key_pair(settings)[0]
@@ -91,9 +94,11 @@ def public_key_pem(settings: BaseServiceSettings, configured: str | None) -> str
     return _dev_key_pair(settings)[1]
 
 
-def service_token(settings: BaseServiceSettings, configured: str | None) -> str:
-    if configured:
-        return configured
+def service_token(settings: BaseServiceSettings, configured: SecretStr | str | None) -> str:
+    """The service credential: `configured` (the SERVICE_TOKEN setting), else in
+    development the one generated and kept under DROPFILE_KEYS_DIR."""
+    if secret_text(configured):
+        return secret_text(configured)
     if not settings.development:
         raise MissingSecretError("SERVICE_TOKEN is required outside development")
     token = _kept_file(

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from typing import Any
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -69,6 +70,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def log_fields(**fields) -> dict:
+def log_fields(**fields: Any) -> dict[str, dict[str, Any]]:
     """`logger.info("...", extra=log_fields(file_id=...))` adds structured fields."""
     return {"fields": fields}

@@ -1,6 +1,7 @@
-"""Prometheus metrics of every Dropfile process, defined once. Every process serves them
-at /metrics on METRICS_PORT (the gateway: gateway/metrics.py); the upload coordinator's
-own series are in services/upload/metrics.py."""
+"""Prometheus metrics every gRPC service records (its RPCs, its callers' tokens), defined
+once, and the /metrics endpoint each process serves on METRICS_PORT. A service's own series
+live in its own `metrics.py` (services/auth/metrics.py, services/events/metrics.py,
+gateway/metrics.py), so a process exports only its own."""
 
 from __future__ import annotations
 
@@ -17,40 +18,6 @@ GRPC_LATENCY = Histogram(
     ["service", "method"],
     buckets=LATENCY_BUCKETS,
 )
-HTTP_REQUESTS = Counter(
-    "dropfile_http_requests_total",
-    "HTTP requests served by the gateway",
-    ["method", "route", "status"],
-)
-HTTP_LATENCY = Histogram(
-    "dropfile_http_request_duration_seconds",
-    "HTTP request latency",
-    ["method", "route"],
-    buckets=LATENCY_BUCKETS,
-)
-
-QUEUE_MESSAGES = Counter(
-    "dropfile_queue_messages_total", "SQS messages by what became of them", ["outcome"]
-)
-# outcome: received, deleted, rejected, failed, transient_failure, deferred (an upload not
-# completed yet), dead_lettered (left undeleted at its queue's maxReceiveCount: SQS moves it
-# to the dead-letter queue), stale_event (records, not messages: an object other than the
-# one completion recorded).
-# auth: every bcrypt hash or check run (a sign-in's check, a sign-up's hash), and the
-# sign-ins and sign-ups refused before one: by a limit on attempts, or a full hashing queue.
-PASSWORD_HASHES = Counter(
-    "dropfile_auth_password_hashes_total", "bcrypt operations run", ["operation"]
-)  # hash, check
-PASSWORD_HASHING_REFUSED = Counter(
-    "dropfile_auth_hashing_queue_full_total",
-    "Sign-ins and sign-ups refused because the hashing queue was full",
-)
-SIGN_IN_THROTTLED = Counter(
-    "dropfile_auth_throttled_total",
-    "Sign-ins and sign-ups refused by a limit on attempts",
-    ["kind"],
-)  # sign_in, sign_up
-
 # RSA checks of access tokens by outcome (valid, invalid), and access tokens refused by
 # the check that refused them: claims (read without the key: algorithm, issuer, audience,
 # expiry, missing claims), memory (a signature already found bad), signature, signed_out.

@@ -16,8 +16,12 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from grpc_health.v1 import health, health_pb2
+
+if TYPE_CHECKING:
+    from .settings import UrlSetting
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ class Dependency:
     required: bool = True  # False: the process serves without it (degraded)
 
 
-def postgresql(uri: str) -> Dependency:
+def postgresql(uri: str | UrlSetting) -> Dependency:
     """A check on a pool of its own (one connection): the service's pools may be busy
     with every worker's call, which must not read as an outage."""
     from sqlalchemy import text
@@ -48,7 +52,11 @@ def postgresql(uri: str) -> Dependency:
     return Dependency("postgresql", check)
 
 
-def redis(client, *, required: bool = True) -> Dependency:
+class _Pingable(Protocol):
+    def ping(self) -> Any: ...
+
+
+def redis(client: _Pingable, *, required: bool = True) -> Dependency:
     return Dependency("redis", client.ping, required=required)
 
 
@@ -75,11 +83,11 @@ class ReadinessWatch:
 
     def check_once(self) -> bool:
         """Checks every dependency and publishes the result; True when ready."""
-        down = {}
+        down: dict[str, Exception] = {}
         for dependency in self._dependencies:
             try:
                 dependency.check()
-            except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+            except Exception as exc:  # any failure means unreachable
                 down[dependency.name] = exc
         ready = not any(d.required for d in self._dependencies if d.name in down)
         with self._lock:
@@ -91,12 +99,12 @@ class ReadinessWatch:
                 )
             for name in self._service_names:
                 self._health.set(name, SERVING if ready else NOT_SERVING)
-        for name, exc in down.items():
+        for name, failure in down.items():
             if name not in self._down:
                 log.warning(
                     "%s is unreachable (%s)%s",
                     name,
-                    type(exc).__name__,
+                    type(failure).__name__,
                     "" if ready else ": not ready",
                 )
         for name in self._down - down.keys():

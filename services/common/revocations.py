@@ -27,6 +27,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from .errors import Unavailable
+from .settings import UrlSetting, url_text
 
 if TYPE_CHECKING:
     import redis
@@ -46,13 +47,13 @@ def revocation_key(session_id: str) -> str:
     return KEY_PREFIX + session_id
 
 
-def revocation_client(url: str) -> redis.Redis:
+def revocation_client(url: str | UrlSetting) -> redis.Redis:
     """Short timeouts: a check is on every call's path, and failing closed fast beats
     holding a request for Redis's default five seconds (twice, with its retry)."""
     import redis
 
     return redis.Redis.from_url(
-        url,
+        url_text(url),
         decode_responses=True,
         socket_timeout=1.0,
         socket_connect_timeout=1.0,
@@ -109,7 +110,7 @@ class RevokedSessions:
                 return self._last_answer(known)
             check = self._in_flight.get(session_id)
             mine = check is None
-            if mine:
+            if check is None:
                 check = self._in_flight[session_id] = _Check()
         if mine:
             self._ask_redis(session_id, check)

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    AnyUrl,
+    BeforeValidator,
+    Field,
+    PostgresDsn,
+    RedisDsn,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound="BaseServiceSettings")
@@ -15,12 +26,62 @@ S = TypeVar("S", bound="BaseServiceSettings")
 # generates; the kind overlay's committed placeholders said "dev-only"): production refuses
 # any secret that carries one.
 DEVELOPMENT_MARKS = ("dropfile-development", "dev-only")
-# Secret settings production checks, where a class has them.
+# Key material production checks, where a class has it (the public key is no secret, but a
+# development one means the process would trust development tokens).
 SECRET_FIELDS = ("private_key", "public_key", "service_token")
+SERVICE_TOKEN_MIN_LENGTH = 32
 
 
 def _normalized(value: str) -> str:
     return value.replace("\\n", "\n").strip()
+
+
+# A URL setting's value: pydantic's URL types (PostgresDsn, allowing several hosts, is not
+# an AnyUrl).
+UrlSetting = AnyUrl | PostgresDsn
+
+
+def url_text(url: str | UrlSetting) -> str:
+    """A URL setting as the text clients take: as given, without the "/" pydantic adds to
+    a URL that has no path (`http://127.0.0.1:5000`, not `http://127.0.0.1:5000/`)."""
+    if isinstance(url, str):
+        return url
+    text = str(url)
+    if url.path == "/" and url.query is None and url.fragment is None and text.endswith("/"):
+        return text[:-1]
+    return text
+
+
+def _empty_is_unset(value: Any) -> Any:
+    """An empty variable (`AWS_ENDPOINT_URL=`) means unset, as it always did."""
+    return None if value == "" else value
+
+
+def _at_least_characters(length: int) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and len(text) < length:
+            raise PydanticCustomError(
+                "string_too_short",
+                "String should have at least {min_length} characters",
+                {"min_length": length},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+# A URL that may be left unset (empty counts as unset).
+OptionalHttpUrl = Annotated[AnyHttpUrl | None, BeforeValidator(_empty_is_unset)]
+# The credential services present to each other: never in logs or reprs.
+ServiceToken = Annotated[SecretStr, _at_least_characters(SERVICE_TOKEN_MIN_LENGTH)]
+
+
+def secret_text(value: SecretStr | str | None) -> str:
+    """A secret setting's value ("" when unset), where it is used."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value or ""
 
 
 class ProductionRefusal(ValueError):
@@ -43,7 +104,7 @@ class BaseServiceSettings(BaseSettings):
     dropfile_keys_dir: Path = Path(".dropfile/keys")
     # OpenTelemetry tracing (services/common/tracing.py): spans are exported over OTLP/gRPC
     # to this collector, e.g. http://otel-collector:4317. Unset means no tracing at all.
-    otel_exporter_otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    otel_exporter_otlp_endpoint: AnyHttpUrl | None = None
     # The service name spans carry; the process's own name (auth, gateway...) when unset.
     otel_service_name: str | None = Field(default=None, min_length=1, max_length=128)
 
@@ -52,10 +113,10 @@ class BaseServiceSettings(BaseSettings):
         return self.dropfile_env == "development"
 
     @model_validator(mode="after")
-    def _no_development_secrets_in_production(self):
+    def _no_development_secrets_in_production(self) -> BaseServiceSettings:
         if self.development:
             return self
-        kept = {}  # what a development process generated on this machine
+        kept: dict[str, Path] = {}  # what a development process generated on this machine
         if self.dropfile_keys_dir.is_dir():
             for path in self.dropfile_keys_dir.iterdir():
                 try:
@@ -63,7 +124,7 @@ class BaseServiceSettings(BaseSettings):
                 except (OSError, UnicodeDecodeError):
                     continue
         for name in SECRET_FIELDS:
-            value = getattr(self, name, None)
+            value = secret_text(getattr(self, name, None))
             if not value:
                 continue
             if any(mark in value.lower() for mark in DEVELOPMENT_MARKS):
@@ -88,7 +149,7 @@ class GrpcServiceSettings(BaseServiceSettings):
     # PEM public key that verifies access tokens (literal "\n" sequences are accepted).
     public_key: str | None = None
     # Credential internal services present to each other (x-dropfile-service-token).
-    service_token: str | None = Field(default=None, min_length=32)
+    service_token: ServiceToken | None = None
     jwt_issuer: str = "dropfile-auth"
     jwt_audience: str = "dropfile"
     grpc_max_workers: int = Field(default=32, ge=1, le=1024)
@@ -99,7 +160,8 @@ class GrpcServiceSettings(BaseServiceSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # Redis, shared by every replica: upload sessions and live status (upload, events),
     # sign-in throttling and revoked device sessions (every service verifying tokens).
-    cloud_rd_uri: str = Field(default="redis://127.0.0.1:6379/0", min_length=1)
+    # Not in reprs: the URL may carry a password.
+    cloud_rd_uri: RedisDsn = Field(default=RedisDsn("redis://127.0.0.1:6379/0"), repr=False)
     # How long a verifier may trust its last answer from Redis on whether a device session
     # was signed out: a signed-out access token is refused everywhere within this.
     revocation_check_seconds: float = Field(default=1.0, gt=0, le=1.0)
@@ -108,7 +170,7 @@ class GrpcServiceSettings(BaseServiceSettings):
     readiness_check_interval_seconds: float = Field(default=2.0, gt=0, le=300)
 
 
-def load_settings(cls: type[S], **overrides) -> S:
+def load_settings(cls: type[S], **overrides: Any) -> S:
     """Builds the settings or stops the process with one line per bad variable."""
     try:
         return cls(**overrides)
@@ -135,20 +197,22 @@ class StorageSettings(BaseServiceSettings):
     or IAM roles); AWS_ENDPOINT_URL(_S3|_SQS) point at a local store."""
 
     aws_region: str = Field(default="us-east-1", min_length=1)
-    aws_endpoint_url: str | None = None
-    aws_endpoint_url_s3: str | None = None
-    aws_endpoint_url_sqs: str | None = None
+    aws_endpoint_url: OptionalHttpUrl = None
+    aws_endpoint_url_s3: OptionalHttpUrl = None
+    aws_endpoint_url_sqs: OptionalHttpUrl = None
     s3_bucket: str = Field(
         default="dropfile", min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"
     )
 
     @property
     def s3_endpoint(self) -> str | None:
-        return self.aws_endpoint_url_s3 or self.aws_endpoint_url
+        endpoint = self.aws_endpoint_url_s3 or self.aws_endpoint_url
+        return None if endpoint is None else url_text(endpoint)
 
     @property
     def sqs_endpoint(self) -> str | None:
-        return self.aws_endpoint_url_sqs or self.aws_endpoint_url
+        endpoint = self.aws_endpoint_url_sqs or self.aws_endpoint_url
+        return None if endpoint is None else url_text(endpoint)
 
 
 class CorsSettings(BaseServiceSettings):
@@ -162,7 +226,7 @@ class CorsSettings(BaseServiceSettings):
         ]
 
     @model_validator(mode="after")
-    def _own_origins_in_production(self):
+    def _own_origins_in_production(self) -> CorsSettings:
         # The default lists developers' local servers: in production it would let any page
         # served on a user's localhost call the API with the user's cookies.
         default = {origin.strip() for origin in DEFAULT_CORS_ORIGINS.split(",")}

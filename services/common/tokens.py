@@ -10,10 +10,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .metrics import TOKEN_SIGNATURE_CHECKS, TOKENS_REFUSED
 from .revocations import RevokedSessions, revocation_client
+from .settings import GrpcServiceSettings
 
 # `sid` names the device session the token was issued for (signing out revokes it).
 REQUIRED_CLAIMS = ["sub", "email", "sid", "iat", "exp", "jti", "iss", "aud"]
@@ -68,7 +70,10 @@ class TokenVerifier:
         revocations: RevokedSessions,
         cache_size: int = 4096,
     ) -> None:
-        self._key = load_pem_public_key(public_key_pem.encode())
+        key = load_pem_public_key(public_key_pem.encode())
+        if not isinstance(key, RSAPublicKey):
+            raise ValueError("the public key is not an RSA key: RS256 tokens need one")
+        self._key = key
         self._issuer = issuer
         self._audience = audience
         self._revocations = revocations
@@ -180,7 +185,7 @@ class TokenVerifier:
         )
 
 
-def verifier_for(settings, public_key_pem: str) -> TokenVerifier:
+def verifier_for(settings: GrpcServiceSettings, public_key_pem: str) -> TokenVerifier:
     """The verifier of a gRPC service (GrpcServiceSettings): its issuer, audience and
     Redis of revoked sessions."""
     return TokenVerifier(

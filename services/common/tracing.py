@@ -14,11 +14,12 @@ Call it before any gRPC server or channel is created: the instrumentors patch th
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .settings import BaseServiceSettings
+from .settings import BaseServiceSettings, url_text
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -51,7 +52,7 @@ class Tracing:
         serve = app.router.lifespan_context
 
         @asynccontextmanager
-        async def lifespan_then_flush(application: Any):
+        async def lifespan_then_flush(application: Any) -> AsyncIterator[Any]:
             try:
                 async with serve(application) as state:
                     yield state
@@ -68,9 +69,9 @@ class Tracing:
 def configure_tracing(service: str, settings: BaseServiceSettings) -> Tracing | None:
     """Tracing to settings.otel_exporter_otlp_endpoint as `service` (or OTEL_SERVICE_NAME);
     None, with nothing installed, when no endpoint is configured."""
-    endpoint = settings.otel_exporter_otlp_endpoint
-    if not endpoint:
+    if settings.otel_exporter_otlp_endpoint is None:
         return None
+    endpoint = url_text(settings.otel_exporter_otlp_endpoint)
     # Imported only here: a process without tracing never loads the SDK.
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -92,8 +93,12 @@ def configure_tracing(service: str, settings: BaseServiceSettings) -> Tracing | 
     trace.set_tracer_provider(provider)
     # Health checks (probes, /readyz) are not worth a trace each.
     worth_tracing = filters.negate(filters.health_check())
-    GrpcInstrumentorServer(filter_=worth_tracing).instrument(tracer_provider=provider)
-    GrpcInstrumentorClient(filter_=worth_tracing).instrument(tracer_provider=provider)
-    GrpcAioInstrumentorClient(filter_=worth_tracing).instrument(tracer_provider=provider)
+    # The instrumentors' constructors carry no annotations (opentelemetry-instrumentation-grpc).
+    for instrumentor in (
+        GrpcInstrumentorServer(filter_=worth_tracing),  # type: ignore[no-untyped-call]
+        GrpcInstrumentorClient(filter_=worth_tracing),  # type: ignore[no-untyped-call]
+        GrpcAioInstrumentorClient(filter_=worth_tracing),  # type: ignore[no-untyped-call]
+    ):
+        instrumentor.instrument(tracer_provider=provider)
     log.info("tracing: exporting spans as %s to %s", name, endpoint)
     return Tracing(provider)

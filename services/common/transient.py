@@ -125,7 +125,7 @@ def retry_transient(
     while True:
         try:
             result = run()
-        except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+        except Exception as exc:  # any failure: only transient ones are retried
             if not is_transient(exc):
                 raise
             pause = random.uniform(backoff / 2, backoff)

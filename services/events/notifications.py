@@ -73,7 +73,7 @@ def read_message(body: str, *, bucket: str) -> StorageTestEvent | list[Record]:
     return [_read_record(raw, index, bucket) for index, raw in enumerate(records)]
 
 
-def _json_object(text: Any, what: str) -> dict:
+def _json_object(text: Any, what: str) -> dict[str, Any]:
     if not isinstance(text, str):
         raise UnprocessableMessage(f"{what} is not a string")
     try:
@@ -85,7 +85,7 @@ def _json_object(text: Any, what: str) -> dict:
     return document
 
 
-def _unwrap_sns(document: dict) -> dict:
+def _unwrap_sns(document: dict[str, Any]) -> dict[str, Any]:
     """S3 -> SNS -> SQS delivers the S3 event as a JSON string in the envelope's Message."""
     if document.get("Type") == "Notification" and "Message" in document:
         return _json_object(document["Message"], "SNS Message")
@@ -154,14 +154,14 @@ def _event_time(value: Any, where: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _object(parent: dict, name: str, where: str) -> dict:
+def _object(parent: dict[str, Any], name: str, where: str) -> dict[str, Any]:
     value = parent.get(name)
     if not isinstance(value, dict):
         raise UnprocessableMessage(f"{where}.{name} is missing or not an object")
     return value
 
 
-def _string(parent: dict, name: str, where: str) -> str:
+def _string(parent: dict[str, Any], name: str, where: str) -> str:
     value = parent.get(name)
     if not isinstance(value, str) or not value:
         raise UnprocessableMessage(f"{where}.{name} is missing or not a non-empty string")

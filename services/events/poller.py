@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -31,6 +32,10 @@ from services.common.logs import log_fields
 
 from .processing import EventProcessor, QueueMessage, RetryPolicy, Verdict
 from .stats import ProcessingStats
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +94,7 @@ class QueuePoller:
     def __init__(
         self,
         *,
-        sqs,
+        sqs: SQSClient,
         queue_url: str,
         processor: EventProcessor,
         stats: ProcessingStats,
@@ -209,15 +214,18 @@ class QueuePoller:
             self._give_back(slots - len(messages))
             self._dispatch(messages)
 
-    def _dispatch(self, messages: list[dict]) -> None:
+    def _dispatch(self, messages: list[MessageTypeDef]) -> None:
         """Hands received messages to the pool; each already holds a slot."""
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the poller is not running")
         # Visibility started when SQS answered, a moment ago: keep a second of margin.
         visible_until = time.monotonic() + self._visibility - 1
         if messages:
             self._stats.received(len(messages))
         for raw in messages:
             self._in_flight.add(raw["ReceiptHandle"], raw["MessageId"], visible_until)
-            self._pool.submit(self._handle, raw)
+            pool.submit(self._handle, raw)
 
     def _take_slots(self) -> int:
         """Waits for one free slot, then takes as many more as a batch may hold; 0 when
@@ -239,7 +247,7 @@ class QueuePoller:
 
     # -- processing ---------------------------------------------------------------------
 
-    def _handle(self, raw: dict) -> None:
+    def _handle(self, raw: MessageTypeDef) -> None:
         message = QueueMessage(
             message_id=raw["MessageId"],
             body=raw.get("Body", ""),
@@ -247,7 +255,7 @@ class QueuePoller:
         )
         try:
             verdict = self._processor.process(message, stopping=self._stopping)
-        except Exception:  # noqa: BLE001 - a bug must not kill the worker nor lose the event
+        except Exception:  # any bug: it must not kill the worker nor lose the event
             log.exception(
                 "processing message %s crashed; SQS will deliver it again",
                 message.message_id,
@@ -308,7 +316,7 @@ class QueuePoller:
     def _defer_seconds(self, receive_count: int) -> int:
         """2, 4, 8... seconds, at most the visibility timeout: CompleteUpload's commit
         normally follows storage's event within milliseconds."""
-        return min(2 ** min(receive_count, 16), self._visibility)
+        return min(1 << min(receive_count, 16), self._visibility)
 
     def _make_visible(self, message: QueueMessage, receipt_handle: str) -> None:
         self._call(
@@ -320,7 +328,9 @@ class QueuePoller:
             VisibilityTimeout=0,
         )
 
-    def _call(self, what: str, message: QueueMessage, operation, **params) -> bool:
+    def _call(
+        self, what: str, message: QueueMessage, operation: Callable[..., object], **params: Any
+    ) -> bool:
         try:
             operation(**params)
             return True
@@ -343,7 +353,7 @@ class QueuePoller:
         while not self._heartbeat_stopping.wait(tick):
             try:
                 self._extend_expiring()
-            except Exception:  # noqa: BLE001 - keep beating whatever one round did
+            except Exception:  # any failure: keep beating whatever one round did
                 log.exception("visibility heartbeat failed")
 
     def _extend_expiring(self) -> None:

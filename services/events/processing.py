@@ -24,7 +24,7 @@ import random
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.common.logs import log_fields, request_id_var
 
@@ -213,7 +213,9 @@ class EventProcessor:
                     )
                     raise _Stopped() from None
 
-    def _report(self, outcome: ConfirmOutcome, record: ObjectCreated, fields: dict) -> None:
+    def _report(
+        self, outcome: ConfirmOutcome, record: ObjectCreated, fields: dict[str, Any]
+    ) -> None:
         extra = log_fields(
             **fields,
             s3_key=record.key,

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
-
-from botocore.exceptions import BotoCoreError, ClientError
+from collections.abc import Callable
 
 from services.common.logs import log_fields, request_id_var
 
-from .notifications import ObjectCreated
 from .stats import ProcessingStats
+from .storage import STORAGE_ERRORS, StoredObjects
 from .upload_client import ConfirmationError, ConfirmOutcome, UploadConfirmer
 
 log = logging.getLogger(__name__)
@@ -25,17 +24,15 @@ class Reconciler:
         self,
         *,
         confirmer: UploadConfirmer,
-        s3,
-        bucket: str,
+        storage: StoredObjects,
         interval: float,
         grace_seconds: int,
         batch_size: int,
         stats: ProcessingStats,
-        on_stopped=None,
+        on_stopped: Callable[[], None] | None = None,
     ) -> None:
         self._confirmer = confirmer
-        self._s3 = s3
-        self._bucket = bucket
+        self._storage = storage
         self._interval = interval
         self._grace = grace_seconds
         self._batch = batch_size
@@ -60,7 +57,7 @@ class Reconciler:
         while not self._stopping.is_set():
             try:
                 self.reconcile_once()
-            except (ConfirmationError, BotoCoreError, ClientError) as exc:
+            except (ConfirmationError, *STORAGE_ERRORS) as exc:
                 # The next round retries; nothing is lost while the upload stays UPLOADING.
                 log.warning("reconciliation round failed: %s", exc)
             self._stopping.wait(self._interval)
@@ -73,7 +70,7 @@ class Reconciler:
         ):
             if self._stopping.is_set():
                 break
-            created = self._stored_object(upload.s3_key)
+            created = self._storage.created(upload.s3_key)
             if created is None:
                 continue  # not visible yet: the next round looks again
             request_id_var.set(f"reconcile-{upload.file_id}")
@@ -85,20 +82,3 @@ class Reconciler:
                 "reconciled upload", extra=log_fields(file_id=upload.file_id, outcome=outcome.value)
             )
         return confirmed
-
-    def _stored_object(self, key: str) -> ObjectCreated | None:
-        try:
-            head = self._s3.head_object(Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-        return ObjectCreated(
-            event_name="Reconciler:HeadObject",
-            bucket=self._bucket,
-            key=key,
-            size=head["ContentLength"],
-            etag=head.get("ETag", "").strip('"'),
-            event_time=head.get("LastModified"),
-            sequencer=None,
-        )

@@ -13,6 +13,7 @@ from services.common import keys
 from services.common.clients import GRPC_CHANNEL_OPTIONS, aws_client, redis_client
 from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
 from services.common.readiness import ReadinessWatch, redis
+from services.common.settings import url_text
 from services.common.tokens import verifier_for
 
 from .poller import QueuePoller
@@ -21,6 +22,7 @@ from .reconciler import Reconciler
 from .servicer import EventsServicer
 from .settings import EventsSettings
 from .stats import ProcessingStats
+from .storage import stored_objects
 from .stream_limits import StreamLimits
 from .upload_client import UploadConfirmer
 from .watch import FileEventHub, feed_client
@@ -40,9 +42,10 @@ SERVICE_NAME = events_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name
 
 
 def create_poller(
-    settings: EventsSettings, *, service_token: str, stats: ProcessingStats
+    settings: EventsSettings, queue_url: str, *, service_token: str, stats: ProcessingStats
 ) -> QueuePoller:
-    """The SQS worker, with its channel to the upload coordinator (closed when it stops)."""
+    """The SQS worker of `queue_url`, with its channel to the upload coordinator (closed when
+    it stops)."""
     channel = grpc.insecure_channel(settings.upload_service_addr, options=CHANNEL_OPTIONS)
     processor = EventProcessor(
         bucket=settings.s3_bucket,
@@ -62,7 +65,7 @@ def create_poller(
             endpoint_url=settings.sqs_endpoint,
             max_pool_connections=settings.event_concurrency + 4,
         ),
-        queue_url=settings.sqs_queue_url,
+        queue_url=queue_url,
         processor=processor,
         stats=stats,
         wait_time_seconds=settings.sqs_wait_time_seconds,
@@ -83,8 +86,7 @@ def create_reconciler(
         confirmer=UploadConfirmer(
             channel, service_token=service_token, timeout=settings.upload_rpc_timeout_seconds
         ),
-        s3=aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_endpoint),
-        bucket=settings.s3_bucket,
+        storage=stored_objects(settings),
         interval=settings.reconcile_every,
         grace_seconds=settings.reconcile_after,
         batch_size=settings.reconcile_batch_size,
@@ -107,7 +109,7 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> Serve
     )
     verifier = verifier_for(settings, keys.public_key_pem(settings, settings.public_key))
 
-    def register(server):
+    def register(server: grpc.Server) -> list[str]:
         events_pb2_grpc.add_EventsServiceServicer_to_server(
             EventsServicer(stats, hub, verifier.revocations), server
         )
@@ -123,8 +125,12 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> Serve
         policy=AccessPolicy(),
         register=register,
     )
-    if settings.sqs_queue_url:
-        handle.workers.append(create_poller(settings, service_token=token, stats=stats))
+    if settings.sqs_queue_url is not None:
+        handle.workers.append(
+            create_poller(
+                settings, url_text(settings.sqs_queue_url), service_token=token, stats=stats
+            )
+        )
     else:
         log.info("SQS_QUEUE_URL is not set: uploads are confirmed by asking storage")
     handle.workers.append(create_reconciler(settings, service_token=token, stats=stats))

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+
+import grpc
 
 from dropfile.events.v1 import events_pb2, events_pb2_grpc
 from services.common.errors import InvalidArgument, Unauthenticated, Unavailable
@@ -29,14 +32,14 @@ _STATUS = {
 }
 
 
-def _caller_id() -> str:
+def _caller() -> tuple[str, str]:
     """The authenticated user, in the canonical form the upload coordinator names its
-    channels with."""
+    channels with, and the device session the caller's token names."""
     identity = current_identity.get()
     if identity is None:  # the interceptor guarantees one; defensive
         raise Unauthenticated("missing access token")
     try:
-        return str(uuid.UUID(identity.user_id))
+        return str(uuid.UUID(identity.user_id)), identity.session_id
     except ValueError:
         raise Unauthenticated(
             "the access token's subject is not a Dropfile user", reason="ACCESS_TOKEN_INVALID"
@@ -69,7 +72,9 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         self._hub = hub
         self._revocations = revocations
 
-    def GetStats(self, request, context):
+    def GetStats(
+        self, request: events_pb2.GetStatsRequest, context: grpc.ServicerContext
+    ) -> events_pb2.GetStatsResponse:
         stats = self._stats.snapshot()
         reply = events_pb2.GetStatsResponse(
             messages_received=stats.messages_received,
@@ -83,9 +88,10 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
             reply.last_processed_at.FromDatetime(stats.last_processed_at)
         return reply
 
-    def WatchFileEvents(self, request, context):
-        user_id = _caller_id()
-        session_id = current_identity.get().session_id
+    def WatchFileEvents(
+        self, request: events_pb2.WatchFileEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[events_pb2.WatchFileEventsResponse]:
+        user_id, session_id = _caller()
         interval = _heartbeat_seconds(request.heartbeat_seconds)
         with self._hub.subscribe(user_id) as subscription:
             # Wakes the wait below as soon as the caller hangs up (or the deadline passes).

@@ -2,13 +2,13 @@
 
 from pydantic import Field
 
-from services.common.settings import GrpcServiceSettings, StorageSettings
+from services.common.settings import GrpcServiceSettings, OptionalHttpUrl, StorageSettings
 
 
 class EventsSettings(GrpcServiceSettings, StorageSettings):
     # The queue S3 notifies. Without one the SQS poller does not run (the reconciler,
     # GetStats and WatchFileEvents still do).
-    sqs_queue_url: str | None = None
+    sqs_queue_url: OptionalHttpUrl = None
     events_grpc_port: int = Field(default=50053, ge=0, le=65535)
     # WatchFileEvents streams one process serves at once. Each holds a server thread of its
     # own, on top of grpc_max_workers (which the other calls keep).
@@ -48,10 +48,10 @@ class EventsSettings(GrpcServiceSettings, StorageSettings):
     def reconcile_every(self) -> float:
         if self.reconcile_interval_seconds is not None:
             return self.reconcile_interval_seconds
-        return 30.0 if self.sqs_queue_url else 1.0
+        return 30.0 if self.sqs_queue_url is not None else 1.0
 
     @property
     def reconcile_after(self) -> int:
         if self.reconcile_grace_seconds is not None:
             return self.reconcile_grace_seconds
-        return 120 if self.sqs_queue_url else 0
+        return 120 if self.sqs_queue_url is not None else 0

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from services.common.metrics import QUEUE_MESSAGES
+from .metrics import QUEUE_MESSAGES
 
 
 @dataclass(frozen=True)

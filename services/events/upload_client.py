@@ -79,7 +79,7 @@ class UploadConfirmer:
             event_time = timestamp_pb2.Timestamp()
             event_time.FromDatetime(created.event_time)
             request.event_time.CopyFrom(event_time)
-        metadata = [(SERVICE_TOKEN_HEADER, self._service_token), (REQUEST_ID_HEADER, request_id)]
+        metadata = ((SERVICE_TOKEN_HEADER, self._service_token), (REQUEST_ID_HEADER, request_id))
         try:
             reply = self._stub.ConfirmUpload(request, timeout=self._timeout, metadata=metadata)
         except grpc.RpcError as exc:
@@ -103,10 +103,10 @@ class UploadConfirmer:
             reply = self._stub.ListPendingConfirmations(
                 request,
                 timeout=self._timeout,
-                metadata=[
+                metadata=(
                     (SERVICE_TOKEN_HEADER, self._service_token),
                     (REQUEST_ID_HEADER, request_id),
-                ],
+                ),
             )
         except grpc.RpcError as exc:
             raise _classify(exc, "ListPendingConfirmations") from None

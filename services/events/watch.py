@@ -37,6 +37,7 @@ from services.common.file_events import (
     MalformedFileEvent,
     user_of_channel,
 )
+from services.common.settings import UrlSetting, url_text
 
 from .stream_limits import Evicted, StreamLimits
 
@@ -279,7 +280,7 @@ class FileEventHub:
     def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
-            pubsub = self._redis.pubsub()
+            pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             try:
                 # Alive before any stream is registered; evictions heard before streams open.
                 renew_at = self._keep_alive()
@@ -312,7 +313,7 @@ class FileEventHub:
                     "file status feed lost (%s); resubscribing in %.1f s", type(exc).__name__, delay
                 )
                 self._stopping.wait(delay)
-            except Exception:  # noqa: BLE001 - a bug must not end live status for good
+            except Exception:  # any bug: it must not end live status for good
                 self._interrupt(INTERRUPTED)
                 log.exception("file status feed crashed; resubscribing")
                 self._stopping.wait(RECONNECT_DELAYS[-1])
@@ -323,11 +324,11 @@ class FileEventHub:
                     pass
 
 
-def feed_client(url: str) -> redis.Redis:
+def feed_client(url: str | UrlSetting) -> redis.Redis:
     """The hub's Redis client: no read timeout of its own (get_message waits with one),
     keepalive and a periodic PING so a dead connection is noticed."""
     return redis.Redis.from_url(
-        url,
+        url_text(url),
         decode_responses=True,
         socket_connect_timeout=5,
         socket_keepalive=True,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import AnyHttpUrl, Field, PostgresDsn, model_validator
 
 from services.common.settings import GrpcServiceSettings, StorageSettings
 
@@ -16,7 +16,10 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 
 class UploadSettings(GrpcServiceSettings, StorageSettings):
-    cloud_db_uri: str = Field(default="postgresql://postgres@127.0.0.1:5432/dropfile", min_length=1)
+    # Not in reprs: the URL may carry a password.
+    cloud_db_uri: PostgresDsn = Field(
+        default=PostgresDsn("postgresql://postgres@127.0.0.1:5432/dropfile"), repr=False
+    )
     # How long a call waits for an unreachable PostgreSQL (a restart, a failover), retrying
     # what is safe to retry, before it answers UNAVAILABLE: well inside the gateway's
     # GRPC_TIMEOUT_SECONDS. 0: no retry.
@@ -29,7 +32,7 @@ class UploadSettings(GrpcServiceSettings, StorageSettings):
     # Where clients reach storage, when not where this process does (a local cluster's S3
     # stand-in is `http://moto:5000` inside and `http://localhost:5000` on the host).
     # Used only to sign the presigned URLs handed out; unset means the S3 endpoint.
-    s3_public_endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    s3_public_endpoint_url: AnyHttpUrl | None = None
     # How long Redis keeps an upload session (PostgreSQL stays the source of truth).
     upload_session_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     # The reaper (reaper.py), a worker of this process: every reaper_interval_seconds it

@@ -14,6 +14,7 @@ import uuid
 from datetime import UTC, datetime
 
 import redis
+from pydantic import RedisDsn
 
 from services.common.file_events import FileStatusChange, channel_of
 from services.common.logs import log_fields
@@ -23,10 +24,10 @@ log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_SECONDS = 1.0
 
 
-def publisher_client(url: str) -> redis.Redis:
+def publisher_client(url: str | RedisDsn) -> redis.Redis:
     """A Redis client for publishing only: it waits a second at most, and never retries."""
     return redis.Redis.from_url(
-        url,
+        str(url),
         socket_timeout=PUBLISH_TIMEOUT_SECONDS,
         socket_connect_timeout=PUBLISH_TIMEOUT_SECONDS,
         retry_on_timeout=False,

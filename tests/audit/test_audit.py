@@ -87,7 +87,7 @@ def confirmed_file(stack, user, size: int):
     upload = upload_file(stack.stub, user, size)
     stack.internal_stub.ConfirmUpload(
         confirm_request(upload),
-        metadata=[("x-dropfile-service-token", stack.settings.service_token)],
+        metadata=[("x-dropfile-service-token", stack.settings.service_token.get_secret_value())],
     )
     return upload
 
@@ -106,10 +106,10 @@ def audit_command(settings: UploadSettings, tmp_path, *args: str) -> subprocess.
     env = {
         **os.environ,
         "PYTHONPATH": ROOT,
-        "CLOUD_DB_URI": settings.cloud_db_uri,
-        "CLOUD_RD_URI": settings.cloud_rd_uri,
+        "CLOUD_DB_URI": str(settings.cloud_db_uri),
+        "CLOUD_RD_URI": str(settings.cloud_rd_uri),
         "S3_BUCKET": settings.s3_bucket,
-        "AWS_ENDPOINT_URL": settings.aws_endpoint_url,
+        "AWS_ENDPOINT_URL": settings.s3_endpoint,
         "AWS_REGION": settings.aws_region,
     }
     return subprocess.run(

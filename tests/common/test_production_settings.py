@@ -132,7 +132,8 @@ def test_production_secrets_of_its_own_pass(tmp_path):
         public_key=public,
         service_token=secrets.token_urlsafe(32),
     )
-    assert settings.private_key == private
+    assert settings.private_key is not None
+    assert settings.private_key.get_secret_value() == private
 
 
 def test_development_accepts_its_own_keys_and_default_origins(tmp_path):

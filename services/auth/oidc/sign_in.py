@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied
 
-from ..service import EMAIL_PATTERN, Accounts, FederatedSignIn, normalize_email
+from ..accounts import EMAIL_PATTERN, Accounts, FederatedSignIn, normalize_email
 from ..throttle import AttemptThrottle
 from .flows import Flow, FlowStore
 

@@ -13,8 +13,8 @@ from .disposition import content_disposition
 from .presigning import PartPresigner, Presigner
 
 if TYPE_CHECKING:
-    from types_boto3_s3.client import S3Client
-    from types_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 
 class UploadGone(Exception):

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from .bucket import error_code, stored_object
 
 if TYPE_CHECKING:
-    from types_boto3_s3.client import S3Client
+    from mypy_boto3_s3.client import S3Client
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The rules of identity: accounts, device sessions, refresh-token rotation."""
+"""The rules of identity: accounts, device sessions, refresh-token rotation. What they read
+and write is PostgreSQL's (store.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,26 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
-from services.common.db import Database
 from services.common.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     Unauthenticated,
+    Unavailable,
 )
 from services.common.revocations import RevokedSessions
 from services.common.tokens import LEEWAY_SECONDS
 
-from .models import DeviceSession, OidcIdentity, User
 from .passwords import MAX_PASSWORD_BYTES, MIN_PASSWORD_LENGTH, PasswordHasher
+from .store import (
+    Account,
+    AccountStore,
+    Device,
+    EmailTaken,
+    IdentityLinkedElsewhere,
+    IdentityRace,
+    NewDevice,
+)
 from .tokens import (
     AccessTokenIssuer,
     hash_refresh_token,
@@ -76,7 +82,7 @@ class Accounts:
     def __init__(
         self,
         *,
-        db: Database,
+        store: AccountStore,
         hasher: PasswordHasher,
         issuer: AccessTokenIssuer,
         long_session_ttl: int,
@@ -84,7 +90,7 @@ class Accounts:
         revocations: RevokedSessions,
         refresh_grace_seconds: float,
     ) -> None:
-        self._db = db
+        self._store = store
         self._hasher = hasher
         self._issuer = issuer
         self._long_ttl = long_session_ttl
@@ -113,28 +119,29 @@ class Accounts:
         if len(password.encode()) > MAX_PASSWORD_BYTES:
             raise InvalidArgument(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
         password_hash = self._hasher.hash(password)  # slow: outside any transaction
+        refresh, device = self._new_device(remember_me)
         try:
-            with self._db.session() as session:
-                user = User(email=email, name=name, password_hash=password_hash)
-                session.add(user)
-                session.flush()
-                tokens = self._open_session(session, user, remember_me)
-        except IntegrityError:
+            account = self._store.create_account(
+                email=email, name=name, password_hash=password_hash, device=device
+            )
+        except EmailTaken:
             raise AlreadyExists("an account with this email already exists") from None
-        return str(user.id), tokens
+        return str(account.id), self._tokens(account, device.id, device.expires_at, refresh)
 
     def sign_in(self, *, email: str, password: str, remember_me: bool) -> tuple[str, SessionTokens]:
         email = normalize_email(email)
         if not email or not password:
             raise InvalidArgument("missing fields: email and password are required")
-        with self._db.session() as session:
-            user = session.scalar(select(User).where(User.email == email))
+        account = self._store.account_by_email(email)
         # Unknown email and wrong password take the same time and give the same answer.
-        if not self._hasher.verify(password, user.password_hash if user else None) or not user:
+        if (
+            not self._hasher.verify(password, account.password_hash if account else None)
+            or not account
+        ):
             raise Unauthenticated(BAD_CREDENTIALS, reason="BAD_CREDENTIALS")
-        with self._db.session() as session:
-            tokens = self._open_session(session, user, remember_me)
-        return str(user.id), tokens
+        refresh, device = self._new_device(remember_me)
+        self._store.open_device(account.id, device)
+        return str(account.id), self._tokens(account, device.id, device.expires_at, refresh)
 
     def sign_in_with_identity(
         self, *, issuer: str, subject: str, email: str, name: str, remember_me: bool
@@ -143,69 +150,50 @@ class Accounts:
         time, the identity is linked to the account with `email`, or to a new account
         without a password: the caller has made sure the issuer verified that email.
         Concurrent first sign-ins of one identity: one links, the other finds its link."""
-        try:
-            return self._sign_in_with_identity(issuer, subject, email, name, remember_me)
-        except IntegrityError:
-            # Another sign-in created the account or the link meanwhile: now it is found.
-            return self._sign_in_with_identity(issuer, subject, email, name, remember_me)
-
-    def _sign_in_with_identity(
-        self, issuer: str, subject: str, email: str, name: str, remember_me: bool
-    ) -> FederatedSignIn:
         email = normalize_email(email)
-        created = linked = False
-        with self._db.session() as session:
-            identity = session.scalar(
-                select(OidcIdentity).where(
-                    OidcIdentity.issuer == issuer, OidcIdentity.subject == subject
+        for _attempt in range(2):
+            refresh, device = self._new_device(remember_me)
+            try:
+                found = self._store.sign_in_identity(
+                    issuer=issuer, subject=subject, email=email, name=name, device=device, at=_now()
                 )
+            except IdentityRace:
+                continue  # another sign-in created the account or the link meanwhile
+            except IdentityLinkedElsewhere:
+                raise FailedPrecondition(
+                    "the Dropfile account with this email is linked to another account "
+                    "at this single sign-on provider",
+                    reason="OIDC_ACCOUNT_LINKED_ELSEWHERE",
+                ) from None
+            tokens = self._tokens(found.account, device.id, device.expires_at, refresh)
+            return FederatedSignIn(
+                str(found.account.id), tokens, created=found.created, linked=found.linked
             )
-            if identity is not None:  # linked before: the subject decides, not the email
-                user = session.get(User, identity.user_id)
-                identity.last_used_at = _now()
-            else:
-                user = session.scalar(select(User).where(User.email == email))
-                if user is None:
-                    user = User(email=email, name=name, password_hash=None)
-                    session.add(user)
-                    session.flush()
-                    created = True
-                elif session.scalar(
-                    select(OidcIdentity.id).where(
-                        OidcIdentity.user_id == user.id, OidcIdentity.issuer == issuer
-                    )
-                ):
-                    raise FailedPrecondition(
-                        "the Dropfile account with this email is linked to another account "
-                        "at this single sign-on provider",
-                        reason="OIDC_ACCOUNT_LINKED_ELSEWHERE",
-                    )
-                session.add(
-                    OidcIdentity(user_id=user.id, issuer=issuer, subject=subject, email=email)
-                )
-                session.flush()
-                linked = True
-            assert user is not None  # the foreign key keeps the identity's user
-            tokens = self._open_session(session, user, remember_me)
-        return FederatedSignIn(str(user.id), tokens, created=created, linked=linked)
+        raise Unavailable("the sign-in raced another one; try again", retry_after=1)
 
     def refresh(self, *, refresh_token: str, device_id: str) -> SessionTokens:
         session_id = _parse_uuid(device_id)
         if session_id is None or not refresh_token:
             raise Unauthenticated(BAD_REFRESH, reason="REFRESH_TOKEN_INVALID")
-        with self._db.session() as session:
-            device = session.get(DeviceSession, session_id, with_for_update=True)
+        tokens: SessionTokens | None = None
+        with self._store.locked_device(session_id) as locked:
             now = _now()
-            if device is None or device.revoked_at is not None or device.expires_at <= now:
+            if locked is None:
+                raise Unauthenticated(BAD_REFRESH, reason="REFRESH_TOKEN_INVALID")
+            device = locked.device
+            if device.revoked_at is not None or device.expires_at <= now:
                 raise Unauthenticated(BAD_REFRESH, reason="REFRESH_TOKEN_INVALID")
             presented = hash_refresh_token(refresh_token)
+            refresh: str | None
             if hmac.compare_digest(presented, device.refresh_token_hash):
                 refresh = new_refresh_token()
-                device.refresh_token_hash = hash_refresh_token(refresh)
-                device.previous_refresh_token_hash = presented
-                device.refresh_token_rotated_at = now
-                device.sealed_refresh_token = seal_refresh_token(
-                    refresh, previous=refresh_token, device_id=str(device.id)
+                locked.rotate(
+                    refresh_token_hash=hash_refresh_token(refresh),
+                    previous_refresh_token_hash=presented,
+                    sealed_refresh_token=seal_refresh_token(
+                        refresh, previous=refresh_token, device_id=str(device.id)
+                    ),
+                    at=now,
                 )
             else:
                 # The token just rotated away, again within the grace window (two tabs,
@@ -215,15 +203,15 @@ class Accounts:
                 # so the whole device session ends, its access tokens with it.
                 refresh = self._within_grace(device, refresh_token, presented, now)
                 if refresh is None:
-                    device.revoked_at = now
+                    locked.revoke(now)
                     # Before the commit: if Redis cannot be told, nothing is revoked and
                     # the caller is answered UNAVAILABLE (every token is refused meanwhile).
-                    self._revoke_access(device)
+                    self._revoke_access(device.id)
             if refresh is not None:
-                user = session.get(User, device.user_id)
-                device.last_used_at = now
-                tokens = self._tokens(user, device, refresh)
-        if refresh is None:
+                account = locked.account()
+                locked.used(now)
+                tokens = self._tokens(account, device.id, device.expires_at, refresh)
+        if tokens is None:
             raise Unauthenticated(
                 "refresh token was already used; the session is revoked",
                 reason="REFRESH_TOKEN_REUSED",
@@ -231,7 +219,7 @@ class Accounts:
         return tokens
 
     def _within_grace(
-        self, device: DeviceSession, refresh_token: str, presented: str, now: datetime
+        self, device: Device, refresh_token: str, presented: str, now: datetime
     ) -> str | None:
         """The current refresh token, when `refresh_token` is the one it replaced less
         than the grace window ago; else None."""
@@ -251,41 +239,41 @@ class Accounts:
         session_id = _parse_uuid(device_id)
         if session_id is None:
             return
-        with self._db.session() as session:
-            device = session.get(DeviceSession, session_id, with_for_update=True)
-            if device is not None and device.revoked_at is None:
-                device.revoked_at = _now()
-                self._revoke_access(device)  # raises Unavailable (and rolls back) if it cannot
+        with self._store.locked_device(session_id) as locked:
+            if locked is not None and locked.device.revoked_at is None:
+                locked.revoke(_now())
+                # Raises Unavailable (and so rolls back) when Redis cannot be told.
+                self._revoke_access(locked.device.id)
 
-    def _revoke_access(self, device: DeviceSession) -> None:
+    def _revoke_access(self, device_id: uuid.UUID) -> None:
         """Every service refuses the session's access tokens from now on (within a second):
         marked in Redis for as long as the newest of them may still be accepted."""
         self._revocations.revoke(
-            str(device.id),
+            str(device_id),
             seconds=self._issuer.ttl_seconds + LEEWAY_SECONDS + REVOCATION_MARGIN_SECONDS,
         )
 
-    def _open_session(self, session, user: User, remember_me: bool) -> SessionTokens:
+    def _new_device(self, remember_me: bool) -> tuple[str, NewDevice]:
+        """A device session to open, and its first refresh token."""
         ttl = self._long_ttl if remember_me else self._short_ttl
         refresh = new_refresh_token()
-        device = DeviceSession(
+        return refresh, NewDevice(
             id=uuid.uuid4(),
-            user_id=user.id,
             refresh_token_hash=hash_refresh_token(refresh),
             remember_me=remember_me,
             expires_at=_now() + timedelta(seconds=ttl),
         )
-        session.add(device)
-        return self._tokens(user, device, refresh)
 
-    def _tokens(self, user: User, device: DeviceSession, refresh: str) -> SessionTokens:
-        remaining = int((device.expires_at - _now()).total_seconds())
+    def _tokens(
+        self, account: Account, device_id: uuid.UUID, expires_at: datetime, refresh: str
+    ) -> SessionTokens:
+        remaining = int((expires_at - _now()).total_seconds())
         return SessionTokens(
             access_token=self._issuer.issue(
-                user_id=str(user.id), email=user.email, session_id=str(device.id)
+                user_id=str(account.id), email=account.email, session_id=str(device_id)
             ),
             refresh_token=refresh,
-            device_id=str(device.id),
+            device_id=str(device_id),
             access_token_expires_in=self._issuer.ttl_seconds,
             session_expires_in=max(remaining, 0),
         )
