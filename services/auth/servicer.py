@@ -85,13 +85,17 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             raise Unauthenticated("missing access token")
         return auth_pb2.AuthenticateResponse(user_id=identity.user_id, email=identity.email)
 
-    def GetSignInOptions(self, request, context):
+    def GetSignInOptions(
+        self, request: auth_pb2.GetSignInOptionsRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.GetSignInOptionsResponse:
         return auth_pb2.GetSignInOptionsResponse(
             oidc_enabled=self._oidc.enabled,
             oidc_display_name=self._oidc.provider_name if self._oidc.enabled else "",
         )
 
-    def StartOidcSignIn(self, request, context):
+    def StartOidcSignIn(
+        self, request: auth_pb2.StartOidcSignInRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.StartOidcSignInResponse:
         started = self._oidc.start(
             redirect_uri=request.redirect_uri,
             remember_me=request.remember_me,
@@ -103,7 +107,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             expires_in_seconds=started.expires_in_seconds,
         )
 
-    def FinishOidcSignIn(self, request, context):
+    def FinishOidcSignIn(
+        self, request: auth_pb2.FinishOidcSignInRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.FinishOidcSignInResponse:
         signed_in = self._oidc.finish(
             state=request.state,
             code=request.code,
