@@ -114,14 +114,22 @@ def _chromium() -> Iterator[object]:
             browser.close()
 
 
-def _web_app_upload(browser, gateway: str, account: Account, path: Path) -> tuple[float, str]:
-    """Seconds from picking the file in the web app to complete-upload's answer."""
+@contextmanager
+def _signed_in_page(browser, gateway: str, account: Account) -> Iterator[object]:
+    """A page of a fresh browser context holding the account's session cookie."""
     context = browser.new_context()
     try:
         context.add_cookies(
             [{"name": "access_token", "value": account.access_token, "url": gateway}]
         )
-        page = context.new_page()
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _web_app_upload(browser, gateway: str, account: Account, path: Path) -> tuple[float, str]:
+    """Seconds from picking the file in the web app to complete-upload's answer."""
+    with _signed_in_page(browser, gateway, account) as page:
         page.goto(gateway)
         page.wait_for_selector("#file-input", state="attached")
 
@@ -137,18 +145,11 @@ def _web_app_upload(browser, gateway: str, account: Account, path: Path) -> tupl
             raise RuntimeError(f"the web app's upload failed: HTTP {response.status}")
         file_id = response.url.rsplit("/", 2)[-2]
         return seconds, file_id
-    finally:
-        context.close()
 
 
 def _original_upload(browser, gateway: str, account: Account, path: Path) -> tuple[float, str]:
     """Seconds from picking the file in the original algorithm's page to complete-upload."""
-    context = browser.new_context()
-    try:
-        context.add_cookies(
-            [{"name": "access_token", "value": account.access_token, "url": gateway}]
-        )
-        page = context.new_page()
+    with _signed_in_page(browser, gateway, account) as page:
         failed: list[str] = []
         page.on(
             "requestfailed",
@@ -168,8 +169,6 @@ def _original_upload(browser, gateway: str, account: Account, path: Path) -> tup
                 f"the original algorithm's upload failed: {result['error']} {failed[:3]}"
             )
         return seconds, result["fileId"]
-    finally:
-        context.close()
 
 
 def measure(
