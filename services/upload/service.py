@@ -46,6 +46,7 @@ from services.common.metrics import (
 )
 
 from .checksums import ChecksumAlgorithm, clean_part_checksum, clean_sha256_hex
+from .listing import FilePage, list_files_page
 from .models import File, FileStatus
 from .parts import MAX_PARTS, MIN_PART_SIZE, expected_part_size, part_count, part_lengths
 from .quota import Quota, UploadsInProgressLimit
@@ -715,6 +716,18 @@ class Uploads(UploadsV2):
 
     def list_files(self, *, user_id: uuid.UUID) -> list[FileInfo]:
         return [_info(file) for file in self._store.files_of(user_id)]
+
+    def list_page(
+        self, *, user_id: uuid.UUID, page_size: int, page_token: str, name_filter: str
+    ) -> FilePage:
+        """ListFiles: one page of the user's files (listing.py)."""
+        return list_files_page(
+            self._store.listing,
+            user_id=user_id,
+            page_size=page_size,
+            page_token=page_token,
+            name_filter=name_filter,
+        )
 
     def download_url(self, *, user_id: uuid.UUID, s3_key: str) -> DownloadUrl:
         if not s3_key:

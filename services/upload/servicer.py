@@ -16,6 +16,7 @@ from services.common.logs import log_fields, request_id_var
 from services.common.tokens import Identity, InvalidTokenError, TokenVerifier, current_identity
 
 from .checksums import ChecksumAlgorithm
+from .listing_store import ListedRow
 from .models import File, FileStatus
 from .service import ConfirmOutcome, FileInfo, PartRef, PartToRecord, Uploads, _info
 from .service_v2 import UploadState
@@ -92,6 +93,25 @@ def _file(info: FileInfo) -> upload_pb2.File:
         status=_STATUS[info.status],
         created_at=created_at,
         sha256=info.sha256 or "",
+    )
+
+
+_STATUS_BY_NAME = {status.value: message for status, message in _STATUS.items()}
+
+
+def _listed_file(row: ListedRow) -> upload_pb2.File:
+    """A file of a ListFiles page (rows, not ORM objects: listing_store.py)."""
+    created_at = Timestamp()
+    created_at.FromDatetime(row.created_at)
+    return upload_pb2.File(
+        file_id=str(row.id),
+        file_name=row.file_name,
+        mime_type=row.mime_type,
+        size=row.size,
+        s3_key=row.s3_key,
+        status=_STATUS_BY_NAME[row.status],
+        created_at=created_at,
+        sha256=row.sha256 or "",
     )
 
 
@@ -220,8 +240,16 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
         return upload_pb2.AbortUploadResponse()
 
     def ListFiles(self, request, context):
-        files = self._uploads.list_files(user_id=caller_id())
-        return upload_pb2.ListFilesResponse(files=[_file(info) for info in files])
+        page = self._uploads.list_page(
+            user_id=caller_id(),
+            page_size=request.page_size,
+            page_token=request.page_token,
+            name_filter=request.name_filter,
+        )
+        return upload_pb2.ListFilesResponse(
+            files=[_listed_file(row) for row in page.files],
+            next_page_token=page.next_page_token,
+        )
 
     def GetDownloadUrl(self, request, context):
         download = self._uploads.download_url(user_id=caller_id(), s3_key=request.s3_key)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from services.common.db import Database, PreparedStatement
 
+from .listing_store import ListingStore
 from .models import Chunk, ChunkStatus, File, FileStatus
 from .quota import Usage
 
@@ -192,6 +193,8 @@ class UploadStore:
         self._autocommit = autocommit
         # Sessions whose only statement needs no BEGIN/COMMIT around it.
         self._reads = sessionmaker(autocommit, expire_on_commit=False)
+        # ListFiles' pages (listing_store.py).
+        self.listing = ListingStore(db, autocommit=autocommit)
 
     @contextmanager
     def file_creation(
