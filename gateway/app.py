@@ -17,11 +17,19 @@ from .errors import install_error_handlers
 from .metrics import install_metrics_route
 from .middleware import EdgeMiddleware
 from .openapi import adjust_openapi
-from .routes import auth, events, files, health, v2, v2_uploads
+from .routes import auth, events, files, health, v2, v2_listing, v2_uploads
 from .settings import GatewaySettings
 from .static import mount_web_app
 
-ROUTERS = (files.router, v2_uploads.router, v2.router, events.router, auth.router, health.router)
+ROUTERS = (
+    files.router,
+    v2_uploads.router,
+    v2.router,
+    v2_listing.router,
+    events.router,
+    auth.router,
+    health.router,
+)
 
 DESCRIPTION = """Dropfile's REST API: v1 (`/api/auth`, `/api/files`) as existing browser and
 script clients speak it, and v2 (`/api/v2`) beside it: files up to 5 TiB in parts the server

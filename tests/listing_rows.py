@@ -57,8 +57,9 @@ def insert_files(
                 "created_at": start + step * (index // ties),
             }
         )
-    with engine.begin() as connection:
-        connection.execute(_INSERT, rows)
+    if rows:
+        with engine.begin() as connection:
+            connection.execute(_INSERT, rows)
     listed = [
         Row(str(r["id"]), r["file_name"], r["created_at"], r["size"], r["mime_type"]) for r in rows
     ]
