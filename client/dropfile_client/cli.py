@@ -222,7 +222,11 @@ def _size_or_zero(path: str) -> int:
 
 
 def cmd_ls(client: DropfileClient, args: argparse.Namespace) -> int:
-    files = client.list()
+    # Every page (1,000 files each), or the newest --limit (and one more: are there more?).
+    files = client.list(limit=None if args.limit is None else args.limit + 1)
+    if args.limit is not None and len(files) > args.limit:
+        files = files[: args.limit]
+        print(f"{PROG}: the newest {args.limit} files; there are more", file=sys.stderr)
     if args.json:
         print(json.dumps([_file_json(info) for info in files], indent=2))
         return EXIT_OK
@@ -284,6 +288,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if not 1 <= value <= 64:
         raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return value
+
+
+def file_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
@@ -439,6 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = command("ls", cmd_ls, "list your files, newest first")
     ls.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    ls.add_argument(
+        "--limit",
+        type=file_count,
+        metavar="N",
+        help="only the newest N files (default: every file)",
+    )
 
     get = command("get", cmd_get, "download a file")
     get.add_argument("file_id", metavar="FILE_ID")
