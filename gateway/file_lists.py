@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -37,6 +38,36 @@ _MEDIA_TYPE = "application/json"
 log = logging.getLogger("gateway.file_lists")
 
 Entry = Callable[[upload_pb2.File], dict[str, Any]]
+_STATUS_NAMES = {
+    value: name.removeprefix("FILE_STATUS_") for name, value in upload_pb2.FileStatus.items()
+}
+
+
+def created_at_text(file: upload_pb2.File) -> str:
+    """The creation time as JavaScript's Date#toISOString writes it (which clients parse),
+    milliseconds truncated: what `ToDatetime().isoformat(timespec="milliseconds")` gives,
+    at a third of its cost (the seconds alone through datetime)."""
+    created = file.created_at
+    seconds = datetime.fromtimestamp(created.seconds, UTC).isoformat()[:19]
+    return f"{seconds}.{created.nanos // 1_000_000:03d}Z"
+
+
+def v1_entry(file: upload_pb2.File) -> dict[str, Any]:
+    """A file of v1's list (routes/files.py's _file_entry, key for key)."""
+    return {
+        "fileId": file.file_id,
+        "fileName": file.file_name,
+        "mimeType": file.mime_type,
+        "size": file.size,
+        "s3Key": file.s3_key,
+        "status": _STATUS_NAMES[file.status],
+        "createdAt": created_at_text(file),
+    }
+
+
+def v2_entry(file: upload_pb2.File) -> dict[str, Any]:
+    """A file of v2's list (routes/v2_uploads.py's file_v2, key for key)."""
+    return {**v1_entry(file), "sha256": file.sha256 or None}
 
 
 class ListCutShort(Exception):
@@ -54,7 +85,7 @@ async def _page(call: UserCallOptions, token: str) -> upload_pb2.ListFilesRespon
     )
 
 
-async def v1_file_list(call: UserCallOptions, entry: Entry) -> Response:
+async def v1_file_list(call: UserCallOptions, entry: Entry = v1_entry) -> Response:
     """Every file of the caller, newest first, as v1's `{"success": true, "files": [...]}`.
     The first page is asked for before answering, so that its refusals (401, 503...) are
     answered as usual."""

@@ -22,10 +22,10 @@ from starlette.responses import Response
 from dropfile.upload.v1 import upload_pb2
 
 from ..deps import UserCall
+from ..file_lists import v2_entry
 from ..json_replies import json_reply
 from ..schemas import INT32_MAX, ErrorReply
 from ..schemas_v2 import FileV2
-from .v2_uploads import file_v2
 
 router = APIRouter(prefix="/api/v2", tags=["v2"])
 
@@ -75,7 +75,7 @@ async def list_files(
     # Up to 1,000 entries, written as they are read (json_replies.py).
     return json_reply(
         {
-            "files": (file_v2(file) for file in reply.files),
+            "files": (v2_entry(file) for file in reply.files),
             "nextPageToken": reply.next_page_token or None,
         },
         long_list="files",

@@ -71,10 +71,9 @@ def _filter_tag(name_filter: str) -> str:
 
 
 def encode_page_token(position: Position, name_filter: str) -> str:
-    micros = (position.created_at - _EPOCH) // _MICROSECOND
     payload = {
         "v": _TOKEN_VERSION,
-        "t": micros,
+        "t": position.created_us,
         "i": str(position.file_id),
         "f": _filter_tag(name_filter),
     }
@@ -113,7 +112,7 @@ def decode_page_token(token: str, name_filter: str) -> Position:
             "ask for the first page again with this filter",
             reason="INVALID_PAGE_TOKEN",
         )
-    return Position(created_at=_EPOCH + micros * _MICROSECOND, file_id=parsed_id)
+    return Position(created_us=micros, file_id=parsed_id)
 
 
 def list_files_page(
@@ -133,5 +132,5 @@ def list_files_page(
         return FilePage(files=rows, next_page_token="")
     rows = rows[:size]
     last = rows[-1]
-    token = encode_page_token(Position(last.created_at, last.id), name_filter)
+    token = encode_page_token(Position(last.created_us, uuid.UUID(last.file_id)), name_filter)
     return FilePage(files=rows, next_page_token=token)

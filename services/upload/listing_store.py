@@ -1,10 +1,13 @@
 """The SQL of ListFiles: one page of a user's files, newest first, by keyset.
 
-A page is one statement on the autocommit pool (no BEGIN/COMMIT around it; a filtered
-one, see below, in a transaction of its own), run again while the database is unreachable
-(`Database.retrying`). It reads the columns a listing shows, never ORM objects (1,000 of
-them cost more CPU than the query), and one row more than the page holds, which tells
-whether there is a next page.
+A page is one statement, run again while the database is unreachable
+(`Database.retrying`). Unfiltered pages, the common case, are statements PostgreSQL
+prepared once per connection (`PreparedStatement`, on the autocommit pool: no BEGIN/COMMIT,
+no planning, no SQLAlchemy per row); a filtered one runs in a transaction of its own (see
+below). It reads the columns a listing shows, never ORM objects, the creation time as
+whole microseconds since the epoch (EXTRACT gives a numeric, exact: what the page token
+and the protobuf Timestamp need, without a datetime per row), and one row more than the
+page holds, which tells whether there is a next page. A page of 1,000 costs ~4 ms here.
 
 The order is (created_at DESC, id DESC): ids break ties between files created in the same
 microsecond, so the order is total and a page continues exactly after the last row of the
@@ -30,60 +33,72 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.sql.elements import TextClause
 
-from services.common.db import Database
+from services.common.db import Database, PreparedStatement
 
-_COLUMNS = "id, file_name, mime_type, size, s3_key, status, created_at, sha256"
-_ORDER = "ORDER BY created_at DESC, id DESC LIMIT :limit"
-_AFTER = "(created_at, id) < (:after_created_at, :after_id)"
-_NAME = "file_name ILIKE :pattern ESCAPE '\\'"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_COLUMNS = (
+    "id::text, file_name, mime_type, size, s3_key, status::text, "
+    "(EXTRACT(EPOCH FROM created_at) * 1000000)::bigint, sha256"
+)
+_ORDER = "ORDER BY created_at DESC, id DESC"
 
-
-def _statement(*conditions: str) -> TextClause:
-    where = " AND ".join(("user_id = :user_id", *conditions))
-    return text(f"SELECT {_COLUMNS} FROM files WHERE {where} {_ORDER}")
-
-
-# (after a cursor?, with a name filter?) -> the statement: each a plan of its own.
-_STATEMENTS = {
-    (False, False): _statement(),
-    (True, False): _statement(_AFTER),
-    (False, True): _statement(_NAME),
-    (True, True): _statement(_AFTER, _NAME),
+# Unfiltered pages: from the newest, and after a position.
+_FIRST_PAGE = PreparedStatement(
+    "list_files_first",
+    [("user_id", "uuid"), ("limit", "integer")],
+    f"SELECT {_COLUMNS} FROM files WHERE user_id = $1 {_ORDER} LIMIT $2",
+)
+_NEXT_PAGE = PreparedStatement(
+    "list_files_after",
+    [("user_id", "uuid"), ("limit", "integer"), ("after_at", "timestamptz"), ("after_id", "uuid")],
+    f"SELECT {_COLUMNS} FROM files WHERE user_id = $1 AND (created_at, id) < ($3, $4) "
+    f"{_ORDER} LIMIT $2",
+)
+# Filtered pages, planned for their pattern each time (a generic plan cannot tell a rare
+# text from a common one).
+_FILTERED = {
+    after: text(
+        f"SELECT {_COLUMNS} FROM files WHERE user_id = :user_id"
+        + (" AND (created_at, id) < (:after_at, :after_id)" if after else "")
+        + f" AND file_name ILIKE :pattern ESCAPE '\\' {_ORDER} LIMIT :limit"
+    )
+    for after in (False, True)
 }
-
-
 # For this transaction only: a user's files are read through their indexes, never by
 # reading every user's.
 _NO_SEQUENTIAL_SCAN = text("SET LOCAL enable_seqscan = off")
 
 
-@dataclass(frozen=True)
-class ListedRow:
+class ListedRow(NamedTuple):
     """A file as a listing shows it."""
 
-    id: uuid.UUID
+    file_id: str
     file_name: str
     mime_type: str
     size: int
     s3_key: str
     status: str  # the file_status enum's name: UPLOADING, UPLOADED, FAILED
-    created_at: datetime
+    created_us: int  # microseconds since the epoch
     sha256: str | None
 
 
 @dataclass(frozen=True)
 class Position:
-    """Where a page starts: after the file (created_at, id), in listing order."""
+    """Where a page starts: after the file (created_us, file_id), in listing order."""
 
-    created_at: datetime
+    created_us: int
     file_id: uuid.UUID
+
+    @property
+    def created_at(self) -> datetime:
+        return _EPOCH + self.created_us * _MICROSECOND
 
 
 def like_pattern(substring: str) -> str:
@@ -94,8 +109,8 @@ def like_pattern(substring: str) -> str:
 
 class ListingStore:
     def __init__(self, db: Database, *, autocommit: Engine) -> None:
-        """`autocommit`: an engine in AUTOCOMMIT mode on the same database (the one
-        UploadStore reads single statements on)."""
+        """`autocommit`: an engine in AUTOCOMMIT mode, without pre-ping, on the same
+        database (the one UploadStore records parts and reads single statements on)."""
         self._db = db
         self._autocommit = autocommit
 
@@ -110,22 +125,20 @@ class ListingStore:
         """At most `limit` of the user's files, newest first, after `after` (from the
         newest when None), whose names contain `name_contains` (any case; all when
         empty)."""
-        params: dict[str, Any] = {"user_id": user_id, "limit": limit}
+        params: dict[str, Any] = {"user_id": str(user_id), "limit": limit}
         if after is not None:
-            params["after_created_at"] = after.created_at
-            params["after_id"] = after.file_id
+            params["after_at"] = after.created_at
+            params["after_id"] = str(after.file_id)
         if name_contains:
             params["pattern"] = like_pattern(name_contains)
-        statement = _STATEMENTS[(after is not None, bool(name_contains))]
-        read = self._filtered_rows if name_contains else self._rows
-        rows = self._db.retrying(lambda: read(statement, params), what="a read")
-        return [ListedRow(*row) for row in rows]
+            statement = _FILTERED[after is not None]
+            rows = self._db.retrying(lambda: self._filtered(statement, params), what="a read")
+        else:
+            prepared = _FIRST_PAGE if after is None else _NEXT_PAGE
+            rows = self._db.retrying(lambda: prepared.rows(self._autocommit, params), what="a read")
+        return [ListedRow._make(row) for row in rows]
 
-    def _rows(self, statement: TextClause, params: Mapping[str, Any]) -> Sequence[Any]:
-        with self._autocommit.connect() as connection:
-            return connection.execute(statement, params).all()
-
-    def _filtered_rows(self, statement: TextClause, params: Mapping[str, Any]) -> Sequence[Any]:
+    def _filtered(self, statement: Any, params: Mapping[str, Any]) -> Sequence[Any]:
         with self._db.session() as session:
             session.execute(_NO_SEQUENTIAL_SCAN)
             return session.execute(statement, params).all()

@@ -295,3 +295,37 @@ def test_v1_list_dates_keep_their_milliseconds_form(user, db_engine):
     insert_files(db_engine, user_id, ["leap.txt"], start=when)
     (entry,) = client.get("/api/files/list").json()["files"]
     assert entry["createdAt"] == "2024-02-29T23:59:59.987Z"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (0, 0),
+        (1_709_251_199, 987_654_321),
+        (1_709_251_199, 999_999_999),
+        (1_796_645_964, 1_000_000),
+        (253_402_300_799, 999_000_000),  # 9999-12-31T23:59:59.999
+        (-86_400, 500_000_000),  # 1969-12-31
+        (-62_135_596_800, 0),  # 0001-01-01
+    ],
+)
+def test_the_fast_entries_write_what_the_old_ones_did(seconds, nanos):
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from gateway.file_lists import v1_entry, v2_entry
+    from gateway.routes.v2_uploads import file_v2
+
+    for status in (1, 2, 3):
+        for sha256 in ("", "ab" * 32):
+            file = upload_pb2.File(
+                file_id=str(uuid.uuid4()),
+                file_name="n",
+                mime_type="m",
+                size=7,
+                s3_key="k",
+                status=status,
+                created_at=Timestamp(seconds=seconds, nanos=nanos),
+                sha256=sha256,
+            )
+            assert json.dumps(v1_entry(file)) == json.dumps(_file_entry(file))
+            assert json.dumps(v2_entry(file)) == json.dumps(file_v2(file))
