@@ -2,6 +2,7 @@
 more from "Load more" or by scrolling to the end of the list (infinite scroll), until the
 list ends; the search box asks the server (GET /api/v2/files?name=...), which searches every
 file, not only those shown. The files are written straight into the database."""
+
 from __future__ import annotations
 
 import base64
