@@ -20,6 +20,7 @@ from . import (
     control_plane,
     event_latency,
     initiation,
+    listing,
     many_uploads,
     signin,
     transfers,
@@ -31,7 +32,17 @@ from .report import machine, write
 from .stack import DROPFILE_PROCESSES, ROOT, BenchStack, ForeignLoad
 from .stats import Results, Row
 
-SECTIONS = ("upload", "control", "initiation", "events", "signin", "load", "wan", "browser")
+SECTIONS = (
+    "upload",
+    "control",
+    "initiation",
+    "events",
+    "signin",
+    "load",
+    "wan",
+    "browser",
+    "listing",
+)
 # Above this share of the machine's CPU used by others during a section, say so.
 FOREIGN_WARNING_PERCENT = 5.0
 
@@ -165,6 +176,12 @@ def run(argv: list[str]) -> int:
                 "browser",
                 "9. uploads from a browser",
                 lambda: browser.measure(stack, config, account, results, say),
+            ),
+            # Last: its million rows stay in the main database.
+            (
+                "listing",
+                "10. a million files",
+                lambda: listing.measure(stack, config, results, say),
             ),
         )
         for name, title, step in steps:

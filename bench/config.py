@@ -48,6 +48,13 @@ class BenchConfig:
     wan_file_size: int = GIB
     # 9. Uploads from a browser (Chromium), loopback and WAN.
     browser_file_size: int = 256 * MIB
+    # 10. A million files: rows COPYed over `listing_users` users, one of whom holds
+    # `listing_big_user_rows` and another `listing_medium_user_rows`; requests timed per row.
+    listing_rows: int = 1_000_000
+    listing_users: int = 1000
+    listing_big_user_rows: int = 100_000
+    listing_medium_user_rows: int = 1000
+    listing_samples: int = 200
 
 
 FULL = BenchConfig(
@@ -92,6 +99,11 @@ SMOKE = replace(
     load_burst_uploads=8,
     wan_file_size=11 * MIB,
     browser_file_size=11 * MIB,
+    listing_rows=2000,
+    listing_users=10,
+    listing_big_user_rows=500,
+    listing_medium_user_rows=100,
+    listing_samples=5,
 )
 
 PROFILES = {"full": FULL, "smoke": SMOKE}

@@ -153,6 +153,23 @@ def targets(results: Results, load_concurrency: int = 32) -> list[Target]:
             "≥",
             threshold,
         )
+    add(
+        "list: v2 first page p50, the 100,000-file user",
+        r.median("listing.v2.first_page.p50"),
+        "<",
+        10.0,
+        "ms",
+    )
+    add(
+        "list: v1 list of a 1,000-file user p50", r.median("listing.v1.medium.p50"), "<", 30.0, "ms"
+    )
+    add(
+        "list: upload coordinator RSS while the 100,000-file user lists",
+        r.median("listing.memory.upload"),
+        "<",
+        MEMORY_LIMIT_MB,
+        "MB",
+    )
     memory = [row for row in r.rows.values() if row.section == "Memory"]
     worst = max(memory, key=lambda row: row.median or 0, default=None)
     add(

@@ -137,6 +137,8 @@ class Endpoints:
     # The WAN profile: gateway-wan and the store, each behind a delaying proxy.
     gateway_wan: str = ""
     s3_endpoint_wan: str = ""
+    # The main stack's database (the listing section COPYs rows into it).
+    db_main: str = ""
 
 
 @dataclass
@@ -163,6 +165,7 @@ class BenchStack:
         self._start_moto()
         db_main = self._create_database(pg_admin, "dropfile_bench")
         db_sqs = self._create_database(pg_admin, "dropfile_bench_sqs")
+        self.endpoints.db_main = db_main
         self._run_steps(
             [
                 (

@@ -17,7 +17,18 @@ from .errors import install_error_handlers
 from .metrics import install_metrics_route
 from .middleware import EdgeMiddleware
 from .openapi import adjust_openapi
-from .routes import auth, events, files, health, share_pages, shares, sso, v2, v2_uploads
+from .routes import (
+    auth,
+    events,
+    files,
+    health,
+    share_pages,
+    shares,
+    sso,
+    v2,
+    v2_listing,
+    v2_uploads,
+)
 from .settings import GatewaySettings
 from .static import mount_web_app
 
@@ -25,6 +36,7 @@ ROUTERS = (
     files.router,
     v2_uploads.router,
     v2.router,
+    v2_listing.router,
     shares.router,
     events.router,
     auth.router,

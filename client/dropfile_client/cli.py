@@ -223,11 +223,18 @@ def _size_or_zero(path: str) -> int:
 
 
 def cmd_ls(client: DropfileClient, args: argparse.Namespace) -> int:
-    files = client.list()
-    # A name filter: every word must appear in the name, whatever the case.
+    # A name filter: every word must appear in the name, whatever the case. The server
+    # filters by the longest word (pages of 1,000 files each); the others are checked here.
     words = [word.casefold() for word in [*args.name_words, *(args.name or [])]]
-    if words:
+    several = len(words) > 1
+    # The newest --limit, and one more: are there more?
+    wanted = None if args.limit is None or several else args.limit + 1
+    files = client.list(name=max(words, key=len) if words else None, limit=wanted)
+    if several:
         files = [info for info in files if all(w in info.name.casefold() for w in words)]
+    if args.limit is not None and len(files) > args.limit:
+        files = files[: args.limit]
+        print(f"{PROG}: the newest {args.limit} files; there are more", file=sys.stderr)
     if args.json:
         print(json.dumps([_file_json(info) for info in files], indent=2))
         return EXIT_OK
@@ -289,6 +296,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if not 1 <= value <= 64:
         raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return value
+
+
+def file_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
@@ -456,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only files whose name contains TEXT (any case), as NAME does",
     )
     ls.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    ls.add_argument(
+        "--limit",
+        type=file_count,
+        metavar="N",
+        help="only the newest N files (default: every file)",
+    )
 
     get = command("get", cmd_get, "download a file")
     get.add_argument("file_id", metavar="FILE_ID")

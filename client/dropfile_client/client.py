@@ -37,11 +37,12 @@ import stat
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -73,6 +74,9 @@ log = logging.getLogger("dropfile_client")
 RESUME_FILE = "uploads.json"
 
 DEFAULT_PARALLEL = 4
+# Files per page of GET /api/v2/files: the server's default, and its largest page.
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
 DEFAULT_WAIT_TIMEOUT = 120.0
 # How long an interrupted or failed upload waits for its part threads before aborting.
 STOP_GRACE_SECONDS = 2.0
@@ -109,6 +113,14 @@ class FileInfo:
             created_at=created_at,
             sha256=entry["sha256"] if isinstance(entry.get("sha256"), str) else None,
         )
+
+
+@dataclass(frozen=True)
+class FilePage:
+    """One page of a file list, and the token of the next (None on the last page)."""
+
+    files: list[FileInfo]
+    next_page_token: str | None
 
 
 @dataclass(frozen=True)
@@ -314,12 +326,58 @@ class DropfileClient:
 
     # -- files ---------------------------------------------------------------------------
 
-    def list(self) -> list[FileInfo]:
-        """The caller's files, newest first."""
-        reply = self._gateway.call("GET", "/api/files/list", idempotent=True)
-        return [
-            FileInfo.from_json(entry) for entry in reply.get("files", []) if isinstance(entry, dict)
-        ]
+    def list(self, *, name: str | None = None, limit: int | None = None) -> list[FileInfo]:
+        """The caller's files, newest first: every one (a page of 1,000 at a time), or
+        the newest `limit`; `name`: only those whose name contains it, whatever the case."""
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be at least 1")
+        files: list[FileInfo] = []
+        for info in self.iter_files(
+            name=name, page_size=min(limit or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
+        ):
+            files.append(info)
+            if limit is not None and len(files) >= limit:
+                break
+        return files
+
+    def iter_files(
+        self, *, name: str | None = None, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[FileInfo]:
+        """The caller's files, newest first, a page asked for as the last one runs out.
+        Paging is stable: no file is yielded twice or skipped, whatever is uploaded or
+        deleted meanwhile (files uploaded after the first page are not yielded)."""
+        token: str | None = None
+        while True:
+            page = self.list_page(page_size=page_size, page_token=token, name=name)
+            yield from page.files
+            token = page.next_page_token
+            if token is None:
+                return
+
+    def list_page(
+        self,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        page_token: str | None = None,
+        name: str | None = None,
+    ) -> FilePage:
+        """One page of the caller's files, newest first (GET /api/v2/files): `page_size`
+        1..1000, `page_token` the previous page's next_page_token, `name` a case-insensitive
+        substring of the name (every page of one listing with the same `name`)."""
+        params: dict[str, str | int] = {"pageSize": page_size}
+        if page_token:
+            params["pageToken"] = page_token
+        if name:
+            params["name"] = name
+        reply = self._gateway.call("GET", f"/api/v2/files?{urlencode(params)}", idempotent=True)
+        entries = reply.get("files")
+        token = reply.get("nextPageToken")
+        if not isinstance(entries, list) or not (token is None or isinstance(token, str)):
+            raise DropfileError("the server's file list is malformed")
+        return FilePage(
+            files=[FileInfo.from_json(entry) for entry in entries if isinstance(entry, dict)],
+            next_page_token=token or None,
+        )
 
     def get_file(self, file_id: str) -> FileInfo:
         """One of the caller's files; ApiError 404 when there is no such file."""

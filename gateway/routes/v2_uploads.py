@@ -12,8 +12,9 @@ parts storage holds, and each user's quota.
     POST /api/v2/files/{id}/complete        complete (with the recorded parts by default)
     GET  /api/v2/quota                      the caller's quota
 
-Listing, downloading, aborting and deleting are v1's routes (/api/files/...). Errors are
-`{"error": "..."}` with v1's status mapping (gateway/errors.py); over quota is 413."""
+Listing is GET /api/v2/files (v2_listing.py); downloading, aborting and deleting are v1's
+routes (/api/files/...). Errors are `{"error": "..."}` with v1's status mapping
+(gateway/errors.py); over quota is 413."""
 
 from __future__ import annotations
 

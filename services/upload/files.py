@@ -10,6 +10,7 @@ from datetime import datetime
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
 from .core import NO_SUCH_FILE, UploadCore
+from .listing import FilePage, list_files_page
 from .models import File, FileStatus
 from .quota import Quota, Usage
 from .validation import parse_file_id
@@ -51,8 +52,17 @@ class Files:
     def __init__(self, core: UploadCore) -> None:
         self._core = core
 
-    def list_files(self, *, user_id: uuid.UUID) -> list[FileInfo]:
-        return [file_info(file) for file in self._core.store.files.files_of(user_id)]
+    def list_page(
+        self, *, user_id: uuid.UUID, page_size: int, page_token: str, name_filter: str
+    ) -> FilePage:
+        """ListFiles: one page of the user's files, newest first (listing.py)."""
+        return list_files_page(
+            self._core.store.listing,
+            user_id=user_id,
+            page_size=page_size,
+            page_token=page_token,
+            name_filter=name_filter,
+        )
 
     def get_file(self, *, user_id: uuid.UUID, file_id: str) -> File:
         return self._core.owned(parse_file_id(file_id), user_id)

@@ -9,7 +9,18 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Enum, ForeignKey, Index, Integer, String, Uuid, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Uuid,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from services.common.db import Base
@@ -65,7 +76,17 @@ class File(Base):
     )
 
     __table_args__ = (
-        Index("ix_files_user_created", "user_id", "created_at"),
+        # A user's files a page at a time, newest first (migration 0006; listing_store.py).
+        Index("ix_files_user_created_id", "user_id", text("created_at DESC"), text("id DESC")),
+        # One user's name filters (ILIKE '%text%'), where pg_trgm and btree_gin can be
+        # created (migration 0006).
+        Index(
+            "ix_files_user_name_trgm",
+            "user_id",
+            "file_name",
+            postgresql_using="gin",
+            postgresql_ops={"file_name": "gin_trgm_ops"},
+        ),
         # The reconciler looks for completed-but-unconfirmed uploads.
         Index("ix_files_status_completed", "status", "completed_at"),
     )

@@ -23,6 +23,7 @@ from .messages import (
     STATE,
     algorithm_of,
     file_message,
+    files_page,
     part_record_result,
 )
 from .recording import PartToRecord
@@ -186,8 +187,13 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
     def ListFiles(
         self, request: upload_pb2.ListFilesRequest, context: ServicerContext
     ) -> upload_pb2.ListFilesResponse:
-        files = self._uploads.files.list_files(user_id=caller_id())
-        return upload_pb2.ListFilesResponse(files=[file_message(info) for info in files])
+        page = self._uploads.files.list_page(
+            user_id=caller_id(),
+            page_size=request.page_size,
+            page_token=request.page_token,
+            name_filter=request.name_filter,
+        )
+        return files_page(page.files, page.next_page_token)
 
     def GetDownloadUrl(
         self, request: upload_pb2.GetDownloadUrlRequest, context: ServicerContext

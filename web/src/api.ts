@@ -163,6 +163,31 @@ export async function listFiles(): Promise<StoredFile[]> {
   return (await call<{ files: StoredFile[] }>("GET", "/api/files/list")).files;
 }
 
+export interface FilePage {
+  files: StoredFile[];
+  /** The next page's token; null on the last page. */
+  nextPageToken: string | null;
+}
+
+export interface FilePageRequest {
+  /** 1..1000 (the server's default: 100). */
+  pageSize?: number;
+  /** The previous page's nextPageToken, unchanged. */
+  pageToken?: string | null;
+  /** Only files whose name contains this, whatever its case (the server filters). */
+  name?: string;
+}
+
+/** One page of the caller's files, newest first (GET /api/v2/files). */
+export function listFilesPage(request: FilePageRequest = {}): Promise<FilePage> {
+  const query = new URLSearchParams();
+  if (request.pageSize) query.set("pageSize", String(request.pageSize));
+  if (request.pageToken) query.set("pageToken", request.pageToken);
+  if (request.name) query.set("name", request.name);
+  const search = query.toString();
+  return call<FilePage>("GET", `/api/v2/files${search ? `?${search}` : ""}`);
+}
+
 export function abortUpload(fileId: string, uploadId: string): Promise<unknown> {
   return call("POST", "/api/files/abort-upload", { uploadId, file_id: fileId });
 }

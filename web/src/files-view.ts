@@ -2,16 +2,20 @@
  * The signed-in page: a drop zone with a file picker, and one list of the user's files in
  * which this page's uploads show their progress, speed and a Cancel button.
  *
- * The list is the server's (GET /api/files/list). Status changes arrive live from the event
+ * The list is the server's, a page at a time (file-pages.ts: the newest 100, then 100 more
+ * each time the user reaches the end of the list or presses "Load more"), filtered by name
+ * on the server from the search box. Status changes arrive live from the event
  * stream (live-status.ts), so a status turns UPLOADED without reloading the page; the list
- * is re-read whenever the stream opens (it replays nothing) and polled while any file is
- * still uploading: often when the stream is down, rarely as a safety net when it is up.
+ * (as many files as are shown) is re-read whenever the stream opens (it replays nothing)
+ * and polled while any file is still uploading: often when the stream is down, rarely as a
+ * safety net when it is up.
  * Rows are updated in place (keyed by file id), so updates never take the keyboard focus
  * away.
  */
 import * as api from "./api";
 import { messageOf, type StoredFile } from "./api";
 import { byId, element } from "./dom";
+import { filesAfter, newestFiles, PAGE_SIZE } from "./file-pages";
 import { formatBytes, formatDate, formatSpeed } from "./format";
 import { isLive, startLiveStatus, stopLiveStatus, type FileEvent } from "./live-status";
 import { announce, showError } from "./notices";
@@ -20,6 +24,7 @@ import { closeShareDialog, openShareDialog, setUpShareDialog } from "./share-dia
 import { Upload, type UploadPhase } from "./upload";
 
 const POLL_INTERVAL_MS = 1_500;
+const SEARCH_DELAY_MS = 250;
 // While the event stream is open it brings every change: polling is only a safety net.
 const LIVE_POLL_INTERVAL_MS = 30_000;
 
@@ -30,11 +35,18 @@ const list = byId<HTMLUListElement>("file-list");
 const emptyNote = byId("files-empty");
 const search = byId<HTMLInputElement>("file-search");
 const noMatchNote = byId("files-no-match");
+const moreButton = byId<HTMLButtonElement>("files-more");
 
 let visible = false;
 let listed = false; // the first listing arrived
 let files: StoredFile[] = [];
 const uploads = new Map<string, Upload>();
+// Paging: how many files the user asked to see, where the next ones start (null: no more),
+// and the name filter the server applies (the search box's longest word; the page checks
+// every word, so a name must hold them all, in any case, as `dropfile ls` has it).
+let wanted = PAGE_SIZE;
+let nextPageToken: string | null = null;
+let nameFilter = "";
 
 // --- rows ----------------------------------------------------------------------------------
 
@@ -166,7 +178,11 @@ function updateRow(row: Row, state: RowState): void {
  * server's list (newest first). */
 function orderedIds(): string[] {
   const listedIds = new Set(files.map((file) => file.fileId));
-  const pending = [...uploads.keys()].filter((id) => !listedIds.has(id)).reverse();
+  const filter = nameFilter.toLocaleLowerCase();
+  const pending = [...uploads.entries()]
+    .filter(([id, upload]) => !listedIds.has(id)
+      && upload.file.name.toLocaleLowerCase().includes(filter))
+    .map(([id]) => id).reverse();
   return [...pending, ...files.map((file) => file.fileId)];
 }
 
@@ -199,9 +215,11 @@ function render(): void {
     // Moving a node blurs what it holds, so only rows out of place move.
     if (list.children[index] !== row.item) list.insertBefore(row.item, list.children[index] ?? null);
   });
-  emptyNote.hidden = !listed || all.length > 0;
-  noMatchNote.hidden = all.length === 0 || ids.length > 0;
+  const empty = listed && ids.length === 0;
+  emptyNote.hidden = !empty || words.length > 0;
+  noMatchNote.hidden = !empty || words.length === 0;
   noMatchNote.textContent = noMatchNote.hidden ? "" : `No files match “${search.value.trim()}”.`;
+  moreButton.hidden = !listed || nextPageToken === null;
 }
 
 let renderQueued = false;
@@ -306,10 +324,17 @@ async function reload(): Promise<void> {
   }
   loading = (async () => {
     try {
-      const next = withLiveStatus(await api.listFiles());
+      const filter = nameFilter;
+      const listing = await newestFiles(Math.max(PAGE_SIZE, wanted), filter);
       if (!visible) return;
+      if (filter !== nameFilter) {
+        reloadAgain = true; // the search changed meanwhile: this list is of another filter
+        return;
+      }
+      const next = withLiveStatus(listing.files);
       announceArrivals(next);
       files = next;
+      nextPageToken = listing.nextPageToken;
       listed = true;
       forgetSettledUploads();
       render();
@@ -326,10 +351,70 @@ async function reload(): Promise<void> {
         void reload();
       } else {
         schedulePoll();
+        requestAnimationFrame(loadMoreIfInView);
       }
     }
   })();
   return loading;
+}
+
+// --- more files, and the name filter -------------------------------------------------------
+
+let loadingMore = false;
+// How near the bottom of the window the end of the list must come to load more.
+const SCROLL_MARGIN_PX = 200;
+
+/** Loads the next page when the end of the list is on screen (or nearly), as laid out now:
+ * an IntersectionObserver's last word may predate the rows just added. */
+function loadMoreIfInView(): void {
+  if (nextPageToken === null || moreButton.hidden) return;
+  if (moreButton.getBoundingClientRect().top < window.innerHeight + SCROLL_MARGIN_PX) {
+    void loadMore();
+  }
+}
+
+/** The next page after the files shown, appended to them. */
+async function loadMore(): Promise<void> {
+  const token = nextPageToken;
+  if (!visible || loadingMore || loading || token === null) return;
+  loadingMore = true;
+  moreButton.disabled = true;
+  const filter = nameFilter;
+  try {
+    const listing = await filesAfter(token, filter);
+    if (!visible || filter !== nameFilter || token !== nextPageToken) return; // overtaken
+    const shown = new Set(files.map((file) => file.fileId));
+    files = [...files, ...withLiveStatus(listing.files.filter((file) => !shown.has(file.fileId)))];
+    wanted = Math.max(wanted, files.length);
+    nextPageToken = listing.nextPageToken;
+    render();
+    announce(`${listing.files.length} more files shown.`);
+  } catch (error) {
+    if (visible && !(error instanceof api.ApiError && error.status === 401)) {
+      showError(`Could not load more files: ${messageOf(error)}`);
+    }
+  } finally {
+    loadingMore = false;
+    moreButton.disabled = false;
+    requestAnimationFrame(loadMoreIfInView); // once the new rows are laid out
+  }
+}
+
+let searchTimer: ReturnType<typeof setTimeout> | undefined;
+
+/** A new search: the newest files that match it, from the server (after a short pause in
+ * the typing, so that a word is one request, not one per letter). */
+function searchChanged(): void {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    const filter = searchWords().reduce((longest, word) =>
+      word.length > longest.length ? word : longest, "");
+    if (filter === nameFilter) return;
+    nameFilter = filter;
+    wanted = PAGE_SIZE;
+    nextPageToken = null;
+    void reload();
+  }, SEARCH_DELAY_MS);
 }
 
 // --- uploading -------------------------------------------------------------------------------
@@ -415,8 +500,13 @@ function carriesFiles(event: DragEvent): boolean {
 
 export function setUpFilesView(): void {
   list.addEventListener("click", onListClick);
-  search.addEventListener("input", () => render());
+  search.addEventListener("input", searchChanged);
   setUpShareDialog();
+  moreButton.addEventListener("click", () => void loadMore());
+  // Infinite scroll: reaching the end of the list (the button) loads the next page.
+  new IntersectionObserver((entries) => {
+    if (entries.some((entry) => entry.isIntersecting)) loadMoreIfInView();
+  }, { rootMargin: `${SCROLL_MARGIN_PX}px` }).observe(moreButton);
   fileInput.addEventListener("change", () => {
     addFiles(fileInput.files);
     fileInput.value = ""; // choosing the same file again is a new upload
@@ -459,6 +549,13 @@ export function hideFilesView(): void {
   settled.clear();
   files = [];
   listed = false;
+  wanted = PAGE_SIZE;
+  nextPageToken = null;
+  nameFilter = "";
+  search.value = "";
+  clearTimeout(searchTimer);
+  noMatchNote.hidden = true;
+  moreButton.hidden = true;
   uploads.clear();
   rows.clear();
   list.replaceChildren();

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from services.common.db import Database
 
 from .files import FileDeletion, FileStore
+from .listing import ListingStore
 from .parts import PartRecord, PartStore
 from .reads import Reads
 from .reaper import ORPHAN_SCAN_LOCK, IdleClaim, ReaperStore
@@ -37,6 +38,8 @@ class UploadStore:
         self.files = FileStore(db, reads)
         self.usage = UsageStore(db, reads)
         self.parts = PartStore(db, reads, autocommit=autocommit)
+        # ListFiles' pages (listing.py).
+        self.listing = ListingStore(db, autocommit=autocommit)
 
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "FileIdTaken",
     "FileStore",
     "IdleClaim",
+    "ListingStore",
     "PartRecord",
     "PartStore",
     "ReaperStore",

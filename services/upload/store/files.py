@@ -51,18 +51,6 @@ class FileStore:
             )
         )
 
-    def files_of(self, user_id: uuid.UUID) -> list[File]:
-        """Newest first (ties broken by id, so the order is stable)."""
-        return self._reads.run(
-            lambda session: list(
-                session.scalars(
-                    select(File)
-                    .where(File.user_id == user_id)
-                    .order_by(File.created_at.desc(), File.id.desc())
-                )
-            )
-        )
-
     def pending_confirmations(self, *, completed_before: datetime, limit: int) -> list[File]:
         """UPLOADING files whose multipart upload was completed before the given moment
         (served by the (status, completed_at) index), oldest first."""

@@ -1,0 +1,82 @@
+"""`GET /api/v2/files`: the caller's files a page at a time, newest first.
+
+    GET /api/v2/files?pageSize=100&pageToken=...&name=...
+    -> {"files": [<file, as GET /api/v2/files/{id} has it>, ...], "nextPageToken": "..." | null}
+
+`pageSize` 1..1000 (omitted or 0: 100; larger is served as 1000), `pageToken` the previous
+page's `nextPageToken` unchanged (anything else, or a token of another `name`, is 400),
+`name` a case-insensitive substring of the file name (`%` and `_` are plain characters;
+at most 255). `nextPageToken` is null on the last page. Paging is stable: a file is never
+listed twice or skipped, whatever is uploaded or deleted meanwhile
+(services/upload/listing.py). v1's `GET /api/files/list` keeps answering every file at
+once (file_lists.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from dropfile.upload.v1 import upload_pb2
+
+from ..deps import UserCall
+from ..file_lists import v2_entry
+from ..json_replies import json_reply
+from ..schemas import INT32_MAX, ErrorReply
+from ..schemas_v2 import FileV2
+
+router = APIRouter(prefix="/api/v2", tags=["v2"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorReply} for status in (400, 401, 503)
+}
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+
+
+class FilePageReply(BaseModel):
+    files: list[FileV2] = Field(description="Newest first")
+    nextPageToken: str | None = Field(
+        description="Pass it as pageToken for the next page; null on the last page"
+    )
+
+
+@router.get(
+    "/files",
+    response_model=FilePageReply,
+    responses=_ERRORS,
+    summary="The caller's files, newest first, a page at a time (optionally by name)",
+)
+async def list_files(
+    call: UserCall,
+    pageSize: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=INT32_MAX,
+            description=f"Files per page, 1..{MAX_PAGE_SIZE} (0: {DEFAULT_PAGE_SIZE}; "
+            f"larger is served as {MAX_PAGE_SIZE})",
+        ),
+    ] = 0,
+    pageToken: Annotated[
+        str, Query(description="The nextPageToken of the previous page, unchanged")
+    ] = "",
+    name: Annotated[
+        str,
+        Query(description="Only files whose name contains this text, whatever its case"),
+    ] = "",
+) -> Response:
+    reply = await call.backends.upload.ListFiles(
+        upload_pb2.ListFilesRequest(page_size=pageSize, page_token=pageToken, name_filter=name),
+        **call.kwargs,
+    )
+    # Up to 1,000 entries, written as they are read (json_replies.py).
+    return json_reply(
+        {
+            "files": (v2_entry(file) for file in reply.files),
+            "nextPageToken": reply.next_page_token or None,
+        },
+        long_list="files",
+    )
