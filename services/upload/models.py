@@ -76,7 +76,7 @@ class File(Base):
     )
 
     __table_args__ = (
-        # A user's files a page at a time, newest first (migration 0006; listing_store.py).
+        # A user's files a page at a time, newest first (migration 0006; store/listing.py).
         Index("ix_files_user_created_id", "user_id", text("created_at DESC"), text("id DESC")),
         # One user's name filters (ILIKE '%text%'), where pg_trgm and btree_gin can be
         # created (migration 0006).

@@ -15,7 +15,7 @@ import pytest
 
 from dropfile.upload.v1 import upload_pb2
 from services.upload.listing import encode_page_token
-from services.upload.listing_store import Position
+from services.upload.store.listing import Position
 from tests.listing_rows import insert_files
 
 from .helpers import assert_code, initiate

@@ -407,7 +407,7 @@ let searchTimer: ReturnType<typeof setTimeout> | undefined;
 function searchChanged(): void {
   clearTimeout(searchTimer);
   searchTimer = setTimeout(() => {
-    const filter = searchWords().reduce((longest, word) =>
+    const filter = search.value.trim().split(/\s+/).reduce((longest, word) =>
       word.length > longest.length ? word : longest, "");
     if (filter === nameFilter) return;
     nameFilter = filter;
