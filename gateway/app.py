@@ -27,8 +27,9 @@ DESCRIPTION = """Dropfile's REST API: v1 (`/api/auth`, `/api/files`) as existing
 script clients speak it, and v2 (`/api/v2`) beside it: files up to 5 TiB in parts the server
 sizes, URLs presigned in batches, a checksum on every part, resume, and per-user quotas.
 Sessions are cookies (`access_token`, `refresh_token`, `device_id`); errors carry `error`
-(v1 file endpoints also `"success": false`). Invalid requests are answered 400; over
-quota, 413."""
+for people and `code` for programs (v1 file endpoints also `"success": false`): the
+README's "Error codes" lists every code. Invalid requests are answered 400; over quota,
+413."""
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:

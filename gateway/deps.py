@@ -20,7 +20,7 @@ from services.common.logs import REQUEST_ID_HEADER
 
 from .client_address import client_address
 from .cookies import ACCESS_TOKEN
-from .errors import ApiError
+from .errors import ACCESS_TOKEN_INVALID, ACCESS_TOKEN_MISSING, ApiError
 from .middleware import request_id_of
 from .part_recorder import PartRecorder
 from .settings import GatewaySettings
@@ -159,9 +159,11 @@ async def user_call(request: Request) -> UserCallOptions:
     record-chunk. openapi.py documents the cookie for these routes instead."""
     access_token = request.cookies.get(ACCESS_TOKEN)
     if not access_token:
-        raise ApiError(401, "not signed in: the access_token cookie is missing")
+        raise ApiError(
+            401, "not signed in: the access_token cookie is missing", code=ACCESS_TOKEN_MISSING
+        )
     if not _USABLE_TOKEN.fullmatch(access_token):
-        raise ApiError(401, "invalid access token")
+        raise ApiError(401, "invalid access token", code=ACCESS_TOKEN_INVALID)
     state = request.app.state
     request_id = request_id_of(request.scope)
     return UserCallOptions(

@@ -19,6 +19,8 @@ from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .deadlines import Deadlines
+from .errors import HEADERS_TOO_LARGE as HEADERS_TOO_LARGE_CODE
+from .errors import REQUEST_TIMEOUT, SERVER_BUSY
 
 HEADERS_TOO_SLOW = "request headers took too long"
 HEADERS_TOO_LARGE = "request headers too large"
@@ -64,7 +66,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if self._awaiting_head:  # the head is still incomplete
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
-                self._refuse(431, HEADERS_TOO_LARGE)
+                self._refuse(431, HEADERS_TOO_LARGE, HEADERS_TOO_LARGE_CODE)
 
     # The parser calls these for what it already holds even once the connection is
     # refused: they ignore it.
@@ -80,7 +82,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.max_header_bytes:
-            self._refuse(431, HEADERS_TOO_LARGE)
+            self._refuse(431, HEADERS_TOO_LARGE, HEADERS_TOO_LARGE_CODE)
         if not self._refused:
             super().on_header(name, value)
 
@@ -125,16 +127,16 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if self._head_bytes == 0:  # nothing asked: nothing to answer
             self.transport.close()
         else:
-            self._refuse(408, HEADERS_TOO_SLOW)
+            self._refuse(408, HEADERS_TOO_SLOW, REQUEST_TIMEOUT)
 
-    def _refuse(self, status: int, message: str) -> None:
+    def _refuse(self, status: int, message: str, code: str) -> None:
         """Answers before the request reached the app (so no CORS, no request id) and
         closes the connection."""
         self._head_received()
         if self._refused or self.transport.is_closing():
             return
         self._refused = True
-        body = json.dumps({"error": message}).encode()
+        body = json.dumps({"error": message, "code": code}).encode()
         self.transport.write(
             b"".join(
                 [
@@ -150,7 +152,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
 
 async def _busy(scope, receive, send) -> None:
-    body = json.dumps({"error": BUSY}).encode()
+    body = json.dumps({"error": BUSY, "code": SERVER_BUSY}).encode()
     await send(
         {
             "type": "http.response.start",

@@ -15,13 +15,19 @@ import re
 import time
 import uuid
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.logs import REQUEST_ID_HEADER, log_fields, request_id_var
 
 from .deadlines import Deadlines
-from .errors import INTERNAL_ERROR, error_response
+from .errors import (
+    INTERNAL,
+    INTERNAL_ERROR,
+    REQUEST_TIMEOUT,
+    REQUEST_TOO_LARGE,
+    EdgeHTTPException,
+    error_response,
+)
 from .metrics import observe_request
 
 BODY_TOO_LARGE = "request body too large"
@@ -59,7 +65,9 @@ class BodyDeadlines:
                 raise
             self._expired.discard(task)
             task.uncancel()
-            raise HTTPException(408, BODY_TOO_SLOW, headers=_CLOSE) from None
+            raise EdgeHTTPException(
+                408, BODY_TOO_SLOW, code=REQUEST_TIMEOUT, headers=_CLOSE
+            ) from None
         finally:
             self._reading.clear(task)
 
@@ -117,14 +125,15 @@ class EdgeMiddleware:
             received += len(message.get("body", b""))
             if received > self.max_body_bytes:
                 # FastAPI passes HTTPExceptions from body reading on to errors.py's handler.
-                raise HTTPException(413, BODY_TOO_LARGE)
+                raise EdgeHTTPException(413, BODY_TOO_LARGE, code=REQUEST_TOO_LARGE)
             return message
 
         try:
             declared = headers.get(b"content-length", b"")
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 # Refused at once when Content-Length says so, else while a route reads.
-                await error_response(scope["path"], 413, BODY_TOO_LARGE)(scope, receive, edge_send)
+                refusal = error_response(scope["path"], 413, BODY_TOO_LARGE, code=REQUEST_TOO_LARGE)
+                await refusal(scope, receive, edge_send)
             else:
                 await self.app(scope, limited_receive, edge_send)
         except Exception:  # noqa: BLE001 - logged here, never shown to the client
@@ -132,7 +141,8 @@ class EdgeMiddleware:
             # Once the response has started it is too late for a clean answer: the server
             # closes the connection.
             if status == 0:
-                await error_response(scope["path"], 500, INTERNAL_ERROR)(scope, receive, edge_send)
+                failure = error_response(scope["path"], 500, INTERNAL_ERROR, code=INTERNAL)
+                await failure(scope, receive, edge_send)
         finally:
             elapsed = time.perf_counter() - started
             # What the client sees if the app failed before answering: 500.

@@ -21,9 +21,10 @@ import asyncio
 from collections import OrderedDict, deque
 
 import grpc
-from starlette.exceptions import HTTPException
 
 from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
+
+from .errors import TOO_MANY_PARTS_WAITING, ApiError, rpc_error
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 TOO_MANY_WAITING = "too many parts of this session are waiting to be recorded; retry shortly"
@@ -57,7 +58,7 @@ class PartRecorder:
         self, part: upload_pb2.RecordPartRequest, *, access_token: str, request_id: str
     ) -> None:
         """Returns once the part is recorded; raises the grpc.aio.AioRpcError a RecordPart
-        call would have raised otherwise, or a 429 HTTPException when the session has too
+        call would have raised otherwise, or a 429 ApiError when the session has too
         many records waiting."""
         waiting = self._admit(access_token, 1)
         done = asyncio.get_running_loop().create_future()
@@ -106,8 +107,11 @@ class PartRecorder:
         if waiting is None:
             waiting = self._waiting[access_token] = deque()
         elif self._max_waiting is not None and len(waiting) + count > self._max_waiting:
-            raise HTTPException(
-                429, TOO_MANY_WAITING, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+            raise ApiError(
+                429,
+                TOO_MANY_WAITING,
+                code=TOO_MANY_PARTS_WAITING,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         return waiting
 
@@ -172,7 +176,11 @@ class PartRecorder:
                 waiter,
                 None
                 if result.code == 0
-                else rpc_error(_CODES.get(result.code, grpc.StatusCode.UNKNOWN), result.message),
+                else rpc_error(
+                    _CODES.get(result.code, grpc.StatusCode.UNKNOWN),
+                    result.message,
+                    reason=result.reason or None,
+                ),
             )
 
     async def close(self) -> None:
@@ -188,9 +196,3 @@ def _settle(waiter: asyncio.Future, error: BaseException | None) -> None:
         waiter.set_result(None)
     else:
         waiter.set_exception(error)
-
-
-def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    """The error a RecordPart call with this status would have raised, so the gateway
-    answers a refused record exactly as it answers a refused call."""
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)

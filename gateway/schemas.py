@@ -95,7 +95,11 @@ class StatusReply(BaseModel):
 
 
 class ErrorReply(BaseModel):
-    error: str
+    error: str = Field(description="What went wrong, for people")
+    code: str = Field(
+        description='Why, for programs to branch on (README: "Error codes")',
+        examples=["NOT_FOUND"],
+    )
 
 
 # --- files --------------------------------------------------------------------------------
@@ -141,7 +145,11 @@ class DeleteFileBody(RequestBody):
 
 class FileErrorReply(BaseModel):
     success: Literal[False] = False
-    error: str
+    error: str = Field(description="What went wrong, for people")
+    code: str = Field(
+        description='Why, for programs to branch on (README: "Error codes")',
+        examples=["NOT_FOUND"],
+    )
 
 
 class SuccessReply(BaseModel):

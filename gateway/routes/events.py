@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from dropfile.events.v1 import events_pb2
 
 from ..deps import SettingsDep, UserCall
-from ..errors import error_response, rpc_error_response
+from ..errors import FILE_EVENTS_UNAVAILABLE, error_response, rpc_error_details, rpc_error_response
 from ..schemas import ErrorReply
 
 log = logging.getLogger("gateway.events")
@@ -105,11 +105,19 @@ async def file_events(request: Request, settings: SettingsDep, call: UserCall):
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # too many streams there
             return error_response(
-                request.url.path, 503, exc.details() or "busy; retry", headers={"Retry-After": "2"}
+                request.url.path,
+                503,
+                exc.details() or "busy; retry",
+                code=rpc_error_details(exc).reason or "TOO_MANY_STREAMS",
+                headers={"Retry-After": "2"},
             )
         return rpc_error_response(request, exc)
     if first is grpc.aio.EOF:
         return error_response(
-            request.url.path, 503, "live status ended at once; retry", headers={"Retry-After": "2"}
+            request.url.path,
+            503,
+            "live status ended at once; retry",
+            code=FILE_EVENTS_UNAVAILABLE,
+            headers={"Retry-After": "2"},
         )
     return StreamingResponse(_relay(stream, first), media_type=EVENT_STREAM, headers=_HEADERS)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2
 
 from ..deps import BackendsDep, SettingsDep
-from ..errors import retry_after_header
+from ..errors import NOT_READY, retry_after_header
 from ..schemas import HealthReply, ReadinessReply
 
 router = APIRouter(tags=["health"])
@@ -60,6 +60,7 @@ async def readyz(backends: BackendsDep, settings: SettingsDep):
                 "status": "not ready",
                 "backends": report,
                 "error": f"backend not serving: {', '.join(down)}",
+                "code": NOT_READY,
             },
         )
     return {"status": "ready", "backends": report}

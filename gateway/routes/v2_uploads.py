@@ -26,7 +26,7 @@ from fastapi import APIRouter, Path
 from dropfile.upload.v1 import upload_pb2
 
 from ..deps import UserCall
-from ..part_recorder import rpc_error
+from ..errors import rpc_error, rpc_error_details
 from ..schemas import ErrorReply, Text
 from ..schemas_v2 import (
     CompleteBody,
@@ -174,7 +174,11 @@ async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCal
     outcomes = await call.record_parts([_part_record(file_id, part) for part in body.parts])
     for part, outcome in zip(body.parts, outcomes):
         if isinstance(outcome, grpc.aio.AioRpcError):
-            raise rpc_error(outcome.code(), f"part {part.partNumber}: {outcome.details()}")
+            raise rpc_error(
+                outcome.code(),
+                f"part {part.partNumber}: {outcome.details()}",
+                reason=rpc_error_details(outcome).reason,
+            )
         if isinstance(outcome, BaseException):
             raise outcome
     return {"partNumbers": [part.partNumber for part in body.parts]}

@@ -1,6 +1,7 @@
 """How the gateway serves the built app (gateway/static.py): pages and assets at `/`, the
 API's paths never shadowed, nothing outside web/dist, and a clear answer when there is no
 build."""
+
 from __future__ import annotations
 
 import http.client
@@ -43,7 +44,8 @@ def test_the_app_and_its_assets_are_served_at_the_root(web_url, web_build):
         assert client.get("/some/page").text == page.text
         # ...but a missing file is a 404, not a page passed off as a script.
         missing = client.get("/assets/missing.js")
-        assert missing.status_code == 404 and missing.json() == {"error": "no such file"}
+        assert missing.status_code == 404
+        assert missing.json() == {"error": "no such file", "code": "ROUTE_NOT_FOUND"}
 
 
 def test_the_api_paths_are_never_shadowed(web_url):
@@ -52,7 +54,10 @@ def test_the_api_paths_are_never_shadowed(web_url):
         assert client.get("/openapi.json").json()["info"]["title"] == "Dropfile API"
         assert "swagger" in client.get("/docs").text.lower()
         unknown = client.get("/api/nope")
-        assert unknown.status_code == 404 and unknown.json() == {"error": "no such endpoint"}
+        assert unknown.status_code == 404 and unknown.json() == {
+            "error": "no such endpoint",
+            "code": "ROUTE_NOT_FOUND",
+        }
         wrong_method = client.get("/api/auth/signup")
         assert wrong_method.status_code == 405
         assert client.get("/api/files/list").status_code == 401
@@ -60,8 +65,12 @@ def test_the_api_paths_are_never_shadowed(web_url):
 
 
 def test_nothing_outside_the_build_is_served(web_url):
-    for path in ("/assets/../../package.json", "/../../pyproject.toml",
-                 "/%2e%2e/%2e%2e/pyproject.toml", "/assets/%2e%2e/%2e%2e/package.json"):
+    for path in (
+        "/assets/../../package.json",
+        "/../../pyproject.toml",
+        "/%2e%2e/%2e%2e/pyproject.toml",
+        "/assets/%2e%2e/%2e%2e/package.json",
+    ):
         status, body = raw_get(web_url, path)
         assert status == 404, (path, status, body[:200])
         assert b'"devDependencies"' not in body and b"[project]" not in body
