@@ -53,7 +53,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     mount_web_app(app)  # the browser app at `/`; it never answers for the API's paths
-    adjust_openapi(app, ROUTERS)
+    adjust_openapi(app, ROUTERS, settings)
 
     install_metrics_route(app, settings)  # /metrics in development
     # Request id, body limits, last-resort 500, metrics and access log: one layer.

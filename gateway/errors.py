@@ -26,6 +26,8 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import schemas, schemas_v2
+
 log = logging.getLogger("gateway.errors")
 
 FILES_PREFIX = "/api/files"
@@ -517,7 +519,7 @@ def rpc_error_response(request: Request, exc: grpc.aio.AioRpcError) -> JSONRespo
 def _field_name(loc: Iterable[Any]) -> str:
     """("body", "parts", 0, "ETag") -> "parts[0].ETag"."""
     parts = list(loc)
-    if parts[:1] == ["body"]:
+    if parts[:1] in (["body"], ["path"], ["query"]):
         parts = parts[1:]
     name = ""
     for part in parts:
@@ -526,6 +528,19 @@ def _field_name(loc: Iterable[Any]) -> str:
         else:
             name += f".{part}" if name else str(part)
     return name
+
+
+# What a pattern of schemas.py asks, in words (a regular expression is no message).
+_PATTERNS = {
+    schemas.UUID_PATTERN: "must be a UUID",
+    schemas.VISIBLE_TEXT_PATTERN: "must have a visible character, and no NUL",
+    schemas.NO_NUL_PATTERN: "must not contain NUL characters",
+    schemas.MIME_TYPE_PATTERN: "must look like type/subtype, e.g. application/pdf",
+    schemas.ETAG_PATTERN: "must be an ETag: printable ASCII, at most 200 characters",
+    schemas.EMAIL_PATTERN: "is not a valid address",
+    schemas_v2.CHECKSUM_PATTERN: "must be a base64 CRC32C or SHA-256 digest",
+    schemas_v2.SHA256_HEX_PATTERN: "must be 64 hexadecimal characters (a SHA-256)",
+}
 
 
 def validation_message(errors: Iterable[Mapping[str, Any]]) -> str:
@@ -546,6 +561,10 @@ def validation_message(errors: Iterable[Mapping[str, Any]]) -> str:
             missing.append(field)
         elif kind == "extra_forbidden":
             unknown.append(field)
+        elif kind == "string_pattern_mismatch":
+            pattern = (error.get("ctx") or {}).get("pattern")
+            described = _PATTERNS.get(pattern, "does not have the form the API document gives")
+            invalid.append(f"{field}: {described}")
         else:
             reason = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
             invalid.append(f"{field}: {reason}")

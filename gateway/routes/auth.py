@@ -15,13 +15,14 @@ from dropfile.auth.v1 import auth_pb2
 from ..cookies import DEVICE_ID, REFRESH_TOKEN, clear_session_cookies, set_session_cookies
 from ..deps import AnonymousCall, BackendsDep, ClientCall, SettingsDep, UserCall
 from ..errors import rpc_error_details, rpc_error_response
-from ..schemas import ErrorReply, SignInBody, SignUpBody, StatusReply
+from ..responses import error_responses
+from ..schemas import SignInBody, SignUpBody, StatusReply
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
-_ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 409, 503)}
-# Sign-up and sign-in are limited per client address and account (Retry-After).
-_LIMITED_ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 409, 429, 503)}
+# Sign-up and sign-in hash passwords (a bounded pool: AUTH_BUSY) and are limited per
+# client address and account (Retry-After).
+_HASHING = ("INVALID_ARGUMENT", "AUTH_BUSY", "THROTTLE_UNAVAILABLE")
 RefreshTokenCookie = Annotated[
     str | None, Cookie(alias=REFRESH_TOKEN, description="The session's refresh token")
 ]
@@ -52,8 +53,9 @@ async def _held_back_when_refused(rpc, delay_cap: float):
 
 @router.post(
     "/signup",
+    operation_id="signUp",
     response_model=StatusReply,
-    responses=_LIMITED_ERRORS,
+    responses=error_responses(*_HASHING, "ALREADY_EXISTS", "SIGN_UP_THROTTLED"),
     summary="Create an account and sign in",
 )
 async def sign_up(
@@ -81,8 +83,9 @@ async def sign_up(
 
 @router.post(
     "/signin",
+    operation_id="signIn",
     response_model=StatusReply,
-    responses=_LIMITED_ERRORS,
+    responses=error_responses(*_HASHING, "BAD_CREDENTIALS", "SIGN_IN_THROTTLED"),
     summary="Sign in with email and password",
 )
 async def sign_in(
@@ -115,8 +118,9 @@ async def sign_in(
 
 @router.get(
     "/signout",
+    operation_id="signOut",
     response_model=StatusReply,
-    responses=_ERRORS,
+    responses=error_responses("REVOCATION_UNAVAILABLE", "BACKEND_UNAVAILABLE"),
     summary="Revoke this device's session and clear its cookies",
 )
 async def sign_out(
@@ -141,8 +145,11 @@ async def sign_out(
 
 @router.get(
     "/refresh",
+    operation_id="refreshSession",
     response_model=StatusReply,
-    responses=_ERRORS,
+    responses=error_responses(
+        "REFRESH_TOKEN_INVALID", "REFRESH_TOKEN_REUSED", "REVOCATION_UNAVAILABLE"
+    ),
     summary="Rotate the refresh token and issue a new access token",
 )
 async def refresh(
@@ -172,8 +179,8 @@ async def refresh(
 
 @router.get(
     "/authenticate",
+    operation_id="authenticate",
     response_model=StatusReply,
-    responses=_ERRORS,
     summary="Check that the access token is valid",
 )
 async def authenticate(call: UserCall):

@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC
+from typing import Any
 
 import grpc
 from fastapi import APIRouter, Request
@@ -25,7 +26,7 @@ from dropfile.events.v1 import events_pb2
 
 from ..deps import SettingsDep, UserCall
 from ..errors import FILE_EVENTS_UNAVAILABLE, error_response, rpc_error_details, rpc_error_response
-from ..schemas import ErrorReply
+from ..responses import error_responses
 
 log = logging.getLogger("gateway.events")
 
@@ -43,10 +44,9 @@ _DESCRIPTION = (
     "for each status change of the caller's files (status UPLOADING, UPLOADED, FAILED or "
     "DELETED), and a `: keepalive` comment while nothing happens."
 )
-_RESPONSES = {
+_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}}, "description": _DESCRIPTION},
-    401: {"model": ErrorReply},
-    503: {"model": ErrorReply},
+    **error_responses("SESSION_REVOKED", "TOO_MANY_STREAMS", "FILE_EVENTS_UNAVAILABLE"),
 }
 
 
@@ -90,6 +90,7 @@ async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIter
 
 @router.get(
     "/events",
+    operation_id="watchFileEvents",
     response_class=StreamingResponse,
     responses=_RESPONSES,
     summary="Live status changes of the caller's files (Server-Sent Events)",

@@ -12,13 +12,13 @@ from dropfile.upload.v1 import upload_pb2
 
 from ..deps import UserCall
 from ..json_replies import json_reply
+from ..responses import error_responses, file_links
 from ..schemas import (
     AbortUploadBody,
     CompleteUploadBody,
     DeleteFileBody,
     DownloadUrlBody,
     DownloadUrlReply,
-    FileErrorReply,
     FileListReply,
     MessageReply,
     RecordChunkBody,
@@ -28,8 +28,22 @@ from ..schemas import (
 )
 
 router = APIRouter(prefix="/api/files", tags=["files"])
+# What a completion may be refused with, v1's and v2's alike.
+COMPLETION_CODES = (
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "UPLOAD_ABORTED",
+    "UPLOAD_GONE",
+    "PART_NOT_RECORDED",
+    "PART_NOT_STORED",
+    "PART_ETAG_MISMATCH",
+    "PART_SIZE_MISMATCH",
+    "PART_CHECKSUM_UNKNOWN",
+    "PARTS_REFUSED",
+    "FAILED_PRECONDITION",
+    "QUOTA_EXCEEDED",
+)
 
-_ERRORS = {status: {"model": FileErrorReply} for status in (400, 401, 404, 409, 413, 503)}
 _STATUS_PREFIX = "FILE_STATUS_"
 
 
@@ -49,8 +63,18 @@ def _file_entry(file: upload_pb2.File) -> dict:
 
 @router.post(
     "/get-upload-urls",
+    operation_id="getUploadUrls",
     response_model=UploadUrlsReply,
-    responses=_ERRORS,
+    responses={
+        **error_responses(
+            "INVALID_ARGUMENT",
+            "FILE_TOO_LARGE",
+            "ALREADY_EXISTS",
+            "QUOTA_EXCEEDED",
+            "TOO_MANY_UPLOADS",
+        ),
+        200: {"links": file_links("$request.body#/file_id")},
+    },
     summary="Start a multipart upload: one presigned PUT URL per 5 MiB part",
 )
 async def get_upload_urls(body: UploadUrlsBody, call: UserCall):
@@ -72,8 +96,16 @@ async def get_upload_urls(body: UploadUrlsBody, call: UserCall):
 
 @router.post(
     "/record-chunk",
+    operation_id="recordChunk",
     response_model=SuccessReply,
-    responses=_ERRORS,
+    responses=error_responses(
+        "INVALID_ARGUMENT",
+        "NOT_FOUND",
+        "UPLOAD_ABORTED",
+        "UPLOAD_COMPLETE",
+        "FAILED_PRECONDITION",
+        "TOO_MANY_PARTS_WAITING",
+    ),
     summary="Record a part the client has PUT to storage",
 )
 async def record_chunk(body: RecordChunkBody, call: UserCall):
@@ -87,8 +119,9 @@ async def record_chunk(body: RecordChunkBody, call: UserCall):
 
 @router.post(
     "/complete-upload",
+    operation_id="completeUpload",
     response_model=MessageReply,
-    responses=_ERRORS,
+    responses=error_responses(*COMPLETION_CODES),
     summary="Complete the multipart upload (the file is UPLOADED once storage confirms it)",
 )
 async def complete_upload(body: CompleteUploadBody, call: UserCall):
@@ -108,8 +141,9 @@ async def complete_upload(body: CompleteUploadBody, call: UserCall):
 
 @router.post(
     "/abort-upload",
+    operation_id="abortUpload",
     response_model=MessageReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND", "UPLOAD_COMPLETE"),
     summary="Abort a multipart upload (idempotent)",
 )
 async def abort_upload(body: AbortUploadBody, call: UserCall):
@@ -121,8 +155,9 @@ async def abort_upload(body: AbortUploadBody, call: UserCall):
 
 @router.post(
     "/get-download-url",
+    operation_id="getDownloadUrl",
     response_model=DownloadUrlReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND", "NOT_UPLOADED", "UPLOAD_FAILED"),
     summary="A presigned GET URL for one of the caller's uploaded files",
 )
 async def get_download_url(body: DownloadUrlBody, call: UserCall):
@@ -134,8 +169,8 @@ async def get_download_url(body: DownloadUrlBody, call: UserCall):
 
 @router.get(
     "/list",
+    operation_id="listFiles",
     response_model=FileListReply,
-    responses=_ERRORS,
     summary="The caller's files, newest first",
 )
 async def list_files(call: UserCall):
@@ -145,8 +180,9 @@ async def list_files(call: UserCall):
 
 @router.delete(
     "/delete",
+    operation_id="deleteFile",
     response_model=MessageReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND"),
     summary="Delete one of the caller's files and its stored object",
 )
 async def delete_file(body: DeleteFileBody, call: UserCall):

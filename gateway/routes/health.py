@@ -13,13 +13,19 @@ from grpc_health.v1 import health_pb2
 
 from ..deps import BackendsDep, SettingsDep
 from ..errors import NOT_READY, retry_after_header
-from ..schemas import HealthReply, ReadinessReply
+from ..responses import error_responses
+from ..schemas import HealthReply, NotReadyReply, ReadinessReply
 
 router = APIRouter(tags=["health"])
 SERVING = health_pb2.HealthCheckResponse.ServingStatus
 
 
-@router.get("/healthz", response_model=HealthReply, summary="Liveness: the process is up")
+@router.get(
+    "/healthz",
+    operation_id="getLiveness",
+    response_model=HealthReply,
+    summary="Liveness: the process is up",
+)
 async def healthz():
     return {"status": "ok"}
 
@@ -38,8 +44,9 @@ async def _backend_status(stub, timeout: float) -> str:
 
 @router.get(
     "/readyz",
+    operation_id="getReadiness",
     response_model=ReadinessReply,
-    responses={503: {"description": "A backend is not serving"}},
+    responses={503: {"model": NotReadyReply, **error_responses("NOT_READY")[503]}},
     summary="Readiness: auth, upload and events answer their health checks",
 )
 async def readyz(backends: BackendsDep, settings: SettingsDep):

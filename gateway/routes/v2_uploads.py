@@ -27,7 +27,8 @@ from dropfile.upload.v1 import upload_pb2
 
 from ..deps import UserCall
 from ..errors import rpc_error, rpc_error_details
-from ..schemas import ErrorReply, Text
+from ..responses import error_responses, file_links
+from ..schemas import Uuid
 from ..schemas_v2 import (
     CompleteBody,
     CompleteReply,
@@ -41,11 +42,20 @@ from ..schemas_v2 import (
     RecordPartsReply,
     UploadReply,
 )
+from .files import COMPLETION_CODES
 
 router = APIRouter(prefix="/api/v2", tags=["v2"])
 
-_ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 404, 409, 413, 503)}
-FileIdPath = Annotated[Text, Path(description="The file's id (a UUID)")]
+FileIdPath = Annotated[Uuid, Path(description="The file's id (a UUID)")]
+# What recording a part may be refused with.
+RECORD_CODES = (
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "UPLOAD_ABORTED",
+    "UPLOAD_COMPLETE",
+    "FAILED_PRECONDITION",
+    "TOO_MANY_PARTS_WAITING",
+)
 _ALGORITHM = {
     "SHA256": upload_pb2.CHECKSUM_ALGORITHM_SHA256,
     "CRC32C": upload_pb2.CHECKSUM_ALGORITHM_CRC32C,
@@ -71,9 +81,19 @@ def file_v2(file: upload_pb2.File) -> dict:
 
 @router.post(
     "/files",
+    operation_id="createUpload",
     status_code=201,
     response_model=CreateUploadReply,
-    responses=_ERRORS,
+    responses={
+        **error_responses(
+            "INVALID_ARGUMENT",
+            "FILE_TOO_LARGE",
+            "ALREADY_EXISTS",
+            "QUOTA_EXCEEDED",
+            "TOO_MANY_UPLOADS",
+        ),
+        201: {"links": file_links("$response.body#/fileId")},
+    },
     summary="Start an upload; the server chooses the part size (no URL yet)",
 )
 async def create_upload(body: CreateUploadBody, call: UserCall):
@@ -99,8 +119,9 @@ async def create_upload(body: CreateUploadBody, call: UserCall):
 
 @router.get(
     "/files/{file_id}",
+    operation_id="getFile",
     response_model=FileReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND"),
     summary="One of the caller's files, with its whole-file SHA-256",
 )
 async def get_file(file_id: FileIdPath, call: UserCall):
@@ -112,8 +133,9 @@ async def get_file(file_id: FileIdPath, call: UserCall):
 
 @router.get(
     "/files/{file_id}/upload",
+    operation_id="getUploadState",
     response_model=UploadReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND", "UPLOAD_GONE"),
     summary="Where an upload stands, and the parts storage already holds (resume)",
 )
 async def get_upload(file_id: FileIdPath, call: UserCall):
@@ -151,8 +173,9 @@ def _part_record(file_id: str, part: RecordPartBody) -> upload_pb2.RecordPartReq
 
 @router.post(
     "/files/{file_id}/parts",
+    operation_id="recordPart",
     response_model=RecordPartReply,
-    responses=_ERRORS,
+    responses=error_responses(*RECORD_CODES),
     summary="Record a part storage accepted",
 )
 async def record_part(file_id: FileIdPath, body: RecordPartBody, call: UserCall):
@@ -162,8 +185,9 @@ async def record_part(file_id: FileIdPath, body: RecordPartBody, call: UserCall)
 
 @router.post(
     "/files/{file_id}/parts/batch",
+    operation_id="recordParts",
     response_model=RecordPartsReply,
-    responses=_ERRORS,
+    responses=error_responses(*RECORD_CODES),
     summary="Record several parts storage accepted, in one request",
 )
 async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCall):
@@ -186,8 +210,9 @@ async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCal
 
 @router.post(
     "/files/{file_id}/complete",
+    operation_id="completeUploadV2",
     response_model=CompleteReply,
-    responses=_ERRORS,
+    responses=error_responses(*COMPLETION_CODES),
     summary="Complete the upload (the file is UPLOADED once storage confirms it)",
 )
 async def complete(file_id: FileIdPath, body: CompleteBody, call: UserCall):
@@ -209,8 +234,8 @@ async def complete(file_id: FileIdPath, body: CompleteBody, call: UserCall):
 
 @router.get(
     "/quota",
+    operation_id="getQuota",
     response_model=QuotaReply,
-    responses=_ERRORS,
     summary="The caller's storage quota and what counts against it",
 )
 async def quota(call: UserCall):

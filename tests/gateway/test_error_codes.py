@@ -132,11 +132,17 @@ def test_auth_refusals_carry_the_services_reason(api_client):
     assert (wrong.status_code, _code(wrong)) == (401, "BAD_CREDENTIALS")
     no_session = api_client().get("/api/auth/refresh")
     assert (no_session.status_code, _code(no_session)) == (401, "REFRESH_TOKEN_INVALID")
+    # 72 characters, but more than bcrypt's 72 bytes: the service refuses it.
+    long = api_client().post(
+        "/api/auth/signup",
+        json={"user": {"email": unique_email(), "name": "Ada", "password": "é" * 40}},
+    )
+    assert (long.status_code, _code(long)) == (400, "INVALID_ARGUMENT")
     short = api_client().post(
         "/api/auth/signup",
         json={"user": {"email": unique_email(), "name": "Ada", "password": "short"}},
     )
-    assert (short.status_code, _code(short)) == (400, "INVALID_ARGUMENT")
+    assert (short.status_code, _code(short)) == (400, "INVALID_REQUEST")
     # A well-formed token the services do not believe (signed by another key).
     forged = api_client(cookies={"access_token": "e30.e30.c2lnbmF0dXJl"}).get(
         "/api/auth/authenticate"

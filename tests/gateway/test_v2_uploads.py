@@ -158,9 +158,11 @@ def test_v1_get_upload_urls_keeps_its_exact_shape(signed_in):
         ({"fileName": "x", "size": "12"}, 400, "size"),
         ({"fileName": "x", "size": -1}, 400, "size"),
         ({"fileName": "x", "size": 1, "checksumAlgorithm": "MD5"}, 400, "checksumAlgorithm"),
-        ({"fileName": "x", "size": 1, "fileId": "nope"}, 400, "file_id must be a UUID"),
-        ({"fileName": "x", "size": 1, "sha256": "abc"}, 400, "sha256 must be 64"),
-        ({"fileName": "", "size": 1}, 400, "file_name is required"),
+        ({"fileName": "x", "size": 1, "fileId": "nope"}, 400, "fileId: must be a UUID"),
+        ({"fileName": "x", "size": 1, "sha256": "abc"}, 400, "sha256: must be 64 hex"),
+        ({"fileName": "", "size": 1}, 400, "fileName: must have a visible character"),
+        ({"fileName": " \u202e", "size": 1}, 400, "fileName: must have a visible character"),
+        ({"fileName": "x", "size": 1, "mimeType": "pdf"}, 400, "mimeType: must look like"),
         ({"fileName": "x", "size": 1, "extra": 1}, 400, "unknown fields: extra"),
     ],
 )
@@ -208,8 +210,13 @@ def test_the_v2_routes_are_documented(api_client):
         ("/api/v2/quota", "get"),
     ]:
         operation = paths[path][method]
-        assert "422" not in operation["responses"]
-        assert {"400", "401", "413"} <= set(operation["responses"]), path
+        statuses = set(operation["responses"])
+        assert "422" not in statuses
+        # 401 for every one (they act for the signed-in user); 400 where there is a body or
+        # a file id to check; 408 and 413 where a body is read.
+        assert {"401", "500", "503", "504"} <= statuses, path
+        assert ("400" in statuses) == (path != "/api/v2/quota"), path
+        assert ({"408", "413"} <= statuses) == (method == "post"), path
 
 
 def _store_parts(
