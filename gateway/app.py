@@ -3,6 +3,7 @@ backend channels opened once for the life of the process."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -34,7 +35,7 @@ README's "Error codes" lists every code. Invalid requests are answered 400; over
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # gRPC aio channels belong to the serving event loop, so they open here.
         app.state.backends = Backends(settings)
         freeze_startup_objects()  # the app is built: out of the collector's full passes

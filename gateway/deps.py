@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import grpc
 from fastapi import Depends, Request
-from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc  # type: ignore[import-untyped]
 
 from dropfile.auth.v1 import auth_pb2_grpc
 from dropfile.events.v1 import events_pb2_grpc
@@ -75,11 +75,13 @@ class Backends:
 # Dependencies are `async def` though they do no I/O: FastAPI runs a plain `def` dependency
 # in a worker thread, which cost about a third of the gateway's CPU per request.
 async def get_settings(request: Request) -> GatewaySettings:
-    return request.app.state.settings
+    settings: GatewaySettings = request.app.state.settings
+    return settings
 
 
 async def get_backends(request: Request) -> Backends:
-    return request.app.state.backends
+    backends: Backends = request.app.state.backends
+    return backends
 
 
 @dataclass(frozen=True)

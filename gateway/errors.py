@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -563,7 +563,7 @@ def validation_message(errors: Iterable[Mapping[str, Any]]) -> str:
             unknown.append(field)
         elif kind == "string_pattern_mismatch":
             pattern = (error.get("ctx") or {}).get("pattern")
-            described = _PATTERNS.get(pattern, "does not have the form the API document gives")
+            described = _PATTERNS.get(str(pattern), "does not have the form the API document gives")
             invalid.append(f"{field}: {described}")
         else:
             reason = str(error.get("msg", "is invalid")).removeprefix("Value error, ")

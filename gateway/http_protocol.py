@@ -13,10 +13,17 @@ at a time held its connection, and a slot of the connection limit, for ever. Her
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
+from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.flow_control import service_unavailable
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from .deadlines import Deadlines
 from .errors import HEADERS_TOO_LARGE as HEADERS_TOO_LARGE_CODE
@@ -44,14 +51,14 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     max_header_bytes = 64 * 1024
     heads: Deadlines[EdgeHttpProtocol]  # connections waiting for a request's head
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._awaiting_head = False
         self._head_bytes = 0  # received while the head is incomplete
         self._head_size = 0  # of the request line and headers parsed so far
         self._refused = False
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._await_head()
 
@@ -106,7 +113,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if not pipelined and not self.transport.is_closing():
             self._await_head()
 
-    def _start_asgi_task(self, cycle, app) -> None:
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         # uvicorn answers its connection limit with plain text and no Retry-After.
         super()._start_asgi_task(cycle, _busy if app is service_unavailable else app)
 
@@ -151,7 +158,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-async def _busy(scope, receive, send) -> None:
+async def _busy(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     body = json.dumps({"error": BUSY, "code": SERVER_BUSY}).encode()
     await send(
         {

@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
@@ -52,12 +52,12 @@ def observe_request(scope: Scope, status: int, seconds: float) -> None:
 # Each series' child, looked up once: `labels()` checks and locks on every call. The
 # labels are few (methods, route templates, statuses), so the caches stay small.
 @lru_cache(maxsize=4096)
-def _latency(method: str, route: str):
+def _latency(method: str, route: str) -> Histogram:
     return HTTP_LATENCY.labels(method, route)
 
 
 @lru_cache(maxsize=4096)
-def _requests(method: str, route: str, status: int):
+def _requests(method: str, route: str, status: int) -> Counter:
     return HTTP_REQUESTS.labels(method, route, str(status))
 
 

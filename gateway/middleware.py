@@ -14,6 +14,7 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,11 +52,12 @@ class BodyDeadlines:
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._reading: Deadlines[asyncio.Task] = Deadlines(min(1.0, timeout / 4), self._expire)
-        self._expired: set[asyncio.Task] = set()
+        self._reading: Deadlines[asyncio.Task[Any]] = Deadlines(min(1.0, timeout / 4), self._expire)
+        self._expired: set[asyncio.Task[Any]] = set()
 
     async def receive(self, receive: Receive, deadline: float) -> Message:
         task = asyncio.current_task()
+        assert task is not None  # always, inside a request
         self._reading.set_at(task, deadline)
         try:
             return await receive()
@@ -71,14 +73,15 @@ class BodyDeadlines:
         finally:
             self._reading.clear(task)
 
-    def _expire(self, task: asyncio.Task) -> None:
+    def _expire(self, task: asyncio.Task[Any]) -> None:
         self._expired.add(task)
         task.cancel()
 
 
 def request_id_of(scope: Scope) -> str:
     """The request id EdgeMiddleware chose (empty outside a request)."""
-    return scope.get("state", {}).get("request_id", "")
+    request_id: str = scope.get("state", {}).get("request_id", "")
+    return request_id
 
 
 class EdgeMiddleware:
@@ -104,7 +107,9 @@ class EdgeMiddleware:
         received = 0
         deadlines = self.body_deadlines
         body_done = deadlines is None
-        body_deadline = 0.0 if body_done else asyncio.get_running_loop().time() + deadlines.timeout
+        body_deadline = (
+            0.0 if deadlines is None else asyncio.get_running_loop().time() + deadlines.timeout
+        )
 
         async def edge_send(message: Message) -> None:
             nonlocal status
@@ -118,7 +123,8 @@ class EdgeMiddleware:
 
         async def limited_receive() -> Message:
             nonlocal received, body_done
-            if body_done:  # e.g. a streaming response waiting for the client to hang up
+            # Read (or no deadline): e.g. a streaming response waiting for the client to hang up.
+            if body_done or deadlines is None:
                 return await receive()
             message = await deadlines.receive(receive, body_deadline)  # a slowloris's trickle
             body_done = not message.get("more_body", False)

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from .cookies import ACCESS_TOKEN
 from .deps import user_call
@@ -32,7 +33,10 @@ from .settings import GatewaySettings
 ACCESS_COOKIE_SCHEME = "accessTokenCookie"
 _OPERATION_ID = re.compile(r"^[a-z][A-Za-z0-9]*$")
 LIMIT_KEY = "x-dropfile-limit"
-_ERROR_SCHEMAS = {"ErrorReply": ErrorReply, "FileErrorReply": FileErrorReply}
+_ERROR_SCHEMAS: dict[str, type[BaseModel]] = {
+    "ErrorReply": ErrorReply,
+    "FileErrorReply": FileErrorReply,
+}
 _RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before trying again",
@@ -146,12 +150,12 @@ def _declare_errors(schema: dict[str, Any], signed_in: set[tuple[str, str]]) -> 
     for path, method, operation in _operations(schema):
         responses: dict[str, Any] = operation["responses"]
         codes: list[str] = []
-        for status in list(responses):
-            declared = responses[status].pop(CODES_KEY, None)
+        for key in list(responses):
+            declared = responses[key].pop(CODES_KEY, None)
             if declared is not None:
                 codes.extend(declared)
-                if not responses[status].get("content"):
-                    del responses[status]  # written below, with every code of its status
+                if not responses[key].get("content"):
+                    del responses[key]  # written below, with every code of its status
         has_body = "requestBody" in operation
         has_input = has_body or any(
             parameter.get("in") in ("path", "query")

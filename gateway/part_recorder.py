@@ -30,13 +30,13 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 TOO_MANY_WAITING = "too many parts of this session are waiting to be recorded; retry shortly"
 RETRY_AFTER_SECONDS = 1
 
-_Waiting = tuple[upload_pb2.PartRecord, asyncio.Future]
+_Waiting = tuple[upload_pb2.PartRecord, "asyncio.Future[None]"]
 
 
 class PartRecorder:
     def __init__(
         self,
-        stub: upload_pb2_grpc.UploadServiceStub,
+        stub: upload_pb2_grpc.UploadServiceAsyncStub,
         *,
         batch_size: int,
         batches_in_flight: int,
@@ -52,7 +52,7 @@ class PartRecorder:
         # served next (a served session with more waiting goes to the back).
         self._waiting: OrderedDict[str, deque[_Waiting]] = OrderedDict()
         self._in_flight = 0
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def record(
         self, part: upload_pb2.RecordPartRequest, *, access_token: str, request_id: str
@@ -61,7 +61,7 @@ class PartRecorder:
         call would have raised otherwise, or a 429 ApiError when the session has too
         many records waiting."""
         waiting = self._admit(access_token, 1)
-        done = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiting.append(
             (
                 upload_pb2.PartRecord(access_token=access_token, request_id=request_id, part=part),
@@ -83,9 +83,9 @@ class PartRecorder:
             return []
         waiting = self._admit(access_token, len(parts))
         loop = asyncio.get_running_loop()
-        futures = []
+        futures: list[asyncio.Future[None]] = []
         for part in parts:
-            done = loop.create_future()
+            done: asyncio.Future[None] = loop.create_future()
             waiting.append(
                 (
                     upload_pb2.PartRecord(
@@ -149,7 +149,7 @@ class PartRecorder:
                 self._start_call()
 
     async def _send(
-        self, records: list[upload_pb2.PartRecord], waiters: list[asyncio.Future]
+        self, records: list[upload_pb2.PartRecord], waiters: list[asyncio.Future[None]]
     ) -> None:
         try:
             reply = await self._stub.RecordParts(
@@ -189,7 +189,7 @@ class PartRecorder:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _settle(waiter: asyncio.Future, error: BaseException | None) -> None:
+def _settle(waiter: asyncio.Future[None], error: BaseException | None) -> None:
     if waiter.done():
         return
     if error is None:

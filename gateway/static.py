@@ -10,8 +10,10 @@ make one; the API works either way."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.datastructures import URLPath
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
@@ -68,7 +70,7 @@ class WebAppRoute(BaseRoute):
             return Match.FULL, {}
         return Match.NONE, {}
 
-    def url_path_for(self, name: str, /, **path_params):
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         raise NoMatchFound(name, path_params)  # an unnamed route: url_for never means it
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -4,7 +4,8 @@ in HttpOnly cookies (see gateway.cookies)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 
 import grpc
 from fastapi import APIRouter, Cookie, Request, Response
@@ -19,6 +20,7 @@ from ..responses import error_responses
 from ..schemas import SignInBody, SignUpBody, StatusReply
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+T = TypeVar("T")
 
 # Sign-up and sign-in hash passwords (a bounded pool: AUTH_BUSY) and are limited per
 # client address and account (Retry-After).
@@ -31,7 +33,7 @@ DeviceIdCookie = Annotated[
 ]
 
 
-async def _held_back_when_refused(rpc, delay_cap: float):
+async def _held_back_when_refused(rpc: Awaitable[T], delay_cap: float) -> T:
     """Awaits a sign-in or sign-up call. A throttled attempt (429), or one refused because
     password hashing is full (503; auth refuses it at once, it never queues), is answered
     only after its Retry-After, up to `delay_cap` seconds: a client that ignores
@@ -64,7 +66,7 @@ async def sign_up(
     backends: BackendsDep,
     settings: SettingsDep,
     call: ClientCall,
-):
+) -> dict[str, Any]:
     reply = await _held_back_when_refused(
         backends.auth.SignUp(
             auth_pb2.SignUpRequest(
@@ -96,7 +98,7 @@ async def sign_in(
     call: ClientCall,
     refresh_token: RefreshTokenCookie = None,
     device_id: DeviceIdCookie = None,
-):
+) -> dict[str, Any]:
     # The device's current session, if it has one: auth then counts this attempt against
     # the device alone, so strangers' failures never lock its owner out.
     reply = await _held_back_when_refused(
@@ -130,7 +132,7 @@ async def sign_out(
     settings: SettingsDep,
     call: AnonymousCall,
     device_id: DeviceIdCookie = None,
-):
+) -> dict[str, Any] | JSONResponse:
     if device_id:  # without a session there is nothing to revoke
         try:
             await backends.auth.SignOut(auth_pb2.SignOutRequest(device_id=device_id), **call.kwargs)
@@ -160,7 +162,7 @@ async def refresh(
     call: AnonymousCall,
     refresh_token: RefreshTokenCookie = None,
     device_id: DeviceIdCookie = None,
-):
+) -> dict[str, Any] | JSONResponse:
     try:
         reply = await backends.auth.Refresh(
             auth_pb2.RefreshRequest(refresh_token=refresh_token or "", device_id=device_id or ""),
@@ -183,6 +185,6 @@ async def refresh(
     response_model=StatusReply,
     summary="Check that the access token is valid",
 )
-async def authenticate(call: UserCall):
+async def authenticate(call: UserCall) -> dict[str, Any]:
     await call.backends.auth.Authenticate(auth_pb2.AuthenticateRequest(), **call.kwargs)
     return {"status": "Authorized"}

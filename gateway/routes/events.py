@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from dropfile.events.v1 import events_pb2
 
@@ -64,7 +64,12 @@ def sse_file_event(event: events_pb2.FileEvent) -> str:
     return f"event: file\ndata: {data}\n\n"
 
 
-async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIterator[str]:
+async def _relay(
+    stream: grpc.aio.UnaryStreamCall[
+        events_pb2.WatchFileEventsRequest, events_pb2.WatchFileEventsResponse
+    ],
+    first: events_pb2.WatchFileEventsResponse,
+) -> AsyncIterator[str]:
     """The SSE body, from the backend's `first` message on. A client that goes away cancels
     this generator (Starlette watches for the disconnect), which cancels the backend
     stream, which ends its subscription."""
@@ -76,9 +81,10 @@ async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIter
                 yield sse_file_event(reply.file_event)
             elif reply is not first:
                 yield KEEPALIVE
-            reply = await stream.read()
-            if reply is grpc.aio.EOF:
+            message = await stream.read()
+            if not isinstance(message, events_pb2.WatchFileEventsResponse):  # grpc.aio.EOF
                 return
+            reply = message
     except grpc.aio.AioRpcError as exc:
         # The stream's time is up (DEADLINE_EXCEEDED) or the backend went away: ending the
         # response makes EventSource reconnect, and the client re-lists its files.
@@ -95,7 +101,7 @@ async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIter
     responses=_RESPONSES,
     summary="Live status changes of the caller's files (Server-Sent Events)",
 )
-async def file_events(request: Request, settings: SettingsDep, call: UserCall):
+async def file_events(request: Request, settings: SettingsDep, call: UserCall) -> Response:
     stream = call.backends.events.WatchFileEvents(
         events_pb2.WatchFileEventsRequest(heartbeat_seconds=settings.sse_heartbeat_seconds),
         metadata=call.metadata,
@@ -113,7 +119,7 @@ async def file_events(request: Request, settings: SettingsDep, call: UserCall):
                 headers={"Retry-After": "2"},
             )
         return rpc_error_response(request, exc)
-    if first is grpc.aio.EOF:
+    if not isinstance(first, events_pb2.WatchFileEventsResponse):  # grpc.aio.EOF
         return error_response(
             request.url.path,
             503,

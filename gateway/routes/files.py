@@ -5,8 +5,10 @@ service answers NOT_FOUND for anyone else's file."""
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 
 from fastapi import APIRouter
+from starlette.responses import Response
 
 from dropfile.upload.v1 import upload_pb2
 
@@ -47,7 +49,7 @@ COMPLETION_CODES = (
 _STATUS_PREFIX = "FILE_STATUS_"
 
 
-def _file_entry(file: upload_pb2.File) -> dict:
+def _file_entry(file: upload_pb2.File) -> dict[str, Any]:
     created = file.created_at.ToDatetime(tzinfo=UTC)
     return {
         "fileId": file.file_id,
@@ -77,7 +79,7 @@ def _file_entry(file: upload_pb2.File) -> dict:
     },
     summary="Start a multipart upload: one presigned PUT URL per 5 MiB part",
 )
-async def get_upload_urls(body: UploadUrlsBody, call: UserCall):
+async def get_upload_urls(body: UploadUrlsBody, call: UserCall) -> Response:
     reply = await call.backends.upload.InitiateUpload(
         upload_pb2.InitiateUploadRequest(
             file_id=body.file_id,
@@ -108,7 +110,7 @@ async def get_upload_urls(body: UploadUrlsBody, call: UserCall):
     ),
     summary="Record a part the client has PUT to storage",
 )
-async def record_chunk(body: RecordChunkBody, call: UserCall):
+async def record_chunk(body: RecordChunkBody, call: UserCall) -> dict[str, Any]:
     await call.record_part(
         upload_pb2.RecordPartRequest(
             file_id=body.file_id, chunk_index=body.chunk_index, size=body.size, etag=body.etag
@@ -124,7 +126,7 @@ async def record_chunk(body: RecordChunkBody, call: UserCall):
     responses=error_responses(*COMPLETION_CODES),
     summary="Complete the multipart upload (the file is UPLOADED once storage confirms it)",
 )
-async def complete_upload(body: CompleteUploadBody, call: UserCall):
+async def complete_upload(body: CompleteUploadBody, call: UserCall) -> dict[str, Any]:
     await call.backends.upload.CompleteUpload(
         upload_pb2.CompleteUploadRequest(
             upload_id=body.uploadId,
@@ -146,7 +148,7 @@ async def complete_upload(body: CompleteUploadBody, call: UserCall):
     responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND", "UPLOAD_COMPLETE"),
     summary="Abort a multipart upload (idempotent)",
 )
-async def abort_upload(body: AbortUploadBody, call: UserCall):
+async def abort_upload(body: AbortUploadBody, call: UserCall) -> dict[str, Any]:
     await call.backends.upload.AbortUpload(
         upload_pb2.AbortUploadRequest(upload_id=body.uploadId, file_id=body.file_id), **call.kwargs
     )
@@ -160,7 +162,7 @@ async def abort_upload(body: AbortUploadBody, call: UserCall):
     responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND", "NOT_UPLOADED", "UPLOAD_FAILED"),
     summary="A presigned GET URL for one of the caller's uploaded files",
 )
-async def get_download_url(body: DownloadUrlBody, call: UserCall):
+async def get_download_url(body: DownloadUrlBody, call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.GetDownloadUrl(
         upload_pb2.GetDownloadUrlRequest(s3_key=body.s3_key), **call.kwargs
     )
@@ -173,7 +175,7 @@ async def get_download_url(body: DownloadUrlBody, call: UserCall):
     response_model=FileListReply,
     summary="The caller's files, newest first",
 )
-async def list_files(call: UserCall):
+async def list_files(call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.ListFiles(upload_pb2.ListFilesRequest(), **call.kwargs)
     return {"success": True, "files": [_file_entry(file) for file in reply.files]}
 
@@ -185,7 +187,7 @@ async def list_files(call: UserCall):
     responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND"),
     summary="Delete one of the caller's files and its stored object",
 )
-async def delete_file(body: DeleteFileBody, call: UserCall):
+async def delete_file(body: DeleteFileBody, call: UserCall) -> dict[str, Any]:
     await call.backends.upload.DeleteFile(
         upload_pb2.DeleteFileRequest(file_id=body.file_id), **call.kwargs
     )

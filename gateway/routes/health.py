@@ -5,11 +5,12 @@ backend says NOT_SERVING while a dependency it needs, PostgreSQL, is unreachable
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2  # type: ignore[import-untyped]
 
 from ..deps import BackendsDep, SettingsDep
 from ..errors import NOT_READY, retry_after_header
@@ -26,11 +27,11 @@ SERVING = health_pb2.HealthCheckResponse.ServingStatus
     response_model=HealthReply,
     summary="Liveness: the process is up",
 )
-async def healthz():
+async def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-async def _backend_status(stub, timeout: float) -> str:
+async def _backend_status(stub: Any, timeout: float) -> str:
     try:
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
     except grpc.aio.AioRpcError as exc:
@@ -39,7 +40,8 @@ async def _backend_status(stub, timeout: float) -> str:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             else exc.code().name
         )
-    return SERVING.Name(reply.status)
+    status: str = SERVING.Name(reply.status)
+    return status
 
 
 @router.get(
@@ -49,7 +51,7 @@ async def _backend_status(stub, timeout: float) -> str:
     responses={503: {"model": NotReadyReply, **error_responses("NOT_READY")[503]}},
     summary="Readiness: auth, upload and events answer their health checks",
 )
-async def readyz(backends: BackendsDep, settings: SettingsDep):
+async def readyz(backends: BackendsDep, settings: SettingsDep) -> dict[str, Any] | JSONResponse:
     names = list(backends.health)
     statuses = await asyncio.gather(
         *(

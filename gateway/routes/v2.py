@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+from starlette.responses import Response
 
 from dropfile.upload.v1 import upload_pb2
 
@@ -35,7 +36,7 @@ async def part_urls(
     file_id: Annotated[Uuid, Path(description="The file's id (a UUID)")],
     body: PartUrlsBody,
     call: UserCall,
-):
+) -> Response:
     reply = await call.backends.upload.GetPartUrls(
         upload_pb2.GetPartUrlsRequest(
             file_id=file_id,

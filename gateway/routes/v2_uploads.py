@@ -18,7 +18,7 @@ Listing, downloading, aborting and deleting are v1's routes (/api/files/...). Er
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Annotated
+from typing import Annotated, Any
 
 import grpc
 from fastapi import APIRouter, Path
@@ -65,7 +65,7 @@ _STATE_PREFIX = "STATE_"
 _STATUS_PREFIX = "FILE_STATUS_"
 
 
-def file_v2(file: upload_pb2.File) -> dict:
+def file_v2(file: upload_pb2.File) -> dict[str, Any]:
     created = file.created_at.ToDatetime(tzinfo=UTC)
     return {
         "fileId": file.file_id,
@@ -96,7 +96,7 @@ def file_v2(file: upload_pb2.File) -> dict:
     },
     summary="Start an upload; the server chooses the part size (no URL yet)",
 )
-async def create_upload(body: CreateUploadBody, call: UserCall):
+async def create_upload(body: CreateUploadBody, call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.CreateUpload(
         upload_pb2.CreateUploadRequest(
             file_id=body.fileId or "",
@@ -124,7 +124,7 @@ async def create_upload(body: CreateUploadBody, call: UserCall):
     responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND"),
     summary="One of the caller's files, with its whole-file SHA-256",
 )
-async def get_file(file_id: FileIdPath, call: UserCall):
+async def get_file(file_id: FileIdPath, call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.GetFile(
         upload_pb2.GetFileRequest(file_id=file_id), **call.kwargs
     )
@@ -138,7 +138,7 @@ async def get_file(file_id: FileIdPath, call: UserCall):
     responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND", "UPLOAD_GONE"),
     summary="Where an upload stands, and the parts storage already holds (resume)",
 )
-async def get_upload(file_id: FileIdPath, call: UserCall):
+async def get_upload(file_id: FileIdPath, call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.GetUpload(
         upload_pb2.GetUploadRequest(file_id=file_id), **call.kwargs
     )
@@ -178,7 +178,7 @@ def _part_record(file_id: str, part: RecordPartBody) -> upload_pb2.RecordPartReq
     responses=error_responses(*RECORD_CODES),
     summary="Record a part storage accepted",
 )
-async def record_part(file_id: FileIdPath, body: RecordPartBody, call: UserCall):
+async def record_part(file_id: FileIdPath, body: RecordPartBody, call: UserCall) -> dict[str, Any]:
     await call.record_part(_part_record(file_id, body))
     return {"partNumber": body.partNumber}
 
@@ -190,7 +190,9 @@ async def record_part(file_id: FileIdPath, body: RecordPartBody, call: UserCall)
     responses=error_responses(*RECORD_CODES),
     summary="Record several parts storage accepted, in one request",
 )
-async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCall):
+async def record_parts(
+    file_id: FileIdPath, body: RecordPartsBody, call: UserCall
+) -> dict[str, Any]:
     """Each part is recorded as POST .../parts records it, and every one is tried. When
     some are refused, the answer is the first refusal's error, naming its part; the others
     are recorded, and sending the same batch again is safe."""
@@ -215,7 +217,7 @@ async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCal
     responses=error_responses(*COMPLETION_CODES),
     summary="Complete the upload (the file is UPLOADED once storage confirms it)",
 )
-async def complete(file_id: FileIdPath, body: CompleteBody, call: UserCall):
+async def complete(file_id: FileIdPath, body: CompleteBody, call: UserCall) -> dict[str, Any]:
     await call.backends.upload.CompleteUpload(
         upload_pb2.CompleteUploadRequest(
             file_id=file_id,
@@ -238,7 +240,7 @@ async def complete(file_id: FileIdPath, body: CompleteBody, call: UserCall):
     response_model=QuotaReply,
     summary="The caller's storage quota and what counts against it",
 )
-async def quota(call: UserCall):
+async def quota(call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.GetQuota(upload_pb2.GetQuotaRequest(), **call.kwargs)
     return {
         "usedBytes": reply.used_bytes,
