@@ -564,7 +564,7 @@ def validation_message(errors: Iterable[Mapping[str, Any]]) -> str:
         elif kind == "string_pattern_mismatch":
             pattern = (error.get("ctx") or {}).get("pattern")
             described = _PATTERNS.get(str(pattern), "does not have the form the API document gives")
-            invalid.append(f"{field}: {described}")
+            invalid.append(f"{field} {described}")  # "file_id must be a UUID"
         else:
             reason = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
             invalid.append(f"{field}: {reason}")

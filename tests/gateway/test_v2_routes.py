@@ -107,7 +107,7 @@ def test_bad_bodies_are_400_naming_the_problem(signed_in, body, message):
 def test_a_file_id_that_is_not_a_uuid_is_400(signed_in):
     response = part_urls(signed_in(), "not-a-uuid", {"first_part": 1, "last_part": 1})
     assert response.status_code == 400
-    assert response.json() == {"error": "file_id: must be a UUID", "code": "INVALID_REQUEST"}
+    assert response.json() == {"error": "file_id must be a UUID", "code": "INVALID_REQUEST"}
 
 
 def test_the_route_is_documented(api_client):
