@@ -41,7 +41,7 @@ from tests.fixtures.gateway import serve_gateway
 
 from .conftest import sign_up
 
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = 80
 MIB = 1024 * 1024
 LIMITS = {"max_file_size_bytes": 64 * MIB, "v2_max_file_size_bytes": 2 * 1024 * MIB}
 
