@@ -3,6 +3,7 @@ backend channels opened once for the life of the process."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -52,13 +53,14 @@ single sign-on with OpenID Connect (`/api/v2/auth/oidc/login`, where browsers go
 Share links (`/api/v2/files/{id}/links`) let anyone download one file at `/s/<token>`
 without an account, until they expire, are revoked or run out of downloads.
 Sessions are cookies (`access_token`, `refresh_token`, `device_id`); errors carry `error`
-(v1 file endpoints also `"success": false`). Invalid requests are answered 400; over
-quota, 413."""
+for people and `code` for programs (v1 file endpoints also `"success": false`): the
+README's "Error codes" lists every code. Invalid requests are answered 400; over quota,
+413."""
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # gRPC aio channels belong to the serving event loop, so they open here.
         app.state.backends = Backends(settings)
         freeze_startup_objects()  # the app is built: out of the collector's full passes
@@ -77,7 +79,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     mount_web_app(app)  # the browser app at `/`; it never answers for the API's paths
-    adjust_openapi(app, ROUTERS)
+    adjust_openapi(app, ROUTERS, settings)
 
     install_metrics_route(app, settings)  # /metrics in development
     # Request id, body limits, last-resort 500, metrics and access log: one layer.

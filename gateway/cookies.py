@@ -29,13 +29,25 @@ def set_session_cookies(
         (DEVICE_ID, tokens.device_id),
     ):
         response.set_cookie(
-            name, value, max_age=lifetime, path="/", secure=secure, httponly=True, samesite="Strict"
+            name,
+            value,
+            max_age=lifetime,
+            path="/",
+            secure=secure,
+            httponly=True,
+            samesite="Strict",  # type: ignore[arg-type]  # Starlette's type says "strict"
         )
 
 
 def clear_session_cookies(response: Response, *, secure: bool) -> None:
     for name in SESSION_COOKIES:
-        response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="Strict")
+        response.delete_cookie(
+            name,
+            path="/",
+            secure=secure,
+            httponly=True,
+            samesite="Strict",  # type: ignore[arg-type]  # the header keeps "Strict"
+        )
 
 
 def set_oidc_flow_cookie(

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import grpc
 from fastapi import Depends, Request
-from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc  # type: ignore[import-untyped]
 
 from dropfile.auth.v1 import auth_pb2_grpc
 from dropfile.events.v1 import events_pb2_grpc
@@ -20,7 +20,7 @@ from services.common.logs import REQUEST_ID_HEADER
 
 from .client_address import client_address
 from .cookies import ACCESS_TOKEN
-from .errors import ApiError
+from .errors import ACCESS_TOKEN_INVALID, ACCESS_TOKEN_MISSING, ApiError
 from .middleware import request_id_of
 from .part_recorder import PartRecorder
 from .settings import GatewaySettings
@@ -78,11 +78,13 @@ class Backends:
 # Dependencies are `async def` though they do no I/O: FastAPI runs a plain `def` dependency
 # in a worker thread, which cost about a third of the gateway's CPU per request.
 async def get_settings(request: Request) -> GatewaySettings:
-    return request.app.state.settings
+    settings: GatewaySettings = request.app.state.settings
+    return settings
 
 
 async def get_backends(request: Request) -> Backends:
-    return request.app.state.backends
+    backends: Backends = request.app.state.backends
+    return backends
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,11 @@ async def user_call(request: Request) -> UserCallOptions:
     record-chunk. openapi.py documents the cookie for these routes instead."""
     access_token = request.cookies.get(ACCESS_TOKEN)
     if not access_token:
-        raise ApiError(401, "not signed in: the access_token cookie is missing")
+        raise ApiError(
+            401, "not signed in: the access_token cookie is missing", code=ACCESS_TOKEN_MISSING
+        )
     if not _USABLE_TOKEN.fullmatch(access_token):
-        raise ApiError(401, "invalid access token")
+        raise ApiError(401, "invalid access token", code=ACCESS_TOKEN_INVALID)
     state = request.app.state
     request_id = request_id_of(request.scope)
     return UserCallOptions(

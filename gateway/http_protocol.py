@@ -13,12 +13,21 @@ at a time held its connection, and a slot of the connection limit, for ever. Her
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
+from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.flow_control import service_unavailable
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from .deadlines import Deadlines
+from .errors import HEADERS_TOO_LARGE as HEADERS_TOO_LARGE_CODE
+from .errors import REQUEST_TIMEOUT, SERVER_BUSY
 
 HEADERS_TOO_SLOW = "request headers took too long"
 HEADERS_TOO_LARGE = "request headers too large"
@@ -42,14 +51,14 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     max_header_bytes = 64 * 1024
     heads: Deadlines[EdgeHttpProtocol]  # connections waiting for a request's head
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._awaiting_head = False
         self._head_bytes = 0  # received while the head is incomplete
         self._head_size = 0  # of the request line and headers parsed so far
         self._refused = False
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._await_head()
 
@@ -64,7 +73,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if self._awaiting_head:  # the head is still incomplete
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
-                self._refuse(431, HEADERS_TOO_LARGE)
+                self._refuse(431, HEADERS_TOO_LARGE, HEADERS_TOO_LARGE_CODE)
 
     # The parser calls these for what it already holds even once the connection is
     # refused: they ignore it.
@@ -80,7 +89,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.max_header_bytes:
-            self._refuse(431, HEADERS_TOO_LARGE)
+            self._refuse(431, HEADERS_TOO_LARGE, HEADERS_TOO_LARGE_CODE)
         if not self._refused:
             super().on_header(name, value)
 
@@ -104,7 +113,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if not pipelined and not self.transport.is_closing():
             self._await_head()
 
-    def _start_asgi_task(self, cycle, app) -> None:
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         # uvicorn answers its connection limit with plain text and no Retry-After.
         super()._start_asgi_task(cycle, _busy if app is service_unavailable else app)
 
@@ -125,16 +134,16 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if self._head_bytes == 0:  # nothing asked: nothing to answer
             self.transport.close()
         else:
-            self._refuse(408, HEADERS_TOO_SLOW)
+            self._refuse(408, HEADERS_TOO_SLOW, REQUEST_TIMEOUT)
 
-    def _refuse(self, status: int, message: str) -> None:
+    def _refuse(self, status: int, message: str, code: str) -> None:
         """Answers before the request reached the app (so no CORS, no request id) and
         closes the connection."""
         self._head_received()
         if self._refused or self.transport.is_closing():
             return
         self._refused = True
-        body = json.dumps({"error": message}).encode()
+        body = json.dumps({"error": message, "code": code}).encode()
         self.transport.write(
             b"".join(
                 [
@@ -149,8 +158,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-async def _busy(scope, receive, send) -> None:
-    body = json.dumps({"error": BUSY}).encode()
+async def _busy(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    body = json.dumps({"error": BUSY, "code": SERVER_BUSY}).encode()
     await send(
         {
             "type": "http.response.start",

@@ -14,14 +14,21 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.logs import REQUEST_ID_HEADER, log_fields, request_id_var
 
 from .deadlines import Deadlines
-from .errors import INTERNAL_ERROR, error_response
+from .errors import (
+    INTERNAL,
+    INTERNAL_ERROR,
+    REQUEST_TIMEOUT,
+    REQUEST_TOO_LARGE,
+    EdgeHTTPException,
+    error_response,
+)
 from .metrics import observe_request
 
 BODY_TOO_LARGE = "request body too large"
@@ -45,11 +52,12 @@ class BodyDeadlines:
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._reading: Deadlines[asyncio.Task] = Deadlines(min(1.0, timeout / 4), self._expire)
-        self._expired: set[asyncio.Task] = set()
+        self._reading: Deadlines[asyncio.Task[Any]] = Deadlines(min(1.0, timeout / 4), self._expire)
+        self._expired: set[asyncio.Task[Any]] = set()
 
     async def receive(self, receive: Receive, deadline: float) -> Message:
         task = asyncio.current_task()
+        assert task is not None  # always, inside a request
         self._reading.set_at(task, deadline)
         try:
             return await receive()
@@ -59,18 +67,21 @@ class BodyDeadlines:
                 raise
             self._expired.discard(task)
             task.uncancel()
-            raise HTTPException(408, BODY_TOO_SLOW, headers=_CLOSE) from None
+            raise EdgeHTTPException(
+                408, BODY_TOO_SLOW, code=REQUEST_TIMEOUT, headers=_CLOSE
+            ) from None
         finally:
             self._reading.clear(task)
 
-    def _expire(self, task: asyncio.Task) -> None:
+    def _expire(self, task: asyncio.Task[Any]) -> None:
         self._expired.add(task)
         task.cancel()
 
 
 def request_id_of(scope: Scope) -> str:
     """The request id EdgeMiddleware chose (empty outside a request)."""
-    return scope.get("state", {}).get("request_id", "")
+    request_id: str = scope.get("state", {}).get("request_id", "")
+    return request_id
 
 
 class EdgeMiddleware:
@@ -96,7 +107,9 @@ class EdgeMiddleware:
         received = 0
         deadlines = self.body_deadlines
         body_done = deadlines is None
-        body_deadline = 0.0 if body_done else asyncio.get_running_loop().time() + deadlines.timeout
+        body_deadline = (
+            0.0 if deadlines is None else asyncio.get_running_loop().time() + deadlines.timeout
+        )
 
         async def edge_send(message: Message) -> None:
             nonlocal status
@@ -110,21 +123,23 @@ class EdgeMiddleware:
 
         async def limited_receive() -> Message:
             nonlocal received, body_done
-            if body_done:  # e.g. a streaming response waiting for the client to hang up
+            # Read (or no deadline): e.g. a streaming response waiting for the client to hang up.
+            if body_done or deadlines is None:
                 return await receive()
             message = await deadlines.receive(receive, body_deadline)  # a slowloris's trickle
             body_done = not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self.max_body_bytes:
                 # FastAPI passes HTTPExceptions from body reading on to errors.py's handler.
-                raise HTTPException(413, BODY_TOO_LARGE)
+                raise EdgeHTTPException(413, BODY_TOO_LARGE, code=REQUEST_TOO_LARGE)
             return message
 
         try:
             declared = headers.get(b"content-length", b"")
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 # Refused at once when Content-Length says so, else while a route reads.
-                await error_response(scope["path"], 413, BODY_TOO_LARGE)(scope, receive, edge_send)
+                refusal = error_response(scope["path"], 413, BODY_TOO_LARGE, code=REQUEST_TOO_LARGE)
+                await refusal(scope, receive, edge_send)
             else:
                 await self.app(scope, limited_receive, edge_send)
         except Exception:  # noqa: BLE001 - logged here, never shown to the client
@@ -132,7 +147,8 @@ class EdgeMiddleware:
             # Once the response has started it is too late for a clean answer: the server
             # closes the connection.
             if status == 0:
-                await error_response(scope["path"], 500, INTERNAL_ERROR)(scope, receive, edge_send)
+                failure = error_response(scope["path"], 500, INTERNAL_ERROR, code=INTERNAL)
+                await failure(scope, receive, edge_send)
         finally:
             elapsed = time.perf_counter() - started
             # What the client sees if the app failed before answering: 500.

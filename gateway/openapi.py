@@ -1,31 +1,79 @@
-"""The API's OpenAPI document, where FastAPI's own would mislead: invalid requests are
-answered 400, not 422, and the routes that act for the signed-in user say that they need
-the `access_token` cookie (deps.user_call reads it itself, so FastAPI does not see it)."""
+"""The API's OpenAPI document, made complete enough to generate clients from and to test the
+server against (tests/gateway/test_openapi_*.py), where FastAPI's own would mislead or say
+too little:
+- invalid requests are answered 400 (INVALID_REQUEST), not 422;
+- the routes that act for the signed-in user say that they need the `access_token` cookie
+  (deps.user_call reads it itself, so FastAPI does not see it);
+- every error status each operation may answer is listed with its body schema and the
+  codes it may carry (responses.py: a route declares its own codes, the ones every route
+  of its kind may answer are added here);
+- limits a deployment sets (the largest file, v1 and v2) come from the settings;
+- operationIds are the routes' own (`operation_id=`, camelCase); FastAPI's generated ones
+  (`get_file_api_v2_files__file_id__get`) are refused at start."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from .cookies import ACCESS_TOKEN
 from .deps import user_call
+from .errors import ERROR_CODE, FILES_PREFIX, error_body
+from .responses import CODES_KEY
+from .schemas import ErrorReply, FileErrorReply, decimal_at_most
+from .settings import GatewaySettings
 
 ACCESS_COOKIE_SCHEME = "accessTokenCookie"
+_OPERATION_ID = re.compile(r"^[a-z][A-Za-z0-9]*$")
+LIMIT_KEY = "x-dropfile-limit"
+_ERROR_SCHEMAS: dict[str, type[BaseModel]] = {
+    "ErrorReply": ErrorReply,
+    "FileErrorReply": FileErrorReply,
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$", "examples": ["1"]},
+    }
+}
+# What every operation may answer, whatever it does: a request head too large, an
+# unexpected error, a gateway with all its connections taken.
+_EVERY_OPERATION = ("HEADERS_TOO_LARGE", "INTERNAL", "SERVER_BUSY")
+# ... those that call a backend (every /api route).
+_CALLS_BACKENDS = ("BACKEND_UNAVAILABLE", "BACKEND_TIMEOUT")
+# ... those with a body or parameters to check.
+_HAS_INPUT = ("INVALID_REQUEST",)
+# ... those with a body to read.
+_HAS_BODY = ("REQUEST_TIMEOUT", "REQUEST_TOO_LARGE")
+# ... those that act for the signed-in user (the services check the token, and whether its
+# session was signed out).
+_SIGNED_IN = ("ACCESS_TOKEN_MISSING", "ACCESS_TOKEN_INVALID", "SESSION_CHECK_UNAVAILABLE")
 
 
-def adjust_openapi(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+def adjust_openapi(app: FastAPI, routers: Iterable[APIRouter], settings: GatewaySettings) -> None:
     """Makes `app.openapi()` return the adjusted document (built once, on first use)."""
     generate = app.openapi
+    routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
+    for route in routes:
+        if not route.operation_id or not _OPERATION_ID.fullmatch(route.operation_id):
+            raise ValueError(f"route {route.path} needs operation_id= in camelCase")
     signed_in = {
         (method.lower(), route.path)
-        for router in routers
-        for route in router.routes
-        if isinstance(route, APIRoute) and _depends_on(route.dependant, user_call)
-        for method in route.methods
+        for route in routes
+        if _depends_on(route.dependant, user_call)
+        for method in route.methods or ()
+    }
+    limits = {
+        "max_file_size_bytes": settings.max_file_size_bytes,
+        "v2_max_file_size_bytes": settings.v2_max_file_size_bytes,
     }
 
     def openapi() -> dict[str, Any]:
@@ -33,6 +81,9 @@ def adjust_openapi(app: FastAPI, routers: Iterable[APIRouter]) -> None:
             schema = generate()
             _answer_400_not_422(schema)
             _require_access_cookie(schema, signed_in)
+            _declare_limits(schema, limits)
+            _declare_errors(schema, signed_in)
+            _whole_bounds(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -43,10 +94,16 @@ def _depends_on(dependant: Dependant, call: Any) -> bool:
     return any(sub.call is call or _depends_on(sub, call) for sub in dependant.dependencies)
 
 
+def _operations(schema: dict[str, Any]) -> Iterable[tuple[str, str, dict[str, Any]]]:
+    for path, item in schema.get("paths", {}).items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and "responses" in operation:
+                yield path, method, operation
+
+
 def _answer_400_not_422(schema: dict[str, Any]) -> None:
-    for path in schema.get("paths", {}).values():
-        for operation in path.values():
-            operation.get("responses", {}).pop("422", None)
+    for _, _, operation in _operations(schema):
+        operation["responses"].pop("422", None)
     for name in ("HTTPValidationError", "ValidationError"):
         schema.get("components", {}).get("schemas", {}).pop(name, None)
 
@@ -58,7 +115,116 @@ def _require_access_cookie(schema: dict[str, Any], operations: set[tuple[str, st
         "name": ACCESS_TOKEN,
         "description": "The session's access token (set by sign-in and refresh)",
     }
-    for path, item in schema.get("paths", {}).items():
-        for method, operation in item.items():
-            if (method, path) in operations:
-                operation["security"] = [{ACCESS_COOKIE_SCHEME: []}]
+    for path, method, operation in _operations(schema):
+        if (method, path) in operations:
+            operation["security"] = [{ACCESS_COOKIE_SCHEME: []}]
+
+
+def _declare_limits(node: Any, limits: dict[str, int]) -> None:
+    """Fills the deployment's limits into the schemas that carry `x-dropfile-limit`: a byte
+    count v1 sends as a string or an integer (schemas.byte_count_schema), or an integer."""
+    if isinstance(node, list):
+        for item in node:
+            _declare_limits(item, limits)
+        return
+    if not isinstance(node, dict):
+        return
+    setting = node.pop(LIMIT_KEY, None)
+    if setting is not None:
+        limit = limits[setting]
+        for variant in node.get("anyOf", [node]):
+            if variant.get("type") == "string":
+                variant["pattern"] = f"^0*(?:{decimal_at_most(limit)})$"
+            elif variant.get("type") == "integer":
+                variant["maximum"] = limit
+    for value in node.values():
+        _declare_limits(value, limits)
+
+
+def _declare_errors(schema: dict[str, Any], signed_in: set[tuple[str, str]]) -> None:
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in _ERROR_SCHEMAS.items():
+        schemas.setdefault(
+            name, model.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+    for path, method, operation in _operations(schema):
+        responses: dict[str, Any] = operation["responses"]
+        codes: list[str] = []
+        for key in list(responses):
+            declared = responses[key].pop(CODES_KEY, None)
+            if declared is not None:
+                codes.extend(declared)
+                if not responses[key].get("content"):
+                    del responses[key]  # written below, with every code of its status
+        has_body = "requestBody" in operation
+        has_input = has_body or any(
+            parameter.get("in") in ("path", "query")
+            for parameter in operation.get("parameters", [])
+        )
+        codes += _HAS_INPUT if has_input else ()
+        codes += _HAS_BODY if has_body else ()
+        codes += _SIGNED_IN if (method, path) in signed_in else ()
+        codes += _CALLS_BACKENDS if path.startswith("/api/") else ()
+        codes += _EVERY_OPERATION
+        by_status: dict[int, list[str]] = {}
+        for code in codes:
+            by_status.setdefault(ERROR_CODE[code].status, [])
+            if code not in by_status[ERROR_CODE[code].status]:
+                by_status[ERROR_CODE[code].status].append(code)
+        body = "FileErrorReply" if path.startswith(FILES_PREFIX) else "ErrorReply"
+        for status, status_codes in sorted(by_status.items()):
+            responses[str(status)] = _error_response(
+                path, status, status_codes, body, responses.get(str(status))
+            )
+        operation["responses"] = dict(sorted(responses.items()))
+
+
+def _error_response(
+    path: str, status: int, codes: list[str], body: str, declared: dict[str, Any] | None
+) -> dict[str, Any]:
+    reference = {"$ref": f"#/components/schemas/{body}"}
+    content_schema: dict[str, Any] = reference
+    if declared and declared.get("content"):
+        # The route answers this status with a body of its own (readiness): that, or an
+        # error the gateway answers for it.
+        own = declared["content"]["application/json"]["schema"]
+        content_schema = {"anyOf": [own, reference]}
+    listed = "; ".join(f"`{code}` ({ERROR_CODE[code].meaning})" for code in codes)
+    response: dict[str, Any] = {
+        "description": f"{HTTPStatus(status).phrase}: {listed}",
+        CODES_KEY: codes,
+        "content": {
+            "application/json": {
+                "schema": content_schema,
+                "examples": {
+                    code: {
+                        "summary": ERROR_CODE[code].meaning,
+                        "value": error_body(path, _example_message(code), code),
+                    }
+                    for code in codes
+                },
+            }
+        },
+    }
+    if status in (429, 503):
+        response["headers"] = _RETRY_AFTER
+    return response
+
+
+def _example_message(code: str) -> str:
+    meaning = ERROR_CODE[code].meaning
+    return meaning[0].upper() + meaning[1:]
+
+
+def _whole_bounds(node: Any) -> None:
+    """pydantic writes `minimum: 0.0` for integers bounded by ge=0: integers stay integers."""
+    if isinstance(node, list):
+        for item in node:
+            _whole_bounds(item)
+    elif isinstance(node, dict):
+        for key in ("minimum", "maximum"):
+            value = node.get(key)
+            if isinstance(value, float) and value.is_integer():
+                node[key] = int(value)
+        for value in node.values():
+            _whole_bounds(value)

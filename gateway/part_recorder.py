@@ -21,21 +21,22 @@ import asyncio
 from collections import OrderedDict, deque
 
 import grpc
-from starlette.exceptions import HTTPException
 
 from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
+
+from .errors import TOO_MANY_PARTS_WAITING, ApiError, rpc_error
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 TOO_MANY_WAITING = "too many parts of this session are waiting to be recorded; retry shortly"
 RETRY_AFTER_SECONDS = 1
 
-_Waiting = tuple[upload_pb2.PartRecord, asyncio.Future]
+_Waiting = tuple[upload_pb2.PartRecord, "asyncio.Future[None]"]
 
 
 class PartRecorder:
     def __init__(
         self,
-        stub: upload_pb2_grpc.UploadServiceStub,
+        stub: upload_pb2_grpc.UploadServiceAsyncStub,
         *,
         batch_size: int,
         batches_in_flight: int,
@@ -51,16 +52,16 @@ class PartRecorder:
         # served next (a served session with more waiting goes to the back).
         self._waiting: OrderedDict[str, deque[_Waiting]] = OrderedDict()
         self._in_flight = 0
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def record(
         self, part: upload_pb2.RecordPartRequest, *, access_token: str, request_id: str
     ) -> None:
         """Returns once the part is recorded; raises the grpc.aio.AioRpcError a RecordPart
-        call would have raised otherwise, or a 429 HTTPException when the session has too
+        call would have raised otherwise, or a 429 ApiError when the session has too
         many records waiting."""
         waiting = self._admit(access_token, 1)
-        done = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiting.append(
             (
                 upload_pb2.PartRecord(access_token=access_token, request_id=request_id, part=part),
@@ -82,9 +83,9 @@ class PartRecorder:
             return []
         waiting = self._admit(access_token, len(parts))
         loop = asyncio.get_running_loop()
-        futures = []
+        futures: list[asyncio.Future[None]] = []
         for part in parts:
-            done = loop.create_future()
+            done: asyncio.Future[None] = loop.create_future()
             waiting.append(
                 (
                     upload_pb2.PartRecord(
@@ -106,8 +107,11 @@ class PartRecorder:
         if waiting is None:
             waiting = self._waiting[access_token] = deque()
         elif self._max_waiting is not None and len(waiting) + count > self._max_waiting:
-            raise HTTPException(
-                429, TOO_MANY_WAITING, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+            raise ApiError(
+                429,
+                TOO_MANY_WAITING,
+                code=TOO_MANY_PARTS_WAITING,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         return waiting
 
@@ -145,7 +149,7 @@ class PartRecorder:
                 self._start_call()
 
     async def _send(
-        self, records: list[upload_pb2.PartRecord], waiters: list[asyncio.Future]
+        self, records: list[upload_pb2.PartRecord], waiters: list[asyncio.Future[None]]
     ) -> None:
         try:
             reply = await self._stub.RecordParts(
@@ -172,7 +176,11 @@ class PartRecorder:
                 waiter,
                 None
                 if result.code == 0
-                else rpc_error(_CODES.get(result.code, grpc.StatusCode.UNKNOWN), result.message),
+                else rpc_error(
+                    _CODES.get(result.code, grpc.StatusCode.UNKNOWN),
+                    result.message,
+                    reason=result.reason or None,
+                ),
             )
 
     async def close(self) -> None:
@@ -181,16 +189,10 @@ class PartRecorder:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _settle(waiter: asyncio.Future, error: BaseException | None) -> None:
+def _settle(waiter: asyncio.Future[None], error: BaseException | None) -> None:
     if waiter.done():
         return
     if error is None:
         waiter.set_result(None)
     else:
         waiter.set_exception(error)
-
-
-def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    """The error a RecordPart call with this status would have raised, so the gateway
-    answers a refused record exactly as it answers a refused call."""
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)

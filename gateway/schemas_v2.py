@@ -1,43 +1,77 @@
-"""The `/api/v2` JSON bodies (camelCase), as pydantic models: requests refuse unknown fields
-and wrong types (answered 400), responses document the API in /docs. As for v1, only the
-shape is checked here; the upload service decides what values are acceptable."""
+"""The `/api/v2` JSON bodies (camelCase), as pydantic models: as for v1 (schemas.py), a
+request model is the document's word on its body, every constraint one the upload service
+holds, and what it does not allow is refused here (400 INVALID_REQUEST)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, Strict
+from annotated_types import Interval
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, Strict, StringConstraints
 
-from .schemas import INT32_MAX, INT64_MAX, FileEntry, RequestBody, Text
+from .schemas import (
+    INT64_MAX,
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    ETag,
+    FileEntry,
+    FileName,
+    MimeType,
+    RequestBody,
+    UploadId,
+    Uuid,
+    _example,
+    _text,
+    whole,
+)
 
-ByteSize = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX)]
-PartNumber = Annotated[int, Strict(), Field(ge=1, le=INT32_MAX)]
+ByteSize = Annotated[int, Strict(), Interval(ge=0, le=INT64_MAX), BeforeValidator(whole)]
+PartSize = Annotated[int, Strict(), Interval(ge=0, le=MAX_PART_SIZE), BeforeValidator(whole)]
+PartNumber = Annotated[int, Strict(), Interval(ge=1, le=MAX_PARTS), BeforeValidator(whole)]
 Algorithm = Literal["SHA256", "CRC32C"]
-# A base64 part checksum; the service checks it is a digest of the upload's algorithm.
-Checksum = Annotated[str, Strict(), Field(max_length=128)]
+# A part's checksum as S3 takes it: base64 of a CRC32C (4 bytes) or SHA-256 (32 bytes)
+# digest; the service checks it is one of the upload's algorithm.
+CHECKSUM_PATTERN = r"^(?:[A-Za-z0-9+/]{6}==|[A-Za-z0-9+/]{43}=)$"
+Checksum = Annotated[str, Strict(), StringConstraints(pattern=CHECKSUM_PATTERN)]
+SHA256_HEX_PATTERN = r"^[0-9a-fA-F]{64}$"
+Sha256Hex = Annotated[
+    str, Strict(), StringConstraints(pattern=SHA256_HEX_PATTERN), AfterValidator(_text)
+]
 MAX_PART_URLS_PER_CALL = 1000
 MAX_PARTS_PER_RECORD_CALL = 100
+_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+_PART_SHA256 = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="
 
 
 class CreateUploadBody(RequestBody):
-    fileId: Text | None = Field(
+    model_config = _example(
+        fileId="c9e8f7a6-1b2c-4d3e-9f40-5a6b7c8d9e0f",
+        fileName="holiday.mp4",
+        mimeType="video/mp4",
+        size=15728640,
+        checksumAlgorithm="SHA256",
+    )
+    fileId: Uuid | None = Field(
         default=None, description="A UUID for the new file; omitted: the server makes one"
     )
-    fileName: Text
-    mimeType: Text = Field(default="", description="MIME type; may be empty")
-    size: ByteSize = Field(description="Exact size in bytes")
+    fileName: FileName
+    mimeType: MimeType = Field(default="", description="MIME type; may be empty")
+    size: ByteSize = Field(
+        description="Exact size in bytes, up to the server's v2 limit",
+        json_schema_extra={"x-dropfile-limit": "v2_max_file_size_bytes"},
+    )
     checksumAlgorithm: Algorithm = Field(
         default="SHA256",
         description="The checksum every part carries; storage refuses a "
         "part whose bytes do not match it",
     )
-    sha256: Text | None = Field(
+    sha256: Sha256Hex | None = Field(
         default=None, description="Optional: hex SHA-256 of the whole file (or give it to complete)"
     )
 
 
 class CreateUploadReply(BaseModel):
-    fileId: str
+    fileId: str = Field(json_schema_extra={"format": "uuid"})
     uploadId: str
     partSize: int = Field(description="Bytes in every part but the last")
     partCount: int
@@ -80,16 +114,17 @@ class UploadReply(BaseModel):
 
 
 class PartUrlsBody(RequestBody):
+    model_config = _example(first_part=1, last_part=2, checksums=[_PART_SHA256, _PART_SHA256])
     first_part: PartNumber = Field(description="1-based number of the first part wanted")
     last_part: PartNumber = Field(
-        description="1-based number of the last part wanted "
-        "(inclusive; at most 1000 parts per call)"
+        description="1-based number of the last part wanted: inclusive, not before "
+        "first_part, at most 1000 parts per call, and not beyond the file's partCount"
     )
     checksums: list[Checksum] = Field(
         default_factory=list,
         max_length=MAX_PART_URLS_PER_CALL,
         description="Uploads made with /api/v2/files: each part's checksum (base64), in "
-        "part order; the URL is signed for it",
+        "part order, one per part asked for; the URL is signed for it. Empty for v1 uploads",
     )
 
 
@@ -108,11 +143,13 @@ class PartUrlsReply(BaseModel):
 
 
 class RecordPartBody(RequestBody):
-    partNumber: PartNumber
-    size: ByteSize
-    etag: Text = Field(description="The ETag storage answered, with or without quotes")
+    model_config = _example(partNumber=1, size=5242880, etag='"9b2cf535"', checksum=_PART_SHA256)
+    partNumber: PartNumber = Field(description="Not beyond the file's partCount")
+    size: PartSize = Field(description="The part's exact size: partSize but for the last")
+    etag: ETag = Field(description="The ETag storage answered, with or without quotes")
     checksum: Checksum | None = Field(
-        default=None, description="The part's checksum (base64), as sent to storage"
+        default=None,
+        description="The part's checksum (base64), as sent to storage; v2 uploads only",
     )
 
 
@@ -121,6 +158,9 @@ class RecordPartReply(BaseModel):
 
 
 class RecordPartsBody(RequestBody):
+    model_config = _example(
+        parts=[{"partNumber": 1, "size": 5242880, "etag": "9b2cf535", "checksum": _PART_SHA256}]
+    )
     parts: list[RecordPartBody] = Field(
         min_length=1,
         max_length=MAX_PARTS_PER_RECORD_CALL,
@@ -134,19 +174,25 @@ class RecordPartsReply(BaseModel):
 
 class CompletedPartV2(RequestBody):
     partNumber: PartNumber
-    etag: Text
+    etag: ETag
 
 
 class CompleteBody(RequestBody):
-    uploadId: Text | None = Field(default=None, description="Checked when given")
-    parts: list[CompletedPartV2] | None = Field(
-        default=None, description="Omitted: the recorded parts (all must be recorded)"
+    model_config = _example(uploadId="2~abcdef", sha256=_SHA256)
+    uploadId: UploadId | None = Field(
+        default=None, description="Checked when given; required with `parts`"
     )
-    sha256: Text | None = Field(default=None, description="Hex SHA-256 of the whole file")
+    parts: list[CompletedPartV2] | None = Field(
+        default=None,
+        max_length=MAX_PARTS,
+        description="Omitted: the recorded parts (all must be recorded). Given: every "
+        "part of the file, each once, and `uploadId` with them",
+    )
+    sha256: Sha256Hex | None = Field(default=None, description="Hex SHA-256 of the whole file")
 
 
 class CompleteReply(BaseModel):
-    fileId: str
+    fileId: str = Field(json_schema_extra={"format": "uuid"})
     state: Literal["COMPLETED"] = "COMPLETED"
 
 

@@ -45,6 +45,11 @@ class GatewaySettings(CorsSettings):
     http_max_header_bytes: int = Field(default=64 * 1024, ge=4096, le=1024 * 1024)
     http_max_connections: int = Field(default=1000, ge=1, le=100_000)
     http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    # The largest file the upload service takes, v1 and v2 (its MAX_FILE_SIZE_BYTES and
+    # V2_MAX_FILE_SIZE_BYTES, read here under the same names): the gateway only states them
+    # in the API document (openapi.py), so set them as the upload service's.
+    max_file_size_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
+    v2_max_file_size_bytes: int = Field(default=5 * 1024**4, ge=1, le=10_000 * 5 * 1024**3)
     # Deadline of each backend's health check in /readyz (probes must answer quickly).
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     # Largest request body accepted. The biggest v1 body, complete-upload with S3's

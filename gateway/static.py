@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from .errors import error_response
+from .errors import ROUTE_NOT_FOUND, WEB_APP_NOT_BUILT, error_response
 
 # Paths the app never answers for, whatever the build holds.
 # (/s: share links, routes/share_pages.py.)
@@ -92,7 +92,7 @@ class WebAppRoute(BaseRoute):
     def _response_for(self, path: str) -> Response:
         index = self.dist_dir / "index.html"
         if not index.is_file():
-            return error_response(path, 404, NOT_BUILT)
+            return error_response(path, 404, NOT_BUILT, code=WEB_APP_NOT_BUILT)
         relative = path.lstrip("/")
         if relative and "." in relative.rsplit("/", 1)[-1]:
             return self._file(path, relative)
@@ -112,7 +112,7 @@ class WebAppRoute(BaseRoute):
         candidate = (self.dist_dir / relative).resolve()
         # resolve() folds "..": whatever is outside the build is not there.
         if not candidate.is_relative_to(self.dist_dir) or not candidate.is_file():
-            return error_response(path, 404, NOT_FOUND)
+            return error_response(path, 404, NOT_FOUND, code=ROUTE_NOT_FOUND)
         if candidate.name == "index.html":
             return FileResponse(candidate, media_type="text/html", headers=_PAGE_HEADERS)
         cache = _IMMUTABLE if relative.startswith("assets/") else "no-cache"

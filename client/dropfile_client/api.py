@@ -3,10 +3,11 @@ session cookies. One Gateway is shared by every thread of an upload.
 
 Session cookies are kept here rather than in httpx's cookie jar: the gateway marks them
 Secure outside development, and the CLI must keep and save them whatever the scheme. When
-a call is answered 401 the access token is refreshed (GET /api/auth/refresh) once and the
-call retried. Calls safe to repeat are retried while the failure is transient (retry.py).
-Refreshes are serialized: the refresh token rotates, and presenting an old
-one ends the session, so parallel parts that all see 401 refresh exactly once."""
+a call is answered that the session is over (its code: ACCESS_TOKEN_INVALID, ...; codes.py)
+the access token is refreshed (GET /api/auth/refresh) once and the call retried. Calls
+safe to repeat are retried while the failure is transient (retry.py). Refreshes are
+serialized: the refresh token rotates, and presenting an old one ends the session, so
+parallel parts that all see 401 refresh exactly once."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 
 from ._version import __version__
+from .codes import code_of, is_signed_out
 from .errors import ApiError, DropfileError, NotSignedIn, RetriesExhausted, ServerUnreachable
 from .parts import Cancelled
 from .retry import RetryPolicy, parse_retry_after, sleep
@@ -40,6 +42,18 @@ def describe_transport_error(exc: httpx.TransportError) -> str:
     if "name or service not known" in lowered or "nodename nor servname" in lowered:
         return "unknown host"
     return text.split("] ", 1)[-1]  # "[Errno 111] Connection refused" -> "Connection..."
+
+
+def _signed_out(response: httpx.Response) -> bool:
+    """Whether the answer says the session is missing or over (its code; 401 for an
+    answer without a known one)."""
+    if response.is_success:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return is_signed_out(code_of(response.status_code, body), response.status_code)
 
 
 class Gateway:
@@ -185,13 +199,13 @@ class Gateway:
             raise NotSignedIn("not signed in")
         presented = self.cookies.get(ACCESS_TOKEN)
         response = self._send(method, path, json)
-        if response.status_code != 401 or not self.cookies.get(REFRESH_TOKEN):
-            if response.status_code == 401:
+        if not _signed_out(response) or not self.cookies.get(REFRESH_TOKEN):
+            if _signed_out(response):
                 raise NotSignedIn("not signed in (the session has ended)")
             return response
         self.refresh(stale_access_token=presented)
         response = self._send(method, path, json)
-        if response.status_code == 401:
+        if _signed_out(response):
             raise NotSignedIn("not signed in (the server refused the refreshed session)")
         return response
 
@@ -206,7 +220,7 @@ class Gateway:
                 return  # another thread refreshed already
             log.info("access token refused; refreshing the session")
             response = self._send("GET", "/api/auth/refresh", None)
-            if response.status_code == 401:
+            if _signed_out(response):
                 # The gateway cleared the cookies: the session is over.
                 for name in SESSION_COOKIES:
                     if name in self.cookies:
@@ -236,6 +250,7 @@ class Gateway:
         raise ApiError(
             response.status_code,
             message,
+            code=code_of(response.status_code, body),
             path=path,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )

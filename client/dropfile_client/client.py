@@ -22,8 +22,9 @@ down, overloaded or failing, a timeout, a dropped connection; retry.py), and an 
 whose retries run out is kept, not aborted (UploadFailed.resumable): uploading the file
 again resumes it. Only Ctrl-C, or a server that refuses the upload for good, aborts it.
 
-Every method raises a DropfileError (ApiError for the server's refusals, with `status`
-and `message`); an interrupted upload raises UploadInterrupted (a KeyboardInterrupt)."""
+Every method raises a DropfileError (ApiError for the server's refusals, with the
+`code` to branch on, `message` and `status`); an interrupted upload raises
+UploadInterrupted (a KeyboardInterrupt)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from . import sharing
+from . import codes, sharing
 from .api import Gateway
 from .checksums import DEFAULT_PART_CHECKSUM, PART_CHECKSUMS, FileHasher, part_checksum_algorithm
 from .config import resolve_server, session_path
@@ -380,7 +381,8 @@ class DropfileClient:
         )
 
     def get_file(self, file_id: str) -> FileInfo:
-        """One of the caller's files; ApiError 404 when there is no such file."""
+        """One of the caller's files; ApiError with code NOT_FOUND when there is no such
+        file."""
         reply = self._gateway.call(
             "GET", f"/api/v2/files/{quote(file_id, safe='')}", idempotent=True
         )
@@ -605,7 +607,9 @@ class DropfileClient:
                 # The server had a bad moment that outlasted the retries: the parts stored
                 # so far stay, and the resume record with them.
                 raise UploadFailed(name, exc, resumable=True) from exc
-            if isinstance(exc, (ApiError, StorageError)) and exc.status == 404:
+            if (isinstance(exc, ApiError) and exc.code == codes.NOT_FOUND) or (
+                isinstance(exc, StorageError) and exc.status == 404  # storage's NoSuchUpload
+            ):
                 self._forget(resume_key)  # the server says the upload is gone
                 raise UploadFailed(name, exc, gone=True) from exc
             aborted, why = self._abort(file_id, upload_id)
@@ -650,7 +654,7 @@ class DropfileClient:
                 },
             )
         except ApiError as exc:
-            if exc.status == 409:  # created by a try whose answer was lost
+            if exc.code == codes.ALREADY_EXISTS:  # created by a try whose answer was lost
                 plan = self._resumable_upload(resume_key, size, path, file_id=file_id)
                 if plan is not None:
                     return plan
@@ -687,7 +691,7 @@ class DropfileClient:
         try:
             state = self._gateway.call("GET", f"/api/v2/files/{file_id}/upload", idempotent=True)
         except ApiError as exc:
-            if exc.status in (400, 404, 409):  # gone, or not resumable: start afresh
+            if exc.code in codes.NOT_RESUMABLE_CODES:  # gone, or not resumable: start afresh
                 self._forget(resume_key)
                 return None
             raise

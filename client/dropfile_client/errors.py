@@ -6,7 +6,7 @@ keeps meaning "stop" to any caller."""
 
 from __future__ import annotations
 
-from .retry import TRANSIENT_STATUS
+from .codes import is_transient
 
 
 class DropfileError(Exception):
@@ -23,23 +23,35 @@ class DropfileError(Exception):
 
 
 class ApiError(DropfileError):
-    """The server refused a request: `status` is the HTTP status, `message` the server's
-    `error` text (for example 404 "file not found", 401 "invalid email or password")."""
+    """The server refused a request: `code` says why, for a program to branch on (for
+    example "NOT_FOUND", "QUOTA_EXCEEDED", "PART_NOT_RECORDED"; the server's README lists
+    them; `HTTP_<status>` for an answer that carried none), `message` the server's `error`
+    text for a person, `status` the HTTP status."""
 
     def __init__(
-        self, status: int, message: str, *, path: str = "", retry_after: float | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str = "",
+        path: str = "",
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code or f"HTTP_{status}"
         self.path = path
         self.retry_after = retry_after
 
     @property
     def transient(self) -> bool:  # type: ignore[override]
-        return self.status in TRANSIENT_STATUS
+        return is_transient(self.code, self.status)
 
     def __repr__(self) -> str:
-        return f"ApiError(status={self.status}, message={self.message!r}, path={self.path!r})"
+        return (
+            f"ApiError(status={self.status}, code={self.code!r}, message={self.message!r}, "
+            f"path={self.path!r})"
+        )
 
 
 class NotSignedIn(DropfileError):

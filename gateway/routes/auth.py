@@ -4,7 +4,8 @@ in HttpOnly cookies (see gateway.cookies)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 
 import grpc
 from fastapi import APIRouter, Cookie, Request, Response
@@ -15,13 +16,15 @@ from dropfile.auth.v1 import auth_pb2
 from ..cookies import DEVICE_ID, REFRESH_TOKEN, clear_session_cookies, set_session_cookies
 from ..deps import AnonymousCall, BackendsDep, ClientCall, SettingsDep, UserCall
 from ..errors import rpc_error_details, rpc_error_response
-from ..schemas import ErrorReply, SignInBody, SignUpBody, StatusReply
+from ..responses import error_responses
+from ..schemas import SignInBody, SignUpBody, StatusReply
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+T = TypeVar("T")
 
-_ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 409, 503)}
-# Sign-up and sign-in are limited per client address and account (Retry-After).
-_LIMITED_ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 409, 429, 503)}
+# Sign-up and sign-in hash passwords (a bounded pool: AUTH_BUSY) and are limited per
+# client address and account (Retry-After).
+_HASHING = ("INVALID_ARGUMENT", "AUTH_BUSY", "THROTTLE_UNAVAILABLE")
 RefreshTokenCookie = Annotated[
     str | None, Cookie(alias=REFRESH_TOKEN, description="The session's refresh token")
 ]
@@ -30,7 +33,7 @@ DeviceIdCookie = Annotated[
 ]
 
 
-async def held_back_when_refused(rpc, delay_cap: float):
+async def held_back_when_refused(rpc: Awaitable[T], delay_cap: float) -> T:
     """Awaits a sign-in or sign-up call. A throttled attempt (429), or one refused because
     password hashing is full (503; auth refuses it at once, it never queues), is answered
     only after its Retry-After, up to `delay_cap` seconds: a client that ignores
@@ -52,8 +55,9 @@ async def held_back_when_refused(rpc, delay_cap: float):
 
 @router.post(
     "/signup",
+    operation_id="signUp",
     response_model=StatusReply,
-    responses=_LIMITED_ERRORS,
+    responses=error_responses(*_HASHING, "ALREADY_EXISTS", "SIGN_UP_THROTTLED"),
     summary="Create an account and sign in",
 )
 async def sign_up(
@@ -62,7 +66,7 @@ async def sign_up(
     backends: BackendsDep,
     settings: SettingsDep,
     call: ClientCall,
-):
+) -> dict[str, Any]:
     reply = await held_back_when_refused(
         backends.auth.SignUp(
             auth_pb2.SignUpRequest(
@@ -81,8 +85,9 @@ async def sign_up(
 
 @router.post(
     "/signin",
+    operation_id="signIn",
     response_model=StatusReply,
-    responses=_LIMITED_ERRORS,
+    responses=error_responses(*_HASHING, "BAD_CREDENTIALS", "SIGN_IN_THROTTLED"),
     summary="Sign in with email and password",
 )
 async def sign_in(
@@ -93,7 +98,7 @@ async def sign_in(
     call: ClientCall,
     refresh_token: RefreshTokenCookie = None,
     device_id: DeviceIdCookie = None,
-):
+) -> dict[str, Any]:
     # The device's current session, if it has one: auth then counts this attempt against
     # the device alone, so strangers' failures never lock its owner out.
     reply = await held_back_when_refused(
@@ -115,8 +120,9 @@ async def sign_in(
 
 @router.get(
     "/signout",
+    operation_id="signOut",
     response_model=StatusReply,
-    responses=_ERRORS,
+    responses=error_responses("REVOCATION_UNAVAILABLE", "BACKEND_UNAVAILABLE"),
     summary="Revoke this device's session and clear its cookies",
 )
 async def sign_out(
@@ -126,7 +132,7 @@ async def sign_out(
     settings: SettingsDep,
     call: AnonymousCall,
     device_id: DeviceIdCookie = None,
-):
+) -> dict[str, Any] | JSONResponse:
     if device_id:  # without a session there is nothing to revoke
         try:
             await backends.auth.SignOut(auth_pb2.SignOutRequest(device_id=device_id), **call.kwargs)
@@ -141,8 +147,11 @@ async def sign_out(
 
 @router.get(
     "/refresh",
+    operation_id="refreshSession",
     response_model=StatusReply,
-    responses=_ERRORS,
+    responses=error_responses(
+        "REFRESH_TOKEN_INVALID", "REFRESH_TOKEN_REUSED", "REVOCATION_UNAVAILABLE"
+    ),
     summary="Rotate the refresh token and issue a new access token",
 )
 async def refresh(
@@ -153,7 +162,7 @@ async def refresh(
     call: AnonymousCall,
     refresh_token: RefreshTokenCookie = None,
     device_id: DeviceIdCookie = None,
-):
+) -> dict[str, Any] | JSONResponse:
     try:
         reply = await backends.auth.Refresh(
             auth_pb2.RefreshRequest(refresh_token=refresh_token or "", device_id=device_id or ""),
@@ -172,10 +181,10 @@ async def refresh(
 
 @router.get(
     "/authenticate",
+    operation_id="authenticate",
     response_model=StatusReply,
-    responses=_ERRORS,
     summary="Check that the access token is valid",
 )
-async def authenticate(call: UserCall):
+async def authenticate(call: UserCall) -> dict[str, Any]:
     await call.backends.auth.Authenticate(auth_pb2.AuthenticateRequest(), **call.kwargs)
     return {"status": "Authorized"}

@@ -16,16 +16,17 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC
+from typing import Any
 
 import grpc
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from dropfile.events.v1 import events_pb2
 
 from ..deps import SettingsDep, UserCall
-from ..errors import error_response, rpc_error_response
-from ..schemas import ErrorReply
+from ..errors import FILE_EVENTS_UNAVAILABLE, error_response, rpc_error_details, rpc_error_response
+from ..responses import error_responses
 
 log = logging.getLogger("gateway.events")
 
@@ -43,10 +44,9 @@ _DESCRIPTION = (
     "for each status change of the caller's files (status UPLOADING, UPLOADED, FAILED or "
     "DELETED), and a `: keepalive` comment while nothing happens."
 )
-_RESPONSES = {
+_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}}, "description": _DESCRIPTION},
-    401: {"model": ErrorReply},
-    503: {"model": ErrorReply},
+    **error_responses("SESSION_REVOKED", "TOO_MANY_STREAMS", "FILE_EVENTS_UNAVAILABLE"),
 }
 
 
@@ -64,7 +64,12 @@ def sse_file_event(event: events_pb2.FileEvent) -> str:
     return f"event: file\ndata: {data}\n\n"
 
 
-async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIterator[str]:
+async def _relay(
+    stream: grpc.aio.UnaryStreamCall[
+        events_pb2.WatchFileEventsRequest, events_pb2.WatchFileEventsResponse
+    ],
+    first: events_pb2.WatchFileEventsResponse,
+) -> AsyncIterator[str]:
     """The SSE body, from the backend's `first` message on. A client that goes away cancels
     this generator (Starlette watches for the disconnect), which cancels the backend
     stream, which ends its subscription."""
@@ -76,9 +81,10 @@ async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIter
                 yield sse_file_event(reply.file_event)
             elif reply is not first:
                 yield KEEPALIVE
-            reply = await stream.read()
-            if reply is grpc.aio.EOF:
+            message = await stream.read()
+            if not isinstance(message, events_pb2.WatchFileEventsResponse):  # grpc.aio.EOF
                 return
+            reply = message
     except grpc.aio.AioRpcError as exc:
         # The stream's time is up (DEADLINE_EXCEEDED) or the backend went away: ending the
         # response makes EventSource reconnect, and the client re-lists its files.
@@ -90,11 +96,12 @@ async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIter
 
 @router.get(
     "/events",
+    operation_id="watchFileEvents",
     response_class=StreamingResponse,
     responses=_RESPONSES,
     summary="Live status changes of the caller's files (Server-Sent Events)",
 )
-async def file_events(request: Request, settings: SettingsDep, call: UserCall):
+async def file_events(request: Request, settings: SettingsDep, call: UserCall) -> Response:
     stream = call.backends.events.WatchFileEvents(
         events_pb2.WatchFileEventsRequest(heartbeat_seconds=settings.sse_heartbeat_seconds),
         metadata=call.metadata,
@@ -105,11 +112,19 @@ async def file_events(request: Request, settings: SettingsDep, call: UserCall):
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # too many streams there
             return error_response(
-                request.url.path, 503, exc.details() or "busy; retry", headers={"Retry-After": "2"}
+                request.url.path,
+                503,
+                exc.details() or "busy; retry",
+                code=rpc_error_details(exc).reason or "TOO_MANY_STREAMS",
+                headers={"Retry-After": "2"},
             )
         return rpc_error_response(request, exc)
-    if first is grpc.aio.EOF:
+    if not isinstance(first, events_pb2.WatchFileEventsResponse):  # grpc.aio.EOF
         return error_response(
-            request.url.path, 503, "live status ended at once; retry", headers={"Retry-After": "2"}
+            request.url.path,
+            503,
+            "live status ended at once; retry",
+            code=FILE_EVENTS_UNAVAILABLE,
+            headers={"Retry-After": "2"},
         )
     return StreamingResponse(_relay(stream, first), media_type=EVENT_STREAM, headers=_HEADERS)

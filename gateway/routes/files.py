@@ -5,21 +5,23 @@ service answers NOT_FOUND for anyone else's file."""
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 
 from fastapi import APIRouter
+from starlette.responses import Response
 
 from dropfile.upload.v1 import upload_pb2
 
 from ..deps import UserCall
 from ..file_lists import v1_file_list
 from ..json_replies import json_reply
+from ..responses import error_responses, file_links
 from ..schemas import (
     AbortUploadBody,
     CompleteUploadBody,
     DeleteFileBody,
     DownloadUrlBody,
     DownloadUrlReply,
-    FileErrorReply,
     FileListReply,
     MessageReply,
     RecordChunkBody,
@@ -29,12 +31,26 @@ from ..schemas import (
 )
 
 router = APIRouter(prefix="/api/files", tags=["files"])
+# What a completion may be refused with, v1's and v2's alike.
+COMPLETION_CODES = (
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "UPLOAD_ABORTED",
+    "UPLOAD_GONE",
+    "PART_NOT_RECORDED",
+    "PART_NOT_STORED",
+    "PART_ETAG_MISMATCH",
+    "PART_SIZE_MISMATCH",
+    "PART_CHECKSUM_UNKNOWN",
+    "PARTS_REFUSED",
+    "FAILED_PRECONDITION",
+    "QUOTA_EXCEEDED",
+)
 
-_ERRORS = {status: {"model": FileErrorReply} for status in (400, 401, 404, 409, 413, 503)}
 _STATUS_PREFIX = "FILE_STATUS_"
 
 
-def _file_entry(file: upload_pb2.File) -> dict:
+def _file_entry(file: upload_pb2.File) -> dict[str, Any]:
     created = file.created_at.ToDatetime(tzinfo=UTC)
     return {
         "fileId": file.file_id,
@@ -50,11 +66,21 @@ def _file_entry(file: upload_pb2.File) -> dict:
 
 @router.post(
     "/get-upload-urls",
+    operation_id="getUploadUrls",
     response_model=UploadUrlsReply,
-    responses=_ERRORS,
+    responses={
+        **error_responses(
+            "INVALID_ARGUMENT",
+            "FILE_TOO_LARGE",
+            "ALREADY_EXISTS",
+            "QUOTA_EXCEEDED",
+            "TOO_MANY_UPLOADS",
+        ),
+        200: {"links": file_links("$request.body#/file_id")},
+    },
     summary="Start a multipart upload: one presigned PUT URL per 5 MiB part",
 )
-async def get_upload_urls(body: UploadUrlsBody, call: UserCall):
+async def get_upload_urls(body: UploadUrlsBody, call: UserCall) -> Response:
     reply = await call.backends.upload.InitiateUpload(
         upload_pb2.InitiateUploadRequest(
             file_id=body.file_id,
@@ -73,11 +99,19 @@ async def get_upload_urls(body: UploadUrlsBody, call: UserCall):
 
 @router.post(
     "/record-chunk",
+    operation_id="recordChunk",
     response_model=SuccessReply,
-    responses=_ERRORS,
+    responses=error_responses(
+        "INVALID_ARGUMENT",
+        "NOT_FOUND",
+        "UPLOAD_ABORTED",
+        "UPLOAD_COMPLETE",
+        "FAILED_PRECONDITION",
+        "TOO_MANY_PARTS_WAITING",
+    ),
     summary="Record a part the client has PUT to storage",
 )
-async def record_chunk(body: RecordChunkBody, call: UserCall):
+async def record_chunk(body: RecordChunkBody, call: UserCall) -> dict[str, Any]:
     await call.record_part(
         upload_pb2.RecordPartRequest(
             file_id=body.file_id, chunk_index=body.chunk_index, size=body.size, etag=body.etag
@@ -88,11 +122,12 @@ async def record_chunk(body: RecordChunkBody, call: UserCall):
 
 @router.post(
     "/complete-upload",
+    operation_id="completeUpload",
     response_model=MessageReply,
-    responses=_ERRORS,
+    responses=error_responses(*COMPLETION_CODES),
     summary="Complete the multipart upload (the file is UPLOADED once storage confirms it)",
 )
-async def complete_upload(body: CompleteUploadBody, call: UserCall):
+async def complete_upload(body: CompleteUploadBody, call: UserCall) -> dict[str, Any]:
     await call.backends.upload.CompleteUpload(
         upload_pb2.CompleteUploadRequest(
             upload_id=body.uploadId,
@@ -109,11 +144,12 @@ async def complete_upload(body: CompleteUploadBody, call: UserCall):
 
 @router.post(
     "/abort-upload",
+    operation_id="abortUpload",
     response_model=MessageReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND", "UPLOAD_COMPLETE"),
     summary="Abort a multipart upload (idempotent)",
 )
-async def abort_upload(body: AbortUploadBody, call: UserCall):
+async def abort_upload(body: AbortUploadBody, call: UserCall) -> dict[str, Any]:
     await call.backends.upload.AbortUpload(
         upload_pb2.AbortUploadRequest(upload_id=body.uploadId, file_id=body.file_id), **call.kwargs
     )
@@ -122,11 +158,12 @@ async def abort_upload(body: AbortUploadBody, call: UserCall):
 
 @router.post(
     "/get-download-url",
+    operation_id="getDownloadUrl",
     response_model=DownloadUrlReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND", "NOT_UPLOADED", "UPLOAD_FAILED"),
     summary="A presigned GET URL for one of the caller's uploaded files",
 )
-async def get_download_url(body: DownloadUrlBody, call: UserCall):
+async def get_download_url(body: DownloadUrlBody, call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.GetDownloadUrl(
         upload_pb2.GetDownloadUrlRequest(s3_key=body.s3_key), **call.kwargs
     )
@@ -135,11 +172,11 @@ async def get_download_url(body: DownloadUrlBody, call: UserCall):
 
 @router.get(
     "/list",
+    operation_id="listFiles",
     response_model=FileListReply,
-    responses=_ERRORS,
     summary="The caller's files, newest first",
 )
-async def list_files(call: UserCall):
+async def list_files(call: UserCall) -> Response:
     # Every file, from the coordinator's pages of 1,000, streamed (file_lists.py; its
     # v1_entry writes what _file_entry does, faster).
     return await v1_file_list(call)
@@ -147,11 +184,12 @@ async def list_files(call: UserCall):
 
 @router.delete(
     "/delete",
+    operation_id="deleteFile",
     response_model=MessageReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND"),
     summary="Delete one of the caller's files and its stored object",
 )
-async def delete_file(body: DeleteFileBody, call: UserCall):
+async def delete_file(body: DeleteFileBody, call: UserCall) -> dict[str, Any]:
     await call.backends.upload.DeleteFile(
         upload_pb2.DeleteFileRequest(file_id=body.file_id), **call.kwargs
     )

@@ -5,26 +5,33 @@ backend says NOT_SERVING while a dependency it needs, PostgreSQL, is unreachable
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2  # type: ignore[import-untyped]
 
 from ..deps import BackendsDep, SettingsDep
-from ..errors import retry_after_header
-from ..schemas import HealthReply, ReadinessReply
+from ..errors import NOT_READY, retry_after_header
+from ..responses import error_responses
+from ..schemas import HealthReply, NotReadyReply, ReadinessReply
 
 router = APIRouter(tags=["health"])
 SERVING = health_pb2.HealthCheckResponse.ServingStatus
 
 
-@router.get("/healthz", response_model=HealthReply, summary="Liveness: the process is up")
-async def healthz():
+@router.get(
+    "/healthz",
+    operation_id="getLiveness",
+    response_model=HealthReply,
+    summary="Liveness: the process is up",
+)
+async def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-async def _backend_status(stub, timeout: float) -> str:
+async def _backend_status(stub: Any, timeout: float) -> str:
     try:
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
     except grpc.aio.AioRpcError as exc:
@@ -33,16 +40,18 @@ async def _backend_status(stub, timeout: float) -> str:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             else exc.code().name
         )
-    return SERVING.Name(reply.status)
+    status: str = SERVING.Name(reply.status)
+    return status
 
 
 @router.get(
     "/readyz",
+    operation_id="getReadiness",
     response_model=ReadinessReply,
-    responses={503: {"description": "A backend is not serving"}},
+    responses={503: {"model": NotReadyReply, **error_responses("NOT_READY")[503]}},
     summary="Readiness: auth, upload and events answer their health checks",
 )
-async def readyz(backends: BackendsDep, settings: SettingsDep):
+async def readyz(backends: BackendsDep, settings: SettingsDep) -> dict[str, Any] | JSONResponse:
     names = list(backends.health)
     statuses = await asyncio.gather(
         *(
@@ -60,6 +69,7 @@ async def readyz(backends: BackendsDep, settings: SettingsDep):
                 "status": "not ready",
                 "backends": report,
                 "error": f"backend not serving: {', '.join(down)}",
+                "code": NOT_READY,
             },
         )
     return {"status": "ready", "backends": report}

@@ -10,30 +10,33 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+from starlette.responses import Response
 
 from dropfile.upload.v1 import upload_pb2
 
 from ..deps import UserCall
 from ..json_replies import json_reply
-from ..schemas import ErrorReply, Text
+from ..responses import error_responses
+from ..schemas import Uuid
 from ..schemas_v2 import PartUrlsBody, PartUrlsReply
 
 router = APIRouter(prefix="/api/v2", tags=["v2"])
 
-_ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 404, 409, 503)}
-
 
 @router.post(
     "/files/{file_id}/part-urls",
+    operation_id="getPartUrls",
     response_model=PartUrlsReply,
-    responses=_ERRORS,
+    responses=error_responses(
+        "INVALID_ARGUMENT", "NOT_FOUND", "UPLOAD_ABORTED", "UPLOAD_COMPLETE", "NO_CHECKSUMS"
+    ),
     summary="Presigned PUT URLs for parts a..b of an upload in progress",
 )
 async def part_urls(
-    file_id: Annotated[Text, Path(description="The file's id (a UUID)")],
+    file_id: Annotated[Uuid, Path(description="The file's id (a UUID)")],
     body: PartUrlsBody,
     call: UserCall,
-):
+) -> Response:
     reply = await call.backends.upload.GetPartUrls(
         upload_pb2.GetPartUrlsRequest(
             file_id=file_id,

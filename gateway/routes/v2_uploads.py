@@ -19,7 +19,7 @@ routes (/api/files/...). Errors are `{"error": "..."}` with v1's status mapping
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Annotated
+from typing import Annotated, Any
 
 import grpc
 from fastapi import APIRouter, Path
@@ -27,8 +27,9 @@ from fastapi import APIRouter, Path
 from dropfile.upload.v1 import upload_pb2
 
 from ..deps import UserCall
-from ..part_recorder import rpc_error
-from ..schemas import ErrorReply, Text
+from ..errors import rpc_error, rpc_error_details
+from ..responses import error_responses, file_links
+from ..schemas import Uuid
 from ..schemas_v2 import (
     CompleteBody,
     CompleteReply,
@@ -42,11 +43,20 @@ from ..schemas_v2 import (
     RecordPartsReply,
     UploadReply,
 )
+from .files import COMPLETION_CODES
 
 router = APIRouter(prefix="/api/v2", tags=["v2"])
 
-_ERRORS = {status: {"model": ErrorReply} for status in (400, 401, 404, 409, 413, 503)}
-FileIdPath = Annotated[Text, Path(description="The file's id (a UUID)")]
+FileIdPath = Annotated[Uuid, Path(description="The file's id (a UUID)")]
+# What recording a part may be refused with.
+RECORD_CODES = (
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "UPLOAD_ABORTED",
+    "UPLOAD_COMPLETE",
+    "FAILED_PRECONDITION",
+    "TOO_MANY_PARTS_WAITING",
+)
 _ALGORITHM = {
     "SHA256": upload_pb2.CHECKSUM_ALGORITHM_SHA256,
     "CRC32C": upload_pb2.CHECKSUM_ALGORITHM_CRC32C,
@@ -56,7 +66,7 @@ _STATE_PREFIX = "STATE_"
 _STATUS_PREFIX = "FILE_STATUS_"
 
 
-def file_v2(file: upload_pb2.File) -> dict:
+def file_v2(file: upload_pb2.File) -> dict[str, Any]:
     created = file.created_at.ToDatetime(tzinfo=UTC)
     return {
         "fileId": file.file_id,
@@ -72,12 +82,22 @@ def file_v2(file: upload_pb2.File) -> dict:
 
 @router.post(
     "/files",
+    operation_id="createUpload",
     status_code=201,
     response_model=CreateUploadReply,
-    responses=_ERRORS,
+    responses={
+        **error_responses(
+            "INVALID_ARGUMENT",
+            "FILE_TOO_LARGE",
+            "ALREADY_EXISTS",
+            "QUOTA_EXCEEDED",
+            "TOO_MANY_UPLOADS",
+        ),
+        201: {"links": file_links("$response.body#/fileId")},
+    },
     summary="Start an upload; the server chooses the part size (no URL yet)",
 )
-async def create_upload(body: CreateUploadBody, call: UserCall):
+async def create_upload(body: CreateUploadBody, call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.CreateUpload(
         upload_pb2.CreateUploadRequest(
             file_id=body.fileId or "",
@@ -100,11 +120,12 @@ async def create_upload(body: CreateUploadBody, call: UserCall):
 
 @router.get(
     "/files/{file_id}",
+    operation_id="getFile",
     response_model=FileReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND"),
     summary="One of the caller's files, with its whole-file SHA-256",
 )
-async def get_file(file_id: FileIdPath, call: UserCall):
+async def get_file(file_id: FileIdPath, call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.GetFile(
         upload_pb2.GetFileRequest(file_id=file_id), **call.kwargs
     )
@@ -113,11 +134,12 @@ async def get_file(file_id: FileIdPath, call: UserCall):
 
 @router.get(
     "/files/{file_id}/upload",
+    operation_id="getUploadState",
     response_model=UploadReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND", "UPLOAD_GONE"),
     summary="Where an upload stands, and the parts storage already holds (resume)",
 )
-async def get_upload(file_id: FileIdPath, call: UserCall):
+async def get_upload(file_id: FileIdPath, call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.GetUpload(
         upload_pb2.GetUploadRequest(file_id=file_id), **call.kwargs
     )
@@ -152,22 +174,26 @@ def _part_record(file_id: str, part: RecordPartBody) -> upload_pb2.RecordPartReq
 
 @router.post(
     "/files/{file_id}/parts",
+    operation_id="recordPart",
     response_model=RecordPartReply,
-    responses=_ERRORS,
+    responses=error_responses(*RECORD_CODES),
     summary="Record a part storage accepted",
 )
-async def record_part(file_id: FileIdPath, body: RecordPartBody, call: UserCall):
+async def record_part(file_id: FileIdPath, body: RecordPartBody, call: UserCall) -> dict[str, Any]:
     await call.record_part(_part_record(file_id, body))
     return {"partNumber": body.partNumber}
 
 
 @router.post(
     "/files/{file_id}/parts/batch",
+    operation_id="recordParts",
     response_model=RecordPartsReply,
-    responses=_ERRORS,
+    responses=error_responses(*RECORD_CODES),
     summary="Record several parts storage accepted, in one request",
 )
-async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCall):
+async def record_parts(
+    file_id: FileIdPath, body: RecordPartsBody, call: UserCall
+) -> dict[str, Any]:
     """Each part is recorded as POST .../parts records it, and every one is tried. When
     some are refused, the answer is the first refusal's error, naming its part; the others
     are recorded, and sending the same batch again is safe."""
@@ -175,7 +201,11 @@ async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCal
     outcomes = await call.record_parts([_part_record(file_id, part) for part in body.parts])
     for part, outcome in zip(body.parts, outcomes):
         if isinstance(outcome, grpc.aio.AioRpcError):
-            raise rpc_error(outcome.code(), f"part {part.partNumber}: {outcome.details()}")
+            raise rpc_error(
+                outcome.code(),
+                f"part {part.partNumber}: {outcome.details()}",
+                reason=rpc_error_details(outcome).reason,
+            )
         if isinstance(outcome, BaseException):
             raise outcome
     return {"partNumbers": [part.partNumber for part in body.parts]}
@@ -183,11 +213,12 @@ async def record_parts(file_id: FileIdPath, body: RecordPartsBody, call: UserCal
 
 @router.post(
     "/files/{file_id}/complete",
+    operation_id="completeUploadV2",
     response_model=CompleteReply,
-    responses=_ERRORS,
+    responses=error_responses(*COMPLETION_CODES),
     summary="Complete the upload (the file is UPLOADED once storage confirms it)",
 )
-async def complete(file_id: FileIdPath, body: CompleteBody, call: UserCall):
+async def complete(file_id: FileIdPath, body: CompleteBody, call: UserCall) -> dict[str, Any]:
     await call.backends.upload.CompleteUpload(
         upload_pb2.CompleteUploadRequest(
             file_id=file_id,
@@ -206,11 +237,11 @@ async def complete(file_id: FileIdPath, body: CompleteBody, call: UserCall):
 
 @router.get(
     "/quota",
+    operation_id="getQuota",
     response_model=QuotaReply,
-    responses=_ERRORS,
     summary="The caller's storage quota and what counts against it",
 )
-async def quota(call: UserCall):
+async def quota(call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.GetQuota(upload_pb2.GetQuotaRequest(), **call.kwargs)
     return {
         "usedBytes": reply.used_bytes,

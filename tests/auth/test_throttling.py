@@ -161,7 +161,10 @@ def test_120_guesses_at_one_account_within_20_s_evaluate_at_most_10(common_setti
     for answer in answers:
         if answer.status_code == 429:
             assert int(answer.headers["Retry-After"]) >= 1
-            assert answer.json() == {"error": "too many sign-in attempts; retry later"}
+            assert answer.json() == {
+                "error": "too many sign-in attempts; retry later",
+                "code": "SIGN_IN_THROTTLED",
+            }
 
 
 def test_a_throttled_attempt_is_answered_after_its_retry_after_capped(common_settings):
@@ -389,7 +392,10 @@ def test_sign_ups_are_limited_per_address(common_settings):
         ]
         assert [a.status_code for a in answers] == [200, 200, 200, 429]
         assert int(answers[-1].headers["Retry-After"]) > 3000  # the hour's window
-        assert answers[-1].json() == {"error": "too many sign-ups from this address; retry later"}
+        assert answers[-1].json() == {
+            "error": "too many sign-ups from this address; retry later",
+            "code": "SIGN_UP_THROTTLED",
+        }
         # Another address is not affected.
         other = sign_up_over_http(
             api, unique_email(), headers={"X-Forwarded-For": random_address()}
@@ -418,7 +424,10 @@ def test_sign_in_is_503_with_retry_after_while_redis_is_down(common_settings, re
             down = api.post("/api/auth/signin", json=sign_in_body(email, PASSWORD))
             assert down.status_code == 503
             assert int(down.headers["Retry-After"]) >= 1
-            assert down.json() == {"error": "sign-in is temporarily unavailable; retry shortly"}
+            assert down.json() == {
+                "error": "sign-in is temporarily unavailable; retry shortly",
+                "code": "THROTTLE_UNAVAILABLE",
+            }
             assert sign_up_over_http(api, unique_email()).status_code == 503
             assert checks_run() == before
             proxy.restore()

@@ -90,6 +90,10 @@ def error_of(answer: bytes) -> str:
     return json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
 
 
+def code_of(answer: bytes) -> str:
+    return json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"]
+
+
 def test_headers_sent_a_byte_at_a_time_are_cut_off(strict_gateway):
     with connect(strict_gateway) as sock:
         taken, answer, closed = trickle(
@@ -98,6 +102,7 @@ def test_headers_sent_a_byte_at_a_time_are_cut_off(strict_gateway):
     assert closed and taken < LIMIT_SECONDS + 3, (taken, answer)
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert error_of(answer) == HEADERS_TOO_SLOW
+    assert code_of(answer) == "REQUEST_TIMEOUT"
 
 
 def test_a_connection_that_never_sends_a_request_is_closed(strict_gateway):
@@ -118,6 +123,7 @@ def test_a_body_sent_a_byte_at_a_time_is_cut_off(strict_gateway):
     assert closed and taken < LIMIT_SECONDS + 3, (taken, answer)
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert error_of(answer) == BODY_TOO_SLOW
+    assert code_of(answer) == "REQUEST_TIMEOUT"
 
 
 def test_a_prompt_request_on_the_strict_gateway_is_served(strict_gateway):
@@ -136,6 +142,7 @@ def test_oversized_headers_are_431(strict_gateway):
         answer, closed = answer_of(sock, 5)
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert error_of(answer) == HEADERS_TOO_LARGE and closed
+    assert code_of(answer) == "HEADERS_TOO_LARGE"
 
 
 def test_connections_beyond_the_cap_are_refused_at_once(gateway_settings):
@@ -147,7 +154,7 @@ def test_connections_beyond_the_cap_are_refused_at_once(gateway_settings):
             refused = client.get("/healthz")
             assert refused.status_code == 503
             assert time.monotonic() - started < 2
-            assert refused.json() == {"error": BUSY}
+            assert refused.json() == {"error": BUSY, "code": "SERVER_BUSY"}
             assert refused.headers["retry-after"] == "1"
         finally:
             for sock in held:
@@ -267,7 +274,11 @@ def test_a_session_with_too_many_records_waiting_is_told_to_retry(gateway_settin
             json={"file_id": file_id, "chunk_index": 0, "size": str(5 * MIB), "etag": "e"},
         )
         assert more.status_code == 429, more.text
-        assert more.json() == {"success": False, "error": TOO_MANY_WAITING}
+        assert more.json() == {
+            "success": False,
+            "error": TOO_MANY_WAITING,
+            "code": "TOO_MANY_PARTS_WAITING",
+        }
         assert more.headers["retry-after"] == "1"
         another = other.post(
             f"/api/v2/files/{own_file}/parts", json={"partNumber": 1, "size": 10, "etag": "e"}

@@ -40,9 +40,14 @@ def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
 def test_refusals_keep_the_services_message(code, status):
     response = rpc_error_response(_request("/api/files/list"), _rpc_error(code, "file not found"))
     assert response.status_code == status
-    assert json.loads(response.body) == {"success": False, "error": "file not found"}
+    # Without an ErrorInfo reason (not one of our services), the gRPC code's name.
+    assert json.loads(response.body) == {
+        "success": False,
+        "error": "file not found",
+        "code": code.name,
+    }
     auth = rpc_error_response(_request("/api/auth/signin"), _rpc_error(code, "bad"))
-    assert json.loads(auth.body) == {"error": "bad"}
+    assert json.loads(auth.body) == {"error": "bad", "code": code.name}
 
 
 @pytest.mark.parametrize(
@@ -64,6 +69,9 @@ def test_transport_and_internal_failures_hide_their_detail(code, status):
     body = json.loads(response.body)
     assert body["success"] is False and body["error"]
     assert "10.1.2.3" not in body["error"] and "Traceback" not in body["error"]
+    assert body["code"] == {503: "BACKEND_UNAVAILABLE", 504: "BACKEND_TIMEOUT"}.get(
+        status, "INTERNAL"
+    )
 
 
 def test_validation_message_names_missing_unknown_and_invalid_fields():
@@ -104,12 +112,12 @@ def test_an_unexpected_exception_is_a_generic_500_with_the_request_id(gateway_se
             "/api/files/boom", headers={"X-Request-ID": "boom-1", "Origin": "http://localhost:5173"}
         )
         assert files.status_code == 500
-        assert files.json() == {"success": False, "error": "internal error"}
+        assert files.json() == {"success": False, "error": "internal error", "code": "INTERNAL"}
         assert files.headers["x-request-id"] == "boom-1"
         assert files.headers["access-control-allow-origin"] == "http://localhost:5173"
         auth = client.get("/api/auth/boom")
         assert auth.status_code == 500
-        assert auth.json() == {"error": "internal error"}
+        assert auth.json() == {"error": "internal error", "code": "INTERNAL"}
         assert "secret" not in auth.text
 
 
@@ -123,6 +131,7 @@ def test_a_backend_deadline_is_504(gateway_settings):
         )
         assert response.status_code == 504
         assert "error" in response.json()
+        assert response.json()["code"] == "BACKEND_TIMEOUT"
 
 
 def _refusal(
@@ -146,12 +155,13 @@ def test_a_limit_that_time_lifts_is_429_with_retry_after():
     )
     assert response.status_code == 429
     assert response.headers["retry-after"] == "8"
-    assert json.loads(response.body) == {"error": "too many attempts"}
+    assert json.loads(response.body) == {"error": "too many attempts", "code": "RATE_LIMITED"}
     quota = rpc_error_response(
         _request("/api/files/get-upload-urls"),
         _refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota exceeded", "QUOTA_EXCEEDED", None),
     )
     assert quota.status_code == 413 and "retry-after" not in quota.headers
+    assert json.loads(quota.body)["code"] == "QUOTA_EXCEEDED"
 
 
 def test_a_service_unavailable_is_503_with_its_own_retry_after():
@@ -161,8 +171,13 @@ def test_a_service_unavailable_is_503_with_its_own_retry_after():
     )
     assert response.status_code == 503
     assert response.headers["retry-after"] == "3"
-    assert json.loads(response.body) == {"success": False, "error": "sign-in is busy; retry"}
+    assert json.loads(response.body) == {
+        "success": False,
+        "error": "sign-in is busy; retry",
+        "code": "SIGN_IN_BUSY",
+    }
     transport = rpc_error_response(
         _request("/api/files/list"), _rpc_error(grpc.StatusCode.UNAVAILABLE, "10.0.0.1 refused")
     )
     assert transport.status_code == 503 and transport.headers["retry-after"] == "1"
+    assert json.loads(transport.body)["code"] == "BACKEND_UNAVAILABLE"

@@ -203,7 +203,7 @@ def test_a_streamed_body_over_the_limit_is_413(api_client, gateway_settings):
         "/api/auth/signin", content=body(), headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 413
-    assert response.json() == {"error": "request body too large"}
+    assert response.json() == {"error": "request body too large", "code": "REQUEST_TOO_LARGE"}
 
 
 def test_the_request_id_reaches_the_backends(signed_in):

@@ -63,12 +63,14 @@ def test_fresh_urls_finish_an_upload(signed_in, upload_settings):
     late = part_urls(client, file_id, {"first_part": 1, "last_part": 1})
     assert late.status_code == 409
     assert late.json()["error"]
+    assert late.json()["code"] == "UPLOAD_COMPLETE"
 
 
 def test_the_access_token_cookie_is_required(api_client):
     response = part_urls(api_client(), str(uuid.uuid4()), {"first_part": 1, "last_part": 1})
     assert response.status_code == 401
-    assert set(response.json()) == {"error"}
+    assert response.json()["code"] == "ACCESS_TOKEN_MISSING"
+    assert set(response.json()) == {"error", "code"}
 
 
 def test_another_users_file_and_an_unknown_file_are_404(signed_in):
@@ -77,7 +79,7 @@ def test_another_users_file_and_an_unknown_file_are_404(signed_in):
     for client, target in [(bob, file_id), (alice, str(uuid.uuid4()))]:
         response = part_urls(client, target, {"first_part": 1, "last_part": 1})
         assert response.status_code == 404
-        assert response.json() == {"error": "file not found"}
+        assert response.json() == {"error": "file not found", "code": "NOT_FOUND"}
     assert listed(alice, file_id)["status"] == "UPLOADING"
 
 
@@ -105,7 +107,7 @@ def test_bad_bodies_are_400_naming_the_problem(signed_in, body, message):
 def test_a_file_id_that_is_not_a_uuid_is_400(signed_in):
     response = part_urls(signed_in(), "not-a-uuid", {"first_part": 1, "last_part": 1})
     assert response.status_code == 400
-    assert response.json() == {"error": "file_id must be a UUID"}
+    assert response.json() == {"error": "file_id must be a UUID", "code": "INVALID_REQUEST"}
 
 
 def test_the_route_is_documented(api_client):

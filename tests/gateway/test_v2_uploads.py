@@ -107,7 +107,8 @@ def test_a_5_tib_upload_starts_within_an_unlimited_quota_only(signed_in):
     client = signed_in()
     refused = create(client, 5 * TIB)
     assert refused.status_code == 413
-    assert set(refused.json()) == {"error"}
+    assert set(refused.json()) == {"error", "code"}
+    assert refused.json()["code"] == "QUOTA_EXCEEDED"
     assert "storage quota exceeded" in refused.json()["error"]
     too_big = create(client, 5 * TIB + 1)
     assert too_big.status_code == 400 and "exceeds the limit" in too_big.json()["error"]
@@ -157,9 +158,11 @@ def test_v1_get_upload_urls_keeps_its_exact_shape(signed_in):
         ({"fileName": "x", "size": "12"}, 400, "size"),
         ({"fileName": "x", "size": -1}, 400, "size"),
         ({"fileName": "x", "size": 1, "checksumAlgorithm": "MD5"}, 400, "checksumAlgorithm"),
-        ({"fileName": "x", "size": 1, "fileId": "nope"}, 400, "file_id must be a UUID"),
-        ({"fileName": "x", "size": 1, "sha256": "abc"}, 400, "sha256 must be 64"),
-        ({"fileName": "", "size": 1}, 400, "file_name is required"),
+        ({"fileName": "x", "size": 1, "fileId": "nope"}, 400, "fileId must be a UUID"),
+        ({"fileName": "x", "size": 1, "sha256": "abc"}, 400, "sha256 must be 64 hex"),
+        ({"fileName": "", "size": 1}, 400, "fileName must have a visible character"),
+        ({"fileName": " \u202e", "size": 1}, 400, "fileName must have a visible character"),
+        ({"fileName": "x", "size": 1, "mimeType": "pdf"}, 400, "mimeType must look like"),
         ({"fileName": "x", "size": 1, "extra": 1}, 400, "unknown fields: extra"),
     ],
 )
@@ -174,7 +177,7 @@ def test_another_users_upload_is_404_and_signing_in_is_required(signed_in, api_c
     file_id = create(alice, 10).json()["fileId"]
     for path in (f"/api/v2/files/{file_id}", f"/api/v2/files/{file_id}/upload"):
         assert bob.get(path).status_code == 404
-        assert bob.get(path).json() == {"error": "file not found"}
+        assert bob.get(path).json() == {"error": "file not found", "code": "NOT_FOUND"}
         assert api_client().get(path).status_code == 401
     assert bob.post(f"/api/v2/files/{file_id}/complete", json={}).status_code == 404
     assert (
@@ -207,8 +210,13 @@ def test_the_v2_routes_are_documented(api_client):
         ("/api/v2/quota", "get"),
     ]:
         operation = paths[path][method]
-        assert "422" not in operation["responses"]
-        assert {"400", "401", "413"} <= set(operation["responses"]), path
+        statuses = set(operation["responses"])
+        assert "422" not in statuses
+        # 401 for every one (they act for the signed-in user); 400 where there is a body or
+        # a file id to check; 408 and 413 where a body is read.
+        assert {"401", "500", "503", "504"} <= statuses, path
+        assert ("400" in statuses) == (path != "/api/v2/quota"), path
+        assert ({"408", "413"} <= statuses) == (method == "post"), path
 
 
 def _store_parts(
@@ -281,6 +289,7 @@ def test_a_refused_part_of_a_batch_is_named_and_the_others_are_recorded(signed_i
     done = client.post(f"/api/v2/files/{file_id}/complete", json={})
     assert done.status_code == 409
     assert "parts not recorded yet: 2 " in done.json()["error"]
+    assert done.json()["code"] == "PART_NOT_RECORDED"
 
 
 def test_batches_are_checked_like_single_records(signed_in):
@@ -289,7 +298,10 @@ def test_batches_are_checked_like_single_records(signed_in):
     part = {"partNumber": 1, "size": 10, "etag": "e"}
     batch = f"/api/v2/files/{file_id}/parts/batch"
     refused = bob.post(batch, json={"parts": [part]})
-    assert (refused.status_code, refused.json()) == (404, {"error": "part 1: file not found"})
+    assert (refused.status_code, refused.json()) == (
+        404,
+        {"error": "part 1: file not found", "code": "NOT_FOUND"},
+    )
     for bad, message in [
         ({"parts": []}, "parts"),
         ({"parts": [part] * 101}, "parts"),

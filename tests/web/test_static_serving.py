@@ -44,7 +44,8 @@ def test_the_app_and_its_assets_are_served_at_the_root(web_url, web_build):
         assert client.get("/some/page").text == page.text
         # ...but a missing file is a 404, not a page passed off as a script.
         missing = client.get("/assets/missing.js")
-        assert missing.status_code == 404 and missing.json() == {"error": "no such file"}
+        assert missing.status_code == 404
+        assert missing.json() == {"error": "no such file", "code": "ROUTE_NOT_FOUND"}
 
 
 def test_the_uppy_example_and_module_are_served(web_url, web_build):
@@ -74,7 +75,10 @@ def test_the_api_paths_are_never_shadowed(web_url):
         assert client.get("/openapi.json").json()["info"]["title"] == "Dropfile API"
         assert "swagger" in client.get("/docs").text.lower()
         unknown = client.get("/api/nope")
-        assert unknown.status_code == 404 and unknown.json() == {"error": "no such endpoint"}
+        assert unknown.status_code == 404 and unknown.json() == {
+            "error": "no such endpoint",
+            "code": "ROUTE_NOT_FOUND",
+        }
         wrong_method = client.get("/api/auth/signup")
         assert wrong_method.status_code == 405
         assert client.get("/api/files/list").status_code == 401

@@ -3,32 +3,38 @@
  * v1 for the session, the list, downloads, aborts and deletes; v2 for uploads.
  *
  * The session lives in HttpOnly cookies the page never sees: every call sends them
- * (`credentials: "include"`). When the access token has expired the gateway answers 401;
- * the client then refreshes the session once (GET /api/auth/refresh) and repeats the call.
+ * (`credentials: "include"`). When the access token has expired the gateway answers 401
+ * with a code saying so (ACCESS_TOKEN_INVALID, codes.ts); the client then refreshes the
+ * session once (GET /api/auth/refresh) and repeats the call. Failures are told apart by
+ * their `code` (codes.ts), never by the HTTP status.
  */
 
 import type { ChecksumAlgorithm } from "./checksum";
+import { codeOf, isSignedOutCode, isTransientCode, UNREACHABLE as NO_ANSWER } from "./codes";
 import { parseRetryAfter, type TransientFailure } from "./retry";
-
-/** Answers that say "not now" rather than "never". 500 is among them: a server bug or a
- * dependency down is not the user's fault, and the retries are bounded (retry.ts). */
-export const TRANSIENT_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 
 /** A call that has not been answered after this long is given up (and retried). */
 const CALL_TIMEOUT_MS = 30_000;
 
-/** A refusal or failure, worded for people (the gateway's `error` field). */
+/** A refusal or failure: `message` worded for people (the gateway's `error` field),
+ * `code` for the app to branch on (the gateway's `code`; UNREACHABLE without an answer). */
 export class ApiError extends Error implements TransientFailure {
-  constructor(message: string, readonly status: number,
+  constructor(message: string, readonly status: number, readonly code: string,
               readonly retryAfterMs: number | null = null) {
     super(message);
     this.name = "ApiError";
   }
 
-  /** Worth another try later: no answer at all (status 0: unreachable, dropped, timed out),
-   * throttling, or a server error or outage. */
+  /** Worth another try later: no answer at all (unreachable, dropped, timed out),
+   * throttling, or a server error or outage. 500 is among them: a server bug or a
+   * dependency down is not the user's fault, and the retries are bounded (retry.ts). */
   get transient(): boolean {
-    return this.status === 0 || TRANSIENT_STATUS.has(this.status);
+    return isTransientCode(this.code, this.status);
+  }
+
+  /** The session is missing or over (the sign-in form says so). */
+  get signedOut(): boolean {
+    return isSignedOutCode(this.code, this.status);
   }
 }
 
@@ -57,8 +63,15 @@ async function send(method: string, path: string, body?: unknown): Promise<Respo
       signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
     });
   } catch {
-    throw new ApiError(UNREACHABLE, 0);
+    throw new ApiError(UNREACHABLE, 0, NO_ANSWER);
   }
+}
+
+/** Whether an answer says the session is missing or over (its code; 401 without one). */
+async function signedOut(response: Response): Promise<boolean> {
+  if (response.ok) return false;
+  return isSignedOutCode(codeOf(response.status, await readJson(response.clone())),
+                         response.status);
 }
 
 async function readJson(response: Response): Promise<Record<string, unknown>> {
@@ -84,7 +97,8 @@ function refreshSession(): Promise<boolean> {
 }
 
 interface CallOptions {
-  /** Refresh the session on 401 and retry once (not for sign-in, where 401 means bad credentials). */
+  /** Refresh the session when it is over and retry once (not for sign-in, where 401 means bad
+   * credentials). */
   refresh?: boolean;
 }
 
@@ -92,18 +106,19 @@ interface CallOptions {
 export async function call<T>(method: string, path: string, body?: unknown,
                               { refresh = true }: CallOptions = {}): Promise<T> {
   let response = await send(method, path, body);
-  if (response.status === 401 && refresh) {
+  if (refresh && await signedOut(response)) {
     if (await refreshSession()) response = await send(method, path, body);
-    if (response.status === 401) {
+    if (await signedOut(response)) {
       sessionEndedHandler();
-      throw new ApiError(SESSION_ENDED, 401);
+      const reply = await readJson(response);
+      throw new ApiError(SESSION_ENDED, response.status, codeOf(response.status, reply));
     }
   }
   const reply = await readJson(response);
   if (!response.ok) {
     const message = typeof reply.error === "string" && reply.error
       ? reply.error : `The server answered ${response.status} ${response.statusText}`.trim();
-    throw new ApiError(message, response.status,
+    throw new ApiError(message, response.status, codeOf(response.status, reply),
                        parseRetryAfter(response.headers.get("Retry-After")));
   }
   return reply as T;
@@ -139,10 +154,12 @@ export function signInOptions(): Promise<SignInOptions> {
 export async function hasSession(): Promise<boolean> {
   const check = () => send("GET", "/api/auth/authenticate");
   let response = await check();
-  if (response.status === 401 && await refreshSession()) response = await check();
+  if (await signedOut(response) && await refreshSession()) response = await check();
   if (response.ok) return true;
-  if (response.status === 401) return false;
-  throw new ApiError((await readJson(response)).error as string || UNREACHABLE, response.status);
+  if (await signedOut(response)) return false;
+  const reply = await readJson(response);
+  throw new ApiError(reply.error as string || UNREACHABLE, response.status,
+                     codeOf(response.status, reply));
 }
 
 // --- files -----------------------------------------------------------------------------------

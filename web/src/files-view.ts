@@ -340,8 +340,8 @@ async function reload(): Promise<void> {
       render();
       void refreshQuota();
     } catch (error) {
-      // A 401 here means the session ended: the sign-in form says so.
-      if (visible && !(error instanceof api.ApiError && error.status === 401)) {
+      // A session that ended: the sign-in form says so.
+      if (visible && !(error instanceof api.ApiError && error.signedOut)) {
         showError(`Could not load your files: ${messageOf(error)}`);
       }
     } finally {

@@ -20,6 +20,7 @@
 import * as api from "./api";
 import { messageOf } from "./api";
 import { type ChecksumAlgorithm, partChecksum, preferredAlgorithm } from "./checksum";
+import { ALREADY_EXISTS, NOT_FOUND } from "./codes";
 import { PartPipeline, type ReadyPart } from "./part-pipeline";
 import { PartRecords } from "./part-records";
 import { forgetUpload, recordUpload, recordedFileId } from "./resume";
@@ -142,7 +143,7 @@ export class Upload {
         if (isTransient(error)) {
           // The server had a bad moment longer than the retries: the stored parts stay.
           this.error += ". The upload was kept: pick the same file again to resume it.";
-        } else if (error instanceof api.ApiError && error.status === 404) {
+        } else if (error instanceof api.ApiError && error.code === NOT_FOUND) {
           forgetUpload(this.file); // the server says the upload is gone: nothing to keep
         } else {
           await this.abandon();
@@ -153,7 +154,7 @@ export class Upload {
   }
 
   /** A new upload under this file id, remembered for a resume (after a reload, or after a
-   * creation whose answer was lost: its retry is refused 409, the id being taken). */
+   * creation whose answer was lost: its retry is refused ALREADY_EXISTS, the id being taken). */
   private async begin(): Promise<Layout> {
     recordUpload(this.file, this.fileId);
     let started: api.UploadLayout;
@@ -162,7 +163,7 @@ export class Upload {
         fileId: this.fileId, name: this.file.name, type: this.file.type, size: this.file.size,
       }, preferredAlgorithm()), { signal: this.stop.signal });
     } catch (error) {
-      if (error instanceof api.ApiError && error.status === 409) {
+      if (error instanceof api.ApiError && error.code === ALREADY_EXISTS) {
         const resumed = await this.resume();
         if (resumed !== null && resumed !== "complete") return resumed;
       }
@@ -180,7 +181,7 @@ export class Upload {
     try {
       state = await withRetries(() => api.uploadState(this.fileId), { signal: this.stop.signal });
     } catch (error) {
-      if (error instanceof api.ApiError && error.status === 404) {
+      if (error instanceof api.ApiError && error.code === NOT_FOUND) {
         forgetUpload(this.file);
         return null; // gone: its id is free again
       }
