@@ -317,6 +317,106 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ),
     ErrorCode("NOT_UPLOADED", 409, "the file is not uploaded yet (no download URL)", "upload"),
     ErrorCode("UPLOAD_FAILED", 409, "the upload failed; the file has no content", "upload"),
+    ErrorCode(
+        "INVALID_PAGE_TOKEN",
+        400,
+        "the page token is not one this server made for this name filter: list from the start",
+        "upload",
+    ),
+    # upload: share links
+    ErrorCode(
+        "LINK_NOT_FOUND",
+        404,
+        "no such share link of the caller's (revoked links, other users' links, unknown ids)",
+        "upload",
+    ),
+    ErrorCode(
+        "PASSWORD_REQUIRED",
+        409,
+        "the share link has a password (the /s/<token> page asks for it)",
+        "upload",
+    ),
+    ErrorCode(
+        "LINK_GUESSES_THROTTLED",
+        429,
+        "too many failed attempts at share links from this address; retry after Retry-After",
+        "upload",
+        transient=True,
+    ),
+    ErrorCode(
+        "SHARE_BUSY",
+        503,
+        "share link password checks are at capacity; retry after Retry-After",
+        "upload",
+        transient=True,
+    ),
+    # auth: single sign-on (OpenID Connect)
+    ErrorCode(
+        "OIDC_NOT_CONFIGURED", 404, "single sign-on is not configured on this server", "auth"
+    ),
+    ErrorCode(
+        "OIDC_FLOW_UNKNOWN",
+        400,
+        "the sign-in expired, was used already or was started in another browser: start again",
+        "auth",
+    ),
+    ErrorCode(
+        "OIDC_PROVIDER_ERROR",
+        400,
+        "the issuer answered with an error (for example the user cancelled): start again",
+        "auth",
+    ),
+    ErrorCode(
+        "OIDC_CODE_REFUSED", 401, "the issuer refused the authorization code: start again", "auth"
+    ),
+    ErrorCode(
+        "OIDC_ID_TOKEN_INVALID",
+        401,
+        "the issuer's ID token failed verification (signature, issuer, audience, expiry, nonce)",
+        "auth",
+    ),
+    ErrorCode(
+        "OIDC_EMAIL_NOT_VERIFIED",
+        403,
+        "the issuer does not say the account's email is verified",
+        "auth",
+    ),
+    ErrorCode(
+        "OIDC_EMAIL_UNUSABLE", 403, "the issuer's email is missing or not an address", "auth"
+    ),
+    ErrorCode(
+        "OIDC_IDENTITY_UNUSABLE",
+        403,
+        "the issuer's identity lacks what a sign-in needs (a subject)",
+        "auth",
+    ),
+    ErrorCode(
+        "OIDC_ACCOUNT_LINKED_ELSEWHERE",
+        409,
+        "the account with this email is linked to another identity at this issuer",
+        "auth",
+    ),
+    ErrorCode(
+        "OIDC_START_THROTTLED",
+        429,
+        "too many single sign-on attempts from this address; retry after Retry-After",
+        "auth",
+        transient=True,
+    ),
+    ErrorCode(
+        "OIDC_PROVIDER_UNAVAILABLE",
+        503,
+        "the issuer cannot be reached; retry after Retry-After",
+        "auth",
+        transient=True,
+    ),
+    ErrorCode(
+        "OIDC_FLOWS_UNAVAILABLE",
+        503,
+        "sign-in flows cannot be kept (Redis unreachable); retry after Retry-After",
+        "auth",
+        transient=True,
+    ),
     # events (GET /api/v2/events)
     ErrorCode(
         "SESSION_REVOKED", 401, "the session was signed out while the stream was open", "events"

@@ -184,16 +184,20 @@ def _error_response(
 ) -> dict[str, Any]:
     reference = {"$ref": f"#/components/schemas/{body}"}
     content_schema: dict[str, Any] = reference
-    if declared and declared.get("content"):
+    own_content: dict[str, Any] = dict((declared or {}).get("content") or {})
+    if "application/json" in own_content:
         # The route answers this status with a body of its own (readiness): that, or an
         # error the gateway answers for it.
-        own = declared["content"]["application/json"]["schema"]
+        own = own_content.pop("application/json")["schema"]
         content_schema = {"anyOf": [own, reference]}
+    # Other bodies of its own (the HTML pages of share links and single sign-on) stay
+    # beside the JSON the gateway's own refusals carry.
     listed = "; ".join(f"`{code}` ({ERROR_CODE[code].meaning})" for code in codes)
     response: dict[str, Any] = {
         "description": f"{HTTPStatus(status).phrase}: {listed}",
         CODES_KEY: codes,
         "content": {
+            **own_content,
             "application/json": {
                 "schema": content_schema,
                 "examples": {

@@ -25,7 +25,6 @@ from ..cookies import (
 from ..deps import AnonymousCall, BackendsDep, ClientCall, SettingsDep
 from ..errors import rpc_error_answer, rpc_error_details
 from ..pages import PAGE_HEADERS, message_page
-from ..schemas import ErrorReply
 from ..schemas_v2 import SignInOptionsReply
 from .auth import held_back_when_refused
 
@@ -91,7 +90,7 @@ def _parameter(value: str) -> str:
 @router.get(
     "/options",
     response_model=SignInOptionsReply,
-    responses={503: {"model": ErrorReply}},
+    operation_id="getSignInOptions",
     summary="The ways of signing in this deployment offers",
 )
 async def sign_in_options(backends: BackendsDep, call: AnonymousCall) -> dict[str, Any]:
@@ -105,6 +104,7 @@ async def sign_in_options(backends: BackendsDep, call: AnonymousCall) -> dict[st
     response_class=RedirectResponse,
     status_code=302,
     responses=_LOGIN_RESPONSES,
+    operation_id="startOidcSignIn",
     summary="Single sign-on: start (redirects the browser to the issuer)",
 )
 async def oidc_login(
@@ -142,6 +142,7 @@ async def oidc_login(
     response_class=RedirectResponse,
     status_code=302,
     responses=_CALLBACK_RESPONSES,
+    operation_id="finishOidcSignIn",
     summary="Single sign-on: the issuer's redirect back (signs the browser in)",
 )
 async def oidc_callback(

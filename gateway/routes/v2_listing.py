@@ -13,7 +13,7 @@ once (file_lists.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -24,14 +24,12 @@ from dropfile.upload.v1 import upload_pb2
 from ..deps import UserCall
 from ..file_lists import v2_entry
 from ..json_replies import json_reply
-from ..schemas import INT32_MAX, ErrorReply
+from ..responses import error_responses
+from ..schemas import INT32_MAX
 from ..schemas_v2 import FileV2
 
 router = APIRouter(prefix="/api/v2", tags=["v2"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorReply} for status in (400, 401, 503)
-}
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 
@@ -46,7 +44,8 @@ class FilePageReply(BaseModel):
 @router.get(
     "/files",
     response_model=FilePageReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_PAGE_TOKEN"),
+    operation_id="listFilesV2",
     summary="The caller's files, newest first, a page at a time (optionally by name)",
 )
 async def list_files(
