@@ -14,7 +14,7 @@ import pytest
 
 from services.upload.settings import UploadSettings
 from tests.conftest import settings_for
-from tests.fixtures.stores import S3Store, aws_credentials, seaweedfs  # noqa: F401
+from tests.fixtures.stores import S3Store, aws_credentials
 
 from .helpers import (
     MIB,

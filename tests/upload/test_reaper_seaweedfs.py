@@ -16,7 +16,7 @@ from services.upload.reaper import BucketUploads, Reaper
 from services.upload.reaper_store import ReaperStore
 from services.upload.sessions import UploadSessions
 from services.upload.status_events import StatusEvents
-from tests.fixtures.stores import S3Store, seaweedfs  # noqa: F401 - the fixture
+from tests.fixtures.stores import S3Store
 
 from .test_reaper import multipart_uploads
 

@@ -20,12 +20,7 @@ from sqlalchemy import text
 from dropfile.upload.v1 import upload_pb2
 from services.upload.settings import UploadSettings
 from tests.conftest import settings_for
-from tests.fixtures.stores import (  # noqa: F401
-    SMALL_PART_MIN_SIZE,
-    aws_credentials,
-    private_valkey,
-    small_parts_moto,
-)
+from tests.fixtures.stores import SMALL_PART_MIN_SIZE, aws_credentials
 
 from .helpers import MIB, RunningUpload, assert_code, initiate, race, running_upload_server
 from .v2_helpers import SHA256, complete, create, get_upload, part_urls, put, send_parts, sha256_b64
