@@ -98,6 +98,7 @@ def test_sign_up_rejects_bad_input_with_a_clear_message(auth_stub, email, name, 
     assert info.domain == "dropfile"
 
 
+@pytest.mark.slow
 def test_sign_in_does_not_reveal_whether_the_email_exists(auth_stub):
     email, _ = signup(auth_stub)
     wrong_password = error_of(

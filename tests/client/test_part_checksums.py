@@ -29,6 +29,8 @@ from tests.upload.helpers import running_upload_server
 
 from .conftest import PART, PASSWORD, write_file
 
+pytestmark = pytest.mark.slow
+
 CRC32C_HEADER = "x-amz-checksum-crc32c"
 SHA256_HEADER = "x-amz-checksum-sha256"
 RECORD_PARTS = r"^/api/v2/files/[^/]+/parts/batch$"

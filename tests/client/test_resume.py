@@ -32,6 +32,8 @@ from tests.upload.helpers import running_upload_server
 
 from .conftest import PART, PASSWORD, run_dropfile, uploaded_file_id, write_file
 
+pytestmark = pytest.mark.slow
+
 UPLOAD_STATE = r"^/api/v2/files/[^/]+/upload$"
 
 

@@ -13,6 +13,8 @@ from services.common.clients import aws_client
 from tests.conftest import REGION
 from tests.fixtures.stores import aws_credentials
 
+pytestmark = pytest.mark.slow
+
 
 def test_clients_share_models_and_keep_their_own_credentials(seaweedfs, moto_endpoint):
     good = seaweedfs.client()

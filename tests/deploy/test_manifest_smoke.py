@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.auth.throttle import sign_up_key
 from services.common.clients import aws_client
 from tests.conftest import PG_ADMIN_URL, wait_until
+from tools.processes import free_port
 
 from .local_stack import (
     LOCAL_HOST,
@@ -37,12 +38,13 @@ from .local_stack import (
     app_directory,
     container_argv,
     container_env,
-    free_port,
     plan_addresses,
     publish_node_ports,
     run_to_completion,
     wait_for_http,
 )
+
+pytestmark = pytest.mark.e2e
 
 SERVICES = ["auth", "upload", "events", "gateway"]  # started in this order
 PART_SIZE = 5 * 1024 * 1024  # PART_SIZE_BYTES' default: the kind overlay does not set it

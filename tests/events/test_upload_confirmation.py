@@ -272,6 +272,7 @@ def test_an_event_naming_another_object_is_acknowledged_and_changes_nothing(
     )
 
 
+@pytest.mark.slow
 def test_a_forged_message_for_an_upload_never_completed_changes_nothing_and_is_dead_lettered(
     pipeline, quiet_upload, quiet_bucket, make_token, s3, sqs, caplog
 ):

@@ -294,6 +294,7 @@ def sse_gateway(gateway_settings) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_a_ninth_live_status_stream_closes_the_users_oldest(sse_gateway):
     gateway_url = sse_gateway
     alice = new_user(gateway_url)

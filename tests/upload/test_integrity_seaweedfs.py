@@ -24,6 +24,8 @@ from tests.fixtures.stores import S3Store, aws_credentials
 from .helpers import MIB, RunningUpload, assert_code, running_upload_server
 from .v2_helpers import CRC32C, complete, create, get_upload, part_urls, put, send_parts, sha256_b64
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="session")
 def on_seaweedfs(common_settings, seaweedfs: S3Store, redis_url) -> Iterator[RunningUpload]:

@@ -27,6 +27,8 @@ from .helpers import (
 )
 from .v2_helpers import complete, create, part_urls, put, send_parts, sha256_b64
 
+pytestmark = pytest.mark.slow
+
 BIG = 24 * MIB
 
 

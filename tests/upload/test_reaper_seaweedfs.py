@@ -20,6 +20,8 @@ from tests.fixtures.stores import S3Store
 
 from .test_reaper import multipart_uploads
 
+pytestmark = pytest.mark.slow
+
 DAY = timedelta(days=1)
 
 

@@ -332,6 +332,7 @@ def test_an_aborted_upload_resumes_as_failed(v2, alice):
     )
 
 
+@pytest.mark.slow
 def test_more_than_1000_parts_resume_and_complete(small_parts, alice, small_parts_moto):
     """1,100 parts of 1 KiB: the stored parts come from every page of ListParts."""
     api = small_parts.stub

@@ -3,9 +3,12 @@ stream (GET /api/v2/events), and the list's polling still confirms uploads when 
 is unavailable."""
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import Page, Request, Route, expect
 
 from tests.web.conftest import file_row, sign_up
+
+pytestmark = pytest.mark.e2e
 
 EVENTS = "/api/v2/events"
 
