@@ -55,10 +55,25 @@ def test_sign_up_issues_a_verified_rs256_token_with_every_claim(auth_stub, key_p
     assert reply.tokens.session_expires_in_seconds <= 24 * 3600
 
 
-def test_passwords_are_bcrypt_cost_12_and_refresh_tokens_only_hashed(auth_stub, db_engine):
+def test_passwords_are_bcrypt_cost_12_and_refresh_tokens_only_hashed(common_settings, db_engine):
+    """An auth server of its own with the product's default cost (the session's hashes at
+    the cheapest, tests/fixtures/auth.py)."""
     from sqlalchemy import text
 
-    email, reply = signup(auth_stub)
+    from dropfile.auth.v1 import auth_pb2_grpc
+    from services.auth.server import create_server
+    from services.auth.settings import AuthSettings
+    from tests.conftest import settings_for
+
+    settings = settings_for(AuthSettings, common_settings)
+    assert settings.bcrypt_rounds == 12
+    handle = create_server(settings, port=0)
+    handle.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:
+            email, reply = signup(auth_pb2_grpc.AuthServiceStub(channel))
+    finally:
+        handle.stop(0).wait()
     with db_engine.connect() as conn:
         password_hash = conn.execute(
             text("select password_hash from users where email=:e"), {"e": email}
