@@ -55,6 +55,7 @@ def test_sign_up_issues_a_verified_rs256_token_with_every_claim(auth_stub, key_p
     assert reply.tokens.session_expires_in_seconds <= 24 * 3600
 
 
+@pytest.mark.slow
 def test_passwords_are_bcrypt_cost_12_and_refresh_tokens_only_hashed(common_settings, db_engine):
     """An auth server of its own with the product's default cost (the session's hashes at
     the cheapest, tests/fixtures/auth.py)."""

@@ -136,6 +136,7 @@ def test_one_missing_file_fails_alone(cli, account, tmp_path):
     assert "Traceback" not in result.err
 
 
+@pytest.mark.slow
 def test_progress_bars_render_with_rate_and_eta(cli, account, tmp_path):
     source, other = tmp_path / "shown.bin", tmp_path / "second.txt"
     data = write_file(source, PART + 1)

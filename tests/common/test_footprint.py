@@ -33,6 +33,7 @@ def _loaded_after_importing(module: str) -> set[str]:
     return set(json.loads(done.stdout))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module,unused",
     [

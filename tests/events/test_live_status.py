@@ -252,6 +252,7 @@ def test_the_stream_needs_a_user_token_and_a_sane_heartbeat(events_stub, make_to
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.slow
 def test_heartbeats_keep_a_quiet_stream_alive(events_stub, watch, make_token):
     watcher = watch(events_stub, make_token(), heartbeat_seconds=1).live()
     wait_until(lambda: watcher.heartbeats >= 3, what="heartbeats on a quiet stream")
@@ -278,6 +279,7 @@ def start_own_processor(common_settings, **overrides):
     return handle, channel, events_pb2_grpc.EventsServiceStub(channel)
 
 
+@pytest.mark.slow
 def test_a_stopping_server_ends_its_streams_at_once(common_settings, watch, make_token):
     handle, channel, stub = start_own_processor(common_settings)
     try:
@@ -290,6 +292,7 @@ def test_a_stopping_server_ends_its_streams_at_once(common_settings, watch, make
         channel.close()
 
 
+@pytest.mark.slow
 def test_too_many_streams_are_refused(common_settings, watch, make_token):
     handle, channel, stub = start_own_processor(common_settings, watch_max_streams=1)
     try:
@@ -302,6 +305,7 @@ def test_too_many_streams_are_refused(common_settings, watch, make_token):
         handle.stop(0).wait()
 
 
+@pytest.mark.slow
 def test_losing_redis_ends_the_streams_and_refuses_new_ones_until_it_is_back(
     common_settings, redis_url, quiet_upload, watch, make_token
 ):

@@ -102,6 +102,7 @@ def test_records_of_other_buckets_and_removals_are_acknowledged_without_any_call
     assert is_empty(sqs, queue.url) and is_empty(sqs, queue.dlq_url)
 
 
+@pytest.mark.slow
 def test_unprocessable_messages_reach_the_dead_letter_queue_through_the_redrive_policy(
     sqs, queue, quiet_bucket, start_processor, make_token, caplog
 ):
@@ -141,6 +142,7 @@ def test_unprocessable_messages_reach_the_dead_letter_queue_through_the_redrive_
         assert all(reason in line and "dead-letter queue" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_an_unreachable_upload_service_keeps_the_message_in_flight_until_stopped(
     s3, sqs, queue, quiet_bucket, start_processor, make_token
 ):
@@ -188,6 +190,7 @@ def test_an_unreachable_upload_service_keeps_the_message_in_flight_until_stopped
     assert message["Attributes"]["ApproximateReceiveCount"] == "2"
 
 
+@pytest.mark.slow
 def test_a_stopped_processor_receives_nothing_more(
     sqs, queue, quiet_bucket, start_processor, make_token
 ):
@@ -204,6 +207,7 @@ def test_a_stopped_processor_receives_nothing_more(
     assert queue_counts(sqs, queue.url) == (1, 0)  # nobody is receiving any more
 
 
+@pytest.mark.slow
 def test_without_a_queue_there_is_no_poller_but_stats_still_serve(common_settings, make_token):
     from services.events.reconciler import Reconciler
     from services.events.watch import FileEventHub

@@ -159,6 +159,7 @@ def test_a_browser_sees_uploaded_after_the_storage_event(gateway_on_replica, ope
     assert client.get("/api/files/list").json()["files"][0]["status"] == "UPLOADED"
 
 
+@pytest.mark.slow
 def test_another_users_changes_never_reach_a_stream(gateway_on_replica, open_stream):
     alice, bob = new_user(gateway_on_replica), new_user(gateway_on_replica)
     alices_stream, bobs_stream = open_stream(alice), open_stream(bob)
@@ -173,12 +174,14 @@ def test_another_users_changes_never_reach_a_stream(gateway_on_replica, open_str
     assert {data["fileId"] for _, data in bobs_stream.events} == {bobs}
 
 
+@pytest.mark.slow
 def test_a_quiet_stream_carries_heartbeat_comments(gateway_on_replica, open_stream):
     stream = open_stream(new_user(gateway_on_replica))
     wait_until(lambda: stream.comments.count("keepalive") >= 2, what="keepalive comments")
     assert stream.comments[0] == "live" and stream.events == []
 
 
+@pytest.mark.slow
 def test_a_browser_going_away_ends_the_backend_subscription(
     gateway_on_replica, streams_only_replica, open_stream
 ):
@@ -205,6 +208,7 @@ def test_not_signed_in_is_401_and_a_down_events_service_is_503(
         assert "error" in stream.response.json()
 
 
+@pytest.mark.slow
 def test_the_stream_ends_when_its_time_is_up(gateway_settings, streams_only_replica, open_stream):
     settings = gateway_settings.model_copy(
         update={

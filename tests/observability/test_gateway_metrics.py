@@ -84,6 +84,7 @@ def _env(**values: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_python_m_gateway_serves_metrics_on_metrics_port(gateway_settings, tmp_path):
     http_port, metrics_port = free_port(), free_port()
     env = _env(
@@ -112,6 +113,7 @@ def test_python_m_gateway_serves_metrics_on_metrics_port(gateway_settings, tmp_p
         process.stop(timeout=30)
 
 
+@pytest.mark.slow
 def test_a_taken_metrics_port_stops_the_gateway(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
