@@ -35,7 +35,6 @@ def _loaded_after_importing(module: str) -> set[str]:
     return set(json.loads(done.stdout))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "module,unused",
     [

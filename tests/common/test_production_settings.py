@@ -69,7 +69,6 @@ def test_the_default_cors_origins_in_any_order_are_still_the_default(tmp_path):
     assert "CORS_ORIGINS" in result.stderr
 
 
-@pytest.mark.slow
 def test_development_keys_from_the_keys_folder_are_refused_in_production(tmp_path):
     """Copied out of .dropfile/keys into the environment: refused by name."""
     keys_dir = tmp_path / "keys"
