@@ -24,20 +24,19 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
 import psycopg2
 from psycopg2 import sql
 
-from tools.engines import Engine, postgres, seaweedfs, valkey, wait_ready
+from tools import processes
+from tools.engines import SEAWEED_DEFAULT_PORTS, Engine, postgres, seaweedfs, valkey, wait_ready
+from tools.processes import ChildProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
@@ -72,50 +71,32 @@ class StackError(RuntimeError):
 
 
 def free_port(*, twin_offset: int | None = None) -> int:
-    """A free port on 127.0.0.1; with `twin_offset`, one whose port+offset is free too
+    """A free port on 127.0.0.1 (tools/processes.py), never one SeaweedFS opens by default
+    for what the bench does not pin; with `twin_offset`, one whose port+offset is free too
     (SeaweedFS opens a gRPC twin at +10000 of each of its ports)."""
-    for _ in range(200):
-        if twin_offset is None:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
-        else:
-            port = secrets.randbelow(20000) + 20000
-            if not (_port_free(port) and _port_free(port + twin_offset)):
-                continue
-        if port in _SEAWEED_DEFAULTS or (twin_offset and port + twin_offset in _SEAWEED_DEFAULTS):
-            continue
-        # Ports are only claimed when the processes start: never hand one out twice.
-        if port not in _handed_out and (
-            twin_offset is None or port + twin_offset not in _handed_out
-        ):
-            _handed_out.update({port} if twin_offset is None else {port, port + twin_offset})
-            return port
-    raise StackError("no free port found")
-
-
-_handed_out: set[int] = set()
-# Ports SeaweedFS opens by default for what the bench does not pin (a gRPC twin of its admin
-# server among them): never given to anything else.
-_SEAWEED_DEFAULTS = {8080, 8111, 8333, 8888, 9333, 18080, 18333, 18888, 19333, 23646, 33646}
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    return processes.free_port(twin_offset=twin_offset, avoid=SEAWEED_DEFAULT_PORTS)
 
 
 @dataclass
 class Process:
-    name: str
-    popen: subprocess.Popen
-    log: Path
-    stop_signal: int = signal.SIGTERM
+    """One of the stack's processes, its output in its log file."""
+
+    child: ChildProcess
     dropfile: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.child.name
+
+    @property
+    def popen(self) -> subprocess.Popen[bytes]:
+        assert self.child.popen is not None
+        return self.child.popen
+
+    @property
+    def log(self) -> Path:
+        assert self.child.log is not None
+        return self.child.log
 
 
 @dataclass
@@ -222,27 +203,17 @@ class BenchStack:
         stop_signal: int = signal.SIGTERM,
         dropfile: bool = False,
     ) -> Process:
-        log = self.logs / f"{name}.log"
-        handle = open(log, "ab")
-        extra = {}
-        if user:
-            import pwd
-
-            extra = {"user": user, "group": pwd.getpwnam(user).pw_gid}
-            os.chown(log, pwd.getpwnam(user).pw_uid, -1)
         # cwd is the state folder: a developer's .env in the checkout must not leak in.
-        popen = subprocess.Popen(
+        child = ChildProcess(
+            name,
             argv,
-            cwd=self._state,
             env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            **extra,
-        )
-        handle.close()
-        process = Process(name, popen, log, stop_signal, dropfile)
+            cwd=self._state,
+            log=self.logs / f"{name}.log",
+            user=user,
+            stop_signal=stop_signal,
+        ).start()
+        process = Process(child, dropfile)
         self.processes.append(process)
         return process
 
@@ -520,21 +491,18 @@ class BenchStack:
             self._wait_http(url, name)
 
     def _wait_http(self, url: str, name: str, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for process in self.processes:
-                if process.popen.poll() is not None:
-                    raise StackError(
-                        f"{process.name} exited with code "
-                        f"{process.popen.returncode}; see {process.log}"
-                    )
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise StackError(f"{name} did not answer {url} within {timeout:.0f} s")
+        try:
+            processes.wait_until(
+                lambda: processes.http_ok(url),
+                timeout=timeout,
+                what=f"{name} to answer {url}",
+                alive=lambda: all(p.child.running for p in self.processes),
+            )
+        except processes.ProcessExited:
+            self.check_alive()
+            raise
+        except processes.NotReady:
+            raise StackError(f"{name} did not answer {url} within {timeout:.0f} s") from None
 
     # -- while running ---------------------------------------------------------------------
 
@@ -589,19 +557,7 @@ class BenchStack:
         """Stops the Dropfile processes, then the engines; removes the data folder."""
         first = [p for p in self.processes if p.dropfile or p.name.startswith("floor")]
         for batch in (first, [p for p in self.processes if p not in first]):
-            for process in batch:
-                if process.popen.poll() is None:
-                    try:
-                        os.killpg(process.popen.pid, process.stop_signal)
-                    except ProcessLookupError:
-                        pass
-            deadline = time.monotonic() + 20
-            for process in batch:
-                try:
-                    process.popen.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.popen.pid, signal.SIGKILL)
-                    process.popen.wait()
+            processes.stop_all([p.child for p in batch], timeout=20)
         self.processes.clear()
         for admin_url, name in self._created_databases:
             if os.environ.get("BENCH_PG_URL") == admin_url:

@@ -19,12 +19,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from moto.server import ThreadedMotoServer
 
 from services.common.clients import aws_client
+from tools import processes
 
+# Every fixture module of tests/fixtures, so no test imports a fixture by name.
 pytest_plugins = [
     "tests.fixtures.auth",
     "tests.fixtures.upload",
     "tests.fixtures.events",
     "tests.fixtures.gateway",
+    "tests.fixtures.engines",
+    "tests.fixtures.stores",
     "tests.fixtures.oidc",
 ]
 
@@ -244,12 +248,11 @@ def make_token(key_pair):
 
 
 def wait_until(predicate, *, timeout: float = 10.0, interval: float = 0.05, what: str = ""):
-    """Polls `predicate` until truthy; fails the test with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
+    """Polls `predicate` until truthy (tools/processes.py's wait_until) and returns its
+    value; fails the test with `what` after `timeout` s."""
+    try:
+        return processes.wait_until(
+            predicate, timeout=timeout, interval=interval, what=what or str(predicate)
+        )
+    except processes.NotReady as exc:
+        pytest.fail(str(exc))

@@ -17,13 +17,19 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tools.processes import (
+    NotReady,
+    ProcessExited,
+    http_answers,
+    tcp_open,
+    wait_until,
+)
 
 # Ports of the engines: away from the usual ones, so a machine's own PostgreSQL or Redis
 # never collides with them, and below Linux's ephemeral range (32768-60999), where any
@@ -42,6 +48,11 @@ SEAWEED_PORTS = {
     "s3.port.iceberg": 17181,
     "s3.port.lance": 17101,
 }
+# Ports SeaweedFS opens by default for what is not pinned (a gRPC twin of its admin server
+# among them): a stack that starts it on free ports gives none of these to anything else.
+SEAWEED_DEFAULT_PORTS = frozenset(
+    {8080, 8111, 8333, 8888, 9333, 18080, 18333, 18888, 19333, 23646, 33646}
+)
 # DROPFILE_ENGINE_PORT_OFFSET moves every engine port by this much (two clones running at
 # once; tests beside a developer's `make run`). Twins at +10000 stay under 32768.
 MAX_PORT_OFFSET = 4000
@@ -81,22 +92,6 @@ class Engine:
     user: str | None = None
     stop_signal: int = 15
     prepare: Callable[[], None] = field(default=lambda: None)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _tcp_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _run_as(user: str | None) -> dict:
@@ -299,7 +294,7 @@ def valkey(state: Path, *, port: int = VALKEY_PORT) -> Engine:
             "warning",
         ],
         env={"CLOUD_RD_URI": f"redis://127.0.0.1:{port}/0"},
-        ready=lambda: _tcp_open(port),
+        ready=lambda: tcp_open(port),
         ports=[port],
         prepare=lambda: data.mkdir(mode=0o700, parents=True, exist_ok=True),
     )
@@ -383,20 +378,11 @@ def seaweedfs(
             "AWS_SECRET_ACCESS_KEY": secret_key,
             "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
         },
-        ready=lambda: _s3_ready(s3_port),
+        # Any HTTP answer (even 403 for an unsigned request) means the S3 API is up.
+        ready=lambda: http_answers(f"http://127.0.0.1:{s3_port}/", timeout=1),
         ports=ports,
         prepare=lambda: data.mkdir(parents=True, exist_ok=True),
     )
-
-
-def _s3_ready(port: int) -> bool:
-    import httpx
-
-    try:
-        # Any HTTP answer (even 403 for an unsigned request) means the S3 API is up.
-        return httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code < 500
-    except httpx.HTTPError:
-        return False
 
 
 # --- choosing engines -------------------------------------------------------------------------
@@ -433,11 +419,9 @@ def engines_needed(env: dict[str, str], state: Path) -> list[Engine]:
 
 
 def wait_ready(engine: Engine, *, timeout: float, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            raise EngineError(f"{engine.name} exited during start; see its log above")
-        if engine.ready():
-            return
-        time.sleep(0.1)
-    raise EngineError(f"{engine.name} did not become ready within {timeout:.0f} s")
+    try:
+        wait_until(engine.ready, timeout=timeout, what=f"{engine.name} to start", alive=alive)
+    except ProcessExited:
+        raise EngineError(f"{engine.name} exited during start; see its log above") from None
+    except NotReady:
+        raise EngineError(f"{engine.name} did not become ready within {timeout:.0f} s") from None

@@ -17,15 +17,23 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
 import psycopg2
 from dotenv import load_dotenv
 from psycopg2 import sql
 
-from tools.engines import Engine, EngineError, engines_needed, port_free, wait_ready
+from tools.engines import Engine, EngineError, engines_needed, wait_ready
+from tools.processes import (
+    ChildProcess,
+    ProcessError,
+    http_ok,
+    port_free,
+    stop_all,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".dropfile"
@@ -102,42 +110,32 @@ class Child:
         user: str | None,
         stop_signal: int,
         color: str,
-        before_start=None,
+        before_start: Callable[[], None] | None = None,
     ) -> None:
-        self.name, self.argv, self.user, self.stop_signal = name, argv, user, stop_signal
-        self.color = color
+        self.name = name
+        label = f"{color}{name:>8}{RESET if color else ''}"
+        self.process = ChildProcess(
+            name,
+            argv,
+            cwd=ROOT,
+            user=user,
+            stop_signal=stop_signal,
+            on_line=lambda line: print(f"{label} | {line.rstrip()}", flush=True),
+        )
         self.before_start = before_start  # e.g. an engine's prepare(), run before restarts
-        self.proc: subprocess.Popen | None = None
-        self.started_at = 0.0
         self.delay: float | None = None
         self.restart_at: float | None = None
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process.popen
+
+    @property
+    def started_at(self) -> float:
+        return self.process.started_at
+
     def spawn(self) -> None:
-        extra = {}
-        if self.user:
-            import pwd
-
-            extra = {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid}
-        self.proc = subprocess.Popen(
-            self.argv,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-            **extra,
-        )
-        self.started_at = time.monotonic()
-        reset = RESET if self.color else ""
-        proc, label = self.proc, f"{self.color}{self.name:>8}{reset}"
-
-        def relay():
-            for line in proc.stdout:
-                print(f"{label} | {line.rstrip()}", flush=True)
-
-        threading.Thread(target=relay, daemon=True).start()
+        self.process.start()
 
 
 class Children:
@@ -147,10 +145,6 @@ class Children:
     def __init__(self) -> None:
         self.children: list[Child] = []
 
-    @property
-    def procs(self) -> list[tuple[str, subprocess.Popen, int]]:
-        return [(c.name, c.proc, c.stop_signal) for c in self.children if c.proc]
-
     def start(
         self,
         name: str,
@@ -158,20 +152,22 @@ class Children:
         *,
         user: str | None = None,
         stop_signal: int = signal.SIGTERM,
-        before_restart=None,
-    ) -> subprocess.Popen:
+        before_restart: Callable[[], None] | None = None,
+    ) -> subprocess.Popen[bytes]:
         color = COLORS[len(self.children) % len(COLORS)] if sys.stdout.isatty() else ""
         child = Child(
             name, argv, user=user, stop_signal=stop_signal, color=color, before_start=before_restart
         )
         child.spawn()
         self.children.append(child)
+        assert child.proc is not None
         return child.proc
 
     def first_exited(self) -> tuple[str, int] | None:
-        for name, proc, _ in self.procs:
-            if proc.poll() is not None:
-                return name, proc.returncode
+        for child in self.children:
+            code = child.process.returncode
+            if child.proc is not None and code is not None:
+                return child.name, code
         return None
 
     def supervise(self) -> None:
@@ -180,16 +176,12 @@ class Children:
         now = time.monotonic()
         for child in self.children:
             if child.restart_at is None:
-                if child.proc.poll() is not None:
-                    try:  # what it left behind (workers, backends) would hold its ports
-                        os.killpg(child.proc.pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+                code = child.process.returncode
+                if code is not None:
+                    # What it left behind (workers, backends) would hold its ports.
+                    child.process.signal(signal.SIGKILL)
                     self._schedule_restart(
-                        child,
-                        now,
-                        f"{describe_exit(child.proc.returncode)}"
-                        f" after {now - child.started_at:.1f} s",
+                        child, now, f"{describe_exit(code)} after {now - child.started_at:.1f} s"
                     )
             elif now >= child.restart_at:
                 child.restart_at = None
@@ -197,9 +189,9 @@ class Children:
                     if child.before_start:
                         child.before_start()
                     child.spawn()
-                    say(f"{child.name} restarted (pid {child.proc.pid})")
+                    say(f"{child.name} restarted (pid {child.process.pid})")
                 except (OSError, EngineError) as exc:
-                    child.started_at = now  # a failure at once: the next wait is longer
+                    child.process.started_at = now  # a failure at once: the next wait is longer
                     self._schedule_restart(child, now, f"could not be restarted: {exc}")
 
     @staticmethod
@@ -211,39 +203,30 @@ class Children:
     def stop(self, first: set[str], timeout: float = 30.0) -> None:
         """Stops the children named in `first` (the services), then the rest (the engines
         they use); each batch is signalled at once and then awaited."""
-        batches = [
-            [c for c in self.procs if c[0] in first],
-            [c for c in self.procs if c[0] not in first],
-        ]
-        for batch in batches:
-            for _, proc, stop_signal in batch:
-                if proc.poll() is None:
-                    try:
-                        os.killpg(proc.pid, stop_signal)
-                    except ProcessLookupError:
-                        pass
-            deadline = time.monotonic() + timeout
-            for name, proc, _ in batch:
-                try:
-                    proc.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    say(f"{name} did not stop within {timeout:.0f} s; killing it")
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+
+        def killing(process: ChildProcess) -> None:
+            say(f"{process.name} did not stop within {timeout:.0f} s; killing it")
+
+        started = [c.process for c in self.children if c.proc is not None]
+        for batch in (
+            [p for p in started if p.name in first],
+            [p for p in started if p.name not in first],
+        ):
+            stop_all(batch, timeout=timeout, on_kill=killing)
 
 
 def wait_for_http(url: str, timeout: float, children: Children) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if children.first_exited():
-            return False
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    return False
+    try:
+        wait_until(
+            lambda: http_ok(url, timeout=1),
+            timeout=timeout,
+            what=url,
+            interval=0.2,
+            alive=lambda: children.first_exited() is None,
+        )
+    except ProcessError:
+        return False
+    return True
 
 
 def ensure_database(uri: str) -> None:

@@ -35,6 +35,8 @@ from tests.upload.helpers import (
     upload_file,
 )
 
+pytestmark = pytest.mark.slow
+
 
 @dataclass(frozen=True)
 class User:

@@ -55,10 +55,26 @@ def test_sign_up_issues_a_verified_rs256_token_with_every_claim(auth_stub, key_p
     assert reply.tokens.session_expires_in_seconds <= 24 * 3600
 
 
-def test_passwords_are_bcrypt_cost_12_and_refresh_tokens_only_hashed(auth_stub, db_engine):
+@pytest.mark.slow
+def test_passwords_are_bcrypt_cost_12_and_refresh_tokens_only_hashed(common_settings, db_engine):
+    """An auth server of its own with the product's default cost (the session's hashes at
+    the cheapest, tests/fixtures/auth.py)."""
     from sqlalchemy import text
 
-    email, reply = signup(auth_stub)
+    from dropfile.auth.v1 import auth_pb2_grpc
+    from services.auth.server import create_server
+    from services.auth.settings import AuthSettings
+    from tests.conftest import settings_for
+
+    settings = settings_for(AuthSettings, common_settings)
+    assert settings.bcrypt_rounds == 12
+    handle = create_server(settings, port=0)
+    handle.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:
+            email, reply = signup(auth_pb2_grpc.AuthServiceStub(channel))
+    finally:
+        handle.stop(0).wait()
     with db_engine.connect() as conn:
         password_hash = conn.execute(
             text("select password_hash from users where email=:e"), {"e": email}
@@ -98,6 +114,7 @@ def test_sign_up_rejects_bad_input_with_a_clear_message(auth_stub, email, name, 
     assert info.domain == "dropfile"
 
 
+@pytest.mark.slow
 def test_sign_in_does_not_reveal_whether_the_email_exists(auth_stub):
     email, _ = signup(auth_stub)
     wrong_password = error_of(

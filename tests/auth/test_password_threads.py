@@ -9,6 +9,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from services.auth.passwords import PasswordHasher
 
 
@@ -40,6 +42,7 @@ def test_hashing_threads_run_niced_and_hashes_verify():
         hasher.close()
 
 
+@pytest.mark.slow
 def test_at_most_the_configured_number_of_hashes_run_at_once():
     hasher = PasswordHasher(10, threads=1, niceness=0)
     try:

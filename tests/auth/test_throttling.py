@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -33,9 +30,12 @@ from gateway.errors import rpc_error_details
 from gateway.settings import GatewaySettings
 from services.auth.server import create_server
 from services.auth.settings import AuthSettings
-from tests.conftest import settings_for, wait_until
+from tests.conftest import settings_for
 from tests.fixtures.gateway import serve_gateway
 from tests.tcp_proxy import TcpProxy
+from tools.processes import ChildProcess, free_port, http_ok
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -157,10 +157,14 @@ def test_120_guesses_at_one_account_within_20_s_evaluate_at_most_10(common_setti
     statuses = [answer.status_code for answer in answers]
     assert evaluated <= 10, f"{evaluated:.0f} of 120 guesses were checked"
     assert statuses.count(401) == evaluated
-    assert statuses.count(429) == 120 - evaluated
+    # The rest are refused: throttled (429), or, on a machine so busy that 24 at once
+    # outlast hashing's places (BCRYPT_MAX_PENDING, 16), refused at once as too many (503).
+    assert statuses.count(429) + statuses.count(503) == 120 - evaluated
+    assert statuses.count(429) >= 100
     for answer in answers:
-        if answer.status_code == 429:
+        if answer.status_code in (429, 503):
             assert int(answer.headers["Retry-After"]) >= 1
+        if answer.status_code == 429:
             assert answer.json() == {
                 "error": "too many sign-in attempts; retry later",
                 "code": "SIGN_IN_THROTTLED",
@@ -473,37 +477,16 @@ def test_a_full_hashing_queue_answers_503_with_retry_after_at_once(common_settin
         ) == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def process(argv: list[str], env: dict[str, str], log: Path, ready_url: str) -> Iterator[None]:
     """A Dropfile process as deployed (`python -m ...`), until the block ends."""
-    with open(log, "w") as output:
-        proc = subprocess.Popen(
-            argv, cwd=log.parent, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT
-        )
+    child = ChildProcess(argv[-1], argv, cwd=log.parent, env={**os.environ, **env}, log=log)
+    child.start()
     try:
-
-        def up():
-            try:
-                return proc.poll() is not None or httpx.get(ready_url, timeout=2).is_success
-            except httpx.TransportError:
-                return False
-
-        wait_until(up, timeout=30, what=f"{argv[-1]} to start")
-        assert proc.poll() is None, log.read_text()[-2000:]
+        child.wait_ready(lambda: http_ok(ready_url), timeout=30)
         yield
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        child.stop(timeout=20)
 
 
 def test_a_sign_in_flood_does_not_slow_refresh_or_authenticate(common_settings, tmp_path):
@@ -515,7 +498,7 @@ def test_a_sign_in_flood_does_not_slow_refresh_or_authenticate(common_settings, 
     issue asks for p99 < 100 ms, which `make bench` measures; asserted loosely here."""
     from bench.api import http_workload, raw_post, run_load
 
-    auth_port, http_port = _free_port(), _free_port()
+    auth_port, http_port = free_port(), free_port()
     common = {
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
         "DROPFILE_ENV": "development",
@@ -526,7 +509,7 @@ def test_a_sign_in_flood_does_not_slow_refresh_or_authenticate(common_settings, 
     auth_env = {
         **common,
         "AUTH_GRPC_PORT": str(auth_port),
-        "METRICS_PORT": str(_free_port()),
+        "METRICS_PORT": str(free_port()),
         "CLOUD_DB_URI": common_settings["cloud_db_uri"],
         "CLOUD_RD_URI": common_settings["cloud_rd_uri"],
         "PRIVATE_KEY": common_settings["private_key"],

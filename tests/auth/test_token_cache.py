@@ -22,6 +22,7 @@ def verifier(key_pair, redis_url):
     )
 
 
+@pytest.mark.slow
 def test_a_verified_token_is_remembered_until_it_expires(verifier, make_token):
     # Expired a moment before the leeway ends: valid for a few more seconds (room enough
     # for the two checks below on a loaded machine).

@@ -18,6 +18,8 @@ from bench import report
 from bench.stats import Results, Row, Target, percentile
 from tests.conftest import PG_ADMIN_URL
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 
 ROWS = [

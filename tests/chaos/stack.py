@@ -8,21 +8,27 @@ command, environment and data."""
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psycopg2
 
 from bench.stack import free_port
-from tools.engines import Engine, postgres, seaweedfs, valkey, wait_ready
+from tools.engines import Engine, postgres, seaweedfs, valkey
+from tools.processes import (
+    ChildProcess,
+    ProcessError,
+    grpc_serving,
+    http_ok,
+    stop_all,
+)
 from tools.run_stack import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +47,7 @@ class Spec:
     name: str
     argv: list[str]
     env: dict[str, str]
-    ready: object  # () -> bool
+    ready: Callable[[], bool]
     user: str | None = None
     stop_signal: int = signal.SIGTERM
 
@@ -50,7 +56,7 @@ class Spec:
 class ChaosStack:
     service_env: dict[str, str] = field(default_factory=dict)
     specs: dict[str, Spec] = field(default_factory=dict)
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    procs: dict[str, ChildProcess] = field(default_factory=dict)
     gateway_url: str = ""
     storage_url: str = ""  # SeaweedFS's S3 API, as the services reach it
     queue_url: str = ""
@@ -93,7 +99,7 @@ class ChaosStack:
                 "moto",
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
                 self._env(),
-                ready=lambda: _http_ok(f"{moto_url}/moto-api/"),
+                ready=lambda: http_ok(f"{moto_url}/moto-api/"),
             )
         )
         self.queue_url = f"{moto_url}/{MOTO_ACCOUNT}/dropfile-chaos-events"
@@ -134,9 +140,9 @@ class ChaosStack:
         for name, argv in SERVICES:
             port = ports[name]
             ready = (
-                (lambda: _http_ok(f"{self.gateway_url}/readyz"))
+                (lambda: http_ok(f"{self.gateway_url}/readyz"))
                 if name == "gateway"
-                else (lambda p=port: _grpc_serving(p))
+                else (lambda p=port: grpc_serving(f"127.0.0.1:{p}"))
             )
             self._add(Spec(name, argv, self._env(common), ready=ready))
 
@@ -197,25 +203,21 @@ class ChaosStack:
         """Starts `name` and waits until it is ready; returns how long that took."""
         spec = self.specs[name]
         started = time.monotonic()
-        log = open(self.state / "logs" / f"{name}.log", "ab")
-        extra = {"user": spec.user, "group": pwd.getpwnam(spec.user).pw_gid} if spec.user else {}
-        self.procs[name] = subprocess.Popen(
-            spec.argv,
-            cwd=self.state,
-            env=spec.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            **extra,
-        )
-        log.close()
-        proc = self.procs[name]
-        probe = Engine(name=name, argv=spec.argv, env={}, ready=spec.ready, ports=[])
+        if name not in self.procs:
+            self.procs[name] = ChildProcess(
+                name,
+                spec.argv,
+                env=spec.env,
+                cwd=self.state,
+                log=self.state / "logs" / f"{name}.log",
+                user=spec.user,
+                stop_signal=spec.stop_signal,
+            )
+        process = self.procs[name].start()
         try:
-            wait_ready(probe, timeout=timeout, alive=lambda: proc.poll() is None)
-        except Exception as exc:
-            raise ChaosStackError(f"{exc}; log: {self.log_tail(name)}") from None
+            process.wait_ready(spec.ready, timeout=timeout)
+        except ProcessError as exc:
+            raise ChaosStackError(str(exc)) from None
         return time.monotonic() - started
 
     def _run(self, name: str, argv: list[str], extra: dict[str, str]) -> None:
@@ -260,13 +262,7 @@ class ChaosStack:
     # -- faults ----------------------------------------------------------------------------
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs[name]
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-        proc.wait(timeout=60)
+        self.procs[name].stop(sig=sig, timeout=60)
 
     def restart(self, name: str, *, sig: int | None = None, down_for: float = 0.0) -> float:
         """Stops `name` (SIGKILL unless told), waits `down_for`, starts it again; returns
@@ -278,10 +274,10 @@ class ChaosStack:
         return time.monotonic() - started
 
     def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
+        for name, process in self.procs.items():
+            if not process.running:
                 raise ChaosStackError(
-                    f"{name} exited with {proc.returncode}: {self.log_tail(name)}"
+                    f"{name} exited with {process.returncode}: {self.log_tail(name)}"
                 )
 
     def log_tail(self, name: str, lines: int = 30) -> str:
@@ -299,42 +295,6 @@ class ChaosStack:
     def stop(self) -> None:
         services = [name for name, _ in SERVICES]
         for batch in (services, [n for n in self.procs if n not in services]):
-            for name in batch:
-                proc = self.procs.get(name)
-                if proc is not None and proc.poll() is None:
-                    try:
-                        os.killpg(proc.pid, self.specs[name].stop_signal)
-                    except ProcessLookupError:
-                        pass
-            for name in batch:
-                proc = self.procs.get(name)
-                if proc is None:
-                    continue
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            stop_all([self.procs[n] for n in batch if n in self.procs], timeout=20)
         if self.state is not None:
             shutil.rmtree(self.state, ignore_errors=True)
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _grpc_serving(port: int) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=2
-            )
-        except grpc.RpcError:
-            return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING

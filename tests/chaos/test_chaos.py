@@ -43,7 +43,7 @@ from .workload import (
 )
 
 PROFILE = FULL if os.environ.get("CHAOS_PROFILE") == "full" else SHORT
-pytestmark = pytest.mark.timeout(1800 if PROFILE is FULL else 600)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800 if PROFILE is FULL else 600)]
 
 
 @pytest.fixture

@@ -5,11 +5,13 @@ stderr with a non-zero exit, never a traceback."""
 from __future__ import annotations
 
 import json
-import socket
 import stat
 import uuid
 
 import httpx
+import pytest
+
+from tools.processes import free_port
 
 from .conftest import PART, PASSWORD, file_entry, uploaded_file_id, write_file
 
@@ -34,6 +36,7 @@ def test_signup_keeps_the_session_in_a_file_only_the_user_can_read(cli, gateway_
     assert [p.name for p in cli.config_dir.iterdir()] == ["session.json"]
 
 
+@pytest.mark.slow
 def test_signup_login_ls_get_rm_round_trip(cli, gateway_url, tmp_path, monkeypatch):
     account = cli.signup()
     status = cli("status").assert_ok().out
@@ -133,6 +136,7 @@ def test_one_missing_file_fails_alone(cli, account, tmp_path):
     assert "Traceback" not in result.err
 
 
+@pytest.mark.slow
 def test_progress_bars_render_with_rate_and_eta(cli, account, tmp_path):
     source, other = tmp_path / "shown.bin", tmp_path / "second.txt"
     data = write_file(source, PART + 1)
@@ -179,11 +183,9 @@ def test_unknown_file_ids(cli, account):
     cli("rm", "not-a-file-id").assert_one_line_error("file_id must be a UUID")
 
 
+@pytest.mark.slow
 def test_server_down(cli, account, monkeypatch):
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    down = f"http://127.0.0.1:{port}"
+    down = f"http://127.0.0.1:{free_port()}"  # a port nobody listens on
     for argv in (
         ["login", "--email", account.email, "--password-stdin"],
         ["signup", "--email", "x@example.com", "--password-stdin"],

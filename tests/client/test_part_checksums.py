@@ -24,10 +24,12 @@ from gateway.settings import GatewaySettings
 from services.upload.settings import UploadSettings
 from tests.conftest import settings_for, wait_until
 from tests.fixtures.gateway import serve_gateway
-from tests.fixtures.stores import S3Store, aws_credentials, seaweedfs  # noqa: F401
+from tests.fixtures.stores import S3Store, aws_credentials
 from tests.upload.helpers import running_upload_server
 
 from .conftest import PART, PASSWORD, write_file
+
+pytestmark = pytest.mark.slow
 
 CRC32C_HEADER = "x-amz-checksum-crc32c"
 SHA256_HEADER = "x-amz-checksum-sha256"

@@ -27,15 +27,12 @@ from services.common.clients import aws_client
 from services.upload.settings import UploadSettings
 from tests.conftest import settings_for, wait_until
 from tests.fixtures.gateway import serve_gateway
-from tests.fixtures.stores import (  # noqa: F401
-    SMALL_PART_MIN_SIZE,
-    aws_credentials,
-    private_valkey,
-    small_parts_moto,
-)
+from tests.fixtures.stores import SMALL_PART_MIN_SIZE, aws_credentials
 from tests.upload.helpers import running_upload_server
 
 from .conftest import PART, PASSWORD, run_dropfile, uploaded_file_id, write_file
+
+pytestmark = pytest.mark.slow
 
 UPLOAD_STATE = r"^/api/v2/files/[^/]+/upload$"
 

@@ -23,6 +23,8 @@ from tests.conftest import PG_ADMIN_URL, wait_until
 
 from .conftest import PART, file_entry, run_dropfile, uploaded_file_id, write_file
 
+pytestmark = pytest.mark.slow
+
 CREATE = r"^/api/v2/files$"
 PART_URLS = r"^/api/v2/files/[^/]+/part-urls$"
 PART_PUT = r"."  # any storage PUT (part_number narrows it to one part)

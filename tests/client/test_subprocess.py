@@ -12,10 +12,13 @@ import subprocess
 import sys
 
 import jwt
+import pytest
 
 from tests.conftest import wait_until
 
 from .conftest import MIB, PART, PASSWORD, run_dropfile, uploaded_file_id, write_file
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_whole_session_through_the_installed_command(

@@ -8,6 +8,7 @@ import json
 import time
 
 import jwt
+import pytest
 
 from dropfile_client import uploader
 
@@ -37,6 +38,7 @@ def download(cli, file_id: str, tmp_path) -> bytes:
     return target.read_bytes()
 
 
+@pytest.mark.slow
 def test_parts_go_up_in_parallel_and_arrive_intact(cli, account, tmp_path, fault_proxy):
     source = tmp_path / "big.bin"
     data = write_file(source, 4 * PART + 12_345)  # four full parts and a short fifth
@@ -55,6 +57,7 @@ def test_parts_go_up_in_parallel_and_arrive_intact(cli, account, tmp_path, fault
     assert download(cli, file_id, tmp_path) == data
 
 
+@pytest.mark.slow
 def test_the_stored_parts_are_recorded_together_and_the_last_at_once(
     cli, account, tmp_path, fault_proxy, monkeypatch
 ):
@@ -71,6 +74,7 @@ def test_the_stored_parts_are_recorded_together_and_the_last_at_once(
     assert download(cli, file_id, tmp_path) == data
 
 
+@pytest.mark.slow
 def test_a_part_that_fails_twice_is_retried_until_it_succeeds(cli, account, tmp_path, fault_proxy):
     source = tmp_path / "flaky.bin"
     data = write_file(source, 2 * PART + 99)
@@ -113,6 +117,7 @@ def test_a_part_storage_refuses_for_good_aborts_the_upload(
     )
 
 
+@pytest.mark.slow
 def test_an_expired_url_is_replaced_by_a_fresh_one(cli, account, tmp_path, fault_proxy):
     source = tmp_path / "slow.bin"
     data = write_file(source, 2 * PART + 5)
@@ -157,6 +162,7 @@ def test_an_expired_access_token_in_the_session_is_refreshed(
     assert download(cli, file_id, tmp_path) == data
 
 
+@pytest.mark.slow
 def test_an_access_token_that_expires_mid_upload_is_refreshed_once(
     cli, account, tmp_path, fault_proxy, make_token
 ):

@@ -11,7 +11,9 @@ import pytest
 
 from services.common.clients import aws_client
 from tests.conftest import REGION
-from tests.fixtures.stores import aws_credentials, seaweedfs  # noqa: F401 (fixture)
+from tests.fixtures.stores import aws_credentials
+
+pytestmark = pytest.mark.slow
 
 
 def test_clients_share_models_and_keep_their_own_credentials(seaweedfs, moto_endpoint):

@@ -18,6 +18,8 @@ from services.auth.settings import AuthSettings
 from services.common import keys
 from services.common.settings import DEFAULT_CORS_ORIGINS
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

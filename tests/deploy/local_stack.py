@@ -16,10 +16,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -28,6 +26,14 @@ import pytest
 import yaml
 
 from tests.tcp_proxy import TcpProxy
+from tools.processes import (
+    ChildProcess,
+    NotReady,
+    ProcessExited,
+    free_port,
+    http_status,
+    wait_until,
+)
 
 from .conftest import DEPLOY, ROOT, Manifests, Workload
 
@@ -46,29 +52,10 @@ BIND_ALL = "0.0.0.0"
 LOCAL_HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOCAL_HOST, 0))
-        return probe.getsockname()[1]
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((LOCAL_HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port_with_twin(offset: int = 10000) -> int:
     """A free port p whose p + offset is free too (SeaweedFS's servers also listen on a
     gRPC twin at +10000)."""
-    for _ in range(200):
-        port = free_port()
-        if port + offset < 65536 and _port_free(port + offset):
-            return port
-    raise RuntimeError("no free port pair found")
+    return free_port(host=LOCAL_HOST, twin_offset=offset)
 
 
 def app_directory(parent: Path) -> Path:
@@ -302,22 +289,17 @@ class LocalProcess:
         self.argv = argv
         self.env = env
         self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        self.process = ChildProcess(name, argv, env=env, cwd=cwd, log=self.log_path).start()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
 
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        return self.process.running
 
     def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        return self.process.log_text()
 
     def entries(self) -> list[dict]:
         """The JSON log lines (other output, e.g. a traceback, is skipped here)."""
@@ -331,11 +313,11 @@ class LocalProcess:
         return found
 
     def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.output().splitlines()[-lines:])
+        return self.process.log_tail(lines)
 
     def wait(self, timeout: float) -> int:
         try:
-            return self.popen.wait(timeout)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             pytest.fail(
                 f"{self.name} ({' '.join(self.argv)}) did not finish within "
@@ -343,16 +325,13 @@ class LocalProcess:
             )
 
     def terminate(self, timeout: float) -> int:
-        """SIGTERM, as the kubelet sends, and the exit status."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
+        """SIGTERM, as the kubelet sends (to the container's main process), and the exit
+        status."""
+        self.process.signal(signal.SIGTERM, group=False)
         return self.wait(timeout)
 
     def kill(self) -> None:
-        if self.alive():
-            self.popen.kill()
-            self.popen.wait()
-        self._log.close()
+        self.process.kill()
 
 
 def run_to_completion(process: LocalProcess, timeout: float) -> None:
@@ -362,24 +341,26 @@ def run_to_completion(process: LocalProcess, timeout: float) -> None:
 
 def wait_for_http(url: str, processes: list[LocalProcess], *, timeout: float) -> None:
     """Until `url` answers 200; fails at once if a process exits meanwhile."""
-    import httpx
+    last: list[int | None] = [None]
 
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        for process in processes:
-            if not process.alive():
-                pytest.fail(
-                    f"{process.name} exited with {process.popen.returncode} while "
-                    f"waiting for {url}:\n{process.tail()}"
-                )
-        try:
-            response = httpx.get(url, timeout=3)
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text}"
-        except httpx.TransportError as exc:
-            last = repr(exc)
-        time.sleep(0.25)
-    logs = "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in processes)
-    pytest.fail(f"{url} not ready after {timeout}s (last: {last})\n{logs}")
+    def answered() -> bool:
+        last[0] = http_status(url, timeout=3)
+        return last[0] == 200
+
+    try:
+        wait_until(
+            answered,
+            timeout=timeout,
+            interval=0.25,
+            what=url,
+            alive=lambda: all(p.alive() for p in processes),
+        )
+    except ProcessExited:
+        exited = next(p for p in processes if not p.alive())
+        pytest.fail(
+            f"{exited.name} exited with {exited.returncode} while "
+            f"waiting for {url}:\n{exited.tail()}"
+        )
+    except NotReady:
+        logs = "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in processes)
+        pytest.fail(f"{url} not ready after {timeout}s (last status: {last[0]})\n{logs}")

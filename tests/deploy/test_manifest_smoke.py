@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.auth.throttle import sign_up_key
 from tests.conftest import PG_ADMIN_URL, wait_until
+from tools.processes import free_port
 
 from .local_stack import (
     LOCAL_HOST,
@@ -48,6 +49,8 @@ from .local_stack import (
     run_to_completion,
     wait_for_http,
 )
+
+pytestmark = pytest.mark.e2e
 
 SERVICES = ["auth", "upload", "events", "gateway"]  # started in this order
 PART_SIZE = 5 * 1024 * 1024  # PART_SIZE_BYTES' default: the kind overlay does not set it

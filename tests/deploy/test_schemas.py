@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 try:
     import kubernetes_validate
     from kubernetes_validate.utils import SchemaNotFoundError, ValidationError

@@ -22,6 +22,8 @@ from sqlalchemy import text
 from dropfile.events.v1 import events_pb2
 from tests.conftest import wait_until
 
+pytestmark = pytest.mark.e2e
+
 PART_SIZE = 5 * 1024 * 1024  # the browser client's slice size
 ORIGIN = "http://localhost:5173"  # the client's dev server: a cross-origin caller
 EVENT_DELAY_SECONDS = 4

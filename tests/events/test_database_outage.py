@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from tests.conftest import wait_until
 
 from .helpers import created_event, file_status, is_empty, queue_counts, stats, upload_file
+
+pytestmark = pytest.mark.slow
 
 
 def status_in_database(db_engine, file_id: str) -> str:

@@ -23,6 +23,8 @@ from tests.conftest import ROOT, wait_until
 
 from .helpers import created_event, file_status, is_empty, queue_counts, stats, upload_file
 
+pytestmark = pytest.mark.slow
+
 VISIBILITY_SECONDS = 3
 
 

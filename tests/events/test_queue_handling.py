@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 
 import grpc
 import pytest
@@ -20,6 +19,7 @@ from services.events.server import create_server
 from services.events.settings import EventsSettings
 from services.setup import ensure_bucket, ensure_notification
 from tests.conftest import settings_for, wait_until
+from tools.processes import free_port
 
 from .helpers import dead_lettered_count, is_empty, messages_of, queue_counts, s3_record, stats
 
@@ -27,12 +27,6 @@ from .helpers import dead_lettered_count, is_empty, messages_of, queue_counts, s
 @pytest.fixture
 def queue(make_queue):
     return make_queue()
-
-
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def dead_letters(sqs, dlq_url: str, count: int) -> list[dict]:
@@ -60,7 +54,7 @@ def test_storage_test_event_is_acknowledged_and_deleted(
     ensure_notification(s3, bucket, queue.arn)
     assert queue_counts(sqs, queue.url)[0] == 1
     processor = start_processor(
-        sqs_queue_url=queue.url, s3_bucket=bucket, upload_service_addr=f"127.0.0.1:{unused_port()}"
+        sqs_queue_url=queue.url, s3_bucket=bucket, upload_service_addr=f"127.0.0.1:{free_port()}"
     )
     wait_until(
         lambda: stats(processor.stub, make_token).messages_deleted == 1,
@@ -80,7 +74,7 @@ def test_records_of_other_buckets_and_removals_are_acknowledged_without_any_call
     processor = start_processor(
         sqs_queue_url=queue.url,
         s3_bucket=quiet_bucket,
-        upload_service_addr=f"127.0.0.1:{unused_port()}",
+        upload_service_addr=f"127.0.0.1:{free_port()}",
     )
     bodies = [
         {
@@ -108,6 +102,7 @@ def test_records_of_other_buckets_and_removals_are_acknowledged_without_any_call
     assert is_empty(sqs, queue.url) and is_empty(sqs, queue.dlq_url)
 
 
+@pytest.mark.slow
 def test_unprocessable_messages_reach_the_dead_letter_queue_through_the_redrive_policy(
     sqs, queue, quiet_bucket, start_processor, make_token, caplog
 ):
@@ -147,6 +142,7 @@ def test_unprocessable_messages_reach_the_dead_letter_queue_through_the_redrive_
         assert all(reason in line and "dead-letter queue" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_an_unreachable_upload_service_keeps_the_message_in_flight_until_stopped(
     s3, sqs, queue, quiet_bucket, start_processor, make_token
 ):
@@ -155,7 +151,7 @@ def test_an_unreachable_upload_service_keeps_the_message_in_flight_until_stopped
     processor = start_processor(
         sqs_queue_url=queue.url,
         s3_bucket=quiet_bucket,
-        upload_service_addr=f"127.0.0.1:{unused_port()}",
+        upload_service_addr=f"127.0.0.1:{free_port()}",
         sqs_visibility_timeout_seconds=2,
     )
     body = json.dumps(
@@ -194,6 +190,7 @@ def test_an_unreachable_upload_service_keeps_the_message_in_flight_until_stopped
     assert message["Attributes"]["ApproximateReceiveCount"] == "2"
 
 
+@pytest.mark.slow
 def test_a_stopped_processor_receives_nothing_more(
     sqs, queue, quiet_bucket, start_processor, make_token
 ):
@@ -210,6 +207,7 @@ def test_a_stopped_processor_receives_nothing_more(
     assert queue_counts(sqs, queue.url) == (1, 0)  # nobody is receiving any more
 
 
+@pytest.mark.slow
 def test_without_a_queue_there_is_no_poller_but_stats_still_serve(common_settings, make_token):
     from services.events.reconciler import Reconciler
     from services.events.watch import FileEventHub
@@ -239,7 +237,7 @@ def test_messages_are_processed_concurrently_and_only_as_many_are_received_as_sl
     processor = start_processor(
         sqs_queue_url=queue.url,
         s3_bucket=quiet_bucket,
-        upload_service_addr=f"127.0.0.1:{unused_port()}",
+        upload_service_addr=f"127.0.0.1:{free_port()}",
         event_concurrency=2,
     )
     for index in range(3):

@@ -55,6 +55,7 @@ def replaced(watcher: Watcher) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_one_stream_too_many_closes_the_users_oldest_across_two_replicas(
     start_replica, watch, make_token
 ):
@@ -85,6 +86,7 @@ def test_one_stream_too_many_closes_the_users_oldest_across_two_replicas(
     watch(replica_b.stub, bob).live()
 
 
+@pytest.mark.slow
 def test_one_user_cannot_fill_a_replica_for_the_others(start_replica, watch, make_token):
     replica = start_replica(watch_max_streams=10)
     alice_id = str(uuid.uuid4())
@@ -104,6 +106,7 @@ def test_one_user_cannot_fill_a_replica_for_the_others(start_replica, watch, mak
     assert carol.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+@pytest.mark.slow
 def test_a_crashed_replicas_streams_stop_counting_once_its_lease_runs_out(redis_url):
     """StreamLimits on the real Redis: the crashed replica renewed its lease once and never
     again, as a killed process would."""

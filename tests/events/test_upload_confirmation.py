@@ -68,6 +68,7 @@ def test_health_is_serving_and_stats_need_a_user_token(
     assert counters.messages_received >= counters.messages_deleted >= 0
 
 
+@pytest.mark.slow
 def test_a_completed_multipart_upload_becomes_uploaded_through_its_storage_events(
     events_server, events_stub, upload_stub, make_token, s3, sqs, storage, db_engine
 ):
@@ -129,6 +130,7 @@ def pipeline(make_queue, quiet_bucket, quiet_upload, start_processor):
     return queue, processor
 
 
+@pytest.mark.slow
 def test_duplicate_events_confirm_once_and_are_all_deleted(
     pipeline, quiet_upload, quiet_bucket, make_token, s3, sqs, db_engine
 ):
@@ -185,6 +187,7 @@ def test_a_removal_seen_before_the_creation_does_not_stop_the_confirmation(
     assert stats(processor.stub, make_token).uploads_confirmed == 1
 
 
+@pytest.mark.slow
 def test_creations_in_reverse_sequencer_order_confirm_once(
     pipeline, quiet_upload, quiet_bucket, make_token, s3, sqs, db_engine
 ):
@@ -272,6 +275,7 @@ def test_an_event_naming_another_object_is_acknowledged_and_changes_nothing(
     )
 
 
+@pytest.mark.slow
 def test_a_forged_message_for_an_upload_never_completed_changes_nothing_and_is_dead_lettered(
     pipeline, quiet_upload, quiet_bucket, make_token, s3, sqs, caplog
 ):
@@ -347,6 +351,7 @@ def test_a_late_event_of_a_deleted_file_whose_id_was_created_again_changes_nothi
     )["ETag"].strip('"')
 
 
+@pytest.mark.slow
 def test_a_refused_service_credential_is_never_acknowledged(
     make_queue, quiet_bucket, quiet_upload, start_processor, make_token, s3, sqs, caplog
 ):

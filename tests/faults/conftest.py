@@ -19,7 +19,6 @@ from grpc_status import rpc_status
 from gateway.settings import GatewaySettings
 from services.upload.settings import UploadSettings
 from tests.conftest import settings_for, wait_until
-from tests.fixtures.engines import own_postgres, own_valkey  # noqa: F401 - fixtures
 from tests.fixtures.gateway import serve_gateway
 from tests.upload.helpers import RunningUpload, running_upload_server
 

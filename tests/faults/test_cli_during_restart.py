@@ -13,8 +13,11 @@ import uuid
 from pathlib import Path
 
 import psycopg2
+import pytest
 
 from tests.conftest import ROOT, wait_until
+
+pytestmark = pytest.mark.slow
 
 DROPFILE_BIN = Path(ROOT) / ".venv" / "bin" / "dropfile"
 MIB = 1024 * 1024

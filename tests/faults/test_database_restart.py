@@ -16,6 +16,8 @@ from tests.upload.helpers import PART, completion, error_of, initiate, put_parts
 
 from .conftest import assert_unavailable
 
+pytestmark = pytest.mark.slow
+
 DOWN_SECONDS = 1.0
 
 

@@ -13,12 +13,15 @@ from contextlib import closing
 
 import grpc
 import psycopg2
+import pytest
 
 from dropfile.upload.v1 import upload_pb2
 from tests.upload.helpers import PART, completion, error_of, initiate, put_parts
 
 from .conftest import assert_unavailable
 from .test_database_restart import _record, _stored
+
+pytestmark = pytest.mark.slow
 
 
 def _set_new_sessions_read_only(postgres, read_only: bool) -> None:

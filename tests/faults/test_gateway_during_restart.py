@@ -17,6 +17,8 @@ import pytest
 
 from tests.upload.helpers import PART, put_part
 
+pytestmark = pytest.mark.slow
+
 UPLOADS = 3
 PARTS = 3
 

@@ -20,6 +20,8 @@ from tests.conftest import settings_for, wait_until
 
 from .conftest import wait_for_status
 
+pytestmark = pytest.mark.slow
+
 
 @contextmanager
 def health_of(handle) -> Iterator[Callable[..., int]]:

@@ -27,6 +27,8 @@ from tests.upload.helpers import PART, completion, error_of, initiate, put_parts
 from .conftest import assert_unavailable
 from .test_database_restart import _record, _stored
 
+pytestmark = pytest.mark.slow
+
 
 def _until_served(call, *args, timeout: float = 10, **kwargs):
     """The call, again after its RetryInfo delay while it answers UNAVAILABLE (what a

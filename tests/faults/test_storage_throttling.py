@@ -12,6 +12,8 @@ from .conftest import assert_unavailable
 from .s3_fault_proxy import S3FaultProxy
 from .test_database_restart import _stored
 
+pytestmark = pytest.mark.slow
+
 CREATE_MULTIPART = r"\?uploads"
 LIST_PARTS = r"\?uploadId="  # GET: ListParts
 COMPLETE = r"\?uploadId="  # POST: CompleteMultipartUpload

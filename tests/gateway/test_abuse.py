@@ -94,6 +94,7 @@ def code_of(answer: bytes) -> str:
     return json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"]
 
 
+@pytest.mark.slow
 def test_headers_sent_a_byte_at_a_time_are_cut_off(strict_gateway):
     with connect(strict_gateway) as sock:
         taken, answer, closed = trickle(
@@ -105,12 +106,14 @@ def test_headers_sent_a_byte_at_a_time_are_cut_off(strict_gateway):
     assert code_of(answer) == "REQUEST_TIMEOUT"
 
 
+@pytest.mark.slow
 def test_a_connection_that_never_sends_a_request_is_closed(strict_gateway):
     with connect(strict_gateway) as sock:
         answer, closed = answer_of(sock, LIMIT_SECONDS + 3)
     assert closed and answer == b""
 
 
+@pytest.mark.slow
 def test_a_body_sent_a_byte_at_a_time_is_cut_off(strict_gateway):
     body = json.dumps({"user": {"email": "slow@example.com", "password": "p" * 60}}).encode()
     with connect(strict_gateway) as sock:
@@ -208,6 +211,7 @@ def flood(
     return thread
 
 
+@pytest.mark.slow
 def test_one_users_record_flood_does_not_hold_back_anothers_record(gateway_settings):
     # Small batches, one at a time: the flood takes hundreds of RecordParts calls.
     settings = gateway_settings.model_copy(
@@ -246,6 +250,7 @@ def test_one_users_record_flood_does_not_hold_back_anothers_record(gateway_setti
         assert answered == [200] * 10
 
 
+@pytest.mark.slow
 def test_a_session_with_too_many_records_waiting_is_told_to_retry(gateway_settings):
     settings = gateway_settings.model_copy(
         update={
@@ -305,6 +310,7 @@ def sse_gateway(gateway_settings) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_a_ninth_live_status_stream_closes_the_users_oldest(sse_gateway):
     gateway_url = sse_gateway
     alice = new_user(gateway_url)

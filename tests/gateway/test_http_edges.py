@@ -4,7 +4,6 @@ OpenAPI, unknown routes and oversized bodies."""
 from __future__ import annotations
 
 import logging
-import socket
 import uuid
 
 import httpx
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 from gateway.settings import GatewaySettings
 from services.common.logs import request_id_var
 from tests.fixtures.gateway import serve_gateway
+from tools.processes import free_port
 
 DEV_ORIGIN = "http://localhost:5173"
 
@@ -89,16 +89,10 @@ def test_readyz_is_200_when_every_backend_serves(api_client):
     }
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_readyz_is_503_naming_the_backend_that_is_down(gateway_settings):
     broken = gateway_settings.model_copy(
         update={
-            "upload_service_addr": f"127.0.0.1:{_closed_port()}",
+            "upload_service_addr": f"127.0.0.1:{free_port()}",
             "readiness_timeout_seconds": 1.0,
         }
     )

@@ -6,33 +6,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import wait_until
+from tools.processes import ChildProcess, free_port, http_ok
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _get(url: str) -> httpx.Response | None:
-    try:
-        return httpx.get(url, timeout=2)
-    except httpx.TransportError:
-        return None
-
-
 def test_python_m_gateway_serves_until_sigterm(gateway_settings, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
@@ -45,22 +34,12 @@ def test_python_m_gateway_serves_until_sigterm(gateway_settings, tmp_path):
         "EVENTS_SERVICE_ADDR": gateway_settings.events_service_addr,
     }
     # Run away from the checkout so no .env file there is read.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = ChildProcess(
+        "gateway", [sys.executable, "-m", "gateway"], cwd=tmp_path, env=env, log=tmp_path / "log"
+    ).start()
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: process.poll() is not None or _get(f"{base}/healthz"),
-            timeout=30,
-            what="python -m gateway to answer /healthz",
-        )
-        assert process.poll() is None, process.communicate()[1]
+        process.wait_ready(lambda: http_ok(f"{base}/healthz"), timeout=30)
         ready = httpx.get(f"{base}/readyz")
         assert ready.status_code == 200, ready.text
         assert "server" not in ready.headers  # no version advertising
@@ -69,10 +48,10 @@ def test_python_m_gateway_serves_until_sigterm(gateway_settings, tmp_path):
         )
         assert refused.status_code == 401
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
+        returncode = process.stop(timeout=30)
+    stderr = process.log_text()
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
-    assert process.returncode in (0, -signal.SIGTERM), stderr
+    assert returncode in (0, -signal.SIGTERM), stderr
     assert "Application shutdown complete" in stderr
     entries = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(

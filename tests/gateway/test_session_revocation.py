@@ -101,6 +101,7 @@ class GrpcWatch:
 # -- item 4: refresh that survives two tabs -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_tabs_refreshing_at_once_both_keep_the_session(clients):
     browser = clients()
     issued = set_cookies(sign_up(browser))
@@ -169,6 +170,7 @@ def short_grace_auth(common_settings) -> Iterator[auth_pb2_grpc.AuthServiceStub]
     handle.stop(0).wait()
 
 
+@pytest.mark.slow
 def test_a_refresh_token_reused_after_the_window_ends_the_session_and_its_access(
     short_grace_auth, upload_api, events_api
 ):
@@ -225,6 +227,7 @@ def test_a_refresh_token_reused_after_the_window_ends_the_session_and_its_access
 # -- item 5: sign-out ends access at once ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sign_out_ends_access_everywhere_within_a_second(clients, upload_api, events_api):
     browser = clients()
     assert sign_up(browser).status_code == 200
@@ -277,6 +280,7 @@ def _email_of(client: httpx.Client) -> str:
 # -- Redis unreachable: fail closed, never a 500 ------------------------------------------
 
 
+@pytest.mark.slow
 def test_without_redis_tokens_are_refused_as_unavailable_and_sign_out_is_503(
     common_settings, gateway_settings, auth_stub, make_token
 ):

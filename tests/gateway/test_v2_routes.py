@@ -16,6 +16,7 @@ def part_urls(client: httpx.Client, file_id: str, body) -> httpx.Response:
     return client.post(f"/api/v2/files/{file_id}/part-urls", json=body)
 
 
+@pytest.mark.slow
 def test_fresh_urls_finish_an_upload(signed_in, upload_settings):
     client = signed_in()
     data = bytes(range(256)) * (PART_SIZE // 256) + b"the short last part"

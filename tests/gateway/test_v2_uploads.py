@@ -63,6 +63,7 @@ def send(
         assert recorded.json() == {"partNumber": number}
 
 
+@pytest.mark.slow
 def test_a_v2_upload_from_start_to_download(signed_in):
     client = signed_in()
     data = os.urandom(2 * 5 * MIB + 99)

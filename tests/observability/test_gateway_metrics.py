@@ -5,7 +5,6 @@ METRICS_PORT. `python -m gateway` with METRICS_PORT serves them on that port."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,8 +16,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from gateway.settings import GatewaySettings
-from tests.conftest import wait_until
 from tests.fixtures.gateway import serve_gateway
+from tools.processes import ChildProcess, free_port, http_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = "dropfile_http_requests_total"
@@ -77,12 +76,6 @@ def test_metrics_are_not_on_the_http_port(gateway_settings, overrides):
         assert counted("GET", "/healthz", "200") == before + 1
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _env(**values: str) -> dict[str, str]:
     return {
         "PATH": os.environ["PATH"],
@@ -91,8 +84,9 @@ def _env(**values: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_python_m_gateway_serves_metrics_on_metrics_port(gateway_settings, tmp_path):
-    http_port, metrics_port = _free_port(), _free_port()
+    http_port, metrics_port = free_port(), free_port()
     env = _env(
         DROPFILE_ENV="development",
         DROPFILE_HTTP_PORT=str(http_port),
@@ -101,25 +95,12 @@ def test_python_m_gateway_serves_metrics_on_metrics_port(gateway_settings, tmp_p
         UPLOAD_SERVICE_ADDR=gateway_settings.upload_service_addr,
         EVENTS_SERVICE_ADDR=gateway_settings.events_service_addr,
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = ChildProcess(
+        "gateway", [sys.executable, "-m", "gateway"], cwd=tmp_path, env=env, log=tmp_path / "log"
+    ).start()
     try:
         base = f"http://127.0.0.1:{http_port}"
-
-        def answering():
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                return httpx.get(f"{base}/readyz", timeout=3).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(answering, timeout=30, what="python -m gateway to be ready")
+        process.wait_ready(lambda: http_ok(f"{base}/readyz", timeout=3), timeout=30)
         assert httpx.post(f"{base}/api/auth/signin", json={}).status_code == 400
         assert httpx.get(f"{base}/metrics", timeout=5).status_code == 404
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
@@ -129,15 +110,15 @@ def test_python_m_gateway_serves_metrics_on_metrics_port(gateway_settings, tmp_p
         ) in scraped.text
         assert 'route="/readyz",status="200"' in scraped.text
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        process.stop(timeout=30)
 
 
+@pytest.mark.slow
 def test_a_taken_metrics_port_stops_the_gateway(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        env = _env(DROPFILE_HTTP_PORT=str(_free_port()), METRICS_PORT=str(taken.getsockname()[1]))
+        env = _env(DROPFILE_HTTP_PORT=str(free_port()), METRICS_PORT=str(taken.getsockname()[1]))
         result = subprocess.run(
             [sys.executable, "-m", "gateway"],
             cwd=tmp_path,

@@ -23,6 +23,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tests.conftest import wait_until
+from tools.processes import ChildProcess, free_port
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER, CLIENT = trace_pb2.Span.SPAN_KIND_SERVER, trace_pb2.Span.SPAN_KIND_CLIENT
@@ -82,14 +85,6 @@ def collector():
     server.stop(0).wait()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _base_env(tmp_path: Path) -> dict[str, str]:
     # Nothing inherited: no OTEL_* or AWS_* variable of the test run leaks in.
     return {
@@ -101,26 +96,18 @@ def _base_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _start(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-    )
+def _start(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> ChildProcess:
+    return ChildProcess(argv[-1], argv, cwd=cwd, env=env, log=log).start()
 
 
-def _stop(process: subprocess.Popen, log: Path) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+def _stop(process: ChildProcess) -> None:
+    if process.running:
+        process.signal(signal.SIGTERM)
     try:
         process.wait(30)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.wait()
-        pytest.fail(f"{process.args} did not stop:\n{log.read_text()}")
+        pytest.fail(f"{process.argv} did not stop:\n{process.log_text()}")
 
 
 def test_a_gateway_request_is_one_trace_across_gateway_and_upload(
@@ -128,7 +115,7 @@ def test_a_gateway_request_is_one_trace_across_gateway_and_upload(
 ):
     servicer, endpoint = collector
     _, public_pem = key_pair
-    upload_port, http_port = _free_port(), _free_port()
+    upload_port, http_port = free_port(), free_port()
     upload_env = {
         **_base_env(tmp_path),
         "DROPFILE_ENV": "production",
@@ -167,7 +154,7 @@ def test_a_gateway_request_is_one_trace_across_gateway_and_upload(
         url = f"http://127.0.0.1:{http_port}/api/files/list"
 
         def listed():
-            if upload.poll() is not None or gateway.poll() is not None:
+            if not (upload.running and gateway.running):
                 pytest.fail("a process exited:\n" + "\n".join(p.read_text() for p in logs.values()))
             try:
                 return httpx.get(url, headers=cookie, timeout=5).status_code == 200
@@ -180,8 +167,8 @@ def test_a_gateway_request_is_one_trace_across_gateway_and_upload(
     finally:
         # Stopping flushes the spans still buffered (the gateway as its app shuts down,
         # upload when the process exits).
-        _stop(gateway, logs["gateway"])
-        _stop(upload, logs["upload"])
+        _stop(gateway)
+        _stop(upload)
 
     spans = servicer.received()
     services = {span.service for span in spans}

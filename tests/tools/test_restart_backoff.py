@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from tools.run_stack import describe_exit, next_delay
 
 
@@ -26,6 +28,7 @@ def test_the_log_names_the_signal_or_the_code():
     assert describe_exit(3) == "exited with code 3"
 
 
+@pytest.mark.slow
 def test_a_killed_child_is_started_again_and_the_log_says_so(capsys):
     """Real processes: one killed with SIGKILL comes back after the first wait (0.5 s);
     killed again at once, it waits twice as long."""

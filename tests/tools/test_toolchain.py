@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 # Any interpreter the test can run under is 3.11 or newer: it stands in for newer ones.
 REAL_PYTHON = Path(sys.executable).resolve()

@@ -4,6 +4,7 @@ cost no failed call: the upsert is retried once on a fresh connection."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from dropfile.upload.v1 import upload_pb2
@@ -36,6 +37,7 @@ def _drop_every_other_connection(db_engine) -> int:
     return ended
 
 
+@pytest.mark.slow
 def test_record_part_survives_connections_dropped_by_the_database(
     api, alice, db_engine, s3, bucket
 ):
@@ -50,6 +52,7 @@ def test_record_part_survives_connections_dropped_by_the_database(
     assert s3.get_object(Bucket=bucket, Key=upload.s3_key)["Body"].read() == upload.data
 
 
+@pytest.mark.slow
 def test_a_restart_costs_no_call_when_many_connections_died_at_once(
     api, alice, db_engine, s3, bucket
 ):

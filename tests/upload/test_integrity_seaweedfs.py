@@ -19,10 +19,12 @@ from services.upload.checksums import ChecksumAlgorithm
 from services.upload.settings import UploadSettings
 from services.upload.storage import Storage
 from tests.conftest import settings_for
-from tests.fixtures.stores import S3Store, aws_credentials, seaweedfs  # noqa: F401
+from tests.fixtures.stores import S3Store, aws_credentials
 
 from .helpers import MIB, RunningUpload, assert_code, running_upload_server
 from .v2_helpers import CRC32C, complete, create, get_upload, part_urls, put, send_parts, sha256_b64
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")

@@ -93,6 +93,7 @@ def deleted_after_abort(api, internal, user, service_metadata):
     return upload
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "life",
     [

@@ -180,6 +180,7 @@ def test_the_service_token_works_for_confirm(internal, service_metadata):
     assert reply.outcome == upload_pb2.ConfirmUploadResponse.OUTCOME_UNKNOWN_KEY
 
 
+@pytest.mark.slow
 def test_session_fixtures_serve_the_shared_stack(
     upload_stub,
     upload_internal_stub,

@@ -14,7 +14,7 @@ import pytest
 
 from services.upload.settings import UploadSettings
 from tests.conftest import settings_for
-from tests.fixtures.stores import S3Store, aws_credentials, seaweedfs  # noqa: F401
+from tests.fixtures.stores import S3Store, aws_credentials
 
 from .helpers import (
     MIB,
@@ -26,6 +26,8 @@ from .helpers import (
     running_upload_server,
 )
 from .v2_helpers import complete, create, part_urls, put, send_parts, sha256_b64
+
+pytestmark = pytest.mark.slow
 
 BIG = 24 * MIB
 

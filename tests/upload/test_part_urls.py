@@ -77,6 +77,7 @@ def test_one_part_and_the_whole_file_are_both_valid_ranges(api, alice):
     ]
 
 
+@pytest.mark.slow
 def test_a_fresh_url_is_signed_anew(api, alice):
     """A URL signed a second later differs from the first (a new X-Amz-Date and
     signature), so it is not the expired one again."""

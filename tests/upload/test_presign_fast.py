@@ -53,6 +53,7 @@ def _amz_date(url: str) -> str:
     return url.split("X-Amz-Date=")[1][:16]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "endpoint",
     ["http://127.0.0.1:38333", "https://s3.example.com:8443", "https://s3.example.com:443", None],
@@ -81,6 +82,7 @@ def test_urls_are_byte_identical_to_botocores(endpoint, token):
     assert "X-Amz-SignedHeaders=content-length%3Bhost&" in urls[-1]
 
 
+@pytest.mark.slow
 def test_a_range_not_starting_at_one_keeps_its_numbers():
     client = _client(endpoint="http://127.0.0.1:38333", token=None)
     urls = Storage(client, "my-bucket").part_urls.presign_parts(
@@ -228,6 +230,7 @@ def test_urls_signing_each_parts_checksum_are_byte_identical_to_botocores(algori
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("resignable", [True, False])
 def test_urls_made_as_they_are_read_are_presign_parts_urls(resignable):
     client = _client(endpoint="http://127.0.0.1:38333", token="a-session-token")

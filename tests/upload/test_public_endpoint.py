@@ -41,6 +41,7 @@ def public_api(common_settings, isolated_bucket, isolated_redis_url, front_door)
         yield running
 
 
+@pytest.mark.slow
 def test_urls_are_signed_for_the_public_endpoint_and_work_through_it(
     public_api, front_door, storage, s3, isolated_bucket, alice, service_metadata
 ):

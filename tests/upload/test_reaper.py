@@ -173,6 +173,7 @@ def file_events(redis_url: str, user_id: str) -> Iterator[list[FileStatusChange]
         client.close()
 
 
+@pytest.mark.slow
 def test_an_abandoned_upload_past_its_ttl_ends_failed_with_nothing_left_in_the_bucket(
     coordinator, reaper, new_user, s3, reaper_bucket, db_engine, isolated_redis_url
 ):
@@ -277,6 +278,7 @@ def test_a_multipart_upload_of_a_failed_file_is_an_orphan_too(
     assert multipart_uploads(s3, reaper_bucket, upload.s3_key) == set()
 
 
+@pytest.mark.slow
 def test_two_reapers_at_once_do_no_harm(
     coordinator, reaper, new_user, s3, reaper_bucket, db_engine, isolated_redis_url
 ):
@@ -321,6 +323,7 @@ def test_two_reapers_at_once_do_no_harm(
     assert (active.s3_key, active.upload_id) in multipart_uploads(s3, reaper_bucket)
 
 
+@pytest.mark.slow
 def test_the_reaper_runs_by_itself_in_the_upload_server(
     coordinator, reaper_settings, new_user, s3, reaper_bucket, db_engine
 ):

@@ -17,9 +17,11 @@ from services.upload.sessions import UploadSessions
 from services.upload.status_events import StatusEvents
 from services.upload.storage import BucketUploads
 from services.upload.store import ReaperStore
-from tests.fixtures.stores import S3Store, seaweedfs  # noqa: F401 - the fixture
+from tests.fixtures.stores import S3Store
 
 from .test_reaper import multipart_uploads
+
+pytestmark = pytest.mark.slow
 
 DAY = timedelta(days=1)
 

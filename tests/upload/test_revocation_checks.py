@@ -7,8 +7,6 @@ hint), never accepted unchecked, until Redis is back."""
 from __future__ import annotations
 
 import math
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +20,9 @@ from dropfile.upload.v1 import upload_pb2, upload_pb2_grpc
 from services.upload.server import create_server
 from services.upload.settings import UploadSettings
 from tests.conftest import settings_for, wait_until
+from tools.processes import ChildProcess, free_port
+
+pytestmark = pytest.mark.slow
 
 
 class Valkey:
@@ -32,14 +33,10 @@ class Valkey:
 
         self._binary = str(get_binary_path())
         self._folder = folder
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
+        self._process = ChildProcess(
+            "valkey",
             [
                 self._binary,
                 "--bind",
@@ -53,17 +50,14 @@ class Valkey:
                 "--appendonly",
                 "no",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            log=folder / "valkey.log",
         )
-        wait_until(self._answers, timeout=30, what="Valkey to start")
+
+    def start(self) -> None:
+        self._process.start().wait_ready(self._answers, timeout=30)
 
     def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
+        self._process.kill()
 
     def _answers(self) -> bool:
         try:

@@ -8,6 +8,7 @@ from contextlib import closing
 from urllib.parse import urlparse
 
 import grpc
+import pytest
 from sqlalchemy import text
 
 from dropfile.upload.v1 import upload_pb2
@@ -36,6 +37,7 @@ def _record(api, user, upload, index):
     )
 
 
+@pytest.mark.slow
 def test_flushdb_mid_upload_then_record_and_complete_still_work(
     api, alice, sessions_redis, s3, bucket, isolated_settings
 ):
@@ -75,6 +77,7 @@ def test_a_wrong_session_is_corrected_from_the_database(
     api.CompleteUpload(completion(upload), metadata=alice.metadata)
 
 
+@pytest.mark.slow
 def test_a_session_remembered_by_a_replica_does_not_outlive_an_abort_elsewhere(
     api, alice, isolated_settings, db_engine
 ):
@@ -104,6 +107,7 @@ def test_a_session_remembered_by_a_replica_does_not_outlive_an_abort_elsewhere(
     assert 1 not in recorded
 
 
+@pytest.mark.slow
 def test_a_redis_outage_does_not_fail_uploads(common_settings, isolated_bucket, alice, s3, caplog):
     from services.upload.settings import UploadSettings
 

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlparse
 
 import grpc
 import httpx
+import pytest
 from sqlalchemy import text
 
 from dropfile.upload.v1 import upload_pb2
@@ -43,6 +44,7 @@ def chunk_count(db_engine, file_id: str) -> int:
         ).scalar_one()
 
 
+@pytest.mark.slow
 def test_full_flow_stores_the_exact_bytes_and_leaves_the_file_uploading(
     api, alice, s3, bucket, db_engine, sessions_redis
 ):
@@ -267,6 +269,7 @@ def test_deleting_an_upload_in_progress_aborts_it(
     assert not sessions_redis.exists(f"dropfile:upload:{upload.file_id}")
 
 
+@pytest.mark.slow
 def test_concurrent_initiates_of_one_file_id_leave_one_upload(api, new_user, s3, bucket):
     file_id = str(uuid.uuid4())
     users = [new_user() for _ in range(6)]

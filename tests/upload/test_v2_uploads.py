@@ -20,12 +20,7 @@ from sqlalchemy import text
 from dropfile.upload.v1 import upload_pb2
 from services.upload.settings import UploadSettings
 from tests.conftest import settings_for
-from tests.fixtures.stores import (  # noqa: F401
-    SMALL_PART_MIN_SIZE,
-    aws_credentials,
-    private_valkey,
-    small_parts_moto,
-)
+from tests.fixtures.stores import SMALL_PART_MIN_SIZE, aws_credentials
 
 from .helpers import MIB, RunningUpload, assert_code, initiate, race, running_upload_server
 from .v2_helpers import SHA256, complete, create, get_upload, part_urls, put, send_parts, sha256_b64
@@ -337,6 +332,7 @@ def test_an_aborted_upload_resumes_as_failed(v2, alice):
     )
 
 
+@pytest.mark.slow
 def test_more_than_1000_parts_resume_and_complete(small_parts, alice, small_parts_moto):
     """1,100 parts of 1 KiB: the stored parts come from every page of ListParts."""
     api = small_parts.stub

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
+import pytest
 from playwright.sync_api import Page, Request, Route, expect
 
 from tests.web.conftest import file_row, sign_up
+
+pytestmark = pytest.mark.e2e
 
 EVENTS = "/api/v2/events"
 

@@ -4,12 +4,15 @@ checksum the server does not know (stored but never recorded, in a store whose p
 listing leaves checksums out, as SeaweedFS's does)."""
 from __future__ import annotations
 
+import pytest
 import os
 from pathlib import Path
 
 from playwright.sync_api import APIResponse, Request, Route, expect
 
 from tests.web.conftest import file_row, part_number, sign_up
+
+pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
 

@@ -2,12 +2,15 @@
 the parts storage already holds are not sent again, and the file arrives whole."""
 from __future__ import annotations
 
+import pytest
 import os
 from pathlib import Path
 
 from playwright.sync_api import Request, Response, Route, expect
 
 from tests.web.conftest import file_row, part_number, sign_up
+
+pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
 

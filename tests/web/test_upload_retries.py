@@ -8,6 +8,7 @@ The faults are made in the browser (route interception: the page is the client u
 test); the server behind them is the real stack."""
 from __future__ import annotations
 
+import pytest
 import os
 import re
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 from playwright.sync_api import Request, Route, expect
 
 from tests.web.conftest import file_row, part_number, sign_up
+
+pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
 CREATE = re.compile(r"/api/v2/files$")

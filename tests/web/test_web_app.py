@@ -4,6 +4,7 @@ the event processor), watch the status turn UPLOADED without reloading, download
 compare bytes, delete; cancel an upload midway; sign out, sign in, refresh the session."""
 from __future__ import annotations
 
+import pytest
 import json
 import os
 from contextlib import contextmanager
@@ -12,6 +13,8 @@ from pathlib import Path
 from playwright.sync_api import Page, Route, Request, expect
 
 from tests.web.conftest import file_row, part_number, save_artifact, sign_in, sign_up
+
+pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
 
