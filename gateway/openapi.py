@@ -207,7 +207,7 @@ def _error_response(
                     }
                     for code in codes
                 },
-            }
+            },
         },
     }
     if status in (429, 503):

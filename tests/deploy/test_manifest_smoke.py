@@ -34,7 +34,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.auth.throttle import sign_up_key
 from tests.conftest import PG_ADMIN_URL, wait_until
-from tools.processes import free_port
 
 from .local_stack import (
     LOCAL_HOST,

@@ -3,13 +3,14 @@ against the whole test stack, with the app built by `make web` and served by the
 
 Chromium is never downloaded by Playwright: /usr/bin/chromium must exist (`.ci/run`
 installs it), and the tests fail, not skip, without it."""
+
 from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -19,9 +20,16 @@ from services.setup import ensure_cors
 from tests.conftest import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(ROOT) / "test-artifacts"
 PASSWORD = "correct horse battery"
 
@@ -32,8 +40,9 @@ expect.set_options(timeout=30_000)
 @pytest.fixture(scope="session")
 def web_build() -> Path:
     """The built app, rebuilt by `make web` when its sources changed."""
-    result = subprocess.run(["make", "--no-print-directory", "web"], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "web"], cwd=ROOT, capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.fail(f"`make web` failed:\n{result.stdout}\n{result.stderr}")
     index = Path(ROOT) / "web" / "dist" / "index.html"
@@ -54,8 +63,10 @@ def web_url(web_build, gateway_url, s3, storage) -> str:
 @pytest.fixture(scope="session")
 def browser_driver() -> Iterator[Playwright]:
     if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium "
-                    "(apt-get install -y chromium); .ci/run does this")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's Chromium "
+            "(apt-get install -y chromium); .ci/run does this"
+        )
     with sync_playwright() as driver:
         yield driver
 
@@ -64,8 +75,13 @@ def browser_driver() -> Iterator[Playwright]:
 def context(browser_driver, tmp_path) -> Iterator[BrowserContext]:
     """A fresh browser profile (its own user data dir, so its own cookies) per test."""
     context = browser_driver.chromium.launch_persistent_context(
-        str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
-        args=CHROMIUM_ARGS, accept_downloads=True, viewport={"width": 1100, "height": 560})
+        str(tmp_path / "chromium-profile"),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        accept_downloads=True,
+        viewport={"width": 1100, "height": 560},
+    )
     yield context
     context.close()
 

@@ -1,6 +1,7 @@
 """The web app's live status in headless Chromium: status changes arrive through the event
 stream (GET /api/v2/events), and the list's polling still confirms uploads when the stream
 is unavailable."""
+
 from __future__ import annotations
 
 from urllib.parse import urlparse
@@ -19,8 +20,10 @@ def test_the_status_turns_uploaded_through_the_event_stream(page: Page, web_url,
     """Every list the page reads says UPLOADING (as if polling never caught up), so only
     the event stream can tell the page the upload was confirmed."""
     streams: list[str] = []
-    page.on("request", lambda request: streams.append(request.url)
-            if request.url.endswith(EVENTS) else None)
+    page.on(
+        "request",
+        lambda request: streams.append(request.url) if request.url.endswith(EVENTS) else None,
+    )
     sign_up(page, web_url)  # the stream opens with the file list
     stale_lists: list[int] = []
 
@@ -56,8 +59,11 @@ def test_polling_confirms_uploads_when_the_event_stream_is_down(page: Page, web_
 
     def unavailable(route: Route, request: Request) -> None:
         refused.append(request.url)
-        route.fulfill(status=503, json={"error": "a backend service is unavailable"},
-                      headers={"Retry-After": "1"})
+        route.fulfill(
+            status=503,
+            json={"error": "a backend service is unavailable"},
+            headers={"Retry-After": "1"},
+        )
 
     page.route(f"**{EVENTS}", unavailable)
     sign_up(page, web_url)

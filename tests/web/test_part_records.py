@@ -2,12 +2,13 @@
 part; a resumed upload records, with their checksums, the parts storage holds whose
 checksum the server does not know (stored but never recorded, in a store whose part
 listing leaves checksums out, as SeaweedFS's does)."""
+
 from __future__ import annotations
 
-import pytest
 import os
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import APIResponse, Request, Route, expect
 
 from tests.web.conftest import file_row, part_number, sign_up
@@ -20,13 +21,18 @@ MiB = 1024 * 1024
 def record_requests(page) -> list[Request]:
     """Every record request the page sends from now on (single or batch)."""
     sent: list[Request] = []
-    page.on("request", lambda request: sent.append(request)
-            if request.method == "POST" and "/parts" in request.url else None)
+    page.on(
+        "request",
+        lambda request: (
+            sent.append(request) if request.method == "POST" and "/parts" in request.url else None
+        ),
+    )
     return sent
 
 
-def test_parts_stored_together_are_recorded_in_one_request(page, web_url, storage,
-                                                           events_server, tmp_path):
+def test_parts_stored_together_are_recorded_in_one_request(
+    page, web_url, storage, events_server, tmp_path
+):
     sign_up(page, web_url)
     held: list[tuple[Route, APIResponse]] = []
 
@@ -49,12 +55,12 @@ def test_parts_stored_together_are_recorded_in_one_request(page, web_url, storag
     assert [request.url.endswith("/parts/batch") for request in records] == [True]
     parts = records[0].post_data_json["parts"]
     assert sorted(part["partNumber"] for part in parts) == [1, 2, 3]
-    assert all(part["checksum"] and part["etag"] and '"' not in part["etag"]
-               for part in parts)
+    assert all(part["checksum"] and part["etag"] and '"' not in part["etag"] for part in parts)
 
 
 def test_a_resumed_part_whose_checksum_the_server_lacks_is_recorded_with_it(
-        page, web_url, storage, events_server, tmp_path):
+    page, web_url, storage, events_server, tmp_path
+):
     sign_up(page, web_url)
     failing = [True]
     refused: list[int] = []
@@ -70,9 +76,16 @@ def test_a_resumed_part_whose_checksum_the_server_lacks_is_recorded_with_it(
     page.route(f"{storage['endpoint']}/**", fail_part_two)
     page.route("**/parts/batch", lambda route, request: held_records.append(route))
     asked: dict[int, str] = {}
-    page.on("request", lambda request: asked.update(
-        {request.post_data_json["first_part"]: request.post_data_json["checksums"][0]})
-        if request.url.endswith("/part-urls") else None)
+    page.on(
+        "request",
+        lambda request: (
+            asked.update(
+                {request.post_data_json["first_part"]: request.post_data_json["checksums"][0]}
+            )
+            if request.url.endswith("/part-urls")
+            else None
+        ),
+    )
     data = tmp_path / "two parts.bin"
     data.write_bytes(os.urandom(6 * MiB))
     page.set_input_files("#file-input", data)
@@ -96,8 +109,9 @@ def test_a_resumed_part_whose_checksum_the_server_lacks_is_recorded_with_it(
     page.set_input_files("#file-input", data)  # the same file, picked again
 
     expect(file_row(page, data.name)).to_have_attribute("data-status", "UPLOADED")
-    recorded = {part["partNumber"]: part for request in records
-                for part in request.post_data_json["parts"]}
+    recorded = {
+        part["partNumber"]: part for request in records for part in request.post_data_json["parts"]
+    }
     assert sorted(recorded) == [1, 2]
     assert recorded[1]["checksum"] == asked[1]  # what storage was told when it was stored
     assert recorded[2]["checksum"] == asked[2]

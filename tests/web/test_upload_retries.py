@@ -6,14 +6,15 @@ picking the same file again resumes it.
 
 The faults are made in the browser (route interception: the page is the client under
 test); the server behind them is the real stack."""
+
 from __future__ import annotations
 
-import pytest
 import os
 import re
 import time
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Request, Route, expect
 
 from tests.web.conftest import file_row, part_number, sign_up
@@ -55,20 +56,30 @@ class Faults:
             route.abort("connectionreset")  # ...and its answer is lost on the way
         else:
             status, _, retry_after = fault.partition(":")
-            headers = {"Access-Control-Allow-Origin": self.web_url,
-                       "Access-Control-Expose-Headers": "ETag, Retry-After"}
+            headers = {
+                "Access-Control-Allow-Origin": self.web_url,
+                "Access-Control-Expose-Headers": "ETag, Retry-After",
+            }
             if retry_after:
                 headers["Retry-After"] = retry_after
-            route.fulfill(status=int(status), headers=headers,
-                          json={"error": "the server is having a bad moment"})
+            route.fulfill(
+                status=int(status),
+                headers=headers,
+                json={"error": "the server is having a bad moment"},
+            )
 
 
 def intercept(page, storage, faults: Faults) -> list[Request]:
     """Routes every call of an upload through `faults`; returns the abort requests sent."""
+
     def gateway(route: Route, request: Request) -> None:
         path = request.url.split("?")[0]
-        for kind, pattern in (("create", CREATE), ("part-urls", PART_URLS),
-                              ("record", RECORD), ("complete", COMPLETE)):
+        for kind, pattern in (
+            ("create", CREATE),
+            ("part-urls", PART_URLS),
+            ("record", RECORD),
+            ("complete", COMPLETE),
+        ):
             if request.method == "POST" and pattern.search(path):
                 faults.handle(kind, route)
                 return
@@ -83,8 +94,9 @@ def intercept(page, storage, faults: Faults) -> list[Request]:
     page.route("**/api/v2/files**", gateway)
     page.route(f"{storage['endpoint']}/**", storage_put)
     aborts: list[Request] = []
-    page.on("request", lambda request: aborts.append(request)
-            if request.url.endswith(ABORT) else None)
+    page.on(
+        "request", lambda request: aborts.append(request) if request.url.endswith(ABORT) else None
+    )
     return aborts
 
 
@@ -95,15 +107,19 @@ def downloaded(page, name: str) -> bytes:
 
 
 def test_every_call_of_an_upload_is_retried_through_a_servers_bad_moment(
-        page, web_url, storage, events_server, tmp_path):
+    page, web_url, storage, events_server, tmp_path
+):
     sign_up(page, web_url)
-    faults = Faults(web_url, {
-        "create": ["500", "lose-answer"],  # created, answer lost: the retry finds it (409)
-        "part-urls": ["503", "500", "drop"],
-        "part-put": ["503", "drop"],
-        "record": ["500", "503", "drop"],
-        "complete": ["503:2", "lose-answer"],  # completed, answer lost: the retry succeeds
-    })
+    faults = Faults(
+        web_url,
+        {
+            "create": ["500", "lose-answer"],  # created, answer lost: the retry finds it (409)
+            "part-urls": ["503", "500", "drop"],
+            "part-put": ["503", "drop"],
+            "record": ["500", "503", "drop"],
+            "complete": ["503:2", "lose-answer"],  # completed, answer lost: the retry succeeds
+        },
+    )
     aborts = intercept(page, storage, faults)
     data = tmp_path / "through the storm.bin"
     data.write_bytes(os.urandom(12 * MiB + 99))  # three parts
@@ -122,7 +138,8 @@ def test_every_call_of_an_upload_is_retried_through_a_servers_bad_moment(
 
 
 def test_an_upload_failing_beyond_the_retries_is_kept_and_resumes_when_picked_again(
-        page, web_url, storage, events_server, tmp_path):
+    page, web_url, storage, events_server, tmp_path
+):
     page.clock.install()  # time flows; the test jumps past the retry deadline
     sign_up(page, web_url)
     failing = [True]
@@ -135,14 +152,23 @@ def test_an_upload_failing_beyond_the_retries_is_kept_and_resumes_when_picked_ag
         route.continue_()
 
     page.route("**/api/v2/files/*/parts/batch", records_down)
-    page.on("request", lambda request: sent_parts.append(part_number(request.url))
-            if request.method == "PUT" and part_number(request.url) else None)
+    page.on(
+        "request",
+        lambda request: (
+            sent_parts.append(part_number(request.url))
+            if request.method == "PUT" and part_number(request.url)
+            else None
+        ),
+    )
     aborts: list[Request] = []
-    page.on("request", lambda request: aborts.append(request)
-            if request.url.endswith(ABORT) else None)
+    page.on(
+        "request", lambda request: aborts.append(request) if request.url.endswith(ABORT) else None
+    )
     tries: list[Request] = []
-    page.on("request", lambda request: tries.append(request)
-            if request.url.endswith("/parts/batch") else None)
+    page.on(
+        "request",
+        lambda request: tries.append(request) if request.url.endswith("/parts/batch") else None,
+    )
     data = tmp_path / "kept.bin"
     data.write_bytes(os.urandom(8 * MiB + 5))  # two parts
     page.set_input_files("#file-input", data)
@@ -169,8 +195,9 @@ def test_an_upload_failing_beyond_the_retries_is_kept_and_resumes_when_picked_ag
     assert downloaded(page, data.name) == data.read_bytes()
 
 
-def test_an_upload_the_server_says_is_gone_ends_without_an_abort(page, web_url, storage,
-                                                                 events_server, tmp_path):
+def test_an_upload_the_server_says_is_gone_ends_without_an_abort(
+    page, web_url, storage, events_server, tmp_path
+):
     sign_up(page, web_url)
     held: list[Route] = []
 
@@ -182,8 +209,9 @@ def test_an_upload_the_server_says_is_gone_ends_without_an_abort(page, web_url, 
 
     page.route("**/api/v2/files/*/parts/batch", hold_the_first)
     aborts: list[Request] = []
-    page.on("request", lambda request: aborts.append(request)
-            if request.url.endswith(ABORT) else None)
+    page.on(
+        "request", lambda request: aborts.append(request) if request.url.endswith(ABORT) else None
+    )
     data = tmp_path / "deleted meanwhile.bin"
     data.write_bytes(os.urandom(6 * MiB + 1))  # two parts
     with page.expect_request("**/api/v2/files") as started:
@@ -199,12 +227,13 @@ def test_an_upload_the_server_says_is_gone_ends_without_an_abort(page, web_url, 
         held[0].continue_()
     assert refused.value.status == 404
 
-    expect(page.get_by_role("alert")).to_contain_text(
-        f"The upload of {data.name} failed: part")
+    expect(page.get_by_role("alert")).to_contain_text(f"The upload of {data.name} failed: part")
     expect(page.get_by_role("alert")).to_contain_text("file not found")
     assert aborts == []  # nothing to abort: the server says it is gone
-    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('dropfile.upload:'))"
-                         ) == []  # picking the file again starts afresh
+    assert (
+        page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('dropfile.upload:'))")
+        == []
+    )  # picking the file again starts afresh
     with page.expect_request("**/api/v2/files") as again:
         page.set_input_files("#file-input", data)
     new_id = again.value.post_data_json["fileId"]

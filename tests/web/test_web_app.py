@@ -2,15 +2,16 @@
 the page (parts PUT straight to moto's S3, storage's event confirming them through SQS and
 the event processor), watch the status turn UPLOADED without reloading, download and
 compare bytes, delete; cancel an upload midway; sign out, sign in, refresh the session."""
+
 from __future__ import annotations
 
-import pytest
 import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import Page, Route, Request, expect
+import pytest
+from playwright.sync_api import Page, Request, Route, expect
 
 from tests.web.conftest import file_row, part_number, save_artifact, sign_in, sign_up
 
@@ -37,8 +38,9 @@ def listed_files(page: Page, web_url: str) -> list[dict]:
     return response.json()["files"]
 
 
-def test_upload_several_files_then_download_and_delete(page, web_url, storage, s3, sqs,
-                                                       events_server, tmp_path):
+def test_upload_several_files_then_download_and_delete(
+    page, web_url, storage, s3, sqs, events_server, tmp_path
+):
     sign_up(page, web_url)
     expect(page.get_by_text("No files yet")).to_be_visible()
 
@@ -50,15 +52,22 @@ def test_upload_several_files_then_download_and_delete(page, web_url, storage, s
         part = part_number(request.url)
         if request.method == "PUT" and part in (2, 3) and part not in failed_once:
             failed_once.append(part)
-            route.fulfill(status=503 if part == 2 else 403, body="<Error/>", headers={
-                "Access-Control-Allow-Origin": web_url, "Content-Type": "application/xml"})
+            route.fulfill(
+                status=503 if part == 2 else 403,
+                body="<Error/>",
+                headers={"Access-Control-Allow-Origin": web_url, "Content-Type": "application/xml"},
+            )
             return
         route.continue_()
 
     page.route(f"{storage['endpoint']}/**", flaky_storage)
     renewals: list[dict] = []
-    page.on("request", lambda request: renewals.append(request.post_data_json)
-            if "/part-urls" in request.url else None)
+    page.on(
+        "request",
+        lambda request: (
+            renewals.append(request.post_data_json) if "/part-urls" in request.url else None
+        ),
+    )
 
     video = tmp_path / "holiday video.bin"
     video.write_bytes(os.urandom(12 * MiB + 54_321))  # three parts, the last one short
@@ -124,13 +133,18 @@ def test_cancelling_an_upload_midway_leaves_nothing_behind(page, web_url, storag
     page.route(f"{storage['endpoint']}/**", hold_all_but_the_first_part)
     name = "disk image.iso"
     # Dropped onto the page, as a user drags files from their desktop.
-    data_transfer = page.evaluate_handle("""([name, size]) => {
+    data_transfer = page.evaluate_handle(
+        """([name, size]) => {
         const data = new DataTransfer();
         data.items.add(new File([new Uint8Array(size)], name, {type: "application/octet-stream"}));
         return data;
-    }""", [name, 20 * MiB])
-    with page.expect_response("**/api/v2/files") as started, \
-            page.expect_response("**/api/v2/files/*/parts/batch") as recorded:
+    }""",
+        [name, 20 * MiB],
+    )
+    with (
+        page.expect_response("**/api/v2/files") as started,
+        page.expect_response("**/api/v2/files/*/parts/batch") as recorded,
+    ):
         page.dispatch_event("#drop-zone", "dragover", {"dataTransfer": data_transfer})
         page.dispatch_event("#drop-zone", "drop", {"dataTransfer": data_transfer})
     assert recorded.value.ok
@@ -157,26 +171,33 @@ def test_cancelling_an_upload_midway_leaves_nothing_behind(page, web_url, storag
     expect(page.get_by_role("alert")).to_be_hidden()
 
 
-def test_an_upload_storage_refuses_fails_in_words_and_is_aborted(page, web_url, storage, s3,
-                                                                tmp_path):
+def test_an_upload_storage_refuses_fails_in_words_and_is_aborted(
+    page, web_url, storage, s3, tmp_path
+):
     sign_up(page, web_url)
 
     def refuse_parts(route: Route, request: Request) -> None:
         if request.method != "PUT":
             route.continue_()
             return
-        route.fulfill(status=400, body="<Error><Code>InvalidRequest</Code></Error>",
-                      headers={"Access-Control-Allow-Origin": web_url})
+        route.fulfill(
+            status=400,
+            body="<Error><Code>InvalidRequest</Code></Error>",
+            headers={"Access-Control-Allow-Origin": web_url},
+        )
 
     page.route(f"{storage['endpoint']}/**", refuse_parts)
     broken = tmp_path / "broken.bin"
     broken.write_bytes(os.urandom(MiB))
-    with page.expect_response("**/api/v2/files") as started, \
-            page.expect_request("**/api/files/abort-upload"):
+    with (
+        page.expect_response("**/api/v2/files") as started,
+        page.expect_request("**/api/files/abort-upload"),
+    ):
         page.set_input_files("#file-input", broken)
     upload_id = started.value.json()["uploadId"]
     expect(page.get_by_role("alert")).to_contain_text(
-        "The upload of broken.bin failed: storage refused the part (HTTP 400)")
+        "The upload of broken.bin failed: storage refused the part (HTTP 400)"
+    )
     row = file_row(page, broken.name)
     expect(row).to_have_attribute("data-status", "FAILED")
     expect(row.locator(".file-message")).to_contain_text("HTTP 400")
@@ -204,8 +225,11 @@ def test_sign_out_sign_in_and_a_refreshed_session(page, context, web_url):
 
     # Without an access token (as when it expires), the page refreshes the session once
     # and carries on; the cookies stay out of the page's reach (HttpOnly).
-    assert all(c["httpOnly"] for c in context.cookies()
-               if c["name"] in ("access_token", "refresh_token", "device_id"))
+    assert all(
+        c["httpOnly"]
+        for c in context.cookies()
+        if c["name"] in ("access_token", "refresh_token", "device_id")
+    )
     context.clear_cookies(name="access_token")
     with page.expect_response("**/api/auth/refresh") as refreshed:
         page.reload()
