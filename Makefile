@@ -74,8 +74,9 @@ test: install deploy-validate
 
 # The fast tier, for the edit-test loop: unit and in-process tests, neither `slow` (processes
 # or engines of their own, SeaweedFS, waits by design) nor `e2e` (make run, the browser, the
-# manifests, bench, chaos). About 2 minutes on 2 cores; `make test` runs everything.
-test-fast: install
+# manifests, bench, chaos). About 2 minutes on 2 cores; `make test` runs everything. The
+# manifests' offline tests need kubectl and the kind overlay's generated secrets.
+test-fast: install $(VENV)/.deploy-tools kind-secrets
 	$(PY) -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
 
 # ruff (lint and format, pyproject.toml) and mypy --strict over services/, gateway/, client/.
