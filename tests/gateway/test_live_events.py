@@ -186,7 +186,7 @@ def test_a_quiet_stream_carries_heartbeat_comments(gateway_on_replica, open_stre
 def test_a_browser_going_away_ends_the_backend_subscription(
     gateway_on_replica, streams_only_replica, open_stream
 ):
-    hub = next(w for w in streams_only_replica.handle.workers if isinstance(w, FileEventHub))
+    hub = next(w for w in streams_only_replica.handle.loop_workers if isinstance(w, FileEventHub))
     client = new_user(gateway_on_replica)
     user_id = user_id_of(client)
     stream = open_stream(client)
