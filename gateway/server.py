@@ -4,6 +4,7 @@ and gateway/http_protocol.py's limits on slow request heads)."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -45,7 +46,7 @@ def main() -> None:
     uvicorn.Server(config).run()
 
 
-def uvicorn_config(app: FastAPI, settings: GatewaySettings, **options) -> uvicorn.Config:
+def uvicorn_config(app: FastAPI, settings: GatewaySettings, **options: Any) -> uvicorn.Config:
     """How the gateway is served (uvloop, httptools), with its limits on slow and
     numerous connections; `options` add to uvicorn.Config's (the tests' server uses this
     too)."""

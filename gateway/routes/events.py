@@ -2,8 +2,12 @@
 relayed from the events service's WatchFileEvents stream.
 
 The response starts only once the backend's subscription is live (its first message), so a
-refusal is a plain HTTP error (401, 503) and an `open` seen by a browser's EventSource means
-every change from then on arrives. Each change is an event named `file` whose data is JSON
+refusal is a plain HTTP error (401, 429, 503) and an `open` seen by a browser's EventSource
+means every change from then on arrives. An events process holding as many streams as it
+may (WATCH_MAX_STREAMS) refuses with RESOURCE_EXHAUSTED and a RetryInfo: 429 with
+Retry-After here.
+
+Each change is an event named `file` whose data is JSON
 `{"fileId", "status", "size", "at"}` (status UPLOADING, UPLOADED, FAILED or DELETED). A comment
 line every sse_heartbeat_seconds keeps proxies from closing a quiet stream. The stream ends
 after sse_max_stream_seconds (EventSource reconnects by itself, with the cookie's current
@@ -16,10 +20,11 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC
+from typing import Any
 
 import grpc
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from dropfile.events.v1 import events_pb2
 
@@ -43,9 +48,10 @@ _DESCRIPTION = (
     "for each status change of the caller's files (status UPLOADING, UPLOADED, FAILED or "
     "DELETED), and a `: keepalive` comment while nothing happens."
 )
-_RESPONSES = {
+_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}}, "description": _DESCRIPTION},
     401: {"model": ErrorReply},
+    429: {"model": ErrorReply},
     503: {"model": ErrorReply},
 }
 
@@ -64,10 +70,28 @@ def sse_file_event(event: events_pb2.FileEvent) -> str:
     return f"event: file\ndata: {data}\n\n"
 
 
-async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIterator[str]:
+WatchCall = grpc.aio.UnaryStreamCall[
+    events_pb2.WatchFileEventsRequest, events_pb2.WatchFileEventsResponse
+]
+
+
+async def _next(stream: WatchCall) -> events_pb2.WatchFileEventsResponse | None:
+    """The stream's next message; None at its end."""
+    reply = await stream.read()
+    return reply if isinstance(reply, events_pb2.WatchFileEventsResponse) else None
+
+
+async def _relay(
+    stream: WatchCall, first: events_pb2.WatchFileEventsResponse
+) -> AsyncIterator[str]:
     """The SSE body, from the backend's `first` message on. A client that goes away cancels
     this generator (Starlette watches for the disconnect), which cancels the backend
-    stream, which ends its subscription."""
+    stream, which ends its subscription.
+
+    Nothing here is per connection but the stream itself: no thread (the route and this
+    generator are coroutines on the gateway's loop), and the backend call rides the
+    process's one channel to the events service (deps.Backends), an HTTP/2 stream among
+    the others on its connection."""
     try:
         yield PREAMBLE
         reply = first
@@ -76,9 +100,10 @@ async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIter
                 yield sse_file_event(reply.file_event)
             elif reply is not first:
                 yield KEEPALIVE
-            reply = await stream.read()
-            if reply is grpc.aio.EOF:
+            following = await _next(stream)
+            if following is None:
                 return
+            reply = following
     except grpc.aio.AioRpcError as exc:
         # The stream's time is up (DEADLINE_EXCEEDED) or the backend went away: ending the
         # response makes EventSource reconnect, and the client re-lists its files.
@@ -94,21 +119,18 @@ async def _relay(stream, first: events_pb2.WatchFileEventsResponse) -> AsyncIter
     responses=_RESPONSES,
     summary="Live status changes of the caller's files (Server-Sent Events)",
 )
-async def file_events(request: Request, settings: SettingsDep, call: UserCall):
-    stream = call.backends.events.WatchFileEvents(
+async def file_events(request: Request, settings: SettingsDep, call: UserCall) -> Response:
+    stream: WatchCall = call.backends.events.WatchFileEvents(
         events_pb2.WatchFileEventsRequest(heartbeat_seconds=settings.sse_heartbeat_seconds),
         metadata=call.metadata,
         timeout=settings.sse_max_stream_seconds,
     )
     try:
-        first = await stream.read()  # a heartbeat, once the subscription is live
+        first = await _next(stream)  # a heartbeat, once the subscription is live
     except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # too many streams there
-            return error_response(
-                request.url.path, 503, exc.details() or "busy; retry", headers={"Retry-After": "2"}
-            )
+        # Too many streams there (RESOURCE_EXHAUSTED with RetryInfo): 429 and Retry-After.
         return rpc_error_response(request, exc)
-    if first is grpc.aio.EOF:
+    if first is None:
         return error_response(
             request.url.path, 503, "live status ended at once; retry", headers={"Retry-After": "2"}
         )
