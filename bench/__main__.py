@@ -22,6 +22,7 @@ from . import (
     initiation,
     many_uploads,
     signin,
+    streams,
     transfers,
     wan,
 )
@@ -31,7 +32,17 @@ from .report import machine, write
 from .stack import DROPFILE_PROCESSES, ROOT, BenchStack, ForeignLoad
 from .stats import Results, Row
 
-SECTIONS = ("upload", "control", "initiation", "events", "signin", "load", "wan", "browser")
+SECTIONS = (
+    "upload",
+    "control",
+    "initiation",
+    "events",
+    "signin",
+    "load",
+    "wan",
+    "browser",
+    "streams",
+)
 # Above this share of the machine's CPU used by others during a section, say so.
 FOREIGN_WARNING_PERCENT = 5.0
 
@@ -165,6 +176,11 @@ def run(argv: list[str]) -> int:
                 "browser",
                 "9. uploads from a browser",
                 lambda: browser.measure(stack, config, account, results, say),
+            ),
+            (
+                "streams",
+                "10. live streams",
+                lambda: streams.measure(stack, config, results, say),
             ),
         )
         for name, title, step in steps:
