@@ -2,8 +2,9 @@
 
 When it does, `configure_tracing` installs a tracer provider that batches spans to that
 collector over OTLP/gRPC and instruments gRPC (servers and clients, thread-pool and
-asyncio: the events service's server, the gateway's clients), so the W3C `traceparent` travels in gRPC metadata and one request through the
-gateway and the services is one trace. The gateway also instruments its FastAPI app
+asyncio: the events service's server, the gateway's clients), so the W3C `traceparent`
+travels in gRPC metadata and one request through the gateway and the services is one
+trace. The gateway also instruments its FastAPI app
 (`Tracing.instrument_app`). When the endpoint is unset nothing is installed or imported:
 no exporter, no instrumentor, no cost.
 
