@@ -23,6 +23,7 @@ from . import (
     listing,
     many_uploads,
     signin,
+    streams,
     transfers,
     wan,
 )
@@ -41,6 +42,7 @@ SECTIONS = (
     "load",
     "wan",
     "browser",
+    "streams",
     "listing",
 )
 # Above this share of the machine's CPU used by others during a section, say so.
@@ -177,10 +179,15 @@ def run(argv: list[str]) -> int:
                 "9. uploads from a browser",
                 lambda: browser.measure(stack, config, account, results, say),
             ),
+            (
+                "streams",
+                "10. live streams",
+                lambda: streams.measure(stack, config, results, say),
+            ),
             # Last: its million rows stay in the main database.
             (
                 "listing",
-                "10. a million files",
+                "11. a million files",
                 lambda: listing.measure(stack, config, results, say),
             ),
         )

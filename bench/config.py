@@ -48,6 +48,11 @@ class BenchConfig:
     wan_file_size: int = GIB
     # 9. Uploads from a browser (Chromium), loopback and WAN.
     browser_file_size: int = 256 * MIB
+    # 10. Live streams: WatchFileEvents streams held open on one events process, over
+    # `stream_connections` connections, and status changes published while they are.
+    streams: int = 5000
+    stream_connections: int = 50
+    stream_changes: int = 500
     # 10. A million files: rows COPYed over `listing_users` users, one of whom holds
     # `listing_big_user_rows` and another `listing_medium_user_rows`; requests timed per row.
     listing_rows: int = 1_000_000
@@ -99,6 +104,9 @@ SMOKE = replace(
     load_burst_uploads=8,
     wan_file_size=11 * MIB,
     browser_file_size=11 * MIB,
+    streams=50,
+    stream_connections=2,
+    stream_changes=10,
     listing_rows=2000,
     listing_users=10,
     listing_big_user_rows=500,

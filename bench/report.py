@@ -170,6 +170,20 @@ def targets(results: Results, load_concurrency: int = 32) -> list[Target]:
         MEMORY_LIMIT_MB,
         "MB",
     )
+    add(
+        "live streams: events process peak RSS holding them",
+        r.median("streams.peak_rss"),
+        "<",
+        MEMORY_LIMIT_MB,
+        "MB",
+    )
+    add(
+        "live streams: status change → all of a user's streams p99",
+        r.median("streams.fanout.p99"),
+        "<",
+        100.0,
+        "ms",
+    )
     memory = [row for row in r.rows.values() if row.section == "Memory"]
     worst = max(memory, key=lambda row: row.median or 0, default=None)
     add(

@@ -131,6 +131,8 @@ class BenchStack:
     processes: list[Process] = field(default_factory=list)
     # Every process's port, by name (the WAN section reaches gateway-wan without its proxy).
     ports: dict[str, int] = field(default_factory=dict)
+    # The main stack's environment (Redis, database, store), for processes started later.
+    main_env: dict[str, str] = field(default_factory=dict)
     _state: Path | None = None
     _created_databases: list[tuple[str, str]] = field(default_factory=list)
 
@@ -358,6 +360,7 @@ class BenchStack:
             }
 
         main = {**common, **self._s3_env(), "CLOUD_DB_URI": db_main}
+        self.main_env = main
         sqs = {
             **common,
             **self._moto_env(),
@@ -505,6 +508,52 @@ class BenchStack:
             raise StackError(f"{name} did not answer {url} within {timeout:.0f} s") from None
 
     # -- while running ---------------------------------------------------------------------
+
+    def start_events_replica(self, name: str, env: dict[str, str]) -> str:
+        """Another events process on the main stack (its Redis, store and coordinator)
+        with `env` on top, for a section of its own; its address once it serves."""
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        port = free_port()
+        self.ports[name] = port
+        extra = {
+            **self.main_env,
+            "EVENTS_GRPC_PORT": str(port),
+            "UPLOAD_SERVICE_ADDR": self.endpoints.upload_grpc,
+            **env,
+        }
+        process = self._spawn(
+            name, [sys.executable, "-m", "services.events.server"], self._env(extra), dropfile=True
+        )
+        address = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if process.popen.poll() is not None:
+                    raise StackError(f"{name} exited; see {process.log}")
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return address
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise StackError(f"{name} did not serve within 60 s; see {process.log}")
+                time.sleep(0.1)
+
+    def stop_process(self, name: str) -> None:
+        """Stops one process started by the stack (SIGTERM, then SIGKILL after 20 s)."""
+        for process in [p for p in self.processes if p.name == name]:
+            if process.popen.poll() is None:
+                os.killpg(process.popen.pid, process.stop_signal)
+                try:
+                    process.popen.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.popen.pid, signal.SIGKILL)
+                    process.popen.wait()
+            self.processes.remove(process)
 
     @property
     def state_folder(self) -> Path | None:

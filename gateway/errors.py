@@ -423,7 +423,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ),
     ErrorCode(
         "TOO_MANY_STREAMS",
-        503,
+        429,
         "the events service holds as many streams as it may; retry after Retry-After",
         "events",
         transient=True,

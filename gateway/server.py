@@ -13,6 +13,7 @@ from services.common.keys import MissingSecretError
 from services.common.logs import configure_logging
 from services.common.memory import map_large_blocks_apart
 from services.common.metrics import start_metrics_server
+from services.common.process_limits import raise_open_files_limit
 from services.common.settings import load_settings
 from services.common.tracing import configure_tracing
 
@@ -23,6 +24,7 @@ from .settings import GatewaySettings
 
 def main() -> None:
     map_large_blocks_apart()
+    raise_open_files_limit()  # a connection per live-status (SSE) client
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level)
     tracing = configure_tracing("gateway", settings)  # before the app opens its channels

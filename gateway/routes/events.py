@@ -2,8 +2,12 @@
 relayed from the events service's WatchFileEvents stream.
 
 The response starts only once the backend's subscription is live (its first message), so a
-refusal is a plain HTTP error (401, 503) and an `open` seen by a browser's EventSource means
-every change from then on arrives. Each change is an event named `file` whose data is JSON
+refusal is a plain HTTP error (401, 429, 503) and an `open` seen by a browser's EventSource
+means every change from then on arrives. An events process holding as many streams as it
+may (WATCH_MAX_STREAMS) refuses with RESOURCE_EXHAUSTED and a RetryInfo: 429 with
+Retry-After here.
+
+Each change is an event named `file` whose data is JSON
 `{"fileId", "status", "size", "at"}` (status UPLOADING, UPLOADED, FAILED or DELETED). A comment
 line every sse_heartbeat_seconds keeps proxies from closing a quiet stream. The stream ends
 after sse_max_stream_seconds (EventSource reconnects by itself, with the cookie's current
@@ -25,7 +29,7 @@ from fastapi.responses import Response, StreamingResponse
 from dropfile.events.v1 import events_pb2
 
 from ..deps import SettingsDep, UserCall
-from ..errors import FILE_EVENTS_UNAVAILABLE, error_response, rpc_error_details, rpc_error_response
+from ..errors import FILE_EVENTS_UNAVAILABLE, error_response, rpc_error_response
 from ..responses import error_responses
 
 log = logging.getLogger("gateway.events")
@@ -64,15 +68,28 @@ def sse_file_event(event: events_pb2.FileEvent) -> str:
     return f"event: file\ndata: {data}\n\n"
 
 
+WatchCall = grpc.aio.UnaryStreamCall[
+    events_pb2.WatchFileEventsRequest, events_pb2.WatchFileEventsResponse
+]
+
+
+async def _next(stream: WatchCall) -> events_pb2.WatchFileEventsResponse | None:
+    """The stream's next message; None at its end."""
+    reply = await stream.read()
+    return reply if isinstance(reply, events_pb2.WatchFileEventsResponse) else None
+
+
 async def _relay(
-    stream: grpc.aio.UnaryStreamCall[
-        events_pb2.WatchFileEventsRequest, events_pb2.WatchFileEventsResponse
-    ],
-    first: events_pb2.WatchFileEventsResponse,
+    stream: WatchCall, first: events_pb2.WatchFileEventsResponse
 ) -> AsyncIterator[str]:
     """The SSE body, from the backend's `first` message on. A client that goes away cancels
     this generator (Starlette watches for the disconnect), which cancels the backend
-    stream, which ends its subscription."""
+    stream, which ends its subscription.
+
+    Nothing here is per connection but the stream itself: no thread (the route and this
+    generator are coroutines on the gateway's loop), and the backend call rides the
+    process's one channel to the events service (deps.Backends), an HTTP/2 stream among
+    the others on its connection."""
     try:
         yield PREAMBLE
         reply = first
@@ -81,10 +98,10 @@ async def _relay(
                 yield sse_file_event(reply.file_event)
             elif reply is not first:
                 yield KEEPALIVE
-            message = await stream.read()
-            if not isinstance(message, events_pb2.WatchFileEventsResponse):  # grpc.aio.EOF
+            following = await _next(stream)
+            if following is None:
                 return
-            reply = message
+            reply = following
     except grpc.aio.AioRpcError as exc:
         # The stream's time is up (DEADLINE_EXCEEDED) or the backend went away: ending the
         # response makes EventSource reconnect, and the client re-lists its files.
@@ -102,24 +119,17 @@ async def _relay(
     summary="Live status changes of the caller's files (Server-Sent Events)",
 )
 async def file_events(request: Request, settings: SettingsDep, call: UserCall) -> Response:
-    stream = call.backends.events.WatchFileEvents(
+    stream: WatchCall = call.backends.events.WatchFileEvents(
         events_pb2.WatchFileEventsRequest(heartbeat_seconds=settings.sse_heartbeat_seconds),
         metadata=call.metadata,
         timeout=settings.sse_max_stream_seconds,
     )
     try:
-        first = await stream.read()  # a heartbeat, once the subscription is live
+        first = await _next(stream)  # a heartbeat, once the subscription is live
     except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # too many streams there
-            return error_response(
-                request.url.path,
-                503,
-                exc.details() or "busy; retry",
-                code=rpc_error_details(exc).reason or "TOO_MANY_STREAMS",
-                headers={"Retry-After": "2"},
-            )
+        # Too many streams there (RESOURCE_EXHAUSTED with RetryInfo): 429 and Retry-After.
         return rpc_error_response(request, exc)
-    if not isinstance(first, events_pb2.WatchFileEventsResponse):  # grpc.aio.EOF
+    if first is None:
         return error_response(
             request.url.path,
             503,

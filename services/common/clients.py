@@ -16,6 +16,7 @@ from .settings import UrlSetting, url_text
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
     from botocore.loaders import Loader
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
@@ -59,12 +60,43 @@ def redis_client(
 
     return redis.Redis.from_url(
         url_text(url),
-        decode_responses=True,
-        socket_timeout=timeout_seconds,
-        socket_connect_timeout=timeout_seconds,
-        health_check_interval=30,
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries),
+        **_redis_options(timeout_seconds),
     )
+
+
+def async_redis_client(
+    url: str | UrlSetting,
+    *,
+    timeout_seconds: float = 5.0,
+    retries: int = 1,
+    max_connections: int = 16,
+) -> redis.asyncio.Redis:
+    """redis_client() for code on an event loop (redis.asyncio), with the same timeouts
+    and retries, on at most `max_connections` connections: commands beyond them wait for
+    one (up to `timeout_seconds`) instead of opening more (thousands of streams opening
+    at once would otherwise open a connection each)."""
+    import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url_text(url),
+        max_connections=max_connections,
+        timeout=timeout_seconds,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries),
+        **_redis_options(timeout_seconds),
+    )
+    return redis.asyncio.Redis.from_pool(pool)  # closed with the client
+
+
+def _redis_options(timeout_seconds: float) -> dict[str, Any]:
+    return {
+        "decode_responses": True,
+        "socket_timeout": timeout_seconds,
+        "socket_connect_timeout": timeout_seconds,
+        "health_check_interval": 30,
+    }
 
 
 def _shared_models() -> Loader:

@@ -1,5 +1,9 @@
 """The bootstrap every gRPC service shares: interceptors for request ids, authentication
-and errors; the health and reflection services; graceful stop on SIGTERM."""
+and errors; the health and reflection services; graceful stop on SIGTERM.
+
+What a call goes through is decided once, in CallRules; this module serves it on gRPC's
+thread-pool server (one thread per call in progress), and grpc_aio.py on its asyncio
+server (for the events service, whose calls are streams that stay open for minutes)."""
 
 from __future__ import annotations
 
@@ -30,8 +34,10 @@ from .keys import MissingSecretError
 from .logs import REQUEST_ID_HEADER, configure_logging, log_fields, request_id_var
 from .memory import map_large_blocks_apart
 from .metrics import GRPC_LATENCY, GRPC_REQUESTS, start_metrics_server
+from .process_limits import raise_open_files_limit
+from .readiness import HealthStatuses
 from .settings import GrpcServiceSettings, load_settings
-from .tokens import InvalidTokenError, TokenVerifier, current_identity
+from .tokens import Identity, InvalidTokenError, TokenVerifier, current_identity
 from .tracing import configure_tracing
 from .transient import caller_gives_up_at, is_transient
 
@@ -118,18 +124,27 @@ def _status(
     return Status(code=code.value[0], message=message, details=details)
 
 
-def _abort(
-    context: grpc.ServicerContext,
-    code: grpc.StatusCode,
-    message: str,
-    reason: str,
-    retry_after: float | None = None,
-) -> NoReturn:
-    context.abort_with_status(rpc_status.to_status(_status(code, message, reason, retry_after)))
+def _abort(context: grpc.ServicerContext, status: Status) -> NoReturn:
+    context.abort_with_status(rpc_status.to_status(status))
 
 
-class ServiceInterceptor(grpc.ServerInterceptor):
-    """Sets the request id, authenticates the caller and maps errors, for every RPC."""
+class Refusal(Exception):
+    """A call refused before its servicer runs: the status it ends with."""
+
+    def __init__(self, status: Status) -> None:
+        super().__init__(status.message)
+        self.status = status
+
+
+def domain_status(exc: DomainError) -> Status:
+    return _status(exc.code, exc.message, exc.reason, exc.retry_after)
+
+
+class CallRules:
+    """What every RPC goes through, whichever server runs it: the request id, the caller's
+    deadline, authentication (ServiceInterceptor here, AioServiceInterceptor in
+    grpc_aio.py), the mapping of failures to statuses, and its count and access-log line.
+    Each method's handler is wrapped once (`_wrap`, `_wrap_stream`: the server's kind)."""
 
     def __init__(
         self, *, verifier: TokenVerifier, service_token: str, policy: AccessPolicy
@@ -139,21 +154,14 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         self._policy = policy
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
+    def _handler_for(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any] | None
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        method = handler_call_details.method
-        # gRPC asks on every call; a method's handler never changes once the server runs,
-        # so each is wrapped once (unknown methods are not kept: callers choose the names).
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            handler = continuation(handler_call_details)
-            if handler is None:
-                return None
-            wrapped = self._wrapped.setdefault(method, self._wrap_handler(handler, method))
-        return wrapped
+        """`handler` wrapped, once per method (unknown methods are not kept: callers
+        choose the names)."""
+        if handler is None:
+            return None
+        return self._wrapped.setdefault(method, self._wrap_handler(handler, method))
 
     def _wrap_handler(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str
@@ -174,54 +182,70 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             )
         return handler
 
-    def _enter(self, context: grpc.ServicerContext, kind: str) -> None:
-        metadata = metadata_of(context)
+    def _wrap(self, behavior: Any, method: str, kind: str) -> Any:
+        raise NotImplementedError
+
+    def _wrap_stream(self, behavior: Any, method: str, kind: str) -> Any:
+        raise NotImplementedError
+
+    def _begin(self, metadata: dict[str, str], remaining: float | None, kind: str) -> str | None:
+        """Sets the call's request id and deadline; checks its service credential. The
+        access token still to verify (`_identify`) for a user's call, else None. Raises
+        Refusal."""
         request_id_var.set(metadata.get(REQUEST_ID_HEADER, ""))
         current_identity.set(None)
-        remaining = context.time_remaining()  # None: the caller set no deadline
+        # remaining None: the caller set no deadline
         caller_gives_up_at.set(None if remaining is None else time.monotonic() + remaining)
         if kind in ("public", "per-record"):
-            return
+            return None
         if kind == "internal":
             presented = metadata.get(SERVICE_TOKEN_HEADER, "").encode()
             if not presented or not hmac.compare_digest(presented, self._service_token):
-                _abort(
-                    context,
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    "this RPC is for Dropfile services only",
-                    "SERVICE_CREDENTIAL_REQUIRED",
+                raise Refusal(
+                    _status(
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        "this RPC is for Dropfile services only",
+                        "SERVICE_CREDENTIAL_REQUIRED",
+                    )
                 )
-            return
+            return None
         authorization = metadata.get("authorization", "")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            _abort(
-                context,
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing access token",
-                "ACCESS_TOKEN_MISSING",
+            raise Refusal(
+                _status(
+                    grpc.StatusCode.UNAUTHENTICATED, "missing access token", "ACCESS_TOKEN_MISSING"
+                )
             )
-        try:
-            current_identity.set(self._verifier.verify(token.strip()))
-        except InvalidTokenError as exc:
-            _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc), "ACCESS_TOKEN_INVALID")
-        except DomainError as exc:  # whether the session was signed out is unknown (Redis)
-            _abort(context, exc.code, exc.message, exc.reason, exc.retry_after)
+        return token.strip()
 
-    def _fail(self, context: grpc.ServicerContext, method: str, exc: Exception) -> NoReturn:
+    def _identify(self, token: str) -> Identity:
+        """The token's identity; Refusal when it is not good (or whether its session was
+        signed out cannot be known: Redis)."""
+        try:
+            return self._verifier.verify(token)
+        except InvalidTokenError as exc:
+            raise Refusal(
+                _status(grpc.StatusCode.UNAUTHENTICATED, str(exc), "ACCESS_TOKEN_INVALID")
+            ) from None
+        except DomainError as exc:
+            raise Refusal(domain_status(exc)) from None
+
+    def _failure(self, method: str, exc: Exception) -> Status:
+        """What a servicer's failure is answered: its DomainError's status, UNAVAILABLE for
+        a dependency's outage, INTERNAL (logged) for anything else."""
         if isinstance(exc, DomainError):
-            _abort(context, exc.code, exc.message, exc.reason, exc.retry_after)
+            return domain_status(exc)
         if is_transient(exc):
             log.warning("dependency unavailable in %s: %s", method, type(exc).__name__)
-            _abort(
-                context,
+            return _status(
                 grpc.StatusCode.UNAVAILABLE,
                 "a backend is temporarily unavailable; retry",
                 "BACKEND_UNAVAILABLE",
                 1.0,
             )
         log.exception("unexpected error in %s", method)
-        _abort(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+        return _status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
     def _outcome(self, method: str) -> Callable[[grpc.StatusCode, float], None]:
         """What records a call's end: its count by status, and one access-log line (DEBUG
@@ -250,9 +274,40 @@ class ServiceInterceptor(grpc.ServerInterceptor):
 
         return record
 
-    def _wrap(self, behavior: Behavior, method: str, kind: str) -> Behavior:
+    def _latency(self, method: str) -> Any:
         service, _, name = method.lstrip("/").partition("/")
-        latency = GRPC_LATENCY.labels(service, name)
+        return GRPC_LATENCY.labels(service, name)
+
+
+class ServiceInterceptor(CallRules, grpc.ServerInterceptor):
+    """Sets the request id, authenticates the caller and maps errors, for every RPC of a
+    thread-pool server."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = handler_call_details.method
+        # gRPC asks on every call; a method's handler never changes once the server runs.
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            wrapped = self._handler_for(method, continuation(handler_call_details))
+        return wrapped
+
+    def _enter(self, context: grpc.ServicerContext, kind: str) -> None:
+        try:
+            token = self._begin(metadata_of(context), context.time_remaining(), kind)
+            if token is not None:
+                current_identity.set(self._identify(token))
+        except Refusal as refusal:
+            _abort(context, refusal.status)
+
+    def _fail(self, context: grpc.ServicerContext, method: str, exc: Exception) -> NoReturn:
+        _abort(context, self._failure(method, exc))
+
+    def _wrap(self, behavior: Behavior, method: str, kind: str) -> Behavior:
+        latency = self._latency(method)
         record = self._outcome(method)
 
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
@@ -314,31 +369,83 @@ class Worker(Protocol):
     def stop(self) -> None: ...
 
 
-@dataclass
-class ServerHandle:
-    server: grpc.Server
+@dataclass(kw_only=True)
+class BaseServerHandle:
+    """A built server, whichever kind: its port, health statuses and workers."""
+
     port: int
-    health: health.HealthServicer
+    health: HealthStatuses
     service_names: list[str]
     workers: list[Worker] = field(default_factory=list)
     # Sets the health statuses from the dependencies (readiness.py); None: always SERVING.
     readiness: Worker | None = None
 
-    def start(self) -> None:
+    def _enter_service(self) -> None:
+        """Before the server starts: the readiness checks (one at once)."""
         if self.readiness is not None:
             self.readiness.start()
-        self.server.start()
-        for worker in self.workers:
-            worker.start()
 
-    def stop(self, grace: float | None = None) -> threading.Event:
+    def _leave_service(self) -> None:
+        """Before the server stops: NOT_SERVING everywhere, workers stopped."""
         if self.readiness is not None:
             self.readiness.stop()
         for name in self.service_names + [""]:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         for worker in self.workers:
             worker.stop()
+
+
+class Serving(Protocol):
+    """What serve() runs: a server handle of either kind."""
+
+    port: int
+
+    def start(self) -> None: ...
+    def stop(self, grace: float | None = None) -> threading.Event: ...
+
+
+@dataclass(kw_only=True)
+class ServerHandle(BaseServerHandle):
+    server: grpc.Server
+
+    def start(self) -> None:
+        self._enter_service()
+        self.server.start()
+        for worker in self.workers:
+            worker.start()
+
+    def stop(self, grace: float | None = None) -> threading.Event:
+        self._leave_service()
         return self.server.stop(grace)
+
+
+def server_options() -> list[tuple[str, Any]]:
+    return [("grpc.so_reuseport", 0), *CONNECTION_AGING]
+
+
+def add_common_services(
+    server: grpc.Server | grpc.aio.Server,
+    names: list[str],
+    health_servicer: health_pb2_grpc.HealthServicer,
+    statuses: HealthStatuses,
+    *,
+    host: str,
+    port: int,
+) -> int:
+    """Adds health and reflection to a server whose services are `names`, all SERVING,
+    and listens on host:port; the port bound (port 0 picks a free one)."""
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in names + ["", LIVENESS_SERVICE]:
+        statuses.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        names
+        + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port} (in use?)")
+    return bound
 
 
 def build_server(
@@ -358,25 +465,17 @@ def build_server(
         interceptors=[
             ServiceInterceptor(verifier=verifier, service_token=service_token, policy=policy)
         ],
-        options=[("grpc.so_reuseport", 0), *CONNECTION_AGING],
+        options=server_options(),
     )
     names = list(register(server))
     health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in names + ["", LIVENESS_SERVICE]:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        names
-        + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server,
+    bound = add_common_services(
+        server, names, health_servicer, health_servicer, host=host, port=port
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port} (in use?)")
     return ServerHandle(server=server, port=bound, health=health_servicer, service_names=names)
 
 
-def serve(handle: ServerHandle, *, grace: float) -> None:
+def serve(handle: Serving, *, grace: float) -> None:
     """Runs until SIGTERM or SIGINT, then reports NOT_SERVING and lets in-flight RPCs
     finish within `grace` seconds."""
     stopping = threading.Event()
@@ -394,11 +493,10 @@ def serve(handle: ServerHandle, *, grace: float) -> None:
     log.info("stopped")
 
 
-def run_service(
-    name: str, settings_cls: type[S], create_server: Callable[[S], ServerHandle]
-) -> None:
+def run_service(name: str, settings_cls: type[S], create_server: Callable[[S], Serving]) -> None:
     """The `main()` of every gRPC service: settings, logging, server, serve until signal."""
     map_large_blocks_apart()
+    raise_open_files_limit()
     settings = load_settings(settings_cls)
     configure_logging(name, settings.log_level)
     configure_tracing(name, settings)  # before the server and channels exist

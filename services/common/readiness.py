@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2
 
 if TYPE_CHECKING:
     from .settings import UrlSetting
@@ -60,13 +60,20 @@ def redis(client: _Pingable, *, required: bool = True) -> Dependency:
     return Dependency("redis", client.ping, required=required)
 
 
+class HealthStatuses(Protocol):
+    """Where the health service's statuses are set: grpc_health's servicer of a thread-pool
+    server, or grpc_aio.LoopHealth of an asyncio one."""
+
+    def set(self, service: str, status: int) -> None: ...
+
+
 class ReadinessWatch:
     """Checks each dependency every `interval` seconds, on a thread of its own, and sets
     the health statuses (module doc). Starts by checking once, before the server serves."""
 
     def __init__(
         self,
-        servicer: health.HealthServicer,
+        servicer: HealthStatuses,
         service_names: Iterable[str],
         dependencies: list[Dependency],
         *,

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .errors import Unavailable
@@ -99,12 +100,16 @@ class RevokedSessions:
             ) from None
         self._remember(session_id, True, time.monotonic())
 
+    def _fresh(self, known: tuple[bool, float] | None, now: float) -> bool:
+        """Whether a remembered answer still stands (a revoked one always does)."""
+        return known is not None and (known[0] or now - known[1] < self._max_age)
+
     def is_revoked(self, session_id: str) -> bool:
         """Whether the session was signed out; Unavailable when Redis cannot tell."""
         now = time.monotonic()
         with self._lock:
             known = self._known.get(session_id)
-            if known is not None and (known[0] or now - known[1] < self._max_age):
+            if known is not None and self._fresh(known, now):
                 return known[0]
             if now < self._down_until:
                 return self._last_answer(known)
@@ -120,6 +125,54 @@ class RevokedSessions:
                 known = self._known.get(session_id)
             return self._last_answer(known)
         return check.revoked
+
+    def revoked_among(self, session_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+        """Which of many sessions were signed out, as is_revoked() answers each, asking
+        Redis about those not answered lately in one round trip (a process holding
+        thousands of live-status streams checks all their sessions at once); and which
+        cannot be known (Redis down, never checked here: is_revoked's Unavailable)."""
+        import redis
+
+        now = time.monotonic()
+        revoked: set[str] = set()
+        ask: list[str] = []
+        with self._lock:
+            for session_id in set(session_ids):
+                known = self._known.get(session_id)
+                if known is not None and self._fresh(known, now):
+                    if known[0]:
+                        revoked.add(session_id)
+                else:
+                    ask.append(session_id)
+            down = now < self._down_until
+        if not ask:
+            return revoked, set()
+        if not down:
+            try:
+                with self._redis.pipeline(transaction=False) as pipe:
+                    for session_id in ask:
+                        pipe.exists(revocation_key(session_id))
+                    answers = pipe.execute()
+            except redis.RedisError as exc:
+                log.warning("cannot check revoked sessions: %s", type(exc).__name__)
+                with self._lock:
+                    self._down_until = time.monotonic() + FAIL_FAST_SECONDS
+            else:
+                answered = time.monotonic()
+                for session_id, exists in zip(ask, answers, strict=True):
+                    self._remember(session_id, bool(exists), answered)
+                    if exists:
+                        revoked.add(session_id)
+                return revoked, set()
+        unknown: set[str] = set()
+        with self._lock:  # Redis cannot be asked: the last answers
+            for session_id in ask:
+                known = self._known.get(session_id)
+                if known is None:
+                    unknown.add(session_id)
+                elif known[0]:
+                    revoked.add(session_id)
+        return revoked, unknown
 
     @staticmethod
     def _last_answer(known: tuple[bool, float] | None) -> bool:

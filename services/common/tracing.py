@@ -1,9 +1,10 @@
 """OpenTelemetry tracing, off unless OTEL_EXPORTER_OTLP_ENDPOINT names a collector.
 
 When it does, `configure_tracing` installs a tracer provider that batches spans to that
-collector over OTLP/gRPC and instruments gRPC (servers, clients and the gateway's asyncio
-clients), so the W3C `traceparent` travels in gRPC metadata and one request through the
-gateway and the services is one trace. The gateway also instruments its FastAPI app
+collector over OTLP/gRPC and instruments gRPC (servers and clients, thread-pool and
+asyncio: the events service's server, the gateway's clients), so the W3C `traceparent`
+travels in gRPC metadata and one request through the gateway and the services is one
+trace. The gateway also instruments its FastAPI app
 (`Tracing.instrument_app`). When the endpoint is unset nothing is installed or imported:
 no exporter, no instrumentor, no cost.
 
@@ -77,6 +78,7 @@ def configure_tracing(service: str, settings: BaseServiceSettings) -> Tracing | 
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.grpc import (
         GrpcAioInstrumentorClient,
+        GrpcAioInstrumentorServer,
         GrpcInstrumentorClient,
         GrpcInstrumentorServer,
         filters,
@@ -96,6 +98,8 @@ def configure_tracing(service: str, settings: BaseServiceSettings) -> Tracing | 
     # The instrumentors' constructors carry no annotations (opentelemetry-instrumentation-grpc).
     for instrumentor in (
         GrpcInstrumentorServer(filter_=worth_tracing),  # type: ignore[no-untyped-call]
+        # The events service's server is gRPC's asyncio one (grpc_aio.py).
+        GrpcAioInstrumentorServer(filter_=worth_tracing),  # type: ignore[no-untyped-call]
         GrpcInstrumentorClient(filter_=worth_tracing),  # type: ignore[no-untyped-call]
         GrpcAioInstrumentorClient(filter_=worth_tracing),  # type: ignore[no-untyped-call]
     ):

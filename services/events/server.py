@@ -1,6 +1,8 @@
 """The event processor process: `python -m services.events.server`. Serves EventsService
-(plus health and reflection) and runs its workers: the SQS poller, the reconciler and the
-file status hub behind WatchFileEvents."""
+(plus health and reflection) on gRPC's asyncio server (services/common/grpc_aio.py: an open
+WatchFileEvents stream is a coroutine, not a thread) and runs its workers: the SQS poller
+and the reconciler on threads of their own, the file status hub behind WatchFileEvents on
+the server's event loop."""
 
 from __future__ import annotations
 
@@ -10,8 +12,14 @@ import grpc
 
 from dropfile.events.v1 import events_pb2, events_pb2_grpc
 from services.common import keys
-from services.common.clients import GRPC_CHANNEL_OPTIONS, aws_client, redis_client
-from services.common.grpc_server import AccessPolicy, ServerHandle, build_server, run_service
+from services.common.clients import (
+    GRPC_CHANNEL_OPTIONS,
+    async_redis_client,
+    aws_client,
+    redis_client,
+)
+from services.common.grpc_aio import AioServerHandle, build_aio_server
+from services.common.grpc_server import AccessPolicy, run_service
 from services.common.readiness import ReadinessWatch, redis
 from services.common.settings import url_text
 from services.common.tokens import verifier_for
@@ -95,36 +103,39 @@ def create_reconciler(
     )
 
 
-def create_server(settings: EventsSettings, *, port: int | None = None) -> ServerHandle:
+def create_server(settings: EventsSettings, *, port: int | None = None) -> AioServerHandle:
     stats = ProcessingStats()
     token = keys.service_token(settings, settings.service_token)
-    hub = FileEventHub(
-        feed_client(settings.cloud_rd_uri),
-        max_streams=settings.watch_max_streams,
-        limits=StreamLimits(
-            redis_client(settings.cloud_rd_uri),
-            per_user=settings.watch_max_streams_per_user,
-            lease_seconds=settings.watch_stream_lease_seconds,
-        ),
-    )
     verifier = verifier_for(settings, keys.public_key_pem(settings, settings.public_key))
+    hubs: list[FileEventHub] = []
 
-    def register(server: grpc.Server) -> list[str]:
-        events_pb2_grpc.add_EventsServiceServicer_to_server(
-            EventsServicer(stats, hub, verifier.revocations), server
+    def register(server: grpc.aio.Server) -> list[str]:
+        # On the server's loop: the hub's asyncio clients belong to it.
+        hub = FileEventHub(
+            feed_client(settings.cloud_rd_uri),
+            max_streams=settings.watch_max_streams,
+            limits=StreamLimits(
+                async_redis_client(settings.cloud_rd_uri),
+                per_user=settings.watch_max_streams_per_user,
+                lease_seconds=settings.watch_stream_lease_seconds,
+            ),
+            revocations=verifier.revocations,
         )
+        hubs.append(hub)
+        events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(stats, hub), server)
         return [SERVICE_NAME]
 
-    handle = build_server(
+    handle = build_aio_server(
         host=settings.dropfile_bind_host,
         port=settings.events_grpc_port if port is None else port,
-        # Every open WatchFileEvents stream holds a thread: they get threads of their own.
-        max_workers=settings.grpc_max_workers + settings.watch_max_streams,
         verifier=verifier,
         service_token=token,
         policy=AccessPolicy(),
         register=register,
     )
+    # Stopped first: open streams end at once (clients reconnect elsewhere) instead of
+    # holding the server's graceful stop for its whole grace period.
+    handle.loop_workers.extend(hubs)
     if settings.sqs_queue_url is not None:
         handle.workers.append(
             create_poller(
@@ -134,9 +145,6 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> Serve
     else:
         log.info("SQS_QUEUE_URL is not set: uploads are confirmed by asking storage")
     handle.workers.append(create_reconciler(settings, service_token=token, stats=stats))
-    # Stopped first: open streams end at once (clients reconnect elsewhere) instead of
-    # holding the server's graceful stop for its whole grace period.
-    handle.workers.insert(0, hub)
     # Redis's outage shows under "redis" but leaves the replica in service: confirmations
     # (SQS, the reconciler) go on without it, and only live-status streams need it (they
     # end with UNAVAILABLE and the web app polls meanwhile).

@@ -1,28 +1,26 @@
 """EventsService over gRPC: this process's counters, and the caller's live file status
-(watch.py), as protobuf."""
+(watch.py), as protobuf. Served on the asyncio server (services/common/grpc_aio.py): each
+method is a coroutine, each open stream an async generator waiting on its subscription."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
 from dropfile.events.v1 import events_pb2, events_pb2_grpc
-from services.common.errors import InvalidArgument, Unauthenticated, Unavailable
+from services.common.errors import InvalidArgument, Unauthenticated
 from services.common.file_events import FileStatusChange
-from services.common.revocations import RevokedSessions
-from services.common.tokens import SIGNED_OUT, current_identity
+from services.common.tokens import current_identity
 
 from .stats import ProcessingStats
 from .watch import FileEventHub, StreamEnded
 
 DEFAULT_HEARTBEAT_SECONDS = 15
 MAX_HEARTBEAT_SECONDS = 300
-# How often an open stream asks whether its session was signed out (from the verifier's
-# memory, refreshed from Redis once a second at most).
-REVOCATION_CHECK_SECONDS = 0.5
+Context = grpc.aio.ServicerContext[Any, Any]
 _HEARTBEAT = events_pb2.WatchFileEventsResponse(heartbeat=events_pb2.Heartbeat())
 _STATUS = {
     "UPLOADING": events_pb2.FILE_EVENT_STATUS_UPLOADING,
@@ -65,15 +63,12 @@ def _event(change: FileStatusChange) -> events_pb2.WatchFileEventsResponse:
 
 
 class EventsServicer(events_pb2_grpc.EventsServiceServicer):
-    def __init__(
-        self, stats: ProcessingStats, hub: FileEventHub, revocations: RevokedSessions
-    ) -> None:
+    def __init__(self, stats: ProcessingStats, hub: FileEventHub) -> None:
         self._stats = stats
         self._hub = hub
-        self._revocations = revocations
 
-    def GetStats(
-        self, request: events_pb2.GetStatsRequest, context: grpc.ServicerContext
+    async def GetStats(
+        self, request: events_pb2.GetStatsRequest, context: Context
     ) -> events_pb2.GetStatsResponse:
         stats = self._stats.snapshot()
         reply = events_pb2.GetStatsResponse(
@@ -88,33 +83,23 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
             reply.last_processed_at.FromDatetime(stats.last_processed_at)
         return reply
 
-    def WatchFileEvents(
-        self, request: events_pb2.WatchFileEventsRequest, context: grpc.ServicerContext
-    ) -> Iterator[events_pb2.WatchFileEventsResponse]:
+    async def WatchFileEvents(
+        self, request: events_pb2.WatchFileEventsRequest, context: Context
+    ) -> AsyncIterator[events_pb2.WatchFileEventsResponse]:
+        """A heartbeat once the subscription is live, then each change, and a heartbeat
+        after each `heartbeat_seconds` of quiet. The caller hanging up cancels this
+        coroutine; the hub ending the subscription (outage, sign-out, replaced, fell
+        behind, stopping) ends the stream with its error."""
         user_id, session_id = _caller()
         interval = _heartbeat_seconds(request.heartbeat_seconds)
-        with self._hub.subscribe(user_id) as subscription:
-            # Wakes the wait below as soon as the caller hangs up (or the deadline passes).
-            if not context.add_callback(lambda: subscription.end("the caller hung up")):
-                return
+        async with self._hub.subscribe(user_id, session_id) as subscription:
             yield _HEARTBEAT  # the subscription is live: changes from now on arrive
-            heartbeat_at = time.monotonic() + interval
-            while context.is_active():
-                # Wakes often: a signed-out session's stream ends within about a second.
-                item = subscription.next(
-                    timeout=max(min(heartbeat_at - time.monotonic(), REVOCATION_CHECK_SECONDS), 0)
-                )
-                if isinstance(item, StreamEnded):
-                    if not context.is_active():
-                        return
-                    # The caller reconnects (to any replica) and re-lists what it missed.
-                    raise Unavailable(item.reason, reason=item.error_reason)
-                if self._revocations.is_revoked(session_id):
-                    raise Unauthenticated(SIGNED_OUT, reason="SESSION_REVOKED")
-                if item is not None:
-                    yield _event(item)
-                elif time.monotonic() < heartbeat_at:
-                    continue
-                else:
+            while True:
+                item = await subscription.next(timeout=interval)
+                if item is None:
                     yield _HEARTBEAT
-                heartbeat_at = time.monotonic() + interval  # a heartbeat when quiet
+                elif isinstance(item, StreamEnded):
+                    # The caller reconnects (to any replica) and re-lists what it missed.
+                    raise item.error
+                else:
+                    yield _event(item)

@@ -10,7 +10,8 @@ replicas whose key is gone (crashed, or cut off from Redis for a whole lease), s
 streams stop counting; then, beyond the limit, it removes the user's oldest entries and
 returns them: whoever holds those streams ends them (another replica is told on its
 eviction channel, `eviction_channel_of`). All of it is one script, so replicas registering
-streams of one user at the same time cannot together exceed the limit.
+streams of one user at the same time cannot together exceed the limit. The calls are made
+from the events server's event loop (watch.py), on redis.asyncio.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ class StreamLimits:
     """One replica's view of the per-user stream counts. Every method may raise
     redis.RedisError except `release`, which is best effort."""
 
-    def __init__(self, client: redis.Redis, *, per_user: int, lease_seconds: float) -> None:
+    def __init__(self, client: redis.asyncio.Redis, *, per_user: int, lease_seconds: float) -> None:
         self._redis = client
         self.per_user = per_user
         self.lease_seconds = lease_seconds
@@ -73,19 +75,19 @@ class StreamLimits:
         self.eviction_channel = eviction_channel_of(self.replica_id)
         self._register = client.register_script(_REGISTER)
 
-    def keep_alive(self, user_ids: set[str]) -> None:
+    async def keep_alive(self, user_ids: set[str]) -> None:
         """Renews this replica's lease, and the keys of the users it serves streams for."""
         lifetime = _whole_seconds(self.lease_seconds)
-        with self._redis.pipeline(transaction=False) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(f"{REPLICA_PREFIX}{self.replica_id}", 1, ex=lifetime)
             for user_id in user_ids:
                 pipe.expire(_streams_key(user_id), lifetime)
                 pipe.expire(_counter_key(user_id), lifetime)
-            pipe.execute()
+            await pipe.execute()
 
-    def register(self, user_id: str, stream_id: str) -> list[Evicted]:
+    async def register(self, user_id: str, stream_id: str) -> list[Evicted]:
         """Counts the new stream; the user's oldest streams beyond the limit, to end."""
-        evicted = self._register(
+        evicted = await self._register(
             keys=[_streams_key(user_id), _counter_key(user_id)],
             args=[
                 f"{self.replica_id}|{stream_id}",
@@ -96,25 +98,25 @@ class StreamLimits:
         )
         return [Evicted(*_text(member).split("|", 1)) for member in evicted]
 
-    def release(self, user_id: str, stream_id: str) -> None:
+    async def release(self, user_id: str, stream_id: str) -> None:
         """Stops counting an ended stream. Best effort: an entry left behind by an outage is
         the user's oldest and is the next evicted, or it expires with this replica."""
         try:
-            self._redis.zrem(_streams_key(user_id), f"{self.replica_id}|{stream_id}")
+            await self._redis.zrem(_streams_key(user_id), f"{self.replica_id}|{stream_id}")
         except redis.RedisError as exc:
             log.debug("could not release a stream's entry: %s", type(exc).__name__)
 
-    def tell(self, evicted: Evicted) -> None:
+    async def tell(self, evicted: Evicted) -> None:
         """Asks the replica holding an evicted stream to end it."""
-        self._redis.publish(eviction_channel_of(evicted.replica_id), evicted.stream_id)
+        await self._redis.publish(eviction_channel_of(evicted.replica_id), evicted.stream_id)
 
-    def close(self) -> None:
-        self._redis.close()
+    async def close(self) -> None:
+        await self._redis.aclose()
 
-    def count_of(self, user_id: str) -> int:
+    async def count_of(self, user_id: str) -> int:
         """The user's streams counted now (entries of dead replicas included until the
         next registration drops them)."""
-        return self._redis.zcard(_streams_key(user_id))
+        return await self._redis.zcard(_streams_key(user_id))
 
 
 def _streams_key(user_id: str) -> str:

@@ -67,6 +67,11 @@ ROWS = [
         for profile in ("loopback", "wan")
         for method in ("webapp", "original", "cli")
     ),
+    "streams.open",
+    "streams.rss",
+    "streams.peak_rss",
+    "streams.fanout.p50",
+    "streams.fanout.p99",
     "listing.load.rate",
     "listing.v2.first_page.p50",
     "listing.v2.first_page.p99",
@@ -149,7 +154,7 @@ def test_every_row_is_measured(smoke_run):
 def test_targets_are_checked_from_the_same_run(smoke_run):
     _, _, data = smoke_run
     targets = {t["name"]: t for t in data["targets"]}
-    assert len(targets) == 25
+    assert len(targets) == 27
     for target in targets.values():
         if target["unavailable"]:
             assert target["met"] is None

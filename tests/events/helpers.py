@@ -1,5 +1,6 @@
 """What the event processor's integration tests share: uploading a file as a user would,
-building the S3 events storage sends, and reading queues and stats."""
+building the S3 events storage sends, publishing status changes as the upload coordinator
+does, and reading queues and stats."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import httpx
 
 from dropfile.events.v1 import events_pb2
 from dropfile.upload.v1 import upload_pb2
+from services.common.clients import redis_client
+from services.common.file_events import FileStatusChange, channel_of
 
 
 def bearer(token: str):
@@ -176,3 +179,21 @@ def dead_lettered_count() -> float:
         REGISTRY.get_sample_value("dropfile_queue_messages_total", {"outcome": "dead_lettered"})
         or 0.0
     )
+
+
+def publish_uploaded(redis_url: str, user_ids: list[str]) -> dict[str, str]:
+    """An UPLOADED change for each user, as the upload coordinator publishes it; the file
+    id published for each."""
+    client = redis_client(redis_url)
+    published = {}
+    try:
+        for user_id in user_ids:
+            file_id = str(uuid.uuid4())
+            change = FileStatusChange(
+                file_id=file_id, status="UPLOADED", size=1, at=datetime.now(UTC)
+            )
+            client.publish(channel_of(user_id), change.to_json())
+            published[user_id] = file_id
+    finally:
+        client.close()
+    return published

@@ -88,7 +88,7 @@ def watch():
 
 
 def hub_of(handle) -> FileEventHub:
-    return next(worker for worker in handle.workers if isinstance(worker, FileEventHub))
+    return next(worker for worker in handle.loop_workers if isinstance(worker, FileEventHub))
 
 
 def confirm_request(uploaded, s3, bucket) -> upload_pb2.ConfirmUploadRequest:

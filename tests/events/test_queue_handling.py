@@ -214,8 +214,10 @@ def test_without_a_queue_there_is_no_poller_but_stats_still_serve(common_setting
 
     settings = settings_for(EventsSettings, common_settings, sqs_queue_url=None)
     handle = create_server(settings, port=0)
-    # No QueuePoller: the live-status hub and the reconciler only.
-    assert [type(worker) for worker in handle.workers] == [FileEventHub, Reconciler]
+    # No QueuePoller: the reconciler only (on a thread), and the live-status hub on the
+    # server's event loop.
+    assert [type(worker) for worker in handle.workers] == [Reconciler]
+    assert [type(worker) for worker in handle.loop_workers] == [FileEventHub]
     handle.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:

@@ -5,13 +5,14 @@ a crashed replica's streams stop counting once its lease runs out."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 import grpc
 import pytest
 
-from services.common.clients import redis_client
+from services.common.clients import async_redis_client
 from services.events.stream_limits import Evicted, StreamLimits
 from services.events.watch import REPLACED
 from tests.conftest import wait_until
@@ -110,17 +111,25 @@ def test_one_user_cannot_fill_a_replica_for_the_others(start_replica, watch, mak
 def test_a_crashed_replicas_streams_stop_counting_once_its_lease_runs_out(redis_url):
     """StreamLimits on the real Redis: the crashed replica renewed its lease once and never
     again, as a killed process would."""
-    crashed = StreamLimits(redis_client(redis_url), per_user=PER_USER, lease_seconds=1)
-    alive = StreamLimits(redis_client(redis_url), per_user=PER_USER, lease_seconds=30)
-    crashed.keep_alive(set())
-    alive.keep_alive(set())
-    user_id = str(uuid.uuid4())
-    for n in range(PER_USER):
-        assert crashed.register(user_id, f"c{n}") == []
-    # While its lease holds, its streams count: the oldest makes way.
-    assert alive.register(user_id, "a0") == [Evicted(crashed.replica_id, "c0")]
-    time.sleep(1.5)
-    assert alive.register(user_id, "a1") == []
-    assert alive.count_of(user_id) == 2
-    alive.release(user_id, "a0")
-    assert alive.count_of(user_id) == 1
+
+    async def scenario() -> None:
+        crashed = StreamLimits(async_redis_client(redis_url), per_user=PER_USER, lease_seconds=1)
+        alive = StreamLimits(async_redis_client(redis_url), per_user=PER_USER, lease_seconds=30)
+        try:
+            await crashed.keep_alive(set())
+            await alive.keep_alive(set())
+            user_id = str(uuid.uuid4())
+            for n in range(PER_USER):
+                assert await crashed.register(user_id, f"c{n}") == []
+            # While its lease holds, its streams count: the oldest makes way.
+            assert await alive.register(user_id, "a0") == [Evicted(crashed.replica_id, "c0")]
+            await asyncio.sleep(1.5)
+            assert await alive.register(user_id, "a1") == []
+            assert await alive.count_of(user_id) == 2
+            await alive.release(user_id, "a0")
+            assert await alive.count_of(user_id) == 1
+        finally:
+            await crashed.close()
+            await alive.close()
+
+    asyncio.run(scenario())

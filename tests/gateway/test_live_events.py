@@ -4,8 +4,10 @@ through Redis, as with several replicas in production)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +17,7 @@ import pytest
 from gateway.settings import GatewaySettings
 from services.events.watch import FileEventHub
 from tests.conftest import settings_for, wait_until
+from tests.events.helpers import publish_uploaded
 from tests.fixtures.gateway import serve_gateway
 
 from .conftest import PART_SIZE, put_part, sign_up, start_upload, upload_file
@@ -185,7 +188,7 @@ def test_a_quiet_stream_carries_heartbeat_comments(gateway_on_replica, open_stre
 def test_a_browser_going_away_ends_the_backend_subscription(
     gateway_on_replica, streams_only_replica, open_stream
 ):
-    hub = next(w for w in streams_only_replica.handle.workers if isinstance(w, FileEventHub))
+    hub = next(w for w in streams_only_replica.handle.loop_workers if isinstance(w, FileEventHub))
     client = new_user(gateway_on_replica)
     user_id = user_id_of(client)
     stream = open_stream(client)
@@ -231,3 +234,82 @@ def test_gateway_settings_bound_the_stream(common_settings):
     with pytest.raises(ValueError):
         settings_for(GatewaySettings, common_settings, sse_heartbeat_seconds=0)
     assert settings_for(GatewaySettings, common_settings).sse_heartbeat_seconds == 15
+
+
+async def _sse_client(url: str, token: str, live: asyncio.Event, seen: list[str]) -> int:
+    """One EventSource-like client: the response's status, then (on 200) each `file`
+    event's fileId appended to `seen`; `live` set once the stream is open (or refused)."""
+    async with httpx.AsyncClient(
+        base_url=url, cookies={"access_token": token}, timeout=httpx.Timeout(60, read=None)
+    ) as client:
+        async with client.stream("GET", EVENTS) as response:
+            live.set()
+            if response.status_code != 200:
+                await response.aread()
+                return response.status_code
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    seen.append(json.loads(line[5:])["fileId"])
+    return 200
+
+
+def test_many_browsers_at_once_each_get_their_users_change(
+    gateway_on_replica, streams_only_replica, make_token, redis_url
+):
+    """Hundreds of SSE clients on one gateway, relayed over its one channel to one events
+    replica: each gets its own user's change."""
+    clients, per_user = 200, 8
+    users = [str(uuid.uuid4()) for _ in range(clients // per_user)]
+    tokens = {user_id: make_token(user_id=user_id) for user_id in users}
+    hub = next(w for w in streams_only_replica.handle.loop_workers if isinstance(w, FileEventHub))
+
+    async def scenario() -> None:
+        owners = [users[n % len(users)] for n in range(clients)]
+        lives = [asyncio.Event() for _ in owners]
+        seen: list[list[str]] = [[] for _ in owners]
+        tasks = [
+            asyncio.create_task(_sse_client(gateway_on_replica, tokens[owner], live, got))
+            for owner, live, got in zip(owners, lives, seen, strict=True)
+        ]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(live.wait() for live in lives)), 120)
+            assert not [task.result() for task in tasks if task.done()]  # none refused
+            await asyncio.to_thread(
+                wait_until, lambda: hub.open_streams >= clients, what="every backend stream"
+            )
+            published = await asyncio.to_thread(publish_uploaded, redis_url, users)
+            for _ in range(600):
+                if all(got for got in seen):
+                    break
+                await asyncio.sleep(0.1)
+            for owner, got in zip(owners, seen, strict=True):
+                assert got == [published[owner]]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+    wait_until(lambda: hub.open_streams == 0, timeout=30, what="the backend streams to end")
+
+
+def test_a_full_events_replica_is_429_with_retry_after(
+    gateway_settings, start_processor, quiet_bucket, upload_address, make_token, open_stream
+):
+    replica = start_processor(
+        sqs_queue_url=None,
+        s3_bucket=quiet_bucket,
+        upload_service_addr=upload_address,
+        reconcile_interval_seconds=3600,
+        watch_max_streams=1,
+    )
+    settings = gateway_settings.model_copy(
+        update={"events_service_addr": f"127.0.0.1:{replica.handle.port}"}
+    )
+    with serve_gateway(settings) as url:
+        first = open_stream(httpx.Client(base_url=url, cookies={"access_token": make_token()}))
+        assert first.response.status_code == 200
+        refused = open_stream(httpx.Client(base_url=url, cookies={"access_token": make_token()}))
+        assert refused.response.status_code == 429
+        assert int(refused.response.headers["retry-after"]) >= 1
+        assert "as many event streams" in refused.response.json()["error"]
