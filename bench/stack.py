@@ -512,9 +512,6 @@ class BenchStack:
     def start_events_replica(self, name: str, env: dict[str, str]) -> str:
         """Another events process on the main stack (its Redis, store and coordinator)
         with `env` on top, for a section of its own; its address once it serves."""
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
         port = free_port()
         self.ports[name] = port
         extra = {
@@ -527,21 +524,18 @@ class BenchStack:
             name, [sys.executable, "-m", "services.events.server"], self._env(extra), dropfile=True
         )
         address = f"127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        with grpc.insecure_channel(address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while True:
-                if process.popen.poll() is not None:
-                    raise StackError(f"{name} exited; see {process.log}")
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return address
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise StackError(f"{name} did not serve within 60 s; see {process.log}")
-                time.sleep(0.1)
+        try:
+            processes.wait_until(
+                lambda: processes.grpc_serving(address, timeout=1),
+                timeout=60,
+                what=f"{name} serving at {address}",
+                alive=lambda: process.popen.poll() is None,
+            )
+        except processes.ProcessExited:
+            raise StackError(f"{name} exited; see {process.log}") from None
+        except processes.NotReady:
+            raise StackError(f"{name} did not serve within 60 s; see {process.log}") from None
+        return address
 
     def stop_process(self, name: str) -> None:
         """Stops one process started by the stack (SIGTERM, then SIGKILL after 20 s)."""

@@ -19,6 +19,8 @@ from dropfile_client.cli_share import duration
 
 from .conftest import PART, run_dropfile, uploaded_file_id, write_file
 
+pytestmark = pytest.mark.slow
+
 
 def fetch(url: str, password: str | None = None) -> httpx.Response:
     """What a stranger's browser does with the link: no cookies, the 302 followed."""

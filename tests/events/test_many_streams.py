@@ -24,6 +24,8 @@ from tests.conftest import wait_until
 from .helpers import bearer, publish_uploaded
 from .test_live_status import start_own_processor
 
+pytestmark = pytest.mark.slow
+
 PER_USER = 8  # WATCH_MAX_STREAMS_PER_USER's default
 OLD_THREAD_CAP = 256 + 32  # the thread-pool server's: watch_max_streams + grpc_max_workers
 UPLOADED = events_pb2.FILE_EVENT_STATUS_UPLOADED

@@ -9,11 +9,14 @@ import base64
 import json
 from urllib.parse import parse_qs, urlparse
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.listing_rows import insert_files
 
 from .conftest import sign_up
+
+pytestmark = pytest.mark.e2e
 
 COUNT = 250
 

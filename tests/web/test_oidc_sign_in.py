@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.fixtures.oidc import PROVIDER_NAME
 from tests.fixtures.oidc_provider import LOGIN_PAGE_TITLE
 from tests.web.conftest import save_artifact
+
+pytestmark = pytest.mark.e2e
 
 SESSION_COOKIES = {"access_token", "refresh_token", "device_id"}
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from playwright.sync_api import Request, Route, expect
 
 from tests.web.conftest import file_row, part_number, sign_up
+
+pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
 PARTS = 12

@@ -16,6 +16,8 @@ from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect
 
 from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, file_row, save_artifact, sign_up
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def stranger(browser_driver, tmp_path) -> Iterator[BrowserContext]:

@@ -1,4 +1,6 @@
 """The Uppy example (/examples/uppy) in headless Chromium against the real stack: the real
+
+pytestmark = pytest.mark.e2e
 @uppy/core, @uppy/dashboard and @uppy/aws-s3 (web/package-lock.json) upload into Dropfile
 through web/uppy/dropfile-uppy.ts (the gateway serves it at /uppy/dropfile-uppy.js): files
 dropped on the Dashboard, paused midway and resumed through list parts, all UPLOADED and
