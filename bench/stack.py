@@ -538,15 +538,10 @@ class BenchStack:
         return address
 
     def stop_process(self, name: str) -> None:
-        """Stops one process started by the stack (SIGTERM, then SIGKILL after 20 s)."""
+        """Stops one process started by the stack (its stop signal, then SIGKILL to its
+        group after 20 s)."""
         for process in [p for p in self.processes if p.name == name]:
-            if process.popen.poll() is None:
-                os.killpg(process.popen.pid, process.stop_signal)
-                try:
-                    process.popen.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.popen.pid, signal.SIGKILL)
-                    process.popen.wait()
+            process.child.stop(timeout=20)
             self.processes.remove(process)
 
     @property
