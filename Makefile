@@ -69,17 +69,19 @@ run: install
 # COVERAGE_FLOOR percent, a little under what the fast tier alone covers (86.5 %; the whole
 # suite covered 92 % when it was set).
 COVERAGE_FLOOR := 85
-test: install deploy-validate
+# Lint first: a tree that does not lint does not get tested.
+test: lint install deploy-validate
 	$(PY) -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
 # The fast tier, for the edit-test loop: unit and in-process tests, neither `slow` (processes
 # or engines of their own, SeaweedFS, waits by design) nor `e2e` (make run, the browser, the
 # manifests, bench, chaos). About 2 minutes on 2 cores; `make test` runs everything. The
 # manifests' offline tests need kubectl and the kind overlay's generated secrets.
-test-fast: install $(VENV)/.deploy-tools kind-secrets
+test-fast: lint install $(VENV)/.deploy-tools kind-secrets
 	$(PY) -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
 
-# ruff (lint and format, pyproject.toml) and mypy --strict over services/, gateway/, client/.
+# ruff (lint and format, pyproject.toml) and mypy --strict over services/, gateway/, client/
+# and tools/processes.py. make test and make test-fast run it first.
 lint-style: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

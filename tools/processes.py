@@ -39,7 +39,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 LOCALHOST = "127.0.0.1"
 _T = TypeVar("_T")
@@ -148,16 +148,13 @@ def http_answers(url: str, *, timeout: float = 2.0) -> bool:
 def grpc_serving(address: str, service: str = "", *, timeout: float = 2.0) -> bool:
     """Whether gRPC health at `address` (host:port) says `service` is SERVING."""
     import grpc
-    from grpc_health.v1 import (  # type: ignore[import-untyped,unused-ignore]
-        health_pb2,
-        health_pb2_grpc,
-    )
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     with grpc.insecure_channel(address) as channel:
+        # Typed loosely: the stubs' HealthStub is generic over sync and asyncio channels.
+        stub: Any = health_pb2_grpc.HealthStub(channel)
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout
-            )
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError:
             return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
