@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import grpc
 from fastapi import Depends, Request
-from grpc_health.v1 import health_pb2_grpc  # type: ignore[import-untyped]
+from grpc_health.v1 import health_pb2_grpc
 
 from dropfile.auth.v1 import auth_pb2_grpc
 from dropfile.events.v1 import events_pb2_grpc

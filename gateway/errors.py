@@ -22,9 +22,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from . import schemas, schemas_v2
 
@@ -327,7 +328,8 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode(
         "LINK_NOT_FOUND",
         404,
-        "no such share link of the caller's (revoked links, other users' links, unknown ids)",
+        "no such share link of the caller's (revoked links, other users' links, unknown "
+        "ids); at /s/<token>, a link that is not usable (the page says no more)",
         "upload",
     ),
     ErrorCode(
@@ -735,9 +737,22 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, INVALID_REQUEST)
     if exc.status_code >= 500:
         message = INTERNAL_ERROR
-    return error_response(
-        request.url.path, exc.status_code, message, code=code, headers=exc.headers
-    )
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return error_response(request.url.path, exc.status_code, message, code=code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route at this path: Starlette's 405 names only those of the
+    first route it matched, and a path may have several (GET and POST /api/v2/files)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:

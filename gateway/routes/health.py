@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from grpc_health.v1 import health_pb2  # type: ignore[import-untyped]
+from grpc_health.v1 import health_pb2
 
 from ..deps import BackendsDep, SettingsDep
 from ..errors import NOT_READY, retry_after_header
