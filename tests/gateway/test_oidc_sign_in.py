@@ -117,7 +117,7 @@ def test_a_new_user_signs_in_and_gets_a_passwordless_account(
     other = api_client()
     refused = other.post("/api/auth/signin", json={"user": {"email": email, "password": PASSWORD}})
     assert refused.status_code == 401
-    assert refused.json() == {"error": "invalid email or password"}
+    assert refused.json() == {"error": "invalid email or password", "code": "BAD_CREDENTIALS"}
 
 
 def test_remember_me_gives_a_long_session(sso_client, oidc_provider):
