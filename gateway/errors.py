@@ -25,7 +25,6 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
 
 from . import schemas, schemas_v2
 
@@ -739,20 +738,19 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
         message = INTERNAL_ERROR
     headers = exc.headers
     if exc.status_code == 405:
-        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        headers = {**(headers or {}), **_allow_header(request)}
     return error_response(request.url.path, exc.status_code, message, code=code, headers=headers)
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method of every route at this path: Starlette's 405 names only those of the
-    first route it matched, and a path may have several (GET and POST /api/v2/files)."""
+def _allow_header(request: Request) -> dict[str, str]:
+    """Every method of every route at this path (app.state.route_methods, written by
+    app.py): Starlette's 405 names only those of the route it tried first, and a path may
+    have several (GET and POST /api/v2/files)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches(request.scope)
-            if match is not Match.NONE:
-                methods |= route.methods
-    return ", ".join(sorted(methods))
+    for pattern, route_methods in getattr(request.app.state, "route_methods", ()):
+        if pattern.match(request.url.path):
+            methods |= route_methods
+    return {"Allow": ", ".join(sorted(methods))} if methods else {}
 
 
 def install_error_handlers(app: FastAPI) -> None:
