@@ -34,6 +34,11 @@ TRANSIENT_CODES = frozenset(
         "TOO_MANY_STREAMS",
         "FILE_EVENTS_UNAVAILABLE",
         "FILE_EVENTS_INTERRUPTED",
+        "LINK_GUESSES_THROTTLED",
+        "SHARE_BUSY",
+        "OIDC_START_THROTTLED",
+        "OIDC_PROVIDER_UNAVAILABLE",
+        "OIDC_FLOWS_UNAVAILABLE",
     }
 )
 # The session is missing, over or refused: refresh it (once), else sign in again.
@@ -46,6 +51,9 @@ SIGNED_OUT_CODES = frozenset(
         "REFRESH_TOKEN_INVALID",
         "REFRESH_TOKEN_REUSED",
         "BAD_CREDENTIALS",
+        # Single sign-on's, answered as pages to a browser.
+        "OIDC_CODE_REFUSED",
+        "OIDC_ID_TOKEN_INVALID",
     }
 )
 # Codes that are neither: a refusal the same request will meet again.
@@ -78,6 +86,16 @@ PERMANENT_CODES = frozenset(
         "PARTS_REFUSED",
         "NOT_UPLOADED",
         "UPLOAD_FAILED",
+        "INVALID_PAGE_TOKEN",
+        "LINK_NOT_FOUND",
+        "PASSWORD_REQUIRED",
+        "OIDC_NOT_CONFIGURED",
+        "OIDC_FLOW_UNKNOWN",
+        "OIDC_PROVIDER_ERROR",
+        "OIDC_EMAIL_NOT_VERIFIED",
+        "OIDC_EMAIL_UNUSABLE",
+        "OIDC_IDENTITY_UNUSABLE",
+        "OIDC_ACCOUNT_LINKED_ELSEWHERE",
     }
 )
 KNOWN_CODES = TRANSIENT_CODES | SIGNED_OUT_CODES | PERMANENT_CODES
