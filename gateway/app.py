@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
 from services.common import keys
 from services.common.gc_tuning import freeze_startup_objects
@@ -78,6 +79,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # record parts come first (trying the auth routes first cost ~6 % of a record-chunk).
     for router in ROUTERS:
         app.include_router(router)
+    # What a 405 names in Allow (errors.py): every method of a path, whichever route has it.
+    app.state.route_methods = [
+        (route.path_regex, route.methods)
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
     mount_web_app(app)  # the browser app at `/`; it never answers for the API's paths
     adjust_openapi(app, ROUTERS, settings)
 

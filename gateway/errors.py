@@ -327,7 +327,8 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode(
         "LINK_NOT_FOUND",
         404,
-        "no such share link of the caller's (revoked links, other users' links, unknown ids)",
+        "no such share link of the caller's (revoked links, other users' links, unknown "
+        "ids); at /s/<token>, a link that is not usable (the page says no more)",
         "upload",
     ),
     ErrorCode(
@@ -735,9 +736,21 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, INVALID_REQUEST)
     if exc.status_code >= 500:
         message = INTERNAL_ERROR
-    return error_response(
-        request.url.path, exc.status_code, message, code=code, headers=exc.headers
-    )
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), **_allow_header(request)}
+    return error_response(request.url.path, exc.status_code, message, code=code, headers=headers)
+
+
+def _allow_header(request: Request) -> dict[str, str]:
+    """Every method of every route at this path (app.state.route_methods, written by
+    app.py): Starlette's 405 names only those of the route it tried first, and a path may
+    have several (GET and POST /api/v2/files)."""
+    methods: set[str] = set()
+    for pattern, route_methods in getattr(request.app.state, "route_methods", ()):
+        if pattern.match(request.url.path):
+            methods |= route_methods
+    return {"Allow": ", ".join(sorted(methods))} if methods else {}
 
 
 def install_error_handlers(app: FastAPI) -> None:

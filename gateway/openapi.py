@@ -7,6 +7,17 @@ too little:
 - every error status each operation may answer is listed with its body schema and the
   codes it may carry (responses.py: a route declares its own codes, the ones every route
   of its kind may answer are added here);
+- routes a browser navigates to (share links' `/s/<token>`, single sign-on's login and
+  callback; `responses.page_responses`) answer their own refusals, and their backends'
+  failures, with an HTML page of the error's status: such a status lists every code it
+  may carry in `x-error-codes` as any other, and splits them by body: `text/html` (a
+  string) names the codes answered as a page in its own `x-error-codes`, and
+  `application/json` (ErrorReply, examples by code) is there only for the codes the
+  gateway answers as JSON around the route (431, 500, 503 SERVER_BUSY; 408 and 413 with a
+  body; 400 INVALID_REQUEST only where the route declares it with error_responses, since
+  a page reads its parameters itself and a refusal of them is a page too). A status with
+  page codes alone has no JSON body. Redirects are 302 with `Location`
+  (`responses.redirect_response`);
 - limits a deployment sets (the largest file, v1 and v2) come from the settings;
 - operationIds are the routes' own (`operation_id=`, camelCase); FastAPI's generated ones
   (`get_file_api_v2_files__file_id__get`) are refused at start."""
@@ -26,7 +37,7 @@ from pydantic import BaseModel
 from .cookies import ACCESS_TOKEN
 from .deps import user_call
 from .errors import ERROR_CODE, FILES_PREFIX, error_body
-from .responses import CODES_KEY
+from .responses import CODES_KEY, PAGE_CODES_KEY
 from .schemas import ErrorReply, FileErrorReply, decimal_at_most
 from .settings import GatewaySettings
 
@@ -56,6 +67,10 @@ _HAS_BODY = ("REQUEST_TIMEOUT", "REQUEST_TOO_LARGE")
 # ... those that act for the signed-in user (the services check the token, and whether its
 # session was signed out).
 _SIGNED_IN = ("ACCESS_TOKEN_MISSING", "ACCESS_TOKEN_INVALID", "SESSION_CHECK_UNAVAILABLE")
+# ... and, as pages, what every page route may answer: it calls a backend, and renders
+# every refusal of the call (errors.rpc_error_answer's statuses) as a page.
+_PAGE_CALLS_BACKENDS = ("BACKEND_UNAVAILABLE", "BACKEND_TIMEOUT", "INTERNAL")
+_PAGE_SCHEMA = {"type": "string"}
 
 
 def adjust_openapi(app: FastAPI, routers: Iterable[APIRouter], settings: GatewaySettings) -> None:
@@ -150,37 +165,57 @@ def _declare_errors(schema: dict[str, Any], signed_in: set[tuple[str, str]]) -> 
     for path, method, operation in _operations(schema):
         responses: dict[str, Any] = operation["responses"]
         codes: list[str] = []
+        page_codes: list[str] = []
         for key in list(responses):
             declared = responses[key].pop(CODES_KEY, None)
-            if declared is not None:
-                codes.extend(declared)
-                if not responses[key].get("content"):
-                    del responses[key]  # written below, with every code of its status
+            on_page = responses[key].pop(PAGE_CODES_KEY, None)
+            codes.extend(declared or ())
+            page_codes.extend(on_page or ())
+            if (declared is not None or on_page is not None) and not responses[key].get("content"):
+                del responses[key]  # written below, with every code of its status
+        is_page = bool(page_codes)
         has_body = "requestBody" in operation
         has_input = has_body or any(
             parameter.get("in") in ("path", "query")
             for parameter in operation.get("parameters", [])
         )
-        codes += _HAS_INPUT if has_input else ()
+        codes += _HAS_INPUT if has_input and not is_page else ()
         codes += _HAS_BODY if has_body else ()
         codes += _SIGNED_IN if (method, path) in signed_in else ()
-        codes += _CALLS_BACKENDS if path.startswith("/api/") else ()
+        codes += _CALLS_BACKENDS if path.startswith("/api/") and not is_page else ()
         codes += _EVERY_OPERATION
-        by_status: dict[int, list[str]] = {}
-        for code in codes:
-            by_status.setdefault(ERROR_CODE[code].status, [])
-            if code not in by_status[ERROR_CODE[code].status]:
-                by_status[ERROR_CODE[code].status].append(code)
+        page_codes += _PAGE_CALLS_BACKENDS if is_page else ()
+        json_by_status = _by_status(codes)
+        page_by_status = _by_status(page_codes)
         body = "FileErrorReply" if path.startswith(FILES_PREFIX) else "ErrorReply"
-        for status, status_codes in sorted(by_status.items()):
+        for status in sorted({*json_by_status, *page_by_status}):
             responses[str(status)] = _error_response(
-                path, status, status_codes, body, responses.get(str(status))
+                path,
+                status,
+                json_by_status.get(status, []),
+                page_by_status.get(status, []),
+                body,
+                responses.get(str(status)),
             )
         operation["responses"] = dict(sorted(responses.items()))
 
 
+def _by_status(codes: list[str]) -> dict[int, list[str]]:
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        listed = by_status.setdefault(ERROR_CODE[code].status, [])
+        if code not in listed:
+            listed.append(code)
+    return by_status
+
+
 def _error_response(
-    path: str, status: int, codes: list[str], body: str, declared: dict[str, Any] | None
+    path: str,
+    status: int,
+    codes: list[str],
+    page_codes: list[str],
+    body: str,
+    declared: dict[str, Any] | None,
 ) -> dict[str, Any]:
     reference = {"$ref": f"#/components/schemas/{body}"}
     content_schema: dict[str, Any] = reference
@@ -190,25 +225,31 @@ def _error_response(
         # error the gateway answers for it.
         own = own_content.pop("application/json")["schema"]
         content_schema = {"anyOf": [own, reference]}
-    # Other bodies of its own (the HTML pages of share links and single sign-on) stay
-    # beside the JSON the gateway's own refusals carry.
-    listed = "; ".join(f"`{code}` ({ERROR_CODE[code].meaning})" for code in codes)
-    response: dict[str, Any] = {
-        "description": f"{HTTPStatus(status).phrase}: {listed}",
-        CODES_KEY: codes,
-        "content": {
-            **own_content,
-            "application/json": {
-                "schema": content_schema,
-                "examples": {
-                    code: {
-                        "summary": ERROR_CODE[code].meaning,
-                        "value": error_body(path, _example_message(code), code),
-                    }
-                    for code in codes
-                },
+    every_code = [*page_codes, *(code for code in codes if code not in page_codes)]
+
+    def meaning(code: str) -> str:
+        page = code in page_codes
+        as_what = (" (a page, or JSON)" if code in codes else " (a page)") if page else ""
+        return f"`{code}` ({ERROR_CODE[code].meaning}){as_what}"
+
+    content: dict[str, Any] = dict(own_content)
+    if page_codes:
+        content["text/html"] = {"schema": _PAGE_SCHEMA, CODES_KEY: page_codes}
+    if codes:
+        content["application/json"] = {
+            "schema": content_schema,
+            "examples": {
+                code: {
+                    "summary": ERROR_CODE[code].meaning,
+                    "value": error_body(path, _example_message(code), code),
+                }
+                for code in codes
             },
-        },
+        }
+    response: dict[str, Any] = {
+        "description": f"{HTTPStatus(status).phrase}: {'; '.join(map(meaning, every_code))}",
+        CODES_KEY: every_code,
+        "content": content,
     }
     if status in (429, 503):
         response["headers"] = _RETRY_AFTER

@@ -7,26 +7,50 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field, Strict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
 
-from .schemas import RequestBody, Text
+from .schemas import NO_NUL_PATTERN, RequestBody, _text, whole
 
 # The longest expiry any configuration allows (SHARE_LINK_MAX_TTL_SECONDS is at most 10
 # years); the server's own maximum (30 days by default) is checked by the service.
 MAX_EXPIRY_SECONDS = 10 * 365 * 86400
 MAX_DOWNLOADS = 1_000_000
 
-ExpirySeconds = Annotated[int, Strict(), Field(ge=60, le=MAX_EXPIRY_SECONDS)]
-DownloadLimit = Annotated[int, Strict(), Field(ge=1, le=MAX_DOWNLOADS)]
+# A JSON number without a fraction (3600.0) is an integer, as everywhere (schemas.whole).
+ExpirySeconds = Annotated[
+    int, Strict(), Field(ge=60, le=MAX_EXPIRY_SECONDS), BeforeValidator(whole)
+]
+DownloadLimit = Annotated[int, Strict(), Field(ge=1, le=MAX_DOWNLOADS), BeforeValidator(whole)]
+LinkPassword = Annotated[
+    str,
+    Strict(),
+    StringConstraints(pattern=NO_NUL_PATTERN, max_length=72),
+    AfterValidator(_text),
+]
 
 
 class CreateLinkBody(RequestBody):
+    model_config = ConfigDict(
+        extra="forbid",
+        regex_engine="python-re",
+        json_schema_extra={
+            "examples": [{"expiresInSeconds": 86400, "password": "correct pony", "maxDownloads": 5}]
+        },
+    )
     expiresInSeconds: ExpirySeconds | None = Field(
         default=None,
         description="Seconds until the link stops working; omitted: the server's default "
         "(7 days). At most the server's maximum (30 days by default)",
     )
-    password: Annotated[Text, Field(max_length=72)] | None = Field(
+    password: LinkPassword | None = Field(
         default=None,
         description="A password the downloader must give (at most 72 bytes); omitted or "
         "empty: none",

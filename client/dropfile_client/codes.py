@@ -51,6 +51,7 @@ SIGNED_OUT_CODES = frozenset(
         "REFRESH_TOKEN_INVALID",
         "REFRESH_TOKEN_REUSED",
         "BAD_CREDENTIALS",
+        # Single sign-on's, answered as pages to a browser.
         "OIDC_CODE_REFUSED",
         "OIDC_ID_TOKEN_INVALID",
     }

@@ -10,7 +10,8 @@ Every way a link can fail (unknown, expired, revoked, out of downloads, its file
 and a wrong password) is answered with the same 404 page, byte for byte, so a refusal
 never tells which it was; that page offers to try the password again. Too many failed
 attempts from one address (or at one link's password) are answered 429 with Retry-After,
-held back like a throttled sign-in; a backend that is down, 503 with Retry-After.
+held back like a throttled sign-in; a backend that is down, 503 with Retry-After (one that
+does not answer in time, 504; an unexpected error, 500: the statuses of the JSON API).
 
 The upload service decides (ShareInternalService.ResolveLink, called with the service
 credential and the client's address); this module only renders."""
@@ -33,6 +34,8 @@ from dropfile.upload.v1 import share_pb2
 from ..client_address import client_address
 from ..deps import ClientCall, SettingsDep
 from ..errors import retry_after_header, rpc_error_details
+from ..responses import merged, page_responses, redirect_response
+from ..schemas import NO_NUL_PATTERN
 
 log = logging.getLogger("gateway.share")
 
@@ -127,21 +130,25 @@ def not_found() -> HTMLResponse:
     return _html(NOT_FOUND_PAGE, 404)
 
 
-_PAGE_RESPONSES: dict[int | str, dict[str, object]] = {
-    302: {"description": "Redirect to a short-lived presigned GET of the file"},
-    404: {
-        "description": "The same page for an unknown, expired, revoked or used-up link, a "
-        "deleted file and a wrong password",
-        "content": {"text/html": {}},
-    },
-    429: {
-        "description": "Too many failed attempts from this address or at this link's "
-        "password; see Retry-After",
-        "content": {"text/html": {}},
-    },
-    503: {"description": "A backend is down; see Retry-After", "content": {"text/html": {}}},
-}
-TokenPath = Path(description="The link's secret token (from its URL)")
+_PAGE_RESPONSES = merged(
+    redirect_response("to a short-lived presigned GET of the file (saved under its name)"),
+    page_responses(
+        # The same page for an unknown, expired, revoked or used-up link, a deleted file, a
+        # wrong password and anything that is no token at all.
+        "LINK_NOT_FOUND",
+        "LINK_GUESSES_THROTTLED",
+        "SHARE_BUSY",
+        "THROTTLE_UNAVAILABLE",
+        "UNAVAILABLE",
+    ),
+)
+# What the service takes for a token (services/upload/sharing/links.py's TOKEN_PATTERN; it
+# makes them of 43): stated, not checked here, since anything else is the same 404 page.
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{22,128}$"
+TokenPath = Path(
+    description="The link's secret token (from its URL)",
+    json_schema_extra={"pattern": TOKEN_PATTERN, "examples": ["x" * 43]},
+)
 
 
 async def _resolve(
@@ -177,11 +184,14 @@ async def _refusal(exc: grpc.aio.AioRpcError, delay_cap: float) -> Response:
             await asyncio.sleep(min(details.retry_after, delay_cap))
         headers = retry_after_header(details.retry_after)
         return _html(_throttled_page(int(headers["Retry-After"])), 429, headers)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    if code is grpc.StatusCode.UNAVAILABLE:
         log.warning("share link resolution failed: %s", code.name)
         return _html(UNAVAILABLE_PAGE, 503, retry_after_header(details.retry_after))
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:  # as the JSON API answers it: 504
+        log.warning("share link resolution failed: %s", code.name)
+        return _html(UNAVAILABLE_PAGE, 504)
     log.error("share link resolution failed: %s %s", code.name, exc.details())
-    return _html(UNAVAILABLE_PAGE, 503, retry_after_header(None))
+    return _html(UNAVAILABLE_PAGE, 500)
 
 
 @router.get(
@@ -209,13 +219,22 @@ async def open_link(
     summary="Answer a share link's password form (form field `password`): the file (302)",
     openapi_extra={
         "requestBody": {
-            "required": True,
+            "required": False,
             "content": {
                 "application/x-www-form-urlencoded": {
                     "schema": {
                         "type": "object",
-                        "properties": {"password": {"type": "string", "maxLength": 200}},
-                        "required": ["password"],
+                        "properties": {
+                            "password": {
+                                "type": "string",
+                                "pattern": NO_NUL_PATTERN,
+                                "maxLength": 200,
+                                "description": "As the page's form sends it; omitted or "
+                                "empty: the form again",
+                            }
+                        },
+                        "additionalProperties": False,
+                        "examples": [{"password": "correct pony"}],
                     }
                 }
             },

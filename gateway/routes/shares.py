@@ -5,13 +5,14 @@
     DELETE /api/v2/links/{link_id}      revoke a link at once (204)
 
 Strangers use the links at `/s/<token>` (share_pages.py). Errors are `{"error": "..."}`
-with the usual mapping (gateway/errors.py): another user's file or link is 404, a file
-not uploaded yet 409."""
+with the usual mapping (gateway/errors.py): another user's file is 404 NOT_FOUND, another
+user's link (or a revoked one) 404 LINK_NOT_FOUND, a file not uploaded yet 409, an id
+that is no UUID 400."""
 
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -19,17 +20,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from dropfile.upload.v1 import share_pb2
 
 from ..deps import SettingsDep, UserCall
-from ..schemas import ErrorReply, Text
+from ..responses import error_responses
+from ..schemas import Uuid
 from ..schemas_share import CreateLinkBody, CreateLinkReply, LinkEntry, LinksReply
 from ..settings import GatewaySettings
 
 router = APIRouter(prefix="/api/v2", tags=["share links"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorReply} for status in (400, 401, 404, 409, 503)
-}
-FileIdPath = Annotated[Text, Path(description="The file's id (a UUID)", max_length=64)]
-LinkIdPath = Annotated[Text, Path(description="The link's id (a UUID)", max_length=64)]
+FileIdPath = Annotated[Uuid, Path(description="The file's id (a UUID)")]
+LinkIdPath = Annotated[Uuid, Path(description="The link's id (a UUID)")]
 
 
 def _iso(stamp: Timestamp) -> str:
@@ -59,7 +58,7 @@ def _entry(link: share_pb2.ShareLink) -> LinkEntry:
     "/files/{file_id}/links",
     status_code=201,
     response_model=CreateLinkReply,
-    responses=_ERRORS,
+    responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND", "NOT_UPLOADED", "SHARE_BUSY"),
     operation_id="createShareLink",
     summary="Create a share link to an uploaded file (its URL is shown only here)",
 )
@@ -89,7 +88,7 @@ async def create_link(
 @router.get(
     "/files/{file_id}/links",
     response_model=LinksReply,
-    responses=_ERRORS,
+    responses=error_responses("NOT_FOUND"),
     operation_id="listShareLinks",
     summary="A file's share links, newest first, with their download counts (no URLs)",
 )
@@ -104,7 +103,7 @@ async def list_links(file_id: FileIdPath, call: UserCall) -> LinksReply:
     "/links/{link_id}",
     status_code=204,
     response_class=Response,
-    responses=_ERRORS,
+    responses=error_responses("LINK_NOT_FOUND"),
     operation_id="revokeShareLink",
     summary="Revoke a share link: it stops working at once",
 )

@@ -25,6 +25,7 @@ from ..cookies import (
 from ..deps import AnonymousCall, BackendsDep, ClientCall, SettingsDep
 from ..errors import rpc_error_answer, rpc_error_details
 from ..pages import PAGE_HEADERS, message_page
+from ..responses import error_responses, merged, page_responses, redirect_response
 from ..schemas_v2 import SignInOptionsReply
 from .auth import held_back_when_refused
 
@@ -38,34 +39,48 @@ SIGNED_IN_PATH = "/"
 _MAX_PARAMETER = 4096
 
 
-def _page(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/html": {}}}
-
-
-_LOGIN_RESPONSES: dict[int | str, dict[str, Any]] = {
-    302: {
-        "description": "to the issuer's authorization endpoint (state, nonce, PKCE S256 "
-        "challenge); sets the `oidc_flow` cookie (HttpOnly, SameSite=Lax) for the callback",
-    },
-    400: _page("page: the redirect URI is not usable (a `rememberMe` that is not a boolean: JSON)"),
-    404: _page("page: single sign-on is not configured"),
-    429: _page("page: too many sign-ins started from this address (Retry-After)"),
-    503: _page("page: the issuer or a backend cannot be reached (Retry-After)"),
-}
-_CALLBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
-    302: {
-        "description": "signed in: to the web app (`/`), with the `access_token`, "
-        "`refresh_token` and `device_id` cookies of a password sign-in; `oidc_flow` cleared",
-    },
-    400: _page(
-        "page: unknown, expired or already used sign-in (or one started in another "
-        "browser), or the issuer's error (e.g. access_denied)",
+_LOGIN_RESPONSES = merged(
+    redirect_response(
+        "to the issuer's authorization endpoint (state, nonce, PKCE S256 challenge); sets "
+        "the `oidc_flow` cookie (HttpOnly, SameSite=Lax) for the callback"
     ),
-    401: _page("page: the issuer refused the code, or the ID token failed verification"),
-    403: _page("page: the issuer has not verified the email address"),
-    409: _page("page: the account is linked to another identity at this issuer"),
-    503: _page("page: the issuer or a backend cannot be reached (Retry-After)"),
-}
+    page_responses(
+        "INVALID_ARGUMENT",  # the redirect URI is not usable
+        "OIDC_NOT_CONFIGURED",
+        "OIDC_START_THROTTLED",
+        "OIDC_PROVIDER_UNAVAILABLE",
+        "OIDC_FLOWS_UNAVAILABLE",
+        "THROTTLE_UNAVAILABLE",
+    ),
+    error_responses("INVALID_REQUEST"),  # a `rememberMe` that is not a boolean: JSON
+)
+_CALLBACK_RESPONSES = merged(
+    redirect_response(
+        "signed in: to the web app (`/`), with the `access_token`, `refresh_token` and "
+        "`device_id` cookies of a password sign-in; `oidc_flow` cleared"
+    ),
+    page_responses(
+        # No flow of this browser's matches (expired, used, started in another browser):
+        # what any request answers but the issuer's redirect back to the browser that
+        # started the sign-in.
+        "OIDC_FLOW_UNKNOWN",
+        "OIDC_PROVIDER_ERROR",
+        "INVALID_ARGUMENT",  # back without a code
+        "OIDC_CODE_REFUSED",
+        "OIDC_ID_TOKEN_INVALID",
+        "OIDC_EMAIL_NOT_VERIFIED",
+        "OIDC_EMAIL_UNUSABLE",
+        "OIDC_IDENTITY_UNUSABLE",
+        "OIDC_NOT_CONFIGURED",
+        "OIDC_ACCOUNT_LINKED_ELSEWHERE",
+        "OIDC_PROVIDER_UNAVAILABLE",
+        "OIDC_FLOWS_UNAVAILABLE",
+        "UNAVAILABLE",  # the account's sign-in raced another one
+    ),
+)
+# The issuer's parameters (RFC 6749: printable ASCII), stated here and not checked: one
+# that is not is simply no answer to a sign-in this browser started, refused as a page.
+_ISSUER_PARAMETER = {"pattern": rf"^[\x20-\x7e]{{0,{_MAX_PARAMETER}}}$"}
 
 _TITLES = {
     400: "Sign-in did not complete",
@@ -150,10 +165,22 @@ async def oidc_callback(
     backends: BackendsDep,
     settings: SettingsDep,
     call: ClientCall,
-    state: Annotated[str, Query(description="as the issuer hands it back")] = "",
-    code: Annotated[str, Query(description="the authorization code")] = "",
-    error: Annotated[str, Query(description="the issuer's error, instead of a code")] = "",
-    error_description: Annotated[str, Query(description="the issuer's words for it")] = "",
+    state: Annotated[
+        str, Query(description="as the issuer hands it back", json_schema_extra=_ISSUER_PARAMETER)
+    ] = "",
+    code: Annotated[
+        str, Query(description="the authorization code", json_schema_extra=_ISSUER_PARAMETER)
+    ] = "",
+    error: Annotated[
+        str,
+        Query(
+            description="the issuer's error, instead of a code",
+            json_schema_extra=_ISSUER_PARAMETER,
+        ),
+    ] = "",
+    error_description: Annotated[
+        str, Query(description="the issuer's words for it", json_schema_extra=_ISSUER_PARAMETER)
+    ] = "",
     flow_secret: Annotated[
         str | None, Cookie(alias=OIDC_FLOW, description="set by the login route")
     ] = None,

@@ -4,12 +4,12 @@
     -> {"files": [<file, as GET /api/v2/files/{id} has it>, ...], "nextPageToken": "..." | null}
 
 `pageSize` 1..1000 (omitted or 0: 100; larger is served as 1000), `pageToken` the previous
-page's `nextPageToken` unchanged (anything else, or a token of another `name`, is 400),
-`name` a case-insensitive substring of the file name (`%` and `_` are plain characters;
-at most 255). `nextPageToken` is null on the last page. Paging is stable: a file is never
-listed twice or skipped, whatever is uploaded or deleted meanwhile
-(services/upload/listing.py). v1's `GET /api/files/list` keeps answering every file at
-once (file_lists.py)."""
+page's `nextPageToken` unchanged (anything else, or a token of another `name`, is 400
+INVALID_PAGE_TOKEN), `name` a case-insensitive substring of the file name (`%` and `_` are
+plain characters; at most 255 and no NUL, else 400 INVALID_REQUEST). `nextPageToken` is
+null on the last page. Paging is stable: a file is never listed twice or skipped, whatever
+is uploaded or deleted meanwhile (services/upload/listing.py). v1's `GET /api/files/list`
+keeps answering every file at once (file_lists.py)."""
 
 from __future__ import annotations
 
@@ -25,13 +25,17 @@ from ..deps import UserCall
 from ..file_lists import v2_entry
 from ..json_replies import json_reply
 from ..responses import error_responses
-from ..schemas import INT32_MAX
+from ..schemas import INT32_MAX, NO_NUL_PATTERN
 from ..schemas_v2 import FileV2
 
 router = APIRouter(prefix="/api/v2", tags=["v2"])
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+# services/upload/listing.py's: what a page token can look like (URL-safe base64 of at most
+# 512 characters), and the longest name filter.
+PAGE_TOKEN_PATTERN = r"^[A-Za-z0-9_-]{0,512}$"
+MAX_NAME_FILTER_LENGTH = 255
 
 
 class FilePageReply(BaseModel):
@@ -60,11 +64,20 @@ async def list_files(
         ),
     ] = 0,
     pageToken: Annotated[
-        str, Query(description="The nextPageToken of the previous page, unchanged")
+        str,
+        Query(
+            description="The nextPageToken of the previous page, unchanged (anything else is "
+            "refused, INVALID_PAGE_TOKEN, by the upload service)",
+            json_schema_extra={"pattern": PAGE_TOKEN_PATTERN},
+        ),
     ] = "",
     name: Annotated[
         str,
-        Query(description="Only files whose name contains this text, whatever its case"),
+        Query(
+            description="Only files whose name contains this text, whatever its case",
+            max_length=MAX_NAME_FILTER_LENGTH,
+            pattern=NO_NUL_PATTERN,
+        ),
     ] = "",
 ) -> Response:
     reply = await call.backends.upload.ListFiles(

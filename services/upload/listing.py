@@ -7,10 +7,11 @@ of the name filter>"}`, the position of the previous page's last file. It carrie
 secret and needs none: a token only ever selects among the caller's own files (the query
 is always the caller's), so an edited one can do no more than a well-formed request. It is
 checked strictly all the same, so that anything but a token this service made is a clean
-INVALID_ARGUMENT (HTTP 400), never an error of the database: its size, its base64, its
-JSON, each field's type and range. A token made for one name filter is refused with
-another, since its position means nothing in a differently filtered list. Page tokens
-never expire: a position stays a position."""
+INVALID_ARGUMENT (HTTP 400), never an error of the database: its size and alphabet (no
+character base64 decoding would skip), its base64, its JSON, each field's type and range.
+A token made for one name filter is refused with another, since its position means
+nothing in a differently filtered list. Page tokens never expire: a position stays a
+position."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,8 @@ MAX_PAGE_SIZE = 1000
 MAX_NAME_FILTER_LENGTH = 255
 # Tokens this module makes are ~110 characters.
 MAX_PAGE_TOKEN_LENGTH = 512
+# URL-safe base64 without padding: what the gateway's API document states of a token.
+_TOKEN_SHAPE = re.compile(rf"[A-Za-z0-9_-]{{0,{MAX_PAGE_TOKEN_LENGTH}}}")
 _TOKEN_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -84,7 +88,7 @@ def encode_page_token(position: Position, name_filter: str) -> str:
 def decode_page_token(token: str, name_filter: str) -> Position:
     """The position a token names; InvalidArgument for anything this module did not make
     (or made for another name filter)."""
-    if len(token) > MAX_PAGE_TOKEN_LENGTH or not token.isascii():
+    if not _TOKEN_SHAPE.fullmatch(token):  # b64decode would skip other characters
         raise InvalidArgument(_INVALID_TOKEN, reason="INVALID_PAGE_TOKEN")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))

@@ -106,6 +106,11 @@ def test_refusals_made_by_the_gateway_itself(api_client):
     assert (unknown_route.status_code, _code(unknown_route)) == (404, "ROUTE_NOT_FOUND")
     wrong_method = client.get("/api/auth/signin")
     assert (wrong_method.status_code, _code(wrong_method)) == (405, "METHOD_NOT_ALLOWED")
+    # Allow names every method of the path, whichever route has it.
+    for path, methods in [("/api/v2/files", {"GET", "POST"}), ("/s/x", {"GET", "POST"})]:
+        refused = client.put(path)
+        assert (refused.status_code, _code(refused)) == (405, "METHOD_NOT_ALLOWED")
+        assert methods <= set(refused.headers["allow"].split(", ")), refused.headers["allow"]
     invalid = client.post("/api/auth/signup", json={"user": {"email": "a@example.com"}})
     assert (invalid.status_code, _code(invalid)) == (400, "INVALID_REQUEST")
     not_json = client.post(

@@ -1,7 +1,9 @@
 """The OpenAPI document the gateway serves: valid OpenAPI 3.1 (openapi-spec-validator), with
 operationIds that read well, every request field bounded (type, format, lengths, patterns,
-enums, array sizes), every error status with its body schema and codes, and links from
-creating an upload to the operations that take its id."""
+enums, array sizes: parameters in the path, query and cookies, and bodies of every media
+type), every error status with its body schema and codes (JSON, or the HTML page of a
+route browsers navigate to), redirects with their Location, and links from creating an
+upload to the operations that take its id."""
 
 from __future__ import annotations
 
@@ -43,10 +45,21 @@ def test_the_document_is_valid_openapi_3_1(document):
 
 def test_operation_ids_read_well_and_are_unique(document):
     ids = [operation["operationId"] for _, _, operation in _operations(document)]
-    assert len(ids) == len(set(ids)) == 23
+    assert len(ids) == len(set(ids)) == 32
     for operation_id in ids:
         assert re.fullmatch(r"[a-z][A-Za-z0-9]+", operation_id), operation_id
     assert {"createUpload", "getPartUrls", "recordParts", "completeUploadV2", "signIn"} <= set(ids)
+    assert {
+        "listFilesV2",
+        "createShareLink",
+        "listShareLinks",
+        "revokeShareLink",
+        "openShareLink",
+        "unlockShareLink",
+        "getSignInOptions",
+        "startOidcSignIn",
+        "finishOidcSignIn",
+    } <= set(ids)
 
 
 def _check_bounded(document: dict[str, Any], schema: dict[str, Any], where: str) -> None:
@@ -73,19 +86,31 @@ def _check_bounded(document: dict[str, Any], schema: dict[str, Any], where: str)
 
 
 def test_every_request_field_is_bounded(document):
-    checked = 0
+    parameters = bodies = 0
     for path, method, operation in _operations(document):
         for parameter in operation.get("parameters", []):
+            assert parameter["in"] in ("path", "query", "cookie"), (path, parameter)
+            if parameter["in"] == "cookie":
+                # The server's own (session, single sign-on flow): one stale or garbled is
+                # answered as if missing (sign-out clears it all the same), not refused.
+                continue
+            where = f"{method} {path} {parameter['in']} {parameter['name']}"
             if parameter["in"] == "path":
-                assert parameter["schema"]["format"] == "uuid", path
-                _check_bounded(document, parameter["schema"], f"{path} {parameter['name']}")
+                assert parameter["required"] is True, where
+                if parameter["name"].endswith("_id"):
+                    assert parameter["schema"]["format"] == "uuid", where
+            _check_bounded(document, parameter["schema"], where)
+            parameters += 1
         body = operation.get("requestBody")
         if body:
-            schema = body["content"]["application/json"]["schema"]
-            _check_bounded(document, schema, f"{method} {path}")
-            assert _resolve(document, schema).get("examples"), f"{method} {path}: no example"
-            checked += 1
-    assert checked == 13
+            assert body["content"], f"{method} {path}"
+            for media_type, content in body["content"].items():
+                where = f"{method} {path} {media_type}"
+                schema = content["schema"]
+                _check_bounded(document, schema, where)
+                assert _resolve(document, schema).get("examples"), f"{where}: no example"
+                bodies += 1
+    assert (parameters, bodies) == (19, 15)
 
 
 def test_the_deployments_limits_are_stated(document):
@@ -98,31 +123,74 @@ def test_the_deployments_limits_are_stated(document):
     assert "x-dropfile-limit" not in str(document)
 
 
+# Routes a browser navigates to, which answer their refusals with HTML pages.
+PAGE_ROUTES = {"/s/{token}", "/api/v2/auth/oidc/login", "/api/v2/auth/oidc/callback"}
+
+
 def test_every_error_status_has_its_body_schema_and_codes(document):
-    for path, _method, operation in _operations(document):
+    pages = set()
+    for path, method, operation in _operations(document):
         errors = {s: r for s, r in operation["responses"].items() if int(s) >= 400}
         assert {"500", "503"} <= set(errors), path
         for status, response in errors.items():
             codes = response["x-error-codes"]
             assert codes, (path, status)
+            assert len(codes) == len(set(codes)), (path, status)
             for code in codes:
                 assert ERROR_CODE[code].status == int(status), (path, code)
                 assert f"`{code}`" in response["description"]
-            content = response["content"]["application/json"]
-            schema = content["schema"]
-            references = [schema] if "$ref" in schema else schema["anyOf"]
-            body = "FileErrorReply" if path.startswith("/api/files/") else "ErrorReply"
-            assert {"$ref": f"#/components/schemas/{body}"} in references, (path, status)
-            for code in codes:
-                example = content["examples"][code]["value"]
-                assert example["code"] == code and example["error"]
-                assert ("success" in example) == path.startswith("/api/files/")
+            assert set(response["content"]) <= {"application/json", "text/html"}, (path, status)
+            as_json: list[str] = []
+            if "application/json" in response["content"]:
+                content = response["content"]["application/json"]
+                schema = content["schema"]
+                references = [schema] if "$ref" in schema else schema["anyOf"]
+                body = "FileErrorReply" if path.startswith("/api/files/") else "ErrorReply"
+                assert {"$ref": f"#/components/schemas/{body}"} in references, (path, status)
+                as_json = list(content["examples"])
+                for code in as_json:
+                    example = content["examples"][code]["value"]
+                    assert example["code"] == code and example["error"]
+                    assert ("success" in example) == path.startswith("/api/files/")
+            as_page: list[str] = []
+            if "text/html" in response["content"]:
+                page = response["content"]["text/html"]
+                assert page["schema"] == {"type": "string"}, (path, status)
+                as_page = page["x-error-codes"]
+                assert as_page, (path, status)
+                pages.add((method, path))
+            # Each code in the body it comes in (INTERNAL: a page's, or the edge's JSON).
+            assert set(as_json) | set(as_page) == set(codes), (path, status)
             if status in ("429", "503"):
                 assert response["headers"]["Retry-After"]["required"] is True
+    assert {path for _, path in pages} == PAGE_ROUTES
+    assert len(pages) == 4
+    # The gateway's own refusals around a page are JSON all the same.
+    for method, path in pages:
+        responses = document["paths"][path][method]["responses"]
+        assert "SERVER_BUSY" in responses["503"]["content"]["application/json"]["examples"]
+        assert "HEADERS_TOO_LARGE" in responses["431"]["content"]["application/json"]["examples"]
     reply = document["components"]["schemas"]["ErrorReply"]
     assert set(reply["required"]) == {"error", "code"}
     file_reply = document["components"]["schemas"]["FileErrorReply"]
     assert {"error", "code"} <= set(file_reply["required"])
+
+
+def test_redirects_say_where_they_go(document):
+    redirecting = set()
+    for path, _method, operation in _operations(document):
+        for status, response in operation["responses"].items():
+            if status.startswith("3"):
+                assert status == "302", (path, status)
+                assert "content" not in response, path
+                assert response["headers"]["Location"]["required"] is True, path
+                redirecting.add(operation["operationId"])
+    assert redirecting == {
+        "openShareLink",
+        "unlockShareLink",
+        "startOidcSignIn",
+        "finishOidcSignIn",
+    }
 
 
 def test_signed_in_operations_need_the_cookie_and_say_401(document):

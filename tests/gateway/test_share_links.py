@@ -142,7 +142,8 @@ def test_a_stranger_downloads_through_a_link_and_every_refusal_is_the_same_page(
     revoked = create_link(owner, file_id)
     assert owner.delete(f"/api/v2/links/{revoked['linkId']}").status_code == 204
     refusals["revoked"] = anyone.get(path_of(revoked))
-    assert owner.delete(f"/api/v2/links/{revoked['linkId']}").status_code == 404
+    gone = owner.delete(f"/api/v2/links/{revoked['linkId']}")
+    assert (gone.status_code, gone.json()["code"]) == (404, "LINK_NOT_FOUND")
 
     # Exhausted: one download, then no more.
     once = create_link(owner, file_id, maxDownloads=1)

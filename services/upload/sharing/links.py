@@ -206,7 +206,7 @@ class Sharing:
     def revoke_link(self, *, user_id: uuid.UUID, link_id: str) -> None:
         lid = _parse_id(link_id, "link_id")
         if not self._store.delete(lid, user_id):
-            raise NotFound(NO_SUCH_LINK)
+            raise NotFound(NO_SUCH_LINK, reason="LINK_NOT_FOUND")
         log.info("share link revoked", extra=log_fields(link_id=str(lid)))
 
     def _require_uploaded(self, file_id: uuid.UUID, user_id: uuid.UUID) -> None:
