@@ -18,23 +18,14 @@ from pathlib import Path
 
 import boto3
 
+from tools.chromium import CHROMIUM, CHROMIUM_ARGS
+
 from .api import Account, api_client
 from .config import BenchConfig
 from .stack import BenchStack
 from .stats import Results, Row
 from .transfers import MIB, _delete, random_file, transfer
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 UPLOAD_TIMEOUT_MS = 900_000
 
 # The original React client's upload, as a page: get-upload-urls, then batches of three

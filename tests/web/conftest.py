@@ -18,18 +18,8 @@ from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_p
 
 from services.setup import ensure_cors
 from tests.conftest import ROOT
+from tools.chromium import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(ROOT) / "test-artifacts"
 PASSWORD = "correct horse battery"
 
