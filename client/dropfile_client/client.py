@@ -541,7 +541,34 @@ class DropfileClient:
         before = os.fstat(fd)
         if mime_type is None:
             mime_type = mimetypes.guess_type(name)[0] or ""
-        resume_key = upload_key(self.server, path, before)
+        resume_key = ResumeStore.claim(upload_key(self.server, path, before))
+        try:
+            return self._upload_claimed(
+                fd,
+                path,
+                resume_key,
+                before,
+                name,
+                mime_type,
+                on_progress,
+                parallel,
+                checksum_algorithm,
+            )
+        finally:
+            ResumeStore.release(resume_key)
+
+    def _upload_claimed(
+        self,
+        fd: int,
+        path: Path,
+        resume_key: str,
+        before: os.stat_result,
+        name: str,
+        mime_type: str,
+        on_progress: ProgressCallback | None,
+        parallel: int,
+        checksum_algorithm: str,
+    ) -> str:
         plan = self._resumable_upload(resume_key, before.st_size, path)
         if plan is None:
             plan = self._start_upload(

@@ -32,6 +32,25 @@ def upload_key(server: str, path: Path, stat: os.stat_result) -> str:
 
 class ResumeStore:
     _lock = threading.Lock()  # one process's threads; processes race harmlessly (see put)
+    # Keys of the uploads this process is running now: the same file uploaded twice at once
+    # (two threads) must not resume, and so join, the other's upload.
+    _running: set[str] = set()
+
+    @classmethod
+    def claim(cls, key: str) -> str:
+        """The key an upload of this process runs under: `key`, unless another upload of
+        this process runs under it now; then a key of its own, which no later upload of the
+        file resumes (its record expires with MAX_AGE_SECONDS if it is interrupted)."""
+        with cls._lock:
+            if key in cls._running:
+                key = f"{key}:{secrets.token_hex(8)}"
+            cls._running.add(key)
+            return key
+
+    @classmethod
+    def release(cls, key: str) -> None:
+        with cls._lock:
+            cls._running.discard(key)
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

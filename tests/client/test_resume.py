@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -222,3 +223,35 @@ def test_an_upload_that_was_aborted_or_changed_starts_afresh(client, tmp_path):
     assert json.loads(records.read_text()) == {}  # completed: nothing to resume
     second = client.upload(source, wait=False)  # the same file again: a new upload
     assert second.file_id != first.file_id
+
+
+def test_the_same_file_uploaded_twice_at_once_makes_two_uploads(gateway_url, tmp_path):
+    """Two uploads of one unchanged file at once, sharing a resume record (one session
+    folder, one process): neither resumes, and so joins, the other's upload in progress."""
+    source = tmp_path / "twice.bin"
+    data = write_file(source, 3 * PART + 17)
+    email = f"twice-{time.time_ns()}@example.com"
+    with DropfileClient(gateway_url, session_file=tmp_path / "first.json") as first:
+        first.signup(email, PASSWORD, "Twice")
+    results: list[object] = []
+
+    def upload(index: int) -> None:
+        with DropfileClient(gateway_url, session_file=tmp_path / f"s{index}.json") as client:
+            client.login(email, PASSWORD)
+            try:
+                results.append(client.upload(source, name=f"twice-{index}.bin", parallel=2))
+            except Exception as exc:  # recorded: the assertion below shows it
+                results.append(exc)
+
+    threads = [threading.Thread(target=upload, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert all(not isinstance(result, Exception) for result in results), results
+    ids = {result.file_id for result in results}  # type: ignore[attr-defined]
+    assert len(results) == 4 and len(ids) == 4
+    with DropfileClient(gateway_url, session_file=tmp_path / "s0.json") as client:
+        for file_id in ids:
+            assert client.download(file_id, tmp_path / f"{file_id}.bin").read_bytes() == data
+    assert json.loads((tmp_path / "uploads.json").read_text()) == {}
