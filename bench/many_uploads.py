@@ -16,6 +16,7 @@ visible through the API. The main stack: SeaweedFS, confirmed by the reconciler.
 from __future__ import annotations
 
 import os
+import resource
 import tempfile
 import time
 import uuid
@@ -121,6 +122,19 @@ def _boto3_burst(stack: BenchStack, count: int, size: int) -> float:
     if errors:
         raise LoadError(f"{len(errors)} of {count} put_object calls failed: {errors[:3]}")
     return count / wall
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {
+        name: round(after[name] - before.get(name, 0.0), 2)
+        for name in sorted(after, key=lambda name: before.get(name, 0.0) - after[name])
+        if after[name] - before.get(name, 0.0) >= 0.05
+    }
 
 
 def _run_all(jobs, workers: int) -> tuple[list[float], float, list[str]]:
@@ -233,7 +247,10 @@ def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> No
                 for i in range(config.load_burst_uploads)
             ]
             for kind, jobs in (("small", small), ("large", large), ("burst", burst)):
+                before, own_before = stack.cpu_seconds(), _own_cpu_seconds()
                 seconds, wall, errors = _run_all(jobs, len(jobs))
+                used = _cpu_used(before, stack.cpu_seconds())
+                used["load generator (the bench)"] = round(_own_cpu_seconds() - own_before, 2)
                 if errors:
                     raise LoadError(
                         f"{len(errors)} of {len(jobs)} {kind} uploads failed: "
@@ -243,6 +260,8 @@ def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> No
                 rate.samples.append(len(jobs) / wall)
                 p99.samples.append(percentile(seconds, 99) * 1000)
                 rate.note = p99.note = "0 errors"
+                # What each process spent while they ran: where the files per second go.
+                rate.details.append({"wall_seconds": round(wall, 2), "cpu_seconds": used})
                 say(
                     f"  round {round_number + 1}: {kind}: {len(jobs)} files, 0 errors, "
                     f"{rate.samples[-1]:.1f} files/s, p99 {p99.samples[-1]:.0f} ms"
