@@ -21,6 +21,7 @@ from services.common.logs import REQUEST_ID_HEADER
 from .client_address import client_address
 from .cookies import ACCESS_TOKEN
 from .errors import ACCESS_TOKEN_INVALID, ACCESS_TOKEN_MISSING, ApiError
+from .file_event_relay import FileEventRelay
 from .middleware import request_id_of
 from .part_recorder import PartRecorder
 from .settings import GatewaySettings
@@ -54,6 +55,8 @@ class Backends:
         self.auth = auth_pb2_grpc.AuthServiceStub(self._channels["auth"])
         self.upload = upload_pb2_grpc.UploadServiceStub(self._channels["upload"])
         self.events = events_pb2_grpc.EventsServiceStub(self._channels["events"])
+        # Every SSE client's subscription rides one SubscribeFileEvents call.
+        self.file_events = FileEventRelay(self.events)
         # Share links live in the upload service; ResolveLink needs the service credential.
         self.share = share_pb2_grpc.ShareServiceStub(self._channels["upload"])
         self.share_internal = share_pb2_grpc.ShareInternalServiceStub(self._channels["upload"])
@@ -71,6 +74,7 @@ class Backends:
 
     async def close(self) -> None:
         await self.part_recorder.close()
+        await self.file_events.close()
         for channel in self._channels.values():
             await channel.close()
 

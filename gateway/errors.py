@@ -525,16 +525,27 @@ def rpc_error_details(exc: grpc.aio.AioRpcError) -> RpcErrorDetails:
 
 
 def rpc_error(
-    code: grpc.StatusCode, details: str, *, reason: str | None = None
+    code: grpc.StatusCode,
+    details: str,
+    *,
+    reason: str | None = None,
+    retry_after: float | None = None,
 ) -> grpc.aio.AioRpcError:
-    """The error a call with this status (and ErrorInfo `reason`) would have raised, so the
-    gateway answers a refusal it learnt another way (a RecordParts result) exactly as it
-    answers a refused call."""
+    """The error a call with this status (and ErrorInfo `reason`, RetryInfo `retry_after`
+    seconds) would have raised, so the gateway answers a refusal it learnt another way (a
+    RecordParts result, a SubscriptionEnded) exactly as it answers a refused call."""
     trailing = grpc.aio.Metadata()
     if reason:
         info = any_pb2.Any()
         info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
-        status = status_pb2.Status(code=code.value[0], message=details, details=[info])
+        packed = [info]
+        if retry_after is not None:
+            retry = any_pb2.Any()
+            delay = error_details_pb2.RetryInfo()
+            delay.retry_delay.FromMilliseconds(max(int(retry_after * 1000), 0))
+            retry.Pack(delay)
+            packed.append(retry)
+        status = status_pb2.Status(code=code.value[0], message=details, details=packed)
         trailing = grpc.aio.Metadata(*rpc_status.to_status(status).trailing_metadata)
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details=details)
 

@@ -1,7 +1,8 @@
 """`GET /api/v2/events`: the signed-in user's file status changes as Server-Sent Events,
-relayed from the events service's WatchFileEvents stream.
+relayed from the events service: each response is a subscription on the gateway process's
+one SubscribeFileEvents call (gateway/file_event_relay.py), not a backend call of its own.
 
-The response starts only once the backend's subscription is live (its first message), so a
+The response starts only once the backend's subscription is live (SubscriptionLive), so a
 refusal is a plain HTTP error (401, 429, 503) and an `open` seen by a browser's EventSource
 means every change from then on arrives. An events process holding as many streams as it
 may (WATCH_MAX_STREAMS) refuses with RESOURCE_EXHAUSTED and a RetryInfo: 429 with
@@ -11,11 +12,13 @@ Each change is an event named `file` whose data is JSON
 `{"fileId", "status", "size", "at"}` (status UPLOADING, UPLOADED, FAILED or DELETED). A comment
 line every sse_heartbeat_seconds keeps proxies from closing a quiet stream. The stream ends
 after sse_max_stream_seconds (EventSource reconnects by itself, with the cookie's current
-token) or when the backend goes away; changes made while no stream was open are not
-replayed, so a client re-lists its files when a stream opens."""
+token) or when the backend ends the subscription or the shared call breaks; changes made
+while no stream was open are not replayed, so a client re-lists its files when a stream
+opens."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -29,7 +32,8 @@ from fastapi.responses import Response, StreamingResponse
 from dropfile.events.v1 import events_pb2
 
 from ..deps import SettingsDep, UserCall
-from ..errors import FILE_EVENTS_UNAVAILABLE, error_response, rpc_error_response
+from ..errors import rpc_error_response
+from ..file_event_relay import FileEventRelay, Subscriber
 from ..responses import error_responses
 
 log = logging.getLogger("gateway.events")
@@ -68,47 +72,31 @@ def sse_file_event(event: events_pb2.FileEvent) -> str:
     return f"event: file\ndata: {data}\n\n"
 
 
-WatchCall = grpc.aio.UnaryStreamCall[
-    events_pb2.WatchFileEventsRequest, events_pb2.WatchFileEventsResponse
-]
-
-
-async def _next(stream: WatchCall) -> events_pb2.WatchFileEventsResponse | None:
-    """The stream's next message; None at its end."""
-    reply = await stream.read()
-    return reply if isinstance(reply, events_pb2.WatchFileEventsResponse) else None
-
-
 async def _relay(
-    stream: WatchCall, first: events_pb2.WatchFileEventsResponse
+    relay: FileEventRelay, subscriber: Subscriber, *, heartbeat: float, lifetime: float
 ) -> AsyncIterator[str]:
-    """The SSE body, from the backend's `first` message on. A client that goes away cancels
-    this generator (Starlette watches for the disconnect), which cancels the backend
-    stream, which ends its subscription.
+    """The SSE body of a live subscription. A client that goes away cancels this generator
+    (Starlette watches for the disconnect), which unsubscribes it.
 
-    Nothing here is per connection but the stream itself: no thread (the route and this
-    generator are coroutines on the gateway's loop), and the backend call rides the
-    process's one channel to the events service (deps.Backends), an HTTP/2 stream among
-    the others on its connection."""
+    Nothing here is per connection but the subscriber (a queue): no thread (the route and
+    this generator are coroutines on the gateway's loop), no backend call of its own (the
+    process's one SubscribeFileEvents call carries every client's, file_event_relay.py)."""
     try:
         yield PREAMBLE
-        reply = first
-        while True:
-            if reply.HasField("file_event"):
-                yield sse_file_event(reply.file_event)
-            elif reply is not first:
-                yield KEEPALIVE
-            following = await _next(stream)
-            if following is None:
-                return
-            reply = following
+        async with asyncio.timeout(lifetime):
+            while True:
+                event = await subscriber.next(timeout=heartbeat)
+                yield KEEPALIVE if event is None else sse_file_event(event)
+    except TimeoutError:
+        # The stream's time is up: EventSource reconnects, with the cookie's current token.
+        log.debug("file event stream ended: its time is up")
     except grpc.aio.AioRpcError as exc:
-        # The stream's time is up (DEADLINE_EXCEEDED) or the backend went away: ending the
-        # response makes EventSource reconnect, and the client re-lists its files.
-        level = logging.DEBUG if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED else logging.INFO
-        log.log(level, "file event stream ended: %s", exc.code().name)
+        # The subscription was ended (signed out, replaced, fell behind) or the shared call
+        # broke (events restarted): ending the response makes EventSource reconnect, and the
+        # client re-lists its files.
+        log.info("file event stream ended: %s", exc.code().name)
     finally:
-        stream.cancel()
+        relay.unsubscribe(subscriber)
 
 
 @router.get(
@@ -119,22 +107,20 @@ async def _relay(
     summary="Live status changes of the caller's files (Server-Sent Events)",
 )
 async def file_events(request: Request, settings: SettingsDep, call: UserCall) -> Response:
-    stream: WatchCall = call.backends.events.WatchFileEvents(
-        events_pb2.WatchFileEventsRequest(heartbeat_seconds=settings.sse_heartbeat_seconds),
-        metadata=call.metadata,
-        timeout=settings.sse_max_stream_seconds,
-    )
+    relay = call.backends.file_events
     try:
-        first = await _next(stream)  # a heartbeat, once the subscription is live
+        # Once live: every change from now on reaches it.
+        subscriber = await relay.subscribe(call.access_token, timeout=call.timeout)
     except grpc.aio.AioRpcError as exc:
         # Too many streams there (RESOURCE_EXHAUSTED with RetryInfo): 429 and Retry-After.
         return rpc_error_response(request, exc)
-    if first is None:
-        return error_response(
-            request.url.path,
-            503,
-            "live status ended at once; retry",
-            code=FILE_EVENTS_UNAVAILABLE,
-            headers={"Retry-After": "2"},
-        )
-    return StreamingResponse(_relay(stream, first), media_type=EVENT_STREAM, headers=_HEADERS)
+    return StreamingResponse(
+        _relay(
+            relay,
+            subscriber,
+            heartbeat=settings.sse_heartbeat_seconds,
+            lifetime=settings.sse_max_stream_seconds,
+        ),
+        media_type=EVENT_STREAM,
+        headers=_HEADERS,
+    )

@@ -180,6 +180,13 @@ class CallRules:
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_stream:
+            # The same rules: the wrapper hands the request iterator on as it would a request.
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_stream(handler.stream_stream, method, kind),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         return handler
 
     def _wrap(self, behavior: Any, method: str, kind: str) -> Any:

@@ -122,7 +122,9 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> AioSe
             revocations=verifier.revocations,
         )
         hubs.append(hub)
-        events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(stats, hub), server)
+        events_pb2_grpc.add_EventsServiceServicer_to_server(
+            EventsServicer(stats, hub, verifier), server
+        )
         return [SERVICE_NAME]
 
     handle = build_aio_server(
@@ -130,7 +132,8 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> AioSe
         port=settings.events_grpc_port if port is None else port,
         verifier=verifier,
         service_token=token,
-        policy=AccessPolicy(),
+        # SubscribeFileEvents carries many users' subscriptions, each with its own token.
+        policy=AccessPolicy(per_record_token_methods={f"/{SERVICE_NAME}/SubscribeFileEvents"}),
         register=register,
     )
     # Stopped first: open streams end at once (clients reconnect elsewhere) instead of

@@ -4,6 +4,7 @@ method is a coroutine, each open stream an async generator waiting on its subscr
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,8 +14,9 @@ import grpc
 from dropfile.events.v1 import events_pb2, events_pb2_grpc
 from services.common.errors import InvalidArgument, Unauthenticated
 from services.common.file_events import FileStatusChange
-from services.common.tokens import current_identity
+from services.common.tokens import TokenVerifier, current_identity
 
+from .multiplex import MultiplexedCall, file_event
 from .stats import ProcessingStats
 from .watch import FileEventHub, StreamEnded
 
@@ -22,12 +24,6 @@ DEFAULT_HEARTBEAT_SECONDS = 15
 MAX_HEARTBEAT_SECONDS = 300
 Context = grpc.aio.ServicerContext[Any, Any]
 _HEARTBEAT = events_pb2.WatchFileEventsResponse(heartbeat=events_pb2.Heartbeat())
-_STATUS = {
-    "UPLOADING": events_pb2.FILE_EVENT_STATUS_UPLOADING,
-    "UPLOADED": events_pb2.FILE_EVENT_STATUS_UPLOADED,
-    "FAILED": events_pb2.FILE_EVENT_STATUS_FAILED,
-    "DELETED": events_pb2.FILE_EVENT_STATUS_DELETED,
-}
 
 
 def _caller() -> tuple[str, str]:
@@ -53,19 +49,14 @@ def _heartbeat_seconds(requested: int) -> int:
 
 
 def _event(change: FileStatusChange) -> events_pb2.WatchFileEventsResponse:
-    reply = events_pb2.WatchFileEventsResponse(
-        file_event=events_pb2.FileEvent(
-            file_id=change.file_id, status=_STATUS[change.status], size=change.size
-        )
-    )
-    reply.file_event.at.FromDatetime(change.at)
-    return reply
+    return events_pb2.WatchFileEventsResponse(file_event=file_event(change))
 
 
 class EventsServicer(events_pb2_grpc.EventsServiceServicer):
-    def __init__(self, stats: ProcessingStats, hub: FileEventHub) -> None:
+    def __init__(self, stats: ProcessingStats, hub: FileEventHub, verifier: TokenVerifier) -> None:
         self._stats = stats
         self._hub = hub
+        self._verifier = verifier  # SubscribeFileEvents verifies each subscriber's token
 
     async def GetStats(
         self, request: events_pb2.GetStatsRequest, context: Context
@@ -103,3 +94,21 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                     raise item.error
                 else:
                     yield _event(item)
+
+    async def SubscribeFileEvents(
+        self,
+        request_iterator: AsyncIterator[events_pb2.SubscribeFileEventsRequest],
+        context: Context,
+    ) -> AsyncIterator[events_pb2.SubscribeFileEventsResponse]:
+        """Subscriptions come and go as the caller asks (multiplex.py); replies leave in
+        order. The caller hanging up cancels this coroutine, which releases every
+        subscription of the call."""
+        call = MultiplexedCall(self._hub, self._verifier)
+        with self._hub.call_counted():
+            reader = asyncio.get_running_loop().create_task(call.read(request_iterator))
+            try:
+                async for reply in call.replies():
+                    yield reply
+            finally:
+                reader.cancel()
+                await call.close()

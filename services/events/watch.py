@@ -39,8 +39,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +96,8 @@ class StreamEnded:
 
 class Subscription:
     """The changes for one stream, in order. `next()` waits for one. Used on the server's
-    event loop only."""
+    event loop only. (A SubscribeFileEvents subscription, multiplex.py, overrides
+    `deliver` and `end` to pass them to its call instead.)"""
 
     __slots__ = ("user_id", "session_id", "stream_id", "_pending", "_end", "_waiter")
 
@@ -170,6 +171,7 @@ class FileEventHub:
         self._revocations = revocations
         self._by_user: dict[str, set[Subscription]] = {}
         self._by_id: dict[str, Subscription] = {}  # every stream counted here
+        self._calls = 0  # SubscribeFileEvents calls open (each counts as a stream too)
         # Streams registered in Redis but not yet counted here, and those of them another
         # replica evicted meanwhile (they end as soon as they are counted).
         self._registering: set[str] = set()
@@ -222,9 +224,20 @@ class FileEventHub:
     @asynccontextmanager
     async def subscribe(self, user_id: str, session_id: str = "") -> AsyncIterator[Subscription]:
         """A subscription to `user_id`'s changes for the block: live from the moment it is
-        returned. Unavailable while the hub is not subscribed to Redis; ResourceExhausted
-        when this process already serves max_streams (a user at the per-user limit is not
-        refused: their oldest stream makes way)."""
+        returned. Raises as `admit`."""
+        subscription = Subscription(user_id, session_id)
+        await self.admit(subscription)
+        try:
+            yield subscription
+        finally:
+            subscription.end(interrupted("closed"))
+            self.release(subscription)
+
+    async def admit(self, subscription: Subscription) -> None:
+        """Counts `subscription` and makes it live: its user's changes reach it from the
+        moment this returns (until `release`). Unavailable while the hub is not subscribed
+        to Redis; ResourceExhausted when this process already serves max_streams (a user at
+        the per-user limit is not refused: their oldest stream makes way)."""
         if not self._ready.is_set():
             # Just started, or resubscribing after a blip: worth a short wait before refusing.
             try:
@@ -232,14 +245,25 @@ class FileEventHub:
                     await self._ready.wait()
             except TimeoutError:
                 pass
-        subscription = Subscription(user_id, session_id)
         await self._admit(subscription)
+
+    def release(self, subscription: Subscription) -> None:
+        """Stops counting an admitted subscription, here and (soon) in Redis."""
+        self._forget(subscription)
+        self._in_background(self._limits.release(subscription.user_id, subscription.stream_id))
+
+    @contextmanager
+    def call_counted(self) -> Iterator[None]:
+        """Counts a SubscribeFileEvents call toward max_streams for the block (its callers
+        need no token to open one: so they cannot hold more of this process than streams
+        could). ResourceExhausted when full."""
+        if len(self._by_id) + self._calls >= self._max_streams:
+            raise ResourceExhausted(FULL, reason="TOO_MANY_STREAMS", retry_after=FULL_RETRY_SECONDS)
+        self._calls += 1
         try:
-            yield subscription
+            yield
         finally:
-            subscription.end(interrupted("closed"))
-            self._forget(subscription)
-            self._in_background(self._limits.release(user_id, subscription.stream_id))
+            self._calls -= 1
 
     async def _admit(self, subscription: Subscription) -> None:
         """Counts a new stream here and in Redis (ending what the per-user limit evicts),
@@ -275,7 +299,7 @@ class FileEventHub:
         if not self._ready.is_set():
             raise Unavailable(FEED_DOWN, reason="FILE_EVENTS_UNAVAILABLE")
         making_way = can_make_way and bool(self._by_user.get(user_id))
-        if len(self._by_id) >= self._max_streams and not making_way:
+        if len(self._by_id) + self._calls >= self._max_streams and not making_way:
             raise ResourceExhausted(FULL, reason="TOO_MANY_STREAMS", retry_after=FULL_RETRY_SECONDS)
 
     def _forget(self, subscription: Subscription) -> bool:
@@ -313,7 +337,14 @@ class FileEventHub:
 
     @property
     def open_streams(self) -> int:
+        """Streams counted here: WatchFileEvents calls and SubscribeFileEvents
+        subscriptions."""
         return len(self._by_id)
+
+    @property
+    def open_calls(self) -> int:
+        """SubscribeFileEvents calls open here."""
+        return self._calls
 
     def streams_of(self, user_id: str) -> int:
         return len(self._by_user.get(user_id, ()))

@@ -301,7 +301,9 @@ def test_a_full_events_replica_is_429_with_retry_after(
         s3_bucket=quiet_bucket,
         upload_service_addr=upload_address,
         reconcile_interval_seconds=3600,
-        watch_max_streams=1,
+        # The gateway's one SubscribeFileEvents call takes a place, its first subscriber
+        # the other.
+        watch_max_streams=2,
     )
     settings = gateway_settings.model_copy(
         update={"events_service_addr": f"127.0.0.1:{replica.handle.port}"}
