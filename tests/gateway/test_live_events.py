@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -14,7 +16,10 @@ import httpx
 import jwt
 import pytest
 
+from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from services.events.server import create_server
+from services.events.settings import EventsSettings
 from services.events.watch import FileEventHub
 from tests.conftest import settings_for, wait_until
 from tests.events.helpers import publish_uploaded
@@ -256,8 +261,8 @@ async def _sse_client(url: str, token: str, live: asyncio.Event, seen: list[str]
 def test_many_browsers_at_once_each_get_their_users_change(
     gateway_on_replica, streams_only_replica, make_token, redis_url
 ):
-    """Hundreds of SSE clients on one gateway, relayed over its one channel to one events
-    replica: each gets its own user's change."""
+    """Hundreds of SSE clients on one gateway, relayed over its one SubscribeFileEvents call
+    to one events replica: each gets its own user's change."""
     clients, per_user = 200, 8
     users = [str(uuid.uuid4()) for _ in range(clients // per_user)]
     tokens = {user_id: make_token(user_id=user_id) for user_id in users}
@@ -275,8 +280,10 @@ def test_many_browsers_at_once_each_get_their_users_change(
             await asyncio.wait_for(asyncio.gather(*(live.wait() for live in lives)), 120)
             assert not [task.result() for task in tasks if task.done()]  # none refused
             await asyncio.to_thread(
-                wait_until, lambda: hub.open_streams >= clients, what="every backend stream"
+                wait_until, lambda: hub.open_streams == clients, what="every subscription"
             )
+            # All of them ride the gateway's one SubscribeFileEvents call.
+            assert hub.open_calls == 1
             published = await asyncio.to_thread(publish_uploaded, redis_url, users)
             for _ in range(600):
                 if all(got for got in seen):
@@ -315,3 +322,95 @@ def test_a_full_events_replica_is_429_with_retry_after(
         assert refused.response.status_code == 429
         assert int(refused.response.headers["retry-after"]) >= 1
         assert "as many event streams" in refused.response.json()["error"]
+
+
+def test_forged_and_expired_cookies_are_401_and_leave_others_streams_alone(
+    gateway_on_replica, streams_only_replica, make_token, redis_url, open_stream
+):
+    """Every SSE client shares the gateway's call: a bad token is refused alone."""
+    from tests.events.test_multiplexed_streams import foreign_key_token
+
+    victim = str(uuid.uuid4())
+    stream = open_stream(
+        httpx.Client(base_url=gateway_on_replica, cookies={"access_token": make_token(victim)})
+    )
+    assert stream.response.status_code == 200
+    for token in (
+        foreign_key_token(victim),
+        make_token(user_id=victim, exp=int(time.time()) - 60),
+    ):
+        refused = open_stream(
+            httpx.Client(base_url=gateway_on_replica, cookies={"access_token": token})
+        )
+        assert refused.response.status_code == 401
+        assert refused.response.json()["code"] == "ACCESS_TOKEN_INVALID"
+    hub = next(w for w in streams_only_replica.handle.loop_workers if isinstance(w, FileEventHub))
+    assert hub.streams_of(victim) == 1 and hub.open_calls == 1
+    published = publish_uploaded(redis_url, [victim])
+    wait_until(lambda: stream.saw(published[victim], "UPLOADED"), what="the victim's change")
+    assert not stream.ended.is_set()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_an_events_restart_ends_every_sse_stream_and_the_gateway_recovers(
+    gateway_settings, common_settings, make_token, redis_url, open_stream
+):
+    """The shared call breaks: each SSE client is told as before (its response ends, so
+    EventSource reconnects and the app re-lists), and new streams work once events is back,
+    on a new call."""
+    port = free_port()
+    settings = settings_for(
+        EventsSettings, common_settings, sqs_queue_url=None, reconcile_interval_seconds=3600
+    )
+    events = create_server(settings, port=port)
+    events.start()
+    app = create_app(
+        gateway_settings.model_copy(
+            update={"events_service_addr": f"127.0.0.1:{port}", "sse_heartbeat_seconds": 1}
+        )
+    )
+    try:
+        with serve_gateway(app.state.settings, app) as url:
+            users = [str(uuid.uuid4()) for _ in range(2)]
+            clients = [
+                httpx.Client(base_url=url, cookies={"access_token": make_token(user)})
+                for user in users
+            ]
+            streams = [open_stream(client) for client in [*clients, clients[0]]]
+            assert [s.response.status_code for s in streams] == [200, 200, 200]
+            relay = app.state.backends.file_events
+            assert relay.calls_opened == 1 and relay.subscribers == 3
+
+            events.stop(5).wait()
+            for stream in streams:
+                assert stream.ended.wait(20), "an SSE stream outlived the events process"
+            assert relay.subscribers == 0
+
+            events = create_server(settings, port=port)
+            events.start()
+            reopened: list = []
+
+            def opens() -> bool:
+                stream = open_stream(clients[0])
+                if stream.response.status_code == 200:
+                    reopened.append(stream)
+                    return True
+                assert stream.response.status_code == 503  # meanwhile: retry later
+                assert stream.response.headers["retry-after"]
+                return False
+
+            wait_until(opens, timeout=30, interval=0.5, what="a stream once events is back")
+            assert relay.calls_opened >= 2
+            published = publish_uploaded(redis_url, users[:1])
+            wait_until(
+                lambda: reopened[0].saw(published[users[0]], "UPLOADED"),
+                what="a change on the new call",
+            )
+    finally:
+        events.stop(0).wait()
