@@ -537,6 +537,36 @@ class BenchStack:
             raise StackError(f"{name} did not serve within 60 s; see {process.log}") from None
         return address
 
+    def start_gateway(self, name: str, events: str, env: dict[str, str]) -> str:
+        """Another gateway on the main stack's auth and upload coordinator, relaying the
+        events process at `events`, with `env` on top, for a section of its own; its base
+        URL once it answers."""
+        port = free_port()
+        self.ports[name] = port
+        extra = {
+            "DROPFILE_HTTP_PORT": str(port),
+            "AUTH_SERVICE_ADDR": f"127.0.0.1:{self.ports['auth']}",
+            "UPLOAD_SERVICE_ADDR": self.endpoints.upload_grpc,
+            "EVENTS_SERVICE_ADDR": events,
+            **env,
+        }
+        process = self._spawn(
+            name, [sys.executable, "-m", "gateway"], self._env(extra), dropfile=True
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            processes.wait_until(
+                lambda: processes.http_ok(f"{url}/healthz", timeout=1),
+                timeout=60,
+                what=f"{name} answering at {url}",
+                alive=lambda: process.popen.poll() is None,
+            )
+        except processes.ProcessExited:
+            raise StackError(f"{name} exited; see {process.log}") from None
+        except processes.NotReady:
+            raise StackError(f"{name} did not answer within 60 s; see {process.log}") from None
+        return url
+
     def stop_process(self, name: str) -> None:
         """Stops one process started by the stack (its stop signal, then SIGKILL to its
         group after 20 s)."""

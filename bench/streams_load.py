@@ -1,9 +1,13 @@
 """The streams section's load generator, a process of its own (bench/streams.py runs it):
-`python -m bench.streams_load --target HOST:PORT --key PEM --redis URL --streams N ...`.
+`python -m bench.streams_load (--gateway URL | --target HOST:PORT) --key PEM --redis URL
+--streams N ...`.
 
-It opens N WatchFileEvents streams with grpc.aio, straight to one events process, spread
-over `--connections` connections (as gateways do: each multiplexes its SSE clients' streams
-over one HTTP/2 connection) and over users, `--per-user` streams each (the per-user cap,
+With `--gateway` it opens N Server-Sent-Events streams (GET /api/v2/events) through a
+gateway, each on a TCP connection of its own as a browser's EventSource holds it, read with
+plain asyncio streams (an HTTP client per stream would cost this process far more than the
+gateway). With `--target` it opens N WatchFileEvents streams with grpc.aio, straight to one
+events process, spread over `--connections` connections. Either way the streams are spread
+over users, `--per-user` streams each (the per-user cap,
 WATCH_MAX_STREAMS_PER_USER); access tokens are minted with the stack's key (development
 keys under DROPFILE_KEYS_DIR), one device session per user, so no account needs signing
 up. Once every stream is live (its first heartbeat) it prints `{"event": "open", ...}` and
@@ -79,10 +83,10 @@ class Streams:
         for owner in self.owners:
             self.streams_of[owner] += 1
         # Separate connections: without a local subchannel pool, channels to one target
-        # share one.
+        # share one. (None through a gateway: each SSE client has its own connection.)
         self.channels = [
             grpc.aio.insecure_channel(args.target, options=[("grpc.use_local_subchannel_pool", 1)])
-            for _ in range(args.connections)
+            for _ in range(args.connections if args.target else 0)
         ]
         self.stubs = [events_pb2_grpc.EventsServiceStub(c) for c in self.channels]
         self.live = 0
@@ -93,6 +97,60 @@ class Streams:
         self.expected: dict[str, int] = {}
         self.opening = asyncio.Semaphore(OPENING_AT_ONCE)
         self.tasks: list[asyncio.Task[None]] = []
+
+    def _arrived(self, file_id: str) -> None:
+        self.arrivals[file_id].append(time.perf_counter())
+        if len(self.arrivals[file_id]) == self.expected.get(file_id):
+            self.arrived.set()
+
+    def _live(self) -> None:
+        self.live += 1
+        if self.live == len(self.owners):
+            self.all_live.set()
+
+    def _settled(self) -> None:
+        if self.live + sum(self.errors.values()) >= len(self.owners):
+            self.all_live.set()
+
+    async def _watch_sse(self, index: int) -> None:
+        """One browser's EventSource: GET /api/v2/events with its cookie, on a connection of
+        its own (HTTP/1.1, as browsers hold SSE), read line by line. Live once the
+        response's `: live` preamble arrives; each `data:` line is a change."""
+        owner = self.owners[index]
+        await self.opening.acquire()
+        opened = False
+        writer: asyncio.StreamWriter | None = None
+        try:
+            host, port = self.args.gateway.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                (
+                    f"GET /api/v2/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                    f"Accept: text/event-stream\r\nCookie: access_token={self.tokens[owner]}"
+                    "\r\n\r\n"
+                ).encode()
+            )
+            status = (await reader.readline()).split(b" ", 2)
+            if len(status) < 2 or status[1] != b"200":
+                self.errors[f"HTTP {status[1].decode() if len(status) > 1 else '?'}"] += 1
+                return
+            while line := await reader.readline():
+                if line.startswith(b"data:"):
+                    self._arrived(json.loads(line[5:])["fileId"])
+                elif not opened and line.startswith(b": live"):
+                    opened = True
+                    self.opening.release()
+                    self._live()
+            if not opened:
+                self.errors["ended before live"] += 1
+        except OSError as exc:
+            self.errors[type(exc).__name__] += 1
+        finally:
+            if not opened:
+                self.opening.release()
+                self._settled()
+            if writer is not None:
+                writer.close()
 
     async def _watch(self, index: int) -> None:
         owner = self.owners[index]
@@ -106,16 +164,11 @@ class Streams:
             )
             async for reply in call:
                 if reply.HasField("file_event"):
-                    file_id = reply.file_event.file_id
-                    self.arrivals[file_id].append(time.perf_counter())
-                    if len(self.arrivals[file_id]) == self.expected.get(file_id):
-                        self.arrived.set()
+                    self._arrived(reply.file_event.file_id)
                 elif not opened:
                     opened = True
                     self.opening.release()
-                    self.live += 1
-                    if self.live == len(self.owners):
-                        self.all_live.set()
+                    self._live()
         except grpc.aio.AioRpcError as exc:
             failed = True
             self.errors[exc.code().name] += 1
@@ -124,12 +177,12 @@ class Streams:
                 self.opening.release()
                 if not failed:
                     self.errors["ended before live"] += 1
-                if self.live + sum(self.errors.values()) >= len(self.owners):
-                    self.all_live.set()
+                self._settled()
 
     async def open(self) -> float:
         started = time.perf_counter()
-        self.tasks = [asyncio.create_task(self._watch(n)) for n in range(len(self.owners))]
+        watch = self._watch_sse if self.args.gateway else self._watch
+        self.tasks = [asyncio.create_task(watch(n)) for n in range(len(self.owners))]
         await self.all_live.wait()
         return time.perf_counter() - started
 
@@ -180,7 +233,7 @@ class Streams:
 
 
 async def run(args: argparse.Namespace) -> None:
-    raise_open_files_limit(args.connections + 1024)
+    raise_open_files_limit((args.streams if args.gateway else args.connections) + 1024)
     streams = Streams(args)
     loop = asyncio.get_running_loop()
     try:
@@ -218,7 +271,9 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.streams_load", description=__doc__)
-    parser.add_argument("--target", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--target", help="an events process: WatchFileEvents streams")
+    where.add_argument("--gateway", help="a gateway's base URL: SSE streams (GET /api/v2/events)")
     parser.add_argument("--key", required=True, help="the stack's JWT private key (PEM file)")
     parser.add_argument("--redis", required=True)
     parser.add_argument("--streams", type=int, required=True)
