@@ -1,6 +1,7 @@
 """The common bootstrap (grpc_server.py) on gRPC's asyncio server, for a service whose
 calls are long streams: the events service's WatchFileEvents, thousands at once in one
-process, each a coroutine instead of a thread.
+process, each a coroutine instead of a thread (and its SubscribeFileEvents, one per gateway
+carrying thousands of subscriptions).
 
 The same rules as every service (grpc_server.CallRules: request id, authentication with
 revoked sessions, errors mapped to statuses with ErrorInfo and RetryInfo, counts and the
