@@ -1,5 +1,5 @@
-"""The gateway's one SubscribeFileEvents call, which every Server-Sent-Events client of this
-process (routes/events.py) shares.
+"""The gateway's SubscribeFileEvents call, which every Server-Sent-Events client of this
+process (routes/events.py) shares (one at a time: renewed every RENEW_AFTER seconds).
 
 A WatchFileEvents call per browser tab cost the events process ~24 KB of gRPC's own per
 tab (bench/README.md, "Live streams"); here each tab is a subscription on the process's
@@ -41,6 +41,9 @@ from .errors import rpc_error
 log = logging.getLogger("gateway.events")
 
 MAX_PENDING_PER_SUBSCRIBER = 256
+# New subscribers go to a new call after this many seconds (FileEventRelay): under the
+# events service's max_connection_age, so every call ends within its connection's grace.
+RENEW_AFTER = 240.0
 # Seconds new subscribers are refused after the shared call failed 1, 2, ... times in a
 # row without an answer (a call that answered and later broke is reopened at once).
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)
@@ -70,10 +73,11 @@ class Subscriber:
     """One SSE client's subscription: `live` resolves once it is (or raises its refusal),
     then `next()` gives its changes."""
 
-    __slots__ = ("subscription_id", "live", "_pending", "_waiter", "_end")
+    __slots__ = ("subscription_id", "call", "live", "_pending", "_waiter", "_end")
 
-    def __init__(self, subscription_id: int) -> None:
+    def __init__(self, subscription_id: int, call: _SharedCall) -> None:
         self.subscription_id = subscription_id
+        self.call = call
         self.live: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending: deque[events_pb2.FileEvent] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -119,22 +123,69 @@ class Subscriber:
         return self._pending.popleft() if self._pending else None
 
 
-class FileEventRelay:
-    """The process's shared SubscribeFileEvents call, opened by the first subscriber."""
+class _SharedCall:
+    """One SubscribeFileEvents call and the subscribers on it."""
 
-    def __init__(self, stub: events_pb2_grpc.EventsServiceAsyncStub) -> None:
+    def __init__(self, relay: FileEventRelay) -> None:
+        self.subscribers: dict[int, Subscriber] = {}
+        self.outgoing: asyncio.Queue[_Request] = asyncio.Queue()
+        self.opened_at = time.monotonic()
+        self.over = False
+        self.task = asyncio.get_running_loop().create_task(
+            relay._run(self), name="file-event-relay"
+        )
+
+    def send(self, request: _Request) -> None:
+        if not self.over:
+            self.outgoing.put_nowait(request)
+
+
+class FileEventRelay:
+    """The process's shared SubscribeFileEvents call, opened by the first subscriber.
+
+    New subscribers go to a new call once the current one is `renew_after` seconds old; the
+    old one ends when its last subscriber leaves (each within SSE_MAX_STREAM_SECONDS). The
+    events service closes a client connection max_connection_age after it opened, giving
+    its calls a grace period to finish (services/common/grpc_server.py: 5 and 20 minutes),
+    so a call that lived for ever would be cut, and all its browsers with it, every 25
+    minutes; a call renewed every few minutes ends on its own, and its new connection may
+    reach a replica added since."""
+
+    def __init__(
+        self, stub: events_pb2_grpc.EventsServiceAsyncStub, *, renew_after: float = RENEW_AFTER
+    ) -> None:
         self._stub = stub
+        self._renew_after = renew_after
         self._ids = itertools.count(1)
-        self._subscribers: dict[int, Subscriber] = {}
-        self._outgoing: asyncio.Queue[_Request] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._current: _SharedCall | None = None
+        self._calls: set[_SharedCall] = set()
         self._failures = 0
         self._refuse_until = 0.0
         self.calls_opened = 0  # for tests and the bench: how many calls this process made
 
     @property
     def subscribers(self) -> int:
-        return len(self._subscribers)
+        return sum(len(call.subscribers) for call in self._calls)
+
+    @property
+    def open_calls(self) -> int:
+        return len(self._calls)
+
+    def _call_for_new_subscriber(self) -> _SharedCall:
+        current = self._current
+        if current is None or current.over:
+            current = None
+        elif time.monotonic() - current.opened_at >= self._renew_after:
+            self._current = None
+            if not current.subscribers:
+                current.task.cancel()
+            current = None
+        if current is None:
+            current = _SharedCall(self)
+            self._current = current
+            self._calls.add(current)
+            self.calls_opened += 1
+        return current
 
     async def subscribe(self, access_token: str, *, timeout: float) -> Subscriber:
         """A live subscription to the token's user's changes; raises grpc.aio.AioRpcError
@@ -147,12 +198,10 @@ class FileEventRelay:
                 reason="FILE_EVENTS_UNAVAILABLE",
                 retry_after=self._refuse_until - now,
             )
-        outgoing = self._outgoing if self._task is not None else None
-        if outgoing is None:
-            outgoing = self._open()
-        subscriber = Subscriber(next(self._ids))
-        self._subscribers[subscriber.subscription_id] = subscriber
-        outgoing.put_nowait(
+        call = self._call_for_new_subscriber()
+        subscriber = Subscriber(next(self._ids), call)
+        call.subscribers[subscriber.subscription_id] = subscriber
+        call.send(
             _Request(
                 subscribe=events_pb2.Subscribe(
                     subscription_id=subscriber.subscription_id, access_token=access_token
@@ -174,59 +223,53 @@ class FileEventRelay:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """The client went away (or its response ended): the events service forgets it."""
-        sid = subscriber.subscription_id
-        if self._subscribers.get(sid) is subscriber:
-            del self._subscribers[sid]
-            if self._outgoing is not None:
-                self._outgoing.put_nowait(
-                    _Request(unsubscribe=events_pb2.Unsubscribe(subscription_id=sid))
-                )
+        sid, call = subscriber.subscription_id, subscriber.call
+        if call.subscribers.get(sid) is subscriber:
+            del call.subscribers[sid]
+            call.send(_Request(unsubscribe=events_pb2.Unsubscribe(subscription_id=sid)))
+            if not call.subscribers and call is not self._current:
+                call.task.cancel()  # a renewed call's last subscriber left
         subscriber.end(_interrupted("closed"))
 
-    def _open(self) -> asyncio.Queue[_Request]:
-        outgoing: asyncio.Queue[_Request] = asyncio.Queue()
-        self._outgoing = outgoing
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(outgoing), name="file-event-relay"
-        )
-        self.calls_opened += 1
-        return outgoing
-
-    async def _run(self, outgoing: asyncio.Queue[_Request]) -> None:
+    async def _run(self, call: _SharedCall) -> None:
         async def requests() -> AsyncIterator[_Request]:
             while True:
-                yield await outgoing.get()
+                yield await call.outgoing.get()
 
         answered = False
         error: grpc.aio.AioRpcError = _interrupted()
-        call = self._stub.SubscribeFileEvents(requests())
+        stream = self._stub.SubscribeFileEvents(requests())
         try:
-            async for reply in call:
+            async for reply in stream:
                 answered = True
-                self._dispatch(reply)
+                self._dispatch(call, reply)
         except grpc.aio.AioRpcError as exc:
             error = exc
-            log.info("the shared live-status call ended: %s", exc.code().name)
+            log.info("a shared live-status call ended: %s", exc.code().name)
+        except asyncio.CancelledError:
+            answered = True  # renewed and left by its last subscriber, or stopping: no failure
         except Exception:  # any bug: its subscribers end as after a broken call
             log.exception("relaying live status failed")
         finally:
-            call.cancel()
-            self._task = None
-            self._outgoing = None
+            stream.cancel()
+            call.over = True
+            self._calls.discard(call)
+            if self._current is call:
+                self._current = None
             if answered:
                 self._failures = 0
             else:
                 delay = RECONNECT_DELAYS[min(self._failures, len(RECONNECT_DELAYS) - 1)]
                 self._failures += 1
                 self._refuse_until = time.monotonic() + delay
-            subscribers, self._subscribers = self._subscribers, {}
+            subscribers, call.subscribers = call.subscribers, {}
             for subscriber in subscribers.values():
                 subscriber.end(error)
 
-    def _dispatch(self, reply: events_pb2.SubscribeFileEventsResponse) -> None:
+    def _dispatch(self, call: _SharedCall, reply: events_pb2.SubscribeFileEventsResponse) -> None:
         kind = reply.WhichOneof("kind")
         for sid in reply.subscription_ids:
-            subscriber = self._subscribers.get(sid)
+            subscriber = call.subscribers.get(sid)
             if subscriber is None:
                 continue  # unsubscribed meanwhile
             if kind == "file_event":
@@ -235,11 +278,11 @@ class FileEventRelay:
                 if not subscriber.live.done():
                     subscriber.live.set_result(None)
             elif kind == "ended":
-                del self._subscribers[sid]
+                del call.subscribers[sid]
                 subscriber.end(_ended_error(reply.ended))
 
     async def close(self) -> None:
-        task = self._task
-        if task is not None:
+        tasks = [call.task for call in self._calls]
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

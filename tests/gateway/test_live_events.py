@@ -12,11 +12,14 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import grpc
 import httpx
 import jwt
 import pytest
 
+from dropfile.events.v1 import events_pb2_grpc
 from gateway.app import create_app
+from gateway.file_event_relay import FileEventRelay
 from gateway.settings import GatewaySettings
 from services.events.server import create_server
 from services.events.settings import EventsSettings
@@ -414,3 +417,41 @@ def test_an_events_restart_ends_every_sse_stream_and_the_gateway_recovers(
             )
     finally:
         events.stop(0).wait()
+
+
+@pytest.mark.slow
+def test_the_shared_call_is_renewed_and_the_old_one_ends_with_its_last_subscriber(
+    streams_only_replica, make_token, redis_url
+):
+    """New subscribers go to a new call once the current one is old (connections are aged
+    out by the events service); the old call ends when its last subscriber leaves, and
+    subscribers on either call get their changes."""
+    hub = next(w for w in streams_only_replica.handle.loop_workers if isinstance(w, FileEventHub))
+    users = [str(uuid.uuid4()), str(uuid.uuid4())]
+
+    async def scenario() -> None:
+        address = f"127.0.0.1:{streams_only_replica.handle.port}"
+        async with grpc.aio.insecure_channel(address) as channel:
+            relay = FileEventRelay(events_pb2_grpc.EventsServiceStub(channel), renew_after=0.5)
+            try:
+                first = await relay.subscribe(make_token(users[0]), timeout=10)
+                await asyncio.sleep(0.6)
+                second = await relay.subscribe(make_token(users[1]), timeout=10)
+                assert (relay.calls_opened, relay.open_calls, relay.subscribers) == (2, 2, 2)
+                assert hub.open_calls == 2
+                published = await asyncio.to_thread(publish_uploaded, redis_url, users)
+                assert (await first.next(timeout=10)).file_id == published[users[0]]
+                assert (await second.next(timeout=10)).file_id == published[users[1]]
+                relay.unsubscribe(first)
+                for _ in range(100):
+                    if relay.open_calls == 1 and hub.open_calls == 1:
+                        break
+                    await asyncio.sleep(0.1)
+                assert (relay.open_calls, hub.open_calls, hub.open_streams) == (1, 1, 1)
+                published = await asyncio.to_thread(publish_uploaded, redis_url, users[1:])
+                assert (await second.next(timeout=10)).file_id == published[users[1]]
+            finally:
+                await relay.close()
+
+    asyncio.run(scenario())
+    wait_until(lambda: hub.open_calls == 0, what="the calls to end")
