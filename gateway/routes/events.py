@@ -18,9 +18,9 @@ opens."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Any
@@ -81,13 +81,17 @@ async def _relay(
     Nothing here is per connection but the subscriber (a queue): no thread (the route and
     this generator are coroutines on the gateway's loop), no backend call of its own (the
     process's one SubscribeFileEvents call carries every client's, file_event_relay.py)."""
+    # A deadline checked between messages, not asyncio.timeout around the loop: that would
+    # cancel whatever this task awaits when it fires, Starlette's send included.
+    ends_at = time.monotonic() + lifetime
     try:
         yield PREAMBLE
-        async with asyncio.timeout(lifetime):
-            while True:
-                event = await subscriber.next(timeout=heartbeat)
-                yield KEEPALIVE if event is None else sse_file_event(event)
-    except TimeoutError:
+        while (left := ends_at - time.monotonic()) > 0:
+            event = await subscriber.next(timeout=min(heartbeat, left))
+            if event is not None:
+                yield sse_file_event(event)
+            elif time.monotonic() < ends_at:
+                yield KEEPALIVE
         # The stream's time is up: EventSource reconnects, with the cookie's current token.
         log.debug("file event stream ended: its time is up")
     except grpc.aio.AioRpcError as exc:

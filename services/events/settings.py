@@ -10,10 +10,13 @@ class EventsSettings(GrpcServiceSettings, StorageSettings):
     # GetStats and WatchFileEvents still do).
     sqs_queue_url: OptionalHttpUrl = None
     events_grpc_port: int = Field(default=50053, ge=0, le=65535)
-    # WatchFileEvents streams one process serves at once (each a coroutine on the asyncio
-    # server, a few KB); beyond it a new one is refused with RESOURCE_EXHAUSTED and a
-    # RetryInfo (429 with Retry-After at the gateway). Needs as many open files when each
-    # stream comes on its own connection (the server raises its soft limit to the hard one).
+    # Live-status streams one process serves at once: WatchFileEvents calls (each a
+    # coroutine on the asyncio server, ~28 KB with gRPC's own), SubscribeFileEvents
+    # subscriptions (the gateway's, one per browser tab, ~1-2 KB) and SubscribeFileEvents
+    # calls (one per gateway process) each count one; beyond it a new one is refused with
+    # RESOURCE_EXHAUSTED and a RetryInfo (429 with Retry-After at the gateway). Needs as
+    # many open files when each stream comes on its own connection (the server raises its
+    # soft limit to the hard one).
     watch_max_streams: int = Field(default=10_000, ge=1, le=100_000)
     # Streams one user holds across every replica (counted in Redis): one more closes that
     # user's oldest. A replica's streams stop counting watch_stream_lease_seconds after it
