@@ -63,7 +63,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # gRPC aio channels belong to the serving event loop, so they open here.
-        app.state.backends = Backends(settings)
+        app.state.backends = Backends(settings, service_token=app.state.service_token)
         freeze_startup_objects()  # the app is built: out of the collector's full passes
         try:
             yield

@@ -42,7 +42,7 @@ class Backends:
     """The gRPC stubs of the services behind the gateway, on channels opened once at
     start (they reconnect by themselves when a backend restarts)."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, *, service_token: str) -> None:
         addresses = {
             "auth": settings.auth_service_addr,
             "upload": settings.upload_service_addr,
@@ -55,8 +55,11 @@ class Backends:
         self.auth = auth_pb2_grpc.AuthServiceStub(self._channels["auth"])
         self.upload = upload_pb2_grpc.UploadServiceStub(self._channels["upload"])
         self.events = events_pb2_grpc.EventsServiceStub(self._channels["events"])
-        # Every SSE client's subscription rides one SubscribeFileEvents call.
-        self.file_events = FileEventRelay(self.events)
+        # Every SSE client's subscription rides one SubscribeFileEvents call, which needs
+        # the service credential.
+        self.file_events = FileEventRelay(
+            self.events, metadata=((SERVICE_TOKEN_HEADER, service_token),)
+        )
         # Share links live in the upload service; ResolveLink needs the service credential.
         self.share = share_pb2_grpc.ShareServiceStub(self._channels["upload"])
         self.share_internal = share_pb2_grpc.ShareInternalServiceStub(self._channels["upload"])

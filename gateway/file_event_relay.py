@@ -152,9 +152,14 @@ class FileEventRelay:
     reach a replica added since."""
 
     def __init__(
-        self, stub: events_pb2_grpc.EventsServiceAsyncStub, *, renew_after: float = RENEW_AFTER
+        self,
+        stub: events_pb2_grpc.EventsServiceAsyncStub,
+        *,
+        metadata: tuple[tuple[str, str], ...],
+        renew_after: float = RENEW_AFTER,
     ) -> None:
         self._stub = stub
+        self._metadata = metadata  # the service credential
         self._renew_after = renew_after
         self._ids = itertools.count(1)
         self._current: _SharedCall | None = None
@@ -238,7 +243,7 @@ class FileEventRelay:
 
         answered = False
         error: grpc.aio.AioRpcError = _interrupted()
-        stream = self._stub.SubscribeFileEvents(requests())
+        stream = self._stub.SubscribeFileEvents(requests(), metadata=self._metadata)
         try:
             async for reply in stream:
                 answered = True

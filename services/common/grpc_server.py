@@ -97,11 +97,16 @@ class AccessPolicy:
     # Calls that carry several users' requests, each with its own access token, which the
     # servicer verifies record by record: no `authorization` metadata is asked of them.
     per_record_token_methods: set[str] = field(default_factory=set)
+    # Methods for Dropfile services only (the service credential), in a service whose other
+    # methods are users'. Their servicer verifies any user token it is handed itself.
+    internal_methods: set[str] = field(default_factory=set)
 
     def kind(self, method: str) -> str:
         service = method.lstrip("/").split("/", 1)[0]
         if method in self.public_methods or service.startswith("grpc."):
             return "public"  # health checks and reflection are open, as probes need
+        if method in self.internal_methods:
+            return "internal"
         if method in self.per_record_token_methods:
             return "per-record"
         if service in self.internal_services:

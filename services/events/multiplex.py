@@ -12,9 +12,9 @@ subscriber's access token, verified as the interceptor verifies a caller's (sign
 expiry, issuer, audience, revoked session), and the subscription is the hub's subscription
 to that token's user only. A bad token refuses that subscription alone (a
 SubscriptionEnded with the status WatchFileEvents would have been refused with); the call
-and its other subscriptions go on. The call itself needs no token (it carries many users'),
-so it counts as one stream toward max_streams: opening calls cannot take more of this
-process than opening streams could.
+and its other subscriptions go on. The call itself carries many users' and no user's
+token: it needs the service credential (the gateway's), and counts as one stream toward
+max_streams besides.
 
 A change of a user reaches all of that user's subscriptions on the call in one message
 (the hub delivers it to each in turn: consecutive deliveries of one change are merged).

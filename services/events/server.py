@@ -132,8 +132,9 @@ def create_server(settings: EventsSettings, *, port: int | None = None) -> AioSe
         port=settings.events_grpc_port if port is None else port,
         verifier=verifier,
         service_token=token,
-        # SubscribeFileEvents carries many users' subscriptions, each with its own token.
-        policy=AccessPolicy(per_record_token_methods={f"/{SERVICE_NAME}/SubscribeFileEvents"}),
+        # SubscribeFileEvents is the gateway's (the service credential); it carries many
+        # users' subscriptions, each with its own token, verified one by one.
+        policy=AccessPolicy(internal_methods={f"/{SERVICE_NAME}/SubscribeFileEvents"}),
         register=register,
     )
     # Stopped first: open streams end at once (clients reconnect elsewhere) instead of

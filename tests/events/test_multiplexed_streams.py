@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dropfile.events.v1 import events_pb2, events_pb2_grpc
+from services.common.grpc_server import SERVICE_TOKEN_HEADER
 from services.common.revocations import RevokedSessions, revocation_client
 from services.events.watch import FULL
 from tests.conftest import wait_until
@@ -29,6 +30,11 @@ from .test_many_streams import hub_of
 pytestmark = pytest.mark.slow
 
 Request = events_pb2.SubscribeFileEventsRequest
+
+
+def credential(service_token: str):
+    """The gateway's metadata: the service credential, no user token."""
+    return ((SERVICE_TOKEN_HEADER, service_token),)
 
 
 def subscribe(sid: int, token: str) -> Request:
@@ -43,7 +49,7 @@ class Multiplexed:
     """One SubscribeFileEvents call, as a gateway holds it: requests sent when asked,
     replies sorted by subscription as they arrive."""
 
-    def __init__(self, stub: events_pb2_grpc.EventsServiceStub, metadata=()) -> None:
+    def __init__(self, stub: events_pb2_grpc.EventsServiceStub, metadata) -> None:
         self._outgoing: asyncio.Queue[Request] = asyncio.Queue()
         self.call = stub.SubscribeFileEvents(self._requests(), metadata=metadata)
         self.replies: list[events_pb2.SubscribeFileEventsResponse] = []
@@ -139,12 +145,23 @@ def foreign_key_token(user_id: str) -> str:
     return jwt.encode(claims, pem, algorithm="RS256")
 
 
-def test_subscribe_receive_unsubscribe_on_one_call(common_settings, make_token, redis_url):
+def test_subscribe_receive_unsubscribe_on_one_call(
+    common_settings, service_token, make_token, redis_url
+):
     alice = str(uuid.uuid4())
 
     async def scenario(handle, stub) -> None:
         hub = hub_of(handle)
-        call = Multiplexed(stub)  # no `authorization`: each subscription brings its own
+        # Without the service credential (a user's token is not one): refused.
+        for metadata in ((), (("authorization", f"Bearer {make_token(user_id=alice)}"),)):
+            stranger = Multiplexed(stub, metadata)
+            stranger.send(subscribe(1, make_token(user_id=alice)))
+            await stranger.until(lambda s=stranger: s.error is not None, "the refusal")
+            assert stranger.error.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert not stranger.replies and hub.open_calls == 0
+        call = Multiplexed(
+            stub, credential(service_token)
+        )  # no `authorization`: each subscription brings its own
         try:
             call.send(subscribe(1, make_token(user_id=alice)))
             await call.settled([1])
@@ -172,7 +189,7 @@ def test_subscribe_receive_unsubscribe_on_one_call(common_settings, make_token, 
 
 
 def test_two_users_on_one_call_never_see_each_others_changes(
-    common_settings, make_token, redis_url
+    common_settings, service_token, make_token, redis_url
 ):
     """The attacker shares the victim's gateway call: their own subscriptions, a forged
     token naming the victim, an expired one, a tampered one: none of it gets the victim's
@@ -184,7 +201,7 @@ def test_two_users_on_one_call_never_see_each_others_changes(
     spliced = f"{header}.{payload}.{signature}"  # the victim's claims, the attacker's signature
 
     async def scenario(handle, stub) -> None:
-        call = Multiplexed(stub)
+        call = Multiplexed(stub, credential(service_token))
         try:
             call.send(subscribe(1, genuine_victim))
             call.send(subscribe(2, make_token(user_id=attacker)))
@@ -220,12 +237,12 @@ def test_two_users_on_one_call_never_see_each_others_changes(
 
 
 def test_a_users_change_reaches_all_their_subscriptions_in_one_message(
-    common_settings, make_token, redis_url
+    common_settings, service_token, make_token, redis_url
 ):
     user = str(uuid.uuid4())
 
     async def scenario(handle, stub) -> None:
-        call = Multiplexed(stub)
+        call = Multiplexed(stub, credential(service_token))
         try:
             for sid in (10, 11, 12):
                 call.send(subscribe(sid, make_token(user_id=user)))
@@ -241,10 +258,12 @@ def test_a_users_change_reaches_all_their_subscriptions_in_one_message(
     run_with_processor(common_settings, scenario)
 
 
-def test_the_stream_cap_counts_subscriptions_and_refuses_one_alone(common_settings, make_token):
+def test_the_stream_cap_counts_subscriptions_and_refuses_one_alone(
+    common_settings, service_token, make_token
+):
     async def scenario(handle, stub) -> None:
         hub = hub_of(handle)
-        call = Multiplexed(stub)
+        call = Multiplexed(stub, credential(service_token))
         try:
             # The call takes one place of watch_max_streams=3, two subscriptions the rest.
             for sid in (1, 2, 3):
@@ -257,7 +276,7 @@ def test_the_stream_cap_counts_subscriptions_and_refuses_one_alone(common_settin
             assert refused.retry_after_ms > 0
             assert hub.open_streams == 2
             # A second call is refused as a stream would be: the process is full.
-            other = Multiplexed(stub)
+            other = Multiplexed(stub, credential(service_token))
             await other.until(lambda: other.error is not None, "the refusal", timeout=10)
             assert other.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             # One leaves: room for another, on the same call.
@@ -272,11 +291,13 @@ def test_the_stream_cap_counts_subscriptions_and_refuses_one_alone(common_settin
     run_with_processor(common_settings, scenario, watch_max_streams=3)
 
 
-def test_a_signed_out_session_ends_its_subscription_only(common_settings, make_token, redis_url):
+def test_a_signed_out_session_ends_its_subscription_only(
+    common_settings, service_token, make_token, redis_url
+):
     session = str(uuid.uuid4())
 
     async def scenario(handle, stub) -> None:
-        call = Multiplexed(stub)
+        call = Multiplexed(stub, credential(service_token))
         try:
             call.send(subscribe(1, make_token(sid=session)))
             call.send(subscribe(2, make_token()))
@@ -292,11 +313,11 @@ def test_a_signed_out_session_ends_its_subscription_only(common_settings, make_t
     run_with_processor(common_settings, scenario)
 
 
-def test_a_reused_subscription_id_ends_the_call(common_settings, make_token):
+def test_a_reused_subscription_id_ends_the_call(common_settings, service_token, make_token):
     """The caller's bug, not a subscriber's: its replies could not be told apart."""
 
     async def scenario(handle, stub) -> None:
-        call = Multiplexed(stub)
+        call = Multiplexed(stub, credential(service_token))
         try:
             call.send(subscribe(1, make_token()))
             await call.settled([1])

@@ -21,6 +21,7 @@ from dropfile.events.v1 import events_pb2_grpc
 from gateway.app import create_app
 from gateway.file_event_relay import FileEventRelay
 from gateway.settings import GatewaySettings
+from services.common.grpc_server import SERVICE_TOKEN_HEADER
 from services.events.server import create_server
 from services.events.settings import EventsSettings
 from services.events.watch import FileEventHub
@@ -421,7 +422,7 @@ def test_an_events_restart_ends_every_sse_stream_and_the_gateway_recovers(
 
 @pytest.mark.slow
 def test_the_shared_call_is_renewed_and_the_old_one_ends_with_its_last_subscriber(
-    streams_only_replica, make_token, redis_url
+    streams_only_replica, make_token, redis_url, service_token
 ):
     """New subscribers go to a new call once the current one is old (connections are aged
     out by the events service); the old call ends when its last subscriber leaves, and
@@ -432,7 +433,11 @@ def test_the_shared_call_is_renewed_and_the_old_one_ends_with_its_last_subscribe
     async def scenario() -> None:
         address = f"127.0.0.1:{streams_only_replica.handle.port}"
         async with grpc.aio.insecure_channel(address) as channel:
-            relay = FileEventRelay(events_pb2_grpc.EventsServiceStub(channel), renew_after=0.5)
+            relay = FileEventRelay(
+                events_pb2_grpc.EventsServiceStub(channel),
+                metadata=((SERVICE_TOKEN_HEADER, service_token),),
+                renew_after=0.5,
+            )
             try:
                 first = await relay.subscribe(make_token(users[0]), timeout=10)
                 await asyncio.sleep(0.6)
