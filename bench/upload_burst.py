@@ -551,9 +551,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _timeline(
-    completions: list[tuple[float, float, float]], started: float
-) -> dict[str, float]:
+def _timeline(completions: list[tuple[float, float, float]], started: float) -> dict[str, float]:
     """Where the wall time went: until complete's answers, then storage's confirmation."""
     if not completions:
         return {}
