@@ -44,6 +44,8 @@ class BenchConfig:
     # put_object straight to the store at the same concurrency.
     load_burst_uploads: int = 500
     load_burst_size: int = MIB
+    # The burst's flow (bench/upload_burst.py): "v2", the SDK's, or "v1", the browser's.
+    load_burst_flow: str = "v2"
     # 8. Upload across a WAN (through bench/wan_proxy.py).
     wan_file_size: int = GIB
     # 9. Uploads from a browser (Chromium), loopback and WAN.

@@ -15,23 +15,25 @@ visible through the API. The main stack: SeaweedFS, confirmed by the reconciler.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-import httpx
-
-from .api import api_client, initiate, sign_up
+from .api import Account, sign_up
 from .config import BenchConfig
-from .stack import BenchStack
+from .stack import ROOT, BenchStack
 from .stats import Results, Row, percentile
 
 SMALL = 1024
-POLL_SECONDS = 0.05
+# How long an upload may take from its first request to UPLOADED.
+UPLOADED_TIMEOUT = 300.0
 ACCOUNTS = 4
 # MAX_UPLOADS_IN_PROGRESS's default is 100 per user: the burst spreads over more accounts.
 BURST_UPLOADS_PER_ACCOUNT = 50
@@ -41,46 +43,35 @@ class LoadError(RuntimeError):
     pass
 
 
-def _wait_uploaded(client: httpx.Client, file_id: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        reply = client.get(f"/api/v2/files/{file_id}")
-        if reply.status_code == 200 and reply.json()["file"]["status"] == "UPLOADED":
-            return
-        if reply.status_code not in (200, 503):
-            raise LoadError(f"file {file_id}: HTTP {reply.status_code} {reply.text[:200]}")
-        time.sleep(POLL_SECONDS)
-    raise LoadError(f"file {file_id} was not UPLOADED within {timeout:.0f} s")
+def _burst(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Runs bench/upload_burst.py in a process of its own; returns its report."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.upload_burst"],
+        cwd=ROOT,
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise LoadError(f"the load generator failed: {result.stderr.strip()[-2000:]}")
+    return json.loads(result.stdout)
 
 
-def _small_upload(gateway: str, account, size: int = SMALL) -> float:
-    """One single-part upload (1 KiB by default) to UPLOADED; returns its seconds."""
-    started = time.monotonic()
-    with api_client(gateway, account) as client, httpx.Client(timeout=120) as storage:
-        file_id, reply = initiate(client, size, name=f"load-{uuid.uuid4().hex[:8]}.bin")
-        put = storage.put(reply["presignedUrls"][0], content=os.urandom(size))
-        if put.status_code != 200:
-            raise LoadError(f"storage refused a part: {put.status_code} {put.text[:200]}")
-        etag = put.headers["ETag"]
-        client.post(
-            "/api/files/record-chunk",
-            json={
-                "file_id": file_id,
-                "chunk_index": 0,
-                "size": str(size),
-                "etag": etag.strip('"'),
-            },
-        ).raise_for_status()
-        client.post(
-            "/api/files/complete-upload",
-            json={
-                "uploadId": reply["uploadId"],
-                "fileId": file_id,
-                "parts": [{"ETag": etag, "PartNumber": 1}],
-            },
-        ).raise_for_status()
-        _wait_uploaded(client, file_id)
-    return time.monotonic() - started
+def _dropfile_burst(
+    stack: BenchStack, accounts: list[Account], count: int, size: int, flow: str
+) -> dict[str, Any]:
+    return _burst(
+        {
+            "flow": flow,
+            "gateway": stack.endpoints.gateway,
+            "tokens": [a.access_token for a in accounts],
+            "count": count,
+            "size": size,
+            "timeout": UPLOADED_TIMEOUT,
+        },
+        timeout=UPLOADED_TIMEOUT + 120,
+    )
 
 
 def _large_upload(gateway: str, account, path: Path, folder: Path, index: int) -> float:
@@ -95,33 +86,42 @@ def _large_upload(gateway: str, account, path: Path, folder: Path, index: int) -
     return time.monotonic() - started
 
 
-def _boto3_burst(stack: BenchStack, count: int, size: int) -> float:
-    """`count` put_object calls of `size` bytes at once straight to the store; returns the
-    files per second. The objects are deleted afterwards."""
+def _put_burst(stack: BenchStack, count: int, size: int) -> dict[str, Any]:
+    """`count` objects of `size` bytes PUT at once straight to the store (put_object, signed
+    by botocore, from the same generator); the objects are deleted afterwards."""
     import boto3
     from botocore.config import Config
 
     e = stack.endpoints
+    report = _burst(
+        {
+            "flow": "put",
+            "endpoint": e.s3_endpoint,
+            "region": e.region,
+            "access_key": e.s3_access_key,
+            "secret_key": e.s3_secret_key,
+            "bucket": e.s3_bucket,
+            "prefix": "bench/burst/",
+            "count": count,
+            "size": size,
+        },
+        timeout=UPLOADED_TIMEOUT + 120,
+    )
     s3 = boto3.session.Session().client(
         "s3",
         endpoint_url=e.s3_endpoint,
         region_name=e.region,
         aws_access_key_id=e.s3_access_key,
         aws_secret_access_key=e.s3_secret_key,
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=count),
+        config=Config(s3={"addressing_style": "path"}),
     )
-    keys = [f"bench/burst/{uuid.uuid4()}" for _ in range(count)]
-    bodies = [os.urandom(size) for _ in range(count)]
-    jobs = [
-        lambda key=key, body=body: s3.put_object(Bucket=e.s3_bucket, Key=key, Body=body)
-        for key, body in zip(keys, bodies)
-    ]
-    _, wall, errors = _run_all(jobs, count)
-    for key in keys:
-        s3.delete_object(Bucket=e.s3_bucket, Key=key)
-    if errors:
-        raise LoadError(f"{len(errors)} of {count} put_object calls failed: {errors[:3]}")
-    return count / wall
+    keys = report.pop("keys")
+    for first in range(0, len(keys), 1000):
+        s3.delete_objects(
+            Bucket=e.s3_bucket,
+            Delete={"Objects": [{"Key": key} for key in keys[first : first + 1000]]},
+        )
+    return report
 
 
 def _own_cpu_seconds() -> float:
@@ -137,17 +137,24 @@ def _cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     }
 
 
-def _run_all(jobs, workers: int) -> tuple[list[float], float, list[str]]:
-    """Runs every job at once; returns each one's seconds, the wall time and the errors."""
-    started = time.monotonic()
+def _in_threads(jobs) -> dict[str, Any]:
+    """Runs every job at once, a thread each (the SDK's uploads); a report as
+    upload_burst.py's (this process's CPU as the generator's)."""
+    own_before, started = _own_cpu_seconds(), time.monotonic()
     seconds, errors = [], []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         for future in [pool.submit(job) for job in jobs]:
             try:
                 seconds.append(future.result())
             except Exception as exc:  # noqa: BLE001 - every error is counted and reported
                 errors.append(f"{type(exc).__name__}: {exc}")
-    return seconds, time.monotonic() - started, errors
+    return {
+        "count": len(jobs),
+        "seconds": seconds,
+        "wall": time.monotonic() - started,
+        "errors": errors,
+        "cpu_seconds": round(_own_cpu_seconds() - own_before, 2),
+    }
 
 
 def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> None:
@@ -231,8 +238,6 @@ def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> No
                 handle.write(os.urandom(1 << 20))
         for round_number in range(config.load_rounds):
             stack.check_alive()
-            n = config.load_small_uploads
-            small = [lambda i=i: _small_upload(gateway, accounts[i % ACCOUNTS]) for i in range(n)]
             m = config.load_large_uploads
             large = [
                 lambda i=i, first=round_number * m: _large_upload(
@@ -240,36 +245,63 @@ def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> No
                 )
                 for i in range(m)
             ]
-            burst = [
-                lambda i=i: _small_upload(
-                    gateway, burst_accounts[i % len(burst_accounts)], config.load_burst_size
-                )
-                for i in range(config.load_burst_uploads)
-            ]
-            for kind, jobs in (("small", small), ("large", large), ("burst", burst)):
-                before, own_before = stack.cpu_seconds(), _own_cpu_seconds()
-                seconds, wall, errors = _run_all(jobs, len(jobs))
+            runs = {
+                "small": lambda: _dropfile_burst(
+                    stack, accounts, config.load_small_uploads, SMALL, "v1"
+                ),
+                "large": lambda large=large: _in_threads(large),
+                "burst": lambda: _dropfile_burst(
+                    stack,
+                    burst_accounts,
+                    config.load_burst_uploads,
+                    config.load_burst_size,
+                    config.load_burst_flow,
+                ),
+            }
+            for kind, run in runs.items():
+                before = stack.cpu_seconds()
+                report = run()
                 used = _cpu_used(before, stack.cpu_seconds())
-                used["load generator (the bench)"] = round(_own_cpu_seconds() - own_before, 2)
+                used["load generator (the bench)"] = report["cpu_seconds"]
+                seconds, wall, errors = report["seconds"], report["wall"], report["errors"]
                 if errors:
                     raise LoadError(
-                        f"{len(errors)} of {len(jobs)} {kind} uploads failed: "
+                        f"{len(errors)} of {report['count']} {kind} uploads failed: "
                         + "; ".join(errors[:5])
                     )
                 rate, p99 = rows[kind]
-                rate.samples.append(len(jobs) / wall)
+                rate.samples.append(report["count"] / wall)
                 p99.samples.append(percentile(seconds, 99) * 1000)
                 rate.note = p99.note = "0 errors"
                 # What each process spent while they ran: where the files per second go.
-                rate.details.append({"wall_seconds": round(wall, 2), "cpu_seconds": used})
-                say(
-                    f"  round {round_number + 1}: {kind}: {len(jobs)} files, 0 errors, "
-                    f"{rate.samples[-1]:.1f} files/s, p99 {p99.samples[-1]:.0f} ms"
+                rate.details.append(
+                    {
+                        "wall_seconds": round(wall, 2),
+                        "cpu_seconds": used,
+                        "generator": {
+                            k: v for k, v in report.items() if k not in ("seconds", "errors")
+                        },
+                    }
                 )
-            boto3_burst.samples.append(
-                _boto3_burst(stack, config.load_burst_uploads, config.load_burst_size)
+                say(
+                    f"  round {round_number + 1}: {kind}: {report['count']} files, 0 errors, "
+                    f"{rate.samples[-1]:.1f} files/s, p99 {p99.samples[-1]:.0f} ms, "
+                    f"CPU-seconds {used}"
+                )
+            before = stack.cpu_seconds()
+            report = _put_burst(stack, config.load_burst_uploads, config.load_burst_size)
+            used = _cpu_used(before, stack.cpu_seconds())
+            used["load generator (the bench)"] = report["cpu_seconds"]
+            if report["errors"]:
+                raise LoadError(
+                    f"{len(report['errors'])} of {report['count']} PUTs failed: "
+                    + "; ".join(report["errors"][:5])
+                )
+            boto3_burst.samples.append(report["count"] / report["wall"])
+            boto3_burst.details.append(
+                {"wall_seconds": round(report["wall"], 2), "cpu_seconds": used}
             )
             say(
-                f"  round {round_number + 1}: boto3 put_object burst: "
-                f"{boto3_burst.samples[-1]:.1f} files/s"
+                f"  round {round_number + 1}: put_object burst: "
+                f"{boto3_burst.samples[-1]:.1f} files/s, CPU-seconds {used}"
             )

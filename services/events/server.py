@@ -98,6 +98,7 @@ def create_reconciler(
         interval=settings.reconcile_every,
         grace_seconds=settings.reconcile_after,
         batch_size=settings.reconcile_batch_size,
+        concurrency=settings.reconcile_concurrency,
         stats=stats,
         on_stopped=channel.close,
     )

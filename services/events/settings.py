@@ -48,6 +48,9 @@ class EventsSettings(GrpcServiceSettings, StorageSettings):
     reconcile_interval_seconds: float | None = Field(default=None, gt=0, le=3600)
     reconcile_grace_seconds: int | None = Field(default=None, ge=0, le=86400)
     reconcile_batch_size: int = Field(default=100, ge=1, le=1000)
+    # Uploads of a batch checked at once (a HEAD, then ConfirmUpload): each waits on
+    # storage and the coordinator, so a burst of completions is confirmed in parallel.
+    reconcile_concurrency: int = Field(default=8, ge=1, le=64)
 
     @property
     def reconcile_every(self) -> float:

@@ -65,6 +65,9 @@ class ConfirmationRefused(ConfirmationError):
     """The upload service says the request is invalid: it will never succeed."""
 
 
+PendingUpload = upload_pb2.ListPendingConfirmationsResponse.PendingUpload
+
+
 class UploadConfirmer:
     def __init__(self, channel: grpc.Channel, *, service_token: str, timeout: float) -> None:
         self._stub = upload_pb2_grpc.UploadInternalServiceStub(channel)
@@ -89,9 +92,7 @@ class UploadConfirmer:
             raise ConfirmationError(f"ConfirmUpload answered an unknown outcome {reply.outcome}")
         return outcome
 
-    def pending(
-        self, *, completed_at_least_seconds_ago: int, limit: int
-    ) -> list[upload_pb2.ListPendingConfirmationsResponse.PendingUpload]:
+    def pending(self, *, completed_at_least_seconds_ago: int, limit: int) -> list[PendingUpload]:
         """Completed uploads the upload service has not seen confirmed yet."""
         request = upload_pb2.ListPendingConfirmationsRequest(
             completed_at_least_seconds_ago=completed_at_least_seconds_ago, limit=limit

@@ -140,3 +140,38 @@ def test_an_object_put_at_the_key_of_an_upload_never_completed_is_not_confirmed(
     )
     assert reply.outcome == upload_pb2.ConfirmUploadResponse.OUTCOME_NOT_COMPLETED
     assert file_status(quiet_upload.stub, token, file_id) == "FILE_STATUS_UPLOADING"
+
+
+def test_a_burst_of_completions_is_confirmed_without_waiting_a_round_per_batch(
+    start_processor, quiet_upload, quiet_bucket, make_token, service_token
+):
+    """Rounds of a few uploads each, checked several at a time, follow each other at once
+    while each finds its batch full and confirms some: twelve uploads in batches of five
+    are confirmed long before a second interval (a minute) could pass."""
+    token = make_token()
+    uploads = [upload_file(quiet_upload.stub, token, size=1024) for _ in range(12)]
+    ours = {u.s3_key for u in uploads}
+    # Completions other tests left unconfirmed (their objects are in other buckets) come
+    # first, oldest first, in every round: the batch holds them and five of ours.
+    pending = quiet_upload.internal_stub.ListPendingConfirmations(
+        upload_pb2.ListPendingConfirmationsRequest(limit=1000),
+        metadata=[("x-dropfile-service-token", service_token)],
+    ).uploads
+    left_by_others = sum(u.s3_key not in ours for u in pending)
+    assert left_by_others + 5 <= 1000, "too many unconfirmed uploads left in the database"
+    start_processor(
+        sqs_queue_url=None,
+        s3_bucket=quiet_bucket,
+        upload_service_addr=quiet_upload.address,
+        reconcile_interval_seconds=60,
+        reconcile_batch_size=left_by_others + 5,
+        reconcile_concurrency=4,
+    )
+    wait_until(
+        lambda: all(
+            file_status(quiet_upload.stub, token, u.file_id) == "FILE_STATUS_UPLOADED"
+            for u in uploads
+        ),
+        timeout=20,
+        what="every upload of the burst to be confirmed",
+    )
