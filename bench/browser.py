@@ -7,14 +7,20 @@ gateway's origin (its /healthz answer, so the gateway is unchanged): the v1 flow
 React app with fetch, 5 MiB parts in batches of three, each part PUT and then recorded
 (a record-chunk round trip) before the part counts as done, the next batch starting once
 the whole batch is. Both are timed from picking the file to complete-upload's answer;
-storage's confirmation is not waited for (the event rows measure it)."""
+storage's confirmation is not waited for (the event rows measure it).
+
+Each upload's CPU seconds per process go to the JSON's details: the stack's processes (the
+store is `s3`) and Chromium's by kind (browser, renderer, network service, GPU process),
+read before the page's context closes (a closed renderer's CPU can no longer be read)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -24,7 +30,7 @@ from .api import Account, api_client
 from .config import BenchConfig
 from .stack import BenchStack
 from .stats import Results, Row
-from .transfers import MIB, _delete, random_file, transfer
+from .transfers import MIB, _delete, cpu_used, random_file, transfer
 
 UPLOAD_TIMEOUT_MS = 900_000
 
@@ -76,6 +82,50 @@ document.getElementById("file").addEventListener("change", (event) => {
 """
 
 
+def chromium_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) so far of the Chromium processes this process started
+    through Playwright, by kind, and of Playwright's driver (its copy of the DevTools traffic)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, spent, kind = {}, {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parent[pid] = int(fields[1])
+        spent[pid] = (int(fields[11]) + int(fields[12])) / tick
+        if "playwright/driver" in command:
+            kind[pid] = "playwright-driver"
+        elif "chromium" in command:
+            if "--type=renderer" in command:
+                kind[pid] = "chromium.renderer"
+            elif "NetworkService" in command:
+                kind[pid] = "chromium.network"
+            elif "--type=gpu" in command:
+                kind[pid] = "chromium.gpu"
+            elif "--type=" in command:
+                kind[pid] = "chromium.other"
+            else:
+                kind[pid] = "chromium.browser"
+    used: dict[str, float] = {}
+    me = os.getpid()
+    for pid, name in kind.items():
+        ancestor, hops = parent.get(pid, 0), 0
+        while ancestor not in (me, 0, 1) and hops < 50:
+            ancestor, hops = parent.get(ancestor, 0), hops + 1
+        if ancestor == me:
+            used[name] = used.get(name, 0.0) + spent[pid]
+    return used
+
+
+def _cpu_reading(stack: BenchStack) -> dict[str, float]:
+    return {**stack.cpu_seconds(), **chromium_cpu_seconds()}
+
+
 def _allow_origins(stack: BenchStack, origins: list[str]) -> None:
     """The store's CORS rule gains the bench's gateway origins (their ports are random)."""
     from services.setup import ensure_cors
@@ -118,8 +168,11 @@ def _signed_in_page(browser, gateway: str, account: Account) -> Iterator[object]
         context.close()
 
 
-def _web_app_upload(browser, gateway: str, account: Account, path: Path) -> tuple[float, str]:
-    """Seconds from picking the file in the web app to complete-upload's answer."""
+def _web_app_upload(
+    browser, gateway: str, account: Account, path: Path, reading: Callable[[], dict[str, float]]
+) -> tuple[float, str, dict[str, float]]:
+    """Seconds from picking the file in the web app to complete-upload's answer, the file's
+    id and the CPU reading taken then."""
     with _signed_in_page(browser, gateway, account) as page:
         page.goto(gateway)
         page.wait_for_selector("#file-input", state="attached")
@@ -131,15 +184,19 @@ def _web_app_upload(browser, gateway: str, account: Account, path: Path) -> tupl
             started = time.perf_counter()
             page.set_input_files("#file-input", str(path))
         seconds = time.perf_counter() - started
+        after = reading()
         response = answer.value
         if response.status != 200:
             raise RuntimeError(f"the web app's upload failed: HTTP {response.status}")
         file_id = response.url.rsplit("/", 2)[-2]
-        return seconds, file_id
+        return seconds, file_id, after
 
 
-def _original_upload(browser, gateway: str, account: Account, path: Path) -> tuple[float, str]:
-    """Seconds from picking the file in the original algorithm's page to complete-upload."""
+def _original_upload(
+    browser, gateway: str, account: Account, path: Path, reading: Callable[[], dict[str, float]]
+) -> tuple[float, str, dict[str, float]]:
+    """Seconds from picking the file in the original algorithm's page to complete-upload,
+    the file's id and the CPU reading taken then."""
     with _signed_in_page(browser, gateway, account) as page:
         failed: list[str] = []
         page.on(
@@ -155,11 +212,38 @@ def _original_upload(browser, gateway: str, account: Account, path: Path) -> tup
         page.wait_for_function("window.benchResult !== undefined", timeout=UPLOAD_TIMEOUT_MS)
         result = page.evaluate("window.benchResult")
         seconds = time.perf_counter() - started
+        after = reading()
         if "error" in result:
             raise RuntimeError(
                 f"the original algorithm's upload failed: {result['error']} {failed[:3]}"
             )
-        return seconds, result["fileId"]
+        return seconds, result["fileId"], after
+
+
+def _page_cpu_used(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, Any]:
+    """As transfers.cpu_used, for an upload of a page: Chromium's processes are the client."""
+    used = {
+        name: round(after[name] - before.get(name, 0.0), 2)
+        for name in after
+        if after[name] - before.get(name, 0.0) >= 0.01
+    }
+    return {"seconds": round(seconds, 3), "cpu_seconds": used}
+
+
+def _cpu_summary(details: dict[str, Any]) -> str:
+    """CPU seconds of one upload in words: the client (Chromium's processes or the CLI's),
+    the store, and everything else of the stack."""
+    used = details["cpu_seconds"]
+    client = sum(v for k, v in used.items() if k.startswith("chromium.") or k == "client")
+    store = used.get("s3", 0.0)
+    driver = used.get("playwright-driver", 0.0)
+    rest = sum(used.values()) - client - store - driver
+    return (
+        f"CPU-s: client {client:.1f}, store {store:.1f}, rest of the stack {rest:.1f}, "
+        f"Playwright {driver:.1f}"
+    )
 
 
 def measure(
@@ -203,6 +287,7 @@ def measure(
                 for profile, gateway, _ in profiles:
                     for method in methods:
                         stack.check_alive()
+                        before = _cpu_reading(stack)
                         if method == "cli":
                             done = transfer(
                                 {
@@ -217,13 +302,19 @@ def measure(
                                 }
                             )
                             seconds, file_id = done["seconds"], done["file_id"]
+                            details = cpu_used(before, _cpu_reading(stack), done)
                         else:
                             run = _web_app_upload if method == "webapp" else _original_upload
-                            seconds, file_id = run(browser, gateway, account, path)
-                        rows[(profile, method)].samples.append(size / MIB / seconds)
+                            seconds, file_id, after = run(
+                                browser, gateway, account, path, lambda: _cpu_reading(stack)
+                            )
+                            details = _page_cpu_used(before, after, seconds)
+                        row = rows[(profile, method)]
+                        row.samples.append(size / MIB / seconds)
+                        row.details.append(details)
                         say(
                             f"  round {round_number + 1}: {profile} {method} "
-                            f"{rows[(profile, method)].samples[-1]:.0f} MiB/s"
+                            f"{row.samples[-1]:.0f} MiB/s, {_cpu_summary(details)}"
                         )
                         _delete(api, stack, {"file_id": file_id})
     finally:

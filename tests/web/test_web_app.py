@@ -171,6 +171,31 @@ def test_cancelling_an_upload_midway_leaves_nothing_behind(page, web_url, storag
     expect(page.get_by_role("alert")).to_be_hidden()
 
 
+def test_upload_progress_is_drawn_a_few_times_a_second_not_every_frame(page, web_url, tmp_path):
+    """Progress events arrive dozens of times a second; drawing each frame cost Chromium
+    CPU the upload needs (bench/README.md, Browser), so the bytes sent are drawn at most
+    four times a second (a little slack for timers firing late)."""
+    sign_up(page, web_url)
+    page.evaluate(
+        """() => {
+        window.progressDraws = [];
+        new MutationObserver((records) => {
+          if (records.some((r) => r.target.classList?.contains("progress-text")))
+            window.progressDraws.push(performance.now());
+        }).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }"""
+    )
+    big = tmp_path / "progress.bin"
+    big.write_bytes(os.urandom(30 * MiB))
+    with page.expect_response("**/api/v2/files/*/complete", timeout=120_000) as completed:
+        page.set_input_files("#file-input", str(big))
+    assert completed.value.ok
+    draws: list[float] = page.evaluate("window.progressDraws")
+    assert len(draws) >= 2, f"the progress was drawn {len(draws)} times"
+    busiest = max(sum(1 for t in draws if start <= t < start + 1000) for start in draws)
+    assert busiest <= 6, f"{busiest} progress draws within one second: {draws}"
+
+
 def test_an_upload_storage_refuses_fails_in_words_and_is_aborted(
     page, web_url, storage, s3, tmp_path
 ):

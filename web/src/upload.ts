@@ -71,7 +71,10 @@ export class Upload {
   private readonly stop = new AbortController();
   private finished: Promise<void> | null = null;
 
-  constructor(readonly file: File, private readonly changed: (upload: Upload) => void) {
+  /** `changed` is told of every change; `progressOnly` when only the bytes sent moved (many
+   * times a second), which a view may draw less often than phase changes. */
+  constructor(readonly file: File,
+              private readonly changed: (upload: Upload, progressOnly: boolean) => void) {
     const recorded = recordedFileId(file);
     this.resuming = recorded !== null && !inProgress.has(recorded);
     this.fileId = this.resuming ? recorded! : newFileId();
@@ -347,17 +350,17 @@ export class Upload {
     const now = performance.now();
     this.samples.push({ at: now, bytes: this.sent });
     while (this.samples.length > 2 && now - this.samples[0].at > SPEED_WINDOW_MS) this.samples.shift();
-    this.changed(this);
+    this.changed(this, true);
   }
 
   private setPhase(phase: UploadPhase): void {
     this.phase = phase;
     if (phase !== "uploading") this.note = "";
-    this.changed(this);
+    this.changed(this, false);
   }
 
   private setNote(note: string): void {
     this.note = note;
-    this.changed(this);
+    this.changed(this, false);
   }
 }
