@@ -59,6 +59,9 @@ def _judge(file: File | None, *, size: int, etag: str) -> tuple[ConfirmOutcome, 
     if file.status is FileStatus.UPLOADED:
         return ConfirmOutcome.ALREADY_CONFIRMED, "already uploaded"
     if file.completed_at is None:
+        if file.single_put:
+            # The client's PUT made the object: CompleteUpload comes next, and confirms.
+            return ConfirmOutcome.NOT_COMPLETED, "single PUT not completed yet"
         # Someone else's object at the key (a forged message, or a PUT by whoever got at
         # storage), or storage's event overtook CompleteUpload's commit.
         return ConfirmOutcome.NOT_COMPLETED, "CompleteUpload has not succeeded"
@@ -91,6 +94,7 @@ class Confirmation:
             status_before = file.status if file is not None else None
             outcome, why = _judge(file, size=size, etag=etag)
             file_id = file.id if file is not None else None
+            single_put = file is not None and file.single_put
             change = (
                 (file.user_id, file.status, file.size)
                 if file is not None and file.status is not status_before
@@ -110,7 +114,9 @@ class Confirmation:
             if lag is not None:
                 # Storage's clock may run a little ahead of ours: never a negative lag.
                 EVENT_LAG.observe(max(lag, 0.0))
-        if outcome in (ConfirmOutcome.NOT_COMPLETED, ConfirmOutcome.STALE):
+        if outcome is ConfirmOutcome.NOT_COMPLETED and single_put:
+            log.info("upload confirmation: nothing changed", extra=log_fields(**fields))
+        elif outcome in (ConfirmOutcome.NOT_COMPLETED, ConfirmOutcome.STALE):
             log.warning("upload confirmation refused: nothing changed", extra=log_fields(**fields))
         elif outcome is ConfirmOutcome.REJECTED:
             log.warning("upload confirmation rejected", extra=log_fields(**fields))
