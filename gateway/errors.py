@@ -254,7 +254,8 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode(
         "SINGLE_PUT_TOO_LARGE",
         400,
-        "a single-PUT upload was asked for a file over 5 MiB: upload it in parts",
+        "a single PUT was asked for a file over the server's smallest part size (5 MiB): "
+        "upload it in parts",
         "upload",
     ),
     ErrorCode(

@@ -80,7 +80,8 @@ class CreateUploadBody(RequestBody):
     singlePut: Annotated[bool, Strict()] = Field(
         default=False,
         description="Upload the whole file in one PUT (a presigned PutObject, no multipart "
-        "upload): for files of up to 5 MiB (5242880 bytes), else 400 SINGLE_PUT_TOO_LARGE. "
+        "upload): for files of up to the smallest part size (5 MiB, 5242880 bytes), else 400 "
+        "SINGLE_PUT_TOO_LARGE. "
         "Its one URL is part 1's (part-urls), or comes in the reply given `partChecksum`",
     )
     partChecksum: Checksum | None = Field(

@@ -27,8 +27,9 @@ from .validation import clean_file_name, clean_mime_type, parse_file_id, storage
 log = logging.getLogger(__name__)
 
 # The largest file a single PUT takes: one part of the smallest size a multipart upload
-# would slice it into, so the files it takes are exactly those of one part. (S3 takes a
-# PutObject of up to 5 GiB, but every byte of a failed PUT would be sent again.)
+# would slice it into (or of the configured min_part_size, when smaller), so the files it
+# takes are exactly those of one part. (S3 takes a PutObject of up to 5 GiB, but every
+# byte of a failed PUT would be sent again.)
 SINGLE_PUT_MAX_SIZE = MIN_PART_SIZE
 
 
@@ -94,10 +95,11 @@ class Creation:
             if part_checksum
             else ""
         )
-        if single_put and file_size > SINGLE_PUT_MAX_SIZE:
+        limit = min(SINGLE_PUT_MAX_SIZE, self._min_part_size)
+        if single_put and file_size > limit:
             raise InvalidArgument(
-                f"file_size {file_size} is over the single-PUT limit of {SINGLE_PUT_MAX_SIZE} "
-                f"bytes ({human_bytes(SINGLE_PUT_MAX_SIZE)}); upload it in parts",
+                f"file_size {file_size} is over the single-PUT limit of {limit} "
+                f"bytes ({human_bytes(limit)}); upload it in parts",
                 reason="SINGLE_PUT_TOO_LARGE",
             )
         size_of_parts = choose_part_size(file_size, min_part_size=self._min_part_size)

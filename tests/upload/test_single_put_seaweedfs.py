@@ -84,9 +84,7 @@ def stored(seaweedfs: S3Store, running: RunningUpload, key: str) -> bytes | None
 
 
 def multipart_uploads(seaweedfs: S3Store, running: RunningUpload, key: str) -> list[str]:
-    reply = seaweedfs.client().list_multipart_uploads(
-        Bucket=running.settings.s3_bucket, Prefix=key
-    )
+    reply = seaweedfs.client().list_multipart_uploads(Bucket=running.settings.s3_bucket, Prefix=key)
     return [item["UploadId"] for item in reply.get("Uploads", [])]
 
 
@@ -129,9 +127,7 @@ def test_one_put_then_complete_makes_the_file_uploaded_byte_exact(
     assert httpx.get(download.url).content == data
 
 
-def test_the_url_comes_from_part_urls_when_creation_had_no_checksum(
-    on_seaweedfs, seaweedfs, alice
-):
+def test_the_url_comes_from_part_urls_when_creation_had_no_checksum(on_seaweedfs, seaweedfs, alice):
     """CRC32C too; and an empty file."""
     api = on_seaweedfs.stub
     for data in (os.urandom(3000), b""):
@@ -326,9 +322,7 @@ def test_resuming_a_single_put_is_putting_it_again(on_seaweedfs, seaweedfs, alic
     assert stored(seaweedfs, on_seaweedfs, created.s3_key) == data
 
 
-def test_an_object_whose_sha256_is_not_the_declared_one_is_deleted(
-    on_seaweedfs, seaweedfs, alice
-):
+def test_an_object_whose_sha256_is_not_the_declared_one_is_deleted(on_seaweedfs, seaweedfs, alice):
     """The file's SHA-256 declared at creation, against the one SeaweedFS reports for the
     object (the part checksum, signed into the URL, matched the bytes sent)."""
     api = on_seaweedfs.stub
