@@ -214,11 +214,12 @@ class Completion:
                     f"({stored.checksum}, base64); it was deleted: PUT the file again"
                 )
             record_completion(current, etag=stored.etag, sha256=sha256)
+            # Storage holds the object completion recorded: confirmed now, in the same
+            # transaction, by the judgment an event or the reconciler would make (both find
+            # it confirmed later and change nothing).
+            verdict = self._confirmation.judge_locked(current, size=stored.size, etag=stored.etag)
         core.completed(file, newly=True)
-        # Storage holds the object completion recorded: confirmed now, as an event or the
-        # reconciler would (both find it confirmed later and change nothing). Should this
-        # fail, the reconciler confirms it in its next pass.
-        self._confirmation.confirm(s3_key=file.s3_key, size=stored.size, etag=stored.etag)
+        self._confirmation.settle(verdict, s3_key=file.s3_key)
 
     def _check_quota(self, file: File, real_size: int) -> None:
         """Completion counts the bytes storage really holds, against the quota as it is
