@@ -44,8 +44,11 @@ class BenchConfig:
     # put_object straight to the store at the same concurrency.
     load_burst_uploads: int = 500
     load_burst_size: int = MIB
-    # The burst's flow (bench/upload_burst.py): "v2", the SDK's, or "v1", the browser's.
+    # The burst's flow (bench/upload_burst.py): "v2", the SDK's (a single PUT for a file of
+    # one part), "v2-multipart" (the SDK's before single PUTs), or "v1", the browser's.
     load_burst_flow: str = "v2"
+    # Another flow's burst in the same rounds, for an A/B on the same machine ("": none).
+    load_burst_compare_flow: str = "v2-multipart"
     # 8. Upload across a WAN (through bench/wan_proxy.py).
     wan_file_size: int = GIB
     # 9. Uploads from a browser (Chromium), loopback and WAN.

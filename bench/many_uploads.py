@@ -213,6 +213,26 @@ def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> No
             chart="Load: p99 to UPLOADED",
         ),
     )
+    if config.load_burst_compare_flow:
+        # The same burst by another flow, in the same round: an A/B on one noisy machine.
+        compare = config.load_burst_compare_flow
+        rows["burst_compare"] = (
+            Row(
+                f"load.burst.{compare}.rate",
+                "Load",
+                f"{config.load_burst_uploads} x {burst_size} at once, {compare} flow: files/s",
+                "files/s",
+                chart="Load: files/s",
+            ),
+            Row(
+                f"load.burst.{compare}.p99",
+                "Load",
+                f"{config.load_burst_uploads} x {burst_size} at once, {compare} flow: "
+                "p99 to UPLOADED",
+                "ms",
+                chart="Load: p99 to UPLOADED",
+            ),
+        )
     for rate, p99 in rows.values():
         results.add(rate)
         results.add(p99)
@@ -258,6 +278,14 @@ def measure(stack: BenchStack, config: BenchConfig, results: Results, say) -> No
                     config.load_burst_flow,
                 ),
             }
+            if config.load_burst_compare_flow:
+                runs["burst_compare"] = lambda: _dropfile_burst(
+                    stack,
+                    burst_accounts,
+                    config.load_burst_uploads,
+                    config.load_burst_size,
+                    config.load_burst_compare_flow,
+                )
             for kind, run in runs.items():
                 before = stack.cpu_seconds()
                 report = run()

@@ -6,9 +6,12 @@ and the CPU seconds it spent itself.
 Many uploads at once as cheaply as a client can make them: one asyncio loop (uvloop), raw
 HTTP/1.1 on keep-alive connections shared by every upload (a pool per host, at most
 `connections` each), no thread per upload. Flows (`flow`):
-- "v2": the SDK's (the product's best client): POST /api/v2/files (CRC32C), part-urls with
-  the part's checksum, PUT with the signed checksum header (storage verifies it), record
-  the part, complete.
+- "v2": the SDK's (the product's best client) for a file of one part: a single PUT,
+  POST /api/v2/files (CRC32C, singlePut with the file's checksum: the reply has the URL),
+  PUT with the signed checksum header (storage verifies it), complete (which confirms).
+- "v2-multipart": the SDK's before single PUTs: POST /api/v2/files (CRC32C), part-urls
+  with the part's checksum, PUT with the signed checksum header, record the part,
+  complete.
 - "v1": the browser client's original one: get-upload-urls, PUT, record-chunk,
   complete-upload.
 - "put": no Dropfile at all: each object PUT straight to the store, signed by botocore
@@ -374,6 +377,40 @@ async def upload_v1(
     )
 
 
+async def upload_v2_single_put(
+    client: Client, gateway: str, account: Account, file_id: str, body: Body
+) -> None:
+    headers = {**account.headers, "Content-Type": "application/json"}
+    files = f"{gateway}/api/v2/files"
+    created = (
+        await client.call(
+            "POST",
+            files,
+            headers=headers,
+            expect=(201,),
+            body=json_body(
+                {
+                    "fileId": file_id,
+                    "fileName": f"burst-{file_id[:8]}.bin",
+                    "mimeType": "application/octet-stream",
+                    "size": len(body.data),
+                    "checksumAlgorithm": "CRC32C",
+                    "singlePut": True,
+                    "partChecksum": body.crc32c,
+                }
+            ),
+        )
+    ).json()
+    target = created["putUrl"]
+    await client.call("PUT", target["url"], headers=target["headers"], body=body.data)
+    await client.call(
+        "POST",
+        f"{files}/{file_id}/complete",
+        headers=headers,
+        body=json_body({"uploadId": created["uploadId"]}),
+    )
+
+
 async def upload_v2(
     client: Client, gateway: str, account: Account, file_id: str, body: Body
 ) -> None:
@@ -423,6 +460,9 @@ async def upload_v2(
     )
 
 
+FLOWS = {"v2": upload_v2_single_put, "v2-multipart": upload_v2, "v1": upload_v1}
+
+
 async def timed_upload(
     flow: str,
     client: Client,
@@ -435,7 +475,7 @@ async def timed_upload(
 ) -> float:
     started = _now()
     waiter = uploaded.waiter(file_id)
-    await (upload_v2 if flow == "v2" else upload_v1)(client, gateway, account, file_id, body)
+    await FLOWS[flow](client, gateway, account, file_id, body)
     completed = _now()
     try:
         at = await asyncio.wait_for(asyncio.shield(waiter), timeout)

@@ -252,6 +252,13 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "upload",
     ),
     ErrorCode(
+        "SINGLE_PUT_TOO_LARGE",
+        400,
+        "a single PUT was asked for a file over the server's smallest part size (5 MiB): "
+        "upload it in parts",
+        "upload",
+    ),
+    ErrorCode(
         "QUOTA_EXCEEDED", 413, "the file does not fit in the caller's storage quota", "upload"
     ),
     ErrorCode(

@@ -43,6 +43,15 @@ _SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 _PART_SHA256 = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="
 
 
+class PartUrlEntry(BaseModel):
+    partNumber: int
+    url: str
+    headers: dict[str, str] = Field(
+        description="Headers the PUT must send exactly as given "
+        "(signed), e.g. x-amz-checksum-sha256"
+    )
+
+
 class CreateUploadBody(RequestBody):
     model_config = _example(
         fileId="c9e8f7a6-1b2c-4d3e-9f40-5a6b7c8d9e0f",
@@ -68,6 +77,18 @@ class CreateUploadBody(RequestBody):
     sha256: Sha256Hex | None = Field(
         default=None, description="Optional: hex SHA-256 of the whole file (or give it to complete)"
     )
+    singlePut: Annotated[bool, Strict()] = Field(
+        default=False,
+        description="Upload the whole file in one PUT (a presigned PutObject, no multipart "
+        "upload): for files of up to the smallest part size (5 MiB, 5242880 bytes), else 400 "
+        "SINGLE_PUT_TOO_LARGE. "
+        "Its one URL is part 1's (part-urls), or comes in the reply given `partChecksum`",
+    )
+    partChecksum: Checksum | None = Field(
+        default=None,
+        description="With `singlePut`, optional: the file's checksum (base64, of "
+        "checksumAlgorithm); the reply then carries the PUT's URL (`putUrl`)",
+    )
 
 
 class CreateUploadReply(BaseModel):
@@ -76,6 +97,17 @@ class CreateUploadReply(BaseModel):
     partSize: int = Field(description="Bytes in every part but the last")
     partCount: int
     checksumAlgorithm: Algorithm
+    # Only in replies to a single-PUT creation (others are as they were before it existed).
+    singlePut: bool | None = Field(
+        default=None, description="Present (true) only for a single-PUT upload"
+    )
+    putUrl: PartUrlEntry | None = Field(
+        default=None,
+        description="Single PUT created with `partChecksum`: the URL of its one PUT",
+    )
+    expiresIn: int | None = Field(
+        default=None, description="With `putUrl`: seconds the URL stays valid"
+    )
 
 
 class FileV2(FileEntry):
@@ -109,7 +141,11 @@ class UploadReply(BaseModel):
     partCount: int
     checksumAlgorithm: Algorithm | None
     storedParts: list[StoredPartEntry] = Field(
-        description="Parts storage already holds (while RECEIVING_PARTS), in part order"
+        description="Parts storage already holds (while RECEIVING_PARTS), in part order; "
+        "always empty for a single PUT (resuming one is PUTting it again)"
+    )
+    singlePut: bool | None = Field(
+        default=None, description="Present (true) only for a single-PUT upload"
     )
 
 
@@ -125,15 +161,6 @@ class PartUrlsBody(RequestBody):
         max_length=MAX_PART_URLS_PER_CALL,
         description="Uploads made with /api/v2/files: each part's checksum (base64), in "
         "part order, one per part asked for; the URL is signed for it. Empty for v1 uploads",
-    )
-
-
-class PartUrlEntry(BaseModel):
-    partNumber: int
-    url: str
-    headers: dict[str, str] = Field(
-        description="Headers the PUT must send exactly as given "
-        "(signed), e.g. x-amz-checksum-sha256"
     )
 
 

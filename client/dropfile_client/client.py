@@ -69,12 +69,22 @@ from .retry import RetryPolicy
 from .session import ACCESS_TOKEN, Session, SessionStore
 from .sharing import CreatedLink, Quota, ShareLink
 from .storage import storage_client
-from .uploader import ByteCounter, PartUploader, PartUrlBook, ProgressCallback, StoredPart
+from .uploader import (
+    ByteCounter,
+    PartTarget,
+    PartUploader,
+    PartUrlBook,
+    ProgressCallback,
+    StoredPart,
+)
 
 log = logging.getLogger("dropfile_client")
 RESUME_FILE = "uploads.json"
 
 DEFAULT_PARALLEL = 4
+# Files up to this size go up in one PUT (the server's single-PUT limit, 5 MiB): one
+# request to storage instead of a multipart upload's three, and none to record parts.
+SINGLE_PUT_MAX_SIZE = 5 * 1024 * 1024
 # Files per page of GET /api/v2/files: the server's default, and its largest page.
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -136,6 +146,9 @@ class UploadPlan:
     # The part checksum the upload was created with (a resumed one keeps it).
     checksum_algorithm: str = DEFAULT_PART_CHECKSUM
     finished: bool = False  # completed already: nothing left to send
+    # One PUT of the whole file (no multipart upload), and its URL when creation gave it.
+    single_put: bool = False
+    put_target: PartTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -570,19 +583,46 @@ class DropfileClient:
         checksum_algorithm: str,
     ) -> str:
         plan = self._resumable_upload(resume_key, before.st_size, path)
+        hasher: FileHasher | None = None
         if plan is None:
-            plan = self._start_upload(
-                resume_key, path, name, mime_type, before.st_size, checksum_algorithm
-            )
+            single_hasher = None
+            if before.st_size <= SINGLE_PUT_MAX_SIZE:
+                # One PUT: its checksum goes with the creation, whose reply has its URL.
+                single_hasher = FileHasher(
+                    fd,
+                    layout(before.st_size, 1, max(before.st_size, 1)),
+                    algorithm=checksum_algorithm,
+                    file_label=str(path),
+                )
+            try:
+                plan = self._start_upload(
+                    resume_key,
+                    path,
+                    name,
+                    mime_type,
+                    before.st_size,
+                    checksum_algorithm,
+                    single_put_checksum=single_hasher.checksum(1) if single_hasher else None,
+                )
+            except BaseException:
+                if single_hasher is not None:
+                    single_hasher.close()
+                raise
+            if single_hasher is not None and not plan.single_put:
+                single_hasher.close()  # a multipart upload after all: hashed by its parts
+                single_hasher = None
+            hasher = single_hasher
         if plan.finished:
             # A completion whose answer was lost before the record was forgotten.
             self._forget(resume_key)
             return plan.file_id
         file_id, upload_id = plan.file_id, plan.upload_id
-        hasher: FileHasher | None = None
         try:
             parts = layout(before.st_size, plan.part_count, plan.part_size)
-            hasher = FileHasher(fd, parts, algorithm=plan.checksum_algorithm, file_label=str(path))
+            if hasher is None:
+                hasher = FileHasher(
+                    fd, parts, algorithm=plan.checksum_algorithm, file_label=str(path)
+                )
             progress = ByteCounter(before.st_size, on_progress)
             with storage_client(
                 connections=parallel,
@@ -606,7 +646,9 @@ class DropfileClient:
                         hasher,
                         stored=plan.stored,
                         batch=max(8, 4 * parallel),
+                        targets={1: plan.put_target} if plan.put_target else None,
                     ),
+                    record=not plan.single_put,
                 )
                 try:
                     uploader.run()
@@ -660,10 +702,19 @@ class DropfileClient:
         mime_type: str,
         size: int,
         checksum_algorithm: str,
+        *,
+        single_put_checksum: str | None = None,
     ) -> UploadPlan:
         """A new upload under a file id chosen here and noted for resuming before it is
         asked for: creating it can then be retried like any call, and an upload whose
-        creation answer was lost is found again (a retry is refused 409: the id exists)."""
+        creation answer was lost is found again (a retry is refused 409: the id exists).
+        `single_put_checksum` (files of up to SINGLE_PUT_MAX_SIZE): the file's checksum;
+        the upload is then one PUT, whose URL comes with the reply."""
+        single: dict[str, Any] = (
+            {"singlePut": True, "partChecksum": single_put_checksum}
+            if single_put_checksum is not None
+            else {}
+        )
         file_id = str(uuid.uuid4())
         if self._resumes:
             self._resumes.put(resume_key, file_id)
@@ -678,9 +729,17 @@ class DropfileClient:
                     "mimeType": mime_type,
                     "size": size,
                     "checksumAlgorithm": checksum_algorithm,
+                    **single,
                 },
             )
         except ApiError as exc:
+            if single and exc.code in (codes.SINGLE_PUT_TOO_LARGE, codes.INVALID_REQUEST):
+                # This server's parts are smaller (its single-PUT limit is its part size),
+                # or it predates single PUTs: a multipart upload, under the same id
+                # (nothing was created).
+                return self._start_upload(
+                    resume_key, path, name, mime_type, size, checksum_algorithm
+                )
             if exc.code == codes.ALREADY_EXISTS:  # created by a try whose answer was lost
                 plan = self._resumable_upload(resume_key, size, path, file_id=file_id)
                 if plan is not None:
@@ -699,6 +758,8 @@ class DropfileClient:
                 part_count=int(started["partCount"]),
                 stored={},
                 checksum_algorithm=checksum_algorithm,
+                single_put=started.get("singlePut") is True,
+                put_target=_put_target(started.get("putUrl"), single_put_checksum),
             )
         except (KeyError, TypeError, ValueError):
             raise DropfileError(
@@ -759,6 +820,8 @@ class DropfileClient:
                 part_count=int(state["partCount"]),
                 stored=stored,
                 checksum_algorithm=state["checksumAlgorithm"],
+                # Resumed by PUTting it again (to a fresh URL from part-urls).
+                single_put=state.get("singlePut") is True,
             )
         except (KeyError, TypeError, ValueError):
             raise DropfileError(
@@ -791,6 +854,15 @@ class DropfileClient:
             return True, None
         except DropfileError as exc:
             return False, exc.message
+
+
+def _put_target(entry: object, checksum: str | None) -> PartTarget | None:
+    """The single PUT's URL in the reply to its creation (None: part-urls gives it)."""
+    if not isinstance(entry, dict) or checksum is None or not isinstance(entry.get("url"), str):
+        return None
+    headers = entry.get("headers")
+    signed = {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
+    return PartTarget(entry["url"], signed, checksum)
 
 
 def _open_regular_file(path: Path) -> int:

@@ -73,6 +73,7 @@ PERMANENT_CODES = frozenset(
         "RESOURCE_EXHAUSTED",
         "SERVICE_CREDENTIAL_REQUIRED",
         "FILE_TOO_LARGE",
+        "SINGLE_PUT_TOO_LARGE",
         "QUOTA_EXCEEDED",
         "UPLOAD_ABORTED",
         "UPLOAD_COMPLETE",
@@ -104,6 +105,10 @@ KNOWN_CODES = TRANSIENT_CODES | SIGNED_OUT_CODES | PERMANENT_CODES
 NOT_FOUND = "NOT_FOUND"
 # A file id already taken (a creation whose answer was lost, retried).
 ALREADY_EXISTS = "ALREADY_EXISTS"
+# A single PUT asked for a file over the server's limit (its part size): upload in parts.
+SINGLE_PUT_TOO_LARGE = "SINGLE_PUT_TOO_LARGE"
+# A body the server does not take (a server from before single PUTs refuses singlePut).
+INVALID_REQUEST = "INVALID_REQUEST"
 # Asking where an upload stands: it cannot be resumed, start afresh.
 NOT_RESUMABLE_CODES = frozenset(
     {

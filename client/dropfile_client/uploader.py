@@ -5,8 +5,8 @@ storage already holds (a resumed upload), retry what is worth retrying (network 
 timeouts, throttling, 5xx) under the client's retry policy (retry.py), fetch fresh URLs
 when storage refuses an expired one (403), and record the stored parts with the
 gateway (from a recorder thread, so PUTs never wait for it, in batches: one request for the
-parts stored within a quarter of a second). Completing or aborting the multipart upload is
-the caller's (client.py) job.
+parts stored within a quarter of a second; a single PUT records nothing). Completing or
+aborting the upload is the caller's (client.py) job.
 
 The threads are daemons: on Ctrl-C the main thread stops waiting, cancels them (a part
 being sent stops at its next block) and aborts the upload without waiting for a PUT that
@@ -77,14 +77,16 @@ class PartUrlBook:
         *,
         stored: dict[int, StoredPart] | None = None,
         batch: int = 16,
+        targets: dict[int, PartTarget] | None = None,
     ) -> None:
+        """`targets`: URLs the caller holds already (a single PUT's, from its creation)."""
         self._gateway = gateway
         self._file_id = file_id
         self._count = len(parts)
         self._hasher = hasher
         self._stored = stored or {}
         self._batch = max(1, min(batch, MAX_URLS_PER_CALL))
-        self._targets: dict[int, PartTarget] = {}
+        self._targets: dict[int, PartTarget] = dict(targets or {})
         self._lock = threading.Lock()
         # Set when the upload is cancelled: a retry's wait for URLs ends then.
         self.cancel: threading.Event | None = None
@@ -187,7 +189,10 @@ class PartUploader:
         parallel: int,
         retry: RetryPolicy,
         progress: ByteCounter,
+        record: bool = True,
     ) -> None:
+        """`record`: record the stored parts with the gateway (a single PUT has none to
+        record: completion finds the object itself)."""
         self._gateway = gateway
         self._storage = storage
         self._fd = fd
@@ -211,9 +216,11 @@ class PartUploader:
             threading.Thread(target=self._work, name=f"dropfile-part-{i}", daemon=True)
             for i in range(count)
         ]
-        self._threads.append(
-            threading.Thread(target=self._record, name="dropfile-record", daemon=True)
-        )
+        self._recording = record
+        if record:
+            self._threads.append(
+                threading.Thread(target=self._record, name="dropfile-record", daemon=True)
+            )
 
     def run(self) -> list[tuple[int, str]]:
         """Uploads and records every part; returns (part number, ETag) in part order.
@@ -271,7 +278,10 @@ class PartUploader:
                 except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                     self._results.put(exc)
                     return
-                self._stored.put((part, etag, checksum))
+                if self._recording:
+                    self._stored.put((part, etag, checksum))
+                else:
+                    self._results.put((part.number, etag))
         finally:
             self._stored.put(None)  # this thread is done: no more parts from it
 

@@ -3,7 +3,8 @@ whose size the server chooses, with URLs presigned in batches the client asks fo
 (part-urls, in v2.py), a checksum on every part that storage verifies, resume from the
 parts storage holds, and each user's quota.
 
-    POST /api/v2/files                      start an upload (no URL yet)
+    POST /api/v2/files                      start an upload (no URL yet; a single PUT's
+                                            URL when it gives its checksum)
     GET  /api/v2/files/{id}                 a file, with its whole-file SHA-256
     GET  /api/v2/files/{id}/upload          where its upload stands: parts already stored
     POST /api/v2/files/{id}/part-urls       presigned PUT URLs for parts a..b (v2.py)
@@ -85,6 +86,8 @@ def file_v2(file: upload_pb2.File) -> dict[str, Any]:
     operation_id="createUpload",
     status_code=201,
     response_model=CreateUploadReply,
+    # The single-PUT fields appear only in replies to a single-PUT creation.
+    response_model_exclude_unset=True,
     responses={
         **error_responses(
             "INVALID_ARGUMENT",
@@ -92,6 +95,7 @@ def file_v2(file: upload_pb2.File) -> dict[str, Any]:
             "ALREADY_EXISTS",
             "QUOTA_EXCEEDED",
             "TOO_MANY_UPLOADS",
+            "SINGLE_PUT_TOO_LARGE",
         ),
         201: {"links": file_links("$response.body#/fileId")},
     },
@@ -106,16 +110,28 @@ async def create_upload(body: CreateUploadBody, call: UserCall) -> dict[str, Any
             file_size=body.size,
             checksum_algorithm=_ALGORITHM[body.checksumAlgorithm],
             sha256=body.sha256 or "",
+            single_put=body.singlePut,
+            part_checksum=body.partChecksum or "",
         ),
         **call.kwargs,
     )
-    return {
+    created: dict[str, Any] = {
         "fileId": reply.file_id,
         "uploadId": reply.upload_id,
         "partSize": reply.part_size,
         "partCount": reply.part_count,
         "checksumAlgorithm": _ALGORITHM_NAME[reply.checksum_algorithm],
     }
+    if reply.single_put:
+        created["singlePut"] = True
+    if reply.HasField("put_url"):
+        created["putUrl"] = {
+            "partNumber": reply.put_url.part_number,
+            "url": reply.put_url.url,
+            "headers": dict(reply.put_url.headers),
+        }
+        created["expiresIn"] = reply.put_url_expires_in_seconds
+    return created
 
 
 @router.get(
@@ -136,6 +152,7 @@ async def get_file(file_id: FileIdPath, call: UserCall) -> dict[str, Any]:
     "/files/{file_id}/upload",
     operation_id="getUploadState",
     response_model=UploadReply,
+    response_model_exclude_unset=True,  # singlePut: only for single-PUT uploads
     responses=error_responses("INVALID_ARGUMENT", "NOT_FOUND", "UPLOAD_GONE"),
     summary="Where an upload stands, and the parts storage already holds (resume)",
 )
@@ -143,7 +160,7 @@ async def get_upload(file_id: FileIdPath, call: UserCall) -> dict[str, Any]:
     reply = await call.backends.upload.GetUpload(
         upload_pb2.GetUploadRequest(file_id=file_id), **call.kwargs
     )
-    return {
+    state: dict[str, Any] = {
         "state": upload_pb2.GetUploadResponse.State.Name(reply.state).removeprefix(_STATE_PREFIX),
         "file": file_v2(reply.file),
         "uploadId": reply.upload_id,
@@ -160,6 +177,9 @@ async def get_upload(file_id: FileIdPath, call: UserCall) -> dict[str, Any]:
             for part in reply.stored_parts
         ],
     }
+    if reply.single_put:
+        state["singlePut"] = True
+    return state
 
 
 def _part_record(file_id: str, part: RecordPartBody) -> upload_pb2.RecordPartRequest:

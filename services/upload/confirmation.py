@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,6 +40,18 @@ class PendingConfirmation:
     completed_at: datetime
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What a confirmation decided under the file's row lock, for settle() after it."""
+
+    outcome: ConfirmOutcome
+    why: str
+    file_id: uuid.UUID | None
+    single_put: bool
+    # (owner, new status, size) when the status changed.
+    change: tuple[uuid.UUID, FileStatus, int] | None
+
+
 def is_recorded_object(file: File, *, size: int, etag: str) -> bool:
     """Whether storage's word (size, bare ETag) describes the object completion recorded.
     Rows completed before ETags were recorded have none: their size alone is compared."""
@@ -59,6 +72,9 @@ def _judge(file: File | None, *, size: int, etag: str) -> tuple[ConfirmOutcome, 
     if file.status is FileStatus.UPLOADED:
         return ConfirmOutcome.ALREADY_CONFIRMED, "already uploaded"
     if file.completed_at is None:
+        if file.single_put:
+            # The client's PUT made the object: CompleteUpload comes next, and confirms.
+            return ConfirmOutcome.NOT_COMPLETED, "single PUT not completed yet"
         # Someone else's object at the key (a forged message, or a PUT by whoever got at
         # storage), or storage's event overtook CompleteUpload's commit.
         return ConfirmOutcome.NOT_COMPLETED, "CompleteUpload has not succeeded"
@@ -85,19 +101,36 @@ class Confirmation:
             raise InvalidArgument("s3_key is required")
         if size < 0:
             raise InvalidArgument("size must be 0 or more bytes")
-        core = self._core
         etag = normalize_etag(etag)
-        with core.store.files.locked_file_by_key(s3_key) as file:
-            status_before = file.status if file is not None else None
-            outcome, why = _judge(file, size=size, etag=etag)
-            file_id = file.id if file is not None else None
-            change = (
+        with self._core.store.files.locked_file_by_key(s3_key) as file:
+            verdict = self.judge_locked(file, size=size, etag=etag)
+        self.settle(verdict, s3_key=s3_key, event_time=event_time)
+        return verdict.outcome
+
+    def judge_locked(self, file: File | None, *, size: int, etag: str) -> Verdict:
+        """What storage's word (size, bare ETag) means for `file`, whose row the caller
+        holds locked (a CONFIRMED file is marked so); settle() after the commit."""
+        status_before = file.status if file is not None else None
+        outcome, why = _judge(file, size=size, etag=etag)
+        return Verdict(
+            outcome=outcome,
+            why=why,
+            file_id=file.id if file is not None else None,
+            single_put=file is not None and file.single_put,
+            change=(
                 (file.user_id, file.status, file.size)
                 if file is not None and file.status is not status_before
                 else None
-            )
-        if change is not None:  # committed: the owner's live status hears of it now
-            owner, status, stored_size = change
+            ),
+        )
+
+    def settle(self, verdict: Verdict, *, s3_key: str, event_time: datetime | None = None) -> None:
+        """A verdict's effects, once its transaction committed: the owner's live status,
+        metrics, the log, a stray object's deletion, the Redis session."""
+        core = self._core
+        outcome, why, file_id = verdict.outcome, verdict.why, verdict.file_id
+        if verdict.change is not None:  # committed: the owner's live status hears of it now
+            owner, status, stored_size = verdict.change
             core.status_events.changed(
                 user_id=owner, file_id=str(file_id), status=status.value, size=stored_size
             )
@@ -110,7 +143,9 @@ class Confirmation:
             if lag is not None:
                 # Storage's clock may run a little ahead of ours: never a negative lag.
                 EVENT_LAG.observe(max(lag, 0.0))
-        if outcome in (ConfirmOutcome.NOT_COMPLETED, ConfirmOutcome.STALE):
+        if outcome is ConfirmOutcome.NOT_COMPLETED and verdict.single_put:
+            log.info("upload confirmation: nothing changed", extra=log_fields(**fields))
+        elif outcome in (ConfirmOutcome.NOT_COMPLETED, ConfirmOutcome.STALE):
             log.warning("upload confirmation refused: nothing changed", extra=log_fields(**fields))
         elif outcome is ConfirmOutcome.REJECTED:
             log.warning("upload confirmation rejected", extra=log_fields(**fields))
@@ -121,7 +156,6 @@ class Confirmation:
             log.info("upload confirmation", extra=log_fields(**fields))
         if file_id is not None and outcome in (ConfirmOutcome.CONFIRMED, ConfirmOutcome.REJECTED):
             core.sessions.delete(file_id)
-        return outcome
 
     def pending_confirmations(
         self, *, completed_at_least_seconds_ago: int, limit: int

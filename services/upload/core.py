@@ -46,6 +46,7 @@ UPLOAD_ABORTED = "the upload was aborted; start a new upload with a new file_id"
 FILE_ID_TAKEN = "a file with this file_id already exists; choose a new one"
 ALREADY_COMPLETE = "the upload is already complete"
 NO_SUCH_FILE = "file not found"
+SINGLE_PUT_UPLOAD_ID_PREFIX = "single-put-"
 
 
 def now() -> datetime:
@@ -63,6 +64,12 @@ def session_of(file: File) -> UploadSession:
         size=file.size,
         checksum_algorithm=file.checksum_algorithm or "",
     )
+
+
+def single_put_upload_id() -> str:
+    """The upload id of a single-PUT upload: ours, as storage has no multipart upload to
+    name; clients pass it back (to abort, to complete) as they pass storage's."""
+    return f"{SINGLE_PUT_UPLOAD_ID_PREFIX}{uuid.uuid4().hex}"
 
 
 def is_complete(file: File) -> bool:
@@ -157,19 +164,23 @@ class UploadCore:
                 if creation.usage is not None:
                     self.quota.admit(creation.usage, file.size)
                     self.uploads_limit.admit(creation.usage)
-                upload_id = self.storage.create_multipart_upload(
-                    key, content_type=file.mime_type, checksum_algorithm=algorithm
-                )
-                if presign_every_part:
-                    numbers = range(1, file.part_count + 1)
-                    urls = self.storage.part_urls.presign_parts_lazily(
-                        key,
-                        upload_id=upload_id,
-                        part_numbers=numbers,
-                        lengths=part_lengths(numbers, size=file.size, part_size=file.part_size),
-                        ttl=self.url_ttl,
+                if file.single_put:
+                    # Nothing in storage until the client's PUT: nothing to undo on failure.
+                    file.upload_id = single_put_upload_id()
+                else:
+                    upload_id = self.storage.create_multipart_upload(
+                        key, content_type=file.mime_type, checksum_algorithm=algorithm
                     )
-                file.upload_id = upload_id
+                    if presign_every_part:
+                        numbers = range(1, file.part_count + 1)
+                        urls = self.storage.part_urls.presign_parts_lazily(
+                            key,
+                            upload_id=upload_id,
+                            part_numbers=numbers,
+                            lengths=part_lengths(numbers, size=file.size, part_size=file.part_size),
+                            ttl=self.url_ttl,
+                        )
+                    file.upload_id = upload_id
                 creation.insert(file)
         except FileIdTaken:
             # Lost a race for this id: our multipart upload must not linger.

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     Uuid,
+    false,
     func,
     text,
 )
@@ -67,6 +69,9 @@ class File(Base):
     checksum_algorithm: Mapped[str | None] = mapped_column(String(16))
     # The whole file's SHA-256 (lowercase hex) as its uploader declared it.
     sha256: Mapped[str | None] = mapped_column(String(64))
+    # v2 uploads of one part the client PUTs as the object itself (a presigned PutObject):
+    # no multipart upload in storage; `upload_id` is then one of ours (creation.py).
+    single_put: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     parts: Mapped[list[Part]] = relationship(
         back_populates="file",

@@ -1,6 +1,7 @@
 """GetPartUrls: fresh presigned URLs for a batch of parts of an upload that still takes
 parts (again when a URL expired). v2 uploads sign each part's checksum into its URL, so
-storage refuses other bytes."""
+storage refuses other bytes. A single-PUT upload's one URL is a PutObject of the whole
+file (single_put_url)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,20 @@ class PartUrls:
     expires_in_seconds: int
     # v2 uploads: the signed headers each part's PUT must carry, by part number.
     headers: dict[int, dict[str, str]] = field(default_factory=dict)
+
+
+def single_put_url(core: UploadCore, file: File, checksum: str) -> PartUrls:
+    """The URL of a single-PUT upload's one part: a PutObject of the whole file, signed for
+    its size and `checksum` (cleaned base64, of the file's algorithm)."""
+    algorithm = ChecksumAlgorithm(file.checksum_algorithm or ChecksumAlgorithm.SHA256.value)
+    url = core.storage.part_urls.presign_object_put(
+        file.s3_key, length=file.size, ttl=core.url_ttl, checksum=(algorithm, checksum)
+    )
+    return PartUrls(
+        urls=[(1, url)],
+        expires_in_seconds=core.url_ttl,
+        headers={1: {algorithm.header: checksum}},
+    )
 
 
 def refuse_checksums_of_v1(file: File, checksums: Sequence[str]) -> None:
@@ -87,6 +102,8 @@ class PartUrlIssuer:
                 clean_part_checksum(value, algorithm, what=f"the checksum of part {n}")
                 for n, value in zip(numbers, checksums)
             ]
+            if file.single_put:  # one part, checked above: the whole file
+                return single_put_url(core, file, cleaned[0])
             signed = core.storage.part_urls.presign_checksummed_parts(
                 file.s3_key,
                 upload_id=file.upload_id or "",

@@ -6,7 +6,9 @@ Every round it
    holds nothing in storage; except an upload storage completed whose completion was never
    recorded (the coordinator's reply or commit was lost): its object is the user's file, so
    the completion is recorded instead and storage's confirmation follows as usual. A
-   completion in progress holds the row (core.py), so it is skipped, never failed; and
+   single-PUT upload (no multipart upload) loses the object it may have: never completed,
+   it was abandoned. A completion in progress holds the row (core.py), so it is skipped,
+   never failed; and
 2. lists the bucket's multipart uploads under `users/` and aborts the ones no file expects
    parts for (a crash between creating one and writing its row, a row deleted by hand...)
    once they were initiated longer than the TTL ago: younger ones may belong to an upload
@@ -150,7 +152,11 @@ class Reaper:
                 for file in claim.files:
                     try:
                         completed_etag = self._settle_storage(
-                            file.s3_key, file.upload_id, file.size
+                            file.s3_key,
+                            # A single PUT has no multipart upload; an object there was PUT
+                            # but never completed: abandoned, so deleted like parts are.
+                            None if file.single_put else file.upload_id,
+                            file.size,
                         )
                     except ROUND_ERRORS as exc:
                         # This one stays UPLOADING and comes back next round.

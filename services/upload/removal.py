@@ -1,6 +1,7 @@
-"""AbortUpload and DeleteFile: an upload given up (FAILED, its parts gone from storage) and
-a file deleted (its object first, then its row), each under the file's row lock, so a
-completion in progress is seen before or after, never in between (core.py)."""
+"""AbortUpload and DeleteFile: an upload given up (FAILED, its parts, or a single PUT's
+object, gone from storage) and a file deleted (its object first, then its row), each under
+the file's row lock, so a completion in progress is seen before or after, never in
+between (core.py)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,12 @@ class Removal:
                 )
             newly_failed = file.status is not FileStatus.FAILED
             file.status = FileStatus.FAILED  # already FAILED: a retry, storage is re-aborted
-            key, size = file.s3_key, file.size
+            key, size, single_put = file.s3_key, file.size, file.single_put
         # After the row says FAILED, so a racing CompleteUpload sees it (see core.py).
-        core.storage.abort_multipart_upload(key, upload_id=upload_id)
+        if single_put:
+            core.storage.delete_object(key)  # the object the client may have PUT
+        else:
+            core.storage.abort_multipart_upload(key, upload_id=upload_id)
         core.store.parts.delete_parts(fid)
         core.sessions.delete(fid)
         if newly_failed:
@@ -54,7 +58,12 @@ class Removal:
             file = deletion.file
             if file is None:
                 raise NotFound(NO_SUCH_FILE)
-            if file.status is FileStatus.UPLOADING and file.completed_at is None and file.upload_id:
+            if (
+                file.status is FileStatus.UPLOADING
+                and file.completed_at is None
+                and file.upload_id
+                and not file.single_put
+            ):
                 core.storage.abort_multipart_upload(file.s3_key, upload_id=file.upload_id)
             core.storage.delete_object(file.s3_key)  # storage first: never orphan an object
             deletion.delete()

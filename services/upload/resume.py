@@ -110,6 +110,9 @@ class Resumption:
             return UploadView(UploadState.UPLOADED, file, [])
         if is_complete(file):
             return UploadView(UploadState.COMPLETED, file, [])
+        if file.single_put:
+            # Resuming a single PUT is PUTting it again: nothing stored is worth listing.
+            return UploadView(UploadState.RECEIVING_PARTS, file, [])
         try:
             stored = core.storage.list_parts(file.s3_key, upload_id=file.upload_id or "")
         except UploadGone:

@@ -222,15 +222,27 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
             file_size=request.file_size,
             checksum_algorithm=ALGORITHM_OF.get(request.checksum_algorithm),
             sha256=request.sha256,
+            single_put=request.single_put,
+            part_checksum=request.part_checksum,
         )
-        return upload_pb2.CreateUploadResponse(
+        reply = upload_pb2.CreateUploadResponse(
             file_id=created.file_id,
             upload_id=created.upload_id,
             s3_key=created.s3_key,
             part_size=created.part_size,
             part_count=created.part_count,
             checksum_algorithm=ALGORITHM[created.checksum_algorithm],
+            single_put=created.single_put,
         )
+        if created.put_url is not None:
+            ((number, url),) = created.put_url.urls
+            reply.put_url.CopyFrom(
+                upload_pb2.PartUrl(
+                    part_number=number, url=url, headers=created.put_url.headers[number]
+                )
+            )
+            reply.put_url_expires_in_seconds = created.put_url.expires_in_seconds
+        return reply
 
     def GetUpload(
         self, request: upload_pb2.GetUploadRequest, context: ServicerContext
@@ -253,6 +265,7 @@ class UploadServicer(upload_pb2_grpc.UploadServiceServicer):
                 )
                 for part in view.stored_parts
             ],
+            single_put=file.single_put,
         )
 
     def GetFile(

@@ -54,6 +54,8 @@ ROWS = [
     "load.large.p99",
     "load.burst.rate",
     "load.burst.p99",
+    "load.burst.v2-multipart.rate",
+    "load.burst.v2-multipart.p99",
     "load.burst.boto3.rate",
     "wan.proxy.round_trip",
     "wan.proxy.direct",

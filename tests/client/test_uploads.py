@@ -181,3 +181,32 @@ def test_an_access_token_that_expires_mid_upload_is_refreshed_once(
     assert len(fault_proxy.calls("GET", REFRESH)) == 1
     assert cli.session()["cookies"]["access_token"] != token
     assert download(cli, file_id, tmp_path) == data
+
+
+def test_a_small_file_goes_up_in_one_put(cli, account, tmp_path, fault_proxy):
+    """Up to 5 MiB: created as a single PUT with its checksum (the reply has the URL), one
+    PUT of the whole file, then complete: no part URLs asked for, no part recorded, and
+    the file is UPLOADED as the upload ends. One byte more: a multipart upload."""
+    source = tmp_path / "small.bin"
+    data = write_file(source, PART)
+
+    file_id = uploaded_file_id(cli("upload", str(source)))
+
+    [created] = fault_proxy.calls("POST", r"^/api/v2/files$")
+    assert created.json_body["singlePut"] is True and created.json_body["partChecksum"]
+    storage_puts = fault_proxy.calls("PUT", r"/users/")
+    assert [(p.status, p.part_number) for p in storage_puts] == [(200, None)]
+    algorithm = created.json_body["checksumAlgorithm"].lower()
+    assert storage_puts[0].checksum_header == f"x-amz-checksum-{algorithm}"  # signed, sent
+    assert fault_proxy.calls("POST", PART_URLS) == []
+    assert fault_proxy.calls("POST", RECORD_PARTS) == []
+    assert len(fault_proxy.calls("POST", r"^/api/v2/files/[^/]+/complete$")) == 1
+    assert file_entry(cli, file_id)["status"] == "UPLOADED"
+    assert download(cli, file_id, tmp_path) == data
+
+    bigger = tmp_path / "bigger.bin"
+    write_file(bigger, PART + 1)
+    uploaded_file_id(cli("upload", str(bigger)))
+    [_, second] = fault_proxy.calls("POST", r"^/api/v2/files$")
+    assert "singlePut" not in second.json_body
+    assert sorted(p.part_number for p in fault_proxy.puts()) == [1, 2]

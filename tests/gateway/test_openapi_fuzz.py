@@ -177,6 +177,20 @@ def _keep_parts_with_upload_id(context: Any, body: Any) -> bool:
     return body.get("parts") is None or isinstance(body.get("uploadId"), str)
 
 
+def _keep_single_put_consistent(context: Any, body: Any) -> bool:
+    """A single PUT's rules across fields: at most 5 MiB, a partChecksum only with
+    singlePut, and of the checksumAlgorithm's length (base64 of 32 or 4 bytes)."""
+    if context.operation.path != "/api/v2/files" or not isinstance(body, dict):
+        return True
+    single, checksum, size = body.get("singlePut"), body.get("partChecksum"), body.get("size")
+    if single is True and isinstance(size, int | float) and size > 5 * MIB:
+        return False
+    if not isinstance(checksum, str):
+        return True
+    length = 8 if body.get("checksumAlgorithm") == "CRC32C" else 44
+    return single is True and len(checksum) == length
+
+
 def _document() -> dict[str, Any]:
     """The document the stack above serves (its settings decide the limits in it)."""
     settings = GatewaySettings(
@@ -206,7 +220,12 @@ CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
     }
 )
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG).exclude(path="/api/v2/events")
-for _rule in (_keep_password_within_bcrypt, _keep_part_range, _keep_parts_with_upload_id):
+for _rule in (
+    _keep_password_within_bcrypt,
+    _keep_part_range,
+    _keep_parts_with_upload_id,
+    _keep_single_put_consistent,
+):
     schema.hook("filter_body")(_rule)
 schema.hook("map_body")(_fresh_file_id)
 schema.hook("map_query")(_made_page_token)

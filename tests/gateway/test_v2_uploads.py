@@ -313,3 +313,72 @@ def test_batches_are_checked_like_single_records(signed_in):
         assert response.status_code == 400, response.text
         assert message in response.json()["error"]
     assert listed(alice, file_id)["status"] == "UPLOADING"
+
+
+def test_a_single_put_upload_over_http(signed_in):
+    """Created with its checksum: the reply carries the one PUT's URL; completing confirms
+    the file at once. The new reply fields appear only when the client opted in."""
+    client = signed_in()
+    data = os.urandom(MIB + 5)
+    started = create(client, len(data), singlePut=True, partChecksum=b64_sha256(data))
+    assert started.status_code == 201, started.text
+    body = started.json()
+    assert set(body) == {
+        "fileId",
+        "uploadId",
+        "partSize",
+        "partCount",
+        "checksumAlgorithm",
+        "singlePut",
+        "putUrl",
+        "expiresIn",
+    }
+    assert (body["singlePut"], body["partCount"], body["putUrl"]["partNumber"]) == (True, 1, 1)
+    assert body["putUrl"]["headers"] == {"x-amz-checksum-sha256": b64_sha256(data)}
+    file_id = body["fileId"]
+    state = client.get(f"/api/v2/files/{file_id}/upload").json()
+    assert (state["singlePut"], state["storedParts"]) == (True, [])
+    stored = httpx.put(
+        body["putUrl"]["url"],
+        content=data,
+        timeout=60,
+        headers={"Content-Type": "application/octet-stream", **body["putUrl"]["headers"]},
+    )
+    assert stored.status_code == 200, stored.text
+    done = client.post(f"/api/v2/files/{file_id}/complete", json={"uploadId": body["uploadId"]})
+    assert done.status_code == 200, done.text
+    file = client.get(f"/api/v2/files/{file_id}").json()["file"]
+    assert file["status"] == "UPLOADED"  # no waiting for storage's event
+    url = client.post("/api/files/get-download-url", json={"s3_key": file["s3Key"]})
+    assert httpx.get(url.json()["url"], timeout=60).content == data
+
+    # Without the checksum: no URL in the reply (part-urls gives it); without opting in,
+    # the replies are as they always were.
+    plain = create(client, 100, singlePut=True).json()
+    assert "putUrl" not in plain and plain["singlePut"] is True
+    multipart = create(client, 100).json()
+    assert "singlePut" not in multipart
+    assert "singlePut" not in client.get(f"/api/v2/files/{multipart['fileId']}/upload").json()
+
+
+def test_single_put_refusals(signed_in):
+    client = signed_in()
+    too_big = create(client, 5 * MIB + 1, singlePut=True)
+    assert too_big.status_code == 400
+    assert too_big.json() == {
+        "error": "file_size 5242881 is over the single-PUT limit of 5242880 bytes (5 MiB); "
+        "upload it in parts",
+        "code": "SINGLE_PUT_TOO_LARGE",
+    }
+    assert create(client, 5 * MIB, singlePut=True).status_code == 201
+    no_opt_in = create(client, 10, partChecksum=b64_sha256(b"0123456789"))
+    assert no_opt_in.status_code == 400
+    assert no_opt_in.json()["error"] == "part_checksum is for single-PUT uploads only"
+    not_a_bool = create(client, 10, singlePut="yes")
+    assert not_a_bool.status_code == 400 and not_a_bool.json()["code"] == "INVALID_REQUEST"
+
+    body = create(client, 10, singlePut=True).json()
+    early = client.post(f"/api/v2/files/{body['fileId']}/complete", json={})
+    assert early.status_code == 409 and early.json()["code"] == "PART_NOT_STORED"
+    other = signed_in()
+    assert other.post(f"/api/v2/files/{body['fileId']}/complete", json={}).status_code == 404

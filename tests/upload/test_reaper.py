@@ -237,6 +237,39 @@ def test_a_part_recorded_within_the_ttl_keeps_an_old_upload_alive(
     assert (upload.s3_key, upload.upload_id) in multipart_uploads(s3, reaper_bucket)
 
 
+def test_an_abandoned_single_put_upload_loses_its_object(
+    coordinator, reaper, new_user, s3, reaper_bucket, db_engine
+):
+    """PUT but never completed: no multipart upload to abort; the object goes, the file
+    ends FAILED (an upload PUT and completed in time is confirmed, never reaped)."""
+    user = new_user()
+    api = coordinator.stub
+    data = b"abandoned" * 100
+    created = api.CreateUpload(
+        upload_pb2.CreateUploadRequest(
+            file_id=str(uuid.uuid4()), file_name="a.bin", file_size=len(data), single_put=True
+        ),
+        metadata=user.metadata,
+    )
+    never_put = api.CreateUpload(
+        upload_pb2.CreateUploadRequest(
+            file_id=str(uuid.uuid4()), file_name="b.bin", file_size=len(data), single_put=True
+        ),
+        metadata=user.metadata,
+    )
+    s3.put_object(Bucket=reaper_bucket, Key=created.s3_key, Body=data)
+    for file_id in (created.file_id, never_put.file_id):
+        make_idle(db_engine, file_id)
+
+    report = reaper().run_once()
+
+    assert report.expired >= 2
+    assert status_of(db_engine, created.file_id) == "FAILED"
+    assert status_of(db_engine, never_put.file_id) == "FAILED"
+    assert objects(s3, reaper_bucket, created.s3_key) == []
+    assert multipart_uploads(s3, reaper_bucket, created.s3_key) == set()
+
+
 def test_an_orphaned_multipart_upload_with_no_row_is_aborted(
     coordinator, reaper, new_user, s3, reaper_bucket, db_engine
 ):

@@ -9,6 +9,7 @@
 from .bucket import (
     CompletionRefused,
     Storage,
+    StoredObject,
     StoredPart,
     UploadGone,
     error_code,
@@ -29,6 +30,7 @@ __all__ = [
     "PendingMultipart",
     "Presigner",
     "Storage",
+    "StoredObject",
     "StoredPart",
     "UploadGone",
     "ascii_fallback",

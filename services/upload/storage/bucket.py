@@ -34,6 +34,15 @@ class StoredPart:
     checksum: str | None = None
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    size: int
+    etag: str  # without quotes
+    # The object's checksum (base64) of `algorithm` when storage reports it (S3 does for
+    # an object PUT with one; moto and SeaweedFS may not).
+    checksum: str | None = None
+
+
 def normalize_etag(etag: str) -> str:
     """ETags travel quoted in HTTP headers and S3 XML; Dropfile compares them bare."""
     return etag.strip().strip('"').strip().lower()
@@ -177,6 +186,31 @@ class Storage:
     def stored_object(self, key: str) -> tuple[int, str] | None:
         """(size, bare ETag) of the stored object, or None when there is none."""
         return stored_object(self._s3, self._bucket, key)
+
+    def head_object(
+        self, key: str, *, algorithm: ChecksumAlgorithm | None = None
+    ) -> StoredObject | None:
+        """The stored object, with its `algorithm` checksum where storage reports one; None
+        when there is none."""
+        try:
+            if algorithm is None:
+                head = self._s3.head_object(Bucket=self._bucket, Key=key)
+            else:
+                head = self._s3.head_object(Bucket=self._bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        checksum: str | None = None
+        if algorithm is ChecksumAlgorithm.SHA256:
+            checksum = head.get("ChecksumSHA256")
+        elif algorithm is ChecksumAlgorithm.CRC32C:
+            checksum = head.get("ChecksumCRC32C")
+        return StoredObject(
+            size=head["ContentLength"],
+            etag=normalize_etag(head.get("ETag", "")),
+            checksum=checksum or None,
+        )
 
     def delete_object(self, key: str) -> None:
         """Deletes the object; deleting a missing object succeeds (S3 semantics)."""

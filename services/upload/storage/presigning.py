@@ -1,6 +1,7 @@
-"""Presigned UploadPart URLs: each signed for its part's exact length, and for v2 uploads
-its checksum; botocore signs the first of a batch, the others are re-signed from it
-(resigning.py: ~40x faster than botocore per URL, and the same URLs)."""
+"""Presigned UploadPart URLs (and a single-PUT upload's PutObject URL): each signed for its
+part's exact length, and for v2 uploads its checksum; botocore signs the first of a batch,
+the others are re-signed from it (resigning.py: ~40x faster than botocore per URL, and
+the same URLs)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,21 @@ class PartPresigner:
         if checksum is not None:
             params[checksum[0].s3_param] = checksum[1]
         return self._presigner.generate_presigned_url("upload_part", Params=params, ExpiresIn=ttl)
+
+    def presign_object_put(
+        self, key: str, *, length: int, ttl: int, checksum: PartChecksum | None = None
+    ) -> str:
+        """A PutObject URL for a single-PUT upload (the whole file as one request, no
+        multipart upload), signed as presign_part signs a part: for exactly `length` bytes
+        and, with `checksum`, its checksum header."""
+        params: dict[str, str | int] = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "ContentLength": length,
+        }
+        if checksum is not None:
+            params[checksum[0].s3_param] = checksum[1]
+        return self._presigner.generate_presigned_url("put_object", Params=params, ExpiresIn=ttl)
 
     def presign_checksummed_parts(
         self,
