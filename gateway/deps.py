@@ -18,6 +18,7 @@ from dropfile.upload.v1 import share_pb2_grpc, upload_pb2, upload_pb2_grpc
 from services.common.clients import GRPC_CHANNEL_OPTIONS
 from services.common.logs import REQUEST_ID_HEADER
 
+from .call_limits import LimitedChannel
 from .client_address import client_address
 from .cookies import ACCESS_TOKEN
 from .errors import ACCESS_TOKEN_INVALID, ACCESS_TOKEN_MISSING, ApiError
@@ -53,7 +54,11 @@ class Backends:
             for name, address in addresses.items()
         }
         self.auth = auth_pb2_grpc.AuthServiceStub(self._channels["auth"])
-        self.upload = upload_pb2_grpc.UploadServiceStub(self._channels["upload"])
+        # The upload coordinator's calls wait here beyond a bound (call_limits.py).
+        upload = LimitedChannel(
+            self._channels["upload"], settings.upload_max_calls_in_flight
+        ).as_channel()
+        self.upload = upload_pb2_grpc.UploadServiceStub(upload)
         self.events = events_pb2_grpc.EventsServiceStub(self._channels["events"])
         # Every SSE client's subscription rides one SubscribeFileEvents call, which needs
         # the service credential.
@@ -61,9 +66,10 @@ class Backends:
             self.events, metadata=((SERVICE_TOKEN_HEADER, service_token),)
         )
         # Share links live in the upload service; ResolveLink needs the service credential.
-        self.share = share_pb2_grpc.ShareServiceStub(self._channels["upload"])
-        self.share_internal = share_pb2_grpc.ShareInternalServiceStub(self._channels["upload"])
-        # Readiness asks each backend's standard gRPC health service.
+        self.share = share_pb2_grpc.ShareServiceStub(upload)
+        self.share_internal = share_pb2_grpc.ShareInternalServiceStub(upload)
+        # Readiness asks each backend's standard gRPC health service (on the channels
+        # themselves: a probe never waits behind a burst's calls).
         self.health = {
             name: health_pb2_grpc.HealthStub(channel) for name, channel in self._channels.items()
         }

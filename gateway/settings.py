@@ -33,6 +33,10 @@ class GatewaySettings(CorsSettings):
     # record requests are answered 429 with Retry-After until they leave. Other sessions'
     # records are taken in turn with its own, never behind its whole queue.
     record_part_max_waiting_per_session: int = Field(default=1000, ge=1, le=100_000)
+    # Calls to the upload coordinator in flight from this gateway at once; more wait in
+    # the gateway, in order, never refused (gateway/call_limits.py). Twice the
+    # coordinator's worker threads (GRPC_MAX_WORKERS, 32) keeps them all busy.
+    upload_max_calls_in_flight: int = Field(default=64, ge=1, le=10_000)
     # Slow and numerous connections (gateway/http_protocol.py, middleware.py). A request's
     # headers must arrive within http_header_timeout_seconds of the connection opening or
     # the previous response (408, connection closed), its body within
