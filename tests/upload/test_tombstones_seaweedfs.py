@@ -287,3 +287,37 @@ def test_two_replicas_sweeping_at_once_delete_every_key_once(
     assert sum(swept) == due  # each tombstone swept by one replica, none twice or lost
     assert all(tombstone_of(db_engine, key) is None for key in keys)
     assert all(stored(seaweedfs, on_seaweedfs, key) is None for key in keys)
+
+
+def test_storages_event_for_a_tombstoned_key_deletes_the_object_at_once(
+    on_seaweedfs, seaweedfs: S3Store, db_engine, alice, service_metadata
+):
+    """Where storage sends events, an ObjectCreated of a deleted file's key is no file's
+    (UNKNOWN_KEY): with a tombstone on the key it is deleted at once, as a FAILED file's
+    object is; an unknown key without one is left alone (not known to be ours)."""
+    api = on_seaweedfs.stub
+    data = os.urandom(1500)
+    created = create_single(api, alice, data)
+    assert put(created.put_url, data).status_code == 200
+    complete(api, alice, created.file_id)
+    api.DeleteFile(upload_pb2.DeleteFileRequest(file_id=created.file_id), metadata=alice.metadata)
+    again = put(created.put_url, data)
+    assert again.status_code == 200
+    assert stored(seaweedfs, on_seaweedfs, created.s3_key) == data
+
+    def event(key: str, etag: str) -> int:
+        return on_seaweedfs.internal_stub.ConfirmUpload(
+            upload_pb2.ConfirmUploadRequest(s3_key=key, size=len(data), etag=etag),
+            metadata=service_metadata,
+        ).outcome
+
+    unknown = upload_pb2.ConfirmUploadResponse.OUTCOME_UNKNOWN_KEY
+    assert event(created.s3_key, again.headers["ETag"]) == unknown
+    assert stored(seaweedfs, on_seaweedfs, created.s3_key) is None
+    assert tombstone_of(db_engine, created.s3_key) is not None  # the URL may PUT again
+
+    s3 = seaweedfs.client()
+    stranger = f"users/{uuid.uuid4()}/{uuid.uuid4()}"
+    put_reply = s3.put_object(Bucket=on_seaweedfs.settings.s3_bucket, Key=stranger, Body=data)
+    assert event(stranger, put_reply["ETag"]) == unknown
+    assert stored(seaweedfs, on_seaweedfs, stranger) == data

@@ -42,6 +42,8 @@ class UploadStore:
         self.parts = PartStore(db, reads, autocommit=autocommit)
         # ListFiles' pages (listing.py).
         self.listing = ListingStore(db, autocommit=autocommit)
+        # Keys of removed single PUTs, deleted again later (tombstones.py).
+        self.tombstones = TombstoneStore(db)
 
 
 __all__ = [

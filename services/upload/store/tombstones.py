@@ -57,6 +57,21 @@ class TombstoneStore:
         self._db = db
 
     @contextmanager
+    def held(self, s3_key: str) -> Iterator[bool]:
+        """Whether `s3_key` has a tombstone, kept (locked FOR SHARE) for the block: no
+        reaper sweeps it, so no file can be created at the key meanwhile, and deleting
+        the key's object in the block deletes nobody's file."""
+        with self._db.session() as session:
+            yield (
+                session.scalar(
+                    select(StorageTombstone.s3_key)
+                    .where(StorageTombstone.s3_key == s3_key)
+                    .with_for_update(read=True)
+                )
+                is not None
+            )
+
+    @contextmanager
     def claim_due(self, *, now: datetime, limit: int) -> Iterator[TombstoneClaim]:
         """Up to `limit` tombstones due before `now`, oldest first, locked for the block;
         ones another transaction holds (a reaper elsewhere) are skipped, not waited for."""
