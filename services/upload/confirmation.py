@@ -105,7 +105,23 @@ class Confirmation:
         with self._core.store.files.locked_file_by_key(s3_key) as file:
             verdict = self.judge_locked(file, size=size, etag=etag)
         self.settle(verdict, s3_key=s3_key, event_time=event_time)
+        if verdict.outcome is ConfirmOutcome.UNKNOWN_KEY:
+            self._delete_if_tombstoned(s3_key)
         return verdict.outcome
+
+    def _delete_if_tombstoned(self, s3_key: str) -> None:
+        """No file has the key: an object there that a tombstone names was PUT through the
+        URL of a removed single PUT, and is deleted now, as a FAILED file's is (REJECTED),
+        rather than when the reaper sweeps the key. The tombstone stays (the URL may PUT
+        again); errors propagate, so the event is retried. Other keys are not ours to
+        delete (a row deleted by hand, an object not Dropfile's): left to the audit."""
+        with self._core.store.tombstones.held(s3_key) as tombstoned:
+            if tombstoned:
+                self._core.storage.delete_object(s3_key)
+                log.info(
+                    "object of a removed upload deleted; its key is tombstoned",
+                    extra=log_fields(s3_key=s3_key),
+                )
 
     def judge_locked(self, file: File | None, *, size: int, etag: str) -> Verdict:
         """What storage's word (size, bare ETag) means for `file`, whose row the caller

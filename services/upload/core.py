@@ -14,6 +14,10 @@ Ordering rules that keep storage and the database consistent:
 - Abort marks the file FAILED before aborting in storage.
 - DeleteFile deletes from storage first, under the row lock: if storage fails, the row
   stays and the user can retry, so no object is ever left without a row that names it.
+- A single PUT's URL can PUT its object again after the upload was removed (aborted,
+  deleted, reaped): each removal records a tombstone on the key in its transaction, and
+  the reaper deletes the key once the last URL expired (store/tombstones.py); the key
+  takes no new file meanwhile.
 - CompleteUpload never changes the status (it records the object's ETag); ConfirmUpload
   (storage's word, believed only about the object a successful completion recorded) makes
   a file UPLOADED, and nothing moves an UPLOADED file back.
@@ -47,6 +51,18 @@ FILE_ID_TAKEN = "a file with this file_id already exists; choose a new one"
 ALREADY_COMPLETE = "the upload is already complete"
 NO_SUCH_FILE = "file not found"
 SINGLE_PUT_UPLOAD_ID_PREFIX = "single-put-"
+# Beyond the URLs' TTL, before a removed single PUT's key is deleted again: a URL is signed
+# a moment after its upload was read as in progress (part_urls.py reads the row unlocked,
+# so a removal may commit in between), and the coordinator's, PostgreSQL's and storage's
+# clocks may differ a little.
+URL_EXPIRY_SLACK_SECONDS = 60
+
+
+def tombstone_seconds(url_ttl_seconds: int) -> int:
+    """How long after a single-PUT upload's removal its last URL may still PUT the object:
+    URLs are signed only while the upload is in progress (creation, GetPartUrls), each
+    valid for the TTL from its signing."""
+    return url_ttl_seconds + URL_EXPIRY_SLACK_SECONDS
 
 
 def now() -> datetime:
@@ -157,7 +173,7 @@ class UploadCore:
         try:
             limited = not (self.quota.unlimited and self.uploads_limit.unlimited)
             with self.store.usage.file_creation(
-                file.id, file.user_id, with_usage=limited
+                file.id, file.user_id, s3_key=key, with_usage=limited
             ) as creation:
                 if creation.id_taken:
                     raise AlreadyExists(FILE_ID_TAKEN)

@@ -116,6 +116,22 @@ class Part(Base):
     file: Mapped[File] = relationship(back_populates="parts")
 
 
+class StorageTombstone(Base):
+    """A storage key whose object must be deleted (again) once `delete_after` has passed:
+    the last presigned URL that could PUT there (a single-PUT upload's, valid after its
+    upload was removed) has expired by then. The reaper deletes the object, then the row;
+    no file can be created at the key meanwhile (migration 0008; store/tombstones.py)."""
+
+    __tablename__ = "storage_tombstones"
+
+    s3_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    delete_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    # The reaper takes the due ones, oldest first.
+    __table_args__ = (Index("ix_storage_tombstones_delete_after", "delete_after"),)
+
+
 class ShareLink(Base):
     """A link to one uploaded file that anyone holding it may download (sharing/links.py).
     Only the SHA-256 of its token is kept; deleting the file deletes its links (the

@@ -9,15 +9,21 @@ Every round it
    single-PUT upload (no multipart upload) loses the object it may have: never completed,
    it was abandoned. A completion in progress holds the row (core.py), so it is skipped,
    never failed; and
-2. lists the bucket's multipart uploads under `users/` and aborts the ones no file expects
+2. sweeps storage tombstones (store/tombstones.py): the key of a single-PUT upload that was
+   removed (aborted, deleted, failed here) is deleted from storage once the last URL that
+   could PUT it has expired, so an object PUT through that URL after the removal, which
+   no file accounts for, does not stay. A tombstone is dropped only once storage deleted
+   its key: a storage outage leaves it for the next round; and
+3. lists the bucket's multipart uploads under `users/` and aborts the ones no file expects
    parts for (a crash between creating one and writing its row, a row deleted by hand...)
    once they were initiated longer than the TTL ago: younger ones may belong to an upload
    whose row is being written right now.
 
 Several replicas may run it at once (store/reaper.py: rows claimed with SKIP LOCKED, one
-orphan scan at a time under an advisory lock), and aborting an upload that is already gone
-is harmless. The bucket's AbortIncompleteMultipartUpload lifecycle rule (services/setup.py)
-is the backstop where storage supports one.
+orphan scan at a time under an advisory lock; tombstones claimed with SKIP LOCKED), and
+aborting an upload or deleting an object that is already gone is harmless. The bucket's
+AbortIncompleteMultipartUpload lifecycle rule (services/setup.py) is the backstop where
+storage supports one.
 """
 
 from __future__ import annotations
@@ -37,12 +43,13 @@ from services.common.clients import aws_client, redis_client
 from services.common.db import Database, make_engine
 from services.common.logs import log_fields, request_id_var
 
+from .core import tombstone_seconds
 from .metrics import REAPER_ACTIONS
 from .sessions import UploadSessions
 from .settings import UploadSettings
 from .status_events import StatusEvents, publisher_client
 from .storage import BucketUploads
-from .store import ReaperStore
+from .store import ReaperStore, TombstoneStore
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,7 @@ KEY_PREFIX = "users/"
 EXPIRED = "upload_expired"
 COMPLETION_RECOVERED = "completion_recovered"
 ORPHAN_ABORTED = "orphan_aborted"
+TOMBSTONE_SWEPT = "tombstone_swept"
 ROUND_ERRORS = (SQLAlchemyError, BotoCoreError, ClientError, redis.RedisError)
 
 
@@ -65,6 +73,7 @@ class RoundReport:
     expired: int = 0  # uploads marked FAILED
     orphans_aborted: int = 0  # multipart uploads without a file, aborted
     orphan_scan_skipped: bool = False  # another replica was scanning
+    tombstones_swept: int = 0  # keys deleted from storage once their last URL expired
 
 
 class Reaper:
@@ -74,16 +83,21 @@ class Reaper:
         self,
         *,
         store: ReaperStore,
+        tombstones: TombstoneStore,
         uploads: BucketUploads,
         sessions: UploadSessions,
         status_events: StatusEvents,
         idle_ttl_seconds: int,
+        url_ttl_seconds: int,
         interval_seconds: float,
         batch_size: int,
         clock: Callable[[], datetime] = _now,
         on_stopped: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
+        self._tombstones = tombstones
+        # A single PUT failed here: how long its URL may still PUT the object.
+        self._tombstone_seconds = tombstone_seconds(url_ttl_seconds)
         self._uploads = uploads
         self._sessions = sessions
         self._status_events = status_events
@@ -128,16 +142,26 @@ class Reaper:
     def run_once(self) -> RoundReport:
         request_id_var.set("reaper")
         expired = self.expire_idle_uploads()
+        # Before the orphan scan, which is long and raises when storage fails: a sweep
+        # that meets a failure ends quietly, its tombstones kept.
+        swept = self.sweep_tombstones()
         aborted = self.abort_orphaned_uploads()
         report = RoundReport(
-            expired=expired, orphans_aborted=aborted or 0, orphan_scan_skipped=aborted is None
+            expired=expired,
+            orphans_aborted=aborted or 0,
+            orphan_scan_skipped=aborted is None,
+            tombstones_swept=swept,
         )
-        if expired or aborted:
+        if expired or aborted or swept:
             log.info(
-                "reaper round: %d idle uploads failed, %d orphaned multipart uploads aborted",
+                "reaper round: %d idle uploads failed, %d orphaned multipart uploads aborted, "
+                "%d tombstoned keys deleted",
                 expired,
                 aborted or 0,
-                extra=log_fields(expired=expired, orphans_aborted=aborted or 0),
+                swept,
+                extra=log_fields(
+                    expired=expired, orphans_aborted=aborted or 0, tombstones_swept=swept
+                ),
             )
         return report
 
@@ -170,7 +194,11 @@ class Reaper:
                         claim.completed(file, etag=completed_etag)
                         recovered.append(file.id)
                         continue
-                    claim.failed(file)
+                    claim.failed(
+                        file,
+                        # Its URL may still PUT the object: deleted again once it expired.
+                        tombstone_seconds=self._tombstone_seconds if file.single_put else None,
+                    )
                     failed.append((file.id, file.user_id, file.size))
                 claimed = len(claim.files)
             # Committed: tell the owners, forget the sessions.
@@ -228,6 +256,47 @@ class Reaper:
                         )
             return aborted
 
+    def sweep_tombstones(self) -> int:
+        """Deletes from storage the keys whose tombstone is due (their last URL expired), a
+        batch per transaction, and drops those tombstones; returns how many. A storage
+        failure ends the sweep: the tombstones not swept stay for the next round."""
+        done = 0
+        while not self._stopping.is_set():
+            swept = 0
+            failure: Exception | None = None
+            with self._tombstones.claim_due(now=self._clock(), limit=self._batch) as claim:
+                for key in claim.keys:
+                    if key in claim.live:
+                        # A file in progress or uploaded holds the key (no file can be
+                        # created at a tombstoned key, so this is a bug or a hand edit):
+                        # its object is that file's. Its own removal records a new one.
+                        log.warning(
+                            "tombstone on a live file's key dropped, object kept",
+                            extra=log_fields(s3_key=key),
+                        )
+                        claim.swept(key)
+                        continue
+                    try:
+                        self._uploads.delete_object(key)
+                    except (BotoCoreError, ClientError) as exc:
+                        failure = exc
+                        break
+                    claim.swept(key)
+                    swept += 1
+                claimed = len(claim.keys)
+            # Committed: the swept tombstones are gone.
+            REAPER_ACTIONS.labels(TOMBSTONE_SWEPT).inc(swept)
+            done += swept
+            if failure is not None:
+                log.warning(
+                    "could not delete tombstoned keys; kept for the next round: %s",
+                    type(failure).__name__,
+                )
+                return done
+            if claimed < self._batch:
+                return done
+        return done
+
 
 def create_reaper(settings: UploadSettings, *, clock: Callable[[], datetime] = _now) -> Reaper:
     """A reaper with clients of its own (a small database pool, S3, Redis), closed when it
@@ -243,6 +312,7 @@ def create_reaper(settings: UploadSettings, *, clock: Callable[[], datetime] = _
 
     return Reaper(
         store=ReaperStore(Database(engine)),
+        tombstones=TombstoneStore(Database(engine)),
         uploads=BucketUploads(
             aws_client("s3", region=settings.aws_region, endpoint_url=settings.s3_endpoint),
             settings.s3_bucket,
@@ -250,6 +320,7 @@ def create_reaper(settings: UploadSettings, *, clock: Callable[[], datetime] = _
         sessions=UploadSessions(sessions_redis, ttl_seconds=settings.upload_session_ttl_seconds),
         status_events=StatusEvents(events_redis),
         idle_ttl_seconds=settings.upload_idle_ttl_seconds,
+        url_ttl_seconds=settings.presigned_url_ttl_seconds,
         interval_seconds=settings.reaper_interval_seconds,
         batch_size=settings.reaper_batch_size,
         clock=clock,

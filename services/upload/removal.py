@@ -1,7 +1,8 @@
 """AbortUpload and DeleteFile: an upload given up (FAILED, its parts, or a single PUT's
 object, gone from storage) and a file deleted (its object first, then its row), each under
 the file's row lock, so a completion in progress is seen before or after, never in
-between (core.py)."""
+between (core.py). A single PUT's URL outlives its upload: its key gets a tombstone in
+the same transaction, so the reaper deletes whatever that URL PUTs there later."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import uuid
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.logs import log_fields
 
-from .core import ALREADY_COMPLETE, NO_SUCH_FILE, UploadCore, is_complete
+from .core import ALREADY_COMPLETE, NO_SUCH_FILE, UploadCore, is_complete, tombstone_seconds
 from .models import FileStatus
 from .validation import parse_file_id, require_upload_id
 
@@ -38,6 +39,9 @@ class Removal:
             newly_failed = file.status is not FileStatus.FAILED
             file.status = FileStatus.FAILED  # already FAILED: a retry, storage is re-aborted
             key, size, single_put = file.s3_key, file.size, file.single_put
+            if single_put:
+                # Its URL can still PUT the object: deleted again once that URL expired.
+                core.store.files.tombstone(file, seconds=tombstone_seconds(core.url_ttl))
         # After the row says FAILED, so a racing CompleteUpload sees it (see core.py).
         if single_put:
             core.storage.delete_object(key)  # the object the client may have PUT
@@ -67,6 +71,10 @@ class Removal:
                 core.storage.abort_multipart_upload(file.s3_key, upload_id=file.upload_id)
             core.storage.delete_object(file.s3_key)  # storage first: never orphan an object
             deletion.delete()
+            if file.single_put:
+                # Its URL can still PUT the object (until its TTL, if it was in progress;
+                # an UPLOADED one's too): deleted again once that URL expired.
+                deletion.tombstone(seconds=tombstone_seconds(core.url_ttl))
             size = file.size
         core.sessions.delete(fid)
         core.status_events.changed(user_id=user_id, file_id=fid, status="DELETED", size=size)

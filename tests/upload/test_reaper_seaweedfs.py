@@ -16,7 +16,7 @@ from services.upload.reaper import Reaper
 from services.upload.sessions import UploadSessions
 from services.upload.status_events import StatusEvents
 from services.upload.storage import BucketUploads
-from services.upload.store import ReaperStore
+from services.upload.store import ReaperStore, TombstoneStore
 from tests.fixtures.stores import S3Store
 
 from .test_reaper import multipart_uploads
@@ -34,10 +34,12 @@ def store_bucket(seaweedfs: S3Store):  # noqa: F811 - the imported fixture
 def reaper_on(s3, bucket: str, db_engine, *, clock, page_size: int = 1000) -> Reaper:
     return Reaper(
         store=ReaperStore(Database(db_engine)),
+        tombstones=TombstoneStore(Database(db_engine)),
         uploads=BucketUploads(s3, bucket, page_size=page_size),
         sessions=UploadSessions(None, ttl_seconds=60),  # unused by the orphan scan
         status_events=StatusEvents(),
         idle_ttl_seconds=int(DAY.total_seconds()),
+        url_ttl_seconds=3600,
         interval_seconds=300,
         batch_size=10,
         clock=clock,

@@ -6,6 +6,7 @@ write:
 - usage.py: a user's usage and the transaction that creates a file (UsageStore);
 - parts.py: recorded parts, the hot path's upserts (PartStore);
 - reaper.py: the reaper's claims on idle uploads and its orphan scan (ReaperStore);
+- tombstones.py: keys to delete from storage once their last URL expired (TombstoneStore);
 - reads.py: one-statement reads, shared.
 
 A database that is briefly unreachable (a restart, a failover) is waited for here, for
@@ -24,6 +25,7 @@ from .listing import ListingStore
 from .parts import PartRecord, PartStore
 from .reads import Reads
 from .reaper import ORPHAN_SCAN_LOCK, IdleClaim, ReaperStore
+from .tombstones import TombstoneClaim, TombstoneStore, record_tombstone
 from .usage import QUOTA_LOCK_NAMESPACE, FileCreation, FileIdTaken, UsageStore
 
 
@@ -40,6 +42,8 @@ class UploadStore:
         self.parts = PartStore(db, reads, autocommit=autocommit)
         # ListFiles' pages (listing.py).
         self.listing = ListingStore(db, autocommit=autocommit)
+        # Keys of removed single PUTs, deleted again later (tombstones.py).
+        self.tombstones = TombstoneStore(db)
 
 
 __all__ = [
@@ -55,6 +59,9 @@ __all__ = [
     "PartStore",
     "ReaperStore",
     "Reads",
+    "TombstoneClaim",
+    "TombstoneStore",
     "UploadStore",
     "UsageStore",
+    "record_tombstone",
 ]

@@ -8,12 +8,13 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from services.common.db import Database
 
 from ..models import File, FileStatus
 from .reads import Reads
+from .tombstones import record_tombstone
 
 # Built once with bound parameters: building a statement and its cache key costs CPU on
 # every call, and RecordPart's slow path and every part-URL request read a file.
@@ -34,6 +35,12 @@ class FileDeletion:
         """Deletes the row (its parts cascade) when the block ends."""
         if self.file is not None:
             self._session.execute(delete(File).where(File.id == self.file.id))
+
+    def tombstone(self, *, seconds: int) -> None:
+        """The file's key is deleted from storage again `seconds` from now (a URL that can
+        still PUT there), committed with the block (store/tombstones.py)."""
+        if self.file is not None:
+            record_tombstone(self._session, self.file.s3_key, seconds=seconds)
 
 
 class FileStore:
@@ -91,6 +98,14 @@ class FileStore:
             )
         ) as (_, file):
             yield file
+
+    def tombstone(self, file: File, *, seconds: int) -> None:
+        """`file`'s key is deleted from storage again `seconds` from now, in the transaction
+        holding its row (locked_owned_file's block), committed with it."""
+        session = object_session(file)
+        if session is None:
+            raise RuntimeError("tombstone() needs the file of a locked_owned_file block")
+        record_tombstone(session, file.s3_key, seconds=seconds)
 
     @contextmanager
     def locked_file_by_key(self, s3_key: str) -> Iterator[File | None]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from services.common.db import Database
 
 from ..models import File, FileStatus, Part
+from .tombstones import record_tombstone
 
 # The advisory lock of the orphan scan: any constant no other Dropfile code uses
 # (the ASCII of "dfreaper").
@@ -37,10 +38,14 @@ class IdleClaim:
         self._session = session
         self.files = files
 
-    def failed(self, file: File) -> None:
-        """The upload is over: FAILED, its recorded parts gone."""
+    def failed(self, file: File, *, tombstone_seconds: int | None = None) -> None:
+        """The upload is over: FAILED, its recorded parts gone; with `tombstone_seconds`
+        (a single PUT, whose URL may still PUT the object), its key is deleted from
+        storage again that long from now (store/tombstones.py)."""
         file.status = FileStatus.FAILED
         self._session.execute(delete(Part).where(Part.file_id == file.id))
+        if tombstone_seconds is not None:
+            record_tombstone(self._session, file.s3_key, seconds=tombstone_seconds)
 
     def completed(self, file: File, *, etag: str) -> None:
         """Storage completed the upload, its record of it was lost: recorded now with the

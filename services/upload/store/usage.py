@@ -8,14 +8,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Exists, String, Table, bindparam, case, func, insert, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Select
 
 from services.common.db import Database
 
-from ..models import File, FileStatus
+from ..models import File, FileStatus, StorageTombstone
 from ..quota import Usage
 from .reads import Reads
 
@@ -43,11 +54,15 @@ def _usage_query(user_id: Any, excluding: uuid.UUID | None) -> Select[int, int]:
     return query
 
 
-def _id_taken() -> Exists:
+def _id_taken() -> ColumnElement[bool]:
     """EXISTS (a file, anyone's, with the id `file_id`), on an alias so that it stays
-    uncorrelated when it is a column of a query on files."""
+    uncorrelated when it is a column of a query on files; or a tombstone on the key
+    `s3_key`: a URL of a removed upload may still PUT there, and the reaper will delete
+    what is there (store/tombstones.py), so the key is not reused before."""
     other = aliased(File)
-    return select(literal(True)).select_from(other).where(other.id == bindparam("file_id")).exists()
+    file = select(literal(True)).select_from(other).where(other.id == bindparam("file_id"))
+    tombstone = select(literal(True)).where(StorageTombstone.s3_key == bindparam("s3_key"))
+    return or_(file.exists(), tombstone.exists())
 
 
 # Statements of every initiation, built once with bound parameters: building a statement
@@ -107,27 +122,27 @@ class UsageStore:
 
     @contextmanager
     def file_creation(
-        self, file_id: uuid.UUID, user_id: uuid.UUID, *, with_usage: bool
+        self, file_id: uuid.UUID, user_id: uuid.UUID, *, s3_key: str, with_usage: bool
     ) -> Iterator[FileCreation]:
         """One transaction (one connection) that creates a file: it tells whether the id is
-        taken and, `with_usage`, the owner's usage (bytes and uploads in progress) read
-        under the per-user quota lock; the block decides, may call storage, then inserts;
-        the insert commits when the block ends, and the lock goes with it. Two concurrent
-        creations by one user are decided one after the other, each seeing the other's
-        file."""
+        taken (or `s3_key` has a tombstone) and, `with_usage`, the owner's usage (bytes and
+        uploads in progress) read under the per-user quota lock; the block decides, may
+        call storage, then inserts; the insert commits when the block ends, and the lock
+        goes with it. Two concurrent creations by one user are decided one after the
+        other, each seeing the other's file."""
 
         def check(session: Session) -> tuple[bool, Usage | None]:
             if with_usage:
                 _lock_quota(session, user_id)
                 used, in_progress, uploads, id_taken = session.execute(
-                    _ADMISSION, {"user_id": user_id, "file_id": file_id}
+                    _ADMISSION, {"user_id": user_id, "file_id": file_id, "s3_key": s3_key}
                 ).one()
                 return bool(id_taken), Usage(
                     used_bytes=int(used),
                     uploading_bytes=int(in_progress),
                     uploads_in_progress=int(uploads),
                 )
-            return bool(session.scalar(_ID_TAKEN, {"file_id": file_id})), None
+            return bool(session.scalar(_ID_TAKEN, {"file_id": file_id, "s3_key": s3_key})), None
 
         with self._db.session_from(check) as (session, (id_taken, usage)):
             yield FileCreation(session, id_taken=id_taken, usage=usage)
