@@ -24,7 +24,7 @@ from .api import Account, api_client
 from .config import BenchConfig
 from .stack import ROOT, BenchStack, free_port, host_port
 from .stats import Results, Row
-from .transfers import MIB, _delete, random_file, transfer
+from .transfers import MIB, _delete, cpu_used, random_file, transfer
 
 UPLOADS = (
     ("wan.dropfile", "a. Dropfile CLI/SDK, whole stack", "dropfile-upload"),
@@ -134,6 +134,7 @@ def measure(
             for round_number in range(config.rounds):
                 for row_id, _, method in UPLOADS:
                     stack.check_alive()
+                    before = stack.cpu_seconds()
                     done = transfer(
                         {
                             **base,
@@ -144,9 +145,12 @@ def measure(
                         },
                         timeout=1800,
                     )
+                    spent = cpu_used(before, stack.cpu_seconds(), done)
                     rows[row_id].samples.append(size / MIB / done["seconds"])
+                    rows[row_id].details.append(spent)
                     say(
                         f"  round {round_number + 1}: {method} {rows[row_id].samples[-1]:.0f} MiB/s"
+                        f", CPU-s {spent['cpu_seconds']}"
                     )
                     _delete(api, stack, done)
     finally:
