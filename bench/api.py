@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import httpx
+
+from tools.processes import run_json_module
 
 from .stack import ROOT
 
@@ -99,17 +99,7 @@ def record_chunk_bodies(file_ids: list[str], parts: int) -> list[dict]:
 
 def run_load(workloads: list[dict], timeout: float) -> dict:
     """Runs the load generator in its own process; returns its per-workload results."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen"],
-        cwd=ROOT,
-        input=json.dumps({"workloads": workloads}),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"load generator failed: {result.stderr.strip()[-2000:]}")
-    return json.loads(result.stdout)
+    return run_json_module("bench.loadgen", {"workloads": workloads}, cwd=ROOT, timeout=timeout)
 
 
 def http_workload(

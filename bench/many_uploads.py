@@ -15,16 +15,15 @@ visible through the API. The main stack: SeaweedFS, confirmed by the reconciler.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from tools.processes import run_json_module
 
 from .api import Account, sign_up
 from .config import BenchConfig
@@ -45,17 +44,10 @@ class LoadError(RuntimeError):
 
 def _burst(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Runs bench/upload_burst.py in a process of its own; returns its report."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.upload_burst"],
-        cwd=ROOT,
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if result.returncode != 0:
-        raise LoadError(f"the load generator failed: {result.stderr.strip()[-2000:]}")
-    return json.loads(result.stdout)
+    try:
+        return run_json_module("bench.upload_burst", spec, cwd=ROOT, timeout=timeout)
+    except RuntimeError as exc:
+        raise LoadError(f"the load generator failed: {exc}") from None
 
 
 def _dropfile_burst(

@@ -4,10 +4,7 @@ interleaved (a, b, c, a, b, c...) so that a disturbance hits every method alike.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tools.processes import run_json_module
 
 from .api import Account, api_client
 from .config import BenchConfig
@@ -57,17 +56,10 @@ def random_file(size: int) -> Iterator[Path]:
 
 def transfer(spec: dict, timeout: float = 600) -> dict:
     """Runs one transfer in its own process (bench/transfer.py)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.transfer"],
-        cwd=ROOT,
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{spec['method']} failed: {result.stderr.strip()[-2000:]}")
-    return json.loads(result.stdout)
+    try:
+        return run_json_module("bench.transfer", spec, cwd=ROOT, timeout=timeout)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{spec['method']}: {exc}") from None
 
 
 def measure(

@@ -27,12 +27,14 @@ Child processes
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import pwd
 import secrets
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -389,3 +391,20 @@ def stop_all(
             if on_kill is not None:
                 on_kill(child)
             child.kill()
+
+
+def run_json_module(module: str, payload: object, *, cwd: Path, timeout: float) -> Any:
+    """Runs `python -m module` in a process of its own with `payload` as JSON on its stdin;
+    returns its stdout parsed as JSON. RuntimeError (with the end of its stderr) when it
+    fails: the bench's clients and load generators run this way, never sharing a GIL."""
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=cwd,
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{module} failed: {result.stderr.strip()[-2000:]}")
+    return json.loads(result.stdout)
