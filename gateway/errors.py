@@ -21,10 +21,11 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.common.rich_status import ERROR_DOMAIN, rich_status
 
 from . import schemas, schemas_v2
 
@@ -32,7 +33,6 @@ log = logging.getLogger("gateway.errors")
 
 FILES_PREFIX = "/api/files"
 INTERNAL_ERROR = "internal error"
-ERROR_DOMAIN = "dropfile"  # services/common/grpc_server.py's ErrorInfo domain
 
 
 @dataclass(frozen=True)
@@ -543,16 +543,7 @@ def rpc_error(
     RecordParts result, a SubscriptionEnded) exactly as it answers a refused call."""
     trailing = grpc.aio.Metadata()
     if reason:
-        info = any_pb2.Any()
-        info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
-        packed = [info]
-        if retry_after is not None:
-            retry = any_pb2.Any()
-            delay = error_details_pb2.RetryInfo()
-            delay.retry_delay.FromMilliseconds(max(int(retry_after * 1000), 0))
-            retry.Pack(delay)
-            packed.append(retry)
-        status = status_pb2.Status(code=code.value[0], message=details, details=packed)
+        status = rich_status(code, details, reason, retry_after)
         trailing = grpc.aio.Metadata(*rpc_status.to_status(status).trailing_metadata)
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details=details)
 

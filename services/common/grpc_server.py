@@ -20,8 +20,6 @@ from types import FrameType
 from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2
 from google.rpc.status_pb2 import Status
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -36,6 +34,7 @@ from .memory import map_large_blocks_apart
 from .metrics import GRPC_LATENCY, GRPC_REQUESTS, start_metrics_server
 from .process_limits import raise_open_files_limit
 from .readiness import HealthStatuses
+from .rich_status import rich_status
 from .settings import GrpcServiceSettings, load_settings
 from .tokens import Identity, InvalidTokenError, TokenVerifier, current_identity
 from .tracing import configure_tracing
@@ -59,7 +58,6 @@ SERVICE_TOKEN_HEADER = "x-dropfile-service-token"
 # The health service name the liveness probe asks: SERVING while the process answers,
 # whatever its dependencies (readiness.py: "" and the services follow them).
 LIVENESS_SERVICE = "liveness"
-ERROR_DOMAIN = "dropfile"
 
 S = TypeVar("S", bound=GrpcServiceSettings)
 # A servicer method: its request and context in, its reply (or replies) out.
@@ -114,21 +112,6 @@ class AccessPolicy:
         return "user"
 
 
-def _status(
-    code: grpc.StatusCode, message: str, reason: str, retry_after: float | None = None
-) -> Status:
-    detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
-    details = [detail]
-    if retry_after is not None:
-        retry = any_pb2.Any()
-        delay = error_details_pb2.RetryInfo()
-        delay.retry_delay.FromMilliseconds(max(int(retry_after * 1000), 0))
-        retry.Pack(delay)
-        details.append(retry)
-    return Status(code=code.value[0], message=message, details=details)
-
-
 def _abort(context: grpc.ServicerContext, status: Status) -> NoReturn:
     context.abort_with_status(rpc_status.to_status(status))
 
@@ -142,7 +125,7 @@ class Refusal(Exception):
 
 
 def domain_status(exc: DomainError) -> Status:
-    return _status(exc.code, exc.message, exc.reason, exc.retry_after)
+    return rich_status(exc.code, exc.message, exc.reason, exc.retry_after)
 
 
 class CallRules:
@@ -214,7 +197,7 @@ class CallRules:
             presented = metadata.get(SERVICE_TOKEN_HEADER, "").encode()
             if not presented or not hmac.compare_digest(presented, self._service_token):
                 raise Refusal(
-                    _status(
+                    rich_status(
                         grpc.StatusCode.PERMISSION_DENIED,
                         "this RPC is for Dropfile services only",
                         "SERVICE_CREDENTIAL_REQUIRED",
@@ -225,7 +208,7 @@ class CallRules:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Refusal(
-                _status(
+                rich_status(
                     grpc.StatusCode.UNAUTHENTICATED, "missing access token", "ACCESS_TOKEN_MISSING"
                 )
             )
@@ -238,7 +221,7 @@ class CallRules:
             return self._verifier.verify(token)
         except InvalidTokenError as exc:
             raise Refusal(
-                _status(grpc.StatusCode.UNAUTHENTICATED, str(exc), "ACCESS_TOKEN_INVALID")
+                rich_status(grpc.StatusCode.UNAUTHENTICATED, str(exc), "ACCESS_TOKEN_INVALID")
             ) from None
         except DomainError as exc:
             raise Refusal(domain_status(exc)) from None
@@ -250,14 +233,14 @@ class CallRules:
             return domain_status(exc)
         if is_transient(exc):
             log.warning("dependency unavailable in %s: %s", method, type(exc).__name__)
-            return _status(
+            return rich_status(
                 grpc.StatusCode.UNAVAILABLE,
                 "a backend is temporarily unavailable; retry",
                 "BACKEND_UNAVAILABLE",
                 1.0,
             )
         log.exception("unexpected error in %s", method)
-        return _status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+        return rich_status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
     def _outcome(self, method: str) -> Callable[[grpc.StatusCode, float], None]:
         """What records a call's end: its count by status, and one access-log line (DEBUG

@@ -137,12 +137,12 @@ def test_a_backend_deadline_is_504(gateway_settings):
 def _refusal(
     code: grpc.StatusCode, message: str, reason: str, retry_after: float | None
 ) -> grpc.aio.AioRpcError:
-    """A refusal as a Dropfile service sends it (services/common/grpc_server._status)."""
+    """A refusal as a Dropfile service sends it (services/common/rich_status.py)."""
     from grpc_status import rpc_status
 
-    from services.common.grpc_server import _status
+    from services.common.rich_status import rich_status
 
-    status = rpc_status.to_status(_status(code, message, reason, retry_after))
+    status = rpc_status.to_status(rich_status(code, message, reason, retry_after))
     return grpc.aio.AioRpcError(
         code, grpc.aio.Metadata(), grpc.aio.Metadata(*status.trailing_metadata), details=message
     )
